@@ -1,0 +1,158 @@
+"""Checking one file: read, prefilter, parse once, compute facts, run rules, locate."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from looplint.errors import SourceError
+from looplint.facts import ModuleFacts
+from looplint.finding import Finding
+from looplint.identity import PARSE_ERROR
+from looplint.prefilter import is_candidate
+from looplint.program import compile_module
+from looplint.rule import Rule, Violation
+from looplint.source import SourceFile, read_source
+from looplint.suppression import is_suppressed
+
+
+@dataclass(slots=True)
+class FileResult:
+    """What checking one file produced: findings, and tracebacks kept for `--debug`."""
+
+    path: str
+    findings: list[Finding] = field(default_factory=list)
+    tracebacks: list[str] = field(default_factory=list)
+
+
+def _error_finding(path: str, message: str, line: int = 1, column: int = 1) -> Finding:
+    return Finding(
+        path=path,
+        cell=None,
+        line=line,
+        column=column,
+        code=PARSE_ERROR.code,
+        name=PARSE_ERROR.name,
+        message=message,
+        end_line=line,
+        end_column=column,
+    )
+
+
+def _syntax_error_message(error: cst.ParserSyntaxError) -> str:
+    reason = str(error.message).strip().splitlines()[0] if error.message else "invalid syntax"
+    return f"syntax error: {reason}"
+
+
+def check_file(path: str, rules: Sequence[Rule], use_prefilter: bool = True) -> FileResult:
+    """Check the file at `path` with `rules`; never raises for bad input."""
+    try:
+        source = read_source(path)
+    except SourceError as error:
+        return FileResult(path, [_error_finding(path, str(error))])
+    return check_source(source, rules, use_prefilter)
+
+
+def check_source(source: SourceFile, rules: Sequence[Rule], use_prefilter: bool = True) -> FileResult:
+    """Check already-read source text; never raises for bad input."""
+    result = FileResult(source.path)
+    if not rules or (use_prefilter and not is_candidate(source.text)):
+        return result
+    try:
+        module = cst.parse_module(source.text)
+    except cst.ParserSyntaxError as error:
+        line, column = _locate(source, error.raw_line, error.raw_column + 1)
+        result.findings.append(_located_error(source, _syntax_error_message(error), error.raw_line, error.raw_column + 1))
+        del line, column
+        return result
+    except RecursionError:
+        result.findings.append(_error_finding(source.path, "too deeply nested to parse"))
+        return result
+    except Exception as error:  # noqa: BLE001 - the parser's own failures become LL000
+        result.findings.append(_error_finding(source.path, f"cannot parse: {type(error).__name__}: {error}"))
+        return result
+    try:
+        facts = ModuleFacts(compile_module(module))
+    except RecursionError:
+        result.findings.append(_error_finding(source.path, "too deeply nested to analyse"))
+        return result
+    except Exception as error:  # noqa: BLE001 - an analysis bug must not stop the run
+        result.tracebacks.append(traceback.format_exc())
+        result.findings.append(
+            _error_finding(source.path, f"internal error while analysing: {type(error).__name__}: {error}")
+        )
+        return result
+    reported: list[tuple[Rule, Violation]] = []
+    for rule in rules:
+        seen: set[int] = set()
+        try:
+            for violation in rule.check(facts):
+                if id(violation.node) not in seen:
+                    seen.add(id(violation.node))
+                    reported.append((rule, violation))
+        except RecursionError:
+            result.findings.append(_error_finding(source.path, f"{rule.code}: too deeply nested to analyse"))
+        except Exception as error:  # noqa: BLE001 - one rule's bug must not stop the others
+            result.tracebacks.append(traceback.format_exc())
+            result.findings.append(
+                _error_finding(
+                    source.path, f"internal error in {rule.code}: {type(error).__name__}: {error}"
+                )
+            )
+    if reported:
+        result.findings.extend(_locate_violations(source, module, reported))
+    return result
+
+
+def _locate(source: SourceFile, line: int, column: int) -> tuple[int, int]:
+    return line, column
+
+
+def _located_error(source: SourceFile, message: str, line: int, column: int) -> Finding:
+    if source.notebook is not None:
+        cell, cell_line = source.notebook.locate(line)
+        finding = _error_finding(source.path, message, cell_line, column)
+        return Finding(
+            finding.path, cell, cell_line, column, finding.code, finding.name,
+            finding.message, cell_line, column,
+        )  # fmt: skip
+    return _error_finding(source.path, message, line, column)
+
+
+def _locate_violations(
+    source: SourceFile, module: cst.Module, reported: list[tuple[Rule, Violation]]
+) -> list[Finding]:
+    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    findings: list[Finding] = []
+    lines = source.text.splitlines()
+    for rule, violation in reported:
+        where = positions[violation.node]
+        start, end = where.start, where.end
+        text = lines[start.line - 1] if 0 < start.line <= len(lines) else ""
+        if is_suppressed(text, rule.code):
+            continue
+        cell = None
+        line, end_line = start.line, end.line
+        if source.notebook is not None:
+            cell, line = source.notebook.locate(start.line)
+            end_cell, end_line = source.notebook.locate(end.line)
+            if end_cell != cell:
+                end_line = line
+        findings.append(
+            Finding(
+                path=source.path,
+                cell=cell,
+                line=line,
+                column=start.column + 1,
+                code=rule.code,
+                name=rule.name,
+                message=violation.message,
+                end_line=end_line,
+                end_column=end.column + 1,
+            )
+        )
+    return findings

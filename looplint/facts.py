@@ -1,0 +1,777 @@
+"""Shared facts about a module's training loops, computed once for all rules.
+
+Two layers sit on top of the compiled events of `looplint.program`:
+
+* an **object table**: which names and attributes hold an optimizer, an LR
+  scheduler or a GradScaler (from constructors, same-module factories, parameter
+  annotations, how a parameter is used, and aliases), keyed by *identity* — a
+  string naming a variable in its scope (`train:opt`, `<module>:optimizer`) or an
+  attribute of a class's instances (`Trainer.self.optimizer`);
+* **execution trees**: each function's events with every call, step, clear and
+  construction resolved to those identities, and calls to same-module functions
+  made inside loops inlined with their arguments bound, so a rule sees what one
+  iteration of a loop really runs.
+
+Rules are short queries over `ModuleFacts.sites()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from looplint.catalog import ObjectKind, annotated_kind, constructed_kind, takes_model_not_parameters
+from looplint.program import (
+    AssignEvent,
+    BranchEvent,
+    CallEvent,
+    ClassInfo,
+    Event,
+    FunctionInfo,
+    LoopEvent,
+    ModuleProgram,
+    WithEvent,
+    calls_in,
+)
+from looplint.syntax import argument, children, dotted_name, positional_args
+
+MAX_INLINE_DEPTH = 4
+_PARAMETER_ACCESSORS = frozenset(
+    {"parameters", "named_parameters", "children", "modules", "state_dict", "buffers"}
+)
+_GRAD_CLEARING_METHODS = frozenset({"zero_", "detach_", "fill_", "mul_"})
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """How one identity came to hold an optimizer, scheduler or scaler."""
+
+    kind: ObjectKind
+    qualified: str
+    call: cst.Call | None
+    optimizer: str | None = None
+    """For a scheduler: the identity of the optimizer it was built over."""
+
+
+# -- resolved operations -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Backward:
+    """A backward pass: gradients accumulate into `.grad`."""
+
+    node: cst.Call
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """An optimizer step (`opt.step()` or `scaler.step(opt)`)."""
+
+    node: cst.Call
+    optimizer: str
+    closure: tuple[Item, ...] = ()
+    via_scaler: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Clear:
+    """Gradients cleared: of one optimizer, or (`optimizer=None`) of a model or parameters."""
+
+    node: cst.CSTNode
+    optimizer: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerStep:
+    """`scheduler.step(...)`: never an optimizer step."""
+
+    node: cst.Call
+    scheduler: str
+    has_metric: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Construct:
+    """An optimizer, scheduler or scaler being built."""
+
+    node: cst.Call
+    kind: ObjectKind
+    qualified: str
+    parameter_sources: frozenset[str]
+    optimizer: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    """An identity bound to a new value; `fresh` unless derived from itself or parameters."""
+
+    node: cst.CSTNode
+    target: str
+    fresh: bool
+    sources: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Escape:
+    """An optimizer handed to code looplint cannot see; it may be stepped or cleared there."""
+
+    node: cst.Call
+    optimizer: str
+
+
+@dataclass(frozen=True, slots=True)
+class Loop:
+    """A loop with its resolved body; `targets` are rebound every iteration."""
+
+    node: cst.For | cst.While
+    targets: frozenset[str]
+    body: tuple[Item, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """A conditional: each arm may or may not run."""
+
+    node: cst.CSTNode
+    test: cst.BaseExpression | None
+    arms: tuple[tuple[Item, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """A `with` block and what it enters."""
+
+    node: cst.With
+    contexts: tuple[str, ...]
+    body: tuple[Item, ...]
+
+
+Operation = Backward | Step | Clear | SchedulerStep | Construct | Assign | Escape
+Item = Operation | Loop | Branch | Context
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """An operation in its place: the loops and branches around it, in execution order."""
+
+    op: Operation
+    order: int
+    loops: tuple[Loop, ...]
+    guards: tuple[Branch, ...]
+    in_closure: bool
+
+    @property
+    def loop(self) -> Loop | None:
+        """The innermost enclosing loop."""
+        return self.loops[-1] if self.loops else None
+
+    def guards_within(self, loop: Loop) -> tuple[Branch, ...]:
+        """The branches between `loop` and this operation."""
+        inside = _branches_inside(loop)
+        return tuple(guard for guard in self.guards if id(guard) in inside)
+
+
+def _branches_inside(loop: Loop) -> set[int]:
+    found: set[int] = set()
+    pending: list[Item] = list(loop.body)
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Branch):
+            found.add(id(item))
+            for arm in item.arms:
+                pending.extend(arm)
+        elif isinstance(item, (Loop, Context)):
+            pending.extend(item.body)
+        elif isinstance(item, Step):
+            pending.extend(item.closure)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A function being executed, with its parameters bound to the caller's identities."""
+
+    function: FunctionInfo
+    env: Mapping[str, str]
+
+
+def _maximal_chains(expression: cst.CSTNode) -> Iterator[cst.BaseExpression]:
+    """Every outermost name/attribute chain inside `expression`."""
+    stack: list[cst.CSTNode] = [expression]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (cst.Name, cst.Attribute)) and dotted_name(node) is not None:
+            yield node
+            continue
+        if isinstance(node, cst.Lambda):
+            continue
+        stack.extend(children(node))
+
+
+def _calls_method(expression: cst.CSTNode, names: frozenset[str]) -> bool:
+    stack: list[cst.CSTNode] = [expression]
+    while stack:
+        node = stack.pop()
+        if (
+            isinstance(node, cst.Call)
+            and isinstance(node.func, cst.Attribute)
+            and node.func.attr.value in names
+        ):
+            return True
+        stack.extend(children(node))
+    return False
+
+
+def _is_grad_attribute(node: cst.BaseExpression) -> bool:
+    """`p.grad` or `p.grad.data`."""
+    if isinstance(node, cst.Attribute) and node.attr.value == "data":
+        node = node.value
+    return isinstance(node, cst.Attribute) and node.attr.value == "grad"
+
+
+class ModuleFacts:
+    """The object table and execution trees of one module."""
+
+    def __init__(self, program: ModuleProgram) -> None:
+        self.program = program
+        self.imports = program.imports
+        self.objects: dict[str, list[ObjectInfo]] = {}
+        self._factory_kinds: dict[int, ObjectInfo | None] = {}
+        self._trees: dict[int, tuple[Item, ...]] = {}
+        self._sites: dict[int, list[Site]] = {}
+        self._summary: ModuleSummary | None = None
+        self._build_object_table()
+
+    @property
+    def summary(self) -> ModuleSummary:
+        """Module-wide textual facts, computed on first use."""
+        if self._summary is None:
+            self._summary = summarise(self.program)
+        return self._summary
+
+    # -- identities ----------------------------------------------------------------
+    def _class_self(self, owner: ClassInfo) -> str:
+        return f"{self.program.root_class(owner).name}.self"
+
+    def resolve_name(self, name: str, frame: Frame) -> str:
+        """The identity a bare name refers to inside `frame`."""
+        bound = frame.env.get(name)
+        if bound is not None:
+            return bound
+        scope: FunctionInfo | None = frame.function
+        while scope is not None:
+            if scope.self_name == name and scope.owner is not None:
+                return self._class_self(scope.owner)
+            if name in scope.local_names:
+                return f"{scope.qualname}:{name}"
+            scope = scope.parent
+        return f"<module>:{name}"
+
+    def identity(self, expression: cst.BaseExpression, frame: Frame) -> str | None:
+        """The identity of a name or attribute chain, else None (calls, subscripts, …)."""
+        chain = dotted_name(expression)
+        if chain is None:
+            return None
+        head, _, rest = chain.partition(".")
+        root = self.resolve_name(head, frame)
+        return f"{root}.{rest}" if rest else root
+
+    def kinds(self, identity: str | None) -> set[ObjectKind]:
+        """What an identity is known to hold."""
+        if identity is None:
+            return set()
+        return {info.kind for info in self.objects.get(identity, ())}
+
+    def is_optimizer(self, identity: str | None) -> bool:
+        """Whether `identity` is known to hold an optimizer."""
+        return ObjectKind.OPTIMIZER in self.kinds(identity)
+
+    def scheduler_info(self, identity: str) -> ObjectInfo | None:
+        """How the scheduler at `identity` was built, if known."""
+        for info in self.objects.get(identity, ()):
+            if info.kind is ObjectKind.SCHEDULER:
+                return info
+        return None
+
+    # -- object table ----------------------------------------------------------------
+    def _record(self, identity: str, info: ObjectInfo) -> bool:
+        infos = self.objects.setdefault(identity, [])
+        if any(existing.kind is info.kind for existing in infos):
+            return False
+        infos.append(info)
+        return True
+
+    def constructed(self, call: cst.Call, frame: Frame) -> ObjectInfo | None:
+        """The object a call builds: a library constructor or a same-module factory."""
+        qualified = self.imports.qualify(call.func)
+        if qualified is not None:
+            kind = constructed_kind(qualified)
+            if kind is None:
+                return None
+            optimizer = None
+            if kind is ObjectKind.SCHEDULER:
+                first = argument(call, 0, "optimizer")
+                optimizer = self.identity(first, frame) if first is not None else None
+            return ObjectInfo(kind, qualified, call, optimizer)
+        callee = self._callee(call, frame)
+        if callee is not None:
+            return self._factory_kind(callee[0])
+        return None
+
+    def _factory_kind(self, function: FunctionInfo) -> ObjectInfo | None:
+        key = id(function)
+        if key in self._factory_kinds:
+            return self._factory_kinds[key]
+        self._factory_kinds[key] = None  # guards recursion
+        frame = Frame(function, {})
+        for value in function.returns:
+            info = self._value_info(value, frame)
+            if info is not None:
+                self._factory_kinds[key] = info
+                return info
+        return None
+
+    def _value_info(self, value: cst.BaseExpression, frame: Frame) -> ObjectInfo | None:
+        if isinstance(value, cst.Call):
+            return self.constructed(value, frame)
+        identity = self.identity(value, frame)
+        if identity is not None:
+            infos = self.objects.get(identity)
+            if infos:
+                return infos[0]
+        return None
+
+    def _build_object_table(self) -> None:
+        for function in self.program.functions:
+            frame = Frame(function, {})
+            for param, annotation in function.annotations.items():
+                qualified = self.imports.qualify(annotation)
+                kind = annotated_kind(qualified) if qualified is not None else None
+                if kind is not None:
+                    self._record(f"{function.qualname}:{param}", ObjectInfo(kind, qualified or "", None))
+            self._infer_parameter_kinds(function)
+        for _ in range(3):
+            changed = False
+            for function in self.program.functions:
+                frame = Frame(function, {})
+                for event in _all_events(function.events):
+                    if isinstance(event, AssignEvent) and event.value is not None and not event.augmented:
+                        changed |= self._classify_assignment(event, frame)
+                    elif isinstance(event, CallEvent):
+                        changed |= self._bind_constructor_attributes(event.node, frame)
+            self._factory_kinds.clear()
+            if not changed:
+                break
+
+    def _classify_assignment(self, event: AssignEvent, frame: Frame) -> bool:
+        assert event.value is not None
+        value = event.value
+        targets = event.targets
+        if len(targets) == 1:
+            info = self._value_info(value, frame)
+            if info is None:
+                return False
+            identity = self.identity(targets[0], frame)
+            return identity is not None and self._record(identity, info)
+        # `model, opt, loader = accelerator.prepare(model, opt, loader)`: names keep their kinds.
+        return False
+
+    def _bind_constructor_attributes(self, call: cst.Call, frame: Frame) -> bool:
+        """`Trainer(model, opt)`: `self.optimizer = optimizer` in `__init__` holds `opt`."""
+        if not isinstance(call.func, cst.Name):
+            return False
+        owner = self.program.classes.get(call.func.value)
+        if owner is None:
+            return False
+        init = self.program.method(owner, "__init__")
+        if init is None or init.self_name is None:
+            return False
+        env = self._bind(init, call, frame, receiver=None)
+        changed = False
+        class_self = self._class_self(owner)
+        for event in _all_events(init.events):
+            if not isinstance(event, AssignEvent) or event.value is None or len(event.targets) != 1:
+                continue
+            target = event.targets[0]
+            if not (
+                isinstance(target, cst.Attribute)
+                and isinstance(target.value, cst.Name)
+                and target.value.value == init.self_name
+                and isinstance(event.value, cst.Name)
+            ):
+                continue
+            source = env.get(event.value.value)
+            for info in list(self.objects.get(source, ())) if source else ():
+                changed |= self._record(f"{class_self}.{target.attr.value}", info)
+        return changed
+
+    def _infer_parameter_kinds(self, function: FunctionInfo) -> None:
+        """A parameter used as `x.step()` with `x.zero_grad()`, or as `scaler.step(x)`."""
+        stepped: set[str] = set()
+        cleared: set[str] = set()
+        scaled: set[str] = set()
+        params = set(function.params)
+        for event in _all_events(function.events):
+            if not isinstance(event, CallEvent) or not isinstance(event.node.func, cst.Attribute):
+                continue
+            func = event.node.func
+            receiver = func.value
+            if isinstance(receiver, cst.Name) and receiver.value in params:
+                if func.attr.value == "step":
+                    stepped.add(receiver.value)
+                elif func.attr.value == "zero_grad":
+                    cleared.add(receiver.value)
+            if func.attr.value == "step":
+                args = positional_args(event.node)
+                receiver_name = (dotted_name(receiver) or "").lower()
+                if args and isinstance(args[0], cst.Name) and "scaler" in receiver_name:
+                    if args[0].value in params:
+                        scaled.add(args[0].value)
+        for param in (stepped & cleared) | scaled:
+            self._record(
+                f"{function.qualname}:{param}",
+                ObjectInfo(ObjectKind.OPTIMIZER, "<used as optimizer>", None),
+            )
+
+    # -- execution trees -------------------------------------------------------------
+    def _callee(self, call: cst.Call, frame: Frame) -> tuple[FunctionInfo, str | None] | None:
+        """The same-module function a call reaches, and the identity bound to `self`."""
+        func = call.func
+        if isinstance(func, cst.Name):
+            if func.value in frame.env:
+                return None
+            found = self.program.function_named(func.value, frame.function)
+            return (found, None) if found is not None else None
+        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name):
+            owner = frame.function.owner
+            scope: FunctionInfo | None = frame.function
+            while scope is not None and scope.self_name is None:
+                scope = scope.parent
+            if scope is None or scope.owner is None or func.value.value != scope.self_name:
+                return None
+            owner = scope.owner
+            method = self.program.method(owner, func.attr.value)
+            if method is None or method.self_name is None:
+                return None
+            return method, self._class_self(owner)
+        return None
+
+    def _bind(
+        self, callee: FunctionInfo, call: cst.Call, frame: Frame, receiver: str | None
+    ) -> dict[str, str]:
+        env: dict[str, str] = {}
+        params = list(callee.params)
+        if callee.self_name is not None:
+            if receiver is not None:
+                env[callee.self_name] = receiver
+            params = params[1:]
+        pairs = list(zip(params, positional_args(call)))
+        pairs += [
+            (arg.keyword.value, arg.value)
+            for arg in call.args
+            if arg.keyword is not None and arg.keyword.value in callee.params
+        ]
+        for param, value in pairs:
+            identity = self.identity(value, frame)
+            if identity is None:
+                continue
+            if not self.kinds(identity) and self.kinds(f"{callee.qualname}:{param}"):
+                continue  # the callee knows more (annotation or usage) than the caller
+            env[param] = identity
+        return env
+
+    def tree(self, function: FunctionInfo) -> tuple[Item, ...]:
+        """`function`'s body as resolved operations, calls inside loops inlined."""
+        key = id(function)
+        cached = self._trees.get(key)
+        if cached is None:
+            cached = self._resolve(function.events, Frame(function, {}), False, (function,))
+            self._trees[key] = cached
+        return cached
+
+    def _resolve(
+        self,
+        events: tuple[Event, ...],
+        frame: Frame,
+        in_loop: bool,
+        stack: tuple[FunctionInfo, ...],
+    ) -> tuple[Item, ...]:
+        out: list[Item] = []
+        for event in events:
+            if isinstance(event, CallEvent):
+                self._resolve_call(event.node, frame, in_loop, stack, out)
+            elif isinstance(event, AssignEvent):
+                self._resolve_assignment(event, frame, out)
+            elif isinstance(event, LoopEvent):
+                targets = frozenset(
+                    identity
+                    for target in event.targets
+                    if (identity := self.identity(target, frame)) is not None
+                )
+                out.append(Loop(event.node, targets, self._resolve(event.body, frame, True, stack)))
+            elif isinstance(event, BranchEvent):
+                arms = tuple(self._resolve(arm, frame, in_loop, stack) for arm in event.arms)
+                out.append(Branch(event.node, event.test, arms))
+            elif isinstance(event, WithEvent):
+                contexts = tuple(
+                    self.imports.qualify(c.func if isinstance(c, cst.Call) else c)
+                    or dotted_name(c.func if isinstance(c, cst.Call) else c)
+                    or ""
+                    for c in event.contexts
+                )
+                out.append(Context(event.node, contexts, self._resolve(event.body, frame, in_loop, stack)))
+        return tuple(out)
+
+    def _resolve_assignment(self, event: AssignEvent, frame: Frame, out: list[Item]) -> None:
+        value = event.value
+        sources = frozenset(
+            identity
+            for chain in (_maximal_chains(value) if value is not None else ())
+            if (identity := self.identity(chain, frame)) is not None
+        )
+        derived = event.augmented or (
+            value is not None and _calls_method(value, _PARAMETER_ACCESSORS)
+        )
+        for target in event.targets:
+            if isinstance(target, cst.Attribute) and target.attr.value == "grad":
+                out.append(Clear(event.node, None))
+                continue
+            identity = self.identity(target, frame)
+            if identity is None:
+                continue
+            self_derived = any(
+                source == identity or source.startswith(identity + ".") for source in sources
+            )
+            out.append(Assign(event.node, identity, not (derived or self_derived), sources))
+
+    def _resolve_call(
+        self,
+        call: cst.Call,
+        frame: Frame,
+        in_loop: bool,
+        stack: tuple[FunctionInfo, ...],
+        out: list[Item],
+    ) -> None:
+        func = call.func
+        attr = func.attr.value if isinstance(func, cst.Attribute) else None
+        if attr in ("backward", "manual_backward"):
+            out.append(Backward(call))
+            return
+        qualified = self.imports.qualify(func)
+        if qualified == "torch.autograd.backward":
+            out.append(Backward(call))
+            return
+        if isinstance(func, cst.Attribute):
+            receiver = self.identity(func.value, frame)
+            kinds = self.kinds(receiver)
+            if attr == "step" and receiver is not None:
+                if ObjectKind.OPTIMIZER in kinds:
+                    closure_arg = argument(call, 0, "closure")
+                    closure = (
+                        self._closure(closure_arg, frame, stack) if closure_arg is not None else ()
+                    )
+                    out.append(Step(call, receiver, closure))
+                    return
+                if ObjectKind.SCHEDULER in kinds:
+                    out.append(SchedulerStep(call, receiver, bool(call.args)))
+                    return
+                args = positional_args(call)
+                if args:
+                    stepped = self.identity(args[0], frame)
+                    is_scaler = ObjectKind.SCALER in kinds or "scaler" in receiver.lower()
+                    if is_scaler and self.is_optimizer(stepped):
+                        assert stepped is not None
+                        out.append(Step(call, stepped, via_scaler=True))
+                        return
+            if attr == "zero_grad":
+                out.append(Clear(call, receiver if ObjectKind.OPTIMIZER in kinds else None))
+                return
+            if attr in _GRAD_CLEARING_METHODS and _is_grad_attribute(func.value):
+                out.append(Clear(call, None))
+                return
+        info = self.constructed(call, frame) if qualified is not None else None
+        if info is not None and info.call is call:
+            out.append(self._construct(call, info, frame))
+            return
+        callee = self._callee(call, frame)
+        if callee is not None:
+            function, receiver_identity = callee
+            if in_loop and len(stack) < MAX_INLINE_DEPTH and function not in stack:
+                env = self._bind(function, call, frame, receiver_identity)
+                out.extend(self._resolve(function.events, Frame(function, env), True, (*stack, function)))
+            return
+        if attr is not None and ("zero_grad" in attr or ("clear" in attr and "grad" in attr)):
+            out.append(Clear(call, None))
+            return
+        for arg in call.args:
+            identity = self.identity(arg.value, frame)
+            if self.is_optimizer(identity):
+                assert identity is not None
+                out.append(Escape(call, identity))
+
+    def _construct(self, call: cst.Call, info: ObjectInfo, frame: Frame) -> Construct:
+        sources: frozenset[str] = frozenset()
+        if info.kind is ObjectKind.OPTIMIZER:
+            name = "model" if takes_model_not_parameters(info.qualified) else "params"
+            params = argument(call, 0, name)
+            if params is not None:
+                sources = frozenset(
+                    identity
+                    for chain in _maximal_chains(params)
+                    if (identity := self.identity(chain, frame)) is not None
+                )
+        return Construct(call, info.kind, info.qualified, sources, info.optimizer)
+
+    def _closure(
+        self, closure: cst.BaseExpression, frame: Frame, stack: tuple[FunctionInfo, ...]
+    ) -> tuple[Item, ...]:
+        if isinstance(closure, cst.Lambda):
+            events: list[Event] = []
+            calls_in(closure.body, events)
+            return self._resolve(tuple(events), frame, True, stack)
+        if isinstance(closure, cst.Name):
+            function = self.program.function_named(closure.value, frame.function)
+            if function is not None and function not in stack:
+                return self._resolve(function.events, Frame(function, {}), True, (*stack, function))
+        return ()
+
+    # -- queries -----------------------------------------------------------------------
+    def sites(self, function: FunctionInfo) -> list[Site]:
+        """Every operation `function` runs, in execution order, with its loops and guards."""
+        key = id(function)
+        cached = self._sites.get(key)
+        if cached is None:
+            cached = []
+            _flatten(self.tree(function), (), (), False, cached)
+            self._sites[key] = cached
+        return cached
+
+    def all_sites(self) -> Iterator[tuple[FunctionInfo, list[Site]]]:
+        """Sites of every function and the module body."""
+        for function in self.program.functions:
+            yield function, self.sites(function)
+
+
+def _flatten(
+    items: tuple[Item, ...],
+    loops: tuple[Loop, ...],
+    guards: tuple[Branch, ...],
+    in_closure: bool,
+    out: list[Site],
+) -> None:
+    for item in items:
+        if isinstance(item, Loop):
+            _flatten(item.body, (*loops, item), guards, in_closure, out)
+        elif isinstance(item, Branch):
+            for arm in item.arms:
+                _flatten(arm, loops, (*guards, item), in_closure, out)
+        elif isinstance(item, Context):
+            _flatten(item.body, loops, guards, in_closure, out)
+        else:
+            if isinstance(item, Step) and item.closure:
+                _flatten(item.closure, loops, guards, True, out)
+            out.append(Site(item, len(out), loops, guards, in_closure))
+
+
+def _all_events(events: tuple[Event, ...]) -> Iterator[Event]:
+    pending = list(reversed(events))
+    while pending:
+        event = pending.pop()
+        yield event
+        if isinstance(event, (LoopEvent, WithEvent)):
+            pending.extend(reversed(event.body))
+        elif isinstance(event, BranchEvent):
+            for arm in reversed(event.arms):
+                pending.extend(reversed(arm))
+
+
+@dataclass(slots=True)
+class LoopView:
+    """The operations one loop runs per iteration (inner loops and inlined calls included)."""
+
+    loop: Loop
+    sites: list[Site] = field(default_factory=list)
+
+    def ops(self, kind: type[Operation]) -> Iterator[Site]:
+        """Sites of one operation type."""
+        return (site for site in self.sites if isinstance(site.op, kind))
+
+
+def loop_views(sites: list[Site]) -> dict[int, LoopView]:
+    """Group sites by every loop that encloses them (keyed by `id(loop)`)."""
+    views: dict[int, LoopView] = {}
+    for site in sites:
+        for loop in site.loops:
+            view = views.get(id(loop))
+            if view is None:
+                view = views[id(loop)] = LoopView(loop)
+            view.sites.append(site)
+    return views
+
+
+def display_name(identity: str) -> str:
+    """How an identity reads in a message: `train:opt` → `opt`, `T.self.opt` → `self.opt`."""
+    if ":" in identity:
+        return identity.split(":", 1)[1]
+    if ".self" in identity:
+        return "self" + identity.split(".self", 1)[1]
+    return identity
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleSummary:
+    """Module-wide textual facts: what is called as a model, frozen, or instantiated."""
+
+    called_chains: frozenset[str]
+    freezes_parameters: bool
+    has_backward: bool
+    instances: Mapping[str, tuple[str, ...]]
+    """Dotted target text (`model`, `self.net`) → same-module classes assigned to it."""
+
+
+_FREEZING_WORDS = ("freeze", "trainable")
+
+
+def summarise(program: ModuleProgram) -> ModuleSummary:
+    """Compute the `ModuleSummary` of a compiled module (one pass over its events)."""
+    called: set[str] = set()
+    freezes = False
+    has_backward = False
+    instances: dict[str, list[str]] = {}
+    for function in program.functions:
+        for event in _all_events(function.events):
+            if isinstance(event, CallEvent):
+                call = event.node
+                chain = dotted_name(call.func)
+                if chain is None:
+                    continue
+                last = chain.rsplit(".", 1)[-1]
+                if last in ("backward", "manual_backward"):
+                    has_backward = True
+                elif last == "requires_grad_":
+                    first = argument(call, 0, "requires_grad")
+                    freezes |= isinstance(first, cst.Name) and first.value == "False"
+                elif any(word in last.lower() for word in _FREEZING_WORDS):
+                    freezes = True
+                called.add(chain.removesuffix(".forward"))
+            elif isinstance(event, AssignEvent) and event.value is not None:
+                for target in event.targets:
+                    if isinstance(target, cst.Attribute) and target.attr.value == "requires_grad":
+                        freezes |= isinstance(event.value, cst.Name) and event.value.value == "False"
+                    text = dotted_name(target)
+                    value = event.value
+                    if (
+                        text is not None
+                        and isinstance(value, cst.Call)
+                        and isinstance(value.func, cst.Name)
+                        and value.func.value in program.classes
+                    ):
+                        instances.setdefault(text, []).append(value.func.value)
+    return ModuleSummary(
+        frozenset(called),
+        freezes,
+        has_backward,
+        {key: tuple(value) for key, value in instances.items()},
+    )

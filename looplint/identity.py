@@ -1,0 +1,61 @@
+"""The vocabulary shared by the static rules and the runtime checker.
+
+A user should read one set of codes whether a bug was found in source or while
+training ran, so both halves take their codes and names from here and nowhere
+else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RuleIdentity:
+    """A bug class as users name it: `LL001` / `missing-zero-grad`."""
+
+    code: str
+    name: str
+    summary: str
+
+
+PARSE_ERROR = RuleIdentity(
+    "LL000", "unreadable-file", "The file could not be read or parsed, so it was not checked."
+)
+MISSING_ZERO_GRAD = RuleIdentity(
+    "LL001",
+    "missing-zero-grad",
+    "Gradients are never cleared between optimizer steps, so they pile up across batches.",
+)
+OPTIMIZER_IN_LOOP = RuleIdentity(
+    "LL002",
+    "optimizer-in-loop",
+    "An optimizer, LR scheduler or GradScaler is re-created inside the training loop, "
+    "resetting its state.",
+)
+PARTIAL_PARAMETERS = RuleIdentity(
+    "LL003",
+    "partial-parameters",
+    "The optimizer is given only some of the trained model's parameters.",
+)
+SCHEDULER_ORDER = RuleIdentity(
+    "LL004",
+    "scheduler-order",
+    "The LR scheduler steps before its optimizer, without its metric, or at the wrong cadence.",
+)
+GRADIENTS_CLEARED_BEFORE_STEP = RuleIdentity(
+    "LL005",
+    "gradients-cleared-before-step",
+    "Gradients are cleared between the backward pass and the step that should use them.",
+)
+
+ALL_IDENTITIES: tuple[RuleIdentity, ...] = (
+    PARSE_ERROR,
+    MISSING_ZERO_GRAD,
+    OPTIMIZER_IN_LOOP,
+    PARTIAL_PARAMETERS,
+    SCHEDULER_ORDER,
+    GRADIENTS_CLEARED_BEFORE_STEP,
+)
+
+BY_CODE: dict[str, RuleIdentity] = {identity.code: identity for identity in ALL_IDENTITIES}

@@ -1,0 +1,63 @@
+"""Qualified names from a module's own import statements.
+
+Resolving `from torch.optim import AdamW as W; W(...)` to `torch.optim.AdamW` is
+what makes the rules robust to import style. LibCST's QualifiedNameProvider does
+this with full scope analysis, at several times the cost of parsing; import
+aliases are all the rules need, so they are read straight from the statements.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from looplint.syntax import dotted_name
+
+
+class ImportTable:
+    """Maps the names a module binds by importing to the dotted names they stand for."""
+
+    __slots__ = ("_aliases",)
+
+    def __init__(self) -> None:
+        self._aliases: dict[str, str] = {}
+
+    def add(self, statement: cst.Import | cst.ImportFrom) -> None:
+        """Record the names bound by one import statement."""
+        if isinstance(statement, cst.Import):
+            for alias in statement.names:
+                full = dotted_name(alias.name)
+                if full is None:
+                    continue
+                if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                    self._aliases[alias.asname.name.value] = full
+                else:
+                    head = full.split(".", 1)[0]
+                    self._aliases.setdefault(head, head)
+            return
+        if statement.relative or statement.module is None:
+            return
+        module = dotted_name(statement.module)
+        if module is None or isinstance(statement.names, cst.ImportStar):
+            return
+        for alias in statement.names:
+            if not isinstance(alias.name, cst.Name):
+                continue
+            bound = alias.name.value
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                bound = alias.asname.name.value
+            self._aliases[bound] = f"{module}.{alias.name.value}"
+
+    def qualify(self, node: cst.BaseExpression) -> str | None:
+        """The imported dotted name `node` refers to, or None if it is not imported."""
+        name = dotted_name(node)
+        if name is None:
+            return None
+        head, _, rest = name.partition(".")
+        target = self._aliases.get(head)
+        if target is None:
+            return None
+        return f"{target}.{rest}" if rest else target
+
+    def binds(self, name: str) -> bool:
+        """Whether `name` was bound by an import."""
+        return name in self._aliases

@@ -1,0 +1,90 @@
+"""Notebooks as one Python program, with a map back to cells.
+
+Code cells run top to bottom in one namespace, so they are checked as one module.
+IPython magics and shell escapes are not Python: they are replaced by `pass` at the
+same indentation so line numbers (and the blocks around them) stay intact.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from looplint.errors import NotebookError
+
+_CELL_MAGIC = re.compile(r"^\s*%%(\w+)")
+_PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug", "autoreload"})
+_LINE_MAGIC = re.compile(r"^(\s*)(?:[%!]|\?\?|\?)")
+_ASSIGNED_MAGIC = re.compile(r"^(\s*[\w.\[\], ]+?=\s*)[%!]")
+_HELP_SUFFIX = re.compile(r"^(\s*)[\w.]+\?\??\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class NotebookProgram:
+    """The code cells joined into one program; `cells[i]`/`lines[i]` locate program line i+1."""
+
+    source: str
+    cells: tuple[int, ...]
+    lines: tuple[int, ...]
+
+    def locate(self, line: int) -> tuple[int, int]:
+        """(cell number, line within the cell) of a 1-based program line."""
+        index = min(max(line - 1, 0), len(self.cells) - 1)
+        return self.cells[index], self.lines[index]
+
+
+def _cell_source(cell: dict[str, object], number: int) -> str:
+    source = cell.get("source", "")
+    if isinstance(source, list):
+        if not all(isinstance(part, str) for part in source):
+            raise NotebookError(f"cell {number}: `source` is not a list of strings")
+        return "".join(source)  # type: ignore[arg-type]
+    if isinstance(source, str):
+        return source
+    raise NotebookError(f"cell {number}: `source` is neither a string nor a list of strings")
+
+
+def _neutralise(line: str) -> str:
+    if _ASSIGNED_MAGIC.match(line):
+        return _ASSIGNED_MAGIC.sub(r"\1None  # ", line, count=1)
+    match = _LINE_MAGIC.match(line) or _HELP_SUFFIX.match(line)
+    if match:
+        return f"{match.group(1)}pass  # {line.strip()}"
+    return line
+
+
+def notebook_program(text: str) -> NotebookProgram:
+    """Parse nbformat JSON into one program; raises `NotebookError` naming the problem."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise NotebookError(
+            f"invalid notebook JSON: {error.msg} (line {error.lineno}, column {error.colno})"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        raise NotebookError("not a notebook: no `cells` list")
+    program: list[str] = []
+    cells: list[int] = []
+    lines: list[int] = []
+    for number, cell in enumerate(data["cells"], start=1):
+        if not isinstance(cell, dict):
+            raise NotebookError(f"cell {number} is not an object")
+        if cell.get("cell_type") != "code":
+            continue
+        cell_lines = _cell_source(cell, number).splitlines()
+        skip_cell = False
+        if cell_lines:
+            magic = _CELL_MAGIC.match(cell_lines[0])
+            if magic is not None:
+                skip_cell = magic.group(1) not in _PYTHON_CELL_MAGICS
+                cell_lines[0] = f"pass  # {cell_lines[0].strip()}"
+        for index, line in enumerate(cell_lines, start=1):
+            if skip_cell and index > 1:
+                line = f"# {line}"
+            program.append(_neutralise(line))
+            cells.append(number)
+            lines.append(index)
+    if not program:
+        return NotebookProgram("", (1,), (1,))
+    return NotebookProgram("\n".join(program) + "\n", tuple(cells), tuple(lines))

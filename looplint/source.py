@@ -1,0 +1,80 @@
+"""Reading files into Python source text, whatever their encoding or format."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tokenize
+from dataclasses import dataclass
+from pathlib import Path
+
+from looplint.errors import SourceError
+from looplint.notebook import NotebookProgram, notebook_program
+
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """A file's text as Python source; `notebook` maps lines back to cells."""
+
+    path: str
+    text: str
+    notebook: NotebookProgram | None = None
+
+    def line(self, number: int) -> str:
+        """The 1-based program line `number` (empty when out of range)."""
+        lines = self.text.splitlines()
+        return lines[number - 1] if 0 < number <= len(lines) else ""
+
+
+def decode_python(data: bytes) -> str:
+    """Decode source bytes as Python does: BOM, PEP 263 coding cookie, else UTF-8."""
+    if b"\x00" in data:
+        raise SourceError("binary file (contains NUL bytes), not Python source")
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as error:
+        raise SourceError(f"bad encoding declaration: {error.msg}") from None
+    try:
+        text = data.decode(encoding)
+    except (UnicodeDecodeError, LookupError) as error:
+        raise SourceError(f"cannot decode as {encoding}: {error}") from None
+    return text.removeprefix("\ufeff")
+
+
+def read_bytes(path: str) -> bytes:
+    """Read a regular file; anything else (FIFO, device, folder) is a `SourceError`."""
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        raise SourceError(f"cannot read: {error.strerror or error}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise SourceError("is a directory, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise SourceError("not a regular file (FIFO, socket or device); skipped")
+    if info.st_size > MAX_FILE_BYTES:
+        raise SourceError(f"file too large ({info.st_size} bytes > {MAX_FILE_BYTES})")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise SourceError(f"cannot read: {error.strerror or error}") from None
+
+
+def source_from_bytes(path: str, data: bytes) -> SourceFile:
+    """Turn file contents into a `SourceFile`, by extension."""
+    if Path(path).suffix == ".ipynb":
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise SourceError(f"notebook is not UTF-8: {error}") from None
+        program = notebook_program(text)
+        return SourceFile(path, program.source, program)
+    return SourceFile(path, decode_python(data))
+
+
+def read_source(path: str) -> SourceFile:
+    """Read and decode one `.py` or `.ipynb` file."""
+    return source_from_bytes(path, read_bytes(path))

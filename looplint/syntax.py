@@ -1,0 +1,148 @@
+"""Cheap structural access to LibCST trees.
+
+LibCST's visitor machinery costs about as much as parsing itself; the engine only
+needs to read nodes, so it walks dataclass fields directly (about 14x cheaper) and
+reads dotted names without building metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import fields
+
+import libcst as cst
+
+_SKIPPED_FIELD_PREFIXES = (
+    "whitespace",
+    "lpar",
+    "rpar",
+    "comma",
+    "semicolon",
+    "equal",
+    "colon",
+    "star",
+    "dot",
+    "header",
+    "footer",
+    "leading_lines",
+    "lines_after",
+    "empty_lines",
+    "newline",
+    "indent",
+    "first_line",
+    "operator",
+    "lbracket",
+    "rbracket",
+    "lbrace",
+    "rbrace",
+    "asynchronous",
+)
+_CHILD_FIELDS: dict[type[cst.CSTNode], tuple[str, ...]] = {}
+
+
+def _child_fields(node_type: type[cst.CSTNode]) -> tuple[str, ...]:
+    names = _CHILD_FIELDS.get(node_type)
+    if names is None:
+        names = tuple(
+            f.name
+            for f in fields(node_type)  # type: ignore[arg-type]
+            if not f.name.startswith(_SKIPPED_FIELD_PREFIXES)
+        )
+        _CHILD_FIELDS[node_type] = names
+    return names
+
+
+def children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """The syntactic children of `node`, in source order, without whitespace nodes."""
+    for name in _child_fields(type(node)):
+        value = getattr(node, name)
+        if isinstance(value, cst.CSTNode):
+            yield value
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                if isinstance(item, cst.CSTNode):
+                    yield item
+
+
+def descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """Every node below `node` (pre-order), without recursion so deep trees are safe."""
+    stack = list(children(node))
+    stack.reverse()
+    while stack:
+        current = stack.pop()
+        yield current
+        kids = list(children(current))
+        kids.reverse()
+        stack.extend(kids)
+
+
+def dotted_name(node: cst.BaseExpression) -> str | None:
+    """`a.b.c` for a chain of names and attributes, else None."""
+    parts: list[str] = []
+    current: cst.BaseExpression = node
+    while isinstance(current, cst.Attribute):
+        parts.append(current.attr.value)
+        current = current.value
+    if not isinstance(current, cst.Name):
+        return None
+    parts.append(current.value)
+    parts.reverse()
+    return ".".join(parts)
+
+
+def call_name(call: cst.Call) -> str | None:
+    """The last name of the called thing: `step` for `opt.step()`, `SGD` for `SGD()`."""
+    func = call.func
+    if isinstance(func, cst.Attribute):
+        return func.attr.value
+    if isinstance(func, cst.Name):
+        return func.value
+    return None
+
+
+def positional_args(call: cst.Call) -> list[cst.BaseExpression]:
+    """The plain positional arguments of a call (no `*args`, no keywords)."""
+    return [arg.value for arg in call.args if arg.keyword is None and not arg.star]
+
+
+def keyword_arg(call: cst.Call, name: str) -> cst.BaseExpression | None:
+    """The value of keyword argument `name`, if given."""
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == name:
+            return arg.value
+    return None
+
+
+def argument(call: cst.Call, index: int, name: str) -> cst.BaseExpression | None:
+    """An argument given either by position `index` or by keyword `name`."""
+    value = keyword_arg(call, name)
+    if value is not None:
+        return value
+    positional = positional_args(call)
+    if index < len(positional):
+        return positional[index]
+    return None
+
+
+def is_none(node: cst.BaseExpression) -> bool:
+    """Whether `node` is the literal `None`."""
+    return isinstance(node, cst.Name) and node.value == "None"
+
+
+_EMPTY_MODULE = cst.Module(body=[])
+
+
+def source_of(node: cst.CSTNode, limit: int = 60) -> str:
+    """Short source text of a node for messages (`opt.step`, `StepLR(...)`)."""
+    text = " ".join(_EMPTY_MODULE.code_for_node(node).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def call_display(call: cst.Call) -> str:
+    """`opt.step()` / `scaler.step(opt)` / `optim.Adam(...)`, as a reader recognises the call."""
+    func = source_of(call.func)
+    if not call.args:
+        return f"{func}()"
+    args = source_of(call.args[0].value, 30)
+    more = ", ..." if len(call.args) > 1 else ""
+    return f"{func}({args}{more})"

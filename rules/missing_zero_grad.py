@@ -1,0 +1,112 @@
+"""LL001: gradients that are never cleared between optimizer steps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from looplint.facts import Backward, Clear, Escape, ModuleFacts, Step, display_name, loop_views
+from looplint.identity import MISSING_ZERO_GRAD
+from looplint.rule import Rule, Violation
+from looplint.syntax import call_display
+
+
+class MissingZeroGrad(Rule):
+    """
+    ## What it does
+    Checks loops that run a backward pass and step an optimizer for something that
+    clears that optimizer's gradients in every iteration: `opt.zero_grad()`,
+    `model.zero_grad()`, `p.grad = None` / `p.grad.zero_()` over parameters, or a
+    `zero_grad()` inside the closure given to `opt.step(closure)` — directly or in
+    a function of the same module that the loop calls, before or after the step.
+    Each optimizer is checked on its own, so clearing one optimizer of a GAN does
+    not excuse the other.
+
+    ## Why is this bad?
+    `backward()` *adds* into `.grad`. Without clearing, every step applies the sum
+    of all gradients seen so far: the effective learning rate grows each batch and
+    the update direction is dominated by stale batches. Nothing crashes; the model
+    just trains badly or diverges.
+
+    Gradient accumulation (clearing together with the step every N batches) is
+    recognised and not reported.
+
+    ## References
+    - [PyTorch: zeroing out gradients](https://pytorch.org/tutorials/recipes/recipes/zeroing_out_gradients.html)
+    - [`torch.optim.Optimizer.zero_grad`](https://pytorch.org/docs/stable/generated/torch.optim.Optimizer.zero_grad.html)
+    """
+
+    identity = MISSING_ZERO_GRAD
+    INVALID = (
+        """
+        import torch
+
+        model = torch.nn.Linear(4, 1)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for x, y in loader:
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            optimizer.step()  # expect: LL001
+        """,
+        """
+        from torch import optim
+
+        def train(model, loader, opt_g, opt_d):
+            for real in loader:
+                opt_d.zero_grad()
+                d_loss(model, real).backward()
+                opt_d.step()
+                g_loss(model).backward()
+                opt_g.step()  # expect: LL001
+
+        train(net, data, optim.Adam(net.g.parameters()), optim.Adam(net.d.parameters()))
+        """,
+    )
+    VALID = (
+        """
+        import torch
+
+        model = torch.nn.Linear(4, 1)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for x, y in loader:
+            optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            optimizer.step()
+        """,
+        """
+        import torch
+
+        optimizer = torch.optim.AdamW(model.parameters())
+        for i, (x, y) in enumerate(loader):
+            (loss_fn(model(x), y) / 4).backward()
+            if (i + 1) % 4 == 0:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        """,
+    )
+
+    def check(self, facts: ModuleFacts) -> Iterator[Violation]:
+        for _function, sites in facts.all_sites():
+            views = None
+            for site in sites:
+                step = site.op
+                if not isinstance(step, Step) or site.loop is None or site.in_closure:
+                    continue
+                if views is None:
+                    views = loop_views(sites)
+                view = views[id(site.loop)]
+                if not any(isinstance(s.op, Backward) for s in view.sites):
+                    continue
+                if any(
+                    (isinstance(s.op, Clear) and s.op.optimizer in (None, step.optimizer))
+                    or (isinstance(s.op, Escape) and s.op.optimizer == step.optimizer)
+                    for s in view.sites
+                ):
+                    continue
+                name = display_name(step.optimizer)
+                yield Violation(
+                    step.node,
+                    f"`{call_display(step.node)}` runs every iteration but nothing in the loop "
+                    f"clears `{name}`'s gradients, so they pile up across batches; call "
+                    f"`{name}.zero_grad()` once per iteration",
+                )

@@ -1,0 +1,186 @@
+"""LL002: optimizers, schedulers and scalers rebuilt inside the training loop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from looplint.catalog import ObjectKind
+from looplint.facts import (
+    Assign,
+    Backward,
+    Construct,
+    LoopView,
+    ModuleFacts,
+    Site,
+    Step,
+    loop_views,
+)
+from looplint.identity import OPTIMIZER_IN_LOOP
+from looplint.rule import Rule, Violation
+from looplint.syntax import call_display
+
+_STATE = {
+    ObjectKind.OPTIMIZER: "momentum and adaptive moments are",
+    ObjectKind.SCHEDULER: "the learning-rate schedule is",
+    ObjectKind.SCALER: "the loss scale is",
+}
+
+
+def _covers(target: str, source: str) -> bool:
+    return source == target or source.startswith(target + ".")
+
+
+def _recreated(sources: frozenset[str], view: LoopView) -> bool:
+    """Whether what an optimizer is built over is itself new in every iteration."""
+    pending = set(sources)
+    seen: set[str] = set()
+    assigns = [site.op for site in view.sites if isinstance(site.op, Assign)]
+    while pending:
+        source = pending.pop()
+        if source in seen:
+            continue
+        seen.add(source)
+        if any(_covers(target, source) for target in view.loop.targets):
+            return True
+        for assign in assigns:
+            if not _covers(assign.target, source):
+                continue
+            if assign.fresh:
+                return True
+            pending.update(assign.sources)
+    return False
+
+
+class OptimizerInLoop(Rule):
+    """
+    ## What it does
+    Reports an optimizer, LR scheduler or `GradScaler` constructed inside a
+    training loop (a loop that runs a backward pass or an optimizer step), either
+    directly or in a same-module function the loop calls, when what it manages
+    persists across iterations.
+
+    Not reported: the model is re-created in the same iteration (k-fold
+    cross-validation, hyper-parameter sweeps, ensembles); construction under a
+    condition (a one-off rebuild at `if epoch == unfreeze_epoch:`, lazy creation
+    under `if opt is None:`); a scheduler over an optimizer that is itself rebuilt
+    (the optimizer is reported instead).
+
+    ## Why is this bad?
+    Optimizers carry state between steps: SGD momentum buffers, Adam's first and
+    second moments, the scheduler's position in its schedule, the scaler's loss
+    scale. Re-creating them every epoch or batch silently throws that state away:
+    Adam restarts with zero moments (large, noisy first steps), the learning rate
+    jumps back to its initial value, and AMP re-discovers its scale. Training
+    still runs, only worse.
+
+    ## References
+    - [PyTorch: `torch.optim`](https://pytorch.org/docs/stable/optim.html)
+    - [How to adjust learning rate](https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate)
+    """
+
+    identity = OPTIMIZER_IN_LOOP
+    INVALID = (
+        """
+        import torch.optim as optim
+
+        for epoch in range(10):
+            optimizer = optim.Adam(model.parameters(), lr=1e-3)  # expect: LL002
+            for x, y in loader:
+                optimizer.zero_grad()
+                loss_fn(model(x), y).backward()
+                optimizer.step()
+        """,
+        """
+        from torch.optim.lr_scheduler import StepLR
+
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for epoch in range(10):
+            scheduler = StepLR(optimizer, step_size=3)  # expect: LL002
+            train_one_epoch(model, optimizer)
+            scheduler.step()
+
+        def train_one_epoch(model, optimizer):
+            optimizer.zero_grad()
+            model(x).sum().backward()
+            optimizer.step()
+        """,
+    )
+    VALID = (
+        """
+        import torch.optim as optim
+
+        optimizer = optim.Adam(model.parameters(), lr=1e-3)
+        for epoch in range(10):
+            for x, y in loader:
+                optimizer.zero_grad()
+                loss_fn(model(x), y).backward()
+                optimizer.step()
+        """,
+        """
+        import torch
+
+        for fold, (train_idx, val_idx) in enumerate(kfold.split(data)):
+            model = Net()
+            optimizer = torch.optim.Adam(model.parameters())
+            for x, y in batches(train_idx):
+                optimizer.zero_grad()
+                loss_fn(model(x), y).backward()
+                optimizer.step()
+        """,
+    )
+
+    def check(self, facts: ModuleFacts) -> Iterator[Violation]:
+        for _function, sites in facts.all_sites():
+            views = None
+            for site in sites:
+                op = site.op
+                if not isinstance(op, Construct) or site.loop is None:
+                    continue
+                if views is None:
+                    views = loop_views(sites)
+                view = views[id(site.loop)]
+                if self._legitimate(site, op, view):
+                    continue
+                what = {
+                    ObjectKind.OPTIMIZER: "optimizer",
+                    ObjectKind.SCHEDULER: "LR scheduler",
+                    ObjectKind.SCALER: "GradScaler",
+                }[op.kind]
+                yield Violation(
+                    op.node,
+                    f"{what} `{call_display(op.node)}` is re-created on every iteration of the "
+                    f"training loop, so {_STATE[op.kind]} reset each time; build it once before "
+                    "the loop",
+                )
+
+    @staticmethod
+    def _legitimate(site: Site, op: Construct, view: LoopView) -> bool:
+        if not any(isinstance(s.op, (Backward, Step)) for s in view.sites):
+            return True  # not a training loop (e.g. building per-parameter optimizers)
+        if site.guards_within(view.loop):
+            return True  # one-off or lazy construction
+        constructed_here = [s.op for s in view.sites if isinstance(s.op, Construct)]
+        if op.kind is ObjectKind.OPTIMIZER:
+            return not op.parameter_sources or _recreated(op.parameter_sources, view)
+        if op.kind is ObjectKind.SCHEDULER:
+            if op.optimizer is None:
+                return True
+            return any(
+                c.kind is ObjectKind.OPTIMIZER and _assigned_to(c, op.optimizer, view)
+                for c in constructed_here
+            ) or _recreated(frozenset({op.optimizer}), view)
+        return any(c.kind is ObjectKind.OPTIMIZER for c in constructed_here)
+
+
+def _assigned_to(construct: Construct, identity: str, view: LoopView) -> bool:
+    """Whether the optimizer built by `construct` is bound to `identity` in this loop."""
+    for index, site in enumerate(view.sites):
+        if site.op is construct:
+            for later in view.sites[index + 1 : index + 3]:
+                if isinstance(later.op, Assign) and later.op.target == identity:
+                    return True
+    return any(
+        isinstance(site.op, Assign) and site.op.target == identity and site.op.fresh
+        for site in view.sites
+    )
+

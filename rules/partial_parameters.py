@@ -1,0 +1,288 @@
+"""LL003: an optimizer that is handed only part of the trained model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libcst as cst
+
+from looplint.catalog import TORCH_PARAMETERLESS_MODULES, ObjectKind, takes_model_not_parameters
+from looplint.facts import Construct, ModuleFacts, ModuleSummary
+from looplint.program import ClassInfo, ModuleProgram
+from looplint.rule import Rule, Violation
+from looplint.identity import PARTIAL_PARAMETERS
+from looplint.syntax import argument, dotted_name, keyword_arg
+
+_CONCATENATORS = frozenset({"list", "tuple", "chain", "itertools.chain"})
+
+
+class _Unknown(Exception):
+    """The parameter expression is not a plain union of `.parameters()` calls."""
+
+
+def _parameter_receivers(node: cst.BaseExpression, out: list[str]) -> None:
+    """Receivers of the `.parameters()` calls a parameter expression is built from."""
+    if isinstance(node, (cst.List, cst.Tuple)):
+        for element in node.elements:
+            _parameter_receivers(element.value, out)
+    elif isinstance(node, cst.Dict):
+        for element in node.elements:
+            if (
+                isinstance(element, cst.DictElement)
+                and isinstance(element.key, cst.SimpleString)
+                and element.key.evaluated_value == "params"
+            ):
+                _parameter_receivers(element.value, out)
+    elif isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Add):
+        _parameter_receivers(node.left, out)
+        _parameter_receivers(node.right, out)
+    elif isinstance(node, cst.Call):
+        func = dotted_name(node.func)
+        if isinstance(node.func, cst.Attribute) and node.func.attr.value == "parameters" and not node.args:
+            receiver = dotted_name(node.func.value)
+            if receiver is None:
+                raise _Unknown
+            out.append(receiver)
+        elif func in _CONCATENATORS:
+            for arg in node.args:
+                _parameter_receivers(arg.value, out)
+        else:
+            raise _Unknown
+    else:
+        raise _Unknown
+
+
+def _attribute_bears_parameters(value: cst.BaseExpression, program: ModuleProgram) -> bool:
+    """Whether `self.x = value` gives the model trainable parameters."""
+    if not isinstance(value, cst.Call):
+        return False
+    qualified = program.imports.qualify(value.func) or dotted_name(value.func) or ""
+    last = qualified.rsplit(".", 1)[-1]
+    if last in TORCH_PARAMETERLESS_MODULES or not last[:1].isupper():
+        return False
+    if last in ("Parameter", "Linear", "Conv1d", "Conv2d", "Conv3d", "Embedding", "LayerNorm"):
+        return keyword_arg(value, "requires_grad") is None
+    return True
+
+
+def _submodules(cls: ClassInfo, program: ModuleProgram) -> list[str]:
+    names: list[str] = []
+    pending, seen = [cls], set()
+    while pending:
+        current = pending.pop()
+        if current.name in seen:
+            continue
+        seen.add(current.name)
+        for attr, values in current.attribute_values.items():
+            if attr not in names and any(_attribute_bears_parameters(v, program) for v in values):
+                names.append(attr)
+        pending.extend(program.classes[b] for b in current.bases if b in program.classes)
+    return names
+
+
+def _model_of(receiver: str, summary: ModuleSummary) -> tuple[str, str] | None:
+    """Split `model.encoder` into the model that is run (`model`) and the part (`encoder`)."""
+    parts = receiver.split(".")
+    for size in range(1, len(parts)):
+        prefix = ".".join(parts[:size])
+        if prefix in summary.called_chains and prefix != "self":
+            return prefix, parts[size]
+    return None
+
+
+class PartialParameters(Rule):
+    """
+    ## What it does
+    Reports an optimizer constructed over an empty list, over a hand-picked list of
+    module tensors that leaves out a sibling (`[model.fc.weight]` without
+    `model.fc.bias`), or over the parameters of only some submodules of a model
+    that is run and trained as a whole (`model.encoder.parameters()` while
+    `model.decoder` also has trainable parameters), when the omitted parts are
+    not frozen anywhere in the module.
+
+    Not reported: frozen parts (`requires_grad = False`, `requires_grad_(False)`),
+    `filter(lambda p: p.requires_grad, ...)`, parameter groups built from
+    `named_parameters()`, raw tensors created with `requires_grad=True`, an input
+    image being optimised, and several optimizers that together cover a model
+    (GANs, actor-critic).
+
+    ## Why is this bad?
+    The omitted parameters still receive gradients every step, but no optimizer
+    ever applies them: those layers stay at their initial values. The loss still
+    goes down (the rest of the model compensates), so nothing looks wrong.
+
+    ## References
+    - [PyTorch: per-parameter options](https://pytorch.org/docs/stable/optim.html#per-parameter-options)
+    """
+
+    identity = PARTIAL_PARAMETERS
+    INVALID = (
+        """
+        import torch
+        from torch import nn
+
+        class AutoEncoder(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.encoder = nn.Linear(784, 32)
+                self.decoder = nn.Linear(32, 784)
+
+            def forward(self, x):
+                return self.decoder(self.encoder(x))
+
+        model = AutoEncoder()
+        optimizer = torch.optim.Adam(model.encoder.parameters())  # expect: LL003
+        for x in loader:
+            optimizer.zero_grad()
+            loss_fn(model(x), x).backward()
+            optimizer.step()
+        """,
+        """
+        import torch
+
+        optimizer = torch.optim.SGD([], lr=0.1)  # expect: LL003
+        """,
+    )
+    VALID = (
+        """
+        import torch
+        from torch import nn
+
+        class AutoEncoder(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.encoder = nn.Linear(784, 32)
+                self.decoder = nn.Linear(32, 784)
+
+            def forward(self, x):
+                return self.decoder(self.encoder(x))
+
+        model = AutoEncoder()
+        optimizer = torch.optim.Adam(model.parameters())
+        for x in loader:
+            optimizer.zero_grad()
+            loss_fn(model(x), x).backward()
+            optimizer.step()
+        """,
+        """
+        import torch
+
+        model.backbone.requires_grad_(False)
+        optimizer = torch.optim.Adam(model.head.parameters())
+        """,
+    )
+
+    def check(self, facts: ModuleFacts) -> Iterator[Violation]:
+        constructs: dict[int, Construct] = {}
+        for _function, sites in facts.all_sites():
+            for site in sites:
+                op = site.op
+                if (
+                    isinstance(op, Construct)
+                    and op.kind is ObjectKind.OPTIMIZER
+                    and not takes_model_not_parameters(op.qualified)
+                ):
+                    constructs.setdefault(id(op.node), op)
+        if not constructs:
+            return
+        coverage: dict[str, set[str] | None] = {}
+        parsed: list[tuple[Construct, dict[str, set[str]]]] = []
+        summary = facts.summary
+        for construct in constructs.values():
+            params = argument(construct.node, 0, "params")
+            if params is None:
+                continue
+            if isinstance(params, (cst.List, cst.Tuple)) and not params.elements:
+                yield Violation(
+                    construct.node,
+                    f"`{dotted_name(construct.node.func)}` is given an empty parameter list, so it "
+                    "updates nothing; pass `model.parameters()`",
+                )
+                continue
+            picked = self._hand_picked_omission(params, facts)
+            if picked is not None:
+                yield Violation(construct.node, picked)
+                continue
+            receivers: list[str] = []
+            try:
+                _parameter_receivers(params, receivers)
+            except _Unknown:
+                continue
+            parts: dict[str, set[str]] = {}
+            for receiver in receivers:
+                if receiver in summary.called_chains:
+                    coverage[receiver] = None  # the whole model
+                    continue
+                split = _model_of(receiver, summary)
+                if split is None:
+                    parts = {}
+                    break
+                model, part = split
+                parts.setdefault(model, set()).add(part)
+                covered = coverage.setdefault(model, set())
+                if covered is not None:
+                    covered.add(part)
+            if parts:
+                parsed.append((construct, parts))
+        if summary.freezes_parameters or not summary.has_backward:
+            return
+        for construct, parts in parsed:
+            for model, given in parts.items():
+                covered = coverage.get(model)
+                if covered is None:
+                    continue
+                classes = summary.instances.get(model, ())
+                if len(set(classes)) != 1 or classes[0] not in facts.program.classes:
+                    continue
+                members = _submodules(facts.program.classes[classes[0]], facts.program)
+                omitted = [m for m in members if m not in covered]
+                if not omitted or not any(m in given for m in members):
+                    continue
+                given_text = ", ".join(f"`{model}.{g}`" for g in sorted(given))
+                omitted_text = ", ".join(f"`{model}.{m}`" for m in omitted)
+                yield Violation(
+                    construct.node,
+                    f"the optimizer gets the parameters of {given_text} only, but `{model}` is "
+                    f"trained as a whole and {omitted_text} is never updated; pass "
+                    f"`{model}.parameters()` or freeze the parts you leave out",
+                )
+
+    @staticmethod
+    def _hand_picked_omission(params: cst.BaseExpression, facts: ModuleFacts) -> str | None:
+        if not isinstance(params, (cst.List, cst.Tuple)) or facts.summary.freezes_parameters:
+            return None
+        chains = [dotted_name(element.value) for element in params.elements]
+        if not chains or any(c is None or c.count(".") < 2 for c in chains):
+            return None
+        present: dict[str, set[str]] = {}
+        for chain in chains:
+            assert chain is not None
+            prefix, _, leaf = chain.rpartition(".")
+            if leaf not in ("weight", "bias"):
+                return None
+            present.setdefault(prefix, set()).add(leaf)
+        if not facts.summary.has_backward:
+            return None
+        for prefix, leaves in present.items():
+            if leaves == {"weight"} and not _built_without_bias(prefix, facts):
+                return (
+                    f"the optimizer is given `{prefix}.weight` but not `{prefix}.bias`, which is "
+                    f"trained but never updated; pass `{prefix}.parameters()`"
+                )
+            if leaves == {"bias"}:
+                return (
+                    f"the optimizer is given `{prefix}.bias` but not `{prefix}.weight`, which is "
+                    f"trained but never updated; pass `{prefix}.parameters()`"
+                )
+        return None
+
+
+def _built_without_bias(prefix: str, facts: ModuleFacts) -> bool:
+    attr = prefix.rsplit(".", 1)[-1]
+    for cls in facts.program.classes.values():
+        for value in cls.attribute_values.get(attr, ()):
+            if isinstance(value, cst.Call):
+                bias = keyword_arg(value, "bias")
+                if isinstance(bias, cst.Name) and bias.value == "False":
+                    return True
+    return False

@@ -1,0 +1,201 @@
+"""LL004: LR schedulers stepped out of order, without their metric, or at the wrong cadence."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libcst as cst
+
+from looplint.catalog import PER_BATCH_SCHEDULERS, PLATEAU_SCHEDULERS
+from looplint.facts import (
+    ModuleFacts,
+    ObjectInfo,
+    SchedulerStep,
+    Site,
+    Step,
+    display_name,
+    loop_views,
+)
+from looplint.identity import SCHEDULER_ORDER
+from looplint.program import AssignEvent, FunctionInfo
+from looplint.rule import Rule, Violation
+from looplint.syntax import descendants, dotted_name
+
+_PER_BATCH_WORDS = ("steps_per_epoch", "iters_per_epoch", "batches_per_epoch", "num_batches")
+
+
+def _mentions_batches(expression: cst.CSTNode, assigned: dict[str, cst.BaseExpression], depth: int = 0) -> bool:
+    """Whether an argument is built from `len(loader)` or a steps-per-epoch count."""
+    for node in (expression, *descendants(expression)):
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == "len":
+            return True
+        if isinstance(node, (cst.Name, cst.Attribute)):
+            name = dotted_name(node) or ""
+            if any(word in name for word in _PER_BATCH_WORDS):
+                return True
+            if depth < 2 and isinstance(node, cst.Name) and node.value in assigned:
+                if _mentions_batches(assigned[node.value], assigned, depth + 1):
+                    return True
+    return False
+
+
+def _is_per_batch(info: ObjectInfo, facts: ModuleFacts) -> bool:
+    if info.qualified in PER_BATCH_SCHEDULERS or info.qualified.startswith("transformers."):
+        return True
+    if info.call is None:
+        return False
+    assigned = _assignments_around(info.call, facts)
+    return any(_mentions_batches(arg.value, assigned) for arg in info.call.args[1:])
+
+
+def _assignments_around(call: cst.Call, facts: ModuleFacts) -> dict[str, cst.BaseExpression]:
+    """Simple `name = value` assignments of the function that builds `call`."""
+    for function in facts.program.functions:
+        found: dict[str, cst.BaseExpression] = {}
+        contains = False
+        for event in _walk(function):
+            if isinstance(event, AssignEvent) and event.value is not None and len(event.targets) == 1:
+                target = event.targets[0]
+                if isinstance(target, cst.Name):
+                    found[target.value] = event.value
+                if event.value is call:
+                    contains = True
+            elif getattr(event, "node", None) is call:
+                contains = True
+        if contains:
+            return found
+    return {}
+
+
+def _walk(function: FunctionInfo) -> Iterator[object]:
+    from looplint.facts import _all_events
+
+    return _all_events(function.events)
+
+
+class SchedulerOrder(Rule):
+    """
+    ## What it does
+    Reports an LR scheduler's `.step()` that
+    - runs before its optimizer's step in the same iteration, including a
+      scheduler stepped at the top of the epoch loop before the batch loop that
+      steps the optimizer;
+    - calls `ReduceLROnPlateau.step()` without the metric it reduces on;
+    - steps a per-batch schedule (`OneCycleLR`, `CyclicLR`, transformers'
+      `get_*_schedule_with_warmup`, or any schedule sized from `len(loader)` or
+      steps per epoch) once per epoch.
+
+    ## Why is this bad?
+    Since PyTorch 1.1 the scheduler must step *after* the optimizer: stepping it
+    first skips the first value of the schedule (PyTorch warns once, at run time,
+    and the warning is easy to miss). A plateau scheduler without its metric
+    cannot work at all. A per-batch schedule stepped once per epoch stretches a
+    warm-up or a one-cycle policy over hundreds of epochs: the learning rate
+    barely moves from its initial value.
+
+    ## References
+    - [How to adjust learning rate](https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate)
+    - [`OneCycleLR`](https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.OneCycleLR.html)
+    """
+
+    identity = SCHEDULER_ORDER
+    INVALID = (
+        """
+        import torch
+
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=30)
+        for epoch in range(100):
+            scheduler.step()  # expect: LL004
+            for x, y in loader:
+                optimizer.zero_grad()
+                loss_fn(model(x), y).backward()
+                optimizer.step()
+        """,
+        """
+        from torch.optim.lr_scheduler import OneCycleLR
+
+        scheduler = OneCycleLR(optimizer, max_lr=0.1, total_steps=len(loader) * 10)
+        for epoch in range(10):
+            for x, y in loader:
+                optimizer.zero_grad()
+                loss_fn(model(x), y).backward()
+                optimizer.step()
+            scheduler.step()  # expect: LL004
+        """,
+    )
+    VALID = (
+        """
+        import torch
+
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=30)
+        for epoch in range(100):
+            for x, y in loader:
+                optimizer.zero_grad()
+                loss_fn(model(x), y).backward()
+                optimizer.step()
+            scheduler.step()
+        """,
+        """
+        from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+        scheduler = ReduceLROnPlateau(optimizer)
+        for epoch in range(10):
+            train_one_epoch(model, optimizer)
+            scheduler.step(evaluate(model))
+        """,
+    )
+
+    def check(self, facts: ModuleFacts) -> Iterator[Violation]:
+        for _function, sites in facts.all_sites():
+            views = None
+            for site in sites:
+                op = site.op
+                if not isinstance(op, SchedulerStep):
+                    continue
+                info = facts.scheduler_info(op.scheduler)
+                name = display_name(op.scheduler)
+                if info is not None and info.qualified in PLATEAU_SCHEDULERS and not op.has_metric:
+                    yield Violation(
+                        op.node,
+                        f"`{name}` is a ReduceLROnPlateau but `{name}.step()` gets no metric; "
+                        f"pass the monitored value, e.g. `{name}.step(val_loss)`",
+                    )
+                    continue
+                if site.loop is None:
+                    continue
+                if views is None:
+                    views = loop_views(sites)
+                view = views[id(site.loop)]
+                steps = [
+                    s
+                    for s in view.sites
+                    if isinstance(s.op, Step)
+                    and (info is None or info.optimizer is None or s.op.optimizer == info.optimizer)
+                ]
+                if not steps:
+                    continue
+                if info is not None and self._stepped_per_epoch(site, steps) and _is_per_batch(info, facts):
+                    yield Violation(
+                        op.node,
+                        f"`{name}` is a per-batch schedule but `{name}.step()` runs once per "
+                        "epoch, outside the batch loop that steps the optimizer; step it right "
+                        "after the optimizer step",
+                    )
+                    continue
+                if all(s.order > site.order for s in steps) and not any(
+                    isinstance(g.test, cst.Comparison) for g in site.guards_within(view.loop)
+                ):
+                    optimizer = display_name(steps[0].op.optimizer)  # type: ignore[union-attr]
+                    yield Violation(
+                        op.node,
+                        f"`{name}.step()` runs before `{optimizer}` steps in this iteration, so "
+                        "the first value of the schedule is skipped; call it after "
+                        "the optimizer step",
+                    )
+
+    @staticmethod
+    def _stepped_per_epoch(site: Site, steps: list[Site]) -> bool:
+        loop = site.loop
+        return all(len(s.loops) > len(site.loops) and s.loops[len(site.loops) - 1] is loop for s in steps)

@@ -1,0 +1,187 @@
+"""What the runtime checker reports: findings and the report that holds them.
+
+Findings are plain frozen values so that they can be compared in tests, stored,
+and printed after the training objects they talk about are gone: they name
+optimizers and parameters by label, never by reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from looplint.identity import RuleIdentity
+
+from .errors import LoopLintRuntimeError
+
+_SHOWN_PARAMETERS = 8
+
+
+def describe_names(names: Sequence[str]) -> str:
+    """Join parameter names for a message, eliding long lists so messages stay readable."""
+    shown = ", ".join(f"`{name}`" for name in names[:_SHOWN_PARAMETERS])
+    hidden = len(names) - _SHOWN_PARAMETERS
+    return shown if hidden <= 0 else f"{shown} and {hidden} more"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One distinct bug seen while training ran.
+
+    `code` and `name` are the same `LL` identity the static rules use, so a user
+    reads one vocabulary; `check` says which runtime check fired (one rule may
+    have several, e.g. LL001 `stale-gradient` and `accumulation-broken`).
+    `step` is the 0-based index of the optimizer step where it was first seen
+    (`None` for checks made when the block ends), and `occurrences` counts how
+    many times it was seen, so repeated steps give one finding, not thousands.
+    """
+
+    code: str
+    name: str
+    check: str
+    message: str
+    optimizer: str | None = None
+    parameters: tuple[str, ...] = ()
+    step: int | None = None
+    occurrences: int = 1
+
+    def __str__(self) -> str:
+        where = [part for part in (self.optimizer, self._step_text()) if part]
+        location = f" [{', '.join(where)}]" if where else ""
+        text = f"{self.code} {self.name} ({self.check}){location}: {self.message}"
+        if self.parameters:
+            text += f"\n    parameters: {describe_names(self.parameters)}"
+        return text
+
+    def _step_text(self) -> str:
+        if self.step is None:
+            return ""
+        text = f"step {self.step}"
+        if self.occurrences > 1:
+            text += f", seen {self.occurrences} times"
+        return text
+
+
+@dataclass(slots=True)
+class Issue:
+    """A finding still being gathered while training runs (mutable, internal).
+
+    Hooks fire per parameter and per step; an `Issue` collects the parameter
+    names and the number of occurrences so the user gets one finding per bug.
+    """
+
+    identity: RuleIdentity
+    check: str
+    message: str
+    optimizer: str | None
+    step: int | None
+    parameters: dict[str, None] = field(default_factory=dict)
+    occurrences: int = 0
+    last_seen: int | None = None
+
+    def freeze(self) -> Finding:
+        """Turn the gathered facts into a `Finding` value."""
+        return Finding(
+            code=self.identity.code,
+            name=self.identity.name,
+            check=self.check,
+            message=self.message,
+            optimizer=self.optimizer,
+            parameters=tuple(self.parameters),
+            step=self.step,
+            occurrences=max(self.occurrences, 1),
+        )
+
+
+class Report:
+    """The live result of a `watch` block: read it inside the block or after it.
+
+    `findings` is complete once the block has ended (coverage is judged over the
+    whole run); read inside the block it shows what has been seen so far.
+    `inactive` lists reasons why checking could not run (for example CUDA-graph
+    replay), so a silent report is never mistaken for a clean one.
+    """
+
+    __slots__ = ("_collect", "_findings", "inactive", "steps")
+
+    def __init__(self, collect: Callable[[], list[Finding]]) -> None:
+        self._collect: Callable[[], list[Finding]] | None = collect
+        self._findings: list[Finding] = []
+        self.inactive: list[str] = []
+        self.steps = 0
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Every distinct finding, in the order first seen."""
+        if self._collect is not None:
+            return self._collect()
+        return list(self._findings)
+
+    def close(self, findings: list[Finding]) -> None:
+        """Freeze the findings when the block ends and drop the link to the session."""
+        self._findings = list(findings)
+        self._collect = None
+
+    def raise_if_any(self) -> None:
+        """Raise `LoopLintRuntimeError` listing every finding, if there is any."""
+        findings = self.findings
+        if findings:
+            raise LoopLintRuntimeError(findings)
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return len(self.findings)
+
+    def __str__(self) -> str:
+        findings = self.findings
+        steps = f"{self.steps} optimizer step{'s' if self.steps != 1 else ''} watched"
+        lines = [f"looplint runtime check: {len(findings) or 'no'} finding"
+                 f"{'s' if len(findings) != 1 else ''} ({steps})"]
+        lines.extend(f"  {finding}".replace("\n", "\n  ") for finding in findings)
+        lines.extend(f"  inactive: {reason}" for reason in self.inactive)
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<looplint Report: {len(self.findings)} findings, {self.steps} steps>"
+
+
+class IssueLog:
+    """Collects issues during a run, one per (code, check, optimizer), in first-seen order.
+
+    Keying by optimizer (not by step) is what makes a bug that repeats every step
+    come out as one finding with an occurrence count.
+    """
+
+    __slots__ = ("_issues",)
+
+    def __init__(self) -> None:
+        self._issues: dict[tuple[str, str, str | None], Issue] = {}
+
+    def note(
+        self,
+        identity: RuleIdentity,
+        check: str,
+        message: str,
+        *,
+        optimizer: str | None = None,
+        step: int | None = None,
+        parameters: Sequence[str] = (),
+    ) -> Issue:
+        """Record one occurrence; the first occurrence fixes the message and step."""
+        key = (identity.code, check, optimizer)
+        issue = self._issues.get(key)
+        if issue is None:
+            issue = Issue(identity, check, message, optimizer, step)
+            self._issues[key] = issue
+        if step is None or issue.occurrences == 0 or issue.last_seen != step:
+            issue.occurrences += 1
+            issue.last_seen = step
+        for name in parameters:
+            issue.parameters[name] = None
+        return issue
+
+    def freeze(self) -> list[Finding]:
+        """The findings so far, as values."""
+        return [issue.freeze() for issue in self._issues.values()]

@@ -1,0 +1,146 @@
+"""Gradient bookkeeping: stale gradients (LL001) and gradients cleared before use (LL005).
+
+The signal needs no device synchronisation. Each parameter's gradient tensor is
+remembered (weakly) with its version counter after every accumulation and every
+optimizer step. Autograd accumulates in place (`grad += new`, version + 1);
+`zero_grad(set_to_none=False)` and `model.zero_grad()` call `zero_()` (version +
+1 again); `zero_grad()` and `p.grad = None` replace the tensor. So when a backward
+pass lands on the very tensor a step consumed, with the version exactly one
+higher, nothing cleared it in between: the gradient is stale. Stock optimizers
+(for-loop, foreach and fused) never modify `.grad` in `step()`.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch.optim import Optimizer
+
+from .records import OptimizerTracker, ParamRecord, Phase
+
+StaleCallback = Callable[[ParamRecord], None]
+
+
+def make_accumulate_hook(record: ParamRecord,
+                         on_stale: StaleCallback) -> Callable[[torch.Tensor], None]:
+    """Build the `register_post_accumulate_grad_hook` body for one parameter.
+
+    The closure holds its record directly, so the hot path does no dictionary
+    look-up. Gradients that are views (DDP `gradient_as_bucket_view=True`) share
+    one version counter per bucket, so they are marked received but not judged.
+    """
+    new_ref = weakref.ref
+    accumulated = Phase.ACCUMULATED
+    stepped = Phase.STEPPED
+
+    def after_accumulate(param: torch.Tensor) -> None:
+        grad = param.grad
+        if grad is None:
+            return
+        record.received = True
+        if grad._base is not None:
+            record.run = 0
+            record.phase = accumulated
+            return
+        version = grad._version
+        known = record.grad_ref
+        if known is not None and known() is grad:
+            if version == record.version + 1:
+                if record.phase is stepped:
+                    on_stale(record)
+                if record.run > 0:
+                    record.run += 1
+            else:
+                record.run = 1
+        else:
+            record.grad_ref = new_ref(grad)
+            record.run = 1
+        record.version = version
+        record.phase = accumulated
+
+    return torch.compiler.disable(after_accumulate)
+
+
+@dataclass(frozen=True, slots=True)
+class GradientCensus:
+    """How an optimizer's gradients look just before a step, counted per tensor.
+
+    `fresh`: accumulated since the last step. `missing`: `.grad is None`.
+    `reused`: the very tensor the previous step consumed, unchanged (stepping
+    twice on one gradient). `cleared`: not accumulated since the last step but
+    changed in place (zeroed). `unknown`: first seen mid-iteration, not judged.
+    `longest_run`: the most backward passes accumulated into one gradient since
+    it was last cleared (0 when unknown).
+    """
+
+    fresh: int
+    missing: int
+    reused: int
+    cleared: int
+    unknown: int
+    longest_run: int
+    reused_names: tuple[str, ...]
+
+
+def take_census(optimizer: Optimizer, tracker: OptimizerTracker,
+                ensure_hooked: Callable[[torch.Tensor, ParamRecord], None]) -> GradientCensus:
+    """Classify every trainable gradient of `optimizer` before its step (no sync)."""
+    fresh = missing = reused = cleared = unknown = longest = 0
+    reused_names: list[str] = []
+    records = tracker.records
+    index = 0
+    accumulated = Phase.ACCUMULATED
+    unknown_phase = Phase.UNKNOWN
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            record = records[index]
+            index += 1
+            if not param.requires_grad:
+                continue
+            if not record.hooked:
+                ensure_hooked(param, record)
+            grad = param.grad
+            if grad is None:
+                missing += 1
+                continue
+            phase = record.phase
+            if phase is accumulated:
+                fresh += 1
+                if record.run > longest:
+                    longest = record.run
+            elif phase is unknown_phase:
+                unknown += 1
+            else:
+                known = record.grad_ref
+                if known is not None and known() is grad and grad._version == record.version:
+                    reused += 1
+                    reused_names.append(record.name)
+                else:
+                    cleared += 1
+    return GradientCensus(fresh, missing, reused, cleared, unknown, longest,
+                          tuple(reused_names))
+
+
+def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> None:
+    """Remember each gradient the step consumed, weakly, with its version counter."""
+    records = tracker.records
+    index = 0
+    stepped = Phase.STEPPED
+    new_ref = weakref.ref
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            record = records[index]
+            index += 1
+            grad = param.grad
+            if grad is None:
+                record.grad_ref = None
+            else:
+                known = record.grad_ref
+                if known is None or known() is not grad:
+                    record.grad_ref = new_ref(grad)
+                record.version = grad._version
+            record.phase = stepped
+            record.last_stepper = tracker

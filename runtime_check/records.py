@@ -1,0 +1,127 @@
+"""Per-session bookkeeping about parameters, optimizers and schedulers.
+
+Everything here belongs to one `watch` block and is dropped when it ends. It
+never holds a tensor strongly: gradients are remembered by weak reference and
+version counter, optimizers and parameters by weak reference, so watching cannot
+keep memory alive or change what the garbage collector does.
+"""
+
+from __future__ import annotations
+
+import weakref
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+    from torch.optim import Optimizer
+    from torch.utils.hooks import RemovableHandle
+
+
+class Phase(IntEnum):
+    """What last happened to a parameter's gradient, as far as the hooks saw."""
+
+    UNKNOWN = 0
+    """Nothing seen yet (the parameter was first seen mid-iteration)."""
+    ACCUMULATED = 1
+    """A backward pass accumulated into the gradient since the last step."""
+    STEPPED = 2
+    """An optimizer step consumed the gradient and nothing accumulated since."""
+
+
+class ParamRecord:
+    """What the session knows about one parameter (or any optimized tensor).
+
+    `grad_ref`/`version` remember the gradient tensor and its version counter at
+    the last event: an in-place accumulation bumps the version by exactly one,
+    `zero_()` bumps it again, `p.grad = None` replaces the tensor. Comparing them
+    tells whether a gradient was cleared without ever reading its values (no
+    device synchronisation).
+    """
+
+    __slots__ = (
+        "grad_ref",
+        "hooked",
+        "is_model",
+        "last_stepper",
+        "name",
+        "param_ref",
+        "phase",
+        "received",
+        "run",
+        "version",
+    )
+
+    def __init__(self, param: torch.Tensor, name: str, *, is_model: bool) -> None:
+        self.param_ref: weakref.ref[torch.Tensor] = weakref.ref(param)
+        self.name = name
+        self.is_model = is_model
+        self.grad_ref: weakref.ref[torch.Tensor] | None = None
+        self.version = -1
+        self.phase = Phase.UNKNOWN
+        self.run = 0
+        self.received = False
+        self.hooked = False
+        self.last_stepper: OptimizerTracker | None = None
+
+
+class OptimizerTracker:
+    """What the session knows about one optimizer, keyed weakly by the optimizer.
+
+    `records` is aligned with the flattened `param_groups` and rebuilt when the
+    group layout changes (`add_param_group`). `attempts` counts steps including
+    those a `GradScaler` skipped, which is what scheduler order is judged by.
+    """
+
+    __slots__ = (
+        "attempts",
+        "cuda",
+        "depth",
+        "had_state",
+        "handles",
+        "index",
+        "label",
+        "layout",
+        "loaded",
+        "opt_ref",
+        "prior_steps",
+        "records",
+        "scaler_mark",
+        "short_runs",
+        "shortest_run",
+        "judged_runs",
+        "state_len",
+        "steps",
+        "__weakref__",
+    )
+
+    def __init__(self, optimizer: Optimizer, index: int, label: str) -> None:
+        self.opt_ref: weakref.ref[Optimizer] = weakref.ref(optimizer)
+        self.index = index
+        self.label = label
+        self.records: list[ParamRecord] = []
+        self.layout: tuple[int, ...] = ()
+        self.steps = 0
+        self.attempts = 0
+        self.prior_steps = False
+        self.depth = 0
+        self.had_state = False
+        self.state_len = 0
+        self.loaded = False
+        self.cuda = False
+        self.scaler_mark = -1
+        self.short_runs = 0
+        self.shortest_run = 0
+        self.judged_runs = 0
+        self.handles: list[RemovableHandle] = []
+
+
+class SchedulerTracker:
+    """What the session knows about one LR scheduler: its label and its last step."""
+
+    __slots__ = ("label", "seen_attempts", "steps")
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.seen_attempts: int | None = None
+        self.steps = 0

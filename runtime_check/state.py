@@ -1,0 +1,82 @@
+"""Optimizer state persistence (LL002): re-created optimizers, cleared or mismatched state.
+
+Momentum buffers and Adam moments are what an optimizer learns over steps; an
+optimizer rebuilt every epoch, or whose `state` is cleared, silently starts over.
+These checks read only Python containers and tensor *metadata* (shapes), never
+tensor values, so they cost nothing on the device.
+"""
+
+from __future__ import annotations
+
+from torch.optim import Optimizer
+
+from .records import OptimizerTracker
+
+_ELEMENTWISE_STATE = frozenset(
+    {
+        "exp_avg",
+        "exp_avg_sq",
+        "max_exp_avg_sq",
+        "momentum_buffer",
+        "square_avg",
+        "acc_delta",
+        "grad_avg",
+        "sum",
+        "ax",
+        "prev",
+        "step_size",
+    }
+)
+"""State entries that torch's element-wise optimizers keep with the parameter's shape.
+
+Factored (Adafactor) or flattened (LBFGS) state is left alone: its shape differs
+from the parameter's by design.
+"""
+
+
+def holds_state(optimizer: Optimizer) -> bool:
+    """Whether any parameter has non-empty state (plain SGD keeps empty dicts)."""
+    return any(bool(entry) for entry in optimizer.state.values())
+
+
+def earlier_stepper(tracker: OptimizerTracker) -> tuple[OptimizerTracker | None, list[str]]:
+    """The stateful optimizer that stepped these parameters before `tracker` was built.
+
+    Returns it with the names of the shared parameters, or `(None, [])`.
+    """
+    earlier: OptimizerTracker | None = None
+    names: list[str] = []
+    for record in tracker.records:
+        previous = record.last_stepper
+        if previous is None or previous is tracker or not previous.had_state:
+            continue
+        if earlier is None:
+            earlier = previous
+        names.append(record.name)
+    return earlier, names
+
+
+def mismatched_state(optimizer: Optimizer, tracker: OptimizerTracker) -> list[str]:
+    """Parameters whose loaded state tensors do not have the parameter's shape.
+
+    `load_state_dict` maps saved state to parameters by position, so state saved
+    from a model with a different parameter order lands on the wrong tensors;
+    torch only checks the number of parameters per group.
+    """
+    names: list[str] = []
+    records = tracker.records
+    index = 0
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            record = records[index] if index < len(records) else None
+            index += 1
+            entry = optimizer.state.get(param)
+            if not entry:
+                continue
+            for key, value in entry.items():
+                if key not in _ELEMENTWISE_STATE or not hasattr(value, "shape"):
+                    continue
+                if value.dim() > 0 and value.shape != param.shape:
+                    names.append(record.name if record is not None else f"#{index - 1}")
+                    break
+    return names
