@@ -361,6 +361,7 @@ class ModuleFacts:
                         changed |= self._classify_assignment(event, frame)
                     elif isinstance(event, CallEvent):
                         changed |= self._bind_constructor_attributes(event.node, frame)
+                        changed |= self._bind_call_arguments(event.node, frame)
             self._factory_kinds.clear()
             if not changed:
                 break
@@ -405,6 +406,26 @@ class ModuleFacts:
             source = env.get(event.value.value)
             for info in list(self.objects.get(source, ())) if source else ():
                 changed |= self._record(f"{class_self}.{target.attr.value}", info)
+        return changed
+
+    def _bind_call_arguments(self, call: cst.Call, frame: Frame) -> bool:
+        """`train(model, SGD(...))`: the callee's parameter holds what the caller passes."""
+        callee = self._callee(call, frame)
+        if callee is None:
+            return False
+        function = callee[0]
+        params = list(function.params[1:] if function.self_name is not None else function.params)
+        pairs = list(zip(params, positional_args(call)))
+        pairs += [
+            (arg.keyword.value, arg.value)
+            for arg in call.args
+            if arg.keyword is not None and arg.keyword.value in function.params
+        ]
+        changed = False
+        for param, value in pairs:
+            info = self._value_info(value, frame)
+            if info is not None:
+                changed |= self._record(f"{function.qualname}:{param}", info)
         return changed
 
     def _infer_parameter_kinds(self, function: FunctionInfo) -> None:
@@ -503,7 +524,7 @@ class ModuleFacts:
             if isinstance(event, CallEvent):
                 self._resolve_call(event.node, frame, in_loop, stack, out)
             elif isinstance(event, AssignEvent):
-                self._resolve_assignment(event, frame, out)
+                self._resolve_assignment(event, frame, in_loop, out)
             elif isinstance(event, LoopEvent):
                 targets = frozenset(
                     identity
@@ -524,7 +545,15 @@ class ModuleFacts:
                 out.append(Context(event.node, contexts, self._resolve(event.body, frame, in_loop, stack)))
         return tuple(out)
 
-    def _resolve_assignment(self, event: AssignEvent, frame: Frame, out: list[Item]) -> None:
+    def _resolve_assignment(
+        self, event: AssignEvent, frame: Frame, in_loop: bool, out: list[Item]
+    ) -> None:
+        if not in_loop:
+            # Outside loops only `.grad` assignments matter (re-creation is a loop question).
+            for target in event.targets:
+                if isinstance(target, cst.Attribute) and target.attr.value == "grad":
+                    out.append(Clear(event.node, None))
+            return
         value = event.value
         sources = frozenset(
             identity
@@ -744,10 +773,13 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
         for event in _all_events(function.events):
             if isinstance(event, CallEvent):
                 call = event.node
-                chain = dotted_name(call.func)
+                func = call.func
+                last = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", "")
+                if last in ("backward", "manual_backward"):
+                    has_backward = True
+                chain = dotted_name(func)
                 if chain is None:
                     continue
-                last = chain.rsplit(".", 1)[-1]
                 if last in ("backward", "manual_backward"):
                     has_backward = True
                 elif last == "requires_grad_":

@@ -113,8 +113,10 @@ class SchedulerOrder(Rule):
                 optimizer.step()
         """,
         """
+        import torch
         from torch.optim.lr_scheduler import OneCycleLR
 
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         scheduler = OneCycleLR(optimizer, max_lr=0.1, total_steps=len(loader) * 10)
         for epoch in range(10):
             for x, y in loader:

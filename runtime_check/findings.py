@@ -168,14 +168,20 @@ class IssueLog:
         optimizer: str | None = None,
         step: int | None = None,
         parameters: Sequence[str] = (),
+        group: str | None = None,
     ) -> Issue:
-        """Record one occurrence; the first occurrence fixes the message and step."""
-        key = (identity.code, check, optimizer)
+        """Record one occurrence; the first occurrence fixes the message and step.
+
+        `group` replaces the optimizer in the de-duplication key, for bugs that
+        create a new optimizer each time (one finding, not one per optimizer).
+        """
+        key = (identity.code, check, group if group is not None else optimizer)
         issue = self._issues.get(key)
         if issue is None:
             issue = Issue(identity, check, message, optimizer, step)
             self._issues[key] = issue
-        if step is None or issue.occurrences == 0 or issue.last_seen != step:
+        if step is None or group is not None or issue.occurrences == 0 or (
+                issue.last_seen != step):
             issue.occurrences += 1
             issue.last_seen = step
         for name in parameters:

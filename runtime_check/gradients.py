@@ -21,16 +21,15 @@ from torch.optim import Optimizer
 
 from .records import OptimizerTracker, ParamRecord, Phase
 
-StaleCallback = Callable[[ParamRecord], None]
-
-
-def make_accumulate_hook(record: ParamRecord,
-                         on_stale: StaleCallback) -> Callable[[torch.Tensor], None]:
+def make_accumulate_hook(record: ParamRecord) -> Callable[[torch.Tensor], None]:
     """Build the `register_post_accumulate_grad_hook` body for one parameter.
 
     The closure holds its record directly, so the hot path does no dictionary
     look-up. Gradients that are views (DDP `gradient_as_bucket_view=True`) share
     one version counter per bucket, so they are marked received but not judged.
+    Landing on a consumed gradient only *taints* it (`stale`): it is a bug only if
+    a step consumes it before it is cleared (a GAN's generator pass legitimately
+    accumulates into discriminator gradients that are cleared before their step).
     """
     new_ref = weakref.ref
     accumulated = Phase.ACCUMULATED
@@ -50,14 +49,16 @@ def make_accumulate_hook(record: ParamRecord,
         if known is not None and known() is grad:
             if version == record.version + 1:
                 if record.phase is stepped:
-                    on_stale(record)
+                    record.stale = True
                 if record.run > 0:
                     record.run += 1
             else:
                 record.run = 1
+                record.stale = False
         else:
             record.grad_ref = new_ref(grad)
             record.run = 1
+            record.stale = False
         record.version = version
         record.phase = accumulated
 
@@ -73,7 +74,8 @@ class GradientCensus:
     twice on one gradient). `cleared`: not accumulated since the last step but
     changed in place (zeroed). `unknown`: first seen mid-iteration, not judged.
     `longest_run`: the most backward passes accumulated into one gradient since
-    it was last cleared (0 when unknown).
+    it was last cleared (0 when unknown). `stale_names`: fresh gradients that
+    were accumulated on top of a gradient an earlier step consumed.
     """
 
     fresh: int
@@ -83,6 +85,7 @@ class GradientCensus:
     unknown: int
     longest_run: int
     reused_names: tuple[str, ...]
+    stale_names: tuple[str, ...]
 
 
 def take_census(optimizer: Optimizer, tracker: OptimizerTracker,
@@ -90,6 +93,7 @@ def take_census(optimizer: Optimizer, tracker: OptimizerTracker,
     """Classify every trainable gradient of `optimizer` before its step (no sync)."""
     fresh = missing = reused = cleared = unknown = longest = 0
     reused_names: list[str] = []
+    stale_names: list[str] = []
     records = tracker.records
     index = 0
     accumulated = Phase.ACCUMULATED
@@ -109,6 +113,8 @@ def take_census(optimizer: Optimizer, tracker: OptimizerTracker,
             phase = record.phase
             if phase is accumulated:
                 fresh += 1
+                if record.stale:
+                    stale_names.append(record.name)
                 if record.run > longest:
                     longest = record.run
             elif phase is unknown_phase:
@@ -121,11 +127,16 @@ def take_census(optimizer: Optimizer, tracker: OptimizerTracker,
                 else:
                     cleared += 1
     return GradientCensus(fresh, missing, reused, cleared, unknown, longest,
-                          tuple(reused_names))
+                          tuple(reused_names), tuple(stale_names))
 
 
-def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> None:
-    """Remember each gradient the step consumed, weakly, with its version counter."""
+def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> list[str]:
+    """Remember each gradient the step consumed, weakly, with its version counter.
+
+    Returns the parameters whose gradient was stale when consumed, which matters
+    for closure steps (LBFGS): their backward passes run inside the step.
+    """
+    stale_names: list[str] = []
     records = tracker.records
     index = 0
     stepped = Phase.STEPPED
@@ -143,4 +154,8 @@ def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> None
                     record.grad_ref = new_ref(grad)
                 record.version = grad._version
             record.phase = stepped
+            if record.stale:
+                stale_names.append(record.name)
+                record.stale = False
             record.last_stepper = tracker
+    return stale_names

@@ -49,6 +49,7 @@ class ParamRecord:
         "phase",
         "received",
         "run",
+        "stale",
         "version",
     )
 
@@ -61,6 +62,7 @@ class ParamRecord:
         self.phase = Phase.UNKNOWN
         self.run = 0
         self.received = False
+        self.stale = False
         self.hooked = False
         self.last_stepper: OptimizerTracker | None = None
 

@@ -1,0 +1,177 @@
+"""The `looplint` command line: `check`, `rules`, `explain`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+import pathspec
+
+from looplint import __version__
+from looplint.checker import check_source
+from looplint.config import Settings, load_settings
+from looplint.discovery import FileFinder
+from looplint.docs import find_rule, rules_markdown
+from looplint.errors import ConfigError, SourceError
+from looplint.finding import Finding
+from looplint.identity import ALL_IDENTITIES, BY_CODE
+from looplint.registry import ALL_RULES
+from looplint.reporters import FORMATS, REPORTERS, statistics_report
+from looplint.runner import RunResult, rules_for, run
+from looplint.selection import expand, selected_codes
+from looplint.source import source_from_bytes
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+_SHIPPED = [BY_CODE["LL000"], *(rule.identity for rule in ALL_RULES)]
+
+
+def _split(values: Sequence[str]) -> tuple[str, ...] | None:
+    if not values:
+        return None
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
+def _fail(message: str) -> None:
+    click.echo(f"looplint: error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="looplint")
+def main() -> None:
+    """Find the silent bugs of PyTorch training loops."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--select", multiple=True, help="Rules to enable: codes, prefixes, names or ALL (comma-separated).")
+@click.option("--extend-select", multiple=True, help="Rules to enable on top of `select`.")
+@click.option("--ignore", multiple=True, help="Rules to disable.")
+@click.option("--format", "output_format", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("--output-file", type=click.Path(dir_okay=False, writable=True), help="Write the report here.")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings.")
+@click.option("--statistics", is_flag=True, help="Show counts per rule instead of each finding.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Processes to use [default: all cores].")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Read settings from this TOML file.")
+@click.option("--force-exclude", is_flag=True, help="Apply exclusions to files named on the command line too.")
+@click.option("--stdin-filename", help="Check source read from standard input, reported under this name.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+def check(
+    paths: tuple[str, ...],
+    select: tuple[str, ...],
+    extend_select: tuple[str, ...],
+    ignore: tuple[str, ...],
+    output_format: str,
+    output_file: str | None,
+    exit_zero: bool,
+    statistics: bool,
+    jobs: int | None,
+    config_path: Path | None,
+    force_exclude: bool,
+    stdin_filename: str | None,
+    debug: bool,
+) -> None:
+    """Check Python files and notebooks under PATHS (default: the current folder)."""
+    try:
+        settings = load_settings(config_path, Path.cwd())
+        codes = selected_codes(
+            _SHIPPED,
+            _split(select) or settings.select,
+            (*settings.extend_select, *(_split(extend_select) or ())),
+            (*settings.ignore, *(_split(ignore) or ())),
+        )
+        if stdin_filename is not None or paths == ("-",):
+            result = _check_stdin(stdin_filename or "<stdin>", codes)
+        else:
+            finder = FileFinder(settings.root, settings.exclude or None, settings.extend_exclude)
+            files = list(finder.files(list(paths) or ["."], force_exclude))
+            result = run(files, codes, jobs)
+        findings = _apply_per_file_ignores(result.findings, settings)
+    except ConfigError as error:
+        _fail(str(error))
+        return
+    except Exception as error:  # noqa: BLE001 - last line of defence: one line, exit 2
+        if debug:
+            traceback.print_exc()
+        _fail(f"internal error: {type(error).__name__}: {error}")
+        return
+    report = statistics_report(findings) if statistics else REPORTERS[output_format](findings)
+    if output_file:
+        Path(output_file).write_text(report, encoding="utf-8")
+    else:
+        click.echo(report, nl=False)
+    for path, tb in result.tracebacks:
+        click.echo(f"looplint: internal error while checking {path} (a bug in looplint; please report it)", err=True)
+        if debug:
+            click.echo(tb, err=True)
+    if result.tracebacks:
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_FINDINGS if findings and not exit_zero else EXIT_CLEAN)
+
+
+def _check_stdin(filename: str, codes: frozenset[str]) -> RunResult:
+    data = sys.stdin.buffer.read()
+    outcome = RunResult(files=1)
+    try:
+        source = source_from_bytes(filename, data)
+    except SourceError as error:
+        from looplint.checker import _error_finding
+
+        outcome.findings.append(_error_finding(filename, str(error)))
+        return outcome
+    result = check_source(source, rules_for(codes))
+    outcome.findings = sorted(result.findings, key=Finding.sort_key)
+    outcome.tracebacks = [(filename, tb) for tb in result.tracebacks]
+    return outcome
+
+
+def _apply_per_file_ignores(findings: list[Finding], settings: Settings) -> list[Finding]:
+    if not settings.per_file_ignores:
+        return findings
+    specs = [
+        (pathspec.PathSpec.from_lines("gitwildmatch", [pattern]), {c for s in selectors for c in expand(s, ALL_IDENTITIES)})
+        for pattern, selectors in settings.per_file_ignores.items()
+    ]
+    kept = []
+    for finding in findings:
+        path = Path(finding.path)
+        try:
+            relative = path.resolve().relative_to(settings.root).as_posix()
+        except ValueError:
+            relative = path.as_posix()
+        if any(finding.code in codes and spec.match_file(relative) for spec, codes in specs):
+            continue
+        kept.append(finding)
+    return kept
+
+
+@main.command()
+@click.option("--format", "output_format", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+def rules(output_format: str) -> None:
+    """List every rule: code, name and summary."""
+    if output_format == "markdown":
+        click.echo(rules_markdown(), nl=False)
+        return
+    if output_format == "json":
+        payload = [
+            {"code": r.identity.code, "name": r.identity.name, "summary": r.identity.summary} for r in ALL_RULES
+        ]
+        click.echo(json.dumps(payload, indent=2))
+        return
+    for rule in ALL_RULES:
+        click.echo(f"{rule.identity.code}  {rule.identity.name:<22}  {rule.identity.summary}")
+
+
+@main.command()
+@click.argument("rule")
+def explain(rule: str) -> None:
+    """Show the full documentation of RULE (a code such as LL001, or a name)."""
+    found = find_rule(rule)
+    if found is None:
+        _fail(f"unknown rule `{rule}`; `looplint rules` lists them")
+        return
+    click.echo(found.documentation(), nl=False)

@@ -1,0 +1,88 @@
+"""Checking many files, in parallel, with output that does not depend on `--jobs`."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+from looplint.checker import FileResult, check_file
+from looplint.finding import Finding
+from looplint.registry import ALL_RULES
+from looplint.rule import Rule
+
+_SMALL_RUN = 8
+
+
+def rules_for(codes: Iterable[str]) -> list[Rule]:
+    """Instances of the enabled rules, in code order."""
+    wanted = set(codes)
+    return [rule() for rule in ALL_RULES if rule.identity.code in wanted]
+
+
+@dataclass(slots=True)
+class RunResult:
+    """Findings of a whole run, sorted, and tracebacks of internal errors."""
+
+    findings: list[Finding] = field(default_factory=list)
+    tracebacks: list[tuple[str, str]] = field(default_factory=list)
+    files: int = 0
+
+
+_worker_rules: list[Rule] = []
+
+
+def _init_worker(codes: tuple[str, ...]) -> None:
+    global _worker_rules
+    _worker_rules = rules_for(codes)
+
+
+def _check_chunk(paths: Sequence[str]) -> list[FileResult]:
+    return [check_file(path, _worker_rules) for path in paths]
+
+
+def _chunks(items: Sequence[str], jobs: int) -> list[Sequence[str]]:
+    size = max(1, min(64, len(items) // (jobs * 8) or 1))
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def default_jobs() -> int:
+    """All cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def run(
+    paths: Sequence[str],
+    codes: Iterable[str],
+    jobs: int | None = None,
+    check: Callable[[Sequence[str], tuple[str, ...], int], list[FileResult]] | None = None,
+) -> RunResult:
+    """Check `paths` with the rules `codes`, using `jobs` processes."""
+    code_tuple = tuple(sorted(codes))
+    jobs = jobs or default_jobs()
+    results = (check or check_paths)(paths, code_tuple, jobs)
+    outcome = RunResult(files=len(paths))
+    for result in results:
+        outcome.findings.extend(result.findings)
+        outcome.tracebacks.extend((result.path, tb) for tb in result.tracebacks)
+    outcome.findings.sort(key=Finding.sort_key)
+    return outcome
+
+
+def check_paths(paths: Sequence[str], codes: tuple[str, ...], jobs: int) -> list[FileResult]:
+    """Check files in this process (few files or `--jobs 1`) or in a process pool."""
+    if jobs <= 1 or len(paths) <= _SMALL_RUN:
+        rules = rules_for(codes)
+        return [check_file(path, rules) for path in paths]
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    results: list[FileResult] = []
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(codes,)) as pool:
+        for chunk_results in pool.map(_check_chunk, _chunks(paths, jobs)):
+            results.extend(chunk_results)
+    return results

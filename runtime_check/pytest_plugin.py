@@ -1,0 +1,91 @@
+"""pytest plugin: the `looplint_watch` fixture, the `looplint` marker and `--looplint-runtime`.
+
+Registered through the `pytest11` entry point, so it loads in every pytest run
+where looplint is installed; it therefore imports torch only when a test asks to
+be watched (pytest keeps working without the `runtime` extra). Findings are
+judged in a `pytest_runtest_call` wrapper rather than in fixture teardown, so a
+test whose training loop is wrong is reported as FAILED (with the findings),
+not as an ERROR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+import pytest
+
+from .errors import LoopLintRuntimeError
+
+_MARKER_HELP = (
+    "looplint(mode='raise', accumulation_steps=None): check the training loops this test "
+    "runs with looplint's runtime checks; findings fail the test."
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add `--looplint-runtime` (watch every test) and `--looplint-runtime-mode`."""
+    group = parser.getgroup("looplint", "looplint runtime checks of training loops")
+    group.addoption(
+        "--looplint-runtime",
+        action="store_true",
+        default=False,
+        help="watch every test's optimizers with looplint's runtime checks (needs torch).",
+    )
+    group.addoption(
+        "--looplint-runtime-mode",
+        choices=("raise", "warn"),
+        default="raise",
+        help="what a finding does to a watched test: fail it (raise) or warn (default: raise).",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the `looplint` marker so `--strict-markers` accepts it."""
+    config.addinivalue_line("markers", _MARKER_HELP)
+
+
+@pytest.fixture
+def looplint_watch() -> Callable[..., Any]:
+    """The `looplint.runtime_check.watch` context manager, for use inside a test.
+
+    ```python
+    def test_training(looplint_watch):
+        model = Net()
+        with looplint_watch(model):
+            train(model, loader)
+    ```
+    Skips the test when torch is not installed.
+    """
+    pytest.importorskip("torch")
+    from .session import watch
+
+    return watch
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
+    """Watch the test body when it is marked or `--looplint-runtime` is on."""
+    marker = item.get_closest_marker("looplint")
+    if marker is None and not item.config.getoption("looplint_runtime"):
+        yield
+        return
+    try:
+        from .session import Watch
+    except ImportError:  # torch missing: nothing to watch
+        yield
+        return
+    options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
+    options.setdefault("mode", item.config.getoption("looplint_runtime_mode"))
+    watcher = Watch(None, (), **options)
+    watcher.__enter__()
+    outcome = yield
+    try:
+        watcher.__exit__(None, None, None)
+    except LoopLintRuntimeError as error:
+        test_error = outcome.excinfo[1] if outcome.excinfo is not None else None
+        if test_error is None:
+            outcome.force_exception(error)
+        elif not isinstance(test_error, LoopLintRuntimeError) and hasattr(test_error,
+                                                                           "add_note"):
+            test_error.add_note(str(error))

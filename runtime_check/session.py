@@ -1,0 +1,471 @@
+"""`watch`: the context manager that checks a training run while it happens.
+
+It installs only removable hooks (global optimizer step pre/post hooks, per
+parameter post-accumulate-grad hooks, per optimizer load-state-dict hooks) plus
+the scoped scheduler/GradScaler wrappers of `scoped_patches`, and removes all of
+them when the block ends. Hook bodies run under `torch.compiler.disable` so a
+compiled optimizer step does not trace (and recompile for) them, read only
+Python objects and tensor metadata (never values: no device synchronisation),
+and never change a tensor, so training is bit-identical with and without it.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+import weakref
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
+from torch.utils.hooks import RemovableHandle
+from torch.utils.weak import WeakIdKeyDictionary
+
+from looplint.identity import (
+    GRADIENTS_CLEARED_BEFORE_STEP,
+    MISSING_ZERO_GRAD,
+    OPTIMIZER_IN_LOOP,
+    PARTIAL_PARAMETERS,
+    SCHEDULER_ORDER,
+)
+
+from . import scoped_patches
+from .coverage import find_gaps
+from .errors import LoopLintRuntimeError, LoopLintRuntimeWarning
+from .findings import Finding, IssueLog, Report, describe_names
+from .gradients import make_accumulate_hook, remember_after_step, take_census
+from .records import OptimizerTracker, ParamRecord, SchedulerTracker
+from .schedulers import judge_scheduler_step
+from .state import earlier_stepper, holds_state, mismatched_state
+
+Mode = Literal["raise", "warn"]
+
+_COMPILED_PREFIX = "_orig_mod."
+
+
+def watch(
+    model: nn.Module | None = None,
+    *optimizers: Optimizer,
+    schedulers: Iterable[Any] = (),
+    mode: Mode = "raise",
+    accumulation_steps: int | None = None,
+) -> Watch:
+    """Check a training run for the silent bugs of training loops while it runs.
+
+    ```python
+    with looplint.runtime_check.watch(model) as report:
+        train(model, loader)        # unmodified training code
+    ```
+
+    Optimizers and LR schedulers are discovered when they step; pass them
+    explicitly to get their variable names in messages and coverage from the
+    first step. `model` names parameters (`encoder.layers.3.bias`) and enables
+    the coverage check (LL003); without it the other checks still run.
+    `mode="raise"` raises `LoopLintRuntimeError` (an `AssertionError`) when the
+    block ends with findings; `mode="warn"` emits one `LoopLintRuntimeWarning`
+    per distinct finding. `accumulation_steps=N` also reports gradients cleared
+    more often than every N backward passes.
+    """
+    names: dict[int, str] = {}
+    if optimizers:
+        frame = sys._getframe(1)
+        try:
+            names = {id(value): key for key, value in frame.f_locals.items()
+                     if isinstance(value, Optimizer)}
+        finally:
+            del frame
+    return Watch(model, optimizers, schedulers=tuple(schedulers), mode=mode,
+                 accumulation_steps=accumulation_steps, variable_names=names)
+
+
+class Watch:
+    """One `watch` block: its hooks, its bookkeeping and its `Report`.
+
+    Entered once; everything it installs is removed on exit, even when the block
+    raises, so tests neither leak hooks into each other nor change behaviour.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | None,
+        optimizers: Iterable[Optimizer],
+        *,
+        schedulers: Iterable[Any] = (),
+        mode: Mode = "raise",
+        accumulation_steps: int | None = None,
+        variable_names: dict[int, str] | None = None,
+    ) -> None:
+        if mode not in ("raise", "warn"):
+            raise ValueError(f"mode must be 'raise' or 'warn', not {mode!r}")
+        if accumulation_steps is not None and accumulation_steps < 1:
+            raise ValueError("accumulation_steps must be a positive integer")
+        if model is not None and not isinstance(model, nn.Module):
+            raise TypeError(f"watch() expects an nn.Module as model, got {type(model).__name__}")
+        self._model_ref = weakref.ref(model) if model is not None else None
+        self._initial_optimizers = [weakref.ref(opt) for opt in optimizers]
+        self._initial_schedulers = [weakref.ref(s) for s in schedulers]
+        self._mode: Mode = mode
+        self._accumulation = accumulation_steps
+        self._names = dict(variable_names or {})
+        self._entered = False
+        self._active = False
+        self._attached = False
+        self._records: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._trackers: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._schedulers: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._all_trackers: list[OptimizerTracker] = []
+        self._model_records: list[ParamRecord] = []
+        self._handles: list[RemovableHandle] = []
+        self._issues = IssueLog()
+        self._cleared = IssueLog()
+        self._last: tuple[weakref.ref[Optimizer], OptimizerTracker] | None = None
+        self.report = Report(self._issues.freeze)
+
+    # -- context manager -------------------------------------------------
+
+    def __enter__(self) -> Report:
+        if self._entered:
+            raise RuntimeError("a watch() block can be entered only once; call watch() again")
+        self._entered = True
+        self._active = True
+        try:
+            self._install()
+        except BaseException:
+            self._teardown()
+            raise
+        return self.report
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            findings = self._conclude()
+        finally:
+            self._teardown()
+        self.report.close(findings)
+        for reason in self.report.inactive:
+            warnings.warn(LoopLintRuntimeWarning(reason), stacklevel=2)
+        if not findings:
+            return
+        if self._mode == "warn":
+            for finding in findings:
+                warnings.warn(LoopLintRuntimeWarning(str(finding)), stacklevel=2)
+            return
+        error = LoopLintRuntimeError(findings)
+        if exc is None:
+            raise error
+        if not isinstance(exc, LoopLintRuntimeError) and hasattr(exc, "add_note"):
+            exc.add_note(str(error))
+
+    # -- installation ----------------------------------------------------
+
+    def _install(self) -> None:
+        model = self._model_ref() if self._model_ref is not None else None
+        if model is not None:
+            for name, param in model.named_parameters():
+                record = self._record_for(param, name.replace(_COMPILED_PREFIX, ""),
+                                          is_model=True)
+                self._model_records.append(record)
+        self._handles.append(register_optimizer_step_pre_hook(
+            torch.compiler.disable(self._before_step)))
+        self._handles.append(register_optimizer_step_post_hook(
+            torch.compiler.disable(self._after_step)))
+        for opt_ref in self._initial_optimizers:
+            optimizer = opt_ref()
+            if optimizer is not None:
+                self._tracker_for(optimizer)
+        for sched_ref in self._initial_schedulers:
+            scheduler = sched_ref()
+            if scheduler is not None:
+                self._scheduler_tracker(scheduler)
+        scoped_patches.attach(self)
+        self._attached = True
+
+    def _teardown(self) -> None:
+        if not self._active:
+            return
+        self._active = False
+        for handle in self._handles:
+            handle.remove()
+        for tracker in self._all_trackers:
+            for handle in tracker.handles:
+                handle.remove()
+            tracker.handles.clear()
+        self._handles.clear()
+        self._last = None
+        if self._attached:
+            self._attached = False
+            scoped_patches.detach(self)
+
+    def _record_for(self, param: torch.Tensor, name: str, *, is_model: bool) -> ParamRecord:
+        record: ParamRecord | None = self._records.get(param)
+        if record is None:
+            record = ParamRecord(param, name, is_model=is_model)
+            self._records[param] = record
+            if param.requires_grad:
+                self._hook(param, record)
+        return record
+
+    def _hook(self, param: torch.Tensor, record: ParamRecord) -> None:
+        record.hooked = True
+        if not param.is_leaf:
+            return
+        hook = make_accumulate_hook(record)
+        self._handles.append(param.register_post_accumulate_grad_hook(hook))
+
+    def _tracker_for(self, optimizer: Optimizer) -> OptimizerTracker:
+        last = self._last
+        if last is not None and last[0]() is optimizer:
+            return last[1]
+        tracker: OptimizerTracker | None = self._trackers.get(optimizer)
+        if tracker is None:
+            tracker = self._adopt(optimizer)
+        self._last = (weakref.ref(optimizer), tracker)
+        return tracker
+
+    def _adopt(self, optimizer: Optimizer) -> OptimizerTracker:
+        index = len(self._all_trackers)
+        label = f"{type(optimizer).__name__} #{index}"
+        variable = self._names.get(id(optimizer))
+        if variable is not None:
+            label += f" ({variable})"
+        tracker = OptimizerTracker(optimizer, index, label)
+        tracker.prior_steps = bool(getattr(optimizer, "_opt_called", False))
+        tracker.had_state = holds_state(optimizer)
+        tracker.state_len = len(optimizer.state)
+        self._rebuild(optimizer, tracker)
+        tracker.handles.append(optimizer.register_load_state_dict_post_hook(
+            torch.compiler.disable(self._after_load)))
+        self._trackers[optimizer] = tracker
+        self._all_trackers.append(tracker)
+        return tracker
+
+    def _rebuild(self, optimizer: Optimizer, tracker: OptimizerTracker) -> None:
+        records: list[ParamRecord] = []
+        for group_index, group in enumerate(optimizer.param_groups):
+            for param_index, param in enumerate(group["params"]):
+                name = f"{tracker.label} param_groups[{group_index}][{param_index}]"
+                records.append(self._record_for(param, name, is_model=False))
+                if param.is_cuda:
+                    tracker.cuda = True
+        tracker.records = records
+        tracker.layout = tuple(len(group["params"]) for group in optimizer.param_groups)
+
+    # -- optimizer hooks -------------------------------------------------
+
+    def _before_step(self, optimizer: Optimizer, args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> None:
+        tracker = self._tracker_for(optimizer)
+        if tracker.depth:
+            tracker.depth += 1
+            return
+        tracker.depth = 1
+        if tracker.cuda:
+            self._check_capture(tracker)
+        groups = optimizer.param_groups
+        layout = tracker.layout
+        if len(groups) != len(layout) or any(
+            len(group["params"]) != size for group, size in zip(groups, layout, strict=False)
+        ):
+            self._rebuild(optimizer, tracker)
+        if tracker.steps == 0:
+            self._check_first_step(optimizer, tracker)
+        elif (tracker.had_state and not tracker.loaded
+              and len(optimizer.state) < tracker.state_len):
+            self._issues.note(
+                OPTIMIZER_IN_LOOP, "state-cleared",
+                f"the state of {tracker.label} (momentum, moment estimates) was emptied "
+                f"during training ({tracker.state_len} -> {len(optimizer.state)} entries) "
+                "without `load_state_dict`, so the optimizer starts over.",
+                optimizer=tracker.label, step=tracker.steps)
+        closure = args[1] if len(args) > 1 else kwargs.get("closure")
+        if closure is None:
+            self._judge_gradients(optimizer, tracker)
+
+    def _after_step(self, optimizer: Optimizer, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> None:
+        tracker = self._tracker_for(optimizer)
+        if tracker.depth > 1:
+            tracker.depth -= 1
+            return
+        tracker.depth = 0
+        stale = remember_after_step(optimizer, tracker)
+        if stale and (len(args) > 1 or "closure" in kwargs):
+            self._note_stale(tracker, stale)
+        tracker.steps += 1
+        tracker.attempts += 1
+        self.report.steps += 1
+        if not tracker.had_state:
+            tracker.had_state = holds_state(optimizer)
+        tracker.state_len = len(optimizer.state)
+        tracker.loaded = False
+
+    def _after_load(self, optimizer: Optimizer) -> None:
+        tracker = self._tracker_for(optimizer)
+        tracker.loaded = True
+        tracker.had_state = tracker.had_state or holds_state(optimizer)
+        self._check_loaded_state(optimizer, tracker)
+
+    def _check_first_step(self, optimizer: Optimizer, tracker: OptimizerTracker) -> None:
+        if holds_state(optimizer):
+            # Restored from a checkpoint (or stepped before the block): not a reset.
+            self._check_loaded_state(optimizer, tracker)
+            return
+        earlier, names = earlier_stepper(tracker)
+        if earlier is not None:
+            self._issues.note(
+                OPTIMIZER_IN_LOOP, "optimizer-recreated",
+                f"{tracker.label} was created over {len(names)} parameter(s) that "
+                f"{earlier.label} had already stepped, so its momentum / moment estimates "
+                "start again from zero. Build the optimizer once, before the loop (or restore "
+                "it with `load_state_dict`).",
+                optimizer=tracker.label, step=tracker.steps, parameters=names,
+                group=f"{type(optimizer).__name__} over {names[0]}")
+
+    def _check_loaded_state(self, optimizer: Optimizer, tracker: OptimizerTracker) -> None:
+        names = mismatched_state(optimizer, tracker)
+        if names:
+            self._issues.note(
+                OPTIMIZER_IN_LOOP, "mismatched-state",
+                f"the state restored into {tracker.label} does not match the shapes of "
+                f"{len(names)} of its parameters: it was saved from a different model or "
+                "parameter order, so momentum lands on the wrong tensors.",
+                optimizer=tracker.label, step=tracker.steps, parameters=names)
+
+    def _judge_gradients(self, optimizer: Optimizer, tracker: OptimizerTracker) -> None:
+        census = take_census(optimizer, tracker, self._hook)
+        settled = census.fresh == 0 and census.unknown == 0
+        if settled and census.reused == 0 and census.missing + census.cleared > 0:
+            self._cleared.note(
+                GRADIENTS_CLEARED_BEFORE_STEP, "cleared-before-step",
+                f"{tracker.label} stepped while every gradient it holds had been cleared "
+                "since the last backward pass (`zero_grad()` between `backward()` and "
+                "`step()`, or `step()` before `backward()`), so the step did not learn "
+                "from the batch.",
+                optimizer=tracker.label, step=tracker.steps)
+        elif settled and census.reused > 0 and census.cleared == 0:
+            self._issues.note(
+                MISSING_ZERO_GRAD, "gradient-reused",
+                f"{tracker.label} stepped again on the gradients its previous step already "
+                "used: no backward pass ran in between, so the same batch is applied twice.",
+                optimizer=tracker.label, step=tracker.steps, parameters=census.reused_names)
+        if census.stale_names:
+            self._note_stale(tracker, census.stale_names)
+        if self._accumulation is not None and census.longest_run > 0:
+            tracker.judged_runs += 1
+            if census.longest_run < self._accumulation:
+                tracker.short_runs += 1
+                tracker.shortest_run = census.longest_run
+
+    def _note_stale(self, tracker: OptimizerTracker, names: Iterable[str]) -> None:
+        self._issues.note(
+            MISSING_ZERO_GRAD, "stale-gradient",
+            f"the gradients {tracker.label} stepped on were never cleared since an "
+            "earlier step used them: the backward pass added to the old gradients, so "
+            "each step applies the sum of all past batches. Call `optimizer.zero_grad()` "
+            "once per step.",
+            optimizer=tracker.label, step=tracker.steps, parameters=tuple(names))
+
+    def _check_capture(self, tracker: OptimizerTracker) -> None:
+        if not torch.cuda.is_available() or not torch.cuda.is_current_stream_capturing():
+            return
+        reason = (f"{tracker.label} stepped during CUDA-graph capture: hooks do not run when "
+                  "the captured graph is replayed, so replayed steps are not checked.")
+        if reason not in self.report.inactive:
+            self.report.inactive.append(reason)
+
+    # -- scheduler and GradScaler notifications (from scoped_patches) -----
+
+    def _scheduler_tracker(self, scheduler: Any) -> SchedulerTracker:
+        tracker: SchedulerTracker | None = self._schedulers.get(scheduler)
+        if tracker is None:
+            tracker = SchedulerTracker(f"{type(scheduler).__name__} #{len(self._schedulers)}")
+            self._schedulers[scheduler] = tracker
+        return tracker
+
+    def on_scheduler_step(self, scheduler: Any) -> None:
+        """Judge a scheduler step against its optimizer's attempted steps (LL004)."""
+        optimizer = getattr(scheduler, "optimizer", None)
+        if not self._active or not isinstance(optimizer, Optimizer):
+            return
+        tracker = self._tracker_for(optimizer)
+        problem = judge_scheduler_step(self._scheduler_tracker(scheduler), tracker)
+        if problem is not None:
+            self._issues.note(SCHEDULER_ORDER, problem.check, problem.message,
+                              optimizer=tracker.label, step=tracker.steps)
+
+    def before_scaler_step(self, optimizer: Optimizer) -> None:
+        """Remember the step count so a step GradScaler skips is still counted."""
+        if self._active:
+            tracker = self._tracker_for(optimizer)
+            tracker.scaler_mark = tracker.steps
+
+    def after_scaler_step(self, optimizer: Optimizer) -> None:
+        """Count a step GradScaler skipped (inf/NaN gradients) as attempted."""
+        if not self._active:
+            return
+        tracker = self._tracker_for(optimizer)
+        if tracker.scaler_mark == tracker.steps:
+            tracker.attempts += 1
+        tracker.scaler_mark = -1
+
+    # -- conclusion ------------------------------------------------------
+
+    def _conclude(self) -> list[Finding]:
+        findings = self._issues.freeze()
+        received_by = {tracker.label: any(record.received for record in tracker.records)
+                       for tracker in self._all_trackers}
+        findings.extend(finding for finding in self._cleared.freeze()
+                        if received_by.get(finding.optimizer or "", False))
+        if self._accumulation is not None:
+            findings.extend(self._accumulation_findings())
+        if self._model_ref is not None:
+            findings.extend(self._coverage_findings())
+        return findings
+
+    def _accumulation_findings(self) -> list[Finding]:
+        findings: list[Finding] = []
+        for tracker in self._all_trackers:
+            if tracker.short_runs * 2 <= tracker.judged_runs:
+                continue
+            log = IssueLog()
+            log.note(
+                MISSING_ZERO_GRAD, "accumulation-broken",
+                f"accumulation_steps={self._accumulation}, but the gradients of "
+                f"{tracker.label} were cleared after only {tracker.shortest_run} backward "
+                f"pass(es) before {tracker.short_runs} of its {tracker.judged_runs} steps, so "
+                "only the last micro-batches reach each step. Clear gradients once per "
+                "step, after `optimizer.step()`.",
+                optimizer=tracker.label)
+            findings.extend(log.freeze())
+        return findings
+
+    def _coverage_findings(self) -> list[Finding]:
+        gaps = find_gaps(self._model_records, self._all_trackers)
+        log = IssueLog()
+        if gaps.uncovered:
+            log.note(
+                PARTIAL_PARAMETERS, "uncovered-parameters",
+                f"{len(gaps.uncovered)} parameter(s) of the model received gradients but are "
+                f"in no optimizer's param groups, so they never train: "
+                f"{describe_names(gaps.uncovered)}. Give the optimizer `model.parameters()` "
+                "(or add the missing ones with `add_param_group`).",
+                parameters=gaps.uncovered)
+        for label in gaps.orphaned:
+            log.note(
+                PARTIAL_PARAMETERS, "orphaned-optimizer",
+                f"none of the tensors {label} updates ever received a gradient while the "
+                "model's parameters did: it optimizes orphans (was the model re-created after "
+                "the optimizer was built?).",
+                optimizer=label)
+        return log.freeze()

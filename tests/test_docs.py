@@ -1,0 +1,19 @@
+"""Documentation is generated from the rule classes; a drifted copy fails here."""
+
+from __future__ import annotations
+
+from looplint.docs import README_TABLE_END, README_TABLE_START, replace_table, rules_markdown
+from tests.conftest import REPO
+
+
+def test_readme_rule_table_is_generated() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert README_TABLE_START in readme and README_TABLE_END in readme
+    assert replace_table(readme) == readme, (
+        "README rule table drifted: run `python -m looplint.docs` to regenerate it"
+    )
+
+
+def test_rules_reference_is_generated() -> None:
+    committed = (REPO / "docs" / "rules.md").read_text(encoding="utf-8")
+    assert committed == rules_markdown(), "docs/rules.md drifted: run `python -m looplint.docs`"
