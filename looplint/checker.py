@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -65,9 +66,8 @@ def check_source(source: SourceFile, rules: Sequence[Rule], use_prefilter: bool 
     try:
         module = cst.parse_module(source.text)
     except cst.ParserSyntaxError as error:
-        line, column = _locate(source, error.raw_line, error.raw_column + 1)
-        result.findings.append(_located_error(source, _syntax_error_message(error), error.raw_line, error.raw_column + 1))
-        del line, column
+        message, line, column = _explain_syntax_error(source.text, error)
+        result.findings.append(_located_error(source, message, line, column))
         return result
     except RecursionError:
         result.findings.append(_error_finding(source.path, "too deeply nested to parse"))
@@ -108,8 +108,27 @@ def check_source(source: SourceFile, rules: Sequence[Rule], use_prefilter: bool 
     return result
 
 
-def _locate(source: SourceFile, line: int, column: int) -> tuple[int, int]:
-    return line, column
+def _explain_syntax_error(text: str, error: cst.ParserSyntaxError) -> tuple[str, int, int]:
+    """Message and position of a parse failure, as Python itself would report it.
+
+    LibCST's messages name parser internals and can point past the real error, so
+    Python's own parser is asked; if *it* accepts the file, LibCST is the limit.
+    """
+    try:
+        ast.parse(text)
+    except SyntaxError as python_error:
+        line = python_error.lineno or error.raw_line
+        column = python_error.offset or 1
+        return f"syntax error: {python_error.msg}", line, max(column, 1)
+    except (ValueError, RecursionError, MemoryError):
+        pass
+    else:
+        return (
+            f"valid Python that LibCST cannot parse yet: {_syntax_error_message(error)}",
+            error.raw_line,
+            error.raw_column + 1,
+        )
+    return _syntax_error_message(error), error.raw_line, error.raw_column + 1
 
 
 def _located_error(source: SourceFile, message: str, line: int, column: int) -> Finding:

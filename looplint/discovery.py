@@ -106,10 +106,19 @@ class FileFinder:
                 raise ConfigError(f"{raw}: no such file or directory")
             if path.is_dir():
                 yield from self._walk(path)
-            elif not (force_exclude and self.is_excluded(path, False)):
-                if force_exclude and path.suffix not in SOURCE_SUFFIXES:
-                    continue
+            elif not (force_exclude and self._excluded_with_parents(path)):
                 yield raw
+
+    def _excluded_with_parents(self, path: Path) -> bool:
+        """`--force-exclude`: the file, or a folder above it (up to the project root), is excluded."""
+        if path.suffix not in SOURCE_SUFFIXES or self.is_excluded(path, False):
+            return True
+        for parent in path.absolute().parents:
+            if parent == self.root or parent == Path.cwd() or parent.parent == parent:
+                return False
+            if self.is_excluded(parent, True):
+                return True
+        return False
 
     def _walk(self, top: Path) -> Iterator[str]:
         floor = top.absolute()

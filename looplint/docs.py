@@ -17,7 +17,7 @@ def rule_table() -> str:
     rows = ["| Code | Name | What it catches |", "| --- | --- | --- |"]
     for rule in ALL_RULES:
         rows.append(
-            f"| [{rule.identity.code}](docs/rules.md#{rule.identity.code.lower()}-{rule.identity.name}) "
+            f"| [{rule.identity.code}](docs/rules.md#{rule.identity.code.lower()}) "
             f"| `{rule.identity.name}` | {rule.identity.summary} |"
         )
     return "\n".join(rows) + "\n"

@@ -36,6 +36,12 @@ def decode_python(data: bytes) -> str:
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
     except SyntaxError as error:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as decode_error:
+            raise SourceError(
+                f"cannot decode as UTF-8 and no coding declaration says otherwise: {decode_error}"
+            ) from None
         raise SourceError(f"bad encoding declaration: {error.msg}") from None
     try:
         text = data.decode(encoding)

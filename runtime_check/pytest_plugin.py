@@ -66,6 +66,7 @@ def looplint_watch() -> Callable[..., Any]:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
     """Watch the test body when it is marked or `--looplint-runtime` is on."""
+    __tracebackhide__ = True
     marker = item.get_closest_marker("looplint")
     if marker is None and not item.config.getoption("looplint_runtime"):
         yield

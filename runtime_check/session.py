@@ -148,6 +148,7 @@ class Watch:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        __tracebackhide__ = True
         try:
             findings = self._conclude()
         finally:

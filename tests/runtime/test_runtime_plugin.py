@@ -8,6 +8,25 @@ pytest.importorskip("torch")
 
 pytest_plugins = ["pytester"]
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _import_lazily_loaded_modules() -> None:
+    """Run one watched step in this process first.
+
+    `pytester` runs pytest in-process (fast) and afterwards forgets modules the
+    inner run imported; torch registers operator libraries on import and refuses
+    a second registration, so everything is imported here, once, beforehand.
+    """
+    import torch
+
+    from looplint.runtime_check import watch
+
+    model = torch.nn.Linear(1, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with watch(model, optimizer):
+        model(torch.ones(1, 1)).sum().backward()
+        optimizer.step()
+
 TRAINING = '''
 import pytest
 import torch
@@ -38,7 +57,7 @@ def test_correct(looplint_watch):
     with looplint_watch(model, optimizer):
         train(model, optimizer, clear=True)
 ''')
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*LL001 missing-zero-grad*", "*`weight`*"])
 
@@ -60,9 +79,10 @@ def test_warned():
 def test_unwatched():
     train(*make(), clear=False)
 ''')
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--strict-markers")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--strict-markers")
     result.assert_outcomes(passed=3, failed=1)
-    result.stdout.fnmatch_lines(["*FAILED*test_buggy*LL001*", "*LoopLintRuntimeWarning*"])
+    result.stdout.fnmatch_lines(["*LL001 missing-zero-grad*", "*LoopLintRuntimeWarning*",
+                                 "*FAILED*test_buggy*"])
 
 
 def test_session_option_watches_every_test(pytester: pytest.Pytester) -> None:
@@ -73,8 +93,8 @@ def test_buggy():
 def test_correct():
     train(*make(), clear=True)
 ''')
-    plain = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    plain = pytester.runpytest("-p", "no:cacheprovider")
     plain.assert_outcomes(passed=2)
-    watched = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--looplint-runtime")
+    watched = pytester.runpytest("-p", "no:cacheprovider", "--looplint-runtime")
     watched.assert_outcomes(passed=1, failed=1)
     watched.stdout.fnmatch_lines(["*LL001*"])
