@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -133,14 +134,14 @@ def _apply_per_file_ignores(findings: list[Finding], settings: Settings) -> list
     if not settings.per_file_ignores:
         return findings
     specs = [
-        (pathspec.PathSpec.from_lines("gitwildmatch", [pattern]), {c for s in selectors for c in expand(s, ALL_IDENTITIES)})
+        (pathspec.GitIgnoreSpec.from_lines([pattern]), {c for s in selectors for c in expand(s, ALL_IDENTITIES)})
         for pattern, selectors in settings.per_file_ignores.items()
     ]
     kept = []
     for finding in findings:
         path = Path(finding.path)
         try:
-            relative = path.resolve().relative_to(settings.root).as_posix()
+            relative = Path(os.path.abspath(path)).relative_to(settings.root).as_posix()
         except ValueError:
             relative = path.as_posix()
         if any(finding.code in codes and spec.match_file(relative) for spec, codes in specs):

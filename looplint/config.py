@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -98,7 +99,7 @@ def load_settings(path: Path | None, start: Path) -> Settings:
     if cache_dir is not None and not isinstance(cache_dir, str):
         raise ConfigError(f"{path}: [tool.looplint] `cache-dir` must be a string")
     return Settings(
-        root=path.parent.resolve(),
+        root=Path(os.path.abspath(path.parent)),
         config_path=path,
         select=values.get("select"),
         ignore=values.get("ignore", ()),

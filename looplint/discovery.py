@@ -30,7 +30,7 @@ DEFAULT_EXCLUDE = (
 
 
 def _spec(patterns: Sequence[str]) -> pathspec.PathSpec:
-    return pathspec.PathSpec.from_lines("gitwildmatch", patterns)
+    return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 
 class FileFinder:
@@ -43,7 +43,7 @@ class FileFinder:
         extend_exclude: Sequence[str] = (),
         respect_gitignore: bool = True,
     ) -> None:
-        self.root = root.resolve()
+        self.root = Path(os.path.abspath(root))
         patterns = list(DEFAULT_EXCLUDE if exclude is None else exclude) + list(extend_exclude)
         # Unanchored patterns (`build`, `.*`) match a file or folder by name as the walk
         # reaches it, so they never exclude the folders above a path given explicitly.
@@ -54,7 +54,7 @@ class FileFinder:
 
     def _relative(self, path: Path) -> str | None:
         try:
-            return path.resolve().relative_to(self.root).as_posix()
+            return Path(os.path.abspath(path)).relative_to(self.root).as_posix()
         except ValueError:
             return None
 

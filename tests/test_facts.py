@@ -1,0 +1,175 @@
+"""The shared analysis layer, tested directly: what it recognises and how it follows calls."""
+
+from __future__ import annotations
+
+import textwrap
+
+import libcst as cst
+import pytest
+
+from looplint.catalog import ObjectKind
+from looplint.facts import Backward, Clear, Construct, Escape, ModuleFacts, SchedulerStep, Step
+from looplint.program import compile_module
+
+
+def facts_of(source: str) -> ModuleFacts:
+    return ModuleFacts(compile_module(cst.parse_module(textwrap.dedent(source))))
+
+
+def ops(facts: ModuleFacts, function: str = "<module>") -> list[object]:
+    (info,) = [f for f in facts.program.functions if f.qualname == function]
+    return [site.op for site in facts.sites(info)]
+
+
+@pytest.mark.parametrize(
+    "imports, constructor",
+    [
+        ("import torch", "torch.optim.AdamW"),
+        ("import torch.optim as optim", "optim.AdamW"),
+        ("from torch import optim", "optim.AdamW"),
+        ("from torch.optim import AdamW as W", "W"),
+        ("from transformers import AdamW", "AdamW"),
+        ("import bitsandbytes as bnb", "bnb.optim.AdamW8bit"),
+        ("from timm.optim import create_optimizer_v2", "create_optimizer_v2"),
+    ],
+)
+def test_optimizers_are_recognised_through_import_aliases(imports: str, constructor: str) -> None:
+    facts = facts_of(f"{imports}\nopt = {constructor}(model.parameters())\n")
+    assert facts.kinds("<module>:opt") == {ObjectKind.OPTIMIZER}
+
+
+def test_unimported_or_shadowed_names_are_not_optimizers() -> None:
+    facts = facts_of("def Adam(x):\n    return x\nopt = Adam(model.parameters())\nenv = make_env()\n")
+    assert facts.kinds("<module>:opt") == set()
+
+
+def test_schedulers_scalers_factories_annotations_and_usage() -> None:
+    facts = facts_of(
+        """
+        import torch
+        from torch.optim import Optimizer
+        from torch.optim.lr_scheduler import OneCycleLR
+
+        def build_optimizer(model):
+            return torch.optim.SGD(model.parameters(), lr=0.1)
+
+        opt = build_optimizer(net)
+        sched = OneCycleLR(opt, max_lr=1.0, total_steps=10)
+        scaler = torch.amp.GradScaler()
+
+        def annotated(o: Optimizer):
+            pass
+
+        def used(o, s):
+            o.step()
+            o.zero_grad()
+            s.step()
+
+        class Trainer:
+            def __init__(self, model):
+                self.optimizer = build_optimizer(model)
+        """
+    )
+    assert facts.kinds("<module>:opt") == {ObjectKind.OPTIMIZER}
+    assert facts.kinds("<module>:sched") == {ObjectKind.SCHEDULER}
+    info = facts.scheduler_info("<module>:sched")
+    assert info is not None and info.optimizer == "<module>:opt"
+    assert facts.kinds("<module>:scaler") == {ObjectKind.SCALER}
+    assert facts.kinds("annotated:o") == {ObjectKind.OPTIMIZER}
+    assert facts.kinds("used:o") == {ObjectKind.OPTIMIZER}
+    assert facts.kinds("used:s") == set()  # `.step()` alone is not an optimizer (env, profiler, sampler)
+    assert facts.kinds("Trainer.self.optimizer") == {ObjectKind.OPTIMIZER}
+
+
+def test_steps_clears_and_non_optimizer_steps() -> None:
+    facts = facts_of(
+        """
+        import torch
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        sched = torch.optim.lr_scheduler.StepLR(opt, 1)
+        scaler = torch.cuda.amp.GradScaler()
+        for batch in loader:
+            env.step(action)
+            prof.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            opt.step()
+            sched.step()
+            model.zero_grad()
+            opt.zero_grad(set_to_none=True)
+            for p in model.parameters():
+                p.grad = None
+            log_optimizer(opt)
+        """
+    )
+    found = [op for op in ops(facts) if not isinstance(op, Construct)]
+    kinds = [type(op).__name__ for op in found if not type(op).__name__ == "Assign"]
+    assert kinds == ["Backward", "Step", "Step", "SchedulerStep", "Clear", "Clear", "Clear", "Escape"]
+    steps = [op for op in found if isinstance(op, Step)]
+    assert [s.via_scaler for s in steps] == [True, False]
+    clears = [op for op in found if isinstance(op, Clear)]
+    assert [c.optimizer for c in clears] == [None, "<module>:opt", None]
+    assert isinstance(found[-1], Escape)
+
+
+def test_calls_in_loops_are_inlined_with_arguments_bound() -> None:
+    facts = facts_of(
+        """
+        import torch
+
+        def train_step(model, batch, optimizer):
+            model(batch).sum().backward()
+            optimizer.step()
+
+        class Trainer:
+            def fit(self, loader):
+                for batch in loader:
+                    self._step(batch)
+
+            def _step(self, batch):
+                self.opt.zero_grad()
+
+        def main():
+            opt = torch.optim.Adam(net.parameters())
+            for batch in loader:
+                train_step(net, batch, opt)
+        """
+    )
+    inlined = ops(facts, "main")
+    assert any(isinstance(op, Backward) for op in inlined)
+    (step,) = [op for op in inlined if isinstance(op, Step)]
+    assert step.optimizer == "main:opt"
+    assert any(isinstance(op, Clear) for op in ops(facts, "Trainer.fit"))
+
+
+def test_closures_run_inside_the_step_and_recursion_terminates() -> None:
+    facts = facts_of(
+        """
+        import torch
+        opt = torch.optim.LBFGS(model.parameters())
+
+        def closure():
+            opt.zero_grad()
+            loss = model(x).sum()
+            loss.backward()
+            return loss
+
+        def recurse(n):
+            recurse(n - 1)
+
+        for _ in range(10):
+            opt.step(closure)
+            recurse(3)
+        """
+    )
+    (step,) = [op for op in ops(facts) if isinstance(op, Step)]
+    assert [type(op).__name__ for op in step.closure] == ["Clear", "Assign", "Backward"]
+
+
+def test_scheduler_step_is_never_an_optimizer_step() -> None:
+    facts = facts_of(
+        "import torch\nopt = torch.optim.SGD(p)\ns = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)\n"
+        "for e in range(3):\n    s.step(val)\n"
+    )
+    (op,) = [op for op in ops(facts) if isinstance(op, (Step, SchedulerStep))]
+    assert isinstance(op, SchedulerStep) and op.has_metric
