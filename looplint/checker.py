@@ -58,7 +58,9 @@ def check_file(path: str, rules: Sequence[Rule], use_prefilter: bool = True) -> 
     return check_source(source, rules, use_prefilter)
 
 
-def check_source(source: SourceFile, rules: Sequence[Rule], use_prefilter: bool = True) -> FileResult:
+def check_source(
+    source: SourceFile, rules: Sequence[Rule], use_prefilter: bool = True
+) -> FileResult:
     """Check already-read source text; never raises for bad input."""
     result = FileResult(source.path)
     if not rules or (use_prefilter and not is_candidate(source.text)):
@@ -72,18 +74,22 @@ def check_source(source: SourceFile, rules: Sequence[Rule], use_prefilter: bool 
     except RecursionError:
         result.findings.append(_error_finding(source.path, "too deeply nested to parse"))
         return result
-    except Exception as error:  # noqa: BLE001 - the parser's own failures become LL000
-        result.findings.append(_error_finding(source.path, f"cannot parse: {type(error).__name__}: {error}"))
+    except Exception as error:
+        result.findings.append(
+            _error_finding(source.path, f"cannot parse: {type(error).__name__}: {error}")
+        )
         return result
     try:
         facts = ModuleFacts(compile_module(module))
     except RecursionError:
         result.findings.append(_error_finding(source.path, "too deeply nested to analyse"))
         return result
-    except Exception as error:  # noqa: BLE001 - an analysis bug must not stop the run
+    except Exception as error:
         result.tracebacks.append(traceback.format_exc())
         result.findings.append(
-            _error_finding(source.path, f"internal error while analysing: {type(error).__name__}: {error}")
+            _error_finding(
+                source.path, f"internal error while analysing: {type(error).__name__}: {error}"
+            )
         )
         return result
     reported: list[tuple[Rule, Violation]] = []
@@ -95,8 +101,10 @@ def check_source(source: SourceFile, rules: Sequence[Rule], use_prefilter: bool 
                     seen.add(id(violation.node))
                     reported.append((rule, violation))
         except RecursionError:
-            result.findings.append(_error_finding(source.path, f"{rule.code}: too deeply nested to analyse"))
-        except Exception as error:  # noqa: BLE001 - one rule's bug must not stop the others
+            result.findings.append(
+                _error_finding(source.path, f"{rule.code}: too deeply nested to analyse")
+            )
+        except Exception as error:
             result.tracebacks.append(traceback.format_exc())
             result.findings.append(
                 _error_finding(

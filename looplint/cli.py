@@ -49,17 +49,40 @@ def main() -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--select", multiple=True, help="Rules to enable: codes, prefixes, names or ALL (comma-separated).")
+@click.option(
+    "--select",
+    multiple=True,
+    help="Rules to enable: codes, prefixes, names or ALL (comma-separated).",
+)
 @click.option("--extend-select", multiple=True, help="Rules to enable on top of `select`.")
 @click.option("--ignore", multiple=True, help="Rules to disable.")
-@click.option("--format", "output_format", type=click.Choice(FORMATS), default="text", show_default=True)
-@click.option("--output-file", type=click.Path(dir_okay=False, writable=True), help="Write the report here.")
+@click.option(
+    "--format", "output_format", type=click.Choice(FORMATS), default="text", show_default=True
+)
+@click.option(
+    "--output-file", type=click.Path(dir_okay=False, writable=True), help="Write the report here."
+)
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings.")
 @click.option("--statistics", is_flag=True, help="Show counts per rule instead of each finding.")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Processes to use [default: all cores].")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Read settings from this TOML file.")
-@click.option("--force-exclude", is_flag=True, help="Apply exclusions to files named on the command line too.")
-@click.option("--stdin-filename", help="Check source read from standard input, reported under this name.")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes to use [default: all cores].",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="Read settings from this TOML file.",
+)
+@click.option(
+    "--force-exclude", is_flag=True, help="Apply exclusions to files named on the command line too."
+)
+@click.option(
+    "--stdin-filename", help="Check source read from standard input, reported under this name."
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def check(
     paths: tuple[str, ...],
@@ -95,7 +118,7 @@ def check(
     except ConfigError as error:
         _fail(str(error))
         return
-    except Exception as error:  # noqa: BLE001 - last line of defence: one line, exit 2
+    except Exception as error:
         if debug:
             traceback.print_exc()
         _fail(f"internal error: {type(error).__name__}: {error}")
@@ -106,7 +129,10 @@ def check(
     else:
         click.echo(report, nl=False)
     for path, tb in result.tracebacks:
-        click.echo(f"looplint: internal error while checking {path} (a bug in looplint; please report it)", err=True)
+        click.echo(
+            f"looplint: internal error while checking {path} (a bug in looplint; please report it)",
+            err=True,
+        )
         if debug:
             click.echo(tb, err=True)
     if result.tracebacks:
@@ -134,7 +160,10 @@ def _apply_per_file_ignores(findings: list[Finding], settings: Settings) -> list
     if not settings.per_file_ignores:
         return findings
     specs = [
-        (pathspec.GitIgnoreSpec.from_lines([pattern]), {c for s in selectors for c in expand(s, ALL_IDENTITIES)})
+        (
+            pathspec.GitIgnoreSpec.from_lines([pattern]),
+            {c for s in selectors for c in expand(s, ALL_IDENTITIES)},
+        )
         for pattern, selectors in settings.per_file_ignores.items()
     ]
     kept = []
@@ -151,7 +180,13 @@ def _apply_per_file_ignores(findings: list[Finding], settings: Settings) -> list
 
 
 @main.command()
-@click.option("--format", "output_format", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+)
 def rules(output_format: str) -> None:
     """List every rule: code, name and summary."""
     if output_format == "markdown":
@@ -159,7 +194,8 @@ def rules(output_format: str) -> None:
         return
     if output_format == "json":
         payload = [
-            {"code": r.identity.code, "name": r.identity.name, "summary": r.identity.summary} for r in ALL_RULES
+            {"code": r.identity.code, "name": r.identity.name, "summary": r.identity.summary}
+            for r in ALL_RULES
         ]
         click.echo(json.dumps(payload, indent=2))
         return

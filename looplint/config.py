@@ -86,7 +86,8 @@ def load_settings(path: Path | None, start: Path) -> Settings:
     unknown = sorted(set(table) - KNOWN_KEYS)
     if unknown:
         raise ConfigError(
-            f"{path}: unknown key `{unknown[0]}` in [tool.looplint] (known: {', '.join(sorted(KNOWN_KEYS))})"
+            f"{path}: unknown key `{unknown[0]}` in [tool.looplint] "
+            f"(known: {', '.join(sorted(KNOWN_KEYS))})"
         )
     values = {key: _string_list(table[key], key, path) for key in _LIST_KEYS if key in table}
     per_file: dict[str, tuple[str, ...]] = {}

@@ -29,7 +29,7 @@ DEFAULT_EXCLUDE = (
 )
 
 
-def _spec(patterns: Sequence[str]) -> pathspec.PathSpec:
+def _spec(patterns: Sequence[str]) -> pathspec.GitIgnoreSpec:
     return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 
@@ -50,7 +50,7 @@ class FileFinder:
         self._by_name = _spec([p for p in patterns if "/" not in p.rstrip("/")])
         self._anchored = _spec([p for p in patterns if "/" in p.rstrip("/")])
         self._respect_gitignore = respect_gitignore
-        self._gitignores: dict[Path, pathspec.PathSpec | None] = {}
+        self._gitignores: dict[Path, pathspec.GitIgnoreSpec | None] = {}
 
     def _relative(self, path: Path) -> str | None:
         try:
@@ -58,13 +58,15 @@ class FileFinder:
         except ValueError:
             return None
 
-    def _gitignore(self, folder: Path) -> pathspec.PathSpec | None:
+    def _gitignore(self, folder: Path) -> pathspec.GitIgnoreSpec | None:
         if folder not in self._gitignores:
             spec = None
             ignore_file = folder / ".gitignore"
             if self._respect_gitignore and ignore_file.is_file():
                 try:
-                    spec = _spec(ignore_file.read_text(encoding="utf-8", errors="replace").splitlines())
+                    spec = _spec(
+                        ignore_file.read_text(encoding="utf-8", errors="replace").splitlines()
+                    )
                 except OSError:
                     spec = None
             self._gitignores[folder] = spec
@@ -110,7 +112,7 @@ class FileFinder:
                 yield raw
 
     def _excluded_with_parents(self, path: Path) -> bool:
-        """`--force-exclude`: the file, or a folder above it (up to the project root), is excluded."""
+        """`--force-exclude`: the file, or a folder above it up to the root, is excluded."""
         if path.suffix not in SOURCE_SUFFIXES or self.is_excluded(path, False):
             return True
         for parent in path.absolute().parents:
@@ -126,5 +128,7 @@ class FileFinder:
             base = Path(folder)
             dirs[:] = sorted(d for d in dirs if not self.is_excluded(base / d, True, floor))
             for name in sorted(files):
-                if name.endswith(SOURCE_SUFFIXES) and not self.is_excluded(base / name, False, floor):
+                if name.endswith(SOURCE_SUFFIXES) and not self.is_excluded(
+                    base / name, False, floor
+                ):
                     yield os.path.join(folder, name)

@@ -25,11 +25,18 @@ def rule_table() -> str:
 
 def rules_markdown() -> str:
     """`docs/rules.md`: every rule's full documentation."""
-    parts = ["# looplint rules", "", "Generated from the rule classes by `looplint rules --markdown`; do not edit.", ""]
+    parts = [
+        "# looplint rules",
+        "",
+        "Generated from the rule classes by `looplint rules --markdown`; do not edit.",
+        "",
+    ]
     for rule in ALL_RULES:
         doc = rule.documentation()
         doc = re.sub(r"^# ", f'<a id="{rule.identity.code.lower()}"></a>\n## ', doc, count=1)
-        doc = re.sub(r"^## (What|Why|Example|Use|References|Fix|Options)", r"### \1", doc, flags=re.M)
+        doc = re.sub(
+            r"^## (What|Why|Example|Use|References|Fix|Options)", r"### \1", doc, flags=re.M
+        )
         parts.append(doc)
     return "\n".join(parts)
 

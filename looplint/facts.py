@@ -22,7 +22,12 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from looplint.catalog import ObjectKind, annotated_kind, constructed_kind, takes_model_not_parameters
+from looplint.catalog import (
+    ObjectKind,
+    annotated_kind,
+    constructed_kind,
+    takes_model_not_parameters,
+)
 from looplint.program import (
     AssignEvent,
     BranchEvent,
@@ -350,14 +355,20 @@ class ModuleFacts:
                 qualified = self.imports.qualify(annotation)
                 kind = annotated_kind(qualified) if qualified is not None else None
                 if kind is not None:
-                    self._record(f"{function.qualname}:{param}", ObjectInfo(kind, qualified or "", None))
+                    self._record(
+                        f"{function.qualname}:{param}", ObjectInfo(kind, qualified or "", None)
+                    )
             self._infer_parameter_kinds(function)
         for _ in range(3):
             changed = False
             for function in self.program.functions:
                 frame = Frame(function, {})
                 for event in _all_events(function.events):
-                    if isinstance(event, AssignEvent) and event.value is not None and not event.augmented:
+                    if (
+                        isinstance(event, AssignEvent)
+                        and event.value is not None
+                        and not event.augmented
+                    ):
                         changed |= self._classify_assignment(event, frame)
                     elif isinstance(event, CallEvent):
                         changed |= self._bind_constructor_attributes(event.node, frame)
@@ -415,7 +426,7 @@ class ModuleFacts:
             return False
         function = callee[0]
         params = list(function.params[1:] if function.self_name is not None else function.params)
-        pairs = list(zip(params, positional_args(call)))
+        pairs = list(zip(params, positional_args(call), strict=False))
         pairs += [
             (arg.keyword.value, arg.value)
             for arg in call.args
@@ -488,7 +499,7 @@ class ModuleFacts:
             if receiver is not None:
                 env[callee.self_name] = receiver
             params = params[1:]
-        pairs = list(zip(params, positional_args(call)))
+        pairs = list(zip(params, positional_args(call), strict=False))
         pairs += [
             (arg.keyword.value, arg.value)
             for arg in call.args
@@ -542,7 +553,9 @@ class ModuleFacts:
                     or ""
                     for c in event.contexts
                 )
-                out.append(Context(event.node, contexts, self._resolve(event.body, frame, in_loop, stack)))
+                out.append(
+                    Context(event.node, contexts, self._resolve(event.body, frame, in_loop, stack))
+                )
         return tuple(out)
 
     def _resolve_assignment(
@@ -629,7 +642,9 @@ class ModuleFacts:
             function, receiver_identity = callee
             if in_loop and len(stack) < MAX_INLINE_DEPTH and function not in stack:
                 env = self._bind(function, call, frame, receiver_identity)
-                out.extend(self._resolve(function.events, Frame(function, env), True, (*stack, function)))
+                out.extend(
+                    self._resolve(function.events, Frame(function, env), True, (*stack, function))
+                )
             return
         if attr is not None and ("zero_grad" in attr or ("clear" in attr and "grad" in attr)):
             out.append(Clear(call, None))
@@ -774,7 +789,11 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
             if isinstance(event, CallEvent):
                 call = event.node
                 func = call.func
-                last = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", "")
+                last = (
+                    func.attr.value
+                    if isinstance(func, cst.Attribute)
+                    else getattr(func, "value", "")
+                )
                 if last in ("backward", "manual_backward"):
                     has_backward = True
                 chain = dotted_name(func)
@@ -791,7 +810,9 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
             elif isinstance(event, AssignEvent) and event.value is not None:
                 for target in event.targets:
                     if isinstance(target, cst.Attribute) and target.attr.value == "requires_grad":
-                        freezes |= isinstance(event.value, cst.Name) and event.value.value == "False"
+                        freezes |= (
+                            isinstance(event.value, cst.Name) and event.value.value == "False"
+                        )
                     text = dotted_name(target)
                     value = event.value
                     if (

@@ -57,4 +57,14 @@ class Finding:
         )
 
 
-_JSON_ORDER = ("code", "name", "path", "cell", "line", "column", "end_line", "end_column", "message")
+_JSON_ORDER = (
+    "code",
+    "name",
+    "path",
+    "cell",
+    "line",
+    "column",
+    "end_line",
+    "end_column",
+    "message",
+)

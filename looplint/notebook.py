@@ -39,7 +39,7 @@ def _cell_source(cell: dict[str, object], number: int) -> str:
     if isinstance(source, list):
         if not all(isinstance(part, str) for part in source):
             raise NotebookError(f"cell {number}: `source` is not a list of strings")
-        return "".join(source)  # type: ignore[arg-type]
+        return "".join(source)
     if isinstance(source, str):
         return source
     raise NotebookError(f"cell {number}: `source` is neither a string nor a list of strings")

@@ -200,7 +200,9 @@ class _Compiler:
         calls_in(expression, out)
 
     # -- statements --------------------------------------------------------------
-    def block(self, body: cst.BaseSuite | list[cst.BaseStatement], scope: FunctionInfo) -> tuple[Event, ...]:
+    def block(
+        self, body: cst.BaseSuite | list[cst.BaseStatement], scope: FunctionInfo
+    ) -> tuple[Event, ...]:
         out: list[Event] = []
         statements: list[cst.CSTNode]
         if isinstance(body, list):
@@ -208,7 +210,7 @@ class _Compiler:
         elif isinstance(body, cst.IndentedBlock):
             statements = list(body.body)
         else:
-            statements = list(body.body)  # type: ignore[attr-defined]
+            statements = list(body.body)
         for statement in statements:
             self.statement(statement, scope, out)
         return tuple(out)
@@ -278,7 +280,9 @@ class _Compiler:
         if node.orelse is not None:
             out.extend(self.block(node.orelse.body, scope))
 
-    def small_statement(self, node: cst.BaseSmallStatement, scope: FunctionInfo, out: list[Event]) -> None:
+    def small_statement(
+        self, node: cst.BaseSmallStatement, scope: FunctionInfo, out: list[Event]
+    ) -> None:
         if isinstance(node, cst.Assign):
             self.calls_in(node.value, out)
             flat: list[cst.BaseExpression] = []
@@ -319,7 +323,9 @@ class _Compiler:
             self.calls_in(target, out)
 
     # -- definitions -------------------------------------------------------------
-    def function(self, node: cst.FunctionDef, scope: FunctionInfo | None, owner: ClassInfo | None = None) -> FunctionInfo:
+    def function(
+        self, node: cst.FunctionDef, scope: FunctionInfo | None, owner: ClassInfo | None = None
+    ) -> FunctionInfo:
         params: list[str] = []
         annotations: dict[str, cst.BaseExpression] = {}
         p = node.params
@@ -380,7 +386,9 @@ class _Compiler:
                 continue
             self.collect_attributes(method.events, method.self_name, info)
 
-    def collect_attributes(self, events: tuple[Event, ...], self_name: str, owner: ClassInfo) -> None:
+    def collect_attributes(
+        self, events: tuple[Event, ...], self_name: str, owner: ClassInfo
+    ) -> None:
         for event in events:
             if isinstance(event, AssignEvent) and event.value is not None:
                 for target in event.targets:

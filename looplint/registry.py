@@ -8,4 +8,9 @@ from looplint.rules.optimizer_in_loop import OptimizerInLoop
 from looplint.rules.partial_parameters import PartialParameters
 from looplint.rules.scheduler_order import SchedulerOrder
 
-ALL_RULES: tuple[type[Rule], ...] = (MissingZeroGrad, OptimizerInLoop, PartialParameters, SchedulerOrder)
+ALL_RULES: tuple[type[Rule], ...] = (
+    MissingZeroGrad,
+    OptimizerInLoop,
+    PartialParameters,
+    SchedulerOrder,
+)

@@ -46,7 +46,8 @@ def github_report(findings: Sequence[Finding]) -> str:
         lines.append(
             f"::error file={_escape_github(f.path, True)},line={line},col={f.column},"
             f"endLine={end_line},endColumn={f.end_column},"
-            f"title={_escape_github(f.code, True)}::{_escape_github(where + f.code + ' ' + f.message)}"
+            f"title={_escape_github(f.code, True)}::"
+            f"{_escape_github(where + f.code + ' ' + f.message)}"
         )
     return "\n".join(lines) + ("\n" if lines else "")
 
@@ -95,7 +96,10 @@ def sarif_report(findings: Sequence[Finding]) -> str:
             "locations": [
                 {
                     "physicalLocation": {
-                        "artifactLocation": {"uri": f.path.replace("\\", "/"), "uriBaseId": "%SRCROOT%"},
+                        "artifactLocation": {
+                            "uri": f.path.replace("\\", "/"),
+                            "uriBaseId": "%SRCROOT%",
+                        },
                         "region": region,
                     }
                 }

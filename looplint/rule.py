@@ -59,9 +59,23 @@ class Rule:
         doc = inspect.cleandoc(cls.__doc__ or "")
         sections = [f"# {cls.identity.name} ({cls.identity.code})", "", doc]
         if cls.INVALID:
-            sections += ["", "## Example", "", "```python", strip_expectations(cls.INVALID[0]), "```"]
+            sections += [
+                "",
+                "## Example",
+                "",
+                "```python",
+                strip_expectations(cls.INVALID[0]),
+                "```",
+            ]
         if cls.VALID:
-            sections += ["", "## Use instead", "", "```python", strip_expectations(cls.VALID[0]), "```"]
+            sections += [
+                "",
+                "## Use instead",
+                "",
+                "```python",
+                strip_expectations(cls.VALID[0]),
+                "```",
+            ]
         return "\n".join(sections).rstrip() + "\n"
 
 

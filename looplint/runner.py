@@ -82,7 +82,9 @@ def check_paths(paths: Sequence[str], codes: tuple[str, ...], jobs: int) -> list
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     results: list[FileResult] = []
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(codes,)) as pool:
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_init_worker, initargs=(codes,)
+    ) as pool:
         for chunk_results in pool.map(_check_chunk, _chunks(paths, jobs)):
             results.extend(chunk_results)
     return results

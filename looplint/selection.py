@@ -20,7 +20,10 @@ def expand(selector: str, identities: Iterable[RuleIdentity]) -> set[str]:
         if identity.code.startswith(word.upper()) or identity.name == word.lower()
     }
     if not matched or not word:
-        raise ConfigError(f"unknown rule selector `{selector}` (use a code such as LL001, a prefix, a rule name or ALL)")
+        raise ConfigError(
+            f"unknown rule selector `{selector}` "
+            "(use a code such as LL001, a prefix, a rule name or ALL)"
+        )
     return matched
 
 
@@ -30,7 +33,7 @@ def selected_codes(
     extend_select: Iterable[str] = (),
     ignore: Iterable[str] = (),
 ) -> frozenset[str]:
-    """The codes that end up enabled, ruff-style: select (default ALL) + extend − ignore."""
+    """The codes that end up enabled, ruff-style: select (default ALL) + extend - ignore."""
     known = list(identities)
     codes: set[str] = set()
     for selector in select if select is not None else ["ALL"]:

@@ -44,9 +44,7 @@ def _child_fields(node_type: type[cst.CSTNode]) -> tuple[str, ...]:
     names = _CHILD_FIELDS.get(node_type)
     if names is None:
         names = tuple(
-            f.name
-            for f in fields(node_type)  # type: ignore[arg-type]
-            if not f.name.startswith(_SKIPPED_FIELD_PREFIXES)
+            f.name for f in fields(node_type) if not f.name.startswith(_SKIPPED_FIELD_PREFIXES)
         )
         _CHILD_FIELDS[node_type] = names
     return names

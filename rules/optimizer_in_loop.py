@@ -183,4 +183,3 @@ def _assigned_to(construct: Construct, identity: str, view: LoopView) -> bool:
         isinstance(site.op, Assign) and site.op.target == identity and site.op.fresh
         for site in view.sites
     )
-

@@ -8,9 +8,9 @@ import libcst as cst
 
 from looplint.catalog import TORCH_PARAMETERLESS_MODULES, ObjectKind, takes_model_not_parameters
 from looplint.facts import Construct, ModuleFacts, ModuleSummary
+from looplint.identity import PARTIAL_PARAMETERS
 from looplint.program import ClassInfo, ModuleProgram
 from looplint.rule import Rule, Violation
-from looplint.identity import PARTIAL_PARAMETERS
 from looplint.syntax import argument, dotted_name, keyword_arg
 
 _CONCATENATORS = frozenset({"list", "tuple", "chain", "itertools.chain"})
@@ -26,19 +26,23 @@ def _parameter_receivers(node: cst.BaseExpression, out: list[str]) -> None:
         for element in node.elements:
             _parameter_receivers(element.value, out)
     elif isinstance(node, cst.Dict):
-        for element in node.elements:
+        for entry in node.elements:
             if (
-                isinstance(element, cst.DictElement)
-                and isinstance(element.key, cst.SimpleString)
-                and element.key.evaluated_value == "params"
+                isinstance(entry, cst.DictElement)
+                and isinstance(entry.key, cst.SimpleString)
+                and entry.key.evaluated_value == "params"
             ):
-                _parameter_receivers(element.value, out)
+                _parameter_receivers(entry.value, out)
     elif isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Add):
         _parameter_receivers(node.left, out)
         _parameter_receivers(node.right, out)
     elif isinstance(node, cst.Call):
         func = dotted_name(node.func)
-        if isinstance(node.func, cst.Attribute) and node.func.attr.value == "parameters" and not node.args:
+        if (
+            isinstance(node.func, cst.Attribute)
+            and node.func.attr.value == "parameters"
+            and not node.args
+        ):
             receiver = dotted_name(node.func.value)
             if receiver is None:
                 raise _Unknown

@@ -24,10 +24,16 @@ from looplint.syntax import descendants, dotted_name
 _PER_BATCH_WORDS = ("steps_per_epoch", "iters_per_epoch", "batches_per_epoch", "num_batches")
 
 
-def _mentions_batches(expression: cst.CSTNode, assigned: dict[str, cst.BaseExpression], depth: int = 0) -> bool:
+def _mentions_batches(
+    expression: cst.CSTNode, assigned: dict[str, cst.BaseExpression], depth: int = 0
+) -> bool:
     """Whether an argument is built from `len(loader)` or a steps-per-epoch count."""
     for node in (expression, *descendants(expression)):
-        if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == "len":
+        if (
+            isinstance(node, cst.Call)
+            and isinstance(node.func, cst.Name)
+            and node.func.value == "len"
+        ):
             return True
         if isinstance(node, (cst.Name, cst.Attribute)):
             name = dotted_name(node) or ""
@@ -54,7 +60,11 @@ def _assignments_around(call: cst.Call, facts: ModuleFacts) -> dict[str, cst.Bas
         found: dict[str, cst.BaseExpression] = {}
         contains = False
         for event in _walk(function):
-            if isinstance(event, AssignEvent) and event.value is not None and len(event.targets) == 1:
+            if (
+                isinstance(event, AssignEvent)
+                and event.value is not None
+                and len(event.targets) == 1
+            ):
                 target = event.targets[0]
                 if isinstance(target, cst.Name):
                     found[target.value] = event.value
@@ -178,7 +188,11 @@ class SchedulerOrder(Rule):
                 ]
                 if not steps:
                     continue
-                if info is not None and self._stepped_per_epoch(site, steps) and _is_per_batch(info, facts):
+                if (
+                    info is not None
+                    and self._stepped_per_epoch(site, steps)
+                    and _is_per_batch(info, facts)
+                ):
                     yield Violation(
                         op.node,
                         f"`{name}` is a per-batch schedule but `{name}.step()` runs once per "
@@ -189,7 +203,9 @@ class SchedulerOrder(Rule):
                 if all(s.order > site.order for s in steps) and not any(
                     isinstance(g.test, cst.Comparison) for g in site.guards_within(view.loop)
                 ):
-                    optimizer = display_name(steps[0].op.optimizer)  # type: ignore[union-attr]
+                    first = steps[0].op
+                    assert isinstance(first, Step)
+                    optimizer = display_name(first.optimizer)
                     yield Violation(
                         op.node,
                         f"`{name}.step()` runs before `{optimizer}` steps in this iteration, so "
@@ -200,4 +216,6 @@ class SchedulerOrder(Rule):
     @staticmethod
     def _stepped_per_epoch(site: Site, steps: list[Site]) -> bool:
         loop = site.loop
-        return all(len(s.loops) > len(site.loops) and s.loops[len(site.loops) - 1] is loop for s in steps)
+        return all(
+            len(s.loops) > len(site.loops) and s.loops[len(site.loops) - 1] is loop for s in steps
+        )

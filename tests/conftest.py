@@ -17,7 +17,9 @@ FIXTURES = REPO / "fixtures"
 
 def looplint_command() -> list[str]:
     """The installed console script, as users run it (falls back to `python -m looplint`)."""
-    script = shutil.which("looplint", path=os.path.dirname(sys.executable)) or shutil.which("looplint")
+    script = shutil.which("looplint", path=os.path.dirname(sys.executable)) or shutil.which(
+        "looplint"
+    )
     return [script] if script else [sys.executable, "-m", "looplint"]
 
 
@@ -28,7 +30,9 @@ RunLooplint = Callable[..., subprocess.CompletedProcess[str]]
 def run_looplint() -> RunLooplint:
     """Run `looplint ARGS...` in `cwd` and capture its output."""
 
-    def run(*args: str, cwd: Path | str = REPO, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, cwd: Path | str = REPO, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*looplint_command(), *args],
             cwd=cwd,

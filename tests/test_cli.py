@@ -48,7 +48,9 @@ def test_exit_codes(run_looplint: RunLooplint, project: Path) -> None:
 
 def test_default_path_is_current_folder(run_looplint: RunLooplint, project: Path) -> None:
     result = run_looplint("check", cwd=project)
-    assert result.returncode == 1 and "train.py" in result.stdout and "clean.py" not in result.stdout
+    assert (
+        result.returncode == 1 and "train.py" in result.stdout and "clean.py" not in result.stdout
+    )
 
 
 def test_json_format(run_looplint: RunLooplint, project: Path) -> None:
@@ -64,7 +66,9 @@ def test_json_format(run_looplint: RunLooplint, project: Path) -> None:
 
 
 def test_sarif_format(run_looplint: RunLooplint, project: Path) -> None:
-    document = json.loads(run_looplint("check", "train.py", "--format", "sarif", cwd=project).stdout)
+    document = json.loads(
+        run_looplint("check", "train.py", "--format", "sarif", cwd=project).stdout
+    )
     assert document["version"] == "2.1.0" and "sarif-2.1.0" in document["$schema"]
     run = document["runs"][0]
     rules = {rule["id"]: rule for rule in run["tool"]["driver"]["rules"]}
@@ -86,9 +90,13 @@ def test_github_format(run_looplint: RunLooplint, project: Path) -> None:
     assert "title=LL001::LL001 `optimizer.step()`" in out
 
 
-def test_output_file_and_statistics(run_looplint: RunLooplint, project: Path, tmp_path: Path) -> None:
+def test_output_file_and_statistics(
+    run_looplint: RunLooplint, project: Path, tmp_path: Path
+) -> None:
     target = tmp_path / "report.json"
-    result = run_looplint("check", "train.py", "--format", "json", "--output-file", str(target), cwd=project)
+    result = run_looplint(
+        "check", "train.py", "--format", "json", "--output-file", str(target), cwd=project
+    )
     assert result.returncode == 1 and result.stdout == ""
     assert json.loads(target.read_text())[0]["code"] == "LL001"
     stats = run_looplint("check", str(FIXTURES), "--statistics")
@@ -121,7 +129,10 @@ def test_config_discovery_and_override(run_looplint: RunLooplint, project: Path)
     other.write_text("[tool.looplint]\nselect = ['LL001']\n")
     assert run_looplint("check", ".", "--config", str(other), cwd=sub).returncode == 1
     # command-line flags override the file
-    assert run_looplint("check", ".", "--config", str(other), "--ignore", "LL001", cwd=sub).returncode == 0
+    assert (
+        run_looplint("check", ".", "--config", str(other), "--ignore", "LL001", cwd=sub).returncode
+        == 0
+    )
 
 
 def test_per_file_ignores_and_exclude(run_looplint: RunLooplint, project: Path) -> None:
@@ -157,15 +168,21 @@ def test_bad_config_is_one_line_error(
 
 
 def test_noqa(run_looplint: RunLooplint, tmp_path: Path) -> None:
-    (tmp_path / "a.py").write_text(BUGGY.replace("optimizer.step()", "optimizer.step()  # noqa: E501, LL001"))
+    (tmp_path / "a.py").write_text(
+        BUGGY.replace("optimizer.step()", "optimizer.step()  # noqa: E501, LL001")
+    )
     assert run_looplint("check", "a.py", cwd=tmp_path).returncode == 0
     (tmp_path / "a.py").write_text(BUGGY.replace("optimizer.step()", "optimizer.step()  # noqa"))
     assert run_looplint("check", "a.py", cwd=tmp_path).returncode == 1
-    (tmp_path / "a.py").write_text(BUGGY.replace("optimizer.step()", "optimizer.step()  # noqa: LL002"))
+    (tmp_path / "a.py").write_text(
+        BUGGY.replace("optimizer.step()", "optimizer.step()  # noqa: LL002")
+    )
     assert run_looplint("check", "a.py", cwd=tmp_path).returncode == 1
 
 
-def test_bad_files_are_reported_and_the_run_goes_on(run_looplint: RunLooplint, project: Path) -> None:
+def test_bad_files_are_reported_and_the_run_goes_on(
+    run_looplint: RunLooplint, project: Path
+) -> None:
     (project / "broken.py").write_text("import torch.optim\ndef f(:\n    pass\n")
     (project / "binary.py").write_bytes(b"\x00\x01\x02optim")
     (project / "latin.py").write_bytes(b"\xff\xfe not utf-8 optim\n")
@@ -173,7 +190,10 @@ def test_bad_files_are_reported_and_the_run_goes_on(run_looplint: RunLooplint, p
     result = run_looplint("check", ".", "--format", "json", cwd=project)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     by_path = {os.path.basename(f["path"]): f for f in json.loads(result.stdout)}
-    assert by_path["broken.py"]["code"] == "LL000" and "syntax error" in by_path["broken.py"]["message"]
+    assert (
+        by_path["broken.py"]["code"] == "LL000"
+        and "syntax error" in by_path["broken.py"]["message"]
+    )
     assert by_path["broken.py"]["line"] == 2
     assert "binary" in by_path["binary.py"]["message"]
     assert "decode" in by_path["latin.py"]["message"]
@@ -183,7 +203,9 @@ def test_bad_files_are_reported_and_the_run_goes_on(run_looplint: RunLooplint, p
 
 def test_missing_path_is_usage_error(run_looplint: RunLooplint, tmp_path: Path) -> None:
     result = run_looplint("check", "nope.py", cwd=tmp_path)
-    assert result.returncode == 2 and "nope.py" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 2 and "nope.py" in result.stderr and "Traceback" not in result.stderr
+    )
 
 
 def test_jobs_do_not_change_output(run_looplint: RunLooplint) -> None:
@@ -213,6 +235,9 @@ def test_rules_and_explain(run_looplint: RunLooplint) -> None:
 def test_python_dash_m(tmp_path: Path) -> None:
     (tmp_path / "t.py").write_text(BUGGY)
     result = subprocess.run(
-        [sys.executable, "-m", "looplint", "check", "t.py"], cwd=tmp_path, capture_output=True, text=True
+        [sys.executable, "-m", "looplint", "check", "t.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1 and "LL001" in result.stdout

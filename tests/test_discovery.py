@@ -21,14 +21,18 @@ def _touch(root: Path, *names: str) -> None:
 def test_walk_skips_noise(tmp_path: Path) -> None:
     _touch(
         tmp_path,
-        "train.py", "nb.ipynb", "notes.txt", "pkg/model.py", ".hidden/a.py", "build/b.py", "dist/c.py",
-        "__pycache__/d.py", "node_modules/e.py", "lib/site-packages/f.py", "env/g.py", "ignored/h.py",
+        "train.py", "nb.ipynb", "notes.txt", "pkg/model.py", ".hidden/a.py", "build/b.py",
+        "dist/c.py", "__pycache__/d.py", "node_modules/e.py", "lib/site-packages/f.py",
+        "env/g.py", "ignored/h.py",
         "pkg/generated_1.py",
     )  # fmt: skip
     (tmp_path / "env" / "pyvenv.cfg").write_text("home = /usr\n")
     (tmp_path / ".gitignore").write_text("ignored/\n")
     (tmp_path / "pkg" / ".gitignore").write_text("generated_*.py\n")
-    found = {Path(p).relative_to(tmp_path).as_posix() for p in FileFinder(tmp_path).files([str(tmp_path)])}
+    found = {
+        Path(p).relative_to(tmp_path).as_posix()
+        for p in FileFinder(tmp_path).files([str(tmp_path)])
+    }
     assert found == {"train.py", "nb.ipynb", "pkg/model.py"}
 
 
@@ -36,7 +40,9 @@ def test_explicit_file_and_folder_inside_excluded_parent(tmp_path: Path) -> None
     _touch(tmp_path, ".cache/src/a.py", "build/x.py")
     finder = FileFinder(tmp_path)
     assert [Path(p).name for p in finder.files([str(tmp_path / ".cache" / "src")])] == ["a.py"]
-    assert list(finder.files([str(tmp_path / "build" / "x.py")])) == [str(tmp_path / "build" / "x.py")]
+    assert list(finder.files([str(tmp_path / "build" / "x.py")])) == [
+        str(tmp_path / "build" / "x.py")
+    ]
     assert list(finder.files([str(tmp_path / "build" / "x.py")], force_exclude=True)) == []
 
 

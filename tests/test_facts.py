@@ -39,7 +39,9 @@ def test_optimizers_are_recognised_through_import_aliases(imports: str, construc
 
 
 def test_unimported_or_shadowed_names_are_not_optimizers() -> None:
-    facts = facts_of("def Adam(x):\n    return x\nopt = Adam(model.parameters())\nenv = make_env()\n")
+    facts = facts_of(
+        "def Adam(x):\n    return x\nopt = Adam(model.parameters())\nenv = make_env()\n"
+    )
     assert facts.kinds("<module>:opt") == set()
 
 
@@ -77,7 +79,9 @@ def test_schedulers_scalers_factories_annotations_and_usage() -> None:
     assert facts.kinds("<module>:scaler") == {ObjectKind.SCALER}
     assert facts.kinds("annotated:o") == {ObjectKind.OPTIMIZER}
     assert facts.kinds("used:o") == {ObjectKind.OPTIMIZER}
-    assert facts.kinds("used:s") == set()  # `.step()` alone is not an optimizer (env, profiler, sampler)
+    assert (
+        facts.kinds("used:s") == set()
+    )  # `.step()` alone is not an optimizer (env, profiler, sampler)
     assert facts.kinds("Trainer.self.optimizer") == {ObjectKind.OPTIMIZER}
 
 
@@ -104,7 +108,16 @@ def test_steps_clears_and_non_optimizer_steps() -> None:
     )
     found = [op for op in ops(facts) if not isinstance(op, Construct)]
     kinds = [type(op).__name__ for op in found if not type(op).__name__ == "Assign"]
-    assert kinds == ["Backward", "Step", "Step", "SchedulerStep", "Clear", "Clear", "Clear", "Escape"]
+    assert kinds == [
+        "Backward",
+        "Step",
+        "Step",
+        "SchedulerStep",
+        "Clear",
+        "Clear",
+        "Clear",
+        "Escape",
+    ]
     steps = [op for op in found if isinstance(op, Step)]
     assert [s.via_scaler for s in steps] == [True, False]
     clears = [op for op in found if isinstance(op, Clear)]
@@ -168,7 +181,8 @@ def test_closures_run_inside_the_step_and_recursion_terminates() -> None:
 
 def test_scheduler_step_is_never_an_optimizer_step() -> None:
     facts = facts_of(
-        "import torch\nopt = torch.optim.SGD(p)\ns = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)\n"
+        "import torch\nopt = torch.optim.SGD(p)\n"
+        "s = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)\n"
         "for e in range(3):\n    s.step(val)\n"
     )
     (op,) = [op for op in ops(facts) if isinstance(op, (Step, SchedulerStep))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,6 @@ import pytest
 
 from tests.conftest import FIXTURES, REPO, looplint_command
 from tests.expectations import expected_findings
-
-import subprocess
 
 FIXTURE_FILES = sorted(
     p for p in FIXTURES.rglob("*") if p.suffix in (".py", ".ipynb") and "__pycache__" not in p.parts

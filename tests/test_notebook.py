@@ -18,7 +18,9 @@ def _notebook(*cells: tuple[str, str | list[str]]) -> str:
             "nbformat": 4,
             "nbformat_minor": 5,
             "metadata": {},
-            "cells": [{"cell_type": kind, "metadata": {}, "source": source} for kind, source in cells],
+            "cells": [
+                {"cell_type": kind, "metadata": {}, "source": source} for kind, source in cells
+            ],
         }
     )
 
@@ -27,7 +29,15 @@ def test_magics_do_not_break_parsing_and_keep_lines() -> None:
     program = notebook_program(
         _notebook(
             ("markdown", "# Title"),
-            ("code", ["%matplotlib inline\n", "!pip install -q torch\n", "files = !ls\n", "import torch"]),
+            (
+                "code",
+                [
+                    "%matplotlib inline\n",
+                    "!pip install -q torch\n",
+                    "files = !ls\n",
+                    "import torch",
+                ],
+            ),
             ("code", "%%time\nfor i in range(3):\n    %time f(i)\n    x?\n"),
             ("code", "%%bash\necho hi\nfor\n"),
         )
@@ -69,5 +79,7 @@ def test_notebook_findings_name_cell_and_line(run_looplint: RunLooplint, tmp_pat
     text = run_looplint("check", "nb.ipynb", cwd=tmp_path)
     assert text.returncode == 1
     assert text.stdout.startswith("nb.ipynb:cell 5:3:5: LL001")
-    (finding,) = json.loads(run_looplint("check", "nb.ipynb", "--format", "json", cwd=tmp_path).stdout)
+    (finding,) = json.loads(
+        run_looplint("check", "nb.ipynb", "--format", "json", cwd=tmp_path).stdout
+    )
     assert (finding["cell"], finding["line"], finding["column"]) == (5, 3, 5)

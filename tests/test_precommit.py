@@ -29,15 +29,23 @@ def test_hook_fails_on_the_bug_then_passes_after_the_fix(tmp_path: Path) -> None
     (project / "train.py").write_text(BUGGY)
     (project / "README.md").write_text("not python\n")
     _git(project, "add", ".")
-    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = {
+        **os.environ,
+        "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
     command = [sys.executable, "-m", "pre_commit", "try-repo", str(REPO), "looplint", "--all-files"]
 
-    failing = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    failing = subprocess.run(
+        command, cwd=project, env=env, capture_output=True, text=True, timeout=600
+    )
     assert failing.returncode == 1, failing.stdout + failing.stderr
     assert "train.py:8:5: LL001" in failing.stdout
 
     (project / "train.py").write_text(FIXED)
     _git(project, "add", ".")
-    passing = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    passing = subprocess.run(
+        command, cwd=project, env=env, capture_output=True, text=True, timeout=600
+    )
     assert passing.returncode == 0, passing.stdout + passing.stderr
     assert "looplint" in passing.stdout and "Passed" in passing.stdout

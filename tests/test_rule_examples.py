@@ -13,7 +13,9 @@ from looplint.source import SourceFile
 from tests.expectations import _from_lines
 
 EXAMPLES = [
-    pytest.param(rule, source, valid, id=f"{rule.identity.code}-{'valid' if valid else 'invalid'}-{i}")
+    pytest.param(
+        rule, source, valid, id=f"{rule.identity.code}-{'valid' if valid else 'invalid'}-{i}"
+    )
     for rule in ALL_RULES
     for valid, examples in ((True, rule.VALID), (False, rule.INVALID))
     for i, source in enumerate(examples)
@@ -39,7 +41,13 @@ def test_example(rule: type[Rule], source: str, valid: bool) -> None:
 def test_rule_carries_its_documentation(rule: type[Rule]) -> None:
     assert rule.VALID and rule.INVALID
     doc = rule.documentation()
-    for section in ("## What it does", "## Why is this bad?", "## Example", "## Use instead", "## References"):
+    for section in (
+        "## What it does",
+        "## Why is this bad?",
+        "## Example",
+        "## Use instead",
+        "## References",
+    ):
         assert section in doc, section
     assert "# expect" not in doc
 
@@ -47,4 +55,6 @@ def test_rule_carries_its_documentation(rule: type[Rule]) -> None:
 def test_codes_and_names_are_unique_and_ordered() -> None:
     codes = [rule.identity.code for rule in ALL_RULES]
     names = [rule.identity.name for rule in ALL_RULES]
-    assert codes == sorted(codes) and len(set(codes)) == len(codes) and len(set(names)) == len(names)
+    assert (
+        codes == sorted(codes) and len(set(codes)) == len(codes) and len(set(names)) == len(names)
+    )
