@@ -38,6 +38,7 @@ from looplint.program import (
     LoopEvent,
     ModuleProgram,
     WithEvent,
+    all_events,
     calls_in,
 )
 from looplint.syntax import argument, children, dotted_name, positional_args
@@ -363,7 +364,7 @@ class ModuleFacts:
             changed = False
             for function in self.program.functions:
                 frame = Frame(function, {})
-                for event in _all_events(function.events):
+                for event in all_events(function.events):
                     if (
                         isinstance(event, AssignEvent)
                         and event.value is not None
@@ -403,7 +404,7 @@ class ModuleFacts:
         env = self._bind(init, call, frame, receiver=None)
         changed = False
         class_self = self._class_self(owner)
-        for event in _all_events(init.events):
+        for event in all_events(init.events):
             if not isinstance(event, AssignEvent) or event.value is None or len(event.targets) != 1:
                 continue
             target = event.targets[0]
@@ -445,7 +446,7 @@ class ModuleFacts:
         cleared: set[str] = set()
         scaled: set[str] = set()
         params = set(function.params)
-        for event in _all_events(function.events):
+        for event in all_events(function.events):
             if not isinstance(event, CallEvent) or not isinstance(event.node.func, cst.Attribute):
                 continue
             func = event.node.func
@@ -719,18 +720,6 @@ def _flatten(
             out.append(Site(item, len(out), loops, guards, in_closure))
 
 
-def _all_events(events: tuple[Event, ...]) -> Iterator[Event]:
-    pending = list(reversed(events))
-    while pending:
-        event = pending.pop()
-        yield event
-        if isinstance(event, (LoopEvent, WithEvent)):
-            pending.extend(reversed(event.body))
-        elif isinstance(event, BranchEvent):
-            for arm in reversed(event.arms):
-                pending.extend(reversed(arm))
-
-
 @dataclass(slots=True)
 class LoopView:
     """The operations one loop runs per iteration (inner loops and inlined calls included)."""
@@ -785,7 +774,7 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
     has_backward = False
     instances: dict[str, list[str]] = {}
     for function in program.functions:
-        for event in _all_events(function.events):
+        for event in all_events(function.events):
             if isinstance(event, CallEvent):
                 call = event.node
                 func = call.func

@@ -8,6 +8,7 @@ here decides what a call *means*; that needs the caller's bindings and happens i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -405,6 +406,19 @@ class _Compiler:
             elif isinstance(event, BranchEvent):
                 for arm in event.arms:
                     self.collect_attributes(arm, self_name, owner)
+
+
+def all_events(events: tuple[Event, ...]) -> Iterator[Event]:
+    """Every event, nested ones included, in source order."""
+    pending = list(reversed(events))
+    while pending:
+        event = pending.pop()
+        yield event
+        if isinstance(event, (LoopEvent, WithEvent)):
+            pending.extend(reversed(event.body))
+        elif isinstance(event, BranchEvent):
+            for arm in reversed(event.arms):
+                pending.extend(reversed(arm))
 
 
 def compile_module(module: cst.Module) -> ModuleProgram:

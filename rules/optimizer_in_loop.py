@@ -159,6 +159,8 @@ class OptimizerInLoop(Rule):
             return True  # not a training loop (e.g. building per-parameter optimizers)
         if site.guards_within(view.loop):
             return True  # one-off or lazy construction
+        if _is_phase_loop(view):
+            return True  # each iteration is a whole training run (stages, phases)
         constructed_here = [s.op for s in view.sites if isinstance(s.op, Construct)]
         if op.kind is ObjectKind.OPTIMIZER:
             return not op.parameter_sources or _recreated(op.parameter_sources, view)
@@ -170,6 +172,16 @@ class OptimizerInLoop(Rule):
                 for c in constructed_here
             ) or _recreated(frozenset({op.optimizer}), view)
         return any(c.kind is ObjectKind.OPTIMIZER for c in constructed_here)
+
+
+def _is_phase_loop(view: LoopView) -> bool:
+    """Whether every optimizer step is two or more loops deeper (stage → epoch → batch)."""
+    depths = [
+        len(site.loops) - site.loops.index(view.loop) - 1
+        for site in view.sites
+        if isinstance(site.op, Step)
+    ]
+    return bool(depths) and min(depths) >= 2
 
 
 def _assigned_to(construct: Construct, identity: str, view: LoopView) -> bool:

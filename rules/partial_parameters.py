@@ -9,7 +9,7 @@ import libcst as cst
 from looplint.catalog import TORCH_PARAMETERLESS_MODULES, ObjectKind, takes_model_not_parameters
 from looplint.facts import Construct, ModuleFacts, ModuleSummary
 from looplint.identity import PARTIAL_PARAMETERS
-from looplint.program import ClassInfo, ModuleProgram
+from looplint.program import CallEvent, ClassInfo, ModuleProgram, WithEvent, all_events
 from looplint.rule import Rule, Violation
 from looplint.syntax import argument, dotted_name, keyword_arg
 
@@ -82,6 +82,28 @@ def _submodules(cls: ClassInfo, program: ModuleProgram) -> list[str]:
                 names.append(attr)
         pending.extend(program.classes[b] for b in current.bases if b in program.classes)
     return names
+
+
+_GRADIENT_BLOCKERS = frozenset({"no_grad", "inference_mode", "detach", "detach_", "requires_grad_"})
+
+
+def _blocks_gradients(cls: ClassInfo, program: ModuleProgram) -> bool:
+    """Whether the model's own code stops gradients somewhere (`torch.no_grad()`, `.detach()`)."""
+    for method in cls.methods.values():
+        for event in all_events(method.events):
+            if isinstance(event, WithEvent):
+                for context in event.contexts:
+                    func = context.func if isinstance(context, cst.Call) else context
+                    if (dotted_name(func) or "").rsplit(".", 1)[-1] in _GRADIENT_BLOCKERS:
+                        return True
+            elif isinstance(event, CallEvent) and isinstance(event.node.func, cst.Attribute):
+                if event.node.func.attr.value in _GRADIENT_BLOCKERS:
+                    return True
+    return any(
+        _blocks_gradients(program.classes[base], program)
+        for base in cls.bases
+        if base in program.classes and base != cls.name
+    )
 
 
 def _model_of(receiver: str, summary: ModuleSummary) -> tuple[str, str] | None:
@@ -238,7 +260,10 @@ class PartialParameters(Rule):
                 classes = summary.instances.get(model, ())
                 if len(set(classes)) != 1 or classes[0] not in facts.program.classes:
                     continue
-                members = _submodules(facts.program.classes[classes[0]], facts.program)
+                model_class = facts.program.classes[classes[0]]
+                if _blocks_gradients(model_class, facts.program):
+                    continue
+                members = _submodules(model_class, facts.program)
                 omitted = [m for m in members if m not in covered]
                 if not omitted or not any(m in given for m in members):
                     continue

@@ -17,7 +17,7 @@ from looplint.facts import (
     loop_views,
 )
 from looplint.identity import SCHEDULER_ORDER
-from looplint.program import AssignEvent, FunctionInfo
+from looplint.program import AssignEvent, all_events
 from looplint.rule import Rule, Violation
 from looplint.syntax import descendants, dotted_name
 
@@ -59,7 +59,7 @@ def _assignments_around(call: cst.Call, facts: ModuleFacts) -> dict[str, cst.Bas
     for function in facts.program.functions:
         found: dict[str, cst.BaseExpression] = {}
         contains = False
-        for event in _walk(function):
+        for event in all_events(function.events):
             if (
                 isinstance(event, AssignEvent)
                 and event.value is not None
@@ -75,12 +75,6 @@ def _assignments_around(call: cst.Call, facts: ModuleFacts) -> dict[str, cst.Bas
         if contains:
             return found
     return {}
-
-
-def _walk(function: FunctionInfo) -> Iterator[object]:
-    from looplint.facts import _all_events
-
-    return _all_events(function.events)
 
 
 class SchedulerOrder(Rule):
