@@ -428,6 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LinterCrash as exc:
         print(f"error: linter crashed: {exc}", file=sys.stderr)
         return 1
+    if run.stderr.strip():  # warnings about odd files belong in the log, not the table
+        print(f"[corpus] looplint stderr (tail):\n{run.stderr[-3000:]}", file=sys.stderr)
     report = render_report(packages, stats, run, load_verdicts())
     print(report)
     if not args.no_write:

@@ -276,7 +276,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--torchfix-select", default=None, metavar="SEL",
         help="pass --select SEL to TorchFix (default: its default rule set)",
     )  # fmt: skip
+    parser.add_argument(
+        "--torchfix-rounds", type=int, default=1, metavar="N",
+        help="time TorchFix in the first N rounds only (default 1: it takes ~20 min per run"
+        " on the full corpus with 2 cores)",
+    )  # fmt: skip
     parser.add_argument("--no-memory", action="store_true", help="skip the /proc memory pass")
+    parser.add_argument(
+        "--torchfix-memory", action="store_true",
+        help="include TorchFix in the untimed memory pass (one more full TorchFix run)",
+    )  # fmt: skip
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     parser.add_argument("--floor-worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -355,6 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for rnd in range(args.rounds):
         k = rnd % len(benches)
         for bench in benches[k:] + benches[:k]:  # rotate the order each round
+            if bench is torchfix and rnd >= args.torchfix_rounds:
+                continue
             res = bench.measure()
             print(f"[speed] round {rnd + 1}: {bench.name}: {res.wall_s:.2f} s", file=sys.stderr)
         if warm is not None and edited is not None and edit_file is not None:
@@ -378,7 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     tree_peak: dict[str, int] = {}
     if not args.no_memory:
-        for bench in [b for b in (looplint, torchfix, floor) if b is not None]:
+        in_pass = [looplint, floor] + ([torchfix] if torchfix and args.torchfix_memory else [])
+        for bench in in_pass:
             print(f"[speed] memory pass: {bench.name}", file=sys.stderr)
             tree_peak[bench.name] = peak_tree_rss(bench.cmd, cwd=corpus.REPO_ROOT)
 
@@ -386,6 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         packages=packages,
         stats=stats,
         rounds=args.rounds,
+        torchfix_rounds=min(args.rounds, args.torchfix_rounds),
         benches=[b for b in (looplint, torchfix, floor, warm, edited) if b is not None],
         looplint=looplint,
         torchfix=torchfix,
@@ -433,6 +446,7 @@ def render(
     packages: Sequence[tuple[str, str]],
     stats: corpus.CorpusStats,
     rounds: int,
+    torchfix_rounds: int,
     benches: Sequence[Bench],
     looplint: Bench,
     torchfix: Bench | None,
@@ -455,7 +469,9 @@ def render(
         f"({stats.files:,} files, {stats.lines:,} lines). Machine: {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, libcst {libcst_version}"
         + (f"; {tf_version}" if tf_version else "")
-        + f". Median of {rounds} interleaved round(s).",
+        + f". Median of {rounds} interleaved round(s)"
+        + (f" (TorchFix: {torchfix_rounds})" if torchfix and torchfix_rounds < rounds else "")
+        + ".",
         "",
         "| run | median wall | all rounds | files/s | max RSS, one process | "
         "peak RSS, whole tree |",

@@ -14,6 +14,7 @@ from looplint.errors import SourceError
 from looplint.facts import ModuleFacts
 from looplint.finding import Finding
 from looplint.identity import PARSE_ERROR
+from looplint.parse_guard import refusal
 from looplint.prefilter import is_candidate
 from looplint.program import compile_module
 from looplint.rule import Rule, Violation
@@ -30,7 +31,8 @@ class FileResult:
     tracebacks: list[str] = field(default_factory=list)
 
 
-def _error_finding(path: str, message: str, line: int = 1, column: int = 1) -> Finding:
+def error_finding(path: str, message: str, line: int = 1, column: int = 1) -> Finding:
+    """An `LL000` finding: the file could not be checked, and why."""
     return Finding(
         path=path,
         cell=None,
@@ -54,7 +56,7 @@ def check_file(path: str, rules: Sequence[Rule], use_prefilter: bool = True) -> 
     try:
         source = read_source(path)
     except SourceError as error:
-        return FileResult(path, [_error_finding(path, str(error))])
+        return FileResult(path, [error_finding(path, str(error))])
     return check_source(source, rules, use_prefilter)
 
 
@@ -65,6 +67,11 @@ def check_source(
     result = FileResult(source.path)
     if not rules or (use_prefilter and not is_candidate(source.text)):
         return result
+    refused = refusal(source.text)
+    if refused is not None:
+        where = (refused.line, refused.column)
+        result.findings.append(_located_error(source, refused.message, *where))
+        return result
     try:
         module = cst.parse_module(source.text)
     except cst.ParserSyntaxError as error:
@@ -72,22 +79,22 @@ def check_source(
         result.findings.append(_located_error(source, message, line, column))
         return result
     except RecursionError:
-        result.findings.append(_error_finding(source.path, "too deeply nested to parse"))
+        result.findings.append(error_finding(source.path, "too deeply nested to parse"))
         return result
     except Exception as error:
         result.findings.append(
-            _error_finding(source.path, f"cannot parse: {type(error).__name__}: {error}")
+            error_finding(source.path, f"cannot parse: {type(error).__name__}: {error}")
         )
         return result
     try:
         facts = ModuleFacts(compile_module(module))
     except RecursionError:
-        result.findings.append(_error_finding(source.path, "too deeply nested to analyse"))
+        result.findings.append(error_finding(source.path, "too deeply nested to analyse"))
         return result
     except Exception as error:
         result.tracebacks.append(traceback.format_exc())
         result.findings.append(
-            _error_finding(
+            error_finding(
                 source.path, f"internal error while analysing: {type(error).__name__}: {error}"
             )
         )
@@ -102,12 +109,12 @@ def check_source(
                     reported.append((rule, violation))
         except RecursionError:
             result.findings.append(
-                _error_finding(source.path, f"{rule.code}: too deeply nested to analyse")
+                error_finding(source.path, f"{rule.code}: too deeply nested to analyse")
             )
         except Exception as error:
             result.tracebacks.append(traceback.format_exc())
             result.findings.append(
-                _error_finding(
+                error_finding(
                     source.path, f"internal error in {rule.code}: {type(error).__name__}: {error}"
                 )
             )
@@ -142,12 +149,12 @@ def _explain_syntax_error(text: str, error: cst.ParserSyntaxError) -> tuple[str,
 def _located_error(source: SourceFile, message: str, line: int, column: int) -> Finding:
     if source.notebook is not None:
         cell, cell_line = source.notebook.locate(line)
-        finding = _error_finding(source.path, message, cell_line, column)
+        finding = error_finding(source.path, message, cell_line, column)
         return Finding(
             finding.path, cell, cell_line, column, finding.code, finding.name,
             finding.message, cell_line, column,
         )  # fmt: skip
-    return _error_finding(source.path, message, line, column)
+    return error_finding(source.path, message, line, column)
 
 
 def _locate_violations(

@@ -13,7 +13,7 @@ import click
 import pathspec
 
 from looplint import __version__
-from looplint.checker import check_source
+from looplint.checker import check_source, error_finding
 from looplint.config import Settings, load_settings
 from looplint.discovery import FileFinder
 from looplint.docs import find_rule, rules_markdown
@@ -146,9 +146,7 @@ def _check_stdin(filename: str, codes: frozenset[str]) -> RunResult:
     try:
         source = source_from_bytes(filename, data)
     except SourceError as error:
-        from looplint.checker import _error_finding
-
-        outcome.findings.append(_error_finding(filename, str(error)))
+        outcome.findings.append(error_finding(filename, str(error)))
         return outcome
     result = check_source(source, rules_for(codes))
     outcome.findings = sorted(result.findings, key=Finding.sort_key)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
-from looplint.checker import FileResult, check_file
+from looplint.checker import FileResult, check_file, error_finding
 from looplint.finding import Finding
 from looplint.registry import ALL_RULES
 from looplint.rule import Rule
@@ -79,12 +80,35 @@ def check_paths(paths: Sequence[str], codes: tuple[str, ...], jobs: int) -> list
     if jobs <= 1 or len(paths) <= _SMALL_RUN:
         rules = rules_for(codes)
         return [check_file(path, rules) for path in paths]
+    chunks = _chunks(paths, jobs)
+    done: dict[int, list[FileResult]] = {}
+    try:
+        with _pool(jobs, codes) as pool:
+            futures = {pool.submit(_check_chunk, chunk): i for i, chunk in enumerate(chunks)}
+            for future in as_completed(futures):
+                done[futures[future]] = future.result()
+    except BrokenProcessPool:
+        # A worker died (a parser crash kills the process, not just the call):
+        # re-check the unfinished files one by one to name the culprit, and go on.
+        for index, chunk in enumerate(chunks):
+            if index not in done:
+                done[index] = [_check_isolated(path, codes) for path in chunk]
+    return [result for index in range(len(chunks)) for result in done[index]]
+
+
+def _pool(jobs: int, codes: tuple[str, ...]) -> ProcessPoolExecutor:
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    results: list[FileResult] = []
-    with ProcessPoolExecutor(
+    return ProcessPoolExecutor(
         jobs, mp_context=context, initializer=_init_worker, initargs=(codes,)
-    ) as pool:
-        for chunk_results in pool.map(_check_chunk, _chunks(paths, jobs)):
-            results.extend(chunk_results)
-    return results
+    )
+
+
+def _check_isolated(path: str, codes: tuple[str, ...]) -> FileResult:
+    """Check one file in a process of its own; a crash becomes that file's `LL000`."""
+    try:
+        with _pool(1, codes) as pool:
+            return pool.submit(_check_chunk, [path]).result()[0]
+    except BrokenProcessPool:
+        message = "the parser crashed on this file; it was not checked"
+        return FileResult(path, [error_finding(path, message)])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch.optim import Optimizer
@@ -65,8 +65,7 @@ def make_accumulate_hook(record: ParamRecord) -> Callable[[torch.Tensor], None]:
     return torch.compiler.disable(after_accumulate)
 
 
-@dataclass(frozen=True, slots=True)
-class GradientCensus:
+class GradientCensus(NamedTuple):
     """How an optimizer's gradients look just before a step, counted per tensor.
 
     `fresh`: accumulated since the last step. `missing`: `.grad is None`.
@@ -75,7 +74,8 @@ class GradientCensus:
     changed in place (zeroed). `unknown`: first seen mid-iteration, not judged.
     `longest_run`: the most backward passes accumulated into one gradient since
     it was last cleared (0 when unknown). `stale_names`: fresh gradients that
-    were accumulated on top of a gradient an earlier step consumed.
+    were accumulated on top of a gradient an earlier step consumed. (A named
+    tuple rather than a dataclass: it is built on every step, and cheaply.)
     """
 
     fresh: int
@@ -94,22 +94,23 @@ def take_census(optimizer: Optimizer, tracker: OptimizerTracker,
     fresh = missing = reused = cleared = unknown = longest = 0
     reused_names: list[str] = []
     stale_names: list[str] = []
-    records = tracker.records
-    index = 0
+    records = iter(tracker.records)
     accumulated = Phase.ACCUMULATED
     unknown_phase = Phase.UNKNOWN
     for group in optimizer.param_groups:
         for param in group["params"]:
-            record = records[index]
-            index += 1
-            if not param.requires_grad:
-                continue
-            if not record.hooked:
-                ensure_hooked(param, record)
+            record = next(records)
             grad = param.grad
             if grad is None:
-                missing += 1
+                if param.requires_grad:
+                    missing += 1
+                    if not record.hooked:
+                        ensure_hooked(param, record)
                 continue
+            if not record.hooked:
+                if not param.requires_grad:
+                    continue
+                ensure_hooked(param, record)
             phase = record.phase
             if phase is accumulated:
                 fresh += 1

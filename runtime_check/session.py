@@ -275,10 +275,13 @@ class Watch:
             self._check_capture(tracker)
         groups = optimizer.param_groups
         layout = tracker.layout
-        if len(groups) != len(layout) or any(
-            len(group["params"]) != size for group, size in zip(groups, layout, strict=False)
-        ):
+        if len(groups) != len(layout):
             self._rebuild(optimizer, tracker)
+        else:
+            for group, size in zip(groups, layout, strict=True):
+                if len(group["params"]) != size:
+                    self._rebuild(optimizer, tracker)
+                    break
         if tracker.steps == 0:
             self._check_first_step(optimizer, tracker)
         elif (tracker.had_state and not tracker.loaded
