@@ -1,16 +1,24 @@
 """A text test that skips files no rule can fire on, before paying for a parse.
 
-Every rule needs an optimizer, an LR scheduler or a GradScaler to be recognised,
-and each of those is only recognisable through text that contains one of these
-words (an import or constructor path, an annotation, or a `scaler.step(x)` call).
-Parsing is the dominant cost, and most files of a codebase never mention them.
+Every rule needs an optimizer, LR scheduler or GradScaler to be recognised, and the
+analysis recognises one only through text containing one of these words:
+- `optim`: `torch.optim` (schedulers and `Optimizer` annotations included),
+  `torch.distributed.optim`, `bitsandbytes.optim`, `apex.optimizers`,
+  `torch_optimizer`, `timm.optim`, `diffusers.optimization`;
+- `GradScaler` (constructors and annotations) and `scaler` (a parameter passed
+  to `scaler.step(x)` is an optimizer);
+- transformers' `AdamW`, `Adafactor` and `get_*_schedule*`/`get_scheduler`
+  (`_schedule`), and `lion_pytorch`.
+A parameter used as `x.step()` with `x.zero_grad()` needs none of them, but it
+clears its own gradients and has no scheduler, so no rule can fire on it alone.
+Parsing is the dominant cost, and most files of a codebase mention none of these.
 """
 
 from __future__ import annotations
 
 import re
 
-_MARKERS = re.compile(r"optim|schedule|Scaler|scaler|Lion|AdamW|Adafactor")
+_MARKERS = re.compile(r"optim|GradScaler|scaler|AdamW|Adafactor|_schedule|lion_pytorch")
 
 
 def is_candidate(source: str) -> bool:
