@@ -10,12 +10,12 @@ from pathlib import Path
 import libcst as cst
 import pytest
 from click.testing import CliRunner
+from looplint.rules.missing_zero_grad import MissingZeroGrad
 
 from looplint import cli, runner
 from looplint.checker import check_source
 from looplint.facts import ModuleFacts
 from looplint.rule import Rule, Violation
-from looplint.rules.missing_zero_grad import MissingZeroGrad
 from looplint.source import SourceFile
 from tests.conftest import FIXTURES, RunLooplint
 from tests.test_cli import BUGGY, STEP_LINE
@@ -29,15 +29,23 @@ def _write_hostile_inputs(root: Path) -> None:
     (root / "bom.py").write_bytes(b"\xef\xbb\xbf" + BUGGY.encode())
     (root / "crlf.py").write_bytes(BUGGY.replace("\n", "\r\n").encode())
     mixed = BUGGY.splitlines(keepends=True)
-    (root / "mixed.py").write_bytes("".join(l.replace("\n", "\r\n") if i % 2 else l for i, l in enumerate(mixed)).encode())
+    (root / "mixed.py").write_bytes(
+        "".join(
+            line.replace("\n", "\r\n") if i % 2 else line for i, line in enumerate(mixed)
+        ).encode()
+    )
     (root / "latin1.py").write_bytes(b"# -*- coding: latin-1 -*-\n# caf\xe9\n" + BUGGY.encode())
     (root / "undecodable.py").write_bytes(MARKER.encode() + b"x = '\xff\xfe'\n")
     (root / "binary.py").write_bytes(b"\x7fELF\x00\x00optim")
     (root / "python2.py").write_text(MARKER + "print 'hello'\n")
     (root / "huge.py").write_text(MARKER + "x = 1\n" * 3_500_000)  # ~21 MB
     (root / "huge_unrelated.py").write_text("x = 1\n" * 3_500_000)
-    (root / "nested_blocks.py").write_text(MARKER + "".join(" " * i + "if x:\n" for i in range(2000)) + " " * 2000 + "pass\n")
-    (root / "nested_150_blocks.py").write_text(MARKER + "".join(" " * i + "if x:\n" for i in range(150)) + " " * 150 + "pass\n")
+    (root / "nested_blocks.py").write_text(
+        MARKER + "".join(" " * i + "if x:\n" for i in range(2000)) + " " * 2000 + "pass\n"
+    )
+    (root / "nested_150_blocks.py").write_text(
+        MARKER + "".join(" " * i + "if x:\n" for i in range(150)) + " " * 150 + "pass\n"
+    )
     (root / "nested_expr.py").write_text(MARKER + "x = " + "(" * 2000 + "1" + ")" * 2000 + "\n")
     (root / "long_chain.py").write_text(MARKER + "x = (1\n" + "    + 1\n" * 20000 + ")\n")
     (root / "folder.py").mkdir()
@@ -49,7 +57,9 @@ def _write_hostile_inputs(root: Path) -> None:
         "nb_invalid.ipynb": "{oops",
         "nb_no_cells.ipynb": json.dumps({"metadata": {}}),
         "nb_string_source.ipynb": json.dumps({"cells": [{"cell_type": "code", "source": BUGGY}]}),
-        "nb_markdown_only.ipynb": json.dumps({"cells": [{"cell_type": "markdown", "source": ["# hi"]}]}),
+        "nb_markdown_only.ipynb": json.dumps(
+            {"cells": [{"cell_type": "markdown", "source": ["# hi"]}]}
+        ),
     }.items():
         (root / name).write_text(nb)
 
@@ -117,19 +127,29 @@ class ExplodingRule(Rule):
 def test_a_crashing_rule_is_reported_and_the_others_run() -> None:
     result = check_source(SourceFile("t.py", BUGGY), [ExplodingRule(), MissingZeroGrad()])
     codes = sorted((f.code, f.message) for f in result.findings)
-    assert codes[0][0] == "LL000" and "internal error in LL099" in codes[0][1] and "KeyError" in codes[0][1]
+    assert (
+        codes[0][0] == "LL000"
+        and "internal error in LL099" in codes[0][1]
+        and "KeyError" in codes[0][1]
+    )
     assert codes[1][0] == "LL001"
     assert result.tracebacks and "boom" in result.tracebacks[0]
 
 
-def test_internal_error_exit_code_and_debug_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_internal_error_exit_code_and_debug_traceback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setattr(runner, "rules_for", lambda codes: [ExplodingRule(), MissingZeroGrad()])
     (tmp_path / "t.py").write_text(BUGGY)
     plain = CliRunner().invoke(cli.main, ["check", str(tmp_path / "t.py"), "--jobs", "1"])
     assert plain.exit_code == 2
     assert "internal error while checking" in plain.output and "Traceback" not in plain.output
-    debug = CliRunner().invoke(cli.main, ["check", str(tmp_path / "t.py"), "--jobs", "1", "--debug"])
-    assert debug.exit_code == 2 and "Traceback" in debug.output and "KeyError: 'boom'" in debug.output
+    debug = CliRunner().invoke(
+        cli.main, ["check", str(tmp_path / "t.py"), "--jobs", "1", "--debug"]
+    )
+    assert (
+        debug.exit_code == 2 and "Traceback" in debug.output and "KeyError: 'boom'" in debug.output
+    )
 
 
 def test_linted_code_is_never_imported_or_executed(run_looplint: RunLooplint) -> None:
