@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from looplint.cache import FileStamp, content_digest
 from looplint.errors import SourceError
 from looplint.facts import ModuleFacts
 from looplint.finding import Finding
@@ -18,7 +19,7 @@ from looplint.parse_guard import refusal
 from looplint.prefilter import is_candidate
 from looplint.program import compile_module
 from looplint.rule import Rule, Violation
-from looplint.source import SourceFile, read_source
+from looplint.source import SourceFile, read_bytes, source_from_bytes
 from looplint.suppression import is_suppressed
 
 
@@ -29,6 +30,8 @@ class FileResult:
     path: str
     findings: list[Finding] = field(default_factory=list)
     tracebacks: list[str] = field(default_factory=list)
+    stamp: FileStamp | None = None
+    """How the file looked when read; None when it could not be read (never cached)."""
 
 
 def error_finding(path: str, message: str, line: int = 1, column: int = 1) -> Finding:
@@ -54,10 +57,17 @@ def _syntax_error_message(error: cst.ParserSyntaxError) -> str:
 def check_file(path: str, rules: Sequence[Rule], use_prefilter: bool = True) -> FileResult:
     """Check the file at `path` with `rules`; never raises for bad input."""
     try:
-        source = read_source(path)
+        data, info = read_bytes(path)
     except SourceError as error:
         return FileResult(path, [error_finding(path, str(error))])
-    return check_source(source, rules, use_prefilter)
+    stamp = FileStamp(info.st_size, info.st_mtime_ns, content_digest(data))
+    try:
+        source = source_from_bytes(path, data)
+    except SourceError as error:
+        return FileResult(path, [error_finding(path, str(error))], stamp=stamp)
+    result = check_source(source, rules, use_prefilter)
+    result.stamp = stamp
+    return result
 
 
 def check_source(

@@ -13,21 +13,20 @@ import click
 import pathspec
 
 from looplint import __version__
-from looplint.checker import check_source, error_finding
+from looplint.cache import CACHE_DIR_NAME, ResultCache
 from looplint.config import Settings, load_settings
 from looplint.discovery import FileFinder
-from looplint.docs import find_rule, rules_markdown
 from looplint.errors import ConfigError, SourceError
 from looplint.finding import Finding
 from looplint.identity import ALL_IDENTITIES, BY_CODE
-from looplint.registry import ALL_RULES
+from looplint.registry import RULES
 from looplint.reporters import FORMATS, REPORTERS, statistics_report
 from looplint.runner import RunResult, rules_for, run
 from looplint.selection import expand, selected_codes
 from looplint.source import source_from_bytes
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
-_SHIPPED = [BY_CODE["LL000"], *(rule.identity for rule in ALL_RULES)]
+_SHIPPED = [BY_CODE["LL000"], *(entry.identity for entry in RULES)]
 
 
 def _split(values: Sequence[str]) -> tuple[str, ...] | None:
@@ -83,6 +82,12 @@ def main() -> None:
 @click.option(
     "--stdin-filename", help="Check source read from standard input, reported under this name."
 )
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the result cache.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to keep the result cache [default: .looplint_cache in the project root].",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def check(
     paths: tuple[str, ...],
@@ -97,6 +102,8 @@ def check(
     config_path: Path | None,
     force_exclude: bool,
     stdin_filename: str | None,
+    no_cache: bool,
+    cache_dir: Path | None,
     debug: bool,
 ) -> None:
     """Check Python files and notebooks under PATHS (default: the current folder)."""
@@ -113,7 +120,11 @@ def check(
         else:
             finder = FileFinder(settings.root, settings.exclude or None, settings.extend_exclude)
             files = list(finder.files(list(paths) or ["."], force_exclude))
-            result = run(files, codes, jobs)
+            cache = None
+            if not no_cache:
+                directory = cache_dir or settings.root / (settings.cache_dir or CACHE_DIR_NAME)
+                cache = ResultCache(directory, codes)
+            result = run(files, codes, jobs, cache)
         findings = _apply_per_file_ignores(result.findings, settings)
     except ConfigError as error:
         _fail(str(error))
@@ -141,6 +152,8 @@ def check(
 
 
 def _check_stdin(filename: str, codes: frozenset[str]) -> RunResult:
+    from looplint.checker import check_source, error_finding
+
     data = sys.stdin.buffer.read()
     outcome = RunResult(files=1)
     try:
@@ -187,17 +200,19 @@ def _apply_per_file_ignores(findings: list[Finding], settings: Settings) -> list
 )
 def rules(output_format: str) -> None:
     """List every rule: code, name and summary."""
+    from looplint.docs import rules_markdown
+
     if output_format == "markdown":
         click.echo(rules_markdown(), nl=False)
         return
     if output_format == "json":
         payload = [
             {"code": r.identity.code, "name": r.identity.name, "summary": r.identity.summary}
-            for r in ALL_RULES
+            for r in RULES
         ]
         click.echo(json.dumps(payload, indent=2))
         return
-    for rule in ALL_RULES:
+    for rule in RULES:
         click.echo(f"{rule.identity.code}  {rule.identity.name:<22}  {rule.identity.summary}")
 
 
@@ -205,6 +220,8 @@ def rules(output_format: str) -> None:
 @click.argument("rule")
 def explain(rule: str) -> None:
     """Show the full documentation of RULE (a code such as LL001, or a name)."""
+    from looplint.docs import find_rule
+
     found = find_rule(rule)
     if found is None:
         _fail(f"unknown rule `{rule}`; `looplint rules` lists them")

@@ -4,13 +4,17 @@ Skipped while walking: hidden folders, virtual environments, build output,
 `__pycache__`, `node_modules`, `site-packages`, what `.gitignore` files ignore, and
 the configured `exclude`/`extend-exclude` patterns. A file named on the command line
 is always checked, unless `--force-exclude` (for pre-commit, which names files).
+A folder named on the command line is walked even when an outer `.gitignore` or an
+exclusion covers it: exclusions apply to what lies below the paths you name.
+
+`.gitignore` rules are collected as the walk goes down, so each file costs a few
+string operations and pattern matches: this is on the path of every warm run.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import pathspec
 
@@ -28,6 +32,9 @@ DEFAULT_EXCLUDE = (
     "*.egg-info",
 )
 
+_IgnoreRules = tuple[tuple[str, pathspec.GitIgnoreSpec], ...]
+"""(folder, spec) pairs of the `.gitignore` files that apply below a folder."""
+
 
 def _spec(patterns: Sequence[str]) -> pathspec.GitIgnoreSpec:
     return pathspec.GitIgnoreSpec.from_lines(patterns)
@@ -38,97 +45,101 @@ class FileFinder:
 
     def __init__(
         self,
-        root: Path,
+        root: os.PathLike[str] | str,
         exclude: Sequence[str] | None = None,
         extend_exclude: Sequence[str] = (),
         respect_gitignore: bool = True,
     ) -> None:
-        self.root = Path(os.path.abspath(root))
+        self.root = os.path.abspath(root)
         patterns = list(DEFAULT_EXCLUDE if exclude is None else exclude) + list(extend_exclude)
-        # Unanchored patterns (`build`, `.*`) match a file or folder by name as the walk
-        # reaches it, so they never exclude the folders above a path given explicitly.
+        # Unanchored patterns (`build`, `.*`) match a file or folder by its name;
+        # anchored ones (`src/gen/`) match its path relative to the project root.
         self._by_name = _spec([p for p in patterns if "/" not in p.rstrip("/")])
         self._anchored = _spec([p for p in patterns if "/" in p.rstrip("/")])
         self._respect_gitignore = respect_gitignore
-        self._gitignores: dict[Path, pathspec.GitIgnoreSpec | None] = {}
 
-    def _relative(self, path: Path) -> str | None:
+    def _own_rules(self, folder: str) -> pathspec.GitIgnoreSpec | None:
+        if not self._respect_gitignore:
+            return None
         try:
-            return Path(os.path.abspath(path)).relative_to(self.root).as_posix()
-        except ValueError:
+            with open(os.path.join(folder, ".gitignore"), encoding="utf-8", errors="replace") as f:
+                return _spec(f.read().splitlines())
+        except OSError:
             return None
 
-    def _gitignore(self, folder: Path) -> pathspec.GitIgnoreSpec | None:
-        if folder not in self._gitignores:
-            spec = None
-            ignore_file = folder / ".gitignore"
-            if self._respect_gitignore and ignore_file.is_file():
-                try:
-                    spec = _spec(
-                        ignore_file.read_text(encoding="utf-8", errors="replace").splitlines()
-                    )
-                except OSError:
-                    spec = None
-            self._gitignores[folder] = spec
-        return self._gitignores[folder]
-
-    def is_excluded(self, path: Path, is_dir: bool, floor: Path | None = None) -> bool:
-        """Whether a configured or default exclusion, or a `.gitignore`, covers `path`.
-
-        `.gitignore` files above `floor` are not consulted (an explicitly given
-        folder is checked even when an outer `.gitignore` ignores it).
-        """
-        slash = "/" if is_dir else ""
-        if self._by_name.match_file(path.name + slash):
-            return True
-        relative = self._relative(path)
-        if relative is not None and relative != "." and self._anchored.match_file(relative + slash):
-            return True
-        if is_dir and (path / "pyvenv.cfg").is_file():
-            return True
-        folder = path.absolute().parent
-        for ancestor in (folder, *folder.parents):
-            spec = self._gitignore(ancestor)
+    def _inherited_rules(self, folder: str) -> _IgnoreRules:
+        """`.gitignore` files of the folders above `folder`, up to its repository's root."""
+        found: list[tuple[str, pathspec.GitIgnoreSpec]] = []
+        current = os.path.dirname(folder)
+        while True:
+            spec = self._own_rules(current)
             if spec is not None:
-                try:
-                    local = path.absolute().relative_to(ancestor.absolute()).as_posix()
-                except ValueError:
-                    local = None
-                if local and spec.match_file(local + ("/" if is_dir else "")):
-                    return True
-            if (ancestor / ".git").exists() or ancestor == self.root or ancestor == floor:
+                found.append((current, spec))
+            if os.path.exists(os.path.join(current, ".git")) or current == self.root:
                 break
-        return False
+            parent = os.path.dirname(current)
+            if parent == current:
+                break
+            current = parent
+        return tuple(reversed(found))
+
+    def _excluded(self, path: str, name: str, is_dir: bool, rules: _IgnoreRules) -> bool:
+        slash = "/" if is_dir else ""
+        if self._by_name.match_file(name + slash):
+            return True
+        if self._anchored.patterns and path.startswith(self.root + os.sep):
+            if self._anchored.match_file(path[len(self.root) + 1 :] + slash):
+                return True
+        if is_dir and os.path.isfile(os.path.join(path, "pyvenv.cfg")):
+            return True
+        return any(spec.match_file(os.path.relpath(path, base) + slash) for base, spec in rules)
 
     def files(self, paths: Sequence[str], force_exclude: bool = False) -> Iterator[str]:
         """Every file to check under `paths`; a missing path is a `ConfigError`."""
         for raw in paths:
-            path = Path(raw)
             if not os.path.lexists(raw):
                 raise ConfigError(f"{raw}: no such file or directory")
-            if path.is_dir():
-                yield from self._walk(path)
-            elif not (force_exclude and self._excluded_with_parents(path)):
+            if os.path.isdir(raw):
+                yield from self._walk(raw)
+            elif not (force_exclude and self._excluded_explicitly(raw)):
                 yield raw
 
-    def _excluded_with_parents(self, path: Path) -> bool:
+    def is_excluded(self, path: str, is_dir: bool) -> bool:
+        """Whether exclusions or `.gitignore` files cover `path` (ignoring its parents)."""
+        absolute = os.path.abspath(path)
+        rules = self._inherited_rules(absolute)
+        return self._excluded(absolute, os.path.basename(absolute), is_dir, rules)
+
+    def _excluded_explicitly(self, path: str) -> bool:
         """`--force-exclude`: the file, or a folder above it up to the root, is excluded."""
-        if path.suffix not in SOURCE_SUFFIXES or self.is_excluded(path, False):
+        if not path.endswith(SOURCE_SUFFIXES) or self.is_excluded(path, False):
             return True
-        for parent in path.absolute().parents:
-            if parent == self.root or parent == Path.cwd() or parent.parent == parent:
-                return False
-            if self.is_excluded(parent, True):
+        current = os.path.dirname(os.path.abspath(path))
+        while current not in (self.root, os.getcwd()) and os.path.dirname(current) != current:
+            if self.is_excluded(current, True):
                 return True
+            current = os.path.dirname(current)
         return False
 
-    def _walk(self, top: Path) -> Iterator[str]:
-        floor = top.absolute()
+    def _walk(self, top: str) -> Iterator[str]:
+        absolute_top = os.path.abspath(top)
+        rules_below: dict[str, _IgnoreRules] = {}
+        inherited = self._inherited_rules(absolute_top)
         for folder, dirs, files in os.walk(top, followlinks=False):
-            base = Path(folder)
-            dirs[:] = sorted(d for d in dirs if not self.is_excluded(base / d, True, floor))
+            absolute = os.path.abspath(folder)
+            rules = rules_below.pop(absolute, inherited if absolute == absolute_top else ())
+            own = self._own_rules(absolute)
+            if own is not None:
+                rules = (*rules, (absolute, own))
+            kept_dirs = []
+            for name in sorted(dirs):
+                child = os.path.join(absolute, name)
+                if not self._excluded(child, name, True, rules):
+                    kept_dirs.append(name)
+                    rules_below[child] = rules
+            dirs[:] = kept_dirs
             for name in sorted(files):
-                if name.endswith(SOURCE_SUFFIXES) and not self.is_excluded(
-                    base / name, False, floor
+                if name.endswith(SOURCE_SUFFIXES) and not self._excluded(
+                    os.path.join(absolute, name), name, False, rules
                 ):
                     yield os.path.join(folder, name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from looplint.registry import ALL_RULES
+from looplint.registry import RULES, rule_classes
 from looplint.rule import Rule
 
 README_TABLE_START = "<!-- rules-table:start -->"
@@ -15,7 +15,7 @@ README_TABLE_END = "<!-- rules-table:end -->"
 def rule_table() -> str:
     """The Markdown rule table of the README."""
     rows = ["| Code | Name | What it catches |", "| --- | --- | --- |"]
-    for rule in ALL_RULES:
+    for rule in RULES:
         rows.append(
             f"| [{rule.identity.code}](docs/rules.md#{rule.identity.code.lower()}) "
             f"| `{rule.identity.name}` | {rule.identity.summary} |"
@@ -31,7 +31,7 @@ def rules_markdown() -> str:
         "Generated from the rule classes by `looplint rules --markdown`; do not edit.",
         "",
     ]
-    for rule in ALL_RULES:
+    for rule in rule_classes():
         doc = rule.documentation()
         doc = re.sub(r"^# ", f'<a id="{rule.identity.code.lower()}"></a>\n## ', doc, count=1)
         doc = re.sub(
@@ -43,7 +43,7 @@ def rules_markdown() -> str:
 
 def find_rule(selector: str) -> type[Rule] | None:
     """A rule by code (`LL001`) or name (`missing-zero-grad`)."""
-    for rule in ALL_RULES:
+    for rule in rule_classes():
         if selector.upper() == rule.identity.code or selector.lower() == rule.identity.name:
             return rule
     return None

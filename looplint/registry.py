@@ -1,16 +1,53 @@
-"""Every rule looplint ships, in code order: the single list docs and the CLI read."""
+"""Every rule looplint ships, in code order: the single list the CLI, docs and reports read.
+
+Each entry pairs a rule's identity with where its implementation lives, so choosing
+rules (`--select`) and reading cached results never import LibCST; the classes are
+loaded on first use. The identity is the same constant object the class carries
+(`tests/test_rule_examples.py` checks that they agree).
+"""
 
 from __future__ import annotations
 
-from looplint.rule import Rule
-from looplint.rules.missing_zero_grad import MissingZeroGrad
-from looplint.rules.optimizer_in_loop import OptimizerInLoop
-from looplint.rules.partial_parameters import PartialParameters
-from looplint.rules.scheduler_order import SchedulerOrder
+import importlib
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
 
-ALL_RULES: tuple[type[Rule], ...] = (
-    MissingZeroGrad,
-    OptimizerInLoop,
-    PartialParameters,
-    SchedulerOrder,
+from looplint.identity import (
+    MISSING_ZERO_GRAD,
+    OPTIMIZER_IN_LOOP,
+    PARTIAL_PARAMETERS,
+    SCHEDULER_ORDER,
+    RuleIdentity,
 )
+
+if TYPE_CHECKING:
+    from looplint.rule import Rule
+
+
+@dataclass(frozen=True, slots=True)
+class RuleEntry:
+    """A shipped rule: its identity, and the `module:Class` that implements it."""
+
+    identity: RuleIdentity
+    implementation: str
+
+    def load(self) -> type[Rule]:
+        """The rule class (imports its module on first use)."""
+        module, _, name = self.implementation.partition(":")
+        rule: type[Rule] = getattr(importlib.import_module(module), name)
+        return rule
+
+
+RULES: tuple[RuleEntry, ...] = (
+    RuleEntry(MISSING_ZERO_GRAD, "looplint.rules.missing_zero_grad:MissingZeroGrad"),
+    RuleEntry(OPTIMIZER_IN_LOOP, "looplint.rules.optimizer_in_loop:OptimizerInLoop"),
+    RuleEntry(PARTIAL_PARAMETERS, "looplint.rules.partial_parameters:PartialParameters"),
+    RuleEntry(SCHEDULER_ORDER, "looplint.rules.scheduler_order:SchedulerOrder"),
+)
+
+
+@cache
+def rule_classes() -> tuple[type[Rule], ...]:
+    """Every rule class, in code order."""
+    return tuple(entry.load() for entry in RULES)

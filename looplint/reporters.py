@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from looplint import __version__
 from looplint.finding import Finding
 from looplint.identity import BY_CODE
-from looplint.registry import ALL_RULES
+from looplint.registry import rule_classes
 
 DOCS_URL = "https://github.com/looplint/looplint/blob/main/docs/rules.md"
 FORMATS = ("text", "json", "sarif", "github")
@@ -64,7 +64,7 @@ def sarif_report(findings: Sequence[Finding]) -> str:
             "helpUri": f"{DOCS_URL}#{rule.identity.code.lower()}",
             "defaultConfiguration": {"level": "error"},
         }
-        for rule in ALL_RULES
+        for rule in rule_classes()
     ]
     parse_error = BY_CODE["LL000"]
     rules.insert(

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from looplint.checker import FileResult, check_file, error_finding
 from looplint.finding import Finding
-from looplint.registry import ALL_RULES
-from looplint.rule import Rule
+from looplint.registry import rule_classes
+
+if TYPE_CHECKING:
+    from looplint.cache import ResultCache
+    from looplint.checker import FileResult
+    from looplint.rule import Rule
 
 _SMALL_RUN = 8
 
@@ -20,7 +24,7 @@ _SMALL_RUN = 8
 def rules_for(codes: Iterable[str]) -> list[Rule]:
     """Instances of the enabled rules, in code order."""
     wanted = set(codes)
-    return [rule() for rule in ALL_RULES if rule.identity.code in wanted]
+    return [rule() for rule in rule_classes() if rule.identity.code in wanted]
 
 
 @dataclass(slots=True)
@@ -30,6 +34,7 @@ class RunResult:
     findings: list[Finding] = field(default_factory=list)
     tracebacks: list[tuple[str, str]] = field(default_factory=list)
     files: int = 0
+    cached: int = 0
 
 
 _worker_rules: list[Rule] = []
@@ -41,6 +46,8 @@ def _init_worker(codes: tuple[str, ...]) -> None:
 
 
 def _check_chunk(paths: Sequence[str]) -> list[FileResult]:
+    from looplint.checker import check_file
+
     return [check_file(path, _worker_rules) for path in paths]
 
 
@@ -61,22 +68,36 @@ def run(
     paths: Sequence[str],
     codes: Iterable[str],
     jobs: int | None = None,
-    check: Callable[[Sequence[str], tuple[str, ...], int], list[FileResult]] | None = None,
+    cache: ResultCache | None = None,
 ) -> RunResult:
-    """Check `paths` with the rules `codes`, using `jobs` processes."""
+    """Check `paths` with the rules `codes` in `jobs` processes, reusing cached results."""
     code_tuple = tuple(sorted(codes))
-    jobs = jobs or default_jobs()
-    results = (check or check_paths)(paths, code_tuple, jobs)
     outcome = RunResult(files=len(paths))
-    for result in results:
+    todo: list[str] = []
+    for path in paths:
+        cached = cache.lookup(path) if cache is not None else None
+        if cached is None:
+            todo.append(path)
+        else:
+            outcome.findings.extend(cached)
+            outcome.cached += 1
+    for result in check_paths(todo, code_tuple, jobs or default_jobs()):
         outcome.findings.extend(result.findings)
         outcome.tracebacks.extend((result.path, tb) for tb in result.tracebacks)
+        if cache is not None and result.stamp is not None and not result.tracebacks:
+            cache.store(result.path, result.stamp, result.findings)
+    if cache is not None:
+        cache.save()
     outcome.findings.sort(key=Finding.sort_key)
     return outcome
 
 
 def check_paths(paths: Sequence[str], codes: tuple[str, ...], jobs: int) -> list[FileResult]:
     """Check files in this process (few files or `--jobs 1`) or in a process pool."""
+    from looplint.checker import check_file
+
+    if not paths:
+        return []
     if jobs <= 1 or len(paths) <= _SMALL_RUN:
         rules = rules_for(codes)
         return [check_file(path, rules) for path in paths]
@@ -110,5 +131,7 @@ def _check_isolated(path: str, codes: tuple[str, ...]) -> FileResult:
         with _pool(1, codes) as pool:
             return pool.submit(_check_chunk, [path]).result()[0]
     except BrokenProcessPool:
+        from looplint.checker import FileResult, error_finding
+
         message = "the parser crashed on this file; it was not checked"
         return FileResult(path, [error_finding(path, message)])

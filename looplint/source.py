@@ -50,8 +50,8 @@ def decode_python(data: bytes) -> str:
     return text.removeprefix("\ufeff")
 
 
-def read_bytes(path: str) -> bytes:
-    """Read a regular file; anything else (FIFO, device, folder) is a `SourceError`."""
+def read_bytes(path: str) -> tuple[bytes, os.stat_result]:
+    """A regular file's bytes and its stat (taken first); anything else is a `SourceError`."""
     try:
         info = os.stat(path)
     except OSError as error:
@@ -64,7 +64,7 @@ def read_bytes(path: str) -> bytes:
         raise SourceError(f"file too large ({info.st_size} bytes > {MAX_FILE_BYTES})")
     try:
         with open(path, "rb") as handle:
-            return handle.read()
+            return handle.read(), info
     except OSError as error:
         raise SourceError(f"cannot read: {error.strerror or error}") from None
 
@@ -83,4 +83,4 @@ def source_from_bytes(path: str, data: bytes) -> SourceFile:
 
 def read_source(path: str) -> SourceFile:
     """Read and decode one `.py` or `.ipynb` file."""
-    return source_from_bytes(path, read_bytes(path))
+    return source_from_bytes(path, read_bytes(path)[0])

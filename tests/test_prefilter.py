@@ -6,8 +6,10 @@ from pathlib import Path
 
 from looplint.checker import check_file
 from looplint.prefilter import is_candidate
-from looplint.registry import ALL_RULES
+from looplint.registry import rule_classes
 from tests.conftest import FIXTURES
+
+ALL_RULES = rule_classes()
 
 
 def test_prefilter_loses_no_finding_on_fixtures() -> None:

@@ -7,10 +7,12 @@ import inspect
 import pytest
 
 from looplint.checker import check_source
-from looplint.registry import ALL_RULES
+from looplint.registry import RULES, rule_classes
 from looplint.rule import Rule
 from looplint.source import SourceFile
 from tests.expectations import _from_lines
+
+ALL_RULES = rule_classes()
 
 EXAMPLES = [
     pytest.param(
@@ -50,6 +52,11 @@ def test_rule_carries_its_documentation(rule: type[Rule]) -> None:
     ):
         assert section in doc, section
     assert "# expect" not in doc
+
+
+def test_registry_identities_are_the_classes_own() -> None:
+    assert [entry.identity for entry in RULES] == [rule.identity for rule in ALL_RULES]
+    assert all(entry.load().identity is entry.identity for entry in RULES)
 
 
 def test_codes_and_names_are_unique_and_ordered() -> None:

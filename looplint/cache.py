@@ -1,0 +1,125 @@
+"""Per-file results kept between runs, so an unchanged codebase is checked in moments.
+
+One JSON file per *fingerprint* (looplint and LibCST versions, enabled rules) under
+`.looplint_cache/` in the project root. Entries are keyed by absolute path and
+validated by content hash; size and modification time are only a shortcut that
+spares re-reading files nobody touched. Writes are atomic (`os.replace` of a
+temporary file), so concurrent runs never leave a torn file; a corrupt or foreign
+cache file is ignored and rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from looplint import __version__
+from looplint.finding import Finding
+
+CACHE_DIR_NAME = ".looplint_cache"
+_FORMAT = 1
+
+
+def content_digest(data: bytes) -> str:
+    """The hash that decides whether a cached result still holds."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def fingerprint(codes: Iterable[str]) -> str:
+    """What, besides a file's content, its findings depend on."""
+    try:
+        libcst_version = metadata.version("libcst")
+    except metadata.PackageNotFoundError:  # pragma: no cover - libcst is a dependency
+        libcst_version = ""
+    key = json.dumps([__version__, libcst_version, sorted(codes)])
+    return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    """How a file looked when it was read: cheap to compare, then confirmed by content."""
+
+    size: int
+    mtime_ns: int
+    digest: str
+
+
+class ResultCache:
+    """Findings of unchanged files, loaded once per run and saved once at its end."""
+
+    def __init__(self, directory: Path, codes: Iterable[str]) -> None:
+        self.directory = directory
+        self.file = directory / f"results-{fingerprint(codes)}.json"
+        self._entries: dict[str, dict[str, Any]] = self._load()
+        self._dirty = False
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads(self.file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict) or data.get("format") != _FORMAT:
+            return {}
+        entries = data.get("entries")
+        return entries if isinstance(entries, dict) else {}
+
+    def lookup(self, path: str) -> list[Finding] | None:
+        """Cached findings of `path` if its content is unchanged, else None."""
+        entry = self._entries.get(os.path.abspath(path))
+        if not isinstance(entry, dict):
+            return None
+        try:
+            info = os.stat(path)
+            if info.st_size != entry["size"]:
+                return None
+            if info.st_mtime_ns != entry["mtime_ns"]:
+                with open(path, "rb") as handle:
+                    if content_digest(handle.read()) != entry["digest"]:
+                        return None
+                entry["mtime_ns"] = info.st_mtime_ns
+                self._dirty = True
+            return [Finding.from_json({**item, "path": path}) for item in entry["findings"]]
+        except (OSError, KeyError, TypeError, ValueError):
+            return None
+
+    def store(self, path: str, stamp: FileStamp, findings: list[Finding]) -> None:
+        """Remember the findings of a file as it was read."""
+        self._entries[os.path.abspath(path)] = {
+            "size": stamp.size,
+            "mtime_ns": stamp.mtime_ns,
+            "digest": stamp.digest,
+            "findings": [f.to_json() for f in findings],
+        }
+        self._dirty = True
+
+    def save(self) -> None:
+        """Write the cache atomically; a failure to write only costs speed next time."""
+        if not self._dirty:
+            return
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            ignore = self.directory / ".gitignore"
+            if not ignore.exists():
+                ignore.write_text(
+                    "# Created by looplint: the cache is not for version control.\n*\n"
+                )
+            payload = json.dumps(
+                {"format": _FORMAT, "entries": self._entries}, separators=(",", ":")
+            )
+            handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
+            try:
+                with os.fdopen(handle, "w", encoding="utf-8") as out:
+                    out.write(payload)
+                os.replace(temporary, self.file)
+            except BaseException:
+                os.unlink(temporary)
+                raise
+        except OSError:
+            return
