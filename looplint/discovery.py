@@ -14,6 +14,7 @@ string operations and pattern matches: this is on the path of every warm run.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Sequence
 
 import pathspec
@@ -40,6 +41,33 @@ def _spec(patterns: Sequence[str]) -> pathspec.GitIgnoreSpec:
     return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 
+_NAMED_GROUP = re.compile(r"\(\?P<\w+>")
+
+
+class _Matcher:
+    """A gitignore-style pattern set; one combined regex when no pattern negates."""
+
+    __slots__ = ("_regex", "_spec")
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self._spec = _spec(patterns)
+        self._regex: re.Pattern[str] | None = None
+        compiled = [getattr(p, "regex", None) for p in self._spec.patterns]
+        includes = [p.include for p in self._spec.patterns]
+        if compiled and all(r is not None for r in compiled) and all(includes):
+            # pathspec names a group in each pattern; names may not repeat in one regex.
+            alternatives = (_NAMED_GROUP.sub("(?:", r.pattern) for r in compiled if r)
+            self._regex = re.compile("|".join(f"(?:{a})" for a in alternatives))
+
+    def __bool__(self) -> bool:
+        return bool(self._spec.patterns)
+
+    def matches(self, path: str) -> bool:
+        if self._regex is not None:
+            return self._regex.match(path) is not None
+        return self._spec.match_file(path)
+
+
 class FileFinder:
     """Walks paths and decides, for each file and folder, whether it is checked."""
 
@@ -54,8 +82,8 @@ class FileFinder:
         patterns = list(DEFAULT_EXCLUDE if exclude is None else exclude) + list(extend_exclude)
         # Unanchored patterns (`build`, `.*`) match a file or folder by its name;
         # anchored ones (`src/gen/`) match its path relative to the project root.
-        self._by_name = _spec([p for p in patterns if "/" not in p.rstrip("/")])
-        self._anchored = _spec([p for p in patterns if "/" in p.rstrip("/")])
+        self._by_name = _Matcher([p for p in patterns if "/" not in p.rstrip("/")])
+        self._anchored = _Matcher([p for p in patterns if "/" in p.rstrip("/")])
         self._respect_gitignore = respect_gitignore
 
     def _own_rules(self, folder: str) -> pathspec.GitIgnoreSpec | None:
@@ -85,14 +113,21 @@ class FileFinder:
 
     def _excluded(self, path: str, name: str, is_dir: bool, rules: _IgnoreRules) -> bool:
         slash = "/" if is_dir else ""
-        if self._by_name.match_file(name + slash):
+        if self._by_name.matches(name + slash):
             return True
-        if self._anchored.patterns and path.startswith(self.root + os.sep):
-            if self._anchored.match_file(path[len(self.root) + 1 :] + slash):
+        if self._anchored and path.startswith(self.root + os.sep):
+            if self._anchored.matches(path[len(self.root) + 1 :] + slash):
                 return True
         if is_dir and os.path.isfile(os.path.join(path, "pyvenv.cfg")):
             return True
-        return any(spec.match_file(os.path.relpath(path, base) + slash) for base, spec in rules)
+        for base, spec in rules:
+            if path.startswith(base + os.sep):
+                relative = path[len(base) + 1 :]
+            else:
+                relative = os.path.relpath(path, base)
+            if spec.match_file(relative + slash):
+                return True
+        return False
 
     def files(self, paths: Sequence[str], force_exclude: bool = False) -> Iterator[str]:
         """Every file to check under `paths`; a missing path is a `ConfigError`."""

@@ -21,6 +21,7 @@ from torch.optim import Optimizer
 
 from .records import OptimizerTracker, ParamRecord, Phase
 
+
 def make_accumulate_hook(record: ParamRecord) -> Callable[[torch.Tensor], None]:
     """Build the `register_post_accumulate_grad_hook` body for one parameter.
 

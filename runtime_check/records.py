@@ -76,12 +76,14 @@ class OptimizerTracker:
     """
 
     __slots__ = (
+        "__weakref__",
         "attempts",
         "cuda",
         "depth",
         "had_state",
         "handles",
         "index",
+        "judged_runs",
         "label",
         "layout",
         "loaded",
@@ -91,10 +93,8 @@ class OptimizerTracker:
         "scaler_mark",
         "short_runs",
         "shortest_run",
-        "judged_runs",
         "state_len",
         "steps",
-        "__weakref__",
     )
 
     def __init__(self, optimizer: Optimizer, index: int, label: str) -> None:

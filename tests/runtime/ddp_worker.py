@@ -6,10 +6,9 @@ import os
 
 import torch
 import torch.distributed as dist
+from looplint.runtime_check import watch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-
-from looplint.runtime_check import watch
 
 
 def run(rank: int, world_size: int, port: int, results: dict[int, object]) -> None:

@@ -8,17 +8,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from runtime_loops import Net, batches, loss_of, train  # noqa: E402
-from torch.optim import optimizer as optimizer_module  # noqa: E402
-from torch.optim.lr_scheduler import LRScheduler  # noqa: E402
-
 from looplint.runtime_check import (  # noqa: E402
     Finding,
     LoopLintRuntimeError,
     LoopLintRuntimeWarning,
+    scoped_patches,
     watch,
 )
-from looplint.runtime_check import scoped_patches  # noqa: E402
+from runtime_loops import Net, batches, loss_of, train  # noqa: E402
+from torch.optim import optimizer as optimizer_module  # noqa: E402
+from torch.optim.lr_scheduler import LRScheduler  # noqa: E402
 
 
 def stale_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer, steps: int = 5) -> None:

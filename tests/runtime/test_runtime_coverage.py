@@ -6,10 +6,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from looplint.runtime_check import LoopLintRuntimeError, watch  # noqa: E402
 from runtime_loops import Net, batches, loss_of, train  # noqa: E402
 from torch import nn  # noqa: E402
-
-from looplint.runtime_check import LoopLintRuntimeError, watch  # noqa: E402
 
 
 def test_gan_with_two_optimizers_is_silent() -> None:

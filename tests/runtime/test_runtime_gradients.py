@@ -6,9 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from runtime_loops import Net, batches, loss_of, train  # noqa: E402
-
 from looplint.runtime_check import LoopLintRuntimeError, LoopLintRuntimeWarning, watch  # noqa: E402
+from runtime_loops import Net, batches, loss_of, train  # noqa: E402
 
 
 def codes(report: object) -> list[str]:

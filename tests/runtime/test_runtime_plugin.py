@@ -18,7 +18,6 @@ def _import_lazily_loaded_modules() -> None:
     a second registration, so everything is imported here, once, beforehand.
     """
     import torch
-
     from looplint.runtime_check import watch
 
     model = torch.nn.Linear(1, 1)

@@ -6,9 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from runtime_loops import Net, batches, loss_of  # noqa: E402
-
 from looplint.runtime_check import LoopLintRuntimeError, watch  # noqa: E402
+from runtime_loops import Net, batches, loss_of  # noqa: E402
 
 
 def test_scheduler_after_optimizer_is_silent() -> None:

@@ -8,10 +8,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from looplint.runtime_check import LoopLintRuntimeError, LoopLintRuntimeWarning, watch  # noqa: E402
 from runtime_loops import Net, batches, train  # noqa: E402
 from torch import nn  # noqa: E402
-
-from looplint.runtime_check import LoopLintRuntimeError, LoopLintRuntimeWarning, watch  # noqa: E402
 
 
 def test_optimizer_recreated_each_epoch_is_caught() -> None:
