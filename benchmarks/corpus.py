@@ -324,6 +324,43 @@ def run_linter(dirs: Sequence[Path], jobs: int | None = None) -> LintRun:
     return LintRun(findings, wall, cmd, proc.stderr)
 
 
+CANARY_DIR = BENCH_DIR / ".cache" / "canary"
+# A training loop with two textbook bugs (optimizer re-created per epoch, no zero_grad).
+CANARY_SOURCE = """\
+import torch
+
+model = torch.nn.Linear(2, 2)
+for epoch in range(3):
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(10):
+        loss = model(torch.randn(2)).sum()
+        loss.backward()
+        opt.step()
+"""
+
+
+def canary_check() -> str | None:
+    """Lint a known-buggy file kept, like the corpus, in a gitignored hidden folder.
+
+    Why: zero findings on the corpus looks like success, but is also what a linter reports
+    when file discovery skips the folder (``.corpus`` is hidden and gitignored). Returns an
+    error message when the canary yields no finding, else None.
+    """
+    CANARY_DIR.mkdir(parents=True, exist_ok=True)
+    (CANARY_DIR / "train.py").write_text(CANARY_SOURCE, encoding="utf-8")
+    try:
+        found = run_linter([CANARY_DIR]).findings
+    except LinterCrash as exc:
+        return f"linter crashed on the canary: {exc}"
+    if not found:
+        return (
+            f"looplint reported nothing on {CANARY_DIR.relative_to(REPO_ROOT)}/train.py, which"
+            " has two known bugs: it is not checking files under hidden/gitignored folders"
+            " named on the command line, so a corpus run would be meaningless"
+        )
+    return None
+
+
 def relpath(path: str, root: Path = SRC_ROOT) -> str:
     """A finding's path relative to the corpus root, POSIX style (the verdict key form)."""
     p = Path(path)
@@ -431,6 +468,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(root)
         return 0
 
+    canary_error = canary_check()
+    if canary_error is not None:
+        print(f"error: {canary_error}", file=sys.stderr)
+        return 1
     dirs = corpus_dirs(args.only)
     stats = corpus_stats(dirs)
     try:

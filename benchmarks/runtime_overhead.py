@@ -51,9 +51,12 @@ class Measurement:
         return (self.watched_s - self.plain_s) * 1e6
 
 
-def make_step(model: nn.Module, optimizer: torch.optim.Optimizer,
-              batch: tuple[torch.Tensor, torch.Tensor],
-              loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[[], None]:
+def make_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> Callable[[], None]:
     """One canonical training step on a fixed batch."""
     inputs, targets = batch
 
@@ -65,9 +68,15 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer,
     return step
 
 
-def measure(name: str, model: nn.Module, step: Callable[[], None],
-            optimizer: torch.optim.Optimizer, rounds: int, block: int,
-            clock: Callable[[], float] = time.perf_counter) -> Measurement:
+def measure(
+    name: str,
+    model: nn.Module,
+    step: Callable[[], None],
+    optimizer: torch.optim.Optimizer,
+    rounds: int,
+    block: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Measurement:
     """Alternate blocks of `block` watched and unwatched steps, timing each step.
 
     `clock` is CPU time rather than wall time by default in `main`: on a shared
@@ -103,21 +112,35 @@ def mlp_workload(rounds: int) -> Measurement:
     torch.manual_seed(0)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
-                          nn.Linear(128, 10))
+    model = nn.Sequential(
+        nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10)
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     batch = (torch.randn(32, 64), torch.randint(0, 10, (32,)))
     step = make_step(model, optimizer, batch, nn.functional.cross_entropy)
     try:
-        return measure("MLP 64-128-128-10, batch 32, Adam (1 thread, thread CPU time)", model,
-                       step, optimizer, rounds=rounds, block=10, clock=time.thread_time)
+        return measure(
+            "MLP 64-128-128-10, batch 32, Adam (1 thread, thread CPU time)",
+            model,
+            step,
+            optimizer,
+            rounds=rounds,
+            block=10,
+            clock=time.thread_time,
+        )
     finally:
         torch.set_num_threads(threads)
 
 
-def transformer_workload(rounds: int, *, d_model: int = 512, batch: int = 16,
-                         sequence: int = 128, block: int = 1,
-                         clock: Callable[[], float] = time.process_time) -> Measurement:
+def transformer_workload(
+    rounds: int,
+    *,
+    d_model: int = 512,
+    batch: int = 16,
+    sequence: int = 128,
+    block: int = 1,
+    clock: Callable[[], float] = time.process_time,
+) -> Measurement:
     """A 6-layer transformer encoder (d_model 512, batch 16, sequence 128 by default).
 
     The checks' cost depends on the number of parameter tensors (74 here), not on
@@ -126,8 +149,9 @@ def transformer_workload(rounds: int, *, d_model: int = 512, batch: int = 16,
     dominated by run-to-run variation.
     """
     torch.manual_seed(0)
-    layer = nn.TransformerEncoderLayer(d_model=d_model, nhead=8, dim_feedforward=4 * d_model,
-                                       dropout=0.0, batch_first=True)
+    layer = nn.TransformerEncoderLayer(
+        d_model=d_model, nhead=8, dim_feedforward=4 * d_model, dropout=0.0, batch_first=True
+    )
     model = nn.TransformerEncoder(layer, num_layers=6, enable_nested_tensor=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     data = (torch.randn(batch, sequence, d_model), torch.randn(batch, sequence, d_model))
@@ -139,31 +163,36 @@ def transformer_workload(rounds: int, *, d_model: int = 512, batch: int = 16,
 
 def render(rows: list[Measurement]) -> str:
     """The RESULTS.md section: the command, the machine and the two figures."""
-    def row(m: Measurement) -> str:
-        return (f"| {m.name} | {m.steps} + {m.steps} | {m.plain_s * 1e3:.3f} ms | "
-                f"{m.watched_s * 1e3:.3f} ms | {m.ratio:.4f} | {m.added_us:+.1f} µs |")
 
-    return "\n".join([
-        START,
-        "## Runtime checker overhead",
-        "",
-        f"Command: `{COMMAND}` (torch {torch.__version__}, {torch.get_num_threads()} "
-        f"threads, {platform.processor() or platform.machine()}, Python "
-        f"{platform.python_version()}). Watched and unwatched steps alternate in one "
-        "process; medians of per-step times.",
-        "",
-        "| workload | steps (plain + watched) | plain median | watched median | ratio | "
-        "added per step |",
-        "|---|---|---|---|---|---|",
-        *[row(measurement) for measurement in rows],
-        "",
-        "Goals: ratio ≤ 1.01 on the transformer, ≤ 50 µs added per step on the MLP. The "
-        "checks cost a fixed ~10 µs plus a few µs per parameter tensor per step, whatever "
-        "the tensors' size; the small-width transformer row (same 74 tensors) isolates that "
-        "cost from run-to-run noise. CPU clocks are used because the machine is shared: "
-        "wall-clock medians of the same code move by more than the effect measured.",
-        END,
-    ])
+    def row(m: Measurement) -> str:
+        return (
+            f"| {m.name} | {m.steps} + {m.steps} | {m.plain_s * 1e3:.3f} ms | "
+            f"{m.watched_s * 1e3:.3f} ms | {m.ratio:.4f} | {m.added_us:+.1f} µs |"
+        )
+
+    return "\n".join(
+        [
+            START,
+            "## Runtime checker overhead",
+            "",
+            f"Command: `{COMMAND}` (torch {torch.__version__}, {torch.get_num_threads()} "
+            f"threads, {platform.processor() or platform.machine()}, Python "
+            f"{platform.python_version()}). Watched and unwatched steps alternate in one "
+            "process; medians of per-step times.",
+            "",
+            "| workload | steps (plain + watched) | plain median | watched median | ratio | "
+            "added per step |",
+            "|---|---|---|---|---|---|",
+            *[row(measurement) for measurement in rows],
+            "",
+            "Goals: ratio ≤ 1.01 on the transformer, ≤ 50 µs added per step on the MLP. The "
+            "checks cost a fixed ~10 µs plus a few µs per parameter tensor per step, whatever "
+            "the tensors' size; the small-width transformer row (same 74 tensors) isolates that "
+            "cost from run-to-run noise. CPU clocks are used because the machine is shared: "
+            "wall-clock medians of the same code move by more than the effect measured.",
+            END,
+        ]
+    )
 
 
 def write_section(section: str, path: Path = RESULTS) -> None:
@@ -186,14 +215,19 @@ def main() -> None:
     parser.add_argument("--mlp-rounds", type=int, default=300)
     args = parser.parse_args()
     mlp = mlp_workload(rounds=4 if args.quick else args.mlp_rounds)
-    print(f"{mlp.name}: plain {mlp.plain_s * 1e6:.1f} µs, watched {mlp.watched_s * 1e6:.1f} µs, "
-          f"added {mlp.added_us:+.1f} µs/step, ratio {mlp.ratio:.4f}")
-    narrow = transformer_workload(rounds=4 if args.quick else 100, d_model=16, batch=2,
-                                  sequence=4, block=5)
+    print(
+        f"{mlp.name}: plain {mlp.plain_s * 1e6:.1f} µs, watched {mlp.watched_s * 1e6:.1f} µs, "
+        f"added {mlp.added_us:+.1f} µs/step, ratio {mlp.ratio:.4f}"
+    )
+    narrow = transformer_workload(
+        rounds=4 if args.quick else 100, d_model=16, batch=2, sequence=4, block=5
+    )
     print(f"{narrow.name}: added {narrow.added_us:+.1f} µs/step")
     transformer = transformer_workload(rounds=2 if args.quick else args.transformer_rounds)
-    print(f"{transformer.name}: plain {transformer.plain_s * 1e3:.1f} ms, watched "
-          f"{transformer.watched_s * 1e3:.1f} ms, ratio {transformer.ratio:.4f}")
+    print(
+        f"{transformer.name}: plain {transformer.plain_s * 1e3:.1f} ms, watched "
+        f"{transformer.watched_s * 1e3:.1f} ms, ratio {transformer.ratio:.4f}"
+    )
     if not args.quick:
         write_section(render([mlp, narrow, transformer]))
         print(f"recorded in {RESULTS}")

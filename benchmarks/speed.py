@@ -278,8 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument(
         "--torchfix-rounds", type=int, default=1, metavar="N",
-        help="time TorchFix in the first N rounds only (default 1: it takes ~20 min per run"
-        " on the full corpus with 2 cores)",
+        help="time TorchFix in the first N rounds only (default 1: it takes 30+ min per run"
+        " on the full corpus with 2 cores, more on a busy machine)",
     )  # fmt: skip
     parser.add_argument("--no-memory", action="store_true", help="skip the /proc memory pass")
     parser.add_argument(
@@ -304,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats = corpus.corpus_stats(dirs)
     notes: list[str] = []
 
+    canary_error = corpus.canary_check()
+    if canary_error is not None:
+        raise SystemExit(f"error: {canary_error}")
     # looplint: detect optional flags at run time.
     help_text = looplint_help()
     has_no_cache = "--no-cache" in help_text

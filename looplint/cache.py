@@ -16,6 +16,7 @@ import os
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+import importlib.util
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,29 @@ def content_digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def _implementation_digest() -> str:
+    """A hash of looplint's own source, so an edited (editable) install never reads stale results."""
+    digest = hashlib.blake2b(digest_size=8)
+    folders = [Path(__file__).parent]
+    spec = importlib.util.find_spec("looplint.rules")
+    if spec is not None and spec.submodule_search_locations:
+        folders += [Path(p) for p in spec.submodule_search_locations]
+    for folder in folders:
+        for source in sorted(folder.glob("*.py")):
+            try:
+                digest.update(source.read_bytes())
+            except OSError:
+                continue
+    return digest.hexdigest()
+
+
 def fingerprint(codes: Iterable[str]) -> str:
     """What, besides a file's content, its findings depend on."""
     try:
         libcst_version = metadata.version("libcst")
     except metadata.PackageNotFoundError:  # pragma: no cover - libcst is a dependency
         libcst_version = ""
-    key = json.dumps([__version__, libcst_version, sorted(codes)])
+    key = json.dumps([__version__, _implementation_digest(), libcst_version, sorted(codes)])
     return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
 
 

@@ -20,8 +20,9 @@ class CoverageGaps:
     orphaned: tuple[str, ...]
 
 
-def find_gaps(model_records: Sequence[ParamRecord],
-              trackers: Sequence[OptimizerTracker]) -> CoverageGaps:
+def find_gaps(
+    model_records: Sequence[ParamRecord], trackers: Sequence[OptimizerTracker]
+) -> CoverageGaps:
     """Compare who received gradients with who is optimized.
 
     A model parameter that received a gradient but is in no optimizer's param

@@ -137,8 +137,10 @@ class Report:
     def __str__(self) -> str:
         findings = self.findings
         steps = f"{self.steps} optimizer step{'s' if self.steps != 1 else ''} watched"
-        lines = [f"looplint runtime check: {len(findings) or 'no'} finding"
-                 f"{'s' if len(findings) != 1 else ''} ({steps})"]
+        lines = [
+            f"looplint runtime check: {len(findings) or 'no'} finding"
+            f"{'s' if len(findings) != 1 else ''} ({steps})"
+        ]
         lines.extend(f"  {finding}".replace("\n", "\n  ") for finding in findings)
         lines.extend(f"  inactive: {reason}" for reason in self.inactive)
         return "\n".join(lines)
@@ -180,8 +182,7 @@ class IssueLog:
         if issue is None:
             issue = Issue(identity, check, message, optimizer, step)
             self._issues[key] = issue
-        if step is None or group is not None or issue.occurrences == 0 or (
-                issue.last_seen != step):
+        if step is None or group is not None or issue.occurrences == 0 or (issue.last_seen != step):
             issue.occurrences += 1
             issue.last_seen = step
         for name in parameters:

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import torch
 from torch.optim import Optimizer
 
+from .compile_guard import outside_compile
 from .records import OptimizerTracker, ParamRecord, Phase
 
 
@@ -63,7 +64,7 @@ def make_accumulate_hook(record: ParamRecord) -> Callable[[torch.Tensor], None]:
         record.version = version
         record.phase = accumulated
 
-    return torch.compiler.disable(after_accumulate)
+    return outside_compile(after_accumulate)
 
 
 class GradientCensus(NamedTuple):
@@ -89,8 +90,11 @@ class GradientCensus(NamedTuple):
     stale_names: tuple[str, ...]
 
 
-def take_census(optimizer: Optimizer, tracker: OptimizerTracker,
-                ensure_hooked: Callable[[torch.Tensor, ParamRecord], None]) -> GradientCensus:
+def take_census(
+    optimizer: Optimizer,
+    tracker: OptimizerTracker,
+    ensure_hooked: Callable[[torch.Tensor, ParamRecord], None],
+) -> GradientCensus:
     """Classify every trainable gradient of `optimizer` before its step (no sync)."""
     fresh = missing = reused = cleared = unknown = longest = 0
     reused_names: list[str] = []
@@ -123,13 +127,19 @@ def take_census(optimizer: Optimizer, tracker: OptimizerTracker,
                 unknown += 1
             else:
                 known = record.grad_ref
-                if known is not None and known() is grad and grad._version == record.version:
+                current: torch.Tensor = grad
+                if (
+                    known is not None
+                    and known() is current
+                    and (current._version == record.version)
+                ):
                     reused += 1
                     reused_names.append(record.name)
                 else:
                     cleared += 1
-    return GradientCensus(fresh, missing, reused, cleared, unknown, longest,
-                          tuple(reused_names), tuple(stale_names))
+    return GradientCensus(
+        fresh, missing, reused, cleared, unknown, longest, tuple(reused_names), tuple(stale_names)
+    )
 
 
 def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> list[str]:

@@ -87,6 +87,5 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
         test_error = outcome.excinfo[1] if outcome.excinfo is not None else None
         if test_error is None:
             outcome.force_exception(error)
-        elif not isinstance(test_error, LoopLintRuntimeError) and hasattr(test_error,
-                                                                           "add_note"):
+        elif not isinstance(test_error, LoopLintRuntimeError) and hasattr(test_error, "add_note"):
             test_error.add_note(str(error))

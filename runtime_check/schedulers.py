@@ -20,8 +20,9 @@ class OrderProblem:
     message: str
 
 
-def judge_scheduler_step(scheduler: SchedulerTracker,
-                         optimizer: OptimizerTracker) -> OrderProblem | None:
+def judge_scheduler_step(
+    scheduler: SchedulerTracker, optimizer: OptimizerTracker
+) -> OrderProblem | None:
     """Judge one scheduler step against its optimizer's attempted steps, then record it."""
     problem: OrderProblem | None = None
     if optimizer.attempts == 0 and not optimizer.prior_steps:

@@ -37,6 +37,7 @@ from looplint.identity import (
 )
 
 from . import scoped_patches
+from .compile_guard import outside_compile
 from .coverage import find_gaps
 from .errors import LoopLintRuntimeError, LoopLintRuntimeWarning
 from .findings import Finding, IssueLog, Report, describe_names
@@ -77,12 +78,21 @@ def watch(
     if optimizers:
         frame = sys._getframe(1)
         try:
-            names = {id(value): key for key, value in frame.f_locals.items()
-                     if isinstance(value, Optimizer)}
+            names = {
+                id(value): key
+                for key, value in frame.f_locals.items()
+                if isinstance(value, Optimizer)
+            }
         finally:
             del frame
-    return Watch(model, optimizers, schedulers=tuple(schedulers), mode=mode,
-                 accumulation_steps=accumulation_steps, variable_names=names)
+    return Watch(
+        model,
+        optimizers,
+        schedulers=tuple(schedulers),
+        mode=mode,
+        accumulation_steps=accumulation_steps,
+        variable_names=names,
+    )
 
 
 class Watch:
@@ -174,13 +184,10 @@ class Watch:
         model = self._model_ref() if self._model_ref is not None else None
         if model is not None:
             for name, param in model.named_parameters():
-                record = self._record_for(param, name.replace(_COMPILED_PREFIX, ""),
-                                          is_model=True)
+                record = self._record_for(param, name.replace(_COMPILED_PREFIX, ""), is_model=True)
                 self._model_records.append(record)
-        self._handles.append(register_optimizer_step_pre_hook(
-            torch.compiler.disable(self._before_step)))
-        self._handles.append(register_optimizer_step_post_hook(
-            torch.compiler.disable(self._after_step)))
+        self._handles.append(register_optimizer_step_pre_hook(outside_compile(self._before_step)))
+        self._handles.append(register_optimizer_step_post_hook(outside_compile(self._after_step)))
         for opt_ref in self._initial_optimizers:
             optimizer = opt_ref()
             if optimizer is not None:
@@ -209,7 +216,7 @@ class Watch:
             scoped_patches.detach(self)
 
     def _record_for(self, param: torch.Tensor, name: str, *, is_model: bool) -> ParamRecord:
-        record: ParamRecord | None = self._records.get(param)
+        record: ParamRecord | None = self._records.get(param)  # type: ignore[no-untyped-call]
         if record is None:
             record = ParamRecord(param, name, is_model=is_model)
             self._records[param] = record
@@ -222,13 +229,13 @@ class Watch:
         if not param.is_leaf:
             return
         hook = make_accumulate_hook(record)
-        self._handles.append(param.register_post_accumulate_grad_hook(hook))
+        self._handles.append(param.register_post_accumulate_grad_hook(hook))  # type: ignore[no-untyped-call]
 
     def _tracker_for(self, optimizer: Optimizer) -> OptimizerTracker:
         last = self._last
         if last is not None and last[0]() is optimizer:
             return last[1]
-        tracker: OptimizerTracker | None = self._trackers.get(optimizer)
+        tracker: OptimizerTracker | None = self._trackers.get(optimizer)  # type: ignore[no-untyped-call]
         if tracker is None:
             tracker = self._adopt(optimizer)
         self._last = (weakref.ref(optimizer), tracker)
@@ -245,8 +252,9 @@ class Watch:
         tracker.had_state = holds_state(optimizer)
         tracker.state_len = len(optimizer.state)
         self._rebuild(optimizer, tracker)
-        tracker.handles.append(optimizer.register_load_state_dict_post_hook(
-            torch.compiler.disable(self._after_load)))
+        tracker.handles.append(
+            optimizer.register_load_state_dict_post_hook(outside_compile(self._after_load))
+        )
         self._trackers[optimizer] = tracker
         self._all_trackers.append(tracker)
         return tracker
@@ -264,8 +272,9 @@ class Watch:
 
     # -- optimizer hooks -------------------------------------------------
 
-    def _before_step(self, optimizer: Optimizer, args: tuple[Any, ...],
-                     kwargs: dict[str, Any]) -> None:
+    def _before_step(
+        self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         tracker = self._tracker_for(optimizer)
         if tracker.depth:
             tracker.depth += 1
@@ -284,20 +293,23 @@ class Watch:
                     break
         if tracker.steps == 0:
             self._check_first_step(optimizer, tracker)
-        elif (tracker.had_state and not tracker.loaded
-              and len(optimizer.state) < tracker.state_len):
+        elif tracker.had_state and not tracker.loaded and len(optimizer.state) < tracker.state_len:
             self._issues.note(
-                OPTIMIZER_IN_LOOP, "state-cleared",
+                OPTIMIZER_IN_LOOP,
+                "state-cleared",
                 f"the state of {tracker.label} (momentum, moment estimates) was emptied "
                 f"during training ({tracker.state_len} -> {len(optimizer.state)} entries) "
                 "without `load_state_dict`, so the optimizer starts over.",
-                optimizer=tracker.label, step=tracker.steps)
+                optimizer=tracker.label,
+                step=tracker.steps,
+            )
         closure = args[1] if len(args) > 1 else kwargs.get("closure")
         if closure is None:
             self._judge_gradients(optimizer, tracker)
 
-    def _after_step(self, optimizer: Optimizer, args: tuple[Any, ...],
-                    kwargs: dict[str, Any]) -> None:
+    def _after_step(
+        self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         tracker = self._tracker_for(optimizer)
         if tracker.depth > 1:
             tracker.depth -= 1
@@ -328,41 +340,56 @@ class Watch:
         earlier, names = earlier_stepper(tracker)
         if earlier is not None:
             self._issues.note(
-                OPTIMIZER_IN_LOOP, "optimizer-recreated",
+                OPTIMIZER_IN_LOOP,
+                "optimizer-recreated",
                 f"{tracker.label} was created over {len(names)} parameter(s) that "
                 f"{earlier.label} had already stepped, so its momentum / moment estimates "
                 "start again from zero. Build the optimizer once, before the loop (or restore "
                 "it with `load_state_dict`).",
-                optimizer=tracker.label, step=tracker.steps, parameters=names,
-                group=f"{type(optimizer).__name__} over {names[0]}")
+                optimizer=tracker.label,
+                step=tracker.steps,
+                parameters=names,
+                group=f"{type(optimizer).__name__} over {names[0]}",
+            )
 
     def _check_loaded_state(self, optimizer: Optimizer, tracker: OptimizerTracker) -> None:
         names = mismatched_state(optimizer, tracker)
         if names:
             self._issues.note(
-                OPTIMIZER_IN_LOOP, "mismatched-state",
+                OPTIMIZER_IN_LOOP,
+                "mismatched-state",
                 f"the state restored into {tracker.label} does not match the shapes of "
                 f"{len(names)} of its parameters: it was saved from a different model or "
                 "parameter order, so momentum lands on the wrong tensors.",
-                optimizer=tracker.label, step=tracker.steps, parameters=names)
+                optimizer=tracker.label,
+                step=tracker.steps,
+                parameters=names,
+            )
 
     def _judge_gradients(self, optimizer: Optimizer, tracker: OptimizerTracker) -> None:
         census = take_census(optimizer, tracker, self._hook)
         settled = census.fresh == 0 and census.unknown == 0
         if settled and census.reused == 0 and census.missing + census.cleared > 0:
             self._cleared.note(
-                GRADIENTS_CLEARED_BEFORE_STEP, "cleared-before-step",
+                GRADIENTS_CLEARED_BEFORE_STEP,
+                "cleared-before-step",
                 f"{tracker.label} stepped while every gradient it holds had been cleared "
                 "since the last backward pass (`zero_grad()` between `backward()` and "
                 "`step()`, or `step()` before `backward()`), so the step did not learn "
                 "from the batch.",
-                optimizer=tracker.label, step=tracker.steps)
+                optimizer=tracker.label,
+                step=tracker.steps,
+            )
         elif settled and census.reused > 0 and census.cleared == 0:
             self._issues.note(
-                MISSING_ZERO_GRAD, "gradient-reused",
+                MISSING_ZERO_GRAD,
+                "gradient-reused",
                 f"{tracker.label} stepped again on the gradients its previous step already "
                 "used: no backward pass ran in between, so the same batch is applied twice.",
-                optimizer=tracker.label, step=tracker.steps, parameters=census.reused_names)
+                optimizer=tracker.label,
+                step=tracker.steps,
+                parameters=census.reused_names,
+            )
         if census.stale_names:
             self._note_stale(tracker, census.stale_names)
         if self._accumulation is not None and census.longest_run > 0:
@@ -373,25 +400,31 @@ class Watch:
 
     def _note_stale(self, tracker: OptimizerTracker, names: Iterable[str]) -> None:
         self._issues.note(
-            MISSING_ZERO_GRAD, "stale-gradient",
+            MISSING_ZERO_GRAD,
+            "stale-gradient",
             f"the gradients {tracker.label} stepped on were never cleared since an "
             "earlier step used them: the backward pass added to the old gradients, so "
             "each step applies the sum of all past batches. Call `optimizer.zero_grad()` "
             "once per step.",
-            optimizer=tracker.label, step=tracker.steps, parameters=tuple(names))
+            optimizer=tracker.label,
+            step=tracker.steps,
+            parameters=tuple(names),
+        )
 
     def _check_capture(self, tracker: OptimizerTracker) -> None:
         if not torch.cuda.is_available() or not torch.cuda.is_current_stream_capturing():
             return
-        reason = (f"{tracker.label} stepped during CUDA-graph capture: hooks do not run when "
-                  "the captured graph is replayed, so replayed steps are not checked.")
+        reason = (
+            f"{tracker.label} stepped during CUDA-graph capture: hooks do not run when "
+            "the captured graph is replayed, so replayed steps are not checked."
+        )
         if reason not in self.report.inactive:
             self.report.inactive.append(reason)
 
     # -- scheduler and GradScaler notifications (from scoped_patches) -----
 
     def _scheduler_tracker(self, scheduler: Any) -> SchedulerTracker:
-        tracker: SchedulerTracker | None = self._schedulers.get(scheduler)
+        tracker: SchedulerTracker | None = self._schedulers.get(scheduler)  # type: ignore[no-untyped-call]
         if tracker is None:
             tracker = SchedulerTracker(f"{type(scheduler).__name__} #{len(self._schedulers)}")
             self._schedulers[scheduler] = tracker
@@ -405,8 +438,13 @@ class Watch:
         tracker = self._tracker_for(optimizer)
         problem = judge_scheduler_step(self._scheduler_tracker(scheduler), tracker)
         if problem is not None:
-            self._issues.note(SCHEDULER_ORDER, problem.check, problem.message,
-                              optimizer=tracker.label, step=tracker.steps)
+            self._issues.note(
+                SCHEDULER_ORDER,
+                problem.check,
+                problem.message,
+                optimizer=tracker.label,
+                step=tracker.steps,
+            )
 
     def before_scaler_step(self, optimizer: Optimizer) -> None:
         """Remember the step count so a step GradScaler skips is still counted."""
@@ -427,10 +465,15 @@ class Watch:
 
     def _conclude(self) -> list[Finding]:
         findings = self._issues.freeze()
-        received_by = {tracker.label: any(record.received for record in tracker.records)
-                       for tracker in self._all_trackers}
-        findings.extend(finding for finding in self._cleared.freeze()
-                        if received_by.get(finding.optimizer or "", False))
+        received_by = {
+            tracker.label: any(record.received for record in tracker.records)
+            for tracker in self._all_trackers
+        }
+        findings.extend(
+            finding
+            for finding in self._cleared.freeze()
+            if received_by.get(finding.optimizer or "", False)
+        )
         if self._accumulation is not None:
             findings.extend(self._accumulation_findings())
         if self._model_ref is not None:
@@ -444,13 +487,15 @@ class Watch:
                 continue
             log = IssueLog()
             log.note(
-                MISSING_ZERO_GRAD, "accumulation-broken",
+                MISSING_ZERO_GRAD,
+                "accumulation-broken",
                 f"accumulation_steps={self._accumulation}, but the gradients of "
                 f"{tracker.label} were cleared after only {tracker.shortest_run} backward "
                 f"pass(es) before {tracker.short_runs} of its {tracker.judged_runs} steps, so "
                 "only the last micro-batches reach each step. Clear gradients once per "
                 "step, after `optimizer.step()`.",
-                optimizer=tracker.label)
+                optimizer=tracker.label,
+            )
             findings.extend(log.freeze())
         return findings
 
@@ -459,17 +504,21 @@ class Watch:
         log = IssueLog()
         if gaps.uncovered:
             log.note(
-                PARTIAL_PARAMETERS, "uncovered-parameters",
+                PARTIAL_PARAMETERS,
+                "uncovered-parameters",
                 f"{len(gaps.uncovered)} parameter(s) of the model received gradients but are "
                 f"in no optimizer's param groups, so they never train: "
                 f"{describe_names(gaps.uncovered)}. Give the optimizer `model.parameters()` "
                 "(or add the missing ones with `add_param_group`).",
-                parameters=gaps.uncovered)
+                parameters=gaps.uncovered,
+            )
         for label in gaps.orphaned:
             log.note(
-                PARTIAL_PARAMETERS, "orphaned-optimizer",
+                PARTIAL_PARAMETERS,
+                "orphaned-optimizer",
                 f"none of the tensors {label} updates ever received a gradient while the "
                 "model's parameters did: it optimizes orphans (was the model re-created after "
                 "the optimizer was built?).",
-                optimizer=label)
+                optimizer=label,
+            )
         return log.freeze()

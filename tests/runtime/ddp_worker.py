@@ -19,8 +19,7 @@ def run(rank: int, world_size: int, port: int, results: dict[int, object]) -> No
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
         torch.manual_seed(rank)
-        model = DistributedDataParallel(nn.Sequential(nn.Linear(4, 8), nn.ReLU(),
-                                                      nn.Linear(8, 1)))
+        model = DistributedDataParallel(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)))
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         data = [(torch.randn(8, 4), torch.randn(8, 1)) for _ in range(4)]
         outcome = {}
@@ -32,7 +31,8 @@ def run(rank: int, world_size: int, port: int, results: dict[int, object]) -> No
                     nn.functional.mse_loss(model(x), y).backward()
                     optimizer.step()
             outcome["correct" if clear else "buggy"] = [
-                (f.code, f.parameters) for f in report.findings]
+                (f.code, f.parameters) for f in report.findings
+            ]
         results[rank] = outcome
     finally:
         dist.destroy_process_group()

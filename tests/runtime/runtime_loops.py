@@ -33,8 +33,13 @@ def loss_of(model: nn.Module, batch: Batch) -> torch.Tensor:
     return nn.functional.mse_loss(model(x), y)
 
 
-def train(model: nn.Module, optimizer: torch.optim.Optimizer, data: list[Batch],
-          *, clear: Callable[[], None] | None = None) -> None:
+def train(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: list[Batch],
+    *,
+    clear: Callable[[], None] | None = None,
+) -> None:
     """The canonical loop: clear, forward, backward, step."""
     for batch in data:
         (clear or optimizer.zero_grad)()

@@ -77,8 +77,11 @@ def test_findings_are_attached_to_an_exception_leaving_the_block() -> None:
 
 def hook_counts(model: torch.nn.Module) -> tuple[int, int, int]:
     accumulate = sum(len(p._post_accumulate_grad_hooks or {}) for p in model.parameters())
-    return (len(optimizer_module._global_optimizer_pre_hooks),
-            len(optimizer_module._global_optimizer_post_hooks), accumulate)
+    return (
+        len(optimizer_module._global_optimizer_pre_hooks),
+        len(optimizer_module._global_optimizer_post_hooks),
+        accumulate,
+    )
 
 
 def test_everything_is_removed_on_exit_even_after_an_error() -> None:
@@ -151,8 +154,12 @@ def test_training_is_bit_identical_with_and_without_watch(optimizer_name: str) -
                 loss_of(model, batch).backward()
                 optimizer.step()
                 scheduler.step()
-        state = [value for entry in optimizer.state.values() for value in entry.values()
-                 if isinstance(value, torch.Tensor)]
+        state = [
+            value
+            for entry in optimizer.state.values()
+            for value in entry.values()
+            if isinstance(value, torch.Tensor)
+        ]
         return [p.detach().clone() for p in model.parameters()], state
 
     plain_params, plain_state = run(watched=False)

@@ -24,7 +24,8 @@ def test_gan_with_two_optimizers_is_silent() -> None:
             opt_d.zero_grad()
             fake = generator(noise)
             loss_d = bce(discriminator(real), torch.ones(8, 1)) + bce(
-                discriminator(fake.detach()), torch.zeros(8, 1))
+                discriminator(fake.detach()), torch.zeros(8, 1)
+            )
             loss_d.backward()
             opt_d.step()
             opt_g.zero_grad()
@@ -50,7 +51,10 @@ def test_optimizer_over_one_weight_misses_the_rest() -> None:
         train(model, optimizer, batches())
     (finding,) = caught.value.findings
     assert (finding.code, finding.name, finding.check) == (
-        "LL003", "partial-parameters", "uncovered-parameters")
+        "LL003",
+        "partial-parameters",
+        "uncovered-parameters",
+    )
     assert finding.parameters == ("encoder.0.weight", "encoder.0.bias", "fc.bias")
     assert "`encoder.0.bias`" in finding.message
 

@@ -40,8 +40,7 @@ def count_syncs(body: Callable[[], None]) -> int:
 def test_watched_loop_never_synchronises(optimizer_name: str) -> None:
     model = cuda_model()
     optimizer = getattr(torch.optim, optimizer_name)(model.parameters(), lr=0.01)
-    data = [(torch.randn(8, 16, device="cuda"), torch.randn(8, 1, device="cuda"))
-            for _ in range(5)]
+    data = [(torch.randn(8, 16, device="cuda"), torch.randn(8, 1, device="cuda")) for _ in range(5)]
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
@@ -57,8 +56,7 @@ def test_watched_loop_never_synchronises(optimizer_name: str) -> None:
 
 @needs_cuda
 def test_grad_scaler_and_lbfgs_synchronise_no_more_when_watched() -> None:
-    data = [(torch.randn(8, 16, device="cuda"), torch.randn(8, 1, device="cuda"))
-            for _ in range(4)]
+    data = [(torch.randn(8, 16, device="cuda"), torch.randn(8, 1, device="cuda")) for _ in range(4)]
 
     def scaler_loop() -> None:
         model = cuda_model()
@@ -74,6 +72,7 @@ def test_grad_scaler_and_lbfgs_synchronise_no_more_when_watched() -> None:
         model = cuda_model()
         optimizer = torch.optim.LBFGS(model.parameters(), max_iter=2)
         for x, y in data:
+
             def closure(x: torch.Tensor = x, y: torch.Tensor = y) -> torch.Tensor:
                 optimizer.zero_grad()
                 loss = nn.functional.mse_loss(model(x), y)
@@ -112,9 +111,10 @@ def test_cuda_graph_capture_is_reported_as_inactive() -> None:
             step()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
-    with pytest.warns(LoopLintRuntimeWarning, match="CUDA-graph"), watch(
-        model, optimizer, mode="warn"
-    ) as report:
+    with (
+        pytest.warns(LoopLintRuntimeWarning, match="CUDA-graph"),
+        watch(model, optimizer, mode="warn") as report,
+    ):
         with torch.cuda.graph(graph):
             step()
         for _ in range(3):

@@ -30,8 +30,11 @@ def test_missing_zero_grad_is_caught_with_parameter_names() -> None:
             loss_of(model, batch).backward()
             optimizer.step()
     (finding,) = caught.value.findings
-    assert (finding.code, finding.name, finding.check) == ("LL001", "missing-zero-grad",
-                                                           "stale-gradient")
+    assert (finding.code, finding.name, finding.check) == (
+        "LL001",
+        "missing-zero-grad",
+        "stale-gradient",
+    )
     assert "encoder.0.weight" in finding.parameters and "fc.bias" in finding.parameters
     assert finding.optimizer == "SGD #0 (optimizer)"
     assert finding.step == 1
@@ -70,8 +73,10 @@ def test_accumulation_of_four_is_silent() -> None:
 def test_clearing_each_micro_batch_breaks_declared_accumulation() -> None:
     model = Net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(LoopLintRuntimeError) as caught, watch(model, optimizer,
-                                                              accumulation_steps=4):
+    with (
+        pytest.raises(LoopLintRuntimeError) as caught,
+        watch(model, optimizer, accumulation_steps=4),
+    ):
         for index, batch in enumerate(batches(8)):
             optimizer.zero_grad()
             (loss_of(model, batch) / 4).backward()
@@ -134,6 +139,7 @@ def test_lbfgs_with_closure_is_silent_and_a_missing_clear_is_caught() -> None:
 
     def run(clear: bool) -> None:
         for batch in data:
+
             def closure(batch: tuple[torch.Tensor, torch.Tensor] = batch) -> torch.Tensor:
                 if clear:
                     optimizer.zero_grad()

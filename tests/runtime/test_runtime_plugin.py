@@ -26,7 +26,8 @@ def _import_lazily_loaded_modules() -> None:
         model(torch.ones(1, 1)).sum().backward()
         optimizer.step()
 
-TRAINING = '''
+
+TRAINING = """
 import pytest
 import torch
 from torch import nn
@@ -41,11 +42,13 @@ def train(model, optimizer, clear):
 def make():
     model = nn.Linear(3, 1)
     return model, torch.optim.SGD(model.parameters(), lr=0.1)
-'''
+"""
 
 
 def test_fixture_fails_a_test_whose_loop_is_buggy(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(TRAINING + '''
+    pytester.makepyfile(
+        TRAINING
+        + """
 def test_buggy(looplint_watch):
     model, optimizer = make()
     with looplint_watch(model, optimizer):
@@ -55,14 +58,17 @@ def test_correct(looplint_watch):
     model, optimizer = make()
     with looplint_watch(model, optimizer):
         train(model, optimizer, clear=True)
-''')
+"""
+    )
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*LL001 missing-zero-grad*", "*`weight`*"])
 
 
 def test_marker_fails_the_test_not_errors_it(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(TRAINING + '''
+    pytester.makepyfile(
+        TRAINING
+        + """
 @pytest.mark.looplint
 def test_buggy():
     train(*make(), clear=False)
@@ -77,21 +83,26 @@ def test_warned():
 
 def test_unwatched():
     train(*make(), clear=False)
-''')
+"""
+    )
     result = pytester.runpytest("-p", "no:cacheprovider", "--strict-markers")
     result.assert_outcomes(passed=3, failed=1)
-    result.stdout.fnmatch_lines(["*LL001 missing-zero-grad*", "*LoopLintRuntimeWarning*",
-                                 "*FAILED*test_buggy*"])
+    result.stdout.fnmatch_lines(
+        ["*LL001 missing-zero-grad*", "*LoopLintRuntimeWarning*", "*FAILED*test_buggy*"]
+    )
 
 
 def test_session_option_watches_every_test(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(TRAINING + '''
+    pytester.makepyfile(
+        TRAINING
+        + """
 def test_buggy():
     train(*make(), clear=False)
 
 def test_correct():
     train(*make(), clear=True)
-''')
+"""
+    )
     plain = pytester.runpytest("-p", "no:cacheprovider")
     plain.assert_outcomes(passed=2)
     watched = pytester.runpytest("-p", "no:cacheprovider", "--looplint-runtime")

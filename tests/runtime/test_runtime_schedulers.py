@@ -27,8 +27,10 @@ def test_scheduler_before_optimizer_is_caught() -> None:
     model = Net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.9)
-    with pytest.raises(LoopLintRuntimeError) as caught, watch(model, optimizer,
-                                                              schedulers=[scheduler]):
+    with (
+        pytest.raises(LoopLintRuntimeError) as caught,
+        watch(model, optimizer, schedulers=[scheduler]),
+    ):
         for batch in batches():
             optimizer.zero_grad()
             loss_of(model, batch).backward()
@@ -36,7 +38,10 @@ def test_scheduler_before_optimizer_is_caught() -> None:
             optimizer.step()
     (finding,) = caught.value.findings
     assert (finding.code, finding.name, finding.check) == (
-        "LL004", "scheduler-order", "scheduler-before-optimizer")
+        "LL004",
+        "scheduler-order",
+        "scheduler-before-optimizer",
+    )
     assert finding.step == 0
 
 
@@ -61,7 +66,8 @@ def test_chained_and_sequential_schedulers_count_once() -> None:
     decay = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.9)
     with watch(model) as report:
         scheduler = torch.optim.lr_scheduler.SequentialLR(
-            optimizer, [warmup, decay], milestones=[2])
+            optimizer, [warmup, decay], milestones=[2]
+        )
         for batch in batches():
             optimizer.zero_grad()
             loss_of(model, batch).backward()

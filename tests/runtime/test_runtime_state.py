@@ -21,7 +21,10 @@ def test_optimizer_recreated_each_epoch_is_caught() -> None:
             train(model, optimizer, batches(2))
     (finding,) = caught.value.findings
     assert (finding.code, finding.name, finding.check) == (
-        "LL002", "optimizer-in-loop", "optimizer-recreated")
+        "LL002",
+        "optimizer-in-loop",
+        "optimizer-recreated",
+    )
     assert finding.optimizer == "Adam #1"
     assert "Adam #0" in finding.message and "fc.weight" in finding.parameters
     assert finding.occurrences == 2
