@@ -11,12 +11,12 @@ cache file is ignored and rewritten.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-import importlib.util
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ def content_digest(data: bytes) -> str:
 
 
 def _implementation_digest() -> str:
-    """A hash of looplint's own source, so an edited (editable) install never reads stale results."""
+    """A hash of looplint's own source: an edited (editable) install never reads stale results."""
     digest = hashlib.blake2b(digest_size=8)
     folders = [Path(__file__).parent]
     spec = importlib.util.find_spec("looplint.rules")
