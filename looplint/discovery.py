@@ -160,6 +160,10 @@ class FileFinder:
         absolute_top = os.path.abspath(top)
         rules_below: dict[str, _IgnoreRules] = {}
         inherited = self._inherited_rules(absolute_top)
+        if self._excluded(absolute_top, os.path.basename(absolute_top), True, inherited):
+            # The folder was named explicitly although an outer `.gitignore` ignores
+            # it: the user's word wins, for everything below it too.
+            inherited = ()
         for folder, dirs, files in os.walk(top, followlinks=False):
             absolute = os.path.abspath(folder)
             rules = rules_below.pop(absolute, inherited if absolute == absolute_top else ())

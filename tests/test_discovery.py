@@ -58,3 +58,15 @@ def test_symlink_loop_and_folder_named_like_a_file(tmp_path: Path) -> None:
     os.symlink(tmp_path, tmp_path / "x.py" / "back")
     found = sorted(Path(p).name for p in FileFinder(tmp_path).files([str(tmp_path)]))
     assert found == ["inner.py", "loop.py"]  # the loop is reported by the checker as LL000
+
+
+def test_folder_named_explicitly_inside_an_ignored_tree(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".gitignore").write_text("/versions\n*.generated.py\n")
+    _touch(tmp_path, "versions/3.11/lib/a.py", "versions/3.11/lib/b.generated.py", "src/c.py")
+    _touch(tmp_path, "src/d.generated.py")
+    finder = FileFinder(tmp_path)
+    named = [Path(p).name for p in finder.files([str(tmp_path / "versions" / "3.11")])]
+    assert named == ["a.py", "b.generated.py"]
+    # an outer .gitignore still applies below a named folder it does not ignore
+    assert [Path(p).name for p in finder.files([str(tmp_path / "src")])] == ["c.py"]
