@@ -92,9 +92,7 @@ def check_source(
         result.findings.append(error_finding(source.path, "too deeply nested to parse"))
         return result
     except Exception as error:
-        result.findings.append(
-            error_finding(source.path, f"cannot parse: {type(error).__name__}: {error}")
-        )
+        result.findings.append(error_finding(source.path, f"cannot parse: {_describe(error)}"))
         return result
     try:
         facts = ModuleFacts(compile_module(module))
@@ -104,9 +102,7 @@ def check_source(
     except Exception as error:
         result.tracebacks.append(traceback.format_exc())
         result.findings.append(
-            error_finding(
-                source.path, f"internal error while analysing: {type(error).__name__}: {error}"
-            )
+            error_finding(source.path, f"internal error while analysing: {_describe(error)}")
         )
         return result
     reported: list[tuple[Rule, Violation]] = []
@@ -125,12 +121,20 @@ def check_source(
             result.tracebacks.append(traceback.format_exc())
             result.findings.append(
                 error_finding(
-                    source.path, f"internal error in {rule.code}: {type(error).__name__}: {error}"
+                    source.path, f"internal error in {rule.code} ({rule.name}): {_describe(error)}"
                 )
             )
     if reported:
         result.findings.extend(_locate_violations(source, module, reported))
     return result
+
+
+def _describe(error: BaseException) -> str:
+    """`KeyError: 'x'` on one line, however long or multi-line the original message."""
+    text = " ".join(str(error).split())
+    if len(text) > 200:
+        text = text[:199] + "…"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _explain_syntax_error(text: str, error: cst.ParserSyntaxError) -> tuple[str, int, int]:

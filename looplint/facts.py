@@ -59,6 +59,8 @@ class ObjectInfo:
     call: cst.Call | None
     optimizer: str | None = None
     """For a scheduler: the identity of the optimizer it was built over."""
+    parameter_sources: frozenset[str] = frozenset()
+    """For an optimizer: the names and attributes its parameter argument is built from."""
 
 
 # -- resolved operations -------------------------------------------------------------
@@ -83,10 +85,23 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class Clear:
-    """Gradients cleared: of one optimizer, or (`optimizer=None`) of a model or parameters."""
+    """Gradients cleared: of one optimizer, or (`optimizer=None`) of a model or parameters.
+
+    `module` names the model whose `zero_grad()` was called, when that is known.
+    """
 
     node: cst.CSTNode
     optimizer: str | None
+    module: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModeSwitch:
+    """`model.train()` / `model.eval()`: dropout and batch-norm behaviour changes."""
+
+    node: cst.Call
+    module: str
+    training: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +169,7 @@ class Context:
     body: tuple[Item, ...]
 
 
-Operation = Backward | Step | Clear | SchedulerStep | Construct | Assign | Escape
+Operation = Backward | Step | Clear | SchedulerStep | Construct | Assign | Escape | ModeSwitch
 Item = Operation | Loop | Branch | Context
 
 
@@ -228,6 +243,10 @@ def _calls_method(expression: cst.CSTNode, names: frozenset[str]) -> bool:
             return True
         stack.extend(children(node))
     return False
+
+
+def _is_false(node: cst.BaseExpression | None) -> bool:
+    return isinstance(node, cst.Name) and node.value == "False"
 
 
 def _is_grad_attribute(node: cst.BaseExpression) -> bool:
@@ -320,7 +339,8 @@ class ModuleFacts:
             if kind is ObjectKind.SCHEDULER:
                 first = argument(call, 0, "optimizer")
                 optimizer = self.identity(first, frame) if first is not None else None
-            return ObjectInfo(kind, qualified, call, optimizer)
+            sources = self._parameter_sources(call, qualified, frame)
+            return ObjectInfo(kind, qualified, call, optimizer, sources)
         callee = self._callee(call, frame)
         if callee is not None:
             return self._factory_kind(callee[0])
@@ -629,7 +649,19 @@ class ModuleFacts:
                         out.append(Step(call, stepped, via_scaler=True))
                         return
             if attr == "zero_grad":
-                out.append(Clear(call, receiver if ObjectKind.OPTIMIZER in kinds else None))
+                if ObjectKind.OPTIMIZER in kinds:
+                    out.append(Clear(call, receiver))
+                else:
+                    out.append(Clear(call, None, receiver))
+                return
+            if (
+                attr in ("train", "eval")
+                and receiver is not None
+                and not kinds
+                and self._callee(call, frame) is None  # `self.train()` may be a method
+            ):
+                training = attr == "train" and not _is_false(argument(call, 0, "mode"))
+                out.append(ModeSwitch(call, receiver, training))
                 return
             if attr in _GRAD_CLEARING_METHODS and _is_grad_attribute(func.value):
                 out.append(Clear(call, None))
@@ -656,18 +688,46 @@ class ModuleFacts:
                 assert identity is not None
                 out.append(Escape(call, identity))
 
+    def _parameter_sources(self, call: cst.Call, qualified: str, frame: Frame) -> frozenset[str]:
+        if constructed_kind(qualified) is not ObjectKind.OPTIMIZER:
+            return frozenset()
+        name = "model" if takes_model_not_parameters(qualified) else "params"
+        params = argument(call, 0, name)
+        if params is None:
+            return frozenset()
+        return frozenset(
+            identity
+            for chain in _maximal_chains(params)
+            if (identity := self.identity(chain, frame)) is not None
+        )
+
     def _construct(self, call: cst.Call, info: ObjectInfo, frame: Frame) -> Construct:
-        sources: frozenset[str] = frozenset()
-        if info.kind is ObjectKind.OPTIMIZER:
-            name = "model" if takes_model_not_parameters(info.qualified) else "params"
-            params = argument(call, 0, name)
-            if params is not None:
-                sources = frozenset(
-                    identity
-                    for chain in _maximal_chains(params)
-                    if (identity := self.identity(chain, frame)) is not None
-                )
-        return Construct(call, info.kind, info.qualified, sources, info.optimizer)
+        return Construct(call, info.kind, info.qualified, info.parameter_sources, info.optimizer)
+
+    def optimizes(self, optimizer: str, module: str | None, whole: bool = False) -> bool:
+        """Whether `module` (a model's identity) holds parameters that `optimizer` updates.
+
+        With `whole`, `module` must be what the optimizer was built over or a parent
+        of it, not one of its submodules.
+        """
+        if module is None:
+            return False
+        for info in self.objects.get(optimizer, ()):
+            for source in info.parameter_sources:
+                base = source
+                for accessor in (".parameters", ".named_parameters"):
+                    base = base.removesuffix(accessor)
+                if base == module or base.startswith(module + "."):
+                    return True
+                if not whole and module.startswith(base + "."):
+                    return True
+        return False
+
+    def clears(self, clear: Clear, optimizer: str) -> bool:
+        """Whether `clear` certainly clears the gradients `optimizer` steps on."""
+        return clear.optimizer == optimizer or (
+            clear.optimizer is None and self.optimizes(optimizer, clear.module)
+        )
 
     def _closure(
         self, closure: cst.BaseExpression, frame: Frame, stack: tuple[FunctionInfo, ...]
@@ -788,9 +848,7 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
                 chain = dotted_name(func)
                 if chain is None:
                     continue
-                if last in ("backward", "manual_backward"):
-                    has_backward = True
-                elif last == "requires_grad_":
+                if last == "requires_grad_":
                     first = argument(call, 0, "requires_grad")
                     freezes |= isinstance(first, cst.Name) and first.value == "False"
                 elif any(word in last.lower() for word in _FREEZING_WORDS):

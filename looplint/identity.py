@@ -49,6 +49,18 @@ GRADIENTS_CLEARED_BEFORE_STEP = RuleIdentity(
     "Gradients are cleared between the backward pass and the step that should use them.",
 )
 
+ACCUMULATION_CLEARED_EARLY = RuleIdentity(
+    "LL010",
+    "accumulation-cleared-early",
+    "Gradients are cleared more often than the optimizer steps, so accumulation keeps only "
+    "the last micro-batch.",
+)
+EVAL_MODE_NOT_RESTORED = RuleIdentity(
+    "LL011",
+    "eval-mode-not-restored",
+    "The model is switched to eval() for validation and never back to train().",
+)
+
 ALL_IDENTITIES: tuple[RuleIdentity, ...] = (
     PARSE_ERROR,
     MISSING_ZERO_GRAD,
@@ -56,6 +68,8 @@ ALL_IDENTITIES: tuple[RuleIdentity, ...] = (
     PARTIAL_PARAMETERS,
     SCHEDULER_ORDER,
     GRADIENTS_CLEARED_BEFORE_STEP,
+    ACCUMULATION_CLEARED_EARLY,
+    EVAL_MODE_NOT_RESTORED,
 )
 
 BY_CODE: dict[str, RuleIdentity] = {identity.code: identity for identity in ALL_IDENTITIES}

@@ -14,6 +14,9 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from looplint.identity import (
+    ACCUMULATION_CLEARED_EARLY,
+    EVAL_MODE_NOT_RESTORED,
+    GRADIENTS_CLEARED_BEFORE_STEP,
     MISSING_ZERO_GRAD,
     OPTIMIZER_IN_LOOP,
     PARTIAL_PARAMETERS,
@@ -44,6 +47,15 @@ RULES: tuple[RuleEntry, ...] = (
     RuleEntry(OPTIMIZER_IN_LOOP, "looplint.rules.optimizer_in_loop:OptimizerInLoop"),
     RuleEntry(PARTIAL_PARAMETERS, "looplint.rules.partial_parameters:PartialParameters"),
     RuleEntry(SCHEDULER_ORDER, "looplint.rules.scheduler_order:SchedulerOrder"),
+    RuleEntry(
+        GRADIENTS_CLEARED_BEFORE_STEP,
+        "looplint.rules.gradients_cleared_before_step:GradientsClearedBeforeStep",
+    ),
+    RuleEntry(
+        ACCUMULATION_CLEARED_EARLY,
+        "looplint.rules.accumulation_cleared_early:AccumulationClearedEarly",
+    ),
+    RuleEntry(EVAL_MODE_NOT_RESTORED, "looplint.rules.eval_mode_not_restored:EvalModeNotRestored"),
 )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from looplint.registry import RULES
 from tests.conftest import FIXTURES, RunLooplint
 
 BUGGY = textwrap.dedent(
@@ -224,7 +225,8 @@ def test_stdin(run_looplint: RunLooplint, tmp_path: Path) -> None:
 
 def test_rules_and_explain(run_looplint: RunLooplint) -> None:
     listing = run_looplint("rules").stdout.splitlines()
-    assert [line.split()[0] for line in listing] == ["LL001", "LL002", "LL003", "LL004"]
+    assert [line.split()[0] for line in listing] == [entry.identity.code for entry in RULES]
+    assert listing[0].split()[:2] == ["LL001", "missing-zero-grad"]
     doc = run_looplint("explain", "LL002").stdout
     assert doc.startswith("# optimizer-in-loop (LL002)") and "## Why is this bad?" in doc
     assert run_looplint("explain", "missing-zero-grad").stdout.startswith("# missing-zero-grad")

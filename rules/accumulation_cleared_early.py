@@ -1,0 +1,193 @@
+"""LL010: gradient accumulation whose gradients are cleared before the step uses them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libcst as cst
+
+from looplint.facts import (
+    Backward,
+    Branch,
+    Clear,
+    Loop,
+    LoopView,
+    ModuleFacts,
+    Site,
+    Step,
+    loop_views,
+)
+from looplint.identity import ACCUMULATION_CLEARED_EARLY
+from looplint.rule import Rule, Violation
+from looplint.syntax import call_display, descendants, dotted_name, source_of
+
+
+def _looks_like_accumulation(test: cst.BaseExpression | None) -> bool:
+    """`(i + 1) % accum_steps == 0`, `step % self.grad_accum == 0`, `if accumulate:`."""
+    if test is None:
+        return False
+    for node in (test, *descendants(test)):
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Modulo):
+            return True
+        if isinstance(node, (cst.Name, cst.Attribute)) and "accum" in (dotted_name(node) or ""):
+            return True
+    return False
+
+
+def _steps_every_iteration(steps: list[Site], loop: Loop) -> bool:
+    for step in steps:
+        if not step.guards_within(loop):
+            return True
+    branches: dict[int, tuple[Branch, set[int]]] = {}
+    for step in steps:
+        for guard in step.guards_within(loop):
+            entry = branches.setdefault(id(guard), (guard, set()))
+            for index, arm in enumerate(guard.arms):
+                if any(item is step.op for item in _flat(arm)):
+                    entry[1].add(index)
+    return any(len(arms) == len(branch.arms) > 1 for branch, arms in branches.values())
+
+
+def _flat(items: tuple[object, ...]) -> Iterator[object]:
+    for item in items:
+        yield item
+        if isinstance(item, (Loop,)):
+            yield from _flat(item.body)
+        elif isinstance(item, Branch):
+            for arm in item.arms:
+                yield from _flat(arm)
+
+
+class AccumulationClearedEarly(Rule):
+    """
+    ## What it does
+    Reports gradient accumulation that clears the gradients more often than the
+    optimizer steps: `opt.zero_grad()` every micro-batch while `opt.step()`
+    runs only every N iterations (`if (i + 1) % accum == 0:`), or a clear inside
+    an inner micro-batch loop whose step comes after that loop. The finding is
+    on the clear.
+
+    Clearing together with the step (under the same condition, or right after
+    it) is correct and not reported; nor is a step skipped for another reason
+    (a non-finite loss), nor a clear of another optimizer or model.
+
+    ## Why is this bad?
+    Each clear throws away what the previous micro-batches accumulated, so the
+    step uses only the last micro-batch: the effective batch size is N times
+    smaller than intended, and the learning rate tuned for the large batch is
+    now too high. Training still converges, to something worse.
+
+    ## References
+    - [Gradient accumulation (Hugging Face Accelerate)](https://huggingface.co/docs/accelerate/usage_guides/gradient_accumulation)
+    """
+
+    identity = ACCUMULATION_CLEARED_EARLY
+    INVALID = (
+        """
+        import torch
+
+        optimizer = torch.optim.AdamW(model.parameters())
+        for i, (x, y) in enumerate(loader):
+            optimizer.zero_grad()  # expect: LL010
+            (loss_fn(model(x), y) / accum_steps).backward()
+            if (i + 1) % accum_steps == 0:
+                optimizer.step()
+        """,
+        """
+        import torch
+
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for batch in loader:
+            for micro in batch.split(8):
+                optimizer.zero_grad()  # expect: LL010
+                loss_fn(model(micro)).backward()
+            optimizer.step()
+        """,
+    )
+    VALID = (
+        """
+        import torch
+
+        optimizer = torch.optim.AdamW(model.parameters())
+        for i, (x, y) in enumerate(loader):
+            (loss_fn(model(x), y) / accum_steps).backward()
+            if (i + 1) % accum_steps == 0:
+                optimizer.step()
+                optimizer.zero_grad()
+        """,
+    )
+
+    def check(self, facts: ModuleFacts) -> Iterator[Violation]:
+        for _function, sites in facts.all_sites():
+            steps = [s for s in sites if isinstance(s.op, Step) and s.loop is not None]
+            if not steps:
+                continue
+            views = loop_views(sites)
+            for site in sites:
+                clear = site.op
+                if not isinstance(clear, Clear) or site.loop is None or site.in_closure:
+                    continue
+                for step_site in steps:
+                    step = step_site.op
+                    assert isinstance(step, Step)
+                    if not facts.clears(clear, step.optimizer):
+                        continue
+                    same_optimizer = [
+                        s
+                        for s in steps
+                        if isinstance(s.op, Step) and s.op.optimizer == step.optimizer
+                    ]
+                    message = self._early(site, step_site, same_optimizer, views)
+                    if message is not None:
+                        yield Violation(
+                            clear.node,
+                            f"`{source_of(clear.node)}` {message}, but `{call_display(step.node)}` "
+                            "does not: the micro-batches accumulated in between are thrown away; "
+                            "clear together with the step",
+                        )
+                        break
+
+    @staticmethod
+    def _early(
+        clear: Site, step: Site, same_optimizer: list[Site], views: dict[int, LoopView]
+    ) -> str | None:
+        common = 0
+        while (
+            common < min(len(clear.loops), len(step.loops))
+            and clear.loops[common] is step.loops[common]
+        ):
+            common += 1
+        if common == 0:
+            return None
+        loop = clear.loops[common - 1]
+        view = views[id(loop)]
+        order = view.sites
+        if len(clear.loops) > common and len(step.loops) == common:
+            inner = clear.loops[common]
+            consumed = [
+                s
+                for s in order
+                if s.order < step.order
+                and (isinstance(s.op, Backward) or (isinstance(s.op, Clear) and s is not clear))
+            ]
+            last = consumed[-1] if consumed else None
+            if (
+                last is not None
+                and isinstance(last.op, Backward)
+                and inner in last.loops
+                and last.order > clear.order
+                and not clear.guards_within(inner)
+            ):
+                return "runs on every pass of the inner loop"
+            return None
+        if len(clear.loops) != common or len(step.loops) != common:
+            return None
+        step_guards = step.guards_within(loop)
+        if clear.guards_within(loop) or not step_guards:
+            return None
+        if not any(_looks_like_accumulation(g.test) for g in step_guards):
+            return None
+        if _steps_every_iteration(same_optimizer, loop):
+            return None
+        backward_between = any(isinstance(s.op, Backward) and s.order > clear.order for s in order)
+        return "runs on every iteration" if backward_between else None

@@ -1,0 +1,105 @@
+"""LL011: validation switches the model to eval mode and training never switches back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from looplint.facts import ModeSwitch, ModuleFacts, Step, display_name, loop_views
+from looplint.identity import EVAL_MODE_NOT_RESTORED
+from looplint.rule import Rule, Violation
+
+
+def _same_model(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+class EvalModeNotRestored(Rule):
+    """
+    ## What it does
+    Reports `model.eval()` (or `model.train(False)`) inside a training loop that
+    steps an optimizer over that model, when nothing in the loop — directly or
+    in a same-module function it calls, such as `train_one_epoch()` — ever
+    calls `model.train()` again. The finding is on the `eval()` call.
+
+    Switching a *submodule* to eval mode on purpose (frozen batch-norm
+    statistics in a backbone) is not reported; only the model the optimizer
+    updates, or a parent of it, counts.
+
+    ## Why is this bad?
+    After the first validation the rest of training runs in eval mode: dropout
+    is off and batch-norm uses (and stops updating) its running statistics.
+    The model trains on, slightly differently and worse, with no error.
+
+    ## References
+    - [`nn.Module.train`](https://pytorch.org/docs/stable/generated/torch.nn.Module.html#torch.nn.Module.train)
+    """
+
+    identity = EVAL_MODE_NOT_RESTORED
+    INVALID = (
+        """
+        import torch
+
+        optimizer = torch.optim.Adam(model.parameters())
+        model.train()
+        for epoch in range(10):
+            for x, y in train_loader:
+                optimizer.zero_grad()
+                loss_fn(model(x), y).backward()
+                optimizer.step()
+            model.eval()  # expect: LL011
+            with torch.no_grad():
+                validate(model, val_loader)
+        """,
+    )
+    VALID = (
+        """
+        import torch
+
+        optimizer = torch.optim.Adam(model.parameters())
+        for epoch in range(10):
+            model.train()
+            for x, y in train_loader:
+                optimizer.zero_grad()
+                loss_fn(model(x), y).backward()
+                optimizer.step()
+            model.eval()
+            with torch.no_grad():
+                validate(model, val_loader)
+        """,
+    )
+
+    def check(self, facts: ModuleFacts) -> Iterator[Violation]:
+        for _function, sites in facts.all_sites():
+            views = None
+            for site in sites:
+                switch = site.op
+                if not isinstance(switch, ModeSwitch) or switch.training or not site.loops:
+                    continue
+                if views is None:
+                    views = loop_views(sites)
+                for loop in reversed(site.loops):
+                    view = views[id(loop)]
+                    trained = [
+                        s
+                        for s in view.sites
+                        if isinstance(s.op, Step)
+                        and facts.optimizes(s.op.optimizer, switch.module, whole=True)
+                    ]
+                    if not trained:
+                        continue
+                    restored = any(
+                        isinstance(s.op, ModeSwitch)
+                        and s.op.training
+                        and _same_model(s.op.module, switch.module)
+                        for s in view.sites
+                    )
+                    if not restored:
+                        name = display_name(switch.module)
+                        yield Violation(
+                            switch.node,
+                            f"`{name}.eval()` runs inside the training loop and nothing in the "
+                            f"loop calls `{name}.train()` again, so later training steps run with "
+                            f"dropout off and frozen batch-norm; call `{name}.train()` before "
+                            "training",
+                        )
+                    break
