@@ -18,7 +18,7 @@ Rules are short queries over `ModuleFacts.sites()`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import libcst as cst
 
@@ -323,8 +323,13 @@ class ModuleFacts:
     # -- object table ----------------------------------------------------------------
     def _record(self, identity: str, info: ObjectInfo) -> bool:
         infos = self.objects.setdefault(identity, [])
-        if any(existing.kind is info.kind for existing in infos):
-            return False
+        for index, existing in enumerate(infos):
+            if existing.kind is info.kind:
+                grown = existing.parameter_sources | info.parameter_sources
+                if grown == existing.parameter_sources:
+                    return False
+                infos[index] = replace(existing, parameter_sources=grown)
+                return True
         infos.append(info)
         return True
 
@@ -453,10 +458,24 @@ class ModuleFacts:
             for arg in call.args
             if arg.keyword is not None and arg.keyword.value in function.params
         ]
+        # Caller identities as the callee names them: `train(net, opt)` → `net` is `train:model`.
+        renames = {
+            identity: f"{function.qualname}:{param}"
+            for param, value in pairs
+            if (identity := self.identity(value, frame)) is not None
+        }
         changed = False
         for param, value in pairs:
             info = self._value_info(value, frame)
             if info is not None:
+                translated = frozenset(
+                    renames[root] + source[len(root) :]
+                    for source in info.parameter_sources
+                    for root in renames
+                    if source == root or source.startswith(root + ".")
+                )
+                if translated:
+                    info = replace(info, parameter_sources=info.parameter_sources | translated)
                 changed |= self._record(f"{function.qualname}:{param}", info)
         return changed
 

@@ -49,6 +49,11 @@ GRADIENTS_CLEARED_BEFORE_STEP = RuleIdentity(
     "Gradients are cleared between the backward pass and the step that should use them.",
 )
 
+CONSUMED_PARAMETER_GENERATOR = RuleIdentity(
+    "LL009",
+    "consumed-parameter-generator",
+    "A stored `model.parameters()` generator is used twice; the second use sees nothing.",
+)
 ACCUMULATION_CLEARED_EARLY = RuleIdentity(
     "LL010",
     "accumulation-cleared-early",
@@ -68,6 +73,7 @@ ALL_IDENTITIES: tuple[RuleIdentity, ...] = (
     PARTIAL_PARAMETERS,
     SCHEDULER_ORDER,
     GRADIENTS_CLEARED_BEFORE_STEP,
+    CONSUMED_PARAMETER_GENERATOR,
     ACCUMULATION_CLEARED_EARLY,
     EVAL_MODE_NOT_RESTORED,
 )

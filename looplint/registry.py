@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from looplint.identity import (
     ACCUMULATION_CLEARED_EARLY,
+    CONSUMED_PARAMETER_GENERATOR,
     EVAL_MODE_NOT_RESTORED,
     GRADIENTS_CLEARED_BEFORE_STEP,
     MISSING_ZERO_GRAD,
@@ -50,6 +51,10 @@ RULES: tuple[RuleEntry, ...] = (
     RuleEntry(
         GRADIENTS_CLEARED_BEFORE_STEP,
         "looplint.rules.gradients_cleared_before_step:GradientsClearedBeforeStep",
+    ),
+    RuleEntry(
+        CONSUMED_PARAMETER_GENERATOR,
+        "looplint.rules.consumed_parameter_generator:ConsumedParameterGenerator",
     ),
     RuleEntry(
         ACCUMULATION_CLEARED_EARLY,
