@@ -41,7 +41,15 @@ from looplint.program import (
     all_events,
     calls_in,
 )
-from looplint.syntax import argument, children, dotted_name, positional_args
+from looplint.syntax import (
+    argument,
+    children,
+    dotted_name,
+    positional_args,
+)
+from looplint.syntax import (
+    descendants as _descendants,
+)
 
 MAX_INLINE_DEPTH = 4
 _PARAMETER_ACCESSORS = frozenset(
@@ -68,9 +76,16 @@ class ObjectInfo:
 
 @dataclass(frozen=True, slots=True)
 class Backward:
-    """A backward pass: gradients accumulate into `.grad`."""
+    """A backward pass: gradients accumulate into `.grad`.
+
+    `tensor` is what is differentiated (`loss` in `loss.backward()`,
+    `accelerator.backward(loss)` or `scaler.scale(loss).backward()`); `scaled`
+    says it went through `scaler.scale(...)` first.
+    """
 
     node: cst.Call
+    tensor: str | None = None
+    scaled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +147,55 @@ class Assign:
     target: str
     fresh: bool
     sources: frozenset[str]
+    augmented: bool = False
+    detached: bool = False
+    """The value goes through `.item()`, `.detach()`, `float()`, … (it keeps no graph)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """`container.append(value)`: the value outlives the iteration."""
+
+    node: cst.Call
+    container: str
+    sources: frozenset[str]
+    detached: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ScalerCall:
+    """`scaler.scale(...)`, `scaler.unscale_(opt)` or `scaler.update()`."""
+
+    node: cst.Call
+    scaler: str
+    method: str
+    optimizer: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Clip:
+    """`torch.nn.utils.clip_grad_norm_/clip_grad_value_`: reads and rescales `.grad`."""
+
+    node: cst.Call
+
+
+@dataclass(frozen=True, slots=True)
+class Save:
+    """`torch.save(payload, ...)`: `states` are the objects whose `state_dict()` it holds."""
+
+    node: cst.Call
+    states: frozenset[str]
+    keys: frozenset[str]
+    literal: bool
+    """Whether the payload is written out here (a dict or `x.state_dict()`), not a name."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadState:
+    """`target.load_state_dict(...)`."""
+
+    node: cst.Call
+    target: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +233,21 @@ class Context:
     body: tuple[Item, ...]
 
 
-Operation = Backward | Step | Clear | SchedulerStep | Construct | Assign | Escape | ModeSwitch
+Operation = (
+    Backward
+    | Step
+    | Clear
+    | SchedulerStep
+    | Construct
+    | Assign
+    | Escape
+    | ModeSwitch
+    | Append
+    | ScalerCall
+    | Clip
+    | Save
+    | LoadState
+)
 Item = Operation | Loop | Branch | Context
 
 
@@ -182,6 +260,15 @@ class Site:
     loops: tuple[Loop, ...]
     guards: tuple[Branch, ...]
     in_closure: bool
+    contexts: tuple[str, ...] = ()
+    """Qualified names of the `with` contexts around it (`torch.no_grad`, …)."""
+    arms: tuple[tuple[int, int], ...] = ()
+    """(id of branch, index of arm) for each branch around it."""
+
+    def exclusive_with(self, other: Site) -> bool:
+        """Whether the two sit in different arms of one branch, so at most one runs."""
+        mine = dict(self.arms)
+        return any(branch in mine and mine[branch] != arm for branch, arm in other.arms)
 
     @property
     def loop(self) -> Loop | None:
@@ -242,6 +329,34 @@ def _calls_method(expression: cst.CSTNode, names: frozenset[str]) -> bool:
         ):
             return True
         stack.extend(children(node))
+    return False
+
+
+_CLIPPERS = frozenset(
+    {
+        "torch.nn.utils.clip_grad_norm_",
+        "torch.nn.utils.clip_grad_value_",
+        "torch.nn.utils.clip_grad.clip_grad_norm_",
+        "torch.nn.utils.clip_grad.clip_grad_value_",
+    }
+)
+_SCALER_METHODS = frozenset({"scale", "unscale_", "update"})
+_DETACHING_METHODS = frozenset({"item", "detach", "cpu", "tolist", "numpy", "detach_"})
+_DETACHING_FUNCTIONS = frozenset({"float", "int", "bool", "str"})
+_ENGINE_WORDS = ("accelerator", "engine", "fabric", "trainer")
+
+
+def _detaches(expression: cst.CSTNode) -> bool:
+    """Whether the value is cut from the autograd graph (`.item()`, `.detach()`, `float()`)."""
+    for node in (expression, *_descendants(expression)):
+        if isinstance(node, cst.Call):
+            func = node.func
+            if isinstance(func, cst.Attribute) and func.attr.value in _DETACHING_METHODS:
+                return True
+            if isinstance(func, cst.Name) and func.value in _DETACHING_FUNCTIONS:
+                return True
+        elif isinstance(node, cst.Attribute) and node.attr.value == "data":
+            return True
     return False
 
 
@@ -616,6 +731,7 @@ class ModuleFacts:
         derived = event.augmented or (
             value is not None and _calls_method(value, _PARAMETER_ACCESSORS)
         )
+        detached = value is not None and _detaches(value)
         for target in event.targets:
             if isinstance(target, cst.Attribute) and target.attr.value == "grad":
                 out.append(Clear(event.node, None))
@@ -626,7 +742,16 @@ class ModuleFacts:
             self_derived = any(
                 source == identity or source.startswith(identity + ".") for source in sources
             )
-            out.append(Assign(event.node, identity, not (derived or self_derived), sources))
+            out.append(
+                Assign(
+                    event.node,
+                    identity,
+                    not (derived or self_derived),
+                    sources,
+                    event.augmented,
+                    detached,
+                )
+            )
 
     def _resolve_call(
         self,
@@ -639,11 +764,18 @@ class ModuleFacts:
         func = call.func
         attr = func.attr.value if isinstance(func, cst.Attribute) else None
         if attr in ("backward", "manual_backward"):
-            out.append(Backward(call))
+            out.append(self._backward(call, frame))
             return
         qualified = self.imports.qualify(func)
         if qualified == "torch.autograd.backward":
-            out.append(Backward(call))
+            first = argument(call, 0, "tensors")
+            out.append(Backward(call, self.identity(first, frame) if first is not None else None))
+            return
+        if qualified in _CLIPPERS:
+            out.append(Clip(call))
+            return
+        if qualified == "torch.save":
+            out.append(self._save(call, frame))
             return
         if isinstance(func, cst.Attribute):
             receiver = self.identity(func.value, frame)
@@ -667,6 +799,27 @@ class ModuleFacts:
                         assert stepped is not None
                         out.append(Step(call, stepped, via_scaler=True))
                         return
+            if (
+                attr in _SCALER_METHODS
+                and receiver is not None
+                and (ObjectKind.SCALER in kinds or "scaler" in receiver.lower())
+            ):
+                first = argument(call, 0, "optimizer")
+                stepped = self.identity(first, frame) if first is not None else None
+                out.append(ScalerCall(call, receiver, attr, stepped))
+                return
+            if attr == "load_state_dict" and receiver is not None:
+                out.append(LoadState(call, receiver))
+                return
+            if attr == "append" and receiver is not None and in_loop and call.args:
+                value = call.args[0].value
+                sources = frozenset(
+                    identity
+                    for chain in _maximal_chains(value)
+                    if (identity := self.identity(chain, frame)) is not None
+                )
+                out.append(Append(call, receiver, sources, _detaches(value)))
+                return
             if attr == "zero_grad":
                 if ObjectKind.OPTIMIZER in kinds:
                     out.append(Clear(call, receiver))
@@ -706,6 +859,50 @@ class ModuleFacts:
             if self.is_optimizer(identity):
                 assert identity is not None
                 out.append(Escape(call, identity))
+
+    def _backward(self, call: cst.Call, frame: Frame) -> Backward:
+        func = call.func
+        assert isinstance(func, cst.Attribute)
+        receiver = func.value
+        if (
+            isinstance(receiver, cst.Call)
+            and isinstance(receiver.func, cst.Attribute)
+            and receiver.func.attr.value == "scale"
+            and receiver.args
+        ):
+            return Backward(call, self.identity(receiver.args[0].value, frame), scaled=True)
+        receiver_name = (dotted_name(receiver) or "").lower()
+        engine = func.attr.value == "manual_backward" or any(
+            word in receiver_name.rsplit(".", 1)[-1] for word in _ENGINE_WORDS
+        )
+        if engine:
+            first = argument(call, 0, "loss")
+            return Backward(call, self.identity(first, frame) if first is not None else None)
+        return Backward(call, self.identity(receiver, frame))
+
+    def _save(self, call: cst.Call, frame: Frame) -> Save:
+        payload = argument(call, 0, "obj")
+        states: set[str] = set()
+        keys: set[str] = set()
+        literal = False
+        if payload is not None:
+            for node in (payload, *_descendants(payload)):
+                if (
+                    isinstance(node, cst.Call)
+                    and isinstance(node.func, cst.Attribute)
+                    and node.func.attr.value == "state_dict"
+                ):
+                    literal = True
+                    owner = self.identity(node.func.value, frame)
+                    if owner is not None:
+                        states.add(owner)
+                elif isinstance(node, cst.Dict):
+                    literal = True
+                elif isinstance(node, cst.SimpleString):
+                    value = node.evaluated_value
+                    if isinstance(value, str):
+                        keys.add(value)
+        return Save(call, frozenset(states), frozenset(keys), literal)
 
     def _parameter_sources(self, call: cst.Call, qualified: str, frame: Frame) -> frozenset[str]:
         if constructed_kind(qualified) is not ObjectKind.OPTIMIZER:
@@ -768,7 +965,7 @@ class ModuleFacts:
         cached = self._sites.get(key)
         if cached is None:
             cached = []
-            _flatten(self.tree(function), (), (), False, cached)
+            _flatten(self.tree(function), _Place(), cached)
             self._sites[key] = cached
         return cached
 
@@ -778,25 +975,43 @@ class ModuleFacts:
             yield function, self.sites(function)
 
 
-def _flatten(
-    items: tuple[Item, ...],
-    loops: tuple[Loop, ...],
-    guards: tuple[Branch, ...],
-    in_closure: bool,
-    out: list[Site],
-) -> None:
+@dataclass(frozen=True, slots=True)
+class _Place:
+    loops: tuple[Loop, ...] = ()
+    guards: tuple[Branch, ...] = ()
+    in_closure: bool = False
+    contexts: tuple[str, ...] = ()
+    arms: tuple[tuple[int, int], ...] = ()
+
+
+def _flatten(items: tuple[Item, ...], place: _Place, out: list[Site]) -> None:
     for item in items:
         if isinstance(item, Loop):
-            _flatten(item.body, (*loops, item), guards, in_closure, out)
+            _flatten(item.body, replace(place, loops=(*place.loops, item)), out)
         elif isinstance(item, Branch):
-            for arm in item.arms:
-                _flatten(arm, loops, (*guards, item), in_closure, out)
+            for index, arm in enumerate(item.arms):
+                inner = replace(
+                    place,
+                    guards=(*place.guards, item),
+                    arms=(*place.arms, (id(item.node), index)),
+                )
+                _flatten(arm, inner, out)
         elif isinstance(item, Context):
-            _flatten(item.body, loops, guards, in_closure, out)
+            _flatten(item.body, replace(place, contexts=(*place.contexts, *item.contexts)), out)
         else:
             if isinstance(item, Step) and item.closure:
-                _flatten(item.closure, loops, guards, True, out)
-            out.append(Site(item, len(out), loops, guards, in_closure))
+                _flatten(item.closure, replace(place, in_closure=True), out)
+            out.append(
+                Site(
+                    item,
+                    len(out),
+                    place.loops,
+                    place.guards,
+                    place.in_closure,
+                    place.contexts,
+                    place.arms,
+                )
+            )
 
 
 @dataclass(slots=True)

@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from looplint.facts import ModeSwitch, ModuleFacts, Step, display_name, loop_views
 from looplint.identity import EVAL_MODE_NOT_RESTORED
 from looplint.rule import Rule, Violation
+from looplint.syntax import source_of
 
 
-def _same_model(a: str, b: str) -> bool:
-    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+def _restores(trained: str, evaluated: str) -> bool:
+    """`model.train()` restores `model.eval()`; `model.head.train()` restores only the head."""
+    return trained == evaluated or evaluated.startswith(trained + ".")
 
 
 class EvalModeNotRestored(Rule):
@@ -90,14 +92,15 @@ class EvalModeNotRestored(Rule):
                     restored = any(
                         isinstance(s.op, ModeSwitch)
                         and s.op.training
-                        and _same_model(s.op.module, switch.module)
+                        and _restores(s.op.module, switch.module)
                         for s in view.sites
                     )
                     if not restored:
                         name = display_name(switch.module)
+                        call = source_of(switch.node)
                         yield Violation(
                             switch.node,
-                            f"`{name}.eval()` runs inside the training loop and nothing in the "
+                            f"`{call}` runs inside the training loop and nothing in the "
                             f"loop calls `{name}.train()` again, so later training steps run with "
                             f"dropout off and frozen batch-norm; call `{name}.train()` before "
                             "training",

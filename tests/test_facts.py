@@ -109,6 +109,7 @@ def test_steps_clears_and_non_optimizer_steps() -> None:
     found = [op for op in ops(facts) if not isinstance(op, Construct)]
     kinds = [type(op).__name__ for op in found if not type(op).__name__ == "Assign"]
     assert kinds == [
+        "ScalerCall",  # scaler.scale(loss)
         "Backward",
         "Step",
         "Step",
@@ -118,6 +119,8 @@ def test_steps_clears_and_non_optimizer_steps() -> None:
         "Clear",
         "Escape",
     ]
+    (backward,) = [op for op in found if isinstance(op, Backward)]
+    assert backward.scaled and backward.tensor == "<module>:loss"
     steps = [op for op in found if isinstance(op, Step)]
     assert [s.via_scaler for s in steps] == [True, False]
     clears = [op for op in found if isinstance(op, Clear)]
