@@ -49,6 +49,22 @@ GRADIENTS_CLEARED_BEFORE_STEP = RuleIdentity(
     "Gradients are cleared between the backward pass and the step that should use them.",
 )
 
+LOSS_KEEPS_GRAPH = RuleIdentity(
+    "LL006",
+    "loss-keeps-graph",
+    "A loss tensor is accumulated across iterations with its autograd graph, leaking memory.",
+)
+GRAD_SCALER_MISUSE = RuleIdentity(
+    "LL007",
+    "grad-scaler-misuse",
+    "GradScaler is used out of order: clipping scaled gradients, no update(), unscaled backward, "
+    "or a second step.",
+)
+CHECKPOINT_WITHOUT_OPTIMIZER_STATE = RuleIdentity(
+    "LL008",
+    "checkpoint-without-optimizer-state",
+    "A training checkpoint saves or restores the model but not the optimizer's state.",
+)
 CONSUMED_PARAMETER_GENERATOR = RuleIdentity(
     "LL009",
     "consumed-parameter-generator",
@@ -73,6 +89,9 @@ ALL_IDENTITIES: tuple[RuleIdentity, ...] = (
     PARTIAL_PARAMETERS,
     SCHEDULER_ORDER,
     GRADIENTS_CLEARED_BEFORE_STEP,
+    LOSS_KEEPS_GRAPH,
+    GRAD_SCALER_MISUSE,
+    CHECKPOINT_WITHOUT_OPTIMIZER_STATE,
     CONSUMED_PARAMETER_GENERATOR,
     ACCUMULATION_CLEARED_EARLY,
     EVAL_MODE_NOT_RESTORED,

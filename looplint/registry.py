@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING
 
 from looplint.identity import (
     ACCUMULATION_CLEARED_EARLY,
+    CHECKPOINT_WITHOUT_OPTIMIZER_STATE,
     CONSUMED_PARAMETER_GENERATOR,
     EVAL_MODE_NOT_RESTORED,
+    GRAD_SCALER_MISUSE,
     GRADIENTS_CLEARED_BEFORE_STEP,
+    LOSS_KEEPS_GRAPH,
     MISSING_ZERO_GRAD,
     OPTIMIZER_IN_LOOP,
     PARTIAL_PARAMETERS,
@@ -51,6 +54,12 @@ RULES: tuple[RuleEntry, ...] = (
     RuleEntry(
         GRADIENTS_CLEARED_BEFORE_STEP,
         "looplint.rules.gradients_cleared_before_step:GradientsClearedBeforeStep",
+    ),
+    RuleEntry(LOSS_KEEPS_GRAPH, "looplint.rules.loss_keeps_graph:LossKeepsGraph"),
+    RuleEntry(GRAD_SCALER_MISUSE, "looplint.rules.grad_scaler_misuse:GradScalerMisuse"),
+    RuleEntry(
+        CHECKPOINT_WITHOUT_OPTIMIZER_STATE,
+        "looplint.rules.checkpoint_without_optimizer_state:CheckpointWithoutOptimizerState",
     ),
     RuleEntry(
         CONSUMED_PARAMETER_GENERATOR,

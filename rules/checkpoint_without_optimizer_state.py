@@ -1,0 +1,201 @@
+"""LL008: checkpoints that save or restore the model but not the optimizer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libcst as cst
+
+from looplint.catalog import ObjectKind
+from looplint.facts import (
+    LoadState,
+    Loop,
+    ModuleFacts,
+    Save,
+    Site,
+    Step,
+    display_name,
+    loop_views,
+)
+from looplint.identity import CHECKPOINT_WITHOUT_OPTIMIZER_STATE
+from looplint.rule import Rule, Violation
+from looplint.syntax import descendants, keyword_arg
+
+_STATELESS = frozenset({"SGD"})
+
+
+def _stateful(facts: ModuleFacts, optimizer: str) -> bool:
+    """Momentum, Adam moments, … — an optimizer whose state a resume must restore."""
+    for info in facts.objects.get(optimizer, ()):
+        if info.kind is not ObjectKind.OPTIMIZER or info.call is None:
+            continue
+        name = info.qualified.rsplit(".", 1)[-1]
+        if name not in _STATELESS:
+            return True
+        momentum = keyword_arg(info.call, "momentum")
+        if momentum is not None and not (
+            isinstance(momentum, (cst.Integer, cst.Float)) and float(momentum.value) == 0
+        ):
+            return True
+    return False
+
+
+def _holds_optimizer_state(save: Save, facts: ModuleFacts) -> bool:
+    return any(ObjectKind.OPTIMIZER in facts.kinds(s) for s in save.states) or any(
+        "optim" in key.lower() for key in save.keys
+    )
+
+
+def _loaded_key(load: LoadState) -> str | None:
+    """`"model"` in `model.load_state_dict(checkpoint["model"])`."""
+    if not load.node.args:
+        return None
+    argument = load.node.args[0].value
+    if isinstance(argument, cst.Subscript) and len(argument.slice) == 1:
+        index = argument.slice[0].slice
+        if isinstance(index, cst.Index) and isinstance(index.value, cst.SimpleString):
+            value = index.value.evaluated_value
+            return value if isinstance(value, str) else None
+    return None
+
+
+def _full_checkpoint_elsewhere(site: Site, view: list[Site], facts: ModuleFacts) -> bool:
+    """The same iteration also writes a full checkpoint (or one looplint cannot read)."""
+    return any(
+        other is not site
+        and isinstance(other.op, Save)
+        and (not other.op.literal or _holds_optimizer_state(other.op, facts))
+        for other in view
+    )
+
+
+def _best_weights(site: Site, loop: Loop) -> bool:
+    """`if val_acc > best_acc: torch.save(model.state_dict(), "best.pt")`: weights for later use."""
+    for guard in site.guards_within(loop):
+        test = guard.test
+        if isinstance(test, cst.Comparison) and not any(
+            isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Modulo)
+            for node in (test, *descendants(test))
+        ):
+            return True
+    return False
+
+
+class CheckpointWithoutOptimizerState(Rule):
+    """
+    ## What it does
+    In a loop that steps a stateful optimizer (Adam-family, RMSprop, Adagrad,
+    SGD with momentum, …), reports a periodic `torch.save` whose payload holds
+    the model's `state_dict()` but not the optimizer's. Also reports a resume
+    that loads the model from a checkpoint written with optimizer state
+    (`model.load_state_dict(ckpt["model"])`) but never calls the optimizer's
+    `load_state_dict`.
+
+    Saving final weights after training ends (outside the loop), loading
+    pretrained or best weights for evaluation, and plain SGD without momentum
+    are not reported.
+
+    ## Why is this bad?
+    A run resumed from such a checkpoint restarts the optimizer from scratch:
+    Adam's moment estimates are zero again and the first steps after resuming
+    are large and noisy, momentum is lost, and the learning-rate warm-up is
+    effectively skipped. The resumed run quietly diverges from the one that
+    was interrupted.
+
+    ## References
+    - [Saving and loading a general checkpoint](https://pytorch.org/tutorials/recipes/recipes/saving_and_loading_a_general_checkpoint.html)
+    """
+
+    identity = CHECKPOINT_WITHOUT_OPTIMIZER_STATE
+    INVALID = (
+        """
+        import torch
+
+        optimizer = torch.optim.Adam(model.parameters())
+        for epoch in range(100):
+            for x, y in loader:
+                optimizer.zero_grad()
+                loss_fn(model(x), y).backward()
+                optimizer.step()
+            torch.save({"epoch": epoch, "model": model.state_dict()}, "ckpt.pt")  # expect: LL008
+        """,
+    )
+    VALID = (
+        """
+        import torch
+
+        optimizer = torch.optim.Adam(model.parameters())
+        for epoch in range(100):
+            for x, y in loader:
+                optimizer.zero_grad()
+                loss_fn(model(x), y).backward()
+                optimizer.step()
+            torch.save(
+                {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict()},
+                "ckpt.pt",
+            )
+        torch.save(model.state_dict(), "final.pt")
+        """,
+    )
+
+    def check(self, facts: ModuleFacts) -> Iterator[Violation]:
+        full_keys: set[str] = set()
+        loads: list[tuple[Site, list[Site]]] = []
+        reported: set[int] = set()
+        for _function, sites in facts.all_sites():
+            for site in sites:
+                if isinstance(site.op, Save) and _holds_optimizer_state(site.op, facts):
+                    full_keys |= site.op.keys
+                if isinstance(site.op, LoadState):
+                    loads.append((site, sites))
+            saves = [s for s in sites if isinstance(s.op, Save) and s.loop is not None]
+            if not saves:
+                continue
+            views = loop_views(sites)
+            for site in saves:
+                save = site.op
+                assert isinstance(save, Save)
+                if not save.literal or _holds_optimizer_state(save, facts):
+                    continue
+                for loop in reversed(site.loops):
+                    view = views[id(loop)].sites
+                    if _full_checkpoint_elsewhere(site, view, facts) or _best_weights(site, loop):
+                        break
+                    optimizers = {
+                        s.op.optimizer
+                        for s in views[id(loop)].sites
+                        if isinstance(s.op, Step) and _stateful(facts, s.op.optimizer)
+                    }
+                    saved = [
+                        (o, m) for o in optimizers for m in save.states if facts.optimizes(o, m)
+                    ]
+                    if saved and id(save.node) not in reported:
+                        reported.add(id(save.node))
+                        optimizer, model = saved[0]
+                        yield Violation(
+                            save.node,
+                            f"this checkpoint saves `{display_name(model)}.state_dict()` but "
+                            f"not `{display_name(optimizer)}.state_dict()`, so a resumed run "
+                            "restarts the optimizer's momentum and moments; save both",
+                        )
+                        break
+        if not full_keys:
+            return
+        restores_optimizer = any(
+            ObjectKind.OPTIMIZER in facts.kinds(site.op.target)  # type: ignore[union-attr]
+            or "optim" in site.op.target.lower()  # type: ignore[union-attr]
+            for site, _ in loads
+        )
+        if restores_optimizer:
+            return
+        for site, _sites in loads:
+            load = site.op
+            assert isinstance(load, LoadState)
+            key = _loaded_key(load)
+            if key is not None and key in full_keys and "optim" not in key.lower():
+                yield Violation(
+                    load.node,
+                    f"`{display_name(load.target)}` is restored from a checkpoint that also holds "
+                    "the optimizer's state, which is never loaded: the resumed run restarts the "
+                    "optimizer; call the optimizer's `load_state_dict` too",
+                )

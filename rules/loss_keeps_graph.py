@@ -1,0 +1,120 @@
+"""LL006: a running total of loss tensors that keeps every iteration's autograd graph."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from looplint.facts import Append, Assign, Backward, ModuleFacts, Site, display_name, loop_views
+from looplint.identity import LOSS_KEEPS_GRAPH
+from looplint.rule import Rule, Violation
+from looplint.syntax import source_of
+
+_NO_GRAD = ("no_grad", "inference_mode")
+
+
+def _refers_to(sources: frozenset[str], tensor: str) -> bool:
+    return any(s == tensor or s.startswith(tensor + ".") for s in sources)
+
+
+def _without_grad(site: Site) -> bool:
+    return any(context.rsplit(".", 1)[-1] in _NO_GRAD for context in site.contexts)
+
+
+class LossKeepsGraph(Rule):
+    """
+    ## What it does
+    In a loop that runs `loss.backward()`, reports a running total or list of
+    that loss tensor which outlives the iteration and is not cut from the
+    graph: `total += loss`, `total = total + loss`, `losses.append(loss)`.
+    `loss.item()`, `loss.detach()`, `float(loss)` and `.data` are fine, so is
+    anything under `torch.no_grad()`/`torch.inference_mode()`, and so is summing
+    several losses within one iteration before a single backward.
+
+    ## Why is this bad?
+    The total is a tensor that depends on every iteration's loss, so autograd
+    keeps every iteration's graph (activations included) alive. Memory grows
+    each batch until the run dies out of memory hours later — the PyTorch FAQ's
+    "don't accumulate history across your training loop".
+
+    ## References
+    - [PyTorch FAQ: my model reports "cuda runtime error(2): out of memory"](https://pytorch.org/docs/stable/notes/faq.html#my-model-reports-cuda-runtime-error-2-out-of-memory)
+    """
+
+    identity = LOSS_KEEPS_GRAPH
+    INVALID = (
+        """
+        import torch
+
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        total_loss = 0.0
+        for x, y in loader:
+            optimizer.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss  # expect: LL006
+        """,
+    )
+    VALID = (
+        """
+        import torch
+
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        total_loss = 0.0
+        for x, y in loader:
+            optimizer.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item()
+        """,
+    )
+
+    def check(self, facts: ModuleFacts) -> Iterator[Violation]:
+        for _function, sites in facts.all_sites():
+            backwards = [s for s in sites if isinstance(s.op, Backward) and s.loop is not None]
+            if not backwards:
+                continue
+            views = loop_views(sites)
+            reported: set[int] = set()
+            for backward in backwards:
+                tensor = backward.op.tensor  # type: ignore[union-attr]
+                if tensor is None or backward.loop is None:
+                    continue
+                view = views[id(backward.loop)]
+                renewed = {
+                    s.op.target for s in view.sites if isinstance(s.op, Assign) and s.op.fresh
+                }
+                for site in view.sites:
+                    op = site.op
+                    if id(op.node) in reported or _without_grad(site):
+                        continue
+                    if isinstance(op, Assign):
+                        accumulates = op.augmented or _refers_to(op.sources, op.target)
+                        if (
+                            not accumulates
+                            or op.detached
+                            or op.target == tensor
+                            or op.target in renewed
+                            or not _refers_to(op.sources, tensor)
+                        ):
+                            continue
+                        holder = display_name(op.target)
+                    elif isinstance(op, Append):
+                        if (
+                            op.detached
+                            or op.container in renewed
+                            or not _refers_to(op.sources, tensor)
+                        ):
+                            continue
+                        holder = display_name(op.container)
+                    else:
+                        continue
+                    reported.add(id(op.node))
+                    name = display_name(tensor)
+                    yield Violation(
+                        op.node,
+                        f"`{source_of(op.node)}` keeps `{name}` with its autograd graph in "
+                        f"`{holder}` across iterations, so every iteration's graph stays in "
+                        f"memory; accumulate `{name}.item()` (or `{name}.detach()`)",
+                    )
