@@ -32,6 +32,9 @@ class FileResult:
     tracebacks: list[str] = field(default_factory=list)
     stamp: FileStamp | None = None
     """How the file looked when read; None when it could not be read (never cached)."""
+    fixed_source: str | None = None
+    """With `fix=True`: the file's text after the fixes, when any was applied."""
+    fixes: int = 0
 
 
 def error_finding(path: str, message: str, line: int = 1, column: int = 1) -> Finding:
@@ -54,7 +57,9 @@ def _syntax_error_message(error: cst.ParserSyntaxError) -> str:
     return f"syntax error: {reason}"
 
 
-def check_file(path: str, rules: Sequence[Rule], use_prefilter: bool = True) -> FileResult:
+def check_file(
+    path: str, rules: Sequence[Rule], use_prefilter: bool = True, fix: bool = False
+) -> FileResult:
     """Check the file at `path` with `rules`; never raises for bad input."""
     try:
         data, info = read_bytes(path)
@@ -65,46 +70,91 @@ def check_file(path: str, rules: Sequence[Rule], use_prefilter: bool = True) -> 
         source = source_from_bytes(path, data)
     except SourceError as error:
         return FileResult(path, [error_finding(path, str(error))], stamp=stamp)
-    result = check_source(source, rules, use_prefilter)
+    result = check_source(source, rules, use_prefilter, fix)
     result.stamp = stamp
     return result
 
 
+MAX_FIX_ROUNDS = 20
+
+
 def check_source(
-    source: SourceFile, rules: Sequence[Rule], use_prefilter: bool = True
+    source: SourceFile, rules: Sequence[Rule], use_prefilter: bool = True, fix: bool = False
 ) -> FileResult:
-    """Check already-read source text; never raises for bad input."""
+    """Check already-read source text (and fix it, with `fix`); never raises for bad input."""
     result = FileResult(source.path)
     if not rules or (use_prefilter and not is_candidate(source.text)):
         return result
+    analysis = _analyse(source, rules, result)
+    if analysis is None:
+        return result
+    located = _locate_violations(source, *analysis)
+    if fix and source.fixable:
+        for _ in range(MAX_FIX_ROUNDS):
+            fixed_text = _apply_first_fix(analysis[0], located)
+            if fixed_text is None or fixed_text == source.text:
+                break
+            candidate = SourceFile(source.path, fixed_text)
+            probe = FileResult(source.path)
+            fixed_analysis = _analyse(candidate, rules, probe)
+            if fixed_analysis is None or probe.findings:
+                break  # a fix that breaks the file is never kept
+            source, analysis, result.fixes = candidate, fixed_analysis, result.fixes + 1
+            located = _locate_violations(source, *analysis)
+        if result.fixes:
+            result.fixed_source = source.text
+    result.findings.extend(finding for _, finding in located if finding is not None)
+    return result
+
+
+def _apply_first_fix(
+    module: cst.Module, located: list[tuple[Violation, Finding | None]]
+) -> str | None:
+    """The module's code after the first available fix of an unsuppressed finding."""
+    for violation, finding in located:
+        if finding is None or violation.fix is None:
+            continue
+        try:
+            fix = violation.fix()
+            if fix is not None:
+                return fix.apply(module).code
+        except Exception:  # a failing fix is skipped; the finding stays reported
+            continue
+    return None
+
+
+def _analyse(
+    source: SourceFile, rules: Sequence[Rule], result: FileResult
+) -> tuple[cst.Module, list[tuple[Rule, Violation]]] | None:
+    """Parse and run the rules; failures become `LL000` findings on `result`."""
     refused = refusal(source.text)
     if refused is not None:
         where = (refused.line, refused.column)
         result.findings.append(_located_error(source, refused.message, *where))
-        return result
+        return None
     try:
         module = cst.parse_module(source.text)
     except cst.ParserSyntaxError as error:
         message, line, column = _explain_syntax_error(source.text, error)
         result.findings.append(_located_error(source, message, line, column))
-        return result
+        return None
     except RecursionError:
         result.findings.append(error_finding(source.path, "too deeply nested to parse"))
-        return result
+        return None
     except Exception as error:
         result.findings.append(error_finding(source.path, f"cannot parse: {_describe(error)}"))
-        return result
+        return None
     try:
         facts = ModuleFacts(compile_module(module))
     except RecursionError:
         result.findings.append(error_finding(source.path, "too deeply nested to analyse"))
-        return result
+        return None
     except Exception as error:
         result.tracebacks.append(traceback.format_exc())
         result.findings.append(
             error_finding(source.path, f"internal error while analysing: {_describe(error)}")
         )
-        return result
+        return None
     reported: list[tuple[Rule, Violation]] = []
     for rule in rules:
         seen: set[int] = set()
@@ -124,9 +174,7 @@ def check_source(
                     source.path, f"internal error in {rule.code} ({rule.name}): {_describe(error)}"
                 )
             )
-    if reported:
-        result.findings.extend(_locate_violations(source, module, reported))
-    return result
+    return module, reported
 
 
 def _describe(error: BaseException) -> str:
@@ -173,15 +221,19 @@ def _located_error(source: SourceFile, message: str, line: int, column: int) -> 
 
 def _locate_violations(
     source: SourceFile, module: cst.Module, reported: list[tuple[Rule, Violation]]
-) -> list[Finding]:
+) -> list[tuple[Violation, Finding | None]]:
+    """Each violation with its finding, or None where a `# noqa` suppresses it."""
+    if not reported:
+        return []
     positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
-    findings: list[Finding] = []
+    findings: list[tuple[Violation, Finding | None]] = []
     lines = source.text.splitlines()
     for rule, violation in reported:
         where = positions[violation.node]
         start, end = where.start, where.end
         text = lines[start.line - 1] if 0 < start.line <= len(lines) else ""
         if is_suppressed(text, rule.code):
+            findings.append((violation, None))
             continue
         cell = None
         line, end_line = start.line, end.line
@@ -191,16 +243,19 @@ def _locate_violations(
             if end_cell != cell:
                 end_line = line
         findings.append(
-            Finding(
-                path=source.path,
-                cell=cell,
-                line=line,
-                column=start.column + 1,
-                code=rule.code,
-                name=rule.name,
-                message=violation.message,
-                end_line=end_line,
-                end_column=end.column + 1,
+            (
+                violation,
+                Finding(
+                    path=source.path,
+                    cell=cell,
+                    line=line,
+                    column=start.column + 1,
+                    code=rule.code,
+                    name=rule.name,
+                    message=violation.message,
+                    end_line=end_line,
+                    end_column=end.column + 1,
+                ),
             )
         )
     return findings

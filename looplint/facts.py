@@ -188,6 +188,8 @@ class Save:
     keys: frozenset[str]
     literal: bool
     """Whether the payload is written out here (a dict or `x.state_dict()`), not a name."""
+    payload: str | None = None
+    """The identity of a payload given by name (`torch.save(state, path)`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -902,7 +904,8 @@ class ModuleFacts:
                     value = node.evaluated_value
                     if isinstance(value, str):
                         keys.add(value)
-        return Save(call, frozenset(states), frozenset(keys), literal)
+        name = self.identity(payload, frame) if payload is not None and not literal else None
+        return Save(call, frozenset(states), frozenset(keys), literal, name)
 
     def _parameter_sources(self, call: cst.Call, qualified: str, frame: Frame) -> frozenset[str]:
         if constructed_kind(qualified) is not ObjectKind.OPTIMIZER:
@@ -911,11 +914,28 @@ class ModuleFacts:
         params = argument(call, 0, name)
         if params is None:
             return frozenset()
-        return frozenset(
+        sources = {
             identity
             for chain in _maximal_chains(params)
             if (identity := self.identity(chain, frame)) is not None
-        )
+        }
+        # `self.model = model` in the same function: the optimizer also updates `self.model`.
+        for event in all_events(frame.function.events):
+            if (
+                isinstance(event, AssignEvent)
+                and len(event.targets) == 1
+                and isinstance(event.value, cst.Name)
+            ):
+                alias = self.identity(event.targets[0], frame)
+                original = self.identity(event.value, frame)
+                if alias is None or original is None:
+                    continue
+                sources |= {
+                    alias + source[len(original) :]
+                    for source in list(sources)
+                    if source == original or source.startswith(original + ".")
+                }
+        return frozenset(sources)
 
     def _construct(self, call: cst.Call, info: ObjectInfo, frame: Frame) -> Construct:
         return Construct(call, info.kind, info.qualified, info.parameter_sources, info.optimizer)

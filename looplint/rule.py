@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -17,11 +17,30 @@ EXPECT_MARKER = re.compile(r"\s*#\s*expect:\s*[A-Z]{2}\d{3}(?:\s*,\s*[A-Z]{2}\d{
 
 
 @dataclass(frozen=True, slots=True)
+class Fix:
+    """Replace each old node (by identity) with the new one; LibCST keeps the formatting."""
+
+    replacements: tuple[tuple[cst.CSTNode, cst.CSTNode], ...]
+
+    def apply(self, module: cst.Module) -> cst.Module:
+        """The module with every replacement made."""
+        for old, new in self.replacements:
+            replaced = module.deep_replace(old, new)
+            assert isinstance(replaced, cst.Module)
+            module = replaced
+        return module
+
+
+@dataclass(frozen=True, slots=True)
 class Violation:
-    """A rule's verdict about one node, before it has a position."""
+    """A rule's verdict about one node, before it has a position.
+
+    `fix` builds the fix on demand (only `--fix`/`--diff` pay for it).
+    """
 
     node: cst.CSTNode
     message: str
+    fix: Callable[[], Fix | None] | None = None
 
 
 class Rule:
@@ -37,6 +56,8 @@ class Rule:
     identity: ClassVar[RuleIdentity]
     VALID: ClassVar[tuple[str, ...]] = ()
     INVALID: ClassVar[tuple[str, ...]] = ()
+    FIXES: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """(before, after) examples of the autofix; a rule with fixes documents `fix_safety`."""
     fix_safety: ClassVar[str | None] = None
 
     @property
@@ -76,6 +97,8 @@ class Rule:
                 strip_expectations(cls.VALID[0]),
                 "```",
             ]
+        if cls.fix_safety:
+            sections += ["", "## Fix safety", "", inspect.cleandoc(cls.fix_safety)]
         return "\n".join(sections).rstrip() + "\n"
 
 

@@ -22,6 +22,8 @@ class SourceFile:
     path: str
     text: str
     notebook: NotebookProgram | None = None
+    fixable: bool = True
+    """Whether fixed text can be written back as is (plain UTF-8 `.py`, no notebook)."""
 
     def line(self, number: int) -> str:
         """The 1-based program line `number` (empty when out of range)."""
@@ -77,8 +79,9 @@ def source_from_bytes(path: str, data: bytes) -> SourceFile:
         except UnicodeDecodeError as error:
             raise SourceError(f"notebook is not UTF-8: {error}") from None
         program = notebook_program(text)
-        return SourceFile(path, program.source, program)
-    return SourceFile(path, decode_python(data))
+        return SourceFile(path, program.source, program, fixable=False)
+    text = decode_python(data)
+    return SourceFile(path, text, fixable=text.encode("utf-8") == data)
 
 
 def read_source(path: str) -> SourceFile:

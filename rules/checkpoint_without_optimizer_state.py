@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import libcst as cst
 
 from looplint.catalog import ObjectKind
 from looplint.facts import (
+    Assign,
     LoadState,
     Loop,
     ModuleFacts,
@@ -18,6 +20,7 @@ from looplint.facts import (
     loop_views,
 )
 from looplint.identity import CHECKPOINT_WITHOUT_OPTIMIZER_STATE
+from looplint.program import FunctionInfo
 from looplint.rule import Rule, Violation
 from looplint.syntax import descendants, keyword_arg
 
@@ -59,12 +62,54 @@ def _loaded_key(load: LoadState) -> str | None:
     return None
 
 
+def _written_out(site: Site, view: list[Site]) -> Save | None:
+    """The save with its payload visible: given inline, or built as a dict just before."""
+    save = site.op
+    assert isinstance(save, Save)
+    if save.literal:
+        return save
+    for other in reversed([s for s in view if s.order < site.order]):
+        op = other.op
+        if isinstance(op, Assign) and op.target == save.payload:
+            node = op.node
+            if not (isinstance(node, cst.Assign) and isinstance(node.value, cst.Dict)):
+                return None
+            keys = frozenset(
+                value
+                for element in node.value.elements
+                if isinstance(element, cst.DictElement)
+                and isinstance(element.key, cst.SimpleString)
+                and isinstance(value := element.key.evaluated_value, str)
+            )
+            states = frozenset(
+                source.removesuffix(".state_dict")
+                for source in op.sources
+                if source.endswith(".state_dict")
+            )
+            return replace(save, states=states, keys=keys, literal=True)
+    return None
+
+
+def _resumes(site: Site, sites: list[Site], function: FunctionInfo, facts: ModuleFacts) -> bool:
+    """A load that resumes training, as opposed to loading weights for evaluation.
+
+    Either training steps follow it in the same function, or it sits in a helper that
+    is handed the optimizer (`resume(model, optimizer, path)`) and still leaves it be.
+    """
+    if any(isinstance(s.op, Step) and s.loop is not None and s.order > site.order for s in sites):
+        return True
+    return "resume" in function.name.lower() or any(
+        ObjectKind.OPTIMIZER in facts.kinds(f"{function.qualname}:{param}")
+        for param in function.params
+    )
+
+
 def _full_checkpoint_elsewhere(site: Site, view: list[Site], facts: ModuleFacts) -> bool:
     """The same iteration also writes a full checkpoint (or one looplint cannot read)."""
     return any(
         other is not site
         and isinstance(other.op, Save)
-        and (not other.op.literal or _holds_optimizer_state(other.op, facts))
+        and ((full := _written_out(other, view)) is None or _holds_optimizer_state(full, facts))
         for other in view
     )
 
@@ -140,25 +185,24 @@ class CheckpointWithoutOptimizerState(Rule):
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
         full_keys: set[str] = set()
-        loads: list[tuple[Site, list[Site]]] = []
+        loads: list[tuple[Site, list[Site], FunctionInfo]] = []
         reported: set[int] = set()
-        for _function, sites in facts.all_sites():
+        for function, sites in facts.all_sites():
             for site in sites:
                 if isinstance(site.op, Save) and _holds_optimizer_state(site.op, facts):
                     full_keys |= site.op.keys
                 if isinstance(site.op, LoadState):
-                    loads.append((site, sites))
+                    loads.append((site, sites, function))
             saves = [s for s in sites if isinstance(s.op, Save) and s.loop is not None]
             if not saves:
                 continue
             views = loop_views(sites)
             for site in saves:
-                save = site.op
-                assert isinstance(save, Save)
-                if not save.literal or _holds_optimizer_state(save, facts):
-                    continue
                 for loop in reversed(site.loops):
                     view = views[id(loop)].sites
+                    save = _written_out(site, view)
+                    if save is None or _holds_optimizer_state(save, facts):
+                        break
                     if _full_checkpoint_elsewhere(site, view, facts) or _best_weights(site, loop):
                         break
                     optimizers = {
@@ -184,13 +228,15 @@ class CheckpointWithoutOptimizerState(Rule):
         restores_optimizer = any(
             ObjectKind.OPTIMIZER in facts.kinds(site.op.target)  # type: ignore[union-attr]
             or "optim" in site.op.target.lower()  # type: ignore[union-attr]
-            for site, _ in loads
+            for site, _, _ in loads
         )
         if restores_optimizer:
             return
-        for site, _sites in loads:
+        for site, sites, function in loads:
             load = site.op
             assert isinstance(load, LoadState)
+            if site.loops or not _resumes(site, sites, function, facts):
+                continue
             key = _loaded_key(load)
             if key is not None and key in full_keys and "optim" not in key.lower():
                 yield Violation(

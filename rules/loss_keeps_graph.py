@@ -82,8 +82,12 @@ class LossKeepsGraph(Rule):
                 if tensor is None or backward.loop is None:
                     continue
                 view = views[id(backward.loop)]
-                renewed = {
-                    s.op.target for s in view.sites if isinstance(s.op, Assign) and s.op.fresh
+                renewed = {  # reset on every iteration (a periodic reset does not count)
+                    s.op.target
+                    for s in view.sites
+                    if isinstance(s.op, Assign)
+                    and s.op.fresh
+                    and not s.guards_within(backward.loop)
                 }
                 for site in view.sites:
                     op = site.op
