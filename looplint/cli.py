@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import sys
@@ -82,6 +83,10 @@ def main() -> None:
 @click.option(
     "--stdin-filename", help="Check source read from standard input, reported under this name."
 )
+@click.option(
+    "--fix", is_flag=True, help="Apply the safe automatic fixes, then report what remains."
+)
+@click.option("--diff", is_flag=True, help="Show the fixes as a unified diff; change nothing.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the result cache.")
 @click.option(
     "--cache-dir",
@@ -102,6 +107,8 @@ def check(
     config_path: Path | None,
     force_exclude: bool,
     stdin_filename: str | None,
+    fix: bool,
+    diff: bool,
     no_cache: bool,
     cache_dir: Path | None,
     debug: bool,
@@ -124,7 +131,7 @@ def check(
             if not no_cache:
                 directory = cache_dir or settings.root / (settings.cache_dir or CACHE_DIR_NAME)
                 cache = ResultCache(directory, codes)
-            result = run(files, codes, jobs, cache)
+            result = run(files, codes, jobs, cache, fix=fix or diff)
         findings = _apply_per_file_ignores(result.findings, settings)
     except ConfigError as error:
         _fail(str(error))
@@ -134,6 +141,18 @@ def check(
             traceback.print_exc()
         _fail(f"internal error: {type(error).__name__}: {error}")
         return
+    if diff:
+        _show_diffs(result.fixed)
+        for path, _ in result.tracebacks:
+            click.echo(f"looplint: internal error while checking {path}", err=True)
+        sys.exit(EXIT_ERROR if result.tracebacks else EXIT_FINDINGS if result.fixed else EXIT_CLEAN)
+    if fix:
+        _write_fixes(result.fixed)
+        if result.fixes:
+            noun = "fix" if result.fixes == 1 else "fixes"
+            click.echo(
+                f"looplint: applied {result.fixes} {noun} to {len(result.fixed)} file(s)", err=True
+            )
     report = statistics_report(findings) if statistics else REPORTERS[output_format](findings)
     if output_file:
         Path(output_file).write_text(report, encoding="utf-8")
@@ -149,6 +168,24 @@ def check(
     if result.tracebacks:
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_FINDINGS if findings and not exit_zero else EXIT_CLEAN)
+
+
+def _show_diffs(fixed: list[tuple[str, str]]) -> None:
+    for path, text in sorted(fixed):
+        original = Path(path).read_text(encoding="utf-8")
+        lines = difflib.unified_diff(
+            original.splitlines(keepends=True),
+            text.splitlines(keepends=True),
+            fromfile=f"a/{path}",
+            tofile=f"b/{path}",
+        )
+        click.echo("".join(lines), nl=False)
+
+
+def _write_fixes(fixed: list[tuple[str, str]]) -> None:
+    for path, text in fixed:
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
 
 
 def _check_stdin(filename: str, codes: frozenset[str]) -> RunResult:

@@ -35,20 +35,25 @@ class RunResult:
     tracebacks: list[tuple[str, str]] = field(default_factory=list)
     files: int = 0
     cached: int = 0
+    fixed: list[tuple[str, str]] = field(default_factory=list)
+    """(path, fixed text) of each file a fix applies to."""
+    fixes: int = 0
 
 
 _worker_rules: list[Rule] = []
+_worker_fix = False
 
 
-def _init_worker(codes: tuple[str, ...]) -> None:
-    global _worker_rules
+def _init_worker(codes: tuple[str, ...], fix: bool = False) -> None:
+    global _worker_rules, _worker_fix
     _worker_rules = rules_for(codes)
+    _worker_fix = fix
 
 
 def _check_chunk(paths: Sequence[str]) -> list[FileResult]:
     from looplint.checker import check_file
 
-    return [check_file(path, _worker_rules) for path in paths]
+    return [check_file(path, _worker_rules, fix=_worker_fix) for path in paths]
 
 
 def _chunks(items: Sequence[str], jobs: int) -> list[Sequence[str]]:
@@ -69,8 +74,15 @@ def run(
     codes: Iterable[str],
     jobs: int | None = None,
     cache: ResultCache | None = None,
+    fix: bool = False,
 ) -> RunResult:
-    """Check `paths` with the rules `codes` in `jobs` processes, reusing cached results."""
+    """Check `paths` with the rules `codes` in `jobs` processes, reusing cached results.
+
+    With `fix`, results carry the fixed text of each file a fix applies to (nothing is
+    written here) and the cache is neither read nor written.
+    """
+    if fix:
+        cache = None
     code_tuple = tuple(sorted(codes))
     outcome = RunResult(files=len(paths))
     todo: list[str] = []
@@ -81,8 +93,11 @@ def run(
         else:
             outcome.findings.extend(cached)
             outcome.cached += 1
-    for result in check_paths(todo, code_tuple, jobs or default_jobs()):
+    for result in check_paths(todo, code_tuple, jobs or default_jobs(), fix):
         outcome.findings.extend(result.findings)
+        if result.fixed_source is not None:
+            outcome.fixed.append((result.path, result.fixed_source))
+            outcome.fixes += result.fixes
         outcome.tracebacks.extend((result.path, tb) for tb in result.tracebacks)
         if cache is not None and result.stamp is not None and not result.tracebacks:
             cache.store(result.path, result.stamp, result.findings)
@@ -92,7 +107,9 @@ def run(
     return outcome
 
 
-def check_paths(paths: Sequence[str], codes: tuple[str, ...], jobs: int) -> list[FileResult]:
+def check_paths(
+    paths: Sequence[str], codes: tuple[str, ...], jobs: int, fix: bool = False
+) -> list[FileResult]:
     """Check files in this process (few files or `--jobs 1`) or in a process pool."""
     from looplint.checker import check_file
 
@@ -100,11 +117,11 @@ def check_paths(paths: Sequence[str], codes: tuple[str, ...], jobs: int) -> list
         return []
     if jobs <= 1 or len(paths) <= _SMALL_RUN:
         rules = rules_for(codes)
-        return [check_file(path, rules) for path in paths]
+        return [check_file(path, rules, fix=fix) for path in paths]
     chunks = _chunks(paths, jobs)
     done: dict[int, list[FileResult]] = {}
     try:
-        with _pool(jobs, codes) as pool:
+        with _pool(jobs, codes, fix) as pool:
             futures = {pool.submit(_check_chunk, chunk): i for i, chunk in enumerate(chunks)}
             for future in as_completed(futures):
                 done[futures[future]] = future.result()
@@ -113,22 +130,22 @@ def check_paths(paths: Sequence[str], codes: tuple[str, ...], jobs: int) -> list
         # re-check the unfinished files one by one to name the culprit, and go on.
         for index, chunk in enumerate(chunks):
             if index not in done:
-                done[index] = [_check_isolated(path, codes) for path in chunk]
+                done[index] = [_check_isolated(path, codes, fix) for path in chunk]
     return [result for index in range(len(chunks)) for result in done[index]]
 
 
-def _pool(jobs: int, codes: tuple[str, ...]) -> ProcessPoolExecutor:
+def _pool(jobs: int, codes: tuple[str, ...], fix: bool = False) -> ProcessPoolExecutor:
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     return ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=_init_worker, initargs=(codes,)
+        jobs, mp_context=context, initializer=_init_worker, initargs=(codes, fix)
     )
 
 
-def _check_isolated(path: str, codes: tuple[str, ...]) -> FileResult:
+def _check_isolated(path: str, codes: tuple[str, ...], fix: bool) -> FileResult:
     """Check one file in a process of its own; a crash becomes that file's `LL000`."""
     try:
-        with _pool(1, codes) as pool:
+        with _pool(1, codes, fix) as pool:
             return pool.submit(_check_chunk, [path]).result()[0]
     except BrokenProcessPool:
         from looplint.checker import FileResult, error_finding

@@ -144,3 +144,28 @@ def call_display(call: cst.Call) -> str:
     args = source_of(call.args[0].value, 30)
     more = ", ..." if len(call.args) > 1 else ""
     return f"{func}({args}{more})"
+
+
+def statement_of(module: cst.Module, call: cst.Call) -> tuple[cst.CSTNode, int] | None:
+    """The block (module or indented block) whose body holds `call` as a bare statement.
+
+    Returns the block and the statement's index; None when the call is part of a
+    larger expression or statement. Walks the whole module: for fixes only.
+    """
+    for node in (module, *descendants(module)):
+        if not isinstance(node, (cst.Module, cst.IndentedBlock)):
+            continue
+        for index, statement in enumerate(node.body):
+            if (
+                isinstance(statement, cst.SimpleStatementLine)
+                and len(statement.body) == 1
+                and isinstance(statement.body[0], cst.Expr)
+                and statement.body[0].value is call
+            ):
+                return node, index
+    return None
+
+
+def with_item(node: cst.BaseExpression) -> cst.Call:
+    """`node.item()`."""
+    return cst.Call(func=cst.Attribute(value=node, attr=cst.Name("item")))

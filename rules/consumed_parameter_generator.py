@@ -18,7 +18,7 @@ from looplint.program import (
     LoopEvent,
     WithEvent,
 )
-from looplint.rule import Rule, Violation
+from looplint.rule import Fix, Rule, Violation
 from looplint.syntax import source_of
 
 _GENERATORS = frozenset({"parameters", "named_parameters", "buffers", "named_buffers"})
@@ -97,7 +97,28 @@ class ConsumedParameterGenerator(Rule):
     """
 
     identity = CONSUMED_PARAMETER_GENERATOR
-    fix_safety = None
+    fix_safety = """
+        Safe. The fix stores `list(model.parameters())` instead of the generator: the
+        same parameters, materialised once, so every consumer sees all of them.
+        """
+    FIXES = (
+        (
+            """
+            import torch
+
+            params = model.parameters()
+            optimizer = torch.optim.SGD(params, lr=0.1)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            """,
+            """
+            import torch
+
+            params = list(model.parameters())
+            optimizer = torch.optim.SGD(params, lr=0.1)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            """,
+        ),
+    )
     INVALID = (
         """
         import torch
@@ -175,10 +196,12 @@ class ConsumedParameterGenerator(Rule):
                 why = f"{earlier.consumer} already consumed it"
             else:
                 why = "it is consumed on every pass of a loop it was created outside of"
+            wrapped = cst.Call(func=cst.Name("list"), args=[cst.Arg(value=value)])
             yield Violation(
                 node,
                 f"`{name}` is the generator `{source_of(value)}` and {why}, so {consumer} gets "
                 f"nothing; store `list({source_of(value)})` instead",
+                fix=lambda: Fix(((value, wrapped),)),
             )
 
         def walk(

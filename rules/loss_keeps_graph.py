@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+
+import libcst as cst
 
 from looplint.facts import Append, Assign, Backward, ModuleFacts, Site, display_name, loop_views
 from looplint.identity import LOSS_KEEPS_GRAPH
-from looplint.rule import Rule, Violation
-from looplint.syntax import source_of
+from looplint.rule import Fix, Rule, Violation
+from looplint.syntax import dotted_name, source_of, with_item
 
 _NO_GRAD = ("no_grad", "inference_mode")
 
@@ -18,6 +20,33 @@ def _refers_to(sources: frozenset[str], tensor: str) -> bool:
 
 def _without_grad(site: Site) -> bool:
     return any(context.rsplit(".", 1)[-1] in _NO_GRAD for context in site.contexts)
+
+
+def _accumulated(node: cst.CSTNode) -> cst.BaseExpression | None:
+    """The expression added to the total: `x` in `t += x`, `t = t + x`, `l.append(x)`."""
+    if isinstance(node, cst.AugAssign):
+        return node.value
+    if isinstance(node, cst.Assign) and isinstance(node.value, cst.BinaryOperation):
+        return node.value.right
+    if isinstance(node, cst.Call) and node.args:
+        return node.args[0].value
+    return None
+
+
+def _item_fix(node: cst.CSTNode, name: str) -> Callable[[], Fix | None]:
+    def build() -> Fix | None:
+        value = _accumulated(node)
+        if value is None:
+            return None
+        if dotted_name(value) == name:
+            return Fix(((value, with_item(value)),))
+        if isinstance(value, cst.BinaryOperation):
+            for operand in (value.left, value.right):
+                if dotted_name(operand) == name:
+                    return Fix(((operand, with_item(operand)),))
+        return None
+
+    return build
 
 
 class LossKeepsGraph(Rule):
@@ -41,6 +70,38 @@ class LossKeepsGraph(Rule):
     """
 
     identity = LOSS_KEEPS_GRAPH
+    fix_safety = """
+        Usually safe. `total += loss` becomes `total += loss.item()` (likewise for
+        `append` and `loss * n`), so the total becomes a Python number: code that later
+        calls tensor methods on it (`.cpu()`, `.to(...)`) must be adjusted. `.item()`
+        waits for the GPU once per iteration. Other shapes get no automatic fix.
+        """
+    FIXES = (
+        (
+            """
+            import torch
+
+            total = 0.0
+            for x, y in loader:
+                optimizer.zero_grad()
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                optimizer.step()
+                total += loss * x.size(0)
+            """,
+            """
+            import torch
+
+            total = 0.0
+            for x, y in loader:
+                optimizer.zero_grad()
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * x.size(0)
+            """,
+        ),
+    )
     INVALID = (
         """
         import torch
@@ -121,4 +182,5 @@ class LossKeepsGraph(Rule):
                         f"`{source_of(op.node)}` keeps `{name}` with its autograd graph in "
                         f"`{holder}` across iterations, so every iteration's graph stays in "
                         f"memory; accumulate `{name}.item()` (or `{name}.detach()`)",
+                        fix=_item_fix(op.node, name),
                     )

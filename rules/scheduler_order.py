@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import libcst as cst
 
@@ -18,8 +18,8 @@ from looplint.facts import (
 )
 from looplint.identity import SCHEDULER_ORDER
 from looplint.program import AssignEvent, all_events
-from looplint.rule import Rule, Violation
-from looplint.syntax import descendants, dotted_name
+from looplint.rule import Fix, Rule, Violation
+from looplint.syntax import descendants, dotted_name, statement_of
 
 _PER_BATCH_WORDS = ("steps_per_epoch", "iters_per_epoch", "batches_per_epoch", "num_batches")
 
@@ -77,6 +77,35 @@ def _assignments_around(call: cst.Call, facts: ModuleFacts) -> dict[str, cst.Bas
     return {}
 
 
+def _move_after(
+    module: cst.Module, scheduler_step: cst.Call, optimizer_step: cst.Call
+) -> Callable[[], Fix | None]:
+    """Move the scheduler's statement right after the optimizer's (and `scaler.update()`)."""
+
+    def build() -> Fix | None:
+        moved = statement_of(module, scheduler_step)
+        anchor = statement_of(module, optimizer_step)
+        if moved is None or anchor is None or moved[0] is not anchor[0] or moved[1] > anchor[1]:
+            return None
+        block, body = moved[0], list(moved[0].body)  # type: ignore[attr-defined]
+        statement = body[moved[1]]
+        target = anchor[1]
+        following = body[target + 1] if target + 1 < len(body) else None
+        if (
+            isinstance(following, cst.SimpleStatementLine)
+            and isinstance(following.body[0], cst.Expr)
+            and isinstance(call := following.body[0].value, cst.Call)
+            and isinstance(call.func, cst.Attribute)
+            and call.func.attr.value == "update"
+        ):
+            target += 1
+        body.insert(target + 1, statement)
+        del body[moved[1]]
+        return Fix(((block, block.with_changes(body=body)),))
+
+    return build
+
+
 class SchedulerOrder(Rule):
     """
     ## What it does
@@ -103,6 +132,39 @@ class SchedulerOrder(Rule):
     """
 
     identity = SCHEDULER_ORDER
+    fix_safety = """
+        Safe where offered: when the scheduler's `step()` and the optimizer's step are plain
+        statements of the same block, the scheduler's statement moves to just after the
+        optimizer step (after `scaler.update()` when that follows it). No fix is offered
+        when the optimizer steps in an inner loop (the scheduler may be meant per epoch)
+        or for the metric and cadence findings, which need a decision.
+        """
+    FIXES = (
+        (
+            """
+            import torch
+
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, s / 500))
+            for x, y in loader:
+                optimizer.zero_grad()
+                scheduler.step()
+                loss_fn(model(x), y).backward()
+                optimizer.step()
+            """,
+            """
+            import torch
+
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, s / 500))
+            for x, y in loader:
+                optimizer.zero_grad()
+                loss_fn(model(x), y).backward()
+                optimizer.step()
+                scheduler.step()
+            """,
+        ),
+    )
     INVALID = (
         """
         import torch
@@ -205,6 +267,7 @@ class SchedulerOrder(Rule):
                         f"`{name}.step()` runs before `{optimizer}` steps in this iteration, so "
                         "the first value of the schedule is skipped; call it after "
                         "the optimizer step",
+                        fix=_move_after(facts.program.module, op.node, first.node),
                     )
 
     @staticmethod
