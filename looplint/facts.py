@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import libcst as cst
 
@@ -251,6 +252,7 @@ Operation = (
     | LoadState
 )
 Item = Operation | Loop | Branch | Context
+OperationT = TypeVar("OperationT", bound=Operation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,6 +386,7 @@ class ModuleFacts:
         self._trees: dict[int, tuple[Item, ...]] = {}
         self._sites: dict[int, list[Site]] = {}
         self._summary: ModuleSummary | None = None
+        self._views: dict[int, dict[int, LoopView]] = {}
         self._build_object_table()
 
     @property
@@ -987,6 +990,28 @@ class ModuleFacts:
             cached = []
             _flatten(self.tree(function), _Place(), cached)
             self._sites[key] = cached
+        return cached
+
+    def in_loops(self, kind: type[OperationT]) -> Iterator[tuple[Site, OperationT, LoopView]]:
+        """Each `kind` operation run inside a loop (not in a step closure), with the view of
+        its innermost loop: the starting point of most rules."""
+        for function in self.program.functions:
+            sites = self.sites(function)
+            views: dict[int, LoopView] | None = None
+            for site in sites:
+                op = site.op
+                if not isinstance(op, kind) or site.loop is None or site.in_closure:
+                    continue
+                if views is None:
+                    views = self.loop_views(function)
+                yield site, op, views[id(site.loop)]
+
+    def loop_views(self, function: FunctionInfo) -> dict[int, LoopView]:
+        """`loop_views` of a function's sites, computed once."""
+        key = id(function)
+        cached = self._views.get(key)
+        if cached is None:
+            cached = self._views[key] = loop_views(self.sites(function))
         return cached
 
     def all_sites(self) -> Iterator[tuple[FunctionInfo, list[Site]]]:

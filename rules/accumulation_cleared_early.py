@@ -15,7 +15,6 @@ from looplint.facts import (
     ModuleFacts,
     Site,
     Step,
-    loop_views,
 )
 from looplint.identity import ACCUMULATION_CLEARED_EARLY
 from looplint.rule import Rule, Violation
@@ -118,11 +117,11 @@ class AccumulationClearedEarly(Rule):
     )
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
-        for _function, sites in facts.all_sites():
+        for function, sites in facts.all_sites():
             steps = [s for s in sites if isinstance(s.op, Step) and s.loop is not None]
             if not steps:
                 continue
-            views = loop_views(sites)
+            views = facts.loop_views(function)
             for site in sites:
                 clear = site.op
                 if not isinstance(clear, Clear) or site.loop is None or site.in_closure:

@@ -17,7 +17,6 @@ from looplint.facts import (
     Site,
     Step,
     display_name,
-    loop_views,
 )
 from looplint.identity import CHECKPOINT_WITHOUT_OPTIMIZER_STATE
 from looplint.program import FunctionInfo
@@ -196,7 +195,7 @@ class CheckpointWithoutOptimizerState(Rule):
             saves = [s for s in sites if isinstance(s.op, Save) and s.loop is not None]
             if not saves:
                 continue
-            views = loop_views(sites)
+            views = facts.loop_views(function)
             for site in saves:
                 for loop in reversed(site.loops):
                     view = views[id(loop)].sites

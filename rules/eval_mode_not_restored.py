@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from looplint.facts import ModeSwitch, ModuleFacts, Step, display_name, loop_views
+from looplint.facts import ModeSwitch, ModuleFacts, Step, display_name
 from looplint.identity import EVAL_MODE_NOT_RESTORED
 from looplint.rule import Rule, Violation
 from looplint.syntax import source_of
@@ -71,14 +71,14 @@ class EvalModeNotRestored(Rule):
     )
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
-        for _function, sites in facts.all_sites():
+        for function, sites in facts.all_sites():
             views = None
             for site in sites:
                 switch = site.op
                 if not isinstance(switch, ModeSwitch) or switch.training or not site.loops:
                     continue
                 if views is None:
-                    views = loop_views(sites)
+                    views = facts.loop_views(function)
                 for loop in reversed(site.loops):
                     view = views[id(loop)]
                     trained = [

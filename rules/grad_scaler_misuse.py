@@ -15,7 +15,6 @@ from looplint.facts import (
     Site,
     Step,
     display_name,
-    loop_views,
 )
 from looplint.identity import GRAD_SCALER_MISUSE
 from looplint.rule import Rule, Violation
@@ -125,7 +124,7 @@ class GradScalerMisuse(Rule):
     )
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
-        for _function, sites in facts.all_sites():
+        for function, sites in facts.all_sites():
             scaled_steps = [
                 s
                 for s in sites
@@ -133,7 +132,7 @@ class GradScalerMisuse(Rule):
             ]
             if not scaled_steps:
                 continue
-            views = loop_views(sites)
+            views = facts.loop_views(function)
             reported: set[int] = set()
             for site in scaled_steps:
                 step = site.op

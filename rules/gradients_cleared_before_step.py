@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from looplint.facts import Backward, Clear, ModuleFacts, Site, Step, display_name, loop_views
+from looplint.facts import Backward, Clear, ModuleFacts, Site, Step, display_name
 from looplint.identity import GRADIENTS_CLEARED_BEFORE_STEP
 from looplint.rule import Rule, Violation
 from looplint.syntax import call_display, source_of
@@ -87,40 +87,32 @@ class GradientsClearedBeforeStep(Rule):
     )
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
-        for _function, sites in facts.all_sites():
-            views = None
-            for site in sites:
-                step = site.op
-                if not isinstance(step, Step) or site.loop is None or site.in_closure:
-                    continue
-                if views is None:
-                    views = loop_views(sites)
-                view = views[id(site.loop)]
-                relevant = [
-                    s
-                    for s in view.sites
-                    if isinstance(s.op, Backward)
-                    or (isinstance(s.op, Clear) and facts.clears(s.op, step.optimizer))
-                ]
-                if not any(isinstance(s.op, Backward) for s in relevant):
-                    continue
-                before = [s for s in relevant if s.order < site.order]
-                nearest = before[-1] if before else relevant[-1]
-                if not isinstance(nearest.op, Clear) or not _unconditional_before(nearest, site):
-                    continue
-                name = display_name(step.optimizer)
-                backward_first = any(isinstance(s.op, Backward) for s in before[:-1])
-                if before and backward_first:
-                    yield Violation(
-                        nearest.op.node,
-                        f"`{source_of(nearest.op.node)}` clears the gradients after the backward "
-                        f"pass and before `{call_display(step.node)}`, so the step sees none; "
-                        "clear at the start of the iteration or after the step",
-                    )
-                else:
-                    yield Violation(
-                        step.node,
-                        f"`{call_display(step.node)}` runs before this iteration's backward pass, "
-                        f"right after `{name}`'s gradients were cleared, so it never sees a "
-                        "gradient; call it after `backward()`",
-                    )
+        for site, step, view in facts.in_loops(Step):
+            relevant = [
+                s
+                for s in view.sites
+                if isinstance(s.op, Backward)
+                or (isinstance(s.op, Clear) and facts.clears(s.op, step.optimizer))
+            ]
+            if not any(isinstance(s.op, Backward) for s in relevant):
+                continue
+            before = [s for s in relevant if s.order < site.order]
+            nearest = before[-1] if before else relevant[-1]
+            if not isinstance(nearest.op, Clear) or not _unconditional_before(nearest, site):
+                continue
+            name = display_name(step.optimizer)
+            backward_first = any(isinstance(s.op, Backward) for s in before[:-1])
+            if before and backward_first:
+                yield Violation(
+                    nearest.op.node,
+                    f"`{source_of(nearest.op.node)}` clears the gradients after the backward "
+                    f"pass and before `{call_display(step.node)}`, so the step sees none; "
+                    "clear at the start of the iteration or after the step",
+                )
+            else:
+                yield Violation(
+                    step.node,
+                    f"`{call_display(step.node)}` runs before this iteration's backward pass, "
+                    f"right after `{name}`'s gradients were cleared, so it never sees a "
+                    "gradient; call it after `backward()`",
+                )

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import libcst as cst
 
-from looplint.facts import Append, Assign, Backward, ModuleFacts, Site, display_name, loop_views
+from looplint.facts import Append, Assign, Backward, ModuleFacts, Site, display_name
 from looplint.identity import LOSS_KEEPS_GRAPH
 from looplint.rule import Fix, Rule, Violation
 from looplint.syntax import dotted_name, source_of, with_item
@@ -132,11 +132,11 @@ class LossKeepsGraph(Rule):
     )
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
-        for _function, sites in facts.all_sites():
+        for function, sites in facts.all_sites():
             backwards = [s for s in sites if isinstance(s.op, Backward) and s.loop is not None]
             if not backwards:
                 continue
-            views = loop_views(sites)
+            views = facts.loop_views(function)
             reported: set[int] = set()
             for backward in backwards:
                 tensor = backward.op.tensor  # type: ignore[union-attr]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from looplint.facts import Backward, Clear, Escape, ModuleFacts, Step, display_name, loop_views
+from looplint.facts import Backward, Clear, Escape, ModuleFacts, Step, display_name
 from looplint.identity import MISSING_ZERO_GRAD
 from looplint.rule import Rule, Violation
 from looplint.syntax import call_display
@@ -86,27 +86,19 @@ class MissingZeroGrad(Rule):
     )
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
-        for _function, sites in facts.all_sites():
-            views = None
-            for site in sites:
-                step = site.op
-                if not isinstance(step, Step) or site.loop is None or site.in_closure:
-                    continue
-                if views is None:
-                    views = loop_views(sites)
-                view = views[id(site.loop)]
-                if not any(isinstance(s.op, Backward) for s in view.sites):
-                    continue
-                if any(
-                    (isinstance(s.op, Clear) and s.op.optimizer in (None, step.optimizer))
-                    or (isinstance(s.op, Escape) and s.op.optimizer == step.optimizer)
-                    for s in view.sites
-                ):
-                    continue
-                name = display_name(step.optimizer)
-                yield Violation(
-                    step.node,
-                    f"`{call_display(step.node)}` runs every iteration but nothing in the loop "
-                    f"clears `{name}`'s gradients, so they pile up across batches; call "
-                    f"`{name}.zero_grad()` once per iteration",
-                )
+        for _site, step, view in facts.in_loops(Step):
+            if not any(isinstance(s.op, Backward) for s in view.sites):
+                continue
+            if any(
+                (isinstance(s.op, Clear) and s.op.optimizer in (None, step.optimizer))
+                or (isinstance(s.op, Escape) and s.op.optimizer == step.optimizer)
+                for s in view.sites
+            ):
+                continue
+            name = display_name(step.optimizer)
+            yield Violation(
+                step.node,
+                f"`{call_display(step.node)}` runs every iteration but nothing in the loop "
+                f"clears `{name}`'s gradients, so they pile up across batches; call "
+                f"`{name}.zero_grad()` once per iteration",
+            )

@@ -13,7 +13,6 @@ from looplint.facts import (
     ModuleFacts,
     Site,
     Step,
-    loop_views,
 )
 from looplint.identity import OPTIMIZER_IN_LOOP
 from looplint.rule import Rule, Violation
@@ -130,14 +129,14 @@ class OptimizerInLoop(Rule):
     )
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
-        for _function, sites in facts.all_sites():
+        for function, sites in facts.all_sites():
             views = None
             for site in sites:
                 op = site.op
                 if not isinstance(op, Construct) or site.loop is None:
                     continue
                 if views is None:
-                    views = loop_views(sites)
+                    views = facts.loop_views(function)
                 view = views[id(site.loop)]
                 if self._legitimate(site, op, view):
                     continue

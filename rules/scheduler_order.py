@@ -14,7 +14,6 @@ from looplint.facts import (
     Site,
     Step,
     display_name,
-    loop_views,
 )
 from looplint.identity import SCHEDULER_ORDER
 from looplint.program import AssignEvent, all_events
@@ -216,7 +215,7 @@ class SchedulerOrder(Rule):
     )
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
-        for _function, sites in facts.all_sites():
+        for function, sites in facts.all_sites():
             views = None
             for site in sites:
                 op = site.op
@@ -234,7 +233,7 @@ class SchedulerOrder(Rule):
                 if site.loop is None:
                     continue
                 if views is None:
-                    views = loop_views(sites)
+                    views = facts.loop_views(function)
                 view = views[id(site.loop)]
                 steps = [
                     s
