@@ -249,8 +249,9 @@ def rules(output_format: str) -> None:
         ]
         click.echo(json.dumps(payload, indent=2))
         return
+    width = max(len(entry.identity.name) for entry in RULES)
     for rule in RULES:
-        click.echo(f"{rule.identity.code}  {rule.identity.name:<22}  {rule.identity.summary}")
+        click.echo(f"{rule.identity.code}  {rule.identity.name:<{width}}  {rule.identity.summary}")
 
 
 @main.command()
