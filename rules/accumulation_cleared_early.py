@@ -6,17 +6,9 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from looplint.facts import (
-    Backward,
-    Branch,
-    Clear,
-    Loop,
-    LoopView,
-    ModuleFacts,
-    Site,
-    Step,
-)
+from looplint.facts import ModuleFacts
 from looplint.identity import ACCUMULATION_CLEARED_EARLY
+from looplint.operations import Backward, Branch, Clear, Loop, LoopView, Site, Step
 from looplint.rule import Rule, Violation
 from looplint.syntax import call_display, descendants, dotted_name, source_of
 

@@ -8,17 +8,9 @@ from dataclasses import replace
 import libcst as cst
 
 from looplint.catalog import ObjectKind
-from looplint.facts import (
-    Assign,
-    LoadState,
-    Loop,
-    ModuleFacts,
-    Save,
-    Site,
-    Step,
-    display_name,
-)
+from looplint.facts import ModuleFacts
 from looplint.identity import CHECKPOINT_WITHOUT_OPTIMIZER_STATE
+from looplint.operations import Assign, LoadState, Loop, Save, Site, Step, display_name
 from looplint.program import FunctionInfo
 from looplint.rule import Rule, Violation
 from looplint.syntax import descendants, keyword_arg

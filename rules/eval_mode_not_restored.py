@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from looplint.facts import ModeSwitch, ModuleFacts, Step, display_name
+from looplint.facts import ModuleFacts
 from looplint.identity import EVAL_MODE_NOT_RESTORED
+from looplint.operations import ModeSwitch, Step, display_name
 from looplint.rule import Rule, Violation
 from looplint.syntax import source_of
 

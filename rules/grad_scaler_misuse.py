@@ -6,17 +6,9 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from looplint.facts import (
-    Assign,
-    Backward,
-    Clip,
-    ModuleFacts,
-    ScalerCall,
-    Site,
-    Step,
-    display_name,
-)
+from looplint.facts import ModuleFacts
 from looplint.identity import GRAD_SCALER_MISUSE
+from looplint.operations import Assign, Backward, Clip, ScalerCall, Site, Step, display_name
 from looplint.rule import Rule, Violation
 from looplint.syntax import call_display, dotted_name, source_of
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from looplint.facts import Backward, Clear, ModuleFacts, Site, Step, display_name
+from looplint.facts import ModuleFacts
 from looplint.identity import GRADIENTS_CLEARED_BEFORE_STEP
+from looplint.operations import Backward, Clear, Site, Step, display_name
 from looplint.rule import Rule, Violation
 from looplint.syntax import call_display, source_of
 

@@ -6,8 +6,9 @@ from collections.abc import Callable, Iterator
 
 import libcst as cst
 
-from looplint.facts import Append, Assign, Backward, ModuleFacts, Site, display_name
+from looplint.facts import ModuleFacts
 from looplint.identity import LOSS_KEEPS_GRAPH
+from looplint.operations import Append, Assign, Backward, Site, display_name
 from looplint.rule import Fix, Rule, Violation
 from looplint.syntax import dotted_name, source_of, with_item
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from looplint.facts import Backward, Clear, Escape, ModuleFacts, Step, display_name
+from looplint.facts import ModuleFacts
 from looplint.identity import MISSING_ZERO_GRAD
+from looplint.operations import Backward, Clear, Escape, Step, display_name
 from looplint.rule import Rule, Violation
 from looplint.syntax import call_display
 

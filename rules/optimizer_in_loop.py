@@ -5,16 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from looplint.catalog import ObjectKind
-from looplint.facts import (
-    Assign,
-    Backward,
-    Construct,
-    LoopView,
-    ModuleFacts,
-    Site,
-    Step,
-)
+from looplint.facts import ModuleFacts
 from looplint.identity import OPTIMIZER_IN_LOOP
+from looplint.operations import Assign, Backward, Construct, LoopView, Site, Step
 from looplint.rule import Rule, Violation
 from looplint.syntax import call_display
 

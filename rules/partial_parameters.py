@@ -7,10 +7,12 @@ from collections.abc import Iterator
 import libcst as cst
 
 from looplint.catalog import TORCH_PARAMETERLESS_MODULES, ObjectKind, takes_model_not_parameters
-from looplint.facts import Construct, ModuleFacts, ModuleSummary
+from looplint.facts import ModuleFacts
 from looplint.identity import PARTIAL_PARAMETERS
+from looplint.operations import Construct
 from looplint.program import CallEvent, ClassInfo, ModuleProgram, WithEvent, all_events
 from looplint.rule import Rule, Violation
+from looplint.summary import ModuleSummary
 from looplint.syntax import argument, dotted_name, keyword_arg
 
 _CONCATENATORS = frozenset({"list", "tuple", "chain", "itertools.chain"})

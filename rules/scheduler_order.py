@@ -7,15 +7,9 @@ from collections.abc import Callable, Iterator
 import libcst as cst
 
 from looplint.catalog import PER_BATCH_SCHEDULERS, PLATEAU_SCHEDULERS
-from looplint.facts import (
-    ModuleFacts,
-    ObjectInfo,
-    SchedulerStep,
-    Site,
-    Step,
-    display_name,
-)
+from looplint.facts import ModuleFacts, ObjectInfo
 from looplint.identity import SCHEDULER_ORDER
+from looplint.operations import SchedulerStep, Site, Step, display_name
 from looplint.program import AssignEvent, all_events
 from looplint.rule import Fix, Rule, Violation
 from looplint.syntax import descendants, dotted_name, statement_of

@@ -8,7 +8,8 @@ import libcst as cst
 import pytest
 
 from looplint.catalog import ObjectKind
-from looplint.facts import Backward, Clear, Construct, Escape, ModuleFacts, SchedulerStep, Step
+from looplint.facts import ModuleFacts
+from looplint.operations import Backward, Clear, Construct, Escape, SchedulerStep, Step
 from looplint.program import compile_module
 
 
