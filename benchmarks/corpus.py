@@ -321,6 +321,9 @@ def run_linter(dirs: Sequence[Path], jobs: int | None = None) -> LintRun:
         ) from exc
     if not isinstance(findings, list):
         raise LinterCrash(f"looplint JSON is a {type(findings).__name__}, expected an array")
+    broken = [f for f in findings if "internal error" in f["message"] or "crashed" in f["message"]]
+    if broken or "Traceback" in proc.stderr:
+        raise LinterCrash(f"internal errors: {broken[:5]}\n--- stderr ---\n{proc.stderr[-4000:]}")
     return LintRun(findings, wall, cmd, proc.stderr)
 
 
