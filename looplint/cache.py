@@ -3,7 +3,9 @@
 One JSON file per *fingerprint* (looplint and LibCST versions, enabled rules) under
 `.looplint_cache/` in the project root. Entries are keyed by absolute path and
 validated by content hash; size and modification time are only a shortcut that
-spares re-reading files nobody touched. Writes are atomic (`os.replace` of a
+spares re-reading files nobody touched. An entry also records every other module
+its findings were drawn from (cross-module analysis) and what other files passed
+in: a change to any of them invalidates it. Writes are atomic (`os.replace` of a
 temporary file), so concurrent runs never leave a torn file; a corrupt or foreign
 cache file is ignored and rewritten.
 """
@@ -19,13 +21,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from looplint import __version__
 from looplint.finding import Finding
 
+if TYPE_CHECKING:
+    from looplint.checker import FileResult
+
 CACHE_DIR_NAME = ".looplint_cache"
-_FORMAT = 1
+_FORMAT = 2
 
 
 def content_digest(data: bytes) -> str:
@@ -87,33 +92,68 @@ class ResultCache:
         entries = data.get("entries")
         return entries if isinstance(entries, dict) else {}
 
-    def lookup(self, path: str) -> list[Finding] | None:
-        """Cached findings of `path` if its content is unchanged, else None."""
+    def _unchanged(self, path: str, stamp: dict[str, Any] | None) -> bool:
+        """Whether `path` still reads as `stamp` (None: it could not be read)."""
+        try:
+            info = os.stat(path)
+        except OSError:
+            return stamp is None
+        if stamp is None or info.st_size != stamp["size"]:
+            return False
+        if info.st_mtime_ns != stamp["mtime_ns"]:
+            try:
+                with open(path, "rb") as handle:
+                    if content_digest(handle.read()) != stamp["digest"]:
+                        return False
+            except OSError:
+                return False
+            stamp["mtime_ns"] = info.st_mtime_ns
+            self._dirty = True
+        return True
+
+    def lookup(self, path: str) -> FileResult | None:
+        """The cached result of `path` if neither it nor any module its findings were
+        drawn from has changed, else None."""
+        from looplint.checker import FileResult
+        from looplint.facts import Binding
+
         entry = self._entries.get(os.path.abspath(path))
         if not isinstance(entry, dict):
             return None
         try:
-            info = os.stat(path)
-            if info.st_size != entry["size"]:
+            if not self._unchanged(path, entry):
                 return None
-            if info.st_mtime_ns != entry["mtime_ns"]:
-                with open(path, "rb") as handle:
-                    if content_digest(handle.read()) != entry["digest"]:
-                        return None
-                entry["mtime_ns"] = info.st_mtime_ns
-                self._dirty = True
-            return [Finding.from_json({**item, "path": path}) for item in entry["findings"]]
-        except (OSError, KeyError, TypeError, ValueError):
+            for dependency, stamp in entry["dependencies"].items():
+                if not self._unchanged(dependency, stamp):
+                    return None
+            return FileResult(
+                path,
+                [Finding.from_json({**item, "path": path}) for item in entry["findings"]],
+                stamp=FileStamp(entry["size"], entry["mtime_ns"], entry["digest"]),
+                bindings=[Binding.from_json(item) for item in entry["bindings"]],
+                incoming=tuple(Binding.from_json(item) for item in entry["incoming"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError, AssertionError):
             return None
 
-    def store(self, path: str, stamp: FileStamp, findings: list[Finding]) -> None:
-        """Remember the findings of a file as it was read."""
-        self._entries[os.path.abspath(path)] = {
+    def store(self, result: FileResult) -> None:
+        """Remember a file's result, with the modules it depends on as they were read."""
+        stamp = result.stamp
+        if stamp is None:
+            return
+        self._entries[os.path.abspath(result.path)] = {
             "size": stamp.size,
             "mtime_ns": stamp.mtime_ns,
             "digest": stamp.digest,
-            "findings": [f.to_json() for f in findings],
-        }
+            "findings": [f.to_json() for f in result.findings],
+            "bindings": [b.to_json() for b in result.bindings],
+            "incoming": [b.to_json() for b in result.incoming],
+            "dependencies": {
+                path: None if dep is None else
+                {"size": dep.size, "mtime_ns": dep.mtime_ns, "digest": dep.digest}
+                for path, dep in result.dependencies.items()
+            },
+        }  # fmt: skip
         self._dirty = True
 
     def save(self) -> None:

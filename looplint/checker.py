@@ -6,13 +6,14 @@ import ast
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from looplint.cache import FileStamp, content_digest
 from looplint.errors import SourceError
-from looplint.facts import ModuleFacts
+from looplint.facts import Binding, ModuleFacts
 from looplint.finding import Finding
 from looplint.identity import PARSE_ERROR
 from looplint.parse_guard import refusal
@@ -21,6 +22,9 @@ from looplint.program import compile_module
 from looplint.rule import Rule, Violation
 from looplint.source import SourceFile, read_bytes, source_from_bytes
 from looplint.suppression import is_suppressed
+
+if TYPE_CHECKING:
+    from looplint.project import Project
 
 
 @dataclass(slots=True)
@@ -35,6 +39,12 @@ class FileResult:
     fixed_source: str | None = None
     """With `fix=True`: the file's text after the fixes, when any was applied."""
     fixes: int = 0
+    bindings: list[Binding] = field(default_factory=list)
+    """What the file passes to functions of other modules (see `Binding`)."""
+    dependencies: dict[str, FileStamp | None] = field(default_factory=dict)
+    """Other files whose content the findings depend on, as they were read."""
+    incoming: tuple[Binding, ...] = ()
+    """The bindings from other files it was checked with."""
 
 
 def error_finding(path: str, message: str, line: int = 1, column: int = 1) -> Finding:
@@ -58,9 +68,18 @@ def _syntax_error_message(error: cst.ParserSyntaxError) -> str:
 
 
 def check_file(
-    path: str, rules: Sequence[Rule], use_prefilter: bool = True, fix: bool = False
+    path: str,
+    rules: Sequence[Rule],
+    use_prefilter: bool = True,
+    fix: bool = False,
+    project: Project | None = None,
+    incoming: Sequence[Binding] = (),
 ) -> FileResult:
-    """Check the file at `path` with `rules`; never raises for bad input."""
+    """Check the file at `path` with `rules`; never raises for bad input.
+
+    With a `project`, calls into other modules of the codebase are followed, and
+    `incoming` says what other files pass to this one's functions.
+    """
     try:
         data, info = read_bytes(path)
     except SourceError as error:
@@ -70,7 +89,7 @@ def check_file(
         source = source_from_bytes(path, data)
     except SourceError as error:
         return FileResult(path, [error_finding(path, str(error))], stamp=stamp)
-    result = check_source(source, rules, use_prefilter, fix)
+    result = check_source(source, rules, use_prefilter, fix, project, incoming)
     result.stamp = stamp
     return result
 
@@ -79,13 +98,20 @@ MAX_FIX_ROUNDS = 20
 
 
 def check_source(
-    source: SourceFile, rules: Sequence[Rule], use_prefilter: bool = True, fix: bool = False
+    source: SourceFile,
+    rules: Sequence[Rule],
+    use_prefilter: bool = True,
+    fix: bool = False,
+    project: Project | None = None,
+    incoming: Sequence[Binding] = (),
 ) -> FileResult:
     """Check already-read source text (and fix it, with `fix`); never raises for bad input."""
-    result = FileResult(source.path)
-    if not rules or (use_prefilter and not is_candidate(source.text)):
+    result = FileResult(source.path, incoming=tuple(incoming))
+    # What other modules pass in can make any file relevant; otherwise the text decides.
+    if not rules or (use_prefilter and not incoming and not is_candidate(source.text)):
         return result
-    analysis = _analyse(source, rules, result)
+    context = _Context(project, tuple(incoming))
+    analysis = _analyse(source, rules, result, context)
     if analysis is None:
         return result
     located = _locate_violations(source, *analysis)
@@ -96,7 +122,7 @@ def check_source(
                 break
             candidate = SourceFile(source.path, fixed_text)
             probe = FileResult(source.path)
-            fixed_analysis = _analyse(candidate, rules, probe)
+            fixed_analysis = _analyse(candidate, rules, probe, context)
             if fixed_analysis is None or probe.findings:
                 break  # a fix that breaks the file is never kept
             source, analysis, result.fixes = candidate, fixed_analysis, result.fixes + 1
@@ -123,8 +149,14 @@ def _apply_first_fix(
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Context:
+    project: Project | None
+    incoming: tuple[Binding, ...]
+
+
 def _analyse(
-    source: SourceFile, rules: Sequence[Rule], result: FileResult
+    source: SourceFile, rules: Sequence[Rule], result: FileResult, context: _Context
 ) -> tuple[cst.Module, list[tuple[Rule, Violation]]] | None:
     """Parse and run the rules; failures become `LL000` findings on `result`."""
     refused = refusal(source.text)
@@ -145,7 +177,7 @@ def _analyse(
         result.findings.append(error_finding(source.path, f"cannot parse: {_describe(error)}"))
         return None
     try:
-        facts = ModuleFacts(compile_module(module))
+        facts = ModuleFacts(compile_module(module), context.project, source.path, context.incoming)
     except RecursionError:
         result.findings.append(error_finding(source.path, "too deeply nested to analyse"))
         return None
@@ -174,6 +206,17 @@ def _analyse(
                     source.path, f"internal error in {rule.code} ({rule.name}): {_describe(error)}"
                 )
             )
+    if context.project is not None:
+        try:
+            result.bindings = facts.bindings()
+        except RecursionError:
+            result.bindings = []
+        except Exception as error:
+            result.tracebacks.append(traceback.format_exc())
+            result.findings.append(
+                error_finding(source.path, f"internal error while linking: {_describe(error)}")
+            )
+        result.dependencies = context.project.dependencies(facts.consulted)
     return module, reported
 
 

@@ -19,8 +19,9 @@ facts in `looplint.summary`. Rules are short queries over `ModuleFacts.in_loops(
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import libcst as cst
 
@@ -79,11 +80,16 @@ from looplint.syntax import (
     descendants as _descendants,
 )
 
+if TYPE_CHECKING:
+    from looplint.project import Project, Target
+
 MAX_INLINE_DEPTH = 4
 _PARAMETER_ACCESSORS = frozenset(
     {"parameters", "named_parameters", "children", "modules", "state_dict", "buffers"}
 )
 _GRAD_CLEARING_METHODS = frozenset({"zero_", "detach_", "fill_", "mul_"})
+_NEVER_FOLLOWED = frozenset({"torch", "numpy", "__future__", "typing"})
+"""Libraries the catalog already knows: their source is never followed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,44 @@ class ObjectInfo:
     """For a scheduler: the identity of the optimizer it was built over."""
     parameter_sources: frozenset[str] = frozenset()
     """For an optimizer: the names and attributes its parameter argument is built from."""
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """An object another module passes to one of this module's functions.
+
+    `train_one_epoch(model, opt, loader)` in `train.py`, with `opt` an AdamW, tells
+    `engine.py` that `train_one_epoch`'s `optimizer` parameter holds an optimizer.
+    Plain data, so it can travel between processes and into the cache.
+    """
+
+    path: str
+    """The file of the function that receives the object."""
+    function: str
+    """Its qualified name in that file (`train_one_epoch`, `Trainer.__init__`)."""
+    param: str
+    kind: str
+    qualified: str
+    parameter_sources: tuple[str, ...] = ()
+    """For an optimizer: what it updates, as identities of the receiving function."""
+
+    def to_json(self) -> list[object]:
+        """A compact JSON form, for the cache."""
+        return [self.path, self.function, self.param, self.kind, self.qualified,
+                list(self.parameter_sources)]  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: list[object]) -> Binding:
+        """Inverse of `to_json`."""
+        path, function, param, kind, qualified, sources = data
+        assert isinstance(sources, list)
+        return cls(str(path), str(function), str(param), str(kind), str(qualified),
+                   tuple(str(s) for s in sources))  # fmt: skip
+
+
+def _symbolic(identity: str | None) -> bool:
+    """Whether an identity stands for a parameter of a function being summarised."""
+    return identity is not None and identity.startswith("$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,9 +220,22 @@ def _is_grad_attribute(node: cst.BaseExpression) -> bool:
 class ModuleFacts:
     """The object table and execution trees of one module."""
 
-    def __init__(self, program: ModuleProgram) -> None:
+    def __init__(
+        self,
+        program: ModuleProgram,
+        project: Project | None = None,
+        path: str | None = None,
+        incoming: Iterable[Binding] = (),
+    ) -> None:
         self.program = program
         self.imports = program.imports
+        self.project = project
+        self.path = path
+        self.consulted: set[str] = set()
+        """Files of other modules this module's analysis has read (cache dependencies)."""
+        self._incoming = tuple(incoming)
+        self._targets: dict[str, Target | None] = {}
+        self._summaries: dict[int, tuple[Item, ...] | None] = {}
         self.objects: dict[str, list[ObjectInfo]] = {}
         self._factory_kinds: dict[int, ObjectInfo | None] = {}
         self._trees: dict[int, tuple[Item, ...]] = {}
@@ -257,7 +314,7 @@ class ModuleFacts:
         if qualified is not None:
             kind = constructed_kind(qualified)
             if kind is None:
-                return None
+                return self._external_factory(call, frame)
             optimizer = None
             if kind is ObjectKind.SCHEDULER:
                 first = argument(call, 0, "optimizer")
@@ -267,7 +324,7 @@ class ModuleFacts:
         callee = self._callee(call, frame)
         if callee is not None:
             return self._factory_kind(callee[0])
-        return None
+        return self._external_factory(call, frame)
 
     def _factory_kind(self, function: FunctionInfo) -> ObjectInfo | None:
         key = id(function)
@@ -293,6 +350,16 @@ class ModuleFacts:
         return None
 
     def _build_object_table(self) -> None:
+        for binding in self._incoming:
+            self._record(
+                f"{binding.function}:{binding.param}",
+                ObjectInfo(
+                    ObjectKind(binding.kind),
+                    binding.qualified,
+                    None,
+                    parameter_sources=frozenset(binding.parameter_sources),
+                ),
+            )
         for function in self.program.functions:
             frame = Frame(function, {})
             for param, annotation in function.annotations.items():
@@ -425,6 +492,200 @@ class ModuleFacts:
                 ObjectInfo(ObjectKind.OPTIMIZER, "<used as optimizer>", None),
             )
 
+    # -- other modules ---------------------------------------------------------------
+    def external(self, func: cst.BaseExpression) -> Target | None:
+        """The function or class of another module of the codebase that `func` names."""
+        if self.project is None or self.path is None:
+            return None
+        written = self.imports.target(func)
+        if written is None or written.split(".", 1)[0] in _NEVER_FOLLOWED:
+            return None
+        if written in self._targets:
+            return self._targets[written]
+        found = self._targets[written] = self.project.target(self.path, written)
+        located = self.project.locate(self.path, written)
+        if located is not None:
+            self.consulted.add(located[0])
+        return found
+
+    def _arguments(self, function: FunctionInfo, call: cst.Call, frame: Frame) -> dict[str, str]:
+        """The caller's identity each of `function`'s parameters is bound to by `call`."""
+        return {
+            param: identity
+            for param, value in self._parameters_of(function, call)
+            if (identity := self.identity(value, frame)) is not None
+        }
+
+    def _external_factory(self, call: cst.Call, frame: Frame) -> ObjectInfo | None:
+        """`build_optimizer(model)` where `build_optimizer` lives in another module."""
+        target = self.external(call.func)
+        if target is None or target.function is None:
+            return None
+        info = target.facts._factory_kind(target.function)
+        if info is None:
+            return None
+        prefix = f"{target.function.qualname}:"
+        mapping = self._arguments(target.function, call, frame)
+
+        def translate(identity: str) -> str | None:
+            if not identity.startswith(prefix):
+                return None
+            head, dot, rest = identity[len(prefix) :].partition(".")
+            bound = mapping.get(head)
+            return bound + dot + rest if bound is not None else None
+
+        translated = [translate(source) for source in info.parameter_sources]
+        sources = frozenset(found for found in translated if found is not None)
+        if None in translated:
+            # Built from the factory's own locals (`decay = [p for p in model...]`): they
+            # come from what the caller passed, as far as the caller can tell.
+            sources |= frozenset(mapping.values())
+        optimizer = translate(info.optimizer) if info.optimizer is not None else None
+        return ObjectInfo(info.kind, info.qualified, call, optimizer, sources)
+
+    def summary_tree(self, function: FunctionInfo) -> tuple[Item, ...] | None:
+        """What `function` does when called from a loop, its parameters left symbolic
+        (`$optimizer`): computed once, then bound at each call site by `_instantiate`.
+        None while it is being computed (a cycle between modules)."""
+        key = id(function)
+        if key in self._summaries:
+            return self._summaries[key]
+        self._summaries[key] = None
+        params = function.params[1:] if function.self_name is not None else function.params
+        env = {param: f"${param}" for param in params}
+        tree = self._resolve(function.events, Frame(function, env), True, (function,))
+        self._summaries[key] = tree
+        return tree
+
+    def _instantiate(
+        self, items: tuple[Item, ...], mapping: Mapping[str, str], call: cst.Call
+    ) -> list[Item]:
+        """Another module's summary bound to this call: parameters become the caller's
+        identities, and every operation sits at the call (where it is reported).
+
+        A parameter's `.step()` becomes an optimizer step or a scheduler step by what
+        the caller passes, its `.zero_grad()` a clear of that optimizer or model.
+        """
+
+        def bind(identity: str | None) -> str | None:
+            if identity is None or not _symbolic(identity):
+                return identity
+            head, dot, rest = identity[1:].partition(".")
+            bound = mapping.get(head)
+            return bound + dot + rest if bound is not None else None
+
+        out: list[Item] = []
+        for item in items:
+            if isinstance(item, Loop):
+                # The callee's own loops are checked in its own file, where the
+                # caller's objects arrive as `Binding`s; only what it does once per
+                # call belongs to the caller's loop.
+                continue
+            if isinstance(item, Branch):
+                arms = tuple(tuple(self._instantiate(arm, mapping, call)) for arm in item.arms)
+                out.append(Branch(item.node, item.test, arms))
+            elif isinstance(item, Context):
+                body = tuple(self._instantiate(item.body, mapping, call))
+                out.append(Context(item.node, item.contexts, body))
+            elif isinstance(item, Backward):
+                out.append(Backward(call, bind(item.tensor), item.scaled))
+            elif isinstance(item, Step):
+                optimizer = bind(item.optimizer)
+                if optimizer is None:
+                    continue
+                if not _symbolic(item.optimizer) or self.is_optimizer(optimizer):
+                    closure = tuple(self._instantiate(item.closure, mapping, call))
+                    out.append(Step(call, optimizer, closure, item.via_scaler))
+                elif not item.via_scaler and ObjectKind.SCHEDULER in self.kinds(optimizer):
+                    out.append(SchedulerStep(call, optimizer, bool(item.node.args)))
+            elif isinstance(item, Clear):
+                if _symbolic(item.module) and self.is_optimizer(bind(item.module)):
+                    out.append(Clear(call, bind(item.module)))
+                elif item.optimizer is None or not _symbolic(item.optimizer):
+                    out.append(Clear(call, item.optimizer, bind(item.module)))
+            elif isinstance(item, Escape):
+                optimizer = bind(item.optimizer)
+                if optimizer is not None and (
+                    not _symbolic(item.optimizer) or self.is_optimizer(optimizer)
+                ):
+                    out.append(Escape(call, optimizer))
+            elif isinstance(item, Construct):
+                sources = frozenset(s for s in map(bind, item.parameter_sources) if s is not None)
+                out.append(
+                    Construct(call, item.kind, item.qualified, sources, bind(item.optimizer))
+                )
+            elif isinstance(item, SchedulerStep):
+                scheduler = bind(item.scheduler)
+                if scheduler is not None:
+                    out.append(SchedulerStep(call, scheduler, item.has_metric))
+            elif isinstance(item, ModeSwitch):
+                module = bind(item.module)
+                if module is not None:
+                    out.append(ModeSwitch(call, module, item.training))
+            elif isinstance(item, ScalerCall):
+                scaler = bind(item.scaler)
+                if scaler is not None:
+                    out.append(ScalerCall(call, scaler, item.method, bind(item.optimizer)))
+            elif isinstance(item, Clip):
+                out.append(Clip(call))
+            # Assignments, appends, saves and loads stay the callee's own business.
+        return out
+
+    def bindings(self) -> list[Binding]:
+        """What this module passes to functions and classes of other modules: the
+        optimizers, schedulers and scalers its calls hand over, parameter by parameter."""
+        found: dict[tuple[str, str, str, str], Binding] = {}
+        for function in self.program.functions:
+            frame = Frame(function, {})
+            for event in all_events(function.events):
+                if not isinstance(event, CallEvent) or not event.node.args:
+                    continue
+                call = event.node
+                known = [
+                    (arg, info)
+                    for arg in call.args
+                    if (info := self._value_info(arg.value, frame)) is not None
+                ]
+                if not known:
+                    continue
+                target = self.external(call.func)
+                callee = target.callable if target is not None else None
+                if target is None or callee is None:
+                    continue
+                renames = {
+                    identity: f"{callee.qualname}:{param}"
+                    for param, identity in self._arguments(callee, call, frame).items()
+                }
+                for param, value in self._parameters_of(callee, call):
+                    info = self._value_info(value, frame)
+                    if info is None:
+                        continue
+                    sources = sorted(
+                        renames[root] + source[len(root) :]
+                        for source in info.parameter_sources
+                        for root in renames
+                        if source == root or source.startswith(root + ".")
+                    )
+                    binding = Binding(
+                        target.path, callee.qualname, param, info.kind.value, info.qualified,
+                        tuple(sources),
+                    )  # fmt: skip
+                    found.setdefault((binding.path, binding.function, param, binding.kind), binding)
+        return sorted(found.values(), key=lambda b: (b.path, b.function, b.param, b.kind))
+
+    @staticmethod
+    def _parameters_of(
+        function: FunctionInfo, call: cst.Call
+    ) -> list[tuple[str, cst.BaseExpression]]:
+        params = list(function.params[1:] if function.self_name is not None else function.params)
+        pairs = list(zip(params, positional_args(call), strict=False))
+        pairs += [
+            (arg.keyword.value, arg.value)
+            for arg in call.args
+            if arg.keyword is not None and arg.keyword.value in function.params
+        ]
+        return pairs
+
     # -- execution trees -------------------------------------------------------------
     def _callee(self, call: cst.Call, frame: Frame) -> tuple[FunctionInfo, str | None] | None:
         """The same-module function a call reaches, and the identity bound to `self`."""
@@ -467,7 +728,11 @@ class ModuleFacts:
             identity = self.identity(value, frame)
             if identity is None:
                 continue
-            if not self.kinds(identity) and self.kinds(f"{callee.qualname}:{param}"):
+            if (
+                not _symbolic(identity)
+                and not self.kinds(identity)
+                and self.kinds(f"{callee.qualname}:{param}")
+            ):
                 continue  # the callee knows more (annotation or usage) than the caller
             env[param] = identity
         return env
@@ -595,13 +860,22 @@ class ModuleFacts:
                     out.append(SchedulerStep(call, receiver, bool(call.args)))
                     return
                 args = positional_args(call)
+                is_scaler = ObjectKind.SCALER in kinds or "scaler" in receiver.lower()
                 if args:
                     stepped = self.identity(args[0], frame)
-                    is_scaler = ObjectKind.SCALER in kinds or "scaler" in receiver.lower()
-                    if is_scaler and self.is_optimizer(stepped):
+                    if is_scaler and (self.is_optimizer(stepped) or _symbolic(stepped)):
                         assert stepped is not None
                         out.append(Step(call, stepped, via_scaler=True))
                         return
+                if _symbolic(receiver) and not kinds and not is_scaler:
+                    # A parameter's `.step()`: an optimizer's or a scheduler's, as the
+                    # caller's argument decides (see `_instantiate`).
+                    closure_arg = argument(call, 0, "closure")
+                    closure = (
+                        self._closure(closure_arg, frame, stack) if closure_arg is not None else ()
+                    )
+                    out.append(Step(call, receiver, closure))
+                    return
             if (
                 attr in _SCALER_METHODS
                 and receiver is not None
@@ -641,7 +915,7 @@ class ModuleFacts:
             if attr in _GRAD_CLEARING_METHODS and _is_grad_attribute(func.value):
                 out.append(Clear(call, None))
                 return
-        info = self.constructed(call, frame) if qualified is not None else None
+        info = self.constructed(call, frame)
         if info is not None and info.call is call:
             out.append(self._construct(call, info, frame))
             return
@@ -654,12 +928,20 @@ class ModuleFacts:
                     self._resolve(function.events, Frame(function, env), True, (*stack, function))
                 )
             return
+        if in_loop:
+            target = self.external(func)
+            if target is not None and target.function is not None:
+                summary = target.facts.summary_tree(target.function)
+                if summary is not None:
+                    mapping = self._arguments(target.function, call, frame)
+                    out.extend(self._instantiate(summary, mapping, call))
+                    return
         if attr is not None and ("zero_grad" in attr or ("clear" in attr and "grad" in attr)):
             out.append(Clear(call, None))
             return
         for arg in call.args:
             identity = self.identity(arg.value, frame)
-            if self.is_optimizer(identity):
+            if self.is_optimizer(identity) or _symbolic(identity):
                 assert identity is not None
                 out.append(Escape(call, identity))
 

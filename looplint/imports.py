@@ -16,10 +16,11 @@ from looplint.syntax import dotted_name
 class ImportTable:
     """Maps the names a module binds by importing to the dotted names they stand for."""
 
-    __slots__ = ("_aliases",)
+    __slots__ = ("_aliases", "_relative")
 
     def __init__(self) -> None:
         self._aliases: dict[str, str] = {}
+        self._relative: dict[str, str] = {}
 
     def add(self, statement: cst.Import | cst.ImportFrom) -> None:
         """Record the names bound by one import statement."""
@@ -34,18 +35,23 @@ class ImportTable:
                     head = full.split(".", 1)[0]
                     self._aliases.setdefault(head, head)
             return
-        if statement.relative or statement.module is None:
+        if isinstance(statement.names, cst.ImportStar):
             return
-        module = dotted_name(statement.module)
-        if module is None or isinstance(statement.names, cst.ImportStar):
+        module = dotted_name(statement.module) if statement.module is not None else ""
+        if module is None:
             return
+        dots = "." * len(statement.relative)
         for alias in statement.names:
             if not isinstance(alias.name, cst.Name):
                 continue
             bound = alias.name.value
             if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
                 bound = alias.asname.name.value
-            self._aliases[bound] = f"{module}.{alias.name.value}"
+            if dots:
+                # `from .engine import f` → `.engine.f`, resolved against the package later.
+                self._relative[bound] = dots + ".".join(filter(None, (module, alias.name.value)))
+            else:
+                self._aliases[bound] = f"{module}.{alias.name.value}"
 
     def qualify(self, node: cst.BaseExpression) -> str | None:
         """The imported dotted name `node` refers to, or None if it is not imported."""
@@ -56,6 +62,21 @@ class ImportTable:
         target = self._aliases.get(head)
         if target is None:
             return None
+        return f"{target}.{rest}" if rest else target
+
+    def target(self, node: cst.BaseExpression) -> str | None:
+        """Like `qualify`, but relative imports included, as written: `.engine.train`.
+
+        Cross-module analysis resolves these against the package layout; library
+        lookups keep using `qualify`, which never sees a relative name.
+        """
+        name = dotted_name(node)
+        if name is None:
+            return None
+        head, _, rest = name.partition(".")
+        target = self._relative.get(head)
+        if target is None:
+            return self.qualify(node)
         return f"{target}.{rest}" if rest else target
 
     def binds(self, name: str) -> bool:

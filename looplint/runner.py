@@ -16,6 +16,8 @@ from looplint.registry import rule_classes
 if TYPE_CHECKING:
     from looplint.cache import ResultCache
     from looplint.checker import FileResult
+    from looplint.facts import Binding
+    from looplint.project import Project
     from looplint.rule import Rule
 
 _SMALL_RUN = 8
@@ -42,18 +44,30 @@ class RunResult:
 
 _worker_rules: list[Rule] = []
 _worker_fix = False
+_worker_project: Project | None = None
+
+Incoming = dict[str, tuple["Binding", ...]]
+"""Per file: what other files of the run pass to its functions."""
+_LINK_ROUNDS = 3
 
 
 def _init_worker(codes: tuple[str, ...], fix: bool = False) -> None:
-    global _worker_rules, _worker_fix
+    from looplint.project import Project
+
+    global _worker_rules, _worker_fix, _worker_project
     _worker_rules = rules_for(codes)
     _worker_fix = fix
+    _worker_project = Project()  # one per process: each module's facts are built once
 
 
-def _check_chunk(paths: Sequence[str]) -> list[FileResult]:
+def _check_chunk(paths: Sequence[str], incoming: Incoming) -> list[FileResult]:
     from looplint.checker import check_file
 
-    return [check_file(path, _worker_rules, fix=_worker_fix) for path in paths]
+    return [
+        check_file(path, _worker_rules, fix=_worker_fix, project=_worker_project,
+                   incoming=incoming.get(path, ()))
+        for path in paths
+    ]  # fmt: skip
 
 
 def _chunks(items: Sequence[str], jobs: int) -> list[Sequence[str]]:
@@ -81,48 +95,104 @@ def run(
     With `fix`, results carry the fixed text of each file a fix applies to (nothing is
     written here) and the cache is neither read nor written.
     """
+
     if fix:
         cache = None
     code_tuple = tuple(sorted(codes))
+    jobs = jobs or default_jobs()
     outcome = RunResult(files=len(paths))
+    results: dict[str, FileResult] = {}
+    fresh: set[str] = set()
     todo: list[str] = []
     for path in paths:
         cached = cache.lookup(path) if cache is not None else None
         if cached is None:
             todo.append(path)
         else:
-            outcome.findings.extend(cached)
+            results[path] = cached
             outcome.cached += 1
-    for result in check_paths(todo, code_tuple, jobs or default_jobs(), fix):
+    done = check_paths(todo, code_tuple, jobs, fix)
+    results.update((result.path, result) for result in done)
+    fresh.update(result.path for result in done)
+    # Link: what each file passes to another file's functions is that file's context.
+    # A file whose context differs from the one it was checked with is checked again;
+    # a few rounds carry an object along a chain of modules.
+    for _ in range(_LINK_ROUNDS):
+        incoming = _incoming(results.values(), set(results))
+        redo = [path for path in paths if incoming.get(path, ()) != results[path].incoming]
+        if not redo:
+            break
+        again = check_paths(redo, code_tuple, jobs, fix, incoming)
+        results.update((result.path, result) for result in again)
+        fresh.update(redo)
+    for path in paths:
+        result = results[path]
         outcome.findings.extend(result.findings)
         if result.fixed_source is not None:
             outcome.fixed.append((result.path, result.fixed_source))
             outcome.fixes += result.fixes
         outcome.tracebacks.extend((result.path, tb) for tb in result.tracebacks)
-        if cache is not None and result.stamp is not None and not result.tracebacks:
-            cache.store(result.path, result.stamp, result.findings)
+        if (
+            cache is not None
+            and path in fresh
+            and result.stamp is not None
+            and not result.tracebacks
+        ):
+            cache.store(result)
     if cache is not None:
         cache.save()
     outcome.findings.sort(key=Finding.sort_key)
     return outcome
 
 
+def _incoming(results: Iterable[FileResult], checked: set[str]) -> Incoming:
+    """Group every file's outgoing bindings by the checked file that receives them."""
+    import os
+
+    by_absolute = {os.path.abspath(path): path for path in checked}
+    grouped: dict[str, set[Binding]] = {}
+    for result in results:
+        for binding in result.bindings:
+            receiver = by_absolute.get(os.path.abspath(binding.path))
+            if receiver is not None:
+                grouped.setdefault(receiver, set()).add(binding)
+    return {
+        path: tuple(sorted(found, key=lambda b: (b.function, b.param, b.kind, b.qualified)))
+        for path, found in grouped.items()
+    }
+
+
 def check_paths(
-    paths: Sequence[str], codes: tuple[str, ...], jobs: int, fix: bool = False
+    paths: Sequence[str],
+    codes: tuple[str, ...],
+    jobs: int,
+    fix: bool = False,
+    incoming: Incoming | None = None,
 ) -> list[FileResult]:
     """Check files in this process (few files or `--jobs 1`) or in a process pool."""
     from looplint.checker import check_file
+    from looplint.project import Project
 
     if not paths:
         return []
+    incoming = incoming or {}
     if jobs <= 1 or len(paths) <= _SMALL_RUN:
         rules = rules_for(codes)
-        return [check_file(path, rules, fix=fix) for path in paths]
+        project = Project()
+        return [
+            check_file(path, rules, fix=fix, project=project, incoming=incoming.get(path, ()))
+            for path in paths
+        ]
     chunks = _chunks(paths, jobs)
     done: dict[int, list[FileResult]] = {}
     try:
         with _pool(jobs, codes, fix) as pool:
-            futures = {pool.submit(_check_chunk, chunk): i for i, chunk in enumerate(chunks)}
+            futures = {
+                pool.submit(
+                    _check_chunk, chunk, {p: incoming[p] for p in chunk if p in incoming}
+                ): i
+                for i, chunk in enumerate(chunks)
+            }
             for future in as_completed(futures):
                 done[futures[future]] = future.result()
     except BrokenProcessPool:
@@ -130,7 +200,9 @@ def check_paths(
         # re-check the unfinished files one by one to name the culprit, and go on.
         for index, chunk in enumerate(chunks):
             if index not in done:
-                done[index] = [_check_isolated(path, codes, fix) for path in chunk]
+                done[index] = [
+                    _check_isolated(path, codes, fix, incoming.get(path, ())) for path in chunk
+                ]
     return [result for index in range(len(chunks)) for result in done[index]]
 
 
@@ -142,11 +214,13 @@ def _pool(jobs: int, codes: tuple[str, ...], fix: bool = False) -> ProcessPoolEx
     )
 
 
-def _check_isolated(path: str, codes: tuple[str, ...], fix: bool) -> FileResult:
+def _check_isolated(
+    path: str, codes: tuple[str, ...], fix: bool, incoming: tuple[Binding, ...] = ()
+) -> FileResult:
     """Check one file in a process of its own; a crash becomes that file's `LL000`."""
     try:
         with _pool(1, codes, fix) as pool:
-            return pool.submit(_check_chunk, [path]).result()[0]
+            return pool.submit(_check_chunk, [path], {path: incoming}).result()[0]
     except BrokenProcessPool:
         from looplint.checker import FileResult, error_finding
 

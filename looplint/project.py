@@ -1,0 +1,230 @@
+"""The checked codebase as a set of importable modules, for cross-module analysis.
+
+Real projects keep the loop in one file and the step, the helper or the optimizer
+factory in another (`from .engine import train_one_epoch`). A `Project` finds the
+file an import names — through the package layout (folders with `__init__.py`),
+relative and absolute — and hands out that module's `ModuleFacts`, built once per
+process and reused by every file that calls into it. Each use is recorded as a
+dependency, so a cached result is dropped as soon as a module it read changes.
+
+Imports are looked up on disk from the importing file's location, not on
+`sys.path`: only the codebase being checked is followed, never installed packages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import libcst as cst
+
+from looplint.cache import FileStamp, content_digest
+from looplint.errors import SourceError
+from looplint.parse_guard import refusal
+from looplint.program import ClassInfo, FunctionInfo, compile_module
+from looplint.source import read_bytes, source_from_bytes
+
+if TYPE_CHECKING:
+    from looplint.facts import ModuleFacts
+
+_CACHED_MODULES = 256
+
+# A module none of whose text mentions these cannot step, clear, build or evaluate
+# anything a rule tracks, so calls into it are left as they are (unseen code).
+_RELEVANT_TEXT = re.compile(
+    r"optim|zero_grad|\.step\(|backward|[Ss]caler|_schedule|\.grad\b|\.eval\(|\.train\("
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleName:
+    """Where a file sits in its package tree."""
+
+    root: str
+    """The folder its top-level package lives in (the file's own folder for a script)."""
+    dotted: str
+    """`pkg.sub.engine`; `pkg.sub` for `pkg/sub/__init__.py`."""
+    is_package: bool
+
+
+def module_name(path: str) -> ModuleName:
+    """The dotted name `path` is imported as, judged by the `__init__.py` files above it."""
+    absolute = os.path.abspath(path)
+    folder, filename = os.path.split(absolute)
+    stem = os.path.splitext(filename)[0]
+    is_package = stem == "__init__"
+    parts = [] if is_package else [stem]
+    while os.path.isfile(os.path.join(folder, "__init__.py")):
+        folder, package = os.path.split(folder)
+        parts.insert(0, package)
+        if not package:
+            break
+    return ModuleName(folder, ".".join(parts), is_package)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A function or class of another module that a call reaches."""
+
+    path: str
+    facts: ModuleFacts
+    function: FunctionInfo | None
+    owner: ClassInfo | None
+
+    @property
+    def callable(self) -> FunctionInfo | None:
+        """The function that runs: the function itself, or the class's `__init__`."""
+        if self.function is not None:
+            return self.function
+        if self.owner is not None:
+            return self.facts.program.method(self.owner, "__init__")
+        return None
+
+
+class Project:
+    """Resolves imports to files of the codebase and builds their facts on demand."""
+
+    def __init__(self) -> None:
+        self._facts: OrderedDict[str, tuple[FileStamp | None, ModuleFacts | None]] = OrderedDict()
+        self._building: set[str] = set()
+        self._names: dict[str, ModuleName] = {}
+        self._files: dict[str, str | None] = {}
+        self._located: dict[tuple[str, str], tuple[str, str] | None] = {}
+        self._stamps: dict[str, FileStamp | None] = {}
+        self._consulted: dict[str, set[str]] = {}
+
+    def name_of(self, path: str) -> ModuleName:
+        """`module_name`, remembered."""
+        found = self._names.get(path)
+        if found is None:
+            found = self._names[path] = module_name(path)
+        return found
+
+    def absolute(self, importer: str, written: str) -> str | None:
+        """The absolute dotted name of `written` (maybe relative) as imported by `importer`."""
+        if not written.startswith("."):
+            return written
+        level = len(written) - len(written.lstrip("."))
+        rest = written[level:]
+        name = self.name_of(importer)
+        package = name.dotted.split(".") if name.dotted else []
+        if not name.is_package:
+            package = package[:-1]
+        if level - 1 > len(package):
+            return None
+        base = package[: len(package) - (level - 1)]
+        parts = [*base, *rest.split(".")] if rest else base
+        return ".".join(parts) or None
+
+    def _file(self, roots: tuple[str, ...], dotted: str) -> str | None:
+        key = f"{roots}|{dotted}"
+        if key in self._files:
+            return self._files[key]
+        found = None
+        relative = dotted.replace(".", os.sep)
+        for root in roots:
+            for candidate in (
+                os.path.join(root, relative + ".py"),
+                os.path.join(root, relative, "__init__.py"),
+            ):
+                if os.path.isfile(candidate):
+                    found = candidate
+                    break
+            if found is not None:
+                break
+        self._files[key] = found
+        return found
+
+    def locate(self, importer: str, written: str) -> tuple[str, str] | None:
+        """The file and the attribute name a dotted call target like `pkg.engine.train` names."""
+        dotted = self.absolute(importer, written)
+        if dotted is None or "." not in dotted:
+            return None
+        name = self.name_of(importer)
+        roots: tuple[str, ...] = (name.root,)
+        script_folder = os.path.dirname(os.path.abspath(importer))
+        if script_folder != name.root:
+            roots = (name.root, script_folder)
+        module, _, attribute = dotted.rpartition(".")
+        path = self._file(roots, module)
+        if path is None or os.path.abspath(path) == os.path.abspath(importer):
+            return None
+        return path, attribute
+
+    def target(self, importer: str, written: str) -> Target | None:
+        """The function or class that a call written as `written` in `importer` reaches."""
+        key = (importer, written)
+        if key in self._located:
+            located = self._located[key]
+        else:
+            located = self._located[key] = self.locate(importer, written)
+        if located is None:
+            return None
+        path, attribute = located
+        facts = self.facts(path)
+        if facts is None:
+            return None
+        program = facts.program
+        function = program.module_functions.get(attribute)
+        owner = program.classes.get(attribute) if function is None else None
+        if function is None and owner is None:
+            return None
+        return Target(path, facts, function, owner)
+
+    def dependencies(self, consulted: set[str]) -> dict[str, FileStamp | None]:
+        """Every module `consulted` reaches, directly or through the modules it consulted,
+        as it was read (None for a file that could not be read)."""
+        found: dict[str, FileStamp | None] = {}
+        pending = list(consulted)
+        while pending:
+            path = pending.pop()
+            if path in found:
+                continue
+            found[path] = self._stamps.get(path)
+            pending.extend(self._consulted.get(path, ()))
+        return found
+
+    def facts(self, path: str) -> ModuleFacts | None:
+        """The facts of the module at `path`, or None when it is unreadable, irrelevant or
+        already being built (an import cycle)."""
+        if path in self._facts:
+            self._facts.move_to_end(path)
+            return self._facts[path][1]
+        if path in self._building:
+            return None
+        self._building.add(path)
+        try:
+            entry = self._build(path)
+        finally:
+            self._building.discard(path)
+        self._facts[path] = entry
+        self._stamps[path] = entry[0]
+        if entry[1] is not None:
+            self._consulted[path] = entry[1].consulted
+        if len(self._facts) > _CACHED_MODULES:
+            self._facts.popitem(last=False)
+        return entry[1]
+
+    def _build(self, path: str) -> tuple[FileStamp | None, ModuleFacts | None]:
+        from looplint.facts import ModuleFacts
+
+        try:
+            data, info = read_bytes(path)
+        except SourceError:
+            return None, None
+        stamp = FileStamp(info.st_size, info.st_mtime_ns, content_digest(data))
+        try:
+            source = source_from_bytes(path, data)
+        except SourceError:
+            return stamp, None
+        if _RELEVANT_TEXT.search(source.text) is None or refusal(source.text) is not None:
+            return stamp, None
+        try:
+            module = cst.parse_module(source.text)
+            facts = ModuleFacts(compile_module(module), project=self, path=path)
+        except Exception:  # unparsable or too deep: its callers treat it as unseen code
+            return stamp, None
+        return stamp, facts
