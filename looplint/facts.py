@@ -493,16 +493,18 @@ class ModuleFacts:
             )
 
     # -- other modules ---------------------------------------------------------------
-    def external(self, func: cst.BaseExpression) -> Target | None:
-        """The function or class of another module of the codebase that `func` names."""
+    def external(self, func: cst.BaseExpression, factory: bool = False) -> Target | None:
+        """The function or class of another module of the codebase that `func` names
+        (with `factory`, only one that may return an optimizer, scheduler or scaler)."""
         if self.project is None or self.path is None:
             return None
         written = self.imports.target(func)
         if written is None or written.split(".", 1)[0] in _NEVER_FOLLOWED:
             return None
-        if written in self._targets:
-            return self._targets[written]
-        found = self._targets[written] = self.project.target(self.path, written)
+        key = f"{written}:factory" if factory else written
+        if key in self._targets:
+            return self._targets[key]
+        found = self._targets[key] = self.project.target(self.path, written, factory)
         located = self.project.locate(self.path, written)
         if located is not None:
             self.consulted.add(located[0])
@@ -518,7 +520,7 @@ class ModuleFacts:
 
     def _external_factory(self, call: cst.Call, frame: Frame) -> ObjectInfo | None:
         """`build_optimizer(model)` where `build_optimizer` lives in another module."""
-        target = self.external(call.func)
+        target = self.external(call.func, factory=True)
         if target is None or target.function is None:
             return None
         info = target.facts._factory_kind(target.function)
@@ -658,8 +660,10 @@ class ModuleFacts:
                 }
                 for param, value in self._parameters_of(callee, call):
                     info = self._value_info(value, frame)
-                    if info is None:
-                        continue
+                    if info is None or info.kind in target.facts.kinds(
+                        f"{callee.qualname}:{param}"
+                    ):
+                        continue  # the receiving module knows it already
                     sources = sorted(
                         renames[root] + source[len(root) :]
                         for source in info.parameter_sources

@@ -32,11 +32,27 @@ if TYPE_CHECKING:
 
 _CACHED_MODULES = 256
 
-# A module none of whose text mentions these cannot step, clear, build or evaluate
-# anything a rule tracks, so calls into it are left as they are (unseen code).
-_RELEVANT_TEXT = re.compile(
-    r"optim|zero_grad|\.step\(|backward|[Ss]caler|_schedule|\.grad\b|\.eval\(|\.train\("
-)
+# A definition none of whose text mentions these cannot step, clear, build or
+# evaluate anything a rule tracks, so calls into it are left as they are (unseen
+# code) and its module is not even parsed. The first five are the prefilter's words.
+_BUILDS = r"optim|GradScaler|scaler|AdamW|Adafactor|_schedule|lion_pytorch"
+_RELEVANT_TEXT = re.compile(_BUILDS + r"|zero_grad|\.step\(|backward|\.grad\b|\.eval\(|\.train\(")
+_FACTORY_TEXT = re.compile(rf"\breturn\b[^\n]*(?:{_BUILDS})|(?:{_BUILDS})[\s\S]*\breturn\b")
+_NOT_CODE = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|#[^\n]*')
+
+
+def definition_text(text: str, name: str) -> str | None:
+    """The source of the top-level `def name` or `class name` in `text`, by indentation
+    (cheap: no parse); None when there is none."""
+    found = re.search(
+        rf"^(?:async[ \t]+def|def|class)[ \t]+{re.escape(name)}\b.*$", text, re.MULTILINE
+    )
+    if found is None:
+        return None
+    end = found.end()
+    for line in re.finditer(r"^[^ \t\n#@)\]}'\"].*$", text[end:], re.MULTILINE):
+        return text[found.start() : end + line.start()]
+    return text[found.start() :]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +111,8 @@ class Project:
         self._located: dict[tuple[str, str], tuple[str, str] | None] = {}
         self._stamps: dict[str, FileStamp | None] = {}
         self._consulted: dict[str, set[str]] = {}
+        self._texts: dict[str, str] = {}
+        self._relevance: dict[tuple[str, str], tuple[bool, bool]] = {}
 
     def name_of(self, path: str) -> ModuleName:
         """`module_name`, remembered."""
@@ -154,8 +172,11 @@ class Project:
             return None
         return path, attribute
 
-    def target(self, importer: str, written: str) -> Target | None:
-        """The function or class that a call written as `written` in `importer` reaches."""
+    def target(self, importer: str, written: str, factory: bool = False) -> Target | None:
+        """The function or class that a call written as `written` in `importer` reaches.
+
+        With `factory`, only one that may build and return a tracked object.
+        """
         key = (importer, written)
         if key in self._located:
             located = self._located[key]
@@ -164,6 +185,8 @@ class Project:
         if located is None:
             return None
         path, attribute = located
+        if not self._relevant(path, attribute, factory):
+            return None
         facts = self.facts(path)
         if facts is None:
             return None
@@ -173,6 +196,31 @@ class Project:
         if function is None and owner is None:
             return None
         return Target(path, facts, function, owner)
+
+    def _relevant(self, path: str, attribute: str, factory: bool) -> bool:
+        """Whether the code of `attribute`'s definition in `path` mentions anything a rule
+        tracks (with `factory`: whether it may return an optimizer, scheduler or scaler)."""
+        key = (path, attribute)
+        known = self._relevance.get(key)
+        if known is None:
+            text = self._texts.get(path)
+            if text is None:
+                try:
+                    data, _ = read_bytes(path)
+                    text = source_from_bytes(path, data).text
+                except SourceError:
+                    text = ""
+                if len(self._texts) > _CACHED_MODULES:
+                    self._texts.clear()
+                self._texts[path] = text
+            definition = definition_text(text, attribute) if text else None
+            code = _NOT_CODE.sub("", definition) if definition is not None else ""
+            known = (
+                _RELEVANT_TEXT.search(code) is not None,
+                not code.startswith("class") and _FACTORY_TEXT.search(code) is not None,
+            )
+            self._relevance[key] = known
+        return known[1] if factory else known[0]
 
     def dependencies(self, consulted: set[str]) -> dict[str, FileStamp | None]:
         """Every module `consulted` reaches, directly or through the modules it consulted,
