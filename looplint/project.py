@@ -131,7 +131,7 @@ class Project:
         package = name.dotted.split(".") if name.dotted else []
         if not name.is_package:
             package = package[:-1]
-        if level - 1 > len(package):
+        if level > len(package):
             return None
         base = package[: len(package) - (level - 1)]
         parts = [*base, *rest.split(".")] if rest else base

@@ -1,0 +1,281 @@
+"""Cross-module analysis: calls followed through a package's imports, and a cache that
+drops a result as soon as a module it was drawn from changes."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from looplint.cache import ResultCache
+from looplint.project import Project, definition_text, module_name
+from looplint.runner import run
+from tests.conftest import FIXTURES, RunLooplint
+
+ALL = {f"LL{number:03d}" for number in range(1, 12)}
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def _codes(root: Path, *names: str, cache: ResultCache | None = None) -> list[tuple[str, int, str]]:
+    outcome = run([str(root / name) for name in names], ALL, 1, cache)
+    return [(Path(f.path).name, f.line, f.code) for f in outcome.findings]
+
+
+# -- package layout ----------------------------------------------------------------------
+def test_module_names_follow_init_files(tmp_path: Path) -> None:
+    _write(tmp_path, {"pkg/__init__.py": "", "pkg/sub/__init__.py": "", "pkg/sub/engine.py": ""})
+    (tmp_path / "script.py").write_text("")
+    engine = module_name(str(tmp_path / "pkg/sub/engine.py"))
+    assert (engine.root, engine.dotted, engine.is_package) == (
+        str(tmp_path),
+        "pkg.sub.engine",
+        False,
+    )
+    package = module_name(str(tmp_path / "pkg/sub/__init__.py"))
+    assert (package.dotted, package.is_package) == ("pkg.sub", True)
+    assert module_name(str(tmp_path / "script.py")).dotted == "script"
+
+
+def test_relative_imports_resolve_against_the_package(tmp_path: Path) -> None:
+    _write(tmp_path, {"pkg/__init__.py": "", "pkg/sub/__init__.py": "", "pkg/sub/engine.py": ""})
+    project = Project()
+    importer = str(tmp_path / "pkg/sub/engine.py")
+    assert project.absolute(importer, ".optim.build") == "pkg.sub.optim.build"
+    assert project.absolute(importer, "..utils.log") == "pkg.utils.log"
+    assert project.absolute(importer, "...too.far") is None
+    package = str(tmp_path / "pkg/sub/__init__.py")
+    assert project.absolute(package, ".engine.train") == "pkg.sub.engine.train"
+    assert project.absolute(importer, "pkg.sub.engine.train") == "pkg.sub.engine.train"
+
+
+def test_definition_text_is_cut_by_indentation() -> None:
+    source = textwrap.dedent(
+        """
+        import torch
+
+        @decorated
+        def build(model):
+            params = [
+                p for p in model.parameters()
+            ]
+            # a comment at the body's indentation
+            return torch.optim.AdamW(params)
+
+        def other():
+            pass
+        """
+    )
+    text = definition_text(source, "build")
+    assert text is not None and "AdamW" in text and "other" not in text
+    assert definition_text(source, "missing") is None
+
+
+# -- each rule across a module boundary ---------------------------------------------------
+STEPS = """
+    def step_only(optimizer):
+        optimizer.step()
+
+    def clear(optimizer):
+        optimizer.zero_grad()
+
+    def step_and_clear(optimizer):
+        optimizer.step()
+        optimizer.zero_grad()
+"""
+
+
+@pytest.mark.parametrize(
+    ("loop", "expected"),
+    [
+        ("loss.backward()\n        step_only(opt)", [("train.py", 9, "LL001")]),
+        ("loss.backward()\n        step_and_clear(opt)", []),
+        ("clear(opt)\n        loss.backward()\n        step_only(opt)", []),
+        ("loss.backward()\n        clear(opt)\n        opt.step()", [("train.py", 9, "LL005")]),
+    ],
+    ids=["helper-steps-nothing-clears", "helper-steps-and-clears", "helper-clears-first",
+         "helper-clears-before-step"],
+)  # fmt: skip
+def test_helpers_in_another_module_are_followed(
+    tmp_path: Path, loop: str, expected: list[tuple[str, int, str]]
+) -> None:
+    train = f"""
+    import torch
+    from .steps import clear, step_and_clear, step_only
+
+    opt = torch.optim.Adam(model.parameters())
+    for x, y in loader:
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        {loop}
+    """
+    _write(tmp_path, {"pkg/__init__.py": "", "pkg/steps.py": STEPS, "pkg/train.py": train})
+    assert _codes(tmp_path, "pkg/train.py", "pkg/steps.py") == expected
+
+
+def test_the_callee_is_read_from_disk_when_only_the_caller_is_checked(tmp_path: Path) -> None:
+    train = """
+    import torch
+    from pkg.steps import step_only
+
+    opt = torch.optim.Adam(model.parameters())
+    for x, y in loader:
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        step_only(opt)
+    """
+    _write(tmp_path, {"pkg/__init__.py": "", "pkg/steps.py": STEPS, "pkg/train.py": train})
+    assert _codes(tmp_path, "pkg/train.py") == [("train.py", 8, "LL001")]
+
+
+def test_a_factory_in_another_module_is_recognised(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "optim_factory.py": """
+                import torch
+
+                def make(model):
+                    return torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+            """,
+            "train.py": """
+                from optim_factory import make
+
+                for epoch in range(10):
+                    optimizer = make(model)
+                    for x in loader:
+                        optimizer.zero_grad()
+                        model(x).sum().backward()
+                        optimizer.step()
+            """,
+        },
+    )
+    assert _codes(tmp_path, "train.py") == [("train.py", 5, "LL002")]
+
+
+def test_a_parameter_learns_its_kind_from_the_caller_in_another_file(tmp_path: Path) -> None:
+    engine = """
+    def train_one_epoch(model, optimizer, loader):
+        for x in loader:
+            model(x).sum().backward()
+            optimizer.step()
+    """
+    main = """
+    import torch
+    from .engine import train_one_epoch
+
+    train_one_epoch(model, torch.optim.AdamW(model.parameters()), loader)
+    """
+    _write(tmp_path, {"pkg/__init__.py": "", "pkg/engine.py": engine, "pkg/main.py": main})
+    assert _codes(tmp_path, "pkg/engine.py", "pkg/main.py") == [("engine.py", 5, "LL001")]
+    # Alone, engine.py cannot know what `optimizer` is: it stays silent.
+    assert _codes(tmp_path, "pkg/engine.py") == []
+
+
+def test_import_cycles_and_broken_modules_are_harmless(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/a.py": """
+                import torch
+                from .b import helper
+
+                def loop(opt):
+                    for x in data:
+                        opt.zero_grad()
+                        helper(opt)
+                        opt.step()
+            """,
+            "pkg/b.py": """
+                from .a import loop
+
+                def helper(optimizer):
+                    loop(optimizer)
+                    optimizer.zero_grad()
+            """,
+            "pkg/c.py": "from .broken import f\nfor x in y:\n    f(optim)\n",
+            "pkg/broken.py": "def f(:\n    optim.step()\n",
+        },
+    )
+    outcome = run([str(tmp_path / "pkg" / n) for n in ("a.py", "b.py", "c.py")], ALL, 1)
+    assert outcome.tracebacks == []
+    assert [f.code for f in outcome.findings] == []
+
+
+def test_the_fixture_package_needs_its_siblings(run_looplint: RunLooplint, tmp_path: Path) -> None:
+    """Through the real CLI: the package's findings hold however the files are named."""
+    package = tmp_path / "crossmodule"
+    shutil.copytree(FIXTURES / "crossmodule", package)
+    whole = run_looplint("check", "crossmodule", "--no-cache", cwd=tmp_path)
+    assert whole.returncode == 1
+    found = sorted(line.split(": ")[0] for line in whole.stdout.splitlines() if ": LL" in line)
+    assert found == [
+        "crossmodule/engine.py:10:9",
+        "crossmodule/helper_loops.py:13:9",
+        "crossmodule/helper_loops.py:22:9",
+        "crossmodule/restart_every_epoch.py:10:21",
+        "crossmodule/trainer.py:15:17",
+    ]
+    # The loops calling helpers still see them when checked on their own.
+    alone = run_looplint("check", "crossmodule/helper_loops.py", "--no-cache", cwd=tmp_path)
+    assert alone.stdout.count(": LL00") == 2
+
+
+# -- the cache ----------------------------------------------------------------------------
+def test_editing_a_callee_invalidates_its_callers_cached_result(tmp_path: Path) -> None:
+    train = """
+    import torch
+    from pkg.steps import step_only
+
+    opt = torch.optim.Adam(model.parameters())
+    for x, y in loader:
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        step_only(opt)
+    """
+    _write(tmp_path, {"pkg/__init__.py": "", "pkg/steps.py": STEPS, "pkg/train.py": train})
+    cache_dir = tmp_path / ".cache"
+    first = _codes(tmp_path, "pkg/train.py", cache=ResultCache(cache_dir, ALL))
+    assert first == [("train.py", 8, "LL001")]
+    warm = run([str(tmp_path / "pkg/train.py")], ALL, 1, ResultCache(cache_dir, ALL))
+    assert warm.cached == 1 and len(warm.findings) == 1
+    # train.py is untouched; the helper it calls now clears too.
+    (tmp_path / "pkg/steps.py").write_text(
+        "def step_only(optimizer):\n    optimizer.step()\n    optimizer.zero_grad()\n"
+    )
+    after = run([str(tmp_path / "pkg/train.py")], ALL, 1, ResultCache(cache_dir, ALL))
+    assert after.cached == 0 and after.findings == []
+
+
+def test_editing_a_caller_invalidates_the_callees_cached_result(tmp_path: Path) -> None:
+    engine = """
+    def train_one_epoch(model, optimizer, loader):
+        for x in loader:
+            model(x).sum().backward()
+            optimizer.step()
+    """
+    main = """
+    import torch
+    from .engine import train_one_epoch
+
+    train_one_epoch(model, torch.optim.AdamW(model.parameters()), loader)
+    """
+    _write(tmp_path, {"pkg/__init__.py": "", "pkg/engine.py": engine, "pkg/main.py": main})
+    names = ("pkg/engine.py", "pkg/main.py")
+    cache_dir = tmp_path / ".cache"
+    assert _codes(tmp_path, *names, cache=ResultCache(cache_dir, ALL)) == [
+        ("engine.py", 5, "LL001")
+    ]
+    warm = run([str(tmp_path / n) for n in names], ALL, 1, ResultCache(cache_dir, ALL))
+    assert warm.cached == 2 and len(warm.findings) == 1
+    # engine.py is untouched; main.py no longer passes it an optimizer.
+    (tmp_path / "pkg/main.py").write_text(
+        "from .engine import train_one_epoch\ntrain_one_epoch(model, make_optim(), loader)\n"
+    )
+    after = run([str(tmp_path / n) for n in names], ALL, 1, ResultCache(cache_dir, ALL))
+    assert after.findings == []
