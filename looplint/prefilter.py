@@ -12,6 +12,11 @@ analysis recognises one only through text containing one of these words:
 A parameter used as `x.step()` with `x.zero_grad()` needs none of them, but it
 clears its own gradients and has no scheduler, so no rule can fire on it alone.
 Parsing is the dominant cost, and most files of a codebase mention none of these.
+
+Across modules, a file can also matter through what others pass to it (an optimizer
+given to its `train(model, optimizer)`): the runner checks such a file again with those
+bindings, and then this test is skipped. A caller whose only optimizer comes from an
+unseen-text factory in another module (`opt = make(model)`) is not followed.
 """
 
 from __future__ import annotations
