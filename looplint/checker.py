@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import libcst as cst
@@ -89,7 +89,7 @@ def check_file(
         source = source_from_bytes(path, data)
     except SourceError as error:
         return FileResult(path, [error_finding(path, str(error))], stamp=stamp)
-    result = check_source(source, rules, use_prefilter, fix, project, incoming)
+    result = check_source(source, rules, use_prefilter, fix, project, incoming, stamp)
     result.stamp = stamp
     return result
 
@@ -104,13 +104,20 @@ def check_source(
     fix: bool = False,
     project: Project | None = None,
     incoming: Sequence[Binding] = (),
+    stamp: FileStamp | None = None,
 ) -> FileResult:
-    """Check already-read source text (and fix it, with `fix`); never raises for bad input."""
+    """Check already-read source text (and fix it, with `fix`); never raises for bad input.
+
+    With a `stamp` (the text is a file's, as read), the module's facts are lent to the
+    `project` for other files' calls into it.
+    """
     result = FileResult(source.path, incoming=tuple(incoming))
     # What other modules pass in can make any file relevant; otherwise the text decides.
     if not rules or (use_prefilter and not incoming and not is_candidate(source.text)):
         return result
-    context = _Context(project, tuple(incoming))
+    # Facts built with bindings from elsewhere are not what the module says by itself.
+    lend = stamp if not incoming and source.notebook is None else None
+    context = _Context(project, tuple(incoming), lend)
     analysis = _analyse(source, rules, result, context)
     if analysis is None:
         return result
@@ -122,7 +129,7 @@ def check_source(
                 break
             candidate = SourceFile(source.path, fixed_text)
             probe = FileResult(source.path)
-            fixed_analysis = _analyse(candidate, rules, probe, context)
+            fixed_analysis = _analyse(candidate, rules, probe, replace(context, lend=None))
             if fixed_analysis is None or probe.findings:
                 break  # a fix that breaks the file is never kept
             source, analysis, result.fixes = candidate, fixed_analysis, result.fixes + 1
@@ -153,6 +160,7 @@ def _apply_first_fix(
 class _Context:
     project: Project | None
     incoming: tuple[Binding, ...]
+    lend: FileStamp | None = None
 
 
 def _analyse(
@@ -217,6 +225,8 @@ def _analyse(
                 error_finding(source.path, f"internal error while linking: {_describe(error)}")
             )
         result.dependencies = context.project.dependencies(facts.consulted)
+        if context.lend is not None:
+            context.project.adopt(source.path, context.lend, facts, len(source.text))
     return module, reported
 
 

@@ -235,6 +235,7 @@ class ModuleFacts:
         """Files of other modules this module's analysis has read (cache dependencies)."""
         self._incoming = tuple(incoming)
         self._targets: dict[str, Target | None] = {}
+        self._node_targets: dict[tuple[int, bool], Target | None] = {}
         self._summaries: dict[int, tuple[Item, ...] | None] = {}
         self.objects: dict[str, list[ObjectInfo]] = {}
         self._factory_kinds: dict[int, ObjectInfo | None] = {}
@@ -498,6 +499,14 @@ class ModuleFacts:
         (with `factory`, only one that may return an optimizer, scheduler or scaler)."""
         if self.project is None or self.path is None:
             return None
+        node_key = (id(func), factory)
+        if node_key in self._node_targets:
+            return self._node_targets[node_key]
+        found = self._node_targets[node_key] = self._external(func, factory)
+        return found
+
+    def _external(self, func: cst.BaseExpression, factory: bool) -> Target | None:
+        assert self.project is not None and self.path is not None
         written = self.imports.target(func)
         if written is None or written.split(".", 1)[0] in _NEVER_FOLLOWED:
             return None

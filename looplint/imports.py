@@ -70,6 +70,13 @@ class ImportTable:
         Cross-module analysis resolves these against the package layout; library
         lookups keep using `qualify`, which never sees a relative name.
         """
+        root = node
+        while isinstance(root, cst.Attribute):
+            root = root.value
+        if not isinstance(root, cst.Name) or not (
+            root.value in self._relative or root.value in self._aliases
+        ):
+            return None  # the common case, decided without building the dotted name
         name = dotted_name(node)
         if name is None:
             return None

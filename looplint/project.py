@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from looplint.facts import ModuleFacts
 
 _CACHED_MODULES = 256
+_CACHED_SOURCE = 4_000_000
+"""Characters of source whose facts a process keeps (a parsed module takes ~35× its text)."""
 
 # A definition none of whose text mentions these cannot step, clear, build or
 # evaluate anything a rule tracks, so calls into it are left as they are (unseen
@@ -105,6 +107,8 @@ class Project:
 
     def __init__(self) -> None:
         self._facts: OrderedDict[str, tuple[FileStamp | None, ModuleFacts | None]] = OrderedDict()
+        self._sizes: dict[str, int] = {}
+        self._kept = 0
         self._building: set[str] = set()
         self._names: dict[str, ModuleName] = {}
         self._files: dict[str, str | None] = {}
@@ -248,13 +252,28 @@ class Project:
             entry = self._build(path)
         finally:
             self._building.discard(path)
+        self._keep(path, entry, entry[0].size if entry[0] is not None else 0)
+        return entry[1]
+
+    def adopt(self, path: str, stamp: FileStamp, facts: ModuleFacts, size: int) -> None:
+        """Keep the facts of a file just checked, for calls into it from files checked
+        later: a module is parsed once per process whichever way it is reached."""
+        key = os.path.abspath(path)
+        if key not in self._facts and key not in self._building:
+            self._keep(key, (stamp, facts), size)
+
+    def _keep(
+        self, path: str, entry: tuple[FileStamp | None, ModuleFacts | None], size: int
+    ) -> None:
         self._facts[path] = entry
         self._stamps[path] = entry[0]
         if entry[1] is not None:
             self._consulted[path] = entry[1].consulted
-        if len(self._facts) > _CACHED_MODULES:
-            self._facts.popitem(last=False)
-        return entry[1]
+            self._sizes[path] = size
+            self._kept += size
+        while len(self._facts) > _CACHED_MODULES or self._kept > _CACHED_SOURCE:
+            evicted, _ = self._facts.popitem(last=False)
+            self._kept -= self._sizes.pop(evicted, 0)
 
     def _build(self, path: str) -> tuple[FileStamp | None, ModuleFacts | None]:
         from looplint.facts import ModuleFacts
