@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 _CACHED_MODULES = 256
 _CACHED_SOURCE = 4_000_000
-"""Characters of source whose facts a process keeps (a parsed module takes ~35× its text)."""
+"""Characters of source whose facts a process keeps (a parsed module takes ~35x its size)."""
 
 # A definition none of whose text mentions these cannot step, clear, build or
 # evaluate anything a rule tracks, so calls into it are left as they are (unseen
@@ -210,7 +210,11 @@ class Project:
             text = self._texts.get(path)
             if text is None:
                 try:
-                    data, _ = read_bytes(path)
+                    data, info = read_bytes(path)
+                    # What was read decides what is followed: a dependency either way.
+                    self._stamps.setdefault(
+                        path, FileStamp(info.st_size, info.st_mtime_ns, content_digest(data))
+                    )
                     text = source_from_bytes(path, data).text
                 except SourceError:
                     text = ""
