@@ -198,7 +198,10 @@ def _check_stdin(filename: str, codes: frozenset[str]) -> RunResult:
     except SourceError as error:
         outcome.findings.append(error_finding(filename, str(error)))
         return outcome
-    result = check_source(source, rules_for(codes))
+    from looplint.project import Project
+
+    # Editors pipe the buffer in under its real name: its imports resolve from there.
+    result = check_source(source, rules_for(codes), project=Project())
     outcome.findings = sorted(result.findings, key=Finding.sort_key)
     outcome.tracebacks = [(filename, tb) for tb in result.tracebacks]
     return outcome

@@ -279,3 +279,17 @@ def test_editing_a_caller_invalidates_the_callees_cached_result(tmp_path: Path) 
     )
     after = run([str(tmp_path / n) for n in names], ALL, 1, ResultCache(cache_dir, ALL))
     assert after.findings == []
+
+
+def test_stdin_resolves_imports_from_the_name_it_is_given(run_looplint: RunLooplint) -> None:
+    """Editors pipe the buffer in under its path: helpers next to it are still followed."""
+    folder = FIXTURES / "crossmodule"
+    source = (folder / "helper_loops.py").read_text()
+    result = run_looplint(
+        "check", "--stdin-filename", "helper_loops.py", "-", cwd=folder, stdin=source
+    )
+    assert result.returncode == 1
+    assert [line.split(": ")[1][:5] for line in result.stdout.splitlines() if ": LL" in line] == [
+        "LL001",
+        "LL005",
+    ]
