@@ -111,6 +111,27 @@ class ResultCache:
             self._dirty = True
         return True
 
+    def _still_irrelevant(self, path: str, stamp: dict[str, Any] | None) -> bool:
+        """A changed file that was depended on only for definitions that mention nothing a
+        rule tracks still holds if those definitions still do not."""
+        names = stamp.get("irrelevant") if stamp is not None else None
+        if not isinstance(names, list):
+            return False
+        from looplint.errors import SourceError
+        from looplint.project import still_irrelevant
+        from looplint.source import read_bytes, source_from_bytes
+
+        try:
+            data, info = read_bytes(path)
+            if not still_irrelevant(source_from_bytes(path, data).text, tuple(names)):
+                return False
+        except SourceError:
+            return False
+        assert stamp is not None
+        stamp.update(size=info.st_size, mtime_ns=info.st_mtime_ns, digest=content_digest(data))
+        self._dirty = True
+        return True
+
     def lookup(self, path: str) -> FileResult | None:
         """The cached result of `path` if neither it nor any module its findings were
         drawn from has changed, else None."""
@@ -124,7 +145,9 @@ class ResultCache:
             if not self._unchanged(path, entry):
                 return None
             for dependency, stamp in entry["dependencies"].items():
-                if not self._unchanged(dependency, stamp):
+                if not self._unchanged(dependency, stamp) and not self._still_irrelevant(
+                    dependency, stamp
+                ):
                     return None
             return FileResult(
                 path,
@@ -149,8 +172,11 @@ class ResultCache:
             "bindings": [b.to_json() for b in result.bindings],
             "incoming": [b.to_json() for b in result.incoming],
             "dependencies": {
-                path: None if dep is None else
-                {"size": dep.size, "mtime_ns": dep.mtime_ns, "digest": dep.digest}
+                path: None if dep.stamp is None else {
+                    "size": dep.stamp.size, "mtime_ns": dep.stamp.mtime_ns,
+                    "digest": dep.stamp.digest,
+                    **({"irrelevant": list(dep.names)} if dep.names is not None else {}),
+                }
                 for path, dep in result.dependencies.items()
             },
         }  # fmt: skip

@@ -24,7 +24,7 @@ from looplint.source import SourceFile, read_bytes, source_from_bytes
 from looplint.suppression import is_suppressed
 
 if TYPE_CHECKING:
-    from looplint.project import Project
+    from looplint.project import Dependency, Project
 
 
 @dataclass(slots=True)
@@ -41,7 +41,7 @@ class FileResult:
     fixes: int = 0
     bindings: list[Binding] = field(default_factory=list)
     """What the file passes to functions of other modules (see `Binding`)."""
-    dependencies: dict[str, FileStamp | None] = field(default_factory=dict)
+    dependencies: dict[str, Dependency] = field(default_factory=dict)
     """Other files whose content the findings depend on, as they were read."""
     incoming: tuple[Binding, ...] = ()
     """The bindings from other files it was checked with."""

@@ -231,8 +231,10 @@ class ModuleFacts:
         self.imports = program.imports
         self.project = project
         self.path = path
-        self.consulted: set[str] = set()
-        """Files of other modules this module's analysis has read (cache dependencies)."""
+        self.consulted: dict[str, set[str] | None] = {}
+        """Files of other modules this module's analysis has read (cache dependencies):
+        None where their facts were used, else the names whose definitions were only
+        found irrelevant (a weaker dependency: see `Project.dependencies`)."""
         self._incoming = tuple(incoming)
         self._targets: dict[str, Target | None] = {}
         self._node_targets: dict[tuple[int, bool], Target | None] = {}
@@ -516,7 +518,13 @@ class ModuleFacts:
         found = self._targets[key] = self.project.target(self.path, written, factory)
         located = self.project.locate(self.path, written)
         if located is not None:
-            self.consulted.add(located[0])
+            path, attribute = located
+            names = self.consulted.get(path, set())
+            if names is not None and found is None and self.project.irrelevant(path, attribute):
+                names.add(attribute)
+                self.consulted[path] = names
+            else:
+                self.consulted[path] = None
         return found
 
     def _arguments(self, function: FunctionInfo, call: cst.Call, frame: Frame) -> dict[str, str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -84,6 +85,26 @@ def module_name(path: str) -> ModuleName:
 
 
 @dataclass(frozen=True, slots=True)
+class Dependency:
+    """Another file a result depends on, as it was read (`stamp` None: unreadable)."""
+
+    stamp: FileStamp | None
+    names: tuple[str, ...] | None
+    """None when its facts were used; else only these definitions were read, found
+    irrelevant, and the result holds as long as they still are."""
+
+
+def still_irrelevant(text: str, names: tuple[str, ...]) -> bool:
+    """Whether each of `names` is still defined in `text` with nothing a rule tracks, or
+    not defined at all."""
+    for name in names:
+        definition = definition_text(text, name)
+        if definition is not None and _RELEVANT_TEXT.search(_NOT_CODE.sub("", definition)):
+            return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """A function or class of another module that a call reaches."""
 
@@ -114,7 +135,7 @@ class Project:
         self._files: dict[str, str | None] = {}
         self._located: dict[tuple[str, str], tuple[str, str] | None] = {}
         self._stamps: dict[str, FileStamp | None] = {}
-        self._consulted: dict[str, set[str]] = {}
+        self._consulted: dict[str, dict[str, set[str] | None]] = {}
         self._texts: dict[str, str] = {}
         self._relevance: dict[tuple[str, str], tuple[bool, bool]] = {}
 
@@ -230,17 +251,30 @@ class Project:
             self._relevance[key] = known
         return known[1] if factory else known[0]
 
-    def dependencies(self, consulted: set[str]) -> dict[str, FileStamp | None]:
-        """Every module `consulted` reaches, directly or through the modules it consulted,
-        as it was read (None for a file that could not be read)."""
-        found: dict[str, FileStamp | None] = {}
-        pending = list(consulted)
+    def irrelevant(self, path: str, attribute: str) -> bool:
+        """Whether `attribute`'s definition in `path` was found to mention nothing a rule
+        tracks (so only that, not the rest of the file, was depended on)."""
+        known = self._relevance.get((path, attribute))
+        return known is not None and not known[0]
+
+    def dependencies(self, consulted: Mapping[str, set[str] | None]) -> dict[str, Dependency]:
+        """Every module `consulted` reaches, directly or through the modules whose facts
+        were used, as it was read."""
+        found: dict[str, Dependency] = {}
+        pending = list(consulted.items())
         while pending:
-            path = pending.pop()
+            path, names = pending.pop()
             if path in found:
-                continue
-            found[path] = self._stamps.get(path)
-            pending.extend(self._consulted.get(path, ()))
+                earlier = found[path].names
+                if earlier is None:
+                    continue  # its facts were used: the strongest dependency already
+                if names is not None:
+                    names = names | set(earlier)
+            found[path] = Dependency(
+                self._stamps.get(path), None if names is None else tuple(sorted(names))
+            )
+            if names is None:
+                pending.extend(self._consulted.get(path, {}).items())
         return found
 
     def facts(self, path: str) -> ModuleFacts | None:

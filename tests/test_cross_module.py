@@ -293,3 +293,30 @@ def test_stdin_resolves_imports_from_the_name_it_is_given(run_looplint: RunLoopl
         "LL001",
         "LL005",
     ]
+
+
+def test_a_module_read_only_for_an_irrelevant_helper_is_a_weak_dependency(
+    tmp_path: Path,
+) -> None:
+    """Editing `utils.py` elsewhere keeps `train.py` cached; making the helper it calls
+    step the optimizer does not."""
+    train = """
+    import torch
+    from utils import log
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x in loader:
+        model(x).sum().backward()
+        log(opt)
+    """
+    _write(tmp_path, {"train.py": train, "utils.py": "def log(o):\n    print(o)\n"})
+    cache_dir = tmp_path / ".cache"
+    first = run([str(tmp_path / "train.py")], ALL, 1, ResultCache(cache_dir, ALL))
+    assert first.findings == []
+    (tmp_path / "utils.py").write_text("def log(o):\n    print(o)\n\ndef other():\n    pass\n")
+    unrelated = run([str(tmp_path / "train.py")], ALL, 1, ResultCache(cache_dir, ALL))
+    assert unrelated.cached == 1
+    (tmp_path / "utils.py").write_text("def log(o):\n    o.step()\n")
+    relevant = run([str(tmp_path / "train.py")], ALL, 1, ResultCache(cache_dir, ALL))
+    assert relevant.cached == 0
+    assert [(f.line, f.code) for f in relevant.findings] == [(8, "LL001")]
