@@ -439,13 +439,7 @@ class ModuleFacts:
         if callee is None:
             return False
         function = callee[0]
-        params = list(function.params[1:] if function.self_name is not None else function.params)
-        pairs = list(zip(params, positional_args(call), strict=False))
-        pairs += [
-            (arg.keyword.value, arg.value)
-            for arg in call.args
-            if arg.keyword is not None and arg.keyword.value in function.params
-        ]
+        pairs = self._parameters_of(function, call)
         # Caller identities as the callee names them: `train(net, opt)` → `net` is `train:model`.
         renames = {
             identity: f"{function.qualname}:{param}"

@@ -158,20 +158,22 @@ def test_a_factory_in_another_module_is_recognised(tmp_path: Path) -> None:
     assert _codes(tmp_path, "train.py") == [("train.py", 5, "LL002")]
 
 
-def test_a_parameter_learns_its_kind_from_the_caller_in_another_file(tmp_path: Path) -> None:
-    engine = """
-    def train_one_epoch(model, optimizer, loader):
-        for x in loader:
-            model(x).sum().backward()
-            optimizer.step()
-    """
-    main = """
-    import torch
-    from .engine import train_one_epoch
+ENGINE = """
+def train_one_epoch(model, optimizer, loader):
+    for x in loader:
+        model(x).sum().backward()
+        optimizer.step()
+"""
+MAIN = """
+import torch
+from .engine import train_one_epoch
 
-    train_one_epoch(model, torch.optim.AdamW(model.parameters()), loader)
-    """
-    _write(tmp_path, {"pkg/__init__.py": "", "pkg/engine.py": engine, "pkg/main.py": main})
+train_one_epoch(model, torch.optim.AdamW(model.parameters()), loader)
+"""
+
+
+def test_a_parameter_learns_its_kind_from_the_caller_in_another_file(tmp_path: Path) -> None:
+    _write(tmp_path, {"pkg/__init__.py": "", "pkg/engine.py": ENGINE, "pkg/main.py": MAIN})
     assert _codes(tmp_path, "pkg/engine.py", "pkg/main.py") == [("engine.py", 5, "LL001")]
     # Alone, engine.py cannot know what `optimizer` is: it stays silent.
     assert _codes(tmp_path, "pkg/engine.py") == []
@@ -253,19 +255,7 @@ def test_editing_a_callee_invalidates_its_callers_cached_result(tmp_path: Path) 
 
 
 def test_editing_a_caller_invalidates_the_callees_cached_result(tmp_path: Path) -> None:
-    engine = """
-    def train_one_epoch(model, optimizer, loader):
-        for x in loader:
-            model(x).sum().backward()
-            optimizer.step()
-    """
-    main = """
-    import torch
-    from .engine import train_one_epoch
-
-    train_one_epoch(model, torch.optim.AdamW(model.parameters()), loader)
-    """
-    _write(tmp_path, {"pkg/__init__.py": "", "pkg/engine.py": engine, "pkg/main.py": main})
+    _write(tmp_path, {"pkg/__init__.py": "", "pkg/engine.py": ENGINE, "pkg/main.py": MAIN})
     names = ("pkg/engine.py", "pkg/main.py")
     cache_dir = tmp_path / ".cache"
     assert _codes(tmp_path, *names, cache=ResultCache(cache_dir, ALL)) == [
