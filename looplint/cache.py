@@ -18,24 +18,19 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from looplint import __version__
 from looplint.finding import Finding
+from looplint.source import FileStamp, content_digest
 
 if TYPE_CHECKING:
     from looplint.checker import FileResult
 
 CACHE_DIR_NAME = ".looplint_cache"
 _FORMAT = 2
-
-
-def content_digest(data: bytes) -> str:
-    """The hash that decides whether a cached result still holds."""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def _implementation_digest() -> str:
@@ -46,7 +41,7 @@ def _implementation_digest() -> str:
     if spec is not None and spec.submodule_search_locations:
         folders += [Path(p) for p in spec.submodule_search_locations]
     for folder in folders:
-        for source in sorted(folder.glob("*.py")):
+        for source in sorted(folder.rglob("*.py")):
             try:
                 digest.update(source.read_bytes())
             except OSError:
@@ -62,15 +57,6 @@ def fingerprint(codes: Iterable[str]) -> str:
         libcst_version = ""
     key = json.dumps([__version__, _implementation_digest(), libcst_version, sorted(codes)])
     return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class FileStamp:
-    """How a file looked when it was read: cheap to compare, then confirmed by content."""
-
-    size: int
-    mtime_ns: int
-    digest: str
 
 
 class ResultCache:
@@ -117,8 +103,8 @@ class ResultCache:
         names = stamp.get("irrelevant") if stamp is not None else None
         if not isinstance(names, list):
             return False
+        from looplint.analysis.project import still_irrelevant
         from looplint.errors import SourceError
-        from looplint.project import still_irrelevant
         from looplint.source import read_bytes, source_from_bytes
 
         try:
@@ -135,8 +121,8 @@ class ResultCache:
     def lookup(self, path: str) -> FileResult | None:
         """The cached result of `path` if neither it nor any module its findings were
         drawn from has changed, else None."""
+        from looplint.analysis.facts import Binding
         from looplint.checker import FileResult
-        from looplint.facts import Binding
 
         entry = self._entries.get(os.path.abspath(path))
         if not isinstance(entry, dict):

@@ -11,20 +11,19 @@ from typing import TYPE_CHECKING
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from looplint.cache import FileStamp, content_digest
+from looplint.analysis.facts import Binding, ModuleFacts
+from looplint.analysis.program import compile_module
 from looplint.errors import SourceError
-from looplint.facts import Binding, ModuleFacts
 from looplint.finding import Finding
 from looplint.identity import PARSE_ERROR
 from looplint.parse_guard import refusal
 from looplint.prefilter import is_candidate
-from looplint.program import compile_module
 from looplint.rule import Rule, Violation
-from looplint.source import SourceFile, read_bytes, source_from_bytes
+from looplint.source import FileStamp, SourceFile, content_digest, read_bytes, source_from_bytes
 from looplint.suppression import is_suppressed
 
 if TYPE_CHECKING:
-    from looplint.project import Dependency, Project
+    from looplint.analysis.project import Dependency, Project
 
 
 @dataclass(slots=True)

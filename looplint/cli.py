@@ -198,7 +198,7 @@ def _check_stdin(filename: str, codes: frozenset[str]) -> RunResult:
     except SourceError as error:
         outcome.findings.append(error_finding(filename, str(error)))
         return outcome
-    from looplint.project import Project
+    from looplint.analysis.project import Project
 
     # Editors pipe the buffer in under its real name: its imports resolve from there.
     result = check_source(source, rules_for(codes), project=Project())

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import libcst as cst
 
-from looplint.facts import ModuleFacts
+from looplint.analysis.facts import ModuleFacts
 from looplint.identity import RuleIdentity
 
 EXPECT_MARKER = re.compile(r"\s*#\s*expect:\s*[A-Z]{2}\d{3}(?:\s*,\s*[A-Z]{2}\d{3})*")

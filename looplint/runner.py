@@ -15,10 +15,10 @@ from looplint.finding import Finding
 from looplint.registry import rule_classes
 
 if TYPE_CHECKING:
+    from looplint.analysis.facts import Binding
+    from looplint.analysis.project import Project
     from looplint.cache import ResultCache
     from looplint.checker import FileResult
-    from looplint.facts import Binding
-    from looplint.project import Project
     from looplint.rule import Rule
 
 _SMALL_RUN = 8
@@ -59,7 +59,7 @@ def _fewer_collections() -> None:
 
 
 def _init_worker(codes: tuple[str, ...], fix: bool = False) -> None:
-    from looplint.project import Project
+    from looplint.analysis.project import Project
 
     _fewer_collections()
     global _worker_rules, _worker_fix, _worker_project
@@ -178,8 +178,8 @@ def check_paths(
     incoming: Incoming | None = None,
 ) -> list[FileResult]:
     """Check files in this process (few files or `--jobs 1`) or in a process pool."""
+    from looplint.analysis.project import Project
     from looplint.checker import check_file
-    from looplint.project import Project
 
     if not paths:
         return []

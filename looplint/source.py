@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import stat
@@ -87,3 +88,17 @@ def source_from_bytes(path: str, data: bytes) -> SourceFile:
 def read_source(path: str) -> SourceFile:
     """Read and decode one `.py` or `.ipynb` file."""
     return source_from_bytes(path, read_bytes(path)[0])
+
+
+def content_digest(data: bytes) -> str:
+    """The hash that decides whether a cached result still holds."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    """How a file looked when it was read: cheap to compare, then confirmed by content."""
+
+    size: int
+    mtime_ns: int
+    digest: str

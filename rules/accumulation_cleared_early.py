@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from looplint.facts import ModuleFacts
+from looplint.analysis.facts import ModuleFacts
+from looplint.analysis.operations import Backward, Branch, Clear, Loop, LoopView, Site, Step
+from looplint.analysis.syntax import call_display, descendants, dotted_name, source_of
 from looplint.identity import ACCUMULATION_CLEARED_EARLY
-from looplint.operations import Backward, Branch, Clear, Loop, LoopView, Site, Step
 from looplint.rule import Rule, Violation
-from looplint.syntax import call_display, descendants, dotted_name, source_of
 
 
 def _looks_like_accumulation(test: cst.BaseExpression | None) -> bool:

@@ -7,13 +7,13 @@ from dataclasses import replace
 
 import libcst as cst
 
-from looplint.catalog import ObjectKind
-from looplint.facts import ModuleFacts
+from looplint.analysis.catalog import ObjectKind
+from looplint.analysis.facts import ModuleFacts
+from looplint.analysis.operations import Assign, LoadState, Loop, Save, Site, Step, display_name
+from looplint.analysis.program import FunctionInfo
+from looplint.analysis.syntax import descendants, keyword_arg
 from looplint.identity import CHECKPOINT_WITHOUT_OPTIMIZER_STATE
-from looplint.operations import Assign, LoadState, Loop, Save, Site, Step, display_name
-from looplint.program import FunctionInfo
 from looplint.rule import Rule, Violation
-from looplint.syntax import descendants, keyword_arg
 
 _STATELESS = frozenset({"SGD"})
 

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from looplint.facts import Frame, ModuleFacts
-from looplint.identity import CONSUMED_PARAMETER_GENERATOR
-from looplint.program import (
+from looplint.analysis.facts import Frame, ModuleFacts
+from looplint.analysis.program import (
     AssignEvent,
     BranchEvent,
     CallEvent,
@@ -18,8 +17,9 @@ from looplint.program import (
     LoopEvent,
     WithEvent,
 )
+from looplint.analysis.syntax import source_of
+from looplint.identity import CONSUMED_PARAMETER_GENERATOR
 from looplint.rule import Fix, Rule, Violation
-from looplint.syntax import source_of
 
 _GENERATORS = frozenset({"parameters", "named_parameters", "buffers", "named_buffers"})
 _CONSUMING_BUILTINS = frozenset(

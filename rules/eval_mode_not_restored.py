@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from looplint.facts import ModuleFacts
+from looplint.analysis.facts import ModuleFacts
+from looplint.analysis.operations import ModeSwitch, Step, display_name
+from looplint.analysis.syntax import source_of
 from looplint.identity import EVAL_MODE_NOT_RESTORED
-from looplint.operations import ModeSwitch, Step, display_name
 from looplint.rule import Rule, Violation
-from looplint.syntax import source_of
 
 
 def _restores(trained: str, evaluated: str) -> bool:

@@ -6,11 +6,19 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from looplint.facts import ModuleFacts
+from looplint.analysis.facts import ModuleFacts
+from looplint.analysis.operations import (
+    Assign,
+    Backward,
+    Clip,
+    ScalerCall,
+    Site,
+    Step,
+    display_name,
+)
+from looplint.analysis.syntax import call_display, dotted_name, source_of
 from looplint.identity import GRAD_SCALER_MISUSE
-from looplint.operations import Assign, Backward, Clip, ScalerCall, Site, Step, display_name
 from looplint.rule import Rule, Violation
-from looplint.syntax import call_display, dotted_name, source_of
 
 _ENGINE_WORDS = ("accelerator", "engine", "fabric", "trainer")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from looplint.facts import ModuleFacts
+from looplint.analysis.facts import ModuleFacts
+from looplint.analysis.operations import Backward, Clear, Site, Step, display_name
+from looplint.analysis.syntax import call_display, source_of
 from looplint.identity import GRADIENTS_CLEARED_BEFORE_STEP
-from looplint.operations import Backward, Clear, Site, Step, display_name
 from looplint.rule import Rule, Violation
-from looplint.syntax import call_display, source_of
 
 
 def _unconditional_before(clear: Site, step: Site) -> bool:

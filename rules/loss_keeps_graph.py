@@ -6,11 +6,11 @@ from collections.abc import Callable, Iterator
 
 import libcst as cst
 
-from looplint.facts import ModuleFacts
+from looplint.analysis.facts import ModuleFacts
+from looplint.analysis.operations import Append, Assign, Backward, Site, display_name
+from looplint.analysis.syntax import dotted_name, source_of, with_item
 from looplint.identity import LOSS_KEEPS_GRAPH
-from looplint.operations import Append, Assign, Backward, Site, display_name
 from looplint.rule import Fix, Rule, Violation
-from looplint.syntax import dotted_name, source_of, with_item
 
 _NO_GRAD = ("no_grad", "inference_mode")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from looplint.facts import ModuleFacts
+from looplint.analysis.facts import ModuleFacts
+from looplint.analysis.operations import Backward, Clear, Escape, Step, display_name
+from looplint.analysis.syntax import call_display
 from looplint.identity import MISSING_ZERO_GRAD
-from looplint.operations import Backward, Clear, Escape, Step, display_name
 from looplint.rule import Rule, Violation
-from looplint.syntax import call_display
 
 
 class MissingZeroGrad(Rule):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from looplint.catalog import ObjectKind
-from looplint.facts import ModuleFacts
+from looplint.analysis.catalog import ObjectKind
+from looplint.analysis.facts import ModuleFacts
+from looplint.analysis.operations import Assign, Backward, Construct, LoopView, Site, Step
+from looplint.analysis.syntax import call_display
 from looplint.identity import OPTIMIZER_IN_LOOP
-from looplint.operations import Assign, Backward, Construct, LoopView, Site, Step
 from looplint.rule import Rule, Violation
-from looplint.syntax import call_display
 
 _STATE = {
     ObjectKind.OPTIMIZER: "momentum and adaptive moments are",

@@ -6,14 +6,18 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from looplint.catalog import TORCH_PARAMETERLESS_MODULES, ObjectKind, takes_model_not_parameters
-from looplint.facts import ModuleFacts
+from looplint.analysis.catalog import (
+    TORCH_PARAMETERLESS_MODULES,
+    ObjectKind,
+    takes_model_not_parameters,
+)
+from looplint.analysis.facts import ModuleFacts
+from looplint.analysis.operations import Construct
+from looplint.analysis.program import CallEvent, ClassInfo, ModuleProgram, WithEvent, all_events
+from looplint.analysis.summary import ModuleSummary
+from looplint.analysis.syntax import argument, dotted_name, keyword_arg
 from looplint.identity import PARTIAL_PARAMETERS
-from looplint.operations import Construct
-from looplint.program import CallEvent, ClassInfo, ModuleProgram, WithEvent, all_events
 from looplint.rule import Rule, Violation
-from looplint.summary import ModuleSummary
-from looplint.syntax import argument, dotted_name, keyword_arg
 
 _CONCATENATORS = frozenset({"list", "tuple", "chain", "itertools.chain"})
 

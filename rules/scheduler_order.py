@@ -6,13 +6,13 @@ from collections.abc import Callable, Iterator
 
 import libcst as cst
 
-from looplint.catalog import PER_BATCH_SCHEDULERS, PLATEAU_SCHEDULERS
-from looplint.facts import ModuleFacts, ObjectInfo
+from looplint.analysis.catalog import PER_BATCH_SCHEDULERS, PLATEAU_SCHEDULERS
+from looplint.analysis.facts import ModuleFacts, ObjectInfo
+from looplint.analysis.operations import SchedulerStep, Site, Step, display_name
+from looplint.analysis.program import AssignEvent, all_events
+from looplint.analysis.syntax import descendants, dotted_name, statement_of
 from looplint.identity import SCHEDULER_ORDER
-from looplint.operations import SchedulerStep, Site, Step, display_name
-from looplint.program import AssignEvent, all_events
 from looplint.rule import Fix, Rule, Violation
-from looplint.syntax import descendants, dotted_name, statement_of
 
 _PER_BATCH_WORDS = ("steps_per_epoch", "iters_per_epoch", "batches_per_epoch", "num_batches")
 

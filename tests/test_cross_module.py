@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from looplint.analysis.project import Project, definition_text, module_name
 from looplint.cache import ResultCache
-from looplint.project import Project, definition_text, module_name
 from looplint.runner import run
 from tests.conftest import FIXTURES, RunLooplint
 

@@ -7,10 +7,10 @@ import textwrap
 import libcst as cst
 import pytest
 
-from looplint.catalog import ObjectKind
-from looplint.facts import ModuleFacts
-from looplint.operations import Backward, Clear, Construct, Escape, SchedulerStep, Step
-from looplint.program import compile_module
+from looplint.analysis.catalog import ObjectKind
+from looplint.analysis.facts import ModuleFacts
+from looplint.analysis.operations import Backward, Clear, Construct, Escape, SchedulerStep, Step
+from looplint.analysis.program import compile_module
 
 
 def facts_of(source: str) -> ModuleFacts:

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from looplint.rules.missing_zero_grad import MissingZeroGrad
 
 from looplint import cli, runner
+from looplint.analysis.facts import ModuleFacts
 from looplint.checker import check_source
-from looplint.facts import ModuleFacts
 from looplint.rule import Rule, Violation
 from looplint.source import SourceFile
 from tests.conftest import FIXTURES, RunLooplint

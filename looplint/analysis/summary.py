@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from looplint.program import AssignEvent, CallEvent, ModuleProgram, all_events
-from looplint.syntax import argument, dotted_name
+from looplint.analysis.program import AssignEvent, CallEvent, ModuleProgram, all_events
+from looplint.analysis.syntax import argument, dotted_name
 
 
 @dataclass(frozen=True, slots=True)

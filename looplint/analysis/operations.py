@@ -1,6 +1,6 @@
 """The vocabulary of resolved training-loop operations, and where each one runs.
 
-`looplint.facts` turns a function's events into these values (an optimizer step, a
+`looplint.analysis.facts` turns a function's events into these values (an optimizer step, a
 gradient clear, a backward pass, …) with every object named by its identity;
 `Site` places each one in its loops, branches and `with` blocks, in execution
 order. Rules read nothing else.
@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import libcst as cst
 
-from looplint.catalog import ObjectKind
+from looplint.analysis.catalog import ObjectKind
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 Each function body becomes a tree of events in execution order: calls (with the
 receiver and arguments still as syntax), assignments, loops and branches. Nothing
 here decides what a call *means*; that needs the caller's bindings and happens in
-`looplint.facts`. Compiling once per function lets every caller reuse the result.
+`looplint.analysis.facts`. Compiling once per function lets every caller reuse the result.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from looplint.imports import ImportTable
-from looplint.syntax import children, dotted_name
+from looplint.analysis.imports import ImportTable
+from looplint.analysis.syntax import children, dotted_name
 
 MODULE_SCOPE = "<module>"
 

@@ -1,6 +1,6 @@
 """Shared facts about a module's training loops, computed once for all rules.
 
-Two layers sit on top of the compiled events of `looplint.program`:
+Two layers sit on top of the compiled events of `looplint.analysis.program`:
 
 * an **object table**: which names and attributes hold an optimizer, an LR
   scheduler or a GradScaler (from constructors, same-module factories, parameter
@@ -12,8 +12,8 @@ Two layers sit on top of the compiled events of `looplint.program`:
   made inside loops inlined with their arguments bound, so a rule sees what one
   iteration of a loop really runs.
 
-The operations themselves are defined in `looplint.operations`, module-wide textual
-facts in `looplint.summary`. Rules are short queries over `ModuleFacts.in_loops()` and
+The operations themselves are defined in `looplint.analysis.operations`, module-wide textual
+facts in `looplint.analysis.summary`. Rules are short queries over `ModuleFacts.in_loops()` and
 `ModuleFacts.sites()`.
 """
 
@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from looplint.catalog import (
+from looplint.analysis.catalog import (
     ObjectKind,
     annotated_kind,
     constructed_kind,
     takes_model_not_parameters,
 )
-from looplint.operations import (
+from looplint.analysis.operations import (
     Append,
     Assign,
     Backward,
@@ -56,7 +56,7 @@ from looplint.operations import (
     _Place,
     loop_views,
 )
-from looplint.program import (
+from looplint.analysis.program import (
     AssignEvent,
     BranchEvent,
     CallEvent,
@@ -69,19 +69,19 @@ from looplint.program import (
     all_events,
     calls_in,
 )
-from looplint.summary import ModuleSummary, summarise
-from looplint.syntax import (
+from looplint.analysis.summary import ModuleSummary, summarise
+from looplint.analysis.syntax import (
     argument,
     children,
     dotted_name,
     positional_args,
 )
-from looplint.syntax import (
+from looplint.analysis.syntax import (
     descendants as _descendants,
 )
 
 if TYPE_CHECKING:
-    from looplint.project import Project, Target
+    from looplint.analysis.project import Project, Target
 
 MAX_INLINE_DEPTH = 4
 _PARAMETER_ACCESSORS = frozenset(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from looplint.syntax import dotted_name
+from looplint.analysis.syntax import dotted_name
 
 
 class ImportTable:

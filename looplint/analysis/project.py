@@ -22,14 +22,13 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from looplint.cache import FileStamp, content_digest
+from looplint.analysis.program import ClassInfo, FunctionInfo, compile_module
 from looplint.errors import SourceError
 from looplint.parse_guard import refusal
-from looplint.program import ClassInfo, FunctionInfo, compile_module
-from looplint.source import read_bytes, source_from_bytes
+from looplint.source import FileStamp, content_digest, read_bytes, source_from_bytes
 
 if TYPE_CHECKING:
-    from looplint.facts import ModuleFacts
+    from looplint.analysis.facts import ModuleFacts
 
 _CACHED_MODULES = 256
 _CACHED_SOURCE = 4_000_000
@@ -314,7 +313,7 @@ class Project:
             self._kept -= self._sizes.pop(evicted, 0)
 
     def _build(self, path: str) -> tuple[FileStamp | None, ModuleFacts | None]:
-        from looplint.facts import ModuleFacts
+        from looplint.analysis.facts import ModuleFacts
 
         try:
             data, info = read_bytes(path)
