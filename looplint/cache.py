@@ -121,7 +121,7 @@ class ResultCache:
     def lookup(self, path: str) -> FileResult | None:
         """The cached result of `path` if neither it nor any module its findings were
         drawn from has changed, else None."""
-        from looplint.analysis.facts import Binding
+        from looplint.analysis.linking import Binding
         from looplint.checker import FileResult
 
         entry = self._entries.get(os.path.abspath(path))

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from looplint.analysis.facts import Binding, ModuleFacts
+from looplint.analysis.facts import ModuleFacts
+from looplint.analysis.linking import Binding
 from looplint.analysis.program import compile_module
 from looplint.errors import SourceError
 from looplint.finding import Finding

@@ -15,7 +15,7 @@ from looplint.finding import Finding
 from looplint.registry import rule_classes
 
 if TYPE_CHECKING:
-    from looplint.analysis.facts import Binding
+    from looplint.analysis.linking import Binding
     from looplint.analysis.project import Project
     from looplint.cache import ResultCache
     from looplint.checker import FileResult

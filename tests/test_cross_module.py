@@ -159,10 +159,10 @@ def test_a_factory_in_another_module_is_recognised(tmp_path: Path) -> None:
 
 
 ENGINE = """
-def train_one_epoch(model, optimizer, loader):
+def train_one_epoch(model, updater, loader):
     for x in loader:
         model(x).sum().backward()
-        optimizer.step()
+        updater.step()
 """
 MAIN = """
 import torch
@@ -175,8 +175,11 @@ train_one_epoch(model, torch.optim.AdamW(model.parameters()), loader)
 def test_a_parameter_learns_its_kind_from_the_caller_in_another_file(tmp_path: Path) -> None:
     _write(tmp_path, {"pkg/__init__.py": "", "pkg/engine.py": ENGINE, "pkg/main.py": MAIN})
     assert _codes(tmp_path, "pkg/engine.py", "pkg/main.py") == [("engine.py", 5, "LL001")]
-    # Alone, engine.py cannot know what `optimizer` is: it stays silent.
+    # Alone, engine.py cannot know what `updater` is: it stays silent.
     assert _codes(tmp_path, "pkg/engine.py") == []
+    # Named `optimizer` and stepped right after a backward pass, it is one by its name.
+    (tmp_path / "pkg/engine.py").write_text(ENGINE.replace("updater", "optimizer"))
+    assert _codes(tmp_path, "pkg/engine.py") == [("engine.py", 5, "LL001")]
 
 
 def test_import_cycles_and_broken_modules_are_harmless(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ is the one place that knows library spellings.
 from __future__ import annotations
 
 import enum
+import re
 
 
 class ObjectKind(enum.Enum):
@@ -89,6 +90,16 @@ TORCH_PARAMETERLESS_MODULES = frozenset(
 )  # fmt: skip
 
 
+UNTRACKED = frozenset(
+    {
+        "torch.distributed.optim.DistributedOptimizer",
+        "torch.distributed.optim.optimizer.DistributedOptimizer",
+    }
+)
+"""Optimizers whose gradients live elsewhere (RPC distributed autograd contexts): no
+rule applies to them, whatever their name suggests."""
+
+
 def constructed_kind(qualified: str) -> ObjectKind | None:
     """The kind of object a call of `qualified` builds, if it is one looplint tracks."""
     if qualified in _SCALERS:
@@ -126,3 +137,62 @@ def annotated_kind(qualified: str) -> ObjectKind | None:
     if qualified in _SCALERS:
         return ObjectKind.SCALER
     return None
+
+
+# -- spellings recognised wherever they are imported from -----------------------------
+# Real code vendors optimizers (`from callback.optimizater.adamw import AdamW`), wraps
+# them (`AnalogSGD`, `OpenAIAdam`) or copies `get_linear_schedule_with_warmup` into
+# its own package, so well-known *names* count too — but only with the call shape
+# that goes with them (parameters passed in, or an optimizer passed to a scheduler).
+_OPTIMIZER_CLASS_NAME = re.compile(
+    r"^(?:[A-Z]\w*?)?(?:Adam|AdamW|SGD|Lamb|LAMB|Lion|Adafactor|RMSprop|RMSProp|Adagrad|Adadelta"
+    r"|Adamax|NAdam|RAdam|LBFGS|Rprop|Ranger|AdaBelief|NovoGrad|Novograd|Shampoo|Muon|Sophia"
+    r"|SophiaG|Prodigy|Lookahead|LARS|Lars|AdaBound|AdaMod|Yogi|Apollo|Adan|AdamP|SGDP|QHAdam"
+    r"|Optimizer)(?:8bit|32bit|Optimizer|V\d|W)?$"
+)
+_NOT_OPTIMIZER_CLASS = re.compile(r"Config|Args|Arguments|Params|Wrapper|State|Mixin|^Optimizer$")
+_SCHEDULER_CLASS_NAME = re.compile(r"^[A-Z]\w*(?:LR|Scheduler|Schedule|Warmup\w*)$")
+_SCHEDULER_FUNCTION_NAME = re.compile(r"^get_\w*schedule\w*$|^create_scheduler\w*$")
+OPTIMIZER_NAME = re.compile(r"^(?:\w+_)?(?:optimizer|optim|opt)(?:_\w+)?$|^\w*optimizer\w*$", re.I)
+"""A receiver named like an optimizer (`optimizer`, `opt_d`, `g_optim`, `self.policy.optimizer`)."""
+SCHEDULER_NAME = re.compile(
+    r"^(?:\w+_)?(?:scheduler|sched|lr_sched)(?:_\w+)?$|^\w*_scheduler$", re.I
+)
+"""A receiver named like an LR scheduler (`scheduler`, `lr_scheduler`, `sched_g`)."""
+_NOT_LR_SCHEDULER = re.compile(r"noise|diffusion|ddpm|ddim|sampler|beta|sigma|timestep", re.I)
+
+
+def named_class_kind(name: str) -> ObjectKind | None:
+    """The kind a class of this bare name builds, judged by the name alone (`AdamW`,
+    `FusedLAMB`, `WarmupLinearSchedule`); callers also check the call's shape."""
+    if _OPTIMIZER_CLASS_NAME.match(name) and not _NOT_OPTIMIZER_CLASS.search(name):
+        return ObjectKind.OPTIMIZER
+    if (
+        _SCHEDULER_CLASS_NAME.match(name) or _SCHEDULER_FUNCTION_NAME.match(name)
+    ) and not _NOT_LR_SCHEDULER.search(name):
+        return ObjectKind.SCHEDULER
+    return None
+
+
+def lr_scheduler_name_ok(name: str) -> bool:
+    """Whether a receiver's name is compatible with an LR scheduler (not a noise scheduler)."""
+    return _NOT_LR_SCHEDULER.search(name) is None
+
+
+TUPLE_FACTORIES: dict[str, tuple[ObjectKind | None, ...]] = {
+    "deepspeed.initialize": (None, ObjectKind.OPTIMIZER, None, ObjectKind.SCHEDULER),
+    "timm.scheduler.create_scheduler": (ObjectKind.SCHEDULER, None),
+    "timm.scheduler.create_scheduler_v2": (ObjectKind.SCHEDULER, None),
+    "timm.scheduler.scheduler_factory.create_scheduler": (ObjectKind.SCHEDULER, None),
+    "timm.scheduler.scheduler_factory.create_scheduler_v2": (ObjectKind.SCHEDULER, None),
+}
+"""Library functions returning a tuple with tracked objects at fixed positions."""
+
+CONFIG_INSTANTIATORS = frozenset(
+    {"hydra.utils.instantiate", "hydra.utils.call", "instantiate", "config.instantiate"}
+)
+"""Functions building an object from a config node (`instantiate(cfg.optimizer, params)`)."""
+PASS_THROUGH_METHODS = frozenset({"prepare"})
+"""`accelerator.prepare(model, opt, loader, sched)` returns its arguments, wrapped, in order."""
+LIGHTNING_ACCESSORS = {"optimizers": ObjectKind.OPTIMIZER, "lr_schedulers": ObjectKind.SCHEDULER}
+"""`self.optimizers()` / `self.lr_schedulers()` in a LightningModule."""

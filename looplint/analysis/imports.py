@@ -58,6 +58,10 @@ class ImportTable:
         name = dotted_name(node)
         if name is None:
             return None
+        return self.qualify_name(name)
+
+    def qualify_name(self, name: str) -> str | None:
+        """`qualify` for a dotted name already written out (`optim.Optimizer`)."""
         head, _, rest = name.partition(".")
         target = self._aliases.get(head)
         if target is None:

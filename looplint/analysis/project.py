@@ -18,17 +18,15 @@ import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from looplint.analysis.program import ClassInfo, FunctionInfo, compile_module
+from looplint.analysis.facts import ModuleFacts
+from looplint.analysis.linking import Target
+from looplint.analysis.program import compile_module
 from looplint.errors import SourceError
 from looplint.parse_guard import refusal
 from looplint.source import FileStamp, content_digest, read_bytes, source_from_bytes
-
-if TYPE_CHECKING:
-    from looplint.analysis.facts import ModuleFacts
 
 _CACHED_MODULES = 256
 _CACHED_SOURCE = 4_000_000
@@ -101,25 +99,6 @@ def still_irrelevant(text: str, names: tuple[str, ...]) -> bool:
         if definition is not None and _RELEVANT_TEXT.search(_NOT_CODE.sub("", definition)):
             return False
     return True
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A function or class of another module that a call reaches."""
-
-    path: str
-    facts: ModuleFacts
-    function: FunctionInfo | None
-    owner: ClassInfo | None
-
-    @property
-    def callable(self) -> FunctionInfo | None:
-        """The function that runs: the function itself, or the class's `__init__`."""
-        if self.function is not None:
-            return self.function
-        if self.owner is not None:
-            return self.facts.program.method(self.owner, "__init__")
-        return None
 
 
 class Project:
@@ -313,8 +292,6 @@ class Project:
             self._kept -= self._sizes.pop(evicted, 0)
 
     def _build(self, path: str) -> tuple[FileStamp | None, ModuleFacts | None]:
-        from looplint.analysis.facts import ModuleFacts
-
         try:
             data, info = read_bytes(path)
         except SourceError:

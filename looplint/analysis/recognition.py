@@ -1,0 +1,328 @@
+"""What each identity holds — optimizer, LR scheduler, GradScaler — and why we think so.
+
+A reviewer recognises an optimizer from all the evidence at hand, not only from
+`torch.optim.Adam(...)`: a vendored `AdamW`, `self.optimizer_cls(params)` where the
+class was chosen by a condition, `accelerator.prepare` handing it back in place,
+`scaler.step(x)`, `x.param_groups`, or a receiver called `optimizer` stepped right
+after a backward pass. `ObjectTable` collects that evidence for one module and keeps,
+with every object, the sentence saying how it was recognised (`ObjectInfo.evidence`),
+so a finding can be explained. Evidence that contradicts a name (a "scheduler"
+stepped with three arguments is a diffusion sampler) wins over the name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+import libcst as cst
+
+from looplint.analysis.catalog import (
+    CONFIG_INSTANTIATORS,
+    LIGHTNING_ACCESSORS,
+    UNTRACKED,
+    ObjectKind,
+    annotated_kind,
+    constructed_kind,
+    named_class_kind,
+    takes_model_not_parameters,
+)
+from looplint.analysis.program import AssignEvent, FunctionInfo, ModuleProgram, all_events
+from looplint.analysis.scopes import Frame, Scopes, parameters_of
+from looplint.analysis.syntax import argument, children, dotted_name
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """How one identity came to hold an optimizer, scheduler or scaler."""
+
+    kind: ObjectKind
+    qualified: str
+    call: cst.Call | None
+    optimizer: str | None = None
+    """For a scheduler: the identity of the optimizer it was built over."""
+    parameter_sources: frozenset[str] = frozenset()
+    """For an optimizer: the names and attributes its parameter argument is built from."""
+    evidence: str = ""
+    """How it was recognised, for a reader: `built by torch.optim.AdamW`."""
+
+
+def maximal_chains(expression: cst.CSTNode) -> Iterator[cst.BaseExpression]:
+    """Every outermost name/attribute chain inside `expression`."""
+    stack: list[cst.CSTNode] = [expression]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (cst.Name, cst.Attribute)) and dotted_name(node) is not None:
+            yield node
+            continue
+        if isinstance(node, cst.Lambda):
+            continue
+        stack.extend(children(node))
+
+
+ForeignFactory = Callable[[cst.Call, Frame], ObjectInfo | None]
+"""Looks a call up in the other modules of the codebase (see `looplint.analysis.linking`)."""
+
+
+class ObjectTable:
+    """The optimizers, schedulers and scalers of one module, keyed by identity."""
+
+    def __init__(self, program: ModuleProgram, scopes: Scopes, foreign: ForeignFactory) -> None:
+        self.program = program
+        self.imports = program.imports
+        self.scopes = scopes
+        self._foreign = foreign
+        self.objects: dict[str, list[ObjectInfo]] = {}
+        self.classes: dict[str, ObjectInfo] = {}
+        """Identities holding a *class* (or partial) whose calls build a tracked object:
+        `optimizer_cls = torch.optim.AdamW`, `self.optimizer: type[Optimizer]`."""
+        self._factories: dict[int, ObjectInfo | None] = {}
+
+    # -- reading -----------------------------------------------------------------------
+    def kinds(self, identity: str | None) -> set[ObjectKind]:
+        """What an identity is known to hold."""
+        if identity is None:
+            return set()
+        return {info.kind for info in self.objects.get(identity, ())}
+
+    def is_optimizer(self, identity: str | None) -> bool:
+        """Whether `identity` is known to hold an optimizer."""
+        return ObjectKind.OPTIMIZER in self.kinds(identity)
+
+    def info(self, identity: str, kind: ObjectKind) -> ObjectInfo | None:
+        """How the `kind` object at `identity` was recognised, if it was."""
+        for info in self.objects.get(identity, ()):
+            if info.kind is kind:
+                return info
+        return None
+
+    def record(self, identity: str, info: ObjectInfo) -> bool:
+        """Add what `identity` holds; True when that taught the table something new."""
+        infos = self.objects.setdefault(identity, [])
+        for index, existing in enumerate(infos):
+            if existing.kind is info.kind:
+                grown = existing.parameter_sources | info.parameter_sources
+                if grown == existing.parameter_sources:
+                    return False
+                infos[index] = replace(existing, parameter_sources=grown)
+                return True
+        infos.append(info)
+        return True
+
+    def record_class(self, identity: str, info: ObjectInfo) -> bool:
+        """`identity` holds a class whose calls build `info.kind`."""
+        if identity in self.classes:
+            return False
+        self.classes[identity] = info
+        return True
+
+    # -- what a call or value builds -----------------------------------------------------
+    def constructed(self, call: cst.Call, frame: Frame) -> ObjectInfo | None:
+        """The object a call builds: a library constructor, a class of the codebase, a
+        class-valued variable, a well-known name with the right call shape, or a factory."""
+        qualified = self.imports.qualify(call.func)
+        if qualified in UNTRACKED:
+            return None
+        if qualified is not None:
+            kind = constructed_kind(qualified)
+            if kind is not None:
+                return self._built(call, kind, qualified, frame, f"built by `{qualified}`")
+        identity = self.scopes.identity(call.func, frame)
+        held = self.classes.get(identity) if identity is not None else None
+        if held is not None:
+            return self._built(call, held.kind, held.qualified, frame, held.evidence)
+        callee = self.scopes.callee(call, frame)
+        if callee is not None:
+            return self.factory_info(callee[0])
+        framework = self._framework(call, qualified)
+        if framework is not None:
+            return framework
+        owner = (
+            self.program.classes.get(call.func.value) if isinstance(call.func, cst.Name) else None
+        )
+        if owner is not None:
+            kind = self._subclass_kind(owner.bases)
+            if kind is not None:
+                return self._built(
+                    call, kind, owner.name, frame, f"`{owner.name}` subclasses a torch {kind.value}"
+                )
+        found = self._foreign(call, frame)
+        if found is not None:
+            return found
+        return self._named(call, qualified, frame)
+
+    def _framework(self, call: cst.Call, qualified: str | None) -> ObjectInfo | None:
+        """Lightning's `self.optimizers()`, and `instantiate(cfg.optimizer, ...)` of Hydra
+        or torchtune, where the config key names what is built."""
+        func = call.func
+        if isinstance(func, cst.Attribute) and func.attr.value in LIGHTNING_ACCESSORS:
+            if not call.args and dotted_name(func.value) == "self":
+                kind = LIGHTNING_ACCESSORS[func.attr.value]
+                return ObjectInfo(
+                    kind, func.attr.value, call, evidence=f"`self.{func.attr.value}()`"
+                )
+            return None
+        written = qualified or dotted_name(func) or ""
+        if written not in CONFIG_INSTANTIATORS and not written.endswith(".instantiate"):
+            return None
+        config = dotted_name(call.args[0].value) if call.args else None
+        key = (config or "").rsplit(".", 1)[-1].lower()
+        if "sched" in key:
+            kind = ObjectKind.SCHEDULER
+        elif "optim" in key:
+            kind = ObjectKind.OPTIMIZER
+        else:
+            return None
+        return ObjectInfo(kind, written, call, evidence=f"`{written}({config}, ...)`")
+
+    def _subclass_kind(self, bases: tuple[str, ...]) -> ObjectKind | None:
+        for base in bases:
+            qualified = self.imports.qualify_name(base) or base
+            kind = annotated_kind(qualified)
+            if kind is not None:
+                return kind
+        return None
+
+    def _named(self, call: cst.Call, qualified: str | None, frame: Frame) -> ObjectInfo | None:
+        """A well-known name imported from anywhere, with the call shape that goes with it."""
+        written = dotted_name(call.func)
+        if written is None:
+            return None
+        last = written.rsplit(".", 1)[-1]
+        kind = named_class_kind(last)
+        if kind is ObjectKind.OPTIMIZER:
+            if not call.args:
+                return None
+            return self._built(
+                call, kind, qualified or last, frame, f"`{last}(...)`, an optimizer by its name"
+            )
+        if kind is ObjectKind.SCHEDULER:
+            first = argument(call, 0, "optimizer")
+            if first is None or not self.is_optimizer(self.scopes.identity(first, frame)):
+                return None
+            return self._built(
+                call, kind, qualified or last, frame, f"`{last}(...)` built over an optimizer"
+            )
+        return None
+
+    def _built(
+        self, call: cst.Call, kind: ObjectKind, qualified: str, frame: Frame, evidence: str
+    ) -> ObjectInfo:
+        optimizer = None
+        if kind is ObjectKind.SCHEDULER:
+            first = argument(call, 0, "optimizer")
+            optimizer = self.scopes.identity(first, frame) if first is not None else None
+        sources = self._parameter_sources(call, kind, qualified, frame)
+        return ObjectInfo(kind, qualified, call, optimizer, sources, evidence)
+
+    def factory_info(self, function: FunctionInfo) -> ObjectInfo | None:
+        """What a same-module function returns, when it returns a tracked object."""
+        key = id(function)
+        if key in self._factories:
+            return self._factories[key]
+        self._factories[key] = None  # guards recursion
+        frame = Frame(function, {})
+        for value in function.returns:
+            info = self.value_info(value, frame)
+            if info is not None:
+                info = replace(
+                    info, evidence=f"returned by `{function.qualname}()`: {info.evidence}"
+                )
+                self._factories[key] = info
+                return info
+        return None
+
+    def forget_factories(self) -> None:
+        """Drop remembered factory results (the table grew; they may know more now)."""
+        self._factories.clear()
+
+    def value_info(self, value: cst.BaseExpression, frame: Frame) -> ObjectInfo | None:
+        """What the object an expression evaluates to is, if it is tracked."""
+        if isinstance(value, cst.Call):
+            return self.constructed(value, frame)
+        if isinstance(value, cst.Subscript):
+            container = self.scopes.identity(value.value, frame)
+            if container is not None:
+                infos = self.objects.get(container + "[]")
+                if infos:
+                    return infos[0]
+            return None
+        identity = self.scopes.identity(value, frame)
+        if identity is not None:
+            infos = self.objects.get(identity)
+            if infos:
+                return infos[0]
+        return None
+
+    def _parameter_sources(
+        self, call: cst.Call, kind: ObjectKind, qualified: str, frame: Frame
+    ) -> frozenset[str]:
+        if kind is not ObjectKind.OPTIMIZER:
+            return frozenset()
+        name = "model" if takes_model_not_parameters(qualified) else "params"
+        params = argument(call, 0, name)
+        if params is None:
+            return frozenset()
+        sources = {
+            identity
+            for chain in maximal_chains(params)
+            if (identity := self.scopes.identity(chain, frame)) is not None
+        }
+        # `self.model = model` in the same function: the optimizer also updates `self.model`.
+        for event in all_events(frame.function.events):
+            if (
+                isinstance(event, AssignEvent)
+                and len(event.targets) == 1
+                and isinstance(event.value, cst.Name)
+            ):
+                alias = self.scopes.identity(event.targets[0], frame)
+                original = self.scopes.identity(event.value, frame)
+                if alias is None or original is None:
+                    continue
+                sources |= {
+                    alias + source[len(original) :]
+                    for source in list(sources)
+                    if source == original or source.startswith(original + ".")
+                }
+        return frozenset(sources)
+
+    # -- what an optimizer updates --------------------------------------------------------
+    def optimizes(self, optimizer: str, module: str | None, whole: bool = False) -> bool:
+        """Whether `module` (a model's identity) holds parameters that `optimizer` updates.
+
+        With `whole`, `module` must be what the optimizer was built over or a parent
+        of it, not one of its submodules.
+        """
+        if module is None:
+            return False
+        for info in self.objects.get(optimizer, ()):
+            for source in info.parameter_sources:
+                base = source
+                for accessor in (".parameters", ".named_parameters"):
+                    base = base.removesuffix(accessor)
+                if base == module or base.startswith(module + "."):
+                    return True
+                if not whole and module.startswith(base + "."):
+                    return True
+        return False
+
+
+def call_arguments_renamed(
+    scopes: Scopes, function: FunctionInfo, call: cst.Call, frame: Frame
+) -> dict[str, str]:
+    """Caller identities as the callee names them: `train(net, opt)` → `net` is `train:model`."""
+    return {
+        identity: f"{function.qualname}:{param}"
+        for param, value in parameters_of(function, call)
+        if (identity := scopes.identity(value, frame)) is not None
+    }
+
+
+def translate_sources(sources: frozenset[str], renames: dict[str, str]) -> frozenset[str]:
+    """Parameter sources rewritten through `renames` (only those that start with a key)."""
+    return frozenset(
+        renames[root] + source[len(root) :]
+        for source in sources
+        for root in renames
+        if source == root or source.startswith(root + ".")
+    )

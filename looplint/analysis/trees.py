@@ -1,0 +1,433 @@
+"""Execution trees: each function's events resolved to training-loop operations.
+
+Every call, step, clear and construction is resolved to the identities of
+`looplint.analysis.recognition`; calls to same-module functions made inside loops are
+inlined with their arguments bound, and calls into other modules are replaced by
+those functions' summaries (`looplint.analysis.linking.instantiate`), so a rule sees
+what one iteration of a loop really runs.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from looplint.analysis.catalog import ObjectKind
+from looplint.analysis.linking import Linker, instantiate
+from looplint.analysis.operations import (
+    Append,
+    Assign,
+    Backward,
+    Branch,
+    Clear,
+    Clip,
+    Construct,
+    Context,
+    Escape,
+    Item,
+    LoadState,
+    Loop,
+    ModeSwitch,
+    Save,
+    ScalerCall,
+    SchedulerStep,
+    Step,
+)
+from looplint.analysis.program import (
+    AssignEvent,
+    BranchEvent,
+    CallEvent,
+    Event,
+    FunctionInfo,
+    LoopEvent,
+    ModuleProgram,
+    WithEvent,
+    calls_in,
+)
+from looplint.analysis.recognition import ObjectInfo, ObjectTable, maximal_chains
+from looplint.analysis.scopes import Frame, Scopes, parameters_of, symbolic
+from looplint.analysis.syntax import (
+    argument,
+    children,
+    descendants,
+    dotted_name,
+    positional_args,
+)
+
+MAX_INLINE_DEPTH = 4
+_PARAMETER_ACCESSORS = frozenset(
+    {"parameters", "named_parameters", "children", "modules", "state_dict", "buffers"}
+)
+_GRAD_CLEARING_METHODS = frozenset({"zero_", "detach_", "fill_", "mul_"})
+_CLIPPERS = frozenset(
+    {
+        "torch.nn.utils.clip_grad_norm_",
+        "torch.nn.utils.clip_grad_value_",
+        "torch.nn.utils.clip_grad.clip_grad_norm_",
+        "torch.nn.utils.clip_grad.clip_grad_value_",
+    }
+)
+_SCALER_METHODS = frozenset({"scale", "unscale_", "update"})
+_DETACHING_METHODS = frozenset({"item", "detach", "cpu", "tolist", "numpy", "detach_"})
+_DETACHING_FUNCTIONS = frozenset({"float", "int", "bool", "str"})
+_ENGINE_WORDS = ("accelerator", "engine", "fabric", "trainer")
+
+
+def _calls_method(expression: cst.CSTNode, names: frozenset[str]) -> bool:
+    stack: list[cst.CSTNode] = [expression]
+    while stack:
+        node = stack.pop()
+        if (
+            isinstance(node, cst.Call)
+            and isinstance(node.func, cst.Attribute)
+            and node.func.attr.value in names
+        ):
+            return True
+        stack.extend(children(node))
+    return False
+
+
+def detaches(expression: cst.CSTNode) -> bool:
+    """Whether the value is cut from the autograd graph (`.item()`, `.detach()`, `float()`)."""
+    for node in (expression, *descendants(expression)):
+        if isinstance(node, cst.Call):
+            func = node.func
+            if isinstance(func, cst.Attribute) and func.attr.value in _DETACHING_METHODS:
+                return True
+            if isinstance(func, cst.Name) and func.value in _DETACHING_FUNCTIONS:
+                return True
+        elif isinstance(node, cst.Attribute) and node.attr.value == "data":
+            return True
+    return False
+
+
+def _is_false(node: cst.BaseExpression | None) -> bool:
+    return isinstance(node, cst.Name) and node.value == "False"
+
+
+def _is_grad_attribute(node: cst.BaseExpression) -> bool:
+    """`p.grad` or `p.grad.data`."""
+    if isinstance(node, cst.Attribute) and node.attr.value == "data":
+        node = node.value
+    return isinstance(node, cst.Attribute) and node.attr.value == "grad"
+
+
+def backward_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Backward:
+    func = call.func
+    assert isinstance(func, cst.Attribute)
+    receiver = func.value
+    if (
+        isinstance(receiver, cst.Call)
+        and isinstance(receiver.func, cst.Attribute)
+        and receiver.func.attr.value == "scale"
+        and receiver.args
+    ):
+        return Backward(call, scopes.identity(receiver.args[0].value, frame), scaled=True)
+    receiver_name = (dotted_name(receiver) or "").lower()
+    engine = func.attr.value == "manual_backward" or any(
+        word in receiver_name.rsplit(".", 1)[-1] for word in _ENGINE_WORDS
+    )
+    if engine:
+        first = argument(call, 0, "loss")
+        return Backward(call, scopes.identity(first, frame) if first is not None else None)
+    return Backward(call, scopes.identity(receiver, frame))
+
+
+def save_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Save:
+    payload = argument(call, 0, "obj")
+    states: set[str] = set()
+    keys: set[str] = set()
+    literal = False
+    if payload is not None:
+        for node in (payload, *descendants(payload)):
+            if (
+                isinstance(node, cst.Call)
+                and isinstance(node.func, cst.Attribute)
+                and node.func.attr.value == "state_dict"
+            ):
+                literal = True
+                owner = scopes.identity(node.func.value, frame)
+                if owner is not None:
+                    states.add(owner)
+            elif isinstance(node, cst.Dict):
+                literal = True
+            elif isinstance(node, cst.SimpleString):
+                value = node.evaluated_value
+                if isinstance(value, str):
+                    keys.add(value)
+    name = scopes.identity(payload, frame) if payload is not None and not literal else None
+    return Save(call, frozenset(states), frozenset(keys), literal, name)
+
+
+class TreeBuilder:
+    """Resolves one module's functions to operation trees, each computed once."""
+
+    def __init__(
+        self, program: ModuleProgram, scopes: Scopes, table: ObjectTable, linker: Linker
+    ) -> None:
+        self.program = program
+        self.imports = program.imports
+        self.scopes = scopes
+        self.table = table
+        self.linker = linker
+        self._trees: dict[int, tuple[Item, ...]] = {}
+        self._summaries: dict[int, tuple[Item, ...] | None] = {}
+
+    def summary_tree(self, function: FunctionInfo) -> tuple[Item, ...] | None:
+        """What `function` does when called from a loop, its parameters left symbolic
+        (`$optimizer`): computed once, then bound at each call site by `instantiate`.
+        None while it is being computed (a cycle between modules)."""
+        key = id(function)
+        if key in self._summaries:
+            return self._summaries[key]
+        self._summaries[key] = None
+        params = function.params[1:] if function.self_name is not None else function.params
+        env = {param: f"${param}" for param in params}
+        tree = self._resolve(function.events, Frame(function, env), True, (function,))
+        self._summaries[key] = tree
+        return tree
+
+    def _bind(
+        self, callee: FunctionInfo, call: cst.Call, frame: Frame, receiver: str | None
+    ) -> dict[str, str]:
+        """The callee's parameters bound to the caller's identities (`self` to `receiver`)."""
+        env: dict[str, str] = {}
+        if callee.self_name is not None and receiver is not None:
+            env[callee.self_name] = receiver
+        for param, value in parameters_of(callee, call):
+            identity = self.scopes.identity(value, frame)
+            if identity is None:
+                continue
+            if (
+                not symbolic(identity)
+                and not self.table.kinds(identity)
+                and self.table.kinds(f"{callee.qualname}:{param}")
+            ):
+                continue  # the callee knows more (annotation or usage) than the caller
+            env[param] = identity
+        return env
+
+    def tree(self, function: FunctionInfo) -> tuple[Item, ...]:
+        """`function`'s body as resolved operations, calls inside loops inlined."""
+        key = id(function)
+        cached = self._trees.get(key)
+        if cached is None:
+            cached = self._resolve(function.events, Frame(function, {}), False, (function,))
+            self._trees[key] = cached
+        return cached
+
+    def _resolve(
+        self,
+        events: tuple[Event, ...],
+        frame: Frame,
+        in_loop: bool,
+        stack: tuple[FunctionInfo, ...],
+    ) -> tuple[Item, ...]:
+        out: list[Item] = []
+        for event in events:
+            if isinstance(event, CallEvent):
+                self._resolve_call(event.node, frame, in_loop, stack, out)
+            elif isinstance(event, AssignEvent):
+                self._resolve_assignment(event, frame, in_loop, out)
+            elif isinstance(event, LoopEvent):
+                targets = frozenset(
+                    identity
+                    for target in event.targets
+                    if (identity := self.scopes.identity(target, frame)) is not None
+                )
+                out.append(Loop(event.node, targets, self._resolve(event.body, frame, True, stack)))
+            elif isinstance(event, BranchEvent):
+                arms = tuple(self._resolve(arm, frame, in_loop, stack) for arm in event.arms)
+                out.append(Branch(event.node, event.test, arms))
+            elif isinstance(event, WithEvent):
+                contexts = tuple(
+                    self.imports.qualify(c.func if isinstance(c, cst.Call) else c)
+                    or dotted_name(c.func if isinstance(c, cst.Call) else c)
+                    or ""
+                    for c in event.contexts
+                )
+                out.append(
+                    Context(event.node, contexts, self._resolve(event.body, frame, in_loop, stack))
+                )
+        return tuple(out)
+
+    def _resolve_assignment(
+        self, event: AssignEvent, frame: Frame, in_loop: bool, out: list[Item]
+    ) -> None:
+        if not in_loop:
+            # Outside loops only `.grad` assignments matter (re-creation is a loop question).
+            for target in event.targets:
+                if isinstance(target, cst.Attribute) and target.attr.value == "grad":
+                    out.append(Clear(event.node, None))
+            return
+        value = event.value
+        sources = frozenset(
+            identity
+            for chain in (maximal_chains(value) if value is not None else ())
+            if (identity := self.scopes.identity(chain, frame)) is not None
+        )
+        derived = event.augmented or (
+            value is not None and _calls_method(value, _PARAMETER_ACCESSORS)
+        )
+        detached = value is not None and detaches(value)
+        for target in event.targets:
+            if isinstance(target, cst.Attribute) and target.attr.value == "grad":
+                out.append(Clear(event.node, None))
+                continue
+            identity = self.scopes.identity(target, frame)
+            if identity is None:
+                continue
+            self_derived = any(
+                source == identity or source.startswith(identity + ".") for source in sources
+            )
+            out.append(
+                Assign(
+                    event.node,
+                    identity,
+                    not (derived or self_derived),
+                    sources,
+                    event.augmented,
+                    detached,
+                )
+            )
+
+    def _resolve_call(
+        self,
+        call: cst.Call,
+        frame: Frame,
+        in_loop: bool,
+        stack: tuple[FunctionInfo, ...],
+        out: list[Item],
+    ) -> None:
+        func = call.func
+        attr = func.attr.value if isinstance(func, cst.Attribute) else None
+        if attr in ("backward", "manual_backward"):
+            out.append(backward_of(call, frame, self.scopes))
+            return
+        qualified = self.imports.qualify(func)
+        if qualified == "torch.autograd.backward":
+            first = argument(call, 0, "tensors")
+            out.append(
+                Backward(call, self.scopes.identity(first, frame) if first is not None else None)
+            )
+            return
+        if qualified in _CLIPPERS:
+            out.append(Clip(call))
+            return
+        if qualified == "torch.save":
+            out.append(save_of(call, frame, self.scopes))
+            return
+        if isinstance(func, cst.Attribute):
+            receiver = self.scopes.identity(func.value, frame)
+            kinds = self.table.kinds(receiver)
+            if attr == "step" and receiver is not None:
+                if ObjectKind.OPTIMIZER in kinds:
+                    closure_arg = argument(call, 0, "closure")
+                    closure = (
+                        self._closure(closure_arg, frame, stack) if closure_arg is not None else ()
+                    )
+                    out.append(Step(call, receiver, closure))
+                    return
+                if ObjectKind.SCHEDULER in kinds:
+                    out.append(SchedulerStep(call, receiver, bool(call.args)))
+                    return
+                args = positional_args(call)
+                is_scaler = ObjectKind.SCALER in kinds or "scaler" in receiver.lower()
+                if args:
+                    stepped = self.scopes.identity(args[0], frame)
+                    if is_scaler and (self.table.is_optimizer(stepped) or symbolic(stepped)):
+                        assert stepped is not None
+                        out.append(Step(call, stepped, via_scaler=True))
+                        return
+                if symbolic(receiver) and not kinds and not is_scaler:
+                    # A parameter's `.step()`: an optimizer's or a scheduler's, as the
+                    # caller's argument decides (see `_instantiate`).
+                    closure_arg = argument(call, 0, "closure")
+                    closure = (
+                        self._closure(closure_arg, frame, stack) if closure_arg is not None else ()
+                    )
+                    out.append(Step(call, receiver, closure))
+                    return
+            if (
+                attr in _SCALER_METHODS
+                and receiver is not None
+                and (ObjectKind.SCALER in kinds or "scaler" in receiver.lower())
+            ):
+                first = argument(call, 0, "optimizer")
+                stepped = self.scopes.identity(first, frame) if first is not None else None
+                out.append(ScalerCall(call, receiver, attr, stepped))
+                return
+            if attr == "load_state_dict" and receiver is not None:
+                out.append(LoadState(call, receiver))
+                return
+            if attr == "append" and receiver is not None and in_loop and call.args:
+                value = call.args[0].value
+                sources = frozenset(
+                    identity
+                    for chain in maximal_chains(value)
+                    if (identity := self.scopes.identity(chain, frame)) is not None
+                )
+                out.append(Append(call, receiver, sources, detaches(value)))
+                return
+            if attr == "zero_grad":
+                if ObjectKind.OPTIMIZER in kinds:
+                    out.append(Clear(call, receiver))
+                else:
+                    out.append(Clear(call, None, receiver))
+                return
+            if (
+                attr in ("train", "eval")
+                and receiver is not None
+                and not kinds
+                and self.scopes.callee(call, frame) is None  # `self.train()` may be a method
+            ):
+                training = attr == "train" and not _is_false(argument(call, 0, "mode"))
+                out.append(ModeSwitch(call, receiver, training))
+                return
+            if attr in _GRAD_CLEARING_METHODS and _is_grad_attribute(func.value):
+                out.append(Clear(call, None))
+                return
+        info = self.table.constructed(call, frame)
+        if info is not None and info.call is call:
+            out.append(self._construct(call, info, frame))
+            return
+        callee = self.scopes.callee(call, frame)
+        if callee is not None:
+            function, receiver_identity = callee
+            if in_loop and len(stack) < MAX_INLINE_DEPTH and function not in stack:
+                env = self._bind(function, call, frame, receiver_identity)
+                out.extend(
+                    self._resolve(function.events, Frame(function, env), True, (*stack, function))
+                )
+            return
+        if in_loop:
+            target = self.linker.external(func)
+            if target is not None and target.function is not None:
+                summary = target.facts.summary_tree(target.function)
+                if summary is not None:
+                    mapping = self.linker.arguments(target.function, call, frame)
+                    out.extend(instantiate(summary, mapping, call, self.table))
+                    return
+        if attr is not None and ("zero_grad" in attr or ("clear" in attr and "grad" in attr)):
+            out.append(Clear(call, None))
+            return
+        for arg in call.args:
+            identity = self.scopes.identity(arg.value, frame)
+            if self.table.is_optimizer(identity) or symbolic(identity):
+                assert identity is not None
+                out.append(Escape(call, identity))
+
+    def _construct(self, call: cst.Call, info: ObjectInfo, frame: Frame) -> Construct:
+        return Construct(call, info.kind, info.qualified, info.parameter_sources, info.optimizer)
+
+    def _closure(
+        self, closure: cst.BaseExpression, frame: Frame, stack: tuple[FunctionInfo, ...]
+    ) -> tuple[Item, ...]:
+        if isinstance(closure, cst.Lambda):
+            events: list[Event] = []
+            calls_in(closure.body, events)
+            return self._resolve(tuple(events), frame, True, stack)
+        if isinstance(closure, cst.Name):
+            function = self.program.function_named(closure.value, frame.function)
+            if function is not None and function not in stack:
+                return self._resolve(function.events, Frame(function, {}), True, (*stack, function))
+        return ()
