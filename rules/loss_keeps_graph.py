@@ -151,9 +151,20 @@ class LossKeepsGraph(Rule):
                 renewed = {
                     s.op.target for s in view.sites if isinstance(s.op, Assign) and s.op.fresh
                 }
+                # `loss = loss.detach().item()` after the backward: the name holds no graph.
+                released = [
+                    s.order
+                    for s in view.sites
+                    if isinstance(s.op, Assign)
+                    and s.op.target == tensor
+                    and s.op.detached
+                    and s.order > backward.order
+                ]
                 for site in view.sites:
                     op = site.op
                     if id(op.node) in reported or _without_grad(site):
+                        continue
+                    if any(order < site.order for order in released):
                         continue
                     if isinstance(op, Assign):
                         accumulates = op.augmented or _refers_to(op.sources, op.target)

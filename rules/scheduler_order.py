@@ -249,8 +249,12 @@ class SchedulerOrder(Rule):
                         "after the optimizer step",
                     )
                     continue
-                if all(s.order > site.order for s in steps) and not any(
-                    isinstance(g.test, cst.Comparison) for g in site.guards_within(view.loop)
+                if (
+                    all(s.order > site.order for s in steps)
+                    and not any(
+                        isinstance(g.test, cst.Comparison) for g in site.guards_within(view.loop)
+                    )
+                    and not _silences_warnings(site)
                 ):
                     first = steps[0].op
                     assert isinstance(first, Step)
@@ -269,3 +273,10 @@ class SchedulerOrder(Rule):
         return all(
             len(s.loops) > len(site.loops) and s.loops[len(site.loops) - 1] is loop for s in steps
         )
+
+
+def _silences_warnings(site: Site) -> bool:
+    """Stepped inside `warnings.catch_warnings()`: the author silenced torch's own
+    "lr_scheduler.step() before optimizer.step()" warning, so the order is deliberate
+    (Ultralytics steps at the top of the epoch and warms up per batch by hand)."""
+    return "warnings.catch_warnings" in site.contexts

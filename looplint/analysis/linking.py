@@ -291,7 +291,9 @@ def instantiate(
         if isinstance(item, Loop):
             # The callee's own loops are checked in its own file, where the
             # caller's objects arrive as `Binding`s; only what it does once per
-            # call belongs to the caller's loop.
+            # call belongs to the caller's loop — and clearing gradients in a loop
+            # over parameters (`for p in params: p.grad = None`) is that.
+            out.extend(_clears_within(instantiate(item.body, mapping, call, table)))
             continue
         if isinstance(item, Branch):
             arms = tuple(tuple(instantiate(arm, mapping, call, table)) for arm in item.arms)
@@ -340,3 +342,17 @@ def instantiate(
             out.append(Clip(call))
         # Assignments, appends, saves and loads stay the callee's own business.
     return out
+
+
+def _clears_within(items: list[Item]) -> list[Item]:
+    """The gradient clears among `items`, nested branches and blocks included."""
+    found: list[Item] = []
+    for item in items:
+        if isinstance(item, Clear):
+            found.append(item)
+        elif isinstance(item, Branch):
+            for arm in item.arms:
+                found.extend(_clears_within(list(arm)))
+        elif isinstance(item, (Context, Loop)):
+            found.extend(_clears_within(list(item.body)))
+    return found

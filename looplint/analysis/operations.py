@@ -15,6 +15,7 @@ from typing import TypeVar
 import libcst as cst
 
 from looplint.analysis.catalog import ObjectKind
+from looplint.analysis.syntax import descendants, dotted_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,11 +211,20 @@ class Site:
     """Qualified names of the `with` contexts around it (`torch.no_grad`, …)."""
     arms: tuple[tuple[int, int], ...] = ()
     """(id of branch, index of arm) for each branch around it."""
+    conditions: tuple[tuple[str, bool], ...] = ()
+    """(condition, whether it holds here) for each simple `if` around it."""
 
     def exclusive_with(self, other: Site) -> bool:
-        """Whether the two sit in different arms of one branch, so at most one runs."""
+        """Whether at most one of the two runs: they sit in different arms of one branch,
+        or under opposite outcomes of the same simple condition (`if self.args.fp16:`
+        written twice, once for the backward pass and once for the step)."""
         mine = dict(self.arms)
-        return any(branch in mine and mine[branch] != arm for branch, arm in other.arms)
+        if any(branch in mine and mine[branch] != arm for branch, arm in other.arms):
+            return True
+        held = dict(self.conditions)
+        return any(
+            condition in held and held[condition] != holds for condition, holds in other.conditions
+        )
 
     @property
     def loop(self) -> Loop | None:
@@ -250,6 +260,32 @@ class _Place:
     in_closure: bool = False
     contexts: tuple[str, ...] = ()
     arms: tuple[tuple[int, int], ...] = ()
+    conditions: tuple[tuple[str, bool], ...] = ()
+
+
+def condition_of(test: cst.BaseExpression | None) -> tuple[str, bool] | None:
+    """A simple `if` test as (condition, polarity): `use_amp` → ("use_amp", True),
+    `not use_amp` → ("use_amp", False), `scaler is None` → ("scaler", False)."""
+    holds = True
+    while isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+        test = test.expression
+        holds = not holds
+    if test is None:
+        return None
+    if (
+        isinstance(test, cst.Comparison)
+        and len(test.comparisons) == 1
+        and isinstance(test.comparisons[0].comparator, cst.Name)
+        and test.comparisons[0].comparator.value == "None"
+        and isinstance(test.comparisons[0].operator, (cst.Is, cst.IsNot))
+    ):
+        if isinstance(test.comparisons[0].operator, cst.Is):
+            holds = not holds
+        test = test.left
+    name = dotted_name(test)
+    if name is None and not any(isinstance(node, cst.Call) for node in descendants(test)):
+        name = cst.Module([]).code_for_node(test)  # `args["fp16"]`: no call, same value
+    return (name, holds) if name is not None else None
 
 
 def _flatten(items: tuple[Item, ...], place: _Place, out: list[Site]) -> None:
@@ -257,11 +293,17 @@ def _flatten(items: tuple[Item, ...], place: _Place, out: list[Site]) -> None:
         if isinstance(item, Loop):
             _flatten(item.body, replace(place, loops=(*place.loops, item)), out)
         elif isinstance(item, Branch):
+            condition = condition_of(item.test) if len(item.arms) <= 2 else None
             for index, arm in enumerate(item.arms):
+                conditions = place.conditions
+                if condition is not None:
+                    outcome = condition[1] if index == 0 else not condition[1]
+                    conditions = (*conditions, (condition[0], outcome))
                 inner = replace(
                     place,
                     guards=(*place.guards, item),
                     arms=(*place.arms, (id(item.node), index)),
+                    conditions=conditions,
                 )
                 _flatten(arm, inner, out)
         elif isinstance(item, Context):
@@ -278,6 +320,7 @@ def _flatten(items: tuple[Item, ...], place: _Place, out: list[Site]) -> None:
                     place.in_closure,
                     place.contexts,
                     place.arms,
+                    place.conditions,
                 )
             )
 

@@ -30,6 +30,8 @@ class Frame:
 
     function: FunctionInfo
     env: Mapping[str, str]
+    scaled: frozenset[str] = frozenset()
+    """Parameters given a loss scaled by a GradScaler: `self._backward(scaler.scale(loss))`."""
 
 
 def symbolic(identity: str | None) -> bool:

@@ -111,17 +111,28 @@ def _is_grad_attribute(node: cst.BaseExpression) -> bool:
     return isinstance(node, cst.Attribute) and node.attr.value == "grad"
 
 
+def _scaled_loss(value: cst.BaseExpression) -> cst.BaseExpression | None:
+    """The loss inside `scaler.scale(loss)`, else None."""
+    if (
+        isinstance(value, cst.Call)
+        and isinstance(value.func, cst.Attribute)
+        and value.func.attr.value == "scale"
+        and value.args
+    ):
+        return value.args[0].value
+    return None
+
+
 def backward_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Backward:
+    """The backward pass `call` runs: what it differentiates, and whether it is scaled."""
     func = call.func
     assert isinstance(func, cst.Attribute)
     receiver = func.value
-    if (
-        isinstance(receiver, cst.Call)
-        and isinstance(receiver.func, cst.Attribute)
-        and receiver.func.attr.value == "scale"
-        and receiver.args
-    ):
-        return Backward(call, scopes.identity(receiver.args[0].value, frame), scaled=True)
+    loss = _scaled_loss(receiver)
+    if loss is not None:
+        return Backward(call, scopes.identity(loss, frame), scaled=True)
+    if isinstance(receiver, cst.Name) and receiver.value in frame.scaled:
+        return Backward(call, scopes.identity(receiver, frame), scaled=True)
     receiver_name = (dotted_name(receiver) or "").lower()
     engine = func.attr.value == "manual_backward" or any(
         word in receiver_name.rsplit(".", 1)[-1] for word in _ENGINE_WORDS
@@ -234,6 +245,11 @@ class TreeBuilder:
                     for target in event.targets
                     if (identity := self.scopes.identity(target, frame)) is not None
                 )
+                if any(self.table.kinds(target) for target in targets):
+                    # `for opt in optimizers:` steps each optimizer once per iteration of
+                    # the loop around it: not a loop of its own, as far as training goes.
+                    out.extend(self._resolve(event.body, frame, in_loop, stack))
+                    continue
                 out.append(Loop(event.node, targets, self._resolve(event.body, frame, True, stack)))
             elif isinstance(event, BranchEvent):
                 arms = tuple(self._resolve(arm, frame, in_loop, stack) for arm in event.arms)
@@ -395,9 +411,13 @@ class TreeBuilder:
             function, receiver_identity = callee
             if in_loop and len(stack) < MAX_INLINE_DEPTH and function not in stack:
                 env = self._bind(function, call, frame, receiver_identity)
-                out.extend(
-                    self._resolve(function.events, Frame(function, env), True, (*stack, function))
+                scaled = frozenset(
+                    param
+                    for param, value in parameters_of(function, call)
+                    if _scaled_loss(value) is not None
                 )
+                inner = Frame(function, env, scaled)
+                out.extend(self._resolve(function.events, inner, True, (*stack, function)))
             return
         if in_loop:
             target = self.linker.external(func)
