@@ -177,7 +177,14 @@ def _analyse(
     except cst.ParserSyntaxError as error:
         message, line, column = _explain_syntax_error(source.text, error)
         result.findings.append(_located_error(source, message, line, column))
-        return None
+        recovered = _without_broken_cells(source)
+        if recovered is None:
+            return None
+        source = recovered
+        try:
+            module = cst.parse_module(source.text)
+        except cst.ParserSyntaxError:
+            return None
     except RecursionError:
         result.findings.append(error_finding(source.path, "too deeply nested to parse"))
         return None
@@ -259,6 +266,23 @@ def _explain_syntax_error(text: str, error: cst.ParserSyntaxError) -> tuple[str,
             error.raw_column + 1,
         )
     return _syntax_error_message(error), error.raw_line, error.raw_column + 1
+
+
+def _without_broken_cells(source: SourceFile) -> SourceFile | None:
+    """A notebook with the cells that do not parse on their own commented out, so one
+    broken cell does not hide the others (each broken cell is reported by itself)."""
+    notebook = source.notebook
+    if notebook is None:
+        return None
+    broken = set()
+    for number, text in notebook.cell_sources(source.text).items():
+        try:
+            ast.parse(text)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            broken.add(number)
+    if not broken or len(broken) == len(set(notebook.cells)):
+        return None
+    return replace(source, text=notebook.without_cells(source.text, broken))
 
 
 def _located_error(source: SourceFile, message: str, line: int, column: int) -> Finding:

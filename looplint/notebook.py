@@ -28,6 +28,22 @@ class NotebookProgram:
     cells: tuple[int, ...]
     lines: tuple[int, ...]
 
+    def without_cells(self, source: str, numbers: set[int]) -> str:
+        """`source` (this program's text) with the lines of cells `numbers` commented
+        out, line numbers kept: the rest of the notebook can still be checked."""
+        out = [
+            f"# {line}" if self.cells[index] in numbers else line
+            for index, line in enumerate(source.splitlines())
+        ]
+        return "\n".join(out) + "\n"
+
+    def cell_sources(self, source: str) -> dict[int, str]:
+        """Each code cell's program text, by cell number."""
+        found: dict[int, list[str]] = {}
+        for index, line in enumerate(source.splitlines()):
+            found.setdefault(self.cells[index], []).append(line)
+        return {number: "\n".join(lines) + "\n" for number, lines in found.items()}
+
     def locate(self, line: int) -> tuple[int, int]:
         """(cell number, line within the cell) of a 1-based program line."""
         index = min(max(line - 1, 0), len(self.cells) - 1)
@@ -79,10 +95,16 @@ def notebook_program(text: str) -> NotebookProgram:
             if magic is not None:
                 skip_cell = magic.group(1) not in _PYTHON_CELL_MAGICS
                 cell_lines[0] = f"pass  # {cell_lines[0].strip()}"
+        continued = False
         for index, line in enumerate(cell_lines, start=1):
-            if skip_cell and index > 1:
-                line = f"# {line}"
-            program.append(_neutralise(line))
+            if (skip_cell and index > 1) or continued:
+                # A shell escape continued with `\` (`!pip install -q \` then package
+                # names) goes on over the following lines: none of them is Python.
+                neutral = f"# {line}"
+            else:
+                neutral = _neutralise(line)
+            continued = neutral != line and line.rstrip().endswith("\\")
+            program.append(neutral)
             cells.append(number)
             lines.append(index)
     if not program:

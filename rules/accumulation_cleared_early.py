@@ -180,5 +180,14 @@ class AccumulationClearedEarly(Rule):
             return None
         if _steps_every_iteration(same_optimizer, loop):
             return None
-        backward_between = any(isinstance(s.op, Backward) and s.order > clear.order for s in order)
+        # Over-clearing loses gradients only when a backward pass runs in an iteration
+        # that does not step: one under the step's own guard (WGAN's generator under
+        # `if i % n_critic == 0:`) is always stepped on.
+        guard_ids = {id(g) for g in step_guards}
+        backward_between = any(
+            isinstance(s.op, Backward)
+            and s.order > clear.order
+            and not guard_ids <= {id(g) for g in s.guards}
+            for s in order
+        )
         return "runs on every iteration" if backward_between else None

@@ -176,26 +176,41 @@ class CheckpointWithoutOptimizerState(Rule):
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
         full_keys: set[str] = set()
+        full_saves = False
         loads: list[tuple[Site, list[Site], FunctionInfo]] = []
         reported: set[int] = set()
         for function, sites in facts.all_sites():
             for site in sites:
                 if isinstance(site.op, Save) and _holds_optimizer_state(site.op, facts):
                     full_keys |= site.op.keys
+                    full_saves = True
                 if isinstance(site.op, LoadState):
                     loads.append((site, sites, function))
+        # Weights-only snapshots matter only where training is resumed from a load.
+        resumes = any(
+            not facts.is_optimizer(site.op.target)  # type: ignore[union-attr]
+            and _resumes(site, sites, function, facts)
+            for site, sites, function in loads
+        )
+        for function, sites in facts.all_sites():
             saves = [s for s in sites if isinstance(s.op, Save) and s.loop is not None]
             if not saves:
                 continue
             views = facts.loop_views(function)
             for site in saves:
                 for loop in reversed(site.loops):
+                    if id(loop) in reported:
+                        break  # one finding per checkpoint, however many files it writes
                     view = views[id(loop)].sites
                     save = _written_out(site, view)
                     if save is None or _holds_optimizer_state(save, facts):
                         break
-                    if _full_checkpoint_elsewhere(site, view, facts) or _best_weights(site, loop):
+                    if not save.keys and not resumes:
+                        break  # `torch.save(model.state_dict(), ...)` nobody resumes from
+                    if _full_checkpoint_elsewhere(site, view, facts):
                         break
+                    if _best_weights(site, loop) and (full_saves or not resumes):
+                        break  # the best weights, beside a resumable checkpoint
                     optimizers = {
                         s.op.optimizer
                         for s in views[id(loop)].sites
@@ -206,6 +221,7 @@ class CheckpointWithoutOptimizerState(Rule):
                     ]
                     if saved and id(save.node) not in reported:
                         reported.add(id(save.node))
+                        reported.add(id(loop))
                         optimizer, model = saved[0]
                         yield Violation(
                             save.node,

@@ -5,8 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from looplint.analysis.facts import ModuleFacts
-from looplint.analysis.operations import Backward, Clear, Escape, Step, display_name
-from looplint.analysis.syntax import call_display
+from looplint.analysis.operations import (
+    Backward,
+    Clear,
+    Escape,
+    LoopView,
+    Site,
+    Step,
+    display_name,
+)
+from looplint.analysis.syntax import call_display, source_of
 from looplint.identity import MISSING_ZERO_GRAD
 from looplint.rule import Rule, Violation
 
@@ -87,19 +95,57 @@ class MissingZeroGrad(Rule):
     )
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
-        for _site, step, view in facts.in_loops(Step):
+        for site, step, view in facts.in_loops(Step):
             if not any(isinstance(s.op, Backward) for s in view.sites):
                 continue
             if any(
-                (isinstance(s.op, Clear) and s.op.optimizer in (None, step.optimizer))
-                or (isinstance(s.op, Escape) and s.op.optimizer == step.optimizer)
-                for s in view.sites
+                isinstance(s.op, Escape) and s.op.optimizer == step.optimizer for s in view.sites
             ):
                 continue
+            clears = [
+                s
+                for s in view.sites
+                if isinstance(s.op, Clear) and s.op.optimizer in (None, step.optimizer)
+            ]
             name = display_name(step.optimizer)
+            if clears:
+                rare = _cleared_less_often(site, clears, view)
+                if rare is not None:
+                    yield Violation(
+                        step.node,
+                        f"`{call_display(step.node)}` runs every iteration but `{name}`'s "
+                        f"gradients are only cleared under `if {rare}:`, so most steps apply "
+                        f"gradients summed over earlier batches; clear once per iteration",
+                    )
+                continue
             yield Violation(
                 step.node,
                 f"`{call_display(step.node)}` runs every iteration but nothing in the loop "
                 f"clears `{name}`'s gradients, so they pile up across batches; call "
                 f"`{name}.zero_grad()` once per iteration",
             )
+
+
+def _cleared_less_often(step: Site, clears: list[Site], view: LoopView) -> str | None:
+    """The condition guarding every clear, when the step itself runs every iteration
+    (the mirror image of LL010's over-clearing); None when some clear always runs."""
+    if step.guards_within(view.loop):
+        return None
+    arms_cleared: dict[int, set[int]] = {}
+    tests: list[str] = []
+    for clear in clears:
+        # Guards inside a loop over parameters (`if p.grad is not None:`) are per tensor.
+        depth = clear.loops.index(view.loop) if view.loop in clear.loops else len(clear.loops)
+        nested = {id(g) for inner in clear.loops[depth + 1 :] for g in clear.guards_within(inner)}
+        guards = tuple(g for g in clear.guards_within(view.loop) if id(g) not in nested)
+        if not guards:
+            return None
+        outer = guards[0]
+        if outer.test is None:
+            return None  # `except` arms: an error path, not a schedule
+        arms = dict(clear.arms)
+        arms_cleared.setdefault(id(outer), set()).add(arms.get(id(outer.node), -1))
+        if len(arms_cleared[id(outer)]) == len(outer.arms) > 1:
+            return None  # every arm of one `if` clears
+        tests.append(source_of(outer.test))
+    return tests[0]

@@ -6,7 +6,16 @@ from collections.abc import Iterator
 
 from looplint.analysis.catalog import ObjectKind
 from looplint.analysis.facts import ModuleFacts
-from looplint.analysis.operations import Assign, Backward, Construct, LoopView, Site, Step
+from looplint.analysis.operations import (
+    Assign,
+    Backward,
+    Construct,
+    LoadState,
+    LoopView,
+    Reinit,
+    Site,
+    Step,
+)
 from looplint.analysis.syntax import call_display
 from looplint.identity import OPTIMIZER_IN_LOOP
 from looplint.rule import Rule, Violation
@@ -27,12 +36,21 @@ def _recreated(sources: frozenset[str], view: LoopView) -> bool:
     pending = set(sources)
     seen: set[str] = set()
     assigns = [site.op for site in view.sites if isinstance(site.op, Assign)]
+    # Weights re-initialised in place (`reset_parameters()`, `load_state_dict(initial)`)
+    # make the model as new as a fresh construction would.
+    renewed = [
+        site.op.module if isinstance(site.op, Reinit) else site.op.target
+        for site in view.sites
+        if isinstance(site.op, (Reinit, LoadState))
+    ]
     while pending:
         source = pending.pop()
         if source in seen:
             continue
         seen.add(source)
         if any(_covers(target, source) for target in view.loop.targets):
+            return True
+        if any(_covers(target, source) for target in renewed):
             return True
         for assign in assigns:
             if not _covers(assign.target, source):

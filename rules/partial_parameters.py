@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from looplint.analysis.catalog import (
+    LAYERS_WITH_BIAS,
     TORCH_PARAMETERLESS_MODULES,
     ObjectKind,
     takes_model_not_parameters,
@@ -15,7 +16,7 @@ from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import Construct
 from looplint.analysis.program import CallEvent, ClassInfo, ModuleProgram, WithEvent, all_events
 from looplint.analysis.summary import ModuleSummary
-from looplint.analysis.syntax import argument, dotted_name, keyword_arg
+from looplint.analysis.syntax import argument, dotted_name, keyword_arg, positional_args
 from looplint.identity import PARTIAL_PARAMETERS
 from looplint.rule import Rule, Violation
 
@@ -313,11 +314,41 @@ class PartialParameters(Rule):
 
 
 def _built_without_bias(prefix: str, facts: ModuleFacts) -> bool:
+    """Whether the module at `prefix` may have no `.bias`: only a layer seen being built
+    with one (`nn.Linear(a, b)`, a same-module subclass of it) certainly has one."""
     attr = prefix.rsplit(".", 1)[-1]
-    for cls in facts.program.classes.values():
-        for value in cls.attribute_values.get(attr, ()):
-            if isinstance(value, cst.Call):
-                bias = keyword_arg(value, "bias")
-                if isinstance(bias, cst.Name) and bias.value == "False":
-                    return True
-    return False
+    values = [
+        value
+        for cls in facts.program.classes.values()
+        for value in cls.attribute_values.get(attr, ())
+    ]
+    return not values or not all(_has_bias(value, facts) for value in values)
+
+
+def _has_bias(value: cst.BaseExpression, facts: ModuleFacts, depth: int = 0) -> bool:
+    """Whether the layer `value` builds certainly has a bias parameter."""
+    if not isinstance(value, cst.Call) or depth > 3:
+        return False
+    bias = keyword_arg(value, "bias")
+    if bias is None and len(positional_args(value)) > 2:
+        bias = positional_args(value)[2]  # nn.Linear(in, out, False)
+    if bias is not None:
+        return not (isinstance(bias, cst.Name) and bias.value == "False")
+    name = (dotted_name(value.func) or "").rsplit(".", 1)[-1]
+    if name in LAYERS_WITH_BIAS:
+        return True
+    owner = facts.program.classes.get(name)
+    if owner is None:
+        return False
+    init = facts.program.method(owner, "__init__")
+    for event in all_events(init.events if init is not None else ()):
+        if (
+            isinstance(event, CallEvent)
+            and isinstance(event.node.func, cst.Attribute)
+            and event.node.func.attr.value == "__init__"
+            and isinstance(event.node.func.value, cst.Call)
+        ):
+            base = next(iter(owner.bases), "")
+            built = event.node.with_changes(func=cst.parse_expression(base or "object"))
+            return _has_bias(built, facts, depth + 1)
+    return any(base.rsplit(".", 1)[-1] in LAYERS_WITH_BIAS for base in owner.bases)

@@ -100,6 +100,16 @@ UNTRACKED = frozenset(
 rule applies to them, whatever their name suggests."""
 
 
+LAYERS_WITH_BIAS = frozenset(
+    {
+        "Linear", "Bilinear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d",
+        "ConvTranspose2d", "ConvTranspose3d", "LayerNorm", "GroupNorm", "BatchNorm1d",
+        "BatchNorm2d", "BatchNorm3d", "LazyLinear", "LazyConv1d", "LazyConv2d", "LazyConv3d",
+    }
+)  # fmt: skip
+"""torch.nn layers that have a `.bias` unless built with `bias=False`."""
+
+
 def constructed_kind(qualified: str) -> ObjectKind | None:
     """The kind of object a call of `qualified` builds, if it is one looplint tracks."""
     if qualified in _SCALERS:

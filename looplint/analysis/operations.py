@@ -145,6 +145,15 @@ class LoadState:
 
 
 @dataclass(frozen=True, slots=True)
+class Reinit:
+    """A model's weights re-initialised in place (`reset_parameters()`, `apply(init)`,
+    `nn.init.normal_(p)`, `p.data.normal_()`): as good as a new model."""
+
+    node: cst.Call
+    module: str
+
+
+@dataclass(frozen=True, slots=True)
 class Escape:
     """An optimizer handed to code looplint cannot see; it may be stepped or cleared there."""
 
@@ -193,6 +202,7 @@ Operation = (
     | Clip
     | Save
     | LoadState
+    | Reinit
 )
 Item = Operation | Loop | Branch | Context
 OperationT = TypeVar("OperationT", bound=Operation)

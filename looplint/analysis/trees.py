@@ -27,6 +27,7 @@ from looplint.analysis.operations import (
     LoadState,
     Loop,
     ModeSwitch,
+    Reinit,
     Save,
     ScalerCall,
     SchedulerStep,
@@ -98,6 +99,33 @@ def detaches(expression: cst.CSTNode) -> bool:
         elif isinstance(node, cst.Attribute) and node.attr.value == "data":
             return True
     return False
+
+
+_SELF_RETURNING = frozenset(
+    {"to", "cuda", "cpu", "float", "half", "double", "bfloat16", "train", "eval", "requires_grad_"}
+)
+_REINITIALISERS = frozenset(
+    {
+        "reset_parameters", "init_weights", "_init_weights", "apply", "normal_", "uniform_",
+        "trunc_normal_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
+        "kaiming_normal_", "orthogonal_", "copy_",
+    }
+)  # fmt: skip
+"""In-place re-initialisation: of a model (`reset_parameters()`) or of a tensor."""
+_PARAMETER_ITERATORS = frozenset(
+    {"parameters", "modules", "children", "named_parameters", "named_modules", "named_children"}
+)
+
+
+def _unchained(expression: cst.BaseExpression) -> cst.BaseExpression:
+    """`model` in `model.to(device).cuda()`: methods that return the module itself."""
+    while (
+        isinstance(expression, cst.Call)
+        and isinstance(expression.func, cst.Attribute)
+        and expression.func.attr.value in _SELF_RETURNING
+    ):
+        expression = expression.func.value
+    return expression
 
 
 def _is_false(node: cst.BaseExpression | None) -> bool:
@@ -217,6 +245,26 @@ class TreeBuilder:
             env[param] = identity
         return env
 
+    def _member_frame(self, event: LoopEvent, frame: Frame) -> Frame | None:
+        """For `for p in model.parameters():` (or `.modules()`, `named_*`), a frame in
+        which the loop variable stands for `model`: `p.data.normal_()` re-initialises it."""
+        node = event.node
+        iterated = node.iter if isinstance(node, cst.For) else None
+        if not (
+            isinstance(iterated, cst.Call)
+            and isinstance(iterated.func, cst.Attribute)
+            and iterated.func.attr.value in _PARAMETER_ITERATORS
+            and isinstance(node, cst.For)
+        ):
+            return None
+        owner = self.scopes.identity(iterated.func.value, frame)
+        target: cst.BaseExpression = node.target
+        if isinstance(target, cst.Tuple) and len(target.elements) == 2:
+            target = target.elements[1].value
+        if owner is None or not isinstance(target, cst.Name):
+            return None
+        return Frame(frame.function, {**frame.env, target.value: owner}, frame.scaled)
+
     def tree(self, function: FunctionInfo) -> tuple[Item, ...]:
         """`function`'s body as resolved operations, calls inside loops inlined."""
         key = id(function)
@@ -245,6 +293,11 @@ class TreeBuilder:
                     for target in event.targets
                     if (identity := self.scopes.identity(target, frame)) is not None
                 )
+                member_frame = self._member_frame(event, frame)
+                if member_frame is not None:
+                    body = self._resolve(event.body, member_frame, True, stack)
+                    out.append(Loop(event.node, targets, body))
+                    continue
                 if any(self.table.kinds(target) for target in targets):
                     # `for opt in optimizers:` steps each optimizer once per iteration of
                     # the loop around it: not a loop of its own, as far as training goes.
@@ -332,8 +385,15 @@ class TreeBuilder:
         if qualified == "torch.save":
             out.append(save_of(call, frame, self.scopes))
             return
+        if qualified is not None and qualified.startswith("torch.nn.init."):
+            first = argument(call, 0, "tensor")
+            module = self.scopes.identity(first, frame) if first is not None else None
+            if module is not None:
+                out.append(Reinit(call, module.removesuffix(".data")))
+            return
         if isinstance(func, cst.Attribute):
-            receiver = self.scopes.identity(func.value, frame)
+            chain = _unchained(func.value) if attr in ("train", "eval") else func.value
+            receiver = self.scopes.identity(chain, frame)
             kinds = self.table.kinds(receiver)
             if attr == "step" and receiver is not None:
                 if ObjectKind.OPTIMIZER in kinds:
@@ -401,6 +461,13 @@ class TreeBuilder:
                 return
             if attr in _GRAD_CLEARING_METHODS and _is_grad_attribute(func.value):
                 out.append(Clear(call, None))
+                return
+            if (
+                receiver is not None
+                and attr in _REINITIALISERS
+                and self.scopes.callee(call, frame) is None
+            ):
+                out.append(Reinit(call, receiver.removesuffix(".data")))
                 return
         info = self.table.constructed(call, frame)
         if info is not None and info.call is call:
