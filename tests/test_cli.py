@@ -110,7 +110,8 @@ def test_output_file_and_statistics(
 def test_select_and_ignore(run_looplint: RunLooplint) -> None:
     def codes(*args: str) -> set[str]:
         out = run_looplint("check", str(FIXTURES), "--format", "json", "--exit-zero", *args).stdout
-        return {f["code"] for f in json.loads(out)}
+        # One notebook fixture has a broken cell: its LL000 is not one of the rules here.
+        return {f["code"] for f in json.loads(out)} - {"LL000"}
 
     shipped = {entry.identity.code for entry in RULES}
     assert codes() == shipped  # every rule has fixtures that it flags
