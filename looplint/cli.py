@@ -268,3 +268,34 @@ def explain(rule: str) -> None:
         _fail(f"unknown rule `{rule}`; `looplint rules` lists them")
         return
     click.echo(found.documentation(), nl=False)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+def objects(paths: tuple[str, ...]) -> None:
+    """Show what looplint takes each optimizer, scheduler and scaler for, and why."""
+    from looplint.analysis.project import Project
+    from looplint.objects_view import recognised_objects
+
+    try:
+        settings = load_settings(None, Path.cwd())
+        finder = FileFinder(settings.root, settings.exclude or None, settings.extend_exclude)
+        files = list(finder.files(list(paths) or ["."], False))
+    except ConfigError as error:
+        _fail(str(error))
+        return
+    project = Project()
+    failed = False
+    for path in files:
+        try:
+            found = recognised_objects(path, project)
+        except SourceError as error:
+            click.echo(f"{path}: error: {error}", err=True)
+            failed = True
+            continue
+        if found:
+            click.echo(path)
+            for recognised in found:
+                click.echo(recognised.render())
+    if failed:
+        raise SystemExit(2)

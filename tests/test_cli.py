@@ -245,3 +245,32 @@ def test_python_dash_m(tmp_path: Path) -> None:
         text=True,
     )
     assert result.returncode == 1 and "LL001" in result.stdout
+
+
+def test_objects_shows_what_each_object_is_taken_for_and_why(run_looplint: RunLooplint) -> None:
+    result = run_looplint("objects", str(FIXTURES / "recognition"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(
+        "`optimizer` (main): a call of `optimizer_cls`, the class `bitsandbytes.optim.AdamW8bit`"
+        in line
+        for line in lines
+    )
+    assert any(
+        "`self.policy.optimizer` (PPO instances): named like an optimizer and stepped after a "
+        "backward pass" in line
+        for line in lines
+    )
+    # A diffusion sampler stepped with three arguments is never taken for a scheduler.
+    assert not any("noise_scheduler" in line for line in lines)
+
+
+def test_objects_reports_an_unparsable_file_and_goes_on(
+    run_looplint: RunLooplint, tmp_path: Path
+) -> None:
+    (tmp_path / "broken.py").write_text("def f(:\n")
+    (tmp_path / "train.py").write_text("import torch\nopt = torch.optim.SGD(m.parameters())\n")
+    result = run_looplint("objects", ".", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "broken.py: error: syntax error" in result.stderr
+    assert "`opt` (module): built by `torch.optim.SGD`" in result.stdout

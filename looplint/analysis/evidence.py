@@ -101,7 +101,8 @@ def _annotations(table: ObjectTable, function: FunctionInfo) -> None:
         kind = annotated_kind(qualified) if qualified is not None else None
         if kind is None:
             continue
-        info = ObjectInfo(kind, qualified or "", None, evidence=f"annotated `{qualified}`")
+        written = f"type[{qualified}]" if holds_class else qualified
+        info = ObjectInfo(kind, qualified or "", None, evidence=f"annotated `{written}`")
         if holds_class:
             table.record_class(identity, info)
         else:

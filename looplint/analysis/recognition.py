@@ -130,7 +130,8 @@ class ObjectTable:
         identity = self.scopes.identity(call.func, frame)
         held = self.classes.get(identity) if identity is not None else None
         if held is not None:
-            return self._built(call, held.kind, held.qualified, frame, held.evidence)
+            evidence = f"a call of `{dotted_name(call.func)}`, {held.evidence}"
+            return self._built(call, held.kind, held.qualified, frame, evidence)
         callee = self.scopes.callee(call, frame)
         if callee is not None:
             return self.factory_info(callee[0])
