@@ -204,5 +204,13 @@ CONFIG_INSTANTIATORS = frozenset(
 """Functions building an object from a config node (`instantiate(cfg.optimizer, params)`)."""
 PASS_THROUGH_METHODS = frozenset({"prepare"})
 """`accelerator.prepare(model, opt, loader, sched)` returns its arguments, wrapped, in order."""
+PER_BATCH_METHODS = frozenset(
+    {
+        "training_step", "train_step", "_train_step", "run_batch", "_run_batch",
+        "train_batch", "_train_batch", "train_on_batch", "fit_batch", "update", "_update",
+        "optimize_model", "update_parameters",
+    }
+)  # fmt: skip
+"""Methods that frameworks and trainer base classes call once per batch."""
 LIGHTNING_ACCESSORS = {"optimizers": ObjectKind.OPTIMIZER, "lr_schedulers": ObjectKind.SCHEDULER}
 """`self.optimizers()` / `self.lr_schedulers()` in a LightningModule."""

@@ -163,9 +163,13 @@ class Escape:
 
 @dataclass(frozen=True, slots=True)
 class Loop:
-    """A loop with its resolved body; `targets` are rebound every iteration."""
+    """A loop with its resolved body; `targets` are rebound every iteration.
 
-    node: cst.For | cst.While
+    `node` is the `for`/`while` statement, or the method itself for a per-batch method
+    (`training_step`) that a framework or a base class calls once per batch.
+    """
+
+    node: cst.For | cst.While | cst.FunctionDef
     targets: frozenset[str]
     body: tuple[Item, ...]
 

@@ -45,6 +45,8 @@ class ObjectInfo:
     """For an optimizer: the names and attributes its parameter argument is built from."""
     evidence: str = ""
     """How it was recognised, for a reader: `built by torch.optim.AdamW`."""
+    fresh: bool = True
+    """Whether the call builds a new object (`self.optimizers()` only hands one back)."""
 
 
 def maximal_chains(expression: cst.CSTNode) -> Iterator[cst.BaseExpression]:

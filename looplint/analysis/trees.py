@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from looplint.analysis.catalog import ObjectKind
+from looplint.analysis.catalog import PER_BATCH_METHODS, ObjectKind
 from looplint.analysis.linking import Linker, instantiate
 from looplint.analysis.operations import (
     Append,
@@ -42,6 +42,7 @@ from looplint.analysis.program import (
     LoopEvent,
     ModuleProgram,
     WithEvent,
+    all_events,
     calls_in,
 )
 from looplint.analysis.recognition import ObjectInfo, ObjectTable, maximal_chains
@@ -209,6 +210,7 @@ class TreeBuilder:
         self.table = table
         self.linker = linker
         self._trees: dict[int, tuple[Item, ...]] = {}
+        self._called_here: frozenset[str] | None = None
         self._summaries: dict[int, tuple[Item, ...] | None] = {}
 
     def summary_tree(self, function: FunctionInfo) -> tuple[Item, ...] | None:
@@ -270,9 +272,30 @@ class TreeBuilder:
         key = id(function)
         cached = self._trees.get(key)
         if cached is None:
-            cached = self._resolve(function.events, Frame(function, {}), False, (function,))
+            if self._called_per_batch(function):
+                body = self._resolve(function.events, Frame(function, {}), True, (function,))
+                assert isinstance(function.node, cst.FunctionDef)
+                cached = (Loop(function.node, frozenset(), body),)
+            else:
+                cached = self._resolve(function.events, Frame(function, {}), False, (function,))
             self._trees[key] = cached
         return cached
+
+    def _called_per_batch(self, function: FunctionInfo) -> bool:
+        """A per-batch method (`training_step`, `train_step`, `_run_batch`, `update`) of a
+        class whose loop lives elsewhere — in a framework or a base class of another
+        module: its body runs once per batch, as if in a loop. One this module calls
+        itself is checked at its call sites instead."""
+        if function.owner is None or function.name not in PER_BATCH_METHODS:
+            return False
+        if self._called_here is None:
+            self._called_here = frozenset(
+                event.node.func.attr.value
+                for caller in self.program.functions
+                for event in all_events(caller.events)
+                if isinstance(event, CallEvent) and isinstance(event.node.func, cst.Attribute)
+            )
+        return function.name not in self._called_here
 
     def _resolve(
         self,
@@ -470,7 +493,7 @@ class TreeBuilder:
                 out.append(Reinit(call, receiver.removesuffix(".data")))
                 return
         info = self.table.constructed(call, frame)
-        if info is not None and info.call is call:
+        if info is not None and info.call is call and info.fresh:
             out.append(self._construct(call, info, frame))
             return
         callee = self.scopes.callee(call, frame)
