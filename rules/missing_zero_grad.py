@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import libcst as cst
+
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import (
     Backward,
@@ -141,11 +143,25 @@ def _cleared_less_often(step: Site, clears: list[Site], view: LoopView) -> str |
         if not guards:
             return None
         outer = guards[0]
-        if outer.test is None:
-            return None  # `except` arms: an error path, not a schedule
+        if outer.test is None or _none_check(outer.test):
+            # `except` arms are an error path, and `if params is not None:` skips only
+            # the first iteration: neither is a schedule.
+            return None
         arms = dict(clear.arms)
         arms_cleared.setdefault(id(outer), set()).add(arms.get(id(outer.node), -1))
         if len(arms_cleared[id(outer)]) == len(outer.arms) > 1:
             return None  # every arm of one `if` clears
         tests.append(source_of(outer.test))
     return tests[0]
+
+
+def _none_check(test: cst.BaseExpression) -> bool:
+    """`x is None` / `x is not None` (possibly negated)."""
+    while isinstance(test, cst.UnaryOperation):
+        test = test.expression
+    return isinstance(test, cst.Comparison) and any(
+        isinstance(c.operator, (cst.Is, cst.IsNot))
+        and isinstance(c.comparator, cst.Name)
+        and c.comparator.value == "None"
+        for c in test.comparisons
+    )
