@@ -356,6 +356,10 @@ def _roles(table: ObjectTable, program: ModuleProgram, scopes: Scopes) -> bool:
                     owner = scopes.identity(node.value, frame)
                     if owner is not None:
                         found.setdefault(owner, "groups")
+            if call.args and _may_build_scheduler(table, func):
+                info = table.value_info(call, frame)
+                if info is not None and info.kind is ObjectKind.SCHEDULER and info.optimizer:
+                    found.setdefault(info.optimizer, "scheduled")
             if not isinstance(func, cst.Attribute):
                 continue
             method = func.attr.value
@@ -375,9 +379,6 @@ def _roles(table: ObjectTable, program: ModuleProgram, scopes: Scopes) -> bool:
                 passed = scopes.identity(first, frame) if first is not None else None
                 if passed is not None:
                     found.setdefault(passed, "scaled")
-            info = table.value_info(call, frame)
-            if info is not None and info.kind is ObjectKind.SCHEDULER and info.optimizer:
-                found.setdefault(info.optimizer, "scheduled")
     for identity in stepped & cleared:
         found.setdefault(identity, "protocol")
     changed = False
@@ -398,6 +399,17 @@ def _roles(table: ObjectTable, program: ModuleProgram, scopes: Scopes) -> bool:
                 ),
             )  # fmt: skip
     return changed
+
+
+def _may_build_scheduler(table: ObjectTable, func: cst.BaseExpression) -> bool:
+    """A cheap test before the full `constructed` look-up: spelled like a scheduler."""
+    qualified = table.imports.qualify(func)
+    if qualified is not None and constructed_kind(qualified) is ObjectKind.SCHEDULER:
+        return True
+    written = dotted_name(func)
+    return written is not None and named_class_kind(written.rsplit(".", 1)[-1]) is (
+        ObjectKind.SCHEDULER
+    )
 
 
 # -- 4. names, with structure -----------------------------------------------------------------
