@@ -198,6 +198,67 @@ def save_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Save:
     return Save(call, frozenset(states), frozenset(keys), literal, name)
 
 
+def assignment_ops(
+    event: AssignEvent, frame: Frame, in_loop: bool, scopes: Scopes, out: list[Item]
+) -> None:
+    """What an assignment does: a new value for an identity, or `.grad` cleared."""
+    if not in_loop:
+        # Outside loops only `.grad` assignments matter (re-creation is a loop question).
+        for target in event.targets:
+            if isinstance(target, cst.Attribute) and target.attr.value == "grad":
+                out.append(Clear(event.node, None))
+        return
+    value = event.value
+    sources = frozenset(
+        identity
+        for chain in (maximal_chains(value) if value is not None else ())
+        if (identity := scopes.identity(chain, frame)) is not None
+    )
+    derived = event.augmented or (value is not None and _calls_method(value, _PARAMETER_ACCESSORS))
+    detached = value is not None and detaches(value)
+    for target in event.targets:
+        if isinstance(target, cst.Attribute) and target.attr.value == "grad":
+            out.append(Clear(event.node, None))
+            continue
+        identity = scopes.identity(target, frame)
+        if identity is None:
+            continue
+        self_derived = any(
+            source == identity or source.startswith(identity + ".") for source in sources
+        )
+        out.append(
+            Assign(
+                event.node,
+                identity,
+                not (derived or self_derived),
+                sources,
+                event.augmented,
+                detached,
+            )
+        )
+
+
+def member_frame(event: LoopEvent, frame: Frame, scopes: Scopes) -> Frame | None:
+    """For `for p in model.parameters():` (or `.modules()`, `named_*`), a frame in
+    which the loop variable stands for `model`: `p.data.normal_()` re-initialises it."""
+    node = event.node
+    iterated = node.iter if isinstance(node, cst.For) else None
+    if not (
+        isinstance(iterated, cst.Call)
+        and isinstance(iterated.func, cst.Attribute)
+        and iterated.func.attr.value in _PARAMETER_ITERATORS
+        and isinstance(node, cst.For)
+    ):
+        return None
+    owner = scopes.identity(iterated.func.value, frame)
+    target: cst.BaseExpression = node.target
+    if isinstance(target, cst.Tuple) and len(target.elements) == 2:
+        target = target.elements[1].value
+    if owner is None or not isinstance(target, cst.Name):
+        return None
+    return Frame(frame.function, {**frame.env, target.value: owner}, frame.scaled)
+
+
 class TreeBuilder:
     """Resolves one module's functions to operation trees, each computed once."""
 
@@ -247,26 +308,6 @@ class TreeBuilder:
             env[param] = identity
         return env
 
-    def _member_frame(self, event: LoopEvent, frame: Frame) -> Frame | None:
-        """For `for p in model.parameters():` (or `.modules()`, `named_*`), a frame in
-        which the loop variable stands for `model`: `p.data.normal_()` re-initialises it."""
-        node = event.node
-        iterated = node.iter if isinstance(node, cst.For) else None
-        if not (
-            isinstance(iterated, cst.Call)
-            and isinstance(iterated.func, cst.Attribute)
-            and iterated.func.attr.value in _PARAMETER_ITERATORS
-            and isinstance(node, cst.For)
-        ):
-            return None
-        owner = self.scopes.identity(iterated.func.value, frame)
-        target: cst.BaseExpression = node.target
-        if isinstance(target, cst.Tuple) and len(target.elements) == 2:
-            target = target.elements[1].value
-        if owner is None or not isinstance(target, cst.Name):
-            return None
-        return Frame(frame.function, {**frame.env, target.value: owner}, frame.scaled)
-
     def tree(self, function: FunctionInfo) -> tuple[Item, ...]:
         """`function`'s body as resolved operations, calls inside loops inlined."""
         key = id(function)
@@ -309,16 +350,16 @@ class TreeBuilder:
             if isinstance(event, CallEvent):
                 self._resolve_call(event.node, frame, in_loop, stack, out)
             elif isinstance(event, AssignEvent):
-                self._resolve_assignment(event, frame, in_loop, out)
+                assignment_ops(event, frame, in_loop, self.scopes, out)
             elif isinstance(event, LoopEvent):
                 targets = frozenset(
                     identity
                     for target in event.targets
                     if (identity := self.scopes.identity(target, frame)) is not None
                 )
-                member_frame = self._member_frame(event, frame)
-                if member_frame is not None:
-                    body = self._resolve(event.body, member_frame, True, stack)
+                members = member_frame(event, frame, self.scopes)
+                if members is not None:
+                    body = self._resolve(event.body, members, True, stack)
                     out.append(Loop(event.node, targets, body))
                     continue
                 if any(self.table.kinds(target) for target in targets):
@@ -341,46 +382,6 @@ class TreeBuilder:
                     Context(event.node, contexts, self._resolve(event.body, frame, in_loop, stack))
                 )
         return tuple(out)
-
-    def _resolve_assignment(
-        self, event: AssignEvent, frame: Frame, in_loop: bool, out: list[Item]
-    ) -> None:
-        if not in_loop:
-            # Outside loops only `.grad` assignments matter (re-creation is a loop question).
-            for target in event.targets:
-                if isinstance(target, cst.Attribute) and target.attr.value == "grad":
-                    out.append(Clear(event.node, None))
-            return
-        value = event.value
-        sources = frozenset(
-            identity
-            for chain in (maximal_chains(value) if value is not None else ())
-            if (identity := self.scopes.identity(chain, frame)) is not None
-        )
-        derived = event.augmented or (
-            value is not None and _calls_method(value, _PARAMETER_ACCESSORS)
-        )
-        detached = value is not None and detaches(value)
-        for target in event.targets:
-            if isinstance(target, cst.Attribute) and target.attr.value == "grad":
-                out.append(Clear(event.node, None))
-                continue
-            identity = self.scopes.identity(target, frame)
-            if identity is None:
-                continue
-            self_derived = any(
-                source == identity or source.startswith(identity + ".") for source in sources
-            )
-            out.append(
-                Assign(
-                    event.node,
-                    identity,
-                    not (derived or self_derived),
-                    sources,
-                    event.augmented,
-                    detached,
-                )
-            )
 
     def _resolve_call(
         self,
