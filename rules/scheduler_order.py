@@ -249,10 +249,14 @@ class SchedulerOrder(Rule):
                         "after the optimizer step",
                     )
                     continue
+                # A condition of its own (`if epoch == warmup:`) makes it a one-off; one it
+                # shares with the optimizer step (`if step % accum == 0:`) does not.
+                shared = {id(g) for g in steps[0].guards}
                 if (
                     all(s.order > site.order for s in steps)
                     and not any(
-                        isinstance(g.test, cst.Comparison) for g in site.guards_within(view.loop)
+                        isinstance(g.test, cst.Comparison) and id(g) not in shared
+                        for g in site.guards_within(view.loop)
                     )
                     and not _silences_warnings(site)
                 ):

@@ -268,7 +268,7 @@ def test_editing_a_caller_invalidates_the_callees_cached_result(tmp_path: Path) 
     assert warm.cached == 2 and len(warm.findings) == 1
     # engine.py is untouched; main.py no longer passes it an optimizer.
     (tmp_path / "pkg/main.py").write_text(
-        "from .engine import train_one_epoch\ntrain_one_epoch(model, make_optim(), loader)\n"
+        "from .engine import train_one_epoch\ntrain_one_epoch(model, make_updater(), loader)\n"
     )
     after = run([str(tmp_path / n) for n in names], ALL, 1, ResultCache(cache_dir, ALL))
     assert after.findings == []

@@ -184,6 +184,21 @@ def named_class_kind(name: str) -> ObjectKind | None:
     return None
 
 
+_FACTORY_NAME = re.compile(
+    r"^_?(?:build|create|make|setup|configure|init|construct|instantiate)_(?:\w+_)?"
+    r"(?P<what>optimi[sz]ers?|optim|opt|lr_schedulers?|schedulers?|sched)$"
+)
+
+
+def named_factory_kind(name: str) -> ObjectKind | None:
+    """The kind a function named like a factory builds: `build_optimizer`,
+    `configure_optimizers`, `_setup_lr_scheduler`, `make_optim`."""
+    found = _FACTORY_NAME.match(name)
+    if found is None:
+        return None
+    return ObjectKind.SCHEDULER if "sched" in found.group("what") else ObjectKind.OPTIMIZER
+
+
 def lr_scheduler_name_ok(name: str) -> bool:
     """Whether a receiver's name is compatible with an LR scheduler (not a noise scheduler)."""
     return _NOT_LR_SCHEDULER.search(name) is None
@@ -202,8 +217,9 @@ CONFIG_INSTANTIATORS = frozenset(
     {"hydra.utils.instantiate", "hydra.utils.call", "instantiate", "config.instantiate"}
 )
 """Functions building an object from a config node (`instantiate(cfg.optimizer, params)`)."""
-PASS_THROUGH_METHODS = frozenset({"prepare"})
-"""`accelerator.prepare(model, opt, loader, sched)` returns its arguments, wrapped, in order."""
+PASS_THROUGH_METHODS = frozenset({"prepare", "setup", "setup_optimizers", "prepare_optimizer"})
+"""`accelerator.prepare(model, opt, loader, sched)`, Fabric's `setup(model, opt)` and
+`setup_optimizers(opt)`: their arguments come back, wrapped, in order."""
 PER_BATCH_METHODS = frozenset(
     {
         "training_step", "train_step", "_train_step", "run_batch", "_run_batch",

@@ -62,6 +62,7 @@ def fill(table: ObjectTable, program: ModuleProgram, scopes: Scopes) -> None:
     """Record everything `program` says about its objects into `table`."""
     for function in program.functions:
         _annotations(table, function)
+    _class_attributes(table, program, scopes)
     for _ in range(_ROUNDS):
         changed = False
         for function in program.functions:
@@ -107,6 +108,17 @@ def _annotations(table: ObjectTable, function: FunctionInfo) -> None:
             table.record_class(identity, info)
         else:
             table.record(identity, info)
+
+
+def _class_attributes(table: ObjectTable, program: ModuleProgram, scopes: Scopes) -> None:
+    """`optimizer_fn: Any = torch.optim.Adam` in a class body: every instance's default."""
+    frame = Frame(program.body, {})
+    for owner in program.classes.values():
+        for attribute, values in owner.attribute_values.items():
+            for value in values:
+                held = _class_value(table, value, frame)
+                if held is not None:
+                    table.record_class(f"{scopes.class_self(owner)}.{attribute}", held)
 
 
 # -- 2. assignments, tuples, collections, loops -------------------------------------------
@@ -286,6 +298,16 @@ def _constructor_attributes(
     }
     changed = False
     class_self = scopes.class_self(owner)
+    # Caller identities as the instance names them: `self.optimizer = optimizer`.
+    attributes = {
+        env[event.value.value]: f"{class_self}.{event.targets[0].attr.value}"
+        for event in all_events(init.events)
+        if isinstance(event, AssignEvent)
+        and len(event.targets) == 1
+        and isinstance(event.targets[0], cst.Attribute)
+        and isinstance(event.value, cst.Name)
+        and event.value.value in env
+    }
     for event in all_events(init.events):
         if not isinstance(event, AssignEvent) or event.value is None or len(event.targets) != 1:
             continue
@@ -299,7 +321,10 @@ def _constructor_attributes(
             continue
         source = env.get(event.value.value)
         for info in list(table.objects.get(source, ())) if source else ():
-            changed |= table.record(f"{class_self}.{target.attr.value}", info)
+            optimizer = attributes.get(info.optimizer) if info.optimizer is not None else None
+            changed |= table.record(
+                f"{class_self}.{target.attr.value}", replace(info, optimizer=optimizer)
+            )
         if source is not None and source in table.classes:
             changed |= table.record_class(
                 f"{class_self}.{target.attr.value}", table.classes[source]
@@ -320,8 +345,11 @@ def _call_arguments(table: ObjectTable, scopes: Scopes, call: cst.Call, frame: F
         info = table.value_info(value, frame)
         if info is not None:
             translated = translate_sources(info.parameter_sources, renames)
-            if translated:
-                info = replace(info, parameter_sources=info.parameter_sources | translated)
+            # A scheduler's optimizer as the callee names it (unknown when not passed).
+            optimizer = renames.get(info.optimizer) if info.optimizer is not None else None
+            info = replace(
+                info, parameter_sources=info.parameter_sources | translated, optimizer=optimizer
+            )
             changed |= table.record(identity, info)
         passed = scopes.identity(value, frame)
         if passed is not None and passed in table.classes:

@@ -382,6 +382,18 @@ class _Compiler:
                 for small in statement.body:
                     if isinstance(small, (cst.Import, cst.ImportFrom)):
                         self.imports.add(small)
+                    elif isinstance(small, (cst.Assign, cst.AnnAssign)) and small.value is not None:
+                        # Class attributes are the instances' defaults (dataclass fields).
+                        targets = (
+                            [t.target for t in small.targets]
+                            if isinstance(small, cst.Assign)
+                            else [small.target]
+                        )
+                        for target in targets:
+                            if isinstance(target, cst.Name):
+                                info.attribute_values.setdefault(target.value, []).append(
+                                    small.value
+                                )
         for method in info.methods.values():
             if method.self_name is None:
                 continue

@@ -20,14 +20,22 @@ import libcst as cst
 from looplint.analysis.catalog import (
     CONFIG_INSTANTIATORS,
     LIGHTNING_ACCESSORS,
+    PASS_THROUGH_METHODS,
     UNTRACKED,
     ObjectKind,
     annotated_kind,
     constructed_kind,
     named_class_kind,
+    named_factory_kind,
     takes_model_not_parameters,
 )
-from looplint.analysis.program import AssignEvent, FunctionInfo, ModuleProgram, all_events
+from looplint.analysis.program import (
+    AssignEvent,
+    CallEvent,
+    FunctionInfo,
+    ModuleProgram,
+    all_events,
+)
 from looplint.analysis.scopes import Frame, Scopes, parameters_of
 from looplint.analysis.syntax import argument, children, dotted_name
 
@@ -136,8 +144,15 @@ class ObjectTable:
             return self._built(call, held.kind, held.qualified, frame, evidence)
         callee = self.scopes.callee(call, frame)
         if callee is not None:
-            return self.factory_info(callee[0])
-        framework = self._framework(call, qualified)
+            # A function of this module: what it returns, or else what its name says
+            # it builds (`build_optimizer` returning `OPTIMIZERS[name](params)`).
+            returned = self.factory_info(callee[0])
+            if returned is not None:
+                return returned
+            factory = named_factory_kind(callee[0].name)
+            written = dotted_name(call.func) or callee[0].name
+            return self._from_named_factory(call, factory, written, frame) if factory else None
+        framework = self._framework(call, qualified, frame)
         if framework is not None:
             return framework
         owner = (
@@ -149,21 +164,21 @@ class ObjectTable:
                 return self._built(
                     call, kind, owner.name, frame, f"`{owner.name}` subclasses a torch {kind.value}"
                 )
-        found = self._foreign(call, frame)
-        if found is not None:
-            return found
+        if callee is None:
+            found = self._foreign(call, frame)
+            if found is not None:
+                return found
         return self._named(call, qualified, frame)
 
-    def _framework(self, call: cst.Call, qualified: str | None) -> ObjectInfo | None:
-        """Lightning's `self.optimizers()`, and `instantiate(cfg.optimizer, ...)` of Hydra
-        or torchtune, where the config key names what is built."""
+    def _framework(self, call: cst.Call, qualified: str | None, frame: Frame) -> ObjectInfo | None:
+        """Lightning's `self.optimizers()`, and `instantiate(cfg.optimizer, params)` of
+        Hydra or torchtune, where the config key names what is built."""
         func = call.func
         if isinstance(func, cst.Attribute) and func.attr.value in LIGHTNING_ACCESSORS:
             if not call.args and dotted_name(func.value) == "self":
                 kind = LIGHTNING_ACCESSORS[func.attr.value]
-                return ObjectInfo(
-                    kind, func.attr.value, call, evidence=f"`self.{func.attr.value}()`"
-                )
+                evidence = f"`self.{func.attr.value}()`"
+                return ObjectInfo(kind, func.attr.value, call, evidence=evidence, fresh=False)
             return None
         written = qualified or dotted_name(func) or ""
         if written not in CONFIG_INSTANTIATORS and not written.endswith(".instantiate"):
@@ -176,7 +191,16 @@ class ObjectTable:
             kind = ObjectKind.OPTIMIZER
         else:
             return None
-        return ObjectInfo(kind, written, call, evidence=f"`{written}({config}, ...)`")
+        info = self._built(call, kind, written, frame, f"`{written}({config}, ...)`")
+        if kind is ObjectKind.OPTIMIZER:
+            params = argument(call, 1, "params")
+            sources = frozenset(
+                identity
+                for chain in (maximal_chains(params) if params is not None else ())
+                if (identity := self.scopes.identity(chain, frame)) is not None
+            )
+            info = replace(info, parameter_sources=sources)
+        return info
 
     def _subclass_kind(self, bases: tuple[str, ...]) -> ObjectKind | None:
         for base in bases:
@@ -192,6 +216,9 @@ class ObjectTable:
         if written is None:
             return None
         last = written.rsplit(".", 1)[-1]
+        factory = named_factory_kind(last)
+        if factory is not None:
+            return self._from_named_factory(call, factory, written, frame)
         kind = named_class_kind(last)
         if kind is ObjectKind.OPTIMIZER:
             if not call.args:
@@ -207,6 +234,28 @@ class ObjectTable:
                 call, kind, qualified or last, frame, f"`{last}(...)` built over an optimizer"
             )
         return None
+
+    def _from_named_factory(
+        self, call: cst.Call, kind: ObjectKind, written: str, frame: Frame
+    ) -> ObjectInfo:
+        """`self.build_optimizer(model=self.model)`, `model.configure_optimizers()`: a
+        factory known by its name only; it builds from what it is given."""
+        given = [arg.value for arg in call.args]
+        if isinstance(call.func, cst.Attribute) and dotted_name(call.func.value) != "self":
+            given.append(call.func.value)  # `model.configure_optimizers()` builds over `model`
+        sources = frozenset(
+            identity
+            for value in given
+            for chain in maximal_chains(value)
+            if (identity := self.scopes.identity(chain, frame)) is not None
+        )
+        optimizer = None
+        if kind is ObjectKind.SCHEDULER:
+            first = argument(call, 0, "optimizer")
+            optimizer = self.scopes.identity(first, frame) if first is not None else None
+            sources = frozenset()
+        evidence = f"built by `{written}(...)`, a {kind.value} factory by its name"
+        return ObjectInfo(kind, written, call, optimizer, sources, evidence)
 
     def _built(
         self, call: cst.Call, kind: ObjectKind, qualified: str, frame: Frame, evidence: str
@@ -242,6 +291,14 @@ class ObjectTable:
     def value_info(self, value: cst.BaseExpression, frame: Frame) -> ObjectInfo | None:
         """What the object an expression evaluates to is, if it is tracked."""
         if isinstance(value, cst.Call):
+            func = value.func
+            if (
+                isinstance(func, cst.Attribute)
+                and func.attr.value in PASS_THROUGH_METHODS
+                and len(value.args) == 1
+            ):
+                # `optimizer = fabric.setup_optimizers(optimizer)`: the same object, wrapped.
+                return self.value_info(value.args[0].value, frame)
             return self.constructed(value, frame)
         if isinstance(value, cst.Subscript):
             container = self.scopes.identity(value.value, frame)
@@ -287,7 +344,45 @@ class ObjectTable:
                     for source in list(sources)
                     if source == original or source.startswith(original + ".")
                 }
-        return frozenset(sources)
+        return frozenset(sources | self._built_from(sources, frame))
+
+    def _built_from(self, sources: set[str], frame: Frame) -> set[str]:
+        """What the function's own locals among `sources` are filled from: parameter
+        groups built up with `groups.append({"params": [p for n, p in
+        model.named_parameters() if ...]})`, `group["params"] = decay`, or assignment."""
+        local = f"{frame.function.qualname}:"
+        found: set[str] = set()
+        pending = [s for s in sources if s.startswith(local)]
+        seen: set[str] = set()
+        while pending and len(seen) < 16:
+            wanted = pending.pop()
+            if wanted in seen:
+                continue
+            seen.add(wanted)
+            for value in self._fillers(wanted, frame):
+                for chain in maximal_chains(value):
+                    identity = self.scopes.identity(chain, frame)
+                    if identity is not None and identity not in found:
+                        found.add(identity)
+                        if identity.startswith(local):
+                            pending.append(identity)
+        return found
+
+    def _fillers(self, identity: str, frame: Frame) -> Iterator[cst.BaseExpression]:
+        """Every value assigned, appended or extended into `identity` in the function."""
+        for event in all_events(frame.function.events):
+            if isinstance(event, AssignEvent) and event.value is not None:
+                for target in event.targets:
+                    holder = target.value if isinstance(target, cst.Subscript) else target
+                    if self.scopes.identity(holder, frame) == identity:
+                        yield event.value
+            elif (
+                isinstance(event, CallEvent)
+                and isinstance(event.node.func, cst.Attribute)
+                and event.node.func.attr.value in ("append", "extend", "insert", "update")
+                and self.scopes.identity(event.node.func.value, frame) == identity
+            ):
+                yield from (arg.value for arg in event.node.args)
 
     # -- what an optimizer updates --------------------------------------------------------
     def optimizes(self, optimizer: str, module: str | None, whole: bool = False) -> bool:
