@@ -102,6 +102,15 @@ def detaches(expression: cst.CSTNode) -> bool:
     return False
 
 
+_READS_ONLY = frozenset(
+    {
+        "clip_gradients", "clip_grad_norm_", "clip_grad_value_", "clip_grad_norm",
+        "unscale_gradients", "log", "log_dict", "print", "info", "debug", "warning", "len",
+        "isinstance", "getattr", "hasattr", "type", "id", "str", "repr", "get_lr",
+        "get_last_lr", "state_dict", "add_scalar", "add_scalars",
+    }
+)  # fmt: skip
+"""Calls known to read an optimizer handed to them, never to step or clear it."""
 _SELF_RETURNING = frozenset(
     {"to", "cuda", "cpu", "float", "half", "double", "bfloat16", "train", "eval", "requires_grad_"}
 )
@@ -127,6 +136,10 @@ def _unchained(expression: cst.BaseExpression) -> cst.BaseExpression:
     ):
         expression = expression.func.value
     return expression
+
+
+def _is_zero(node: cst.BaseExpression | None) -> bool:
+    return isinstance(node, (cst.Integer, cst.Float)) and float(node.value) == 0
 
 
 def _is_false(node: cst.BaseExpression | None) -> bool:
@@ -483,7 +496,12 @@ class TreeBuilder:
                 training = attr == "train" and not _is_false(argument(call, 0, "mode"))
                 out.append(ModeSwitch(call, receiver, training))
                 return
-            if attr in _GRAD_CLEARING_METHODS and _is_grad_attribute(func.value):
+            if (
+                attr in _GRAD_CLEARING_METHODS
+                and _is_grad_attribute(func.value)
+                and (attr not in ("mul_", "fill_") or _is_zero(argument(call, 0, "value")))
+            ):
+                # `p.grad.zero_()`, `p.grad.mul_(0)`; `p.grad.mul_(clip_coef)` rescales.
                 out.append(Clear(call, None))
                 return
             if (
@@ -521,6 +539,8 @@ class TreeBuilder:
         if attr is not None and ("zero_grad" in attr or ("clear" in attr and "grad" in attr)):
             out.append(Clear(call, None))
             return
+        if attr in _READS_ONLY or (isinstance(func, cst.Name) and func.value in _READS_ONLY):
+            return  # `fabric.clip_gradients(model, optimizer, ...)`, `log(optimizer)`
         for arg in call.args:
             identity = self.scopes.identity(arg.value, frame)
             if self.table.is_optimizer(identity) or symbolic(identity):
