@@ -58,16 +58,17 @@ def _merge(comment: str, codes: list[str]) -> str | None:
 def add_noqa(path: str, findings: Iterable[Finding]) -> NoqaEdit:
     """Add `# noqa: CODE` for each finding (by its start line) to the file at `path`."""
     wanted: dict[int, list[str]] = {}
+    findings = list(findings)
+    if path.endswith(".ipynb") and findings:
+        return NoqaEdit(path, 0, "notebooks are not rewritten")
     for finding in findings:
-        if finding.code == "LL000" or finding.cell is not None:
+        if finding.code == "LL000":
             continue
         codes = wanted.setdefault(finding.line, [])
         if finding.code not in codes:
             codes.append(finding.code)
     if not wanted:
         return NoqaEdit(path, 0)
-    if path.endswith(".ipynb"):
-        return NoqaEdit(path, 0, "notebooks are not rewritten")
     try:
         source = read_source(path)
     except SourceError as error:
