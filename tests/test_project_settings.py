@@ -104,7 +104,8 @@ def test_show_files_and_exclude_flags(run_looplint: RunLooplint, monorepo: Path)
 @pytest.mark.parametrize(
     ("config", "needle"),
     [
-        ('ignore = "LL008"', '`ignore` must be a list of strings, not str (write ignore = ["LL008"])'),
+        ('ignore = "LL008"',
+         '`ignore` must be a list of strings, not str (write ignore = ["LL008"])'),
         ('select = ["LL042"]', "`select`: unknown rule selector `LL042`"),
         ('extend-select = ["LL001", 3]', "`extend-select` must be a list of strings"),
         ("exclude = 3", "`exclude` must be a list of strings, not int"),

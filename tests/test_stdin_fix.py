@@ -87,7 +87,8 @@ def test_output_file_in_a_missing_folder_is_created(
         "check", "--format", "json", "--output-file", "nodir/deeper/out.json", cwd=tmp_path
     )
     assert result.returncode == 1 and result.stdout == "" and result.stderr == ""
-    assert json.loads((tmp_path / "nodir" / "deeper" / "out.json").read_text())[0]["code"] == "LL001"
+    report = (tmp_path / "nodir" / "deeper" / "out.json").read_text()
+    assert json.loads(report)[0]["code"] == "LL001"
 
 
 def test_unwritable_output_file_is_a_one_line_error(

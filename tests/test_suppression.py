@@ -39,7 +39,7 @@ def test_misfiring_noqa_comments_are_reported(run_looplint: RunLooplint, tmp_pat
     lines[3] += "  # noqa E501"  # another tool's comment: not looplint's business
     (tmp_path / "train.py").write_text("\n".join(lines) + "\n# looplint: noqa LL001\n")
     result = run_looplint("check", "train.py", cwd=tmp_path)
-    assert result.returncode == 1  # `# noqa LL001` without its colon suppresses nothing
+    assert result.returncode == 1  # the comment without its colon suppresses nothing
     assert result.stderr.splitlines() == [
         "looplint: warning: train.py:3: unknown rule code `LL099` in `# noqa` comment; "
         "`looplint rules` lists them",
@@ -81,10 +81,9 @@ def test_add_noqa_silences_every_current_finding(
         '''
     )
     (tmp_path / "train.py").write_text(source)
-    (tmp_path / "nb.ipynb").write_text(
-        json.dumps({"cells": [{"cell_type": "code", "source": BUGGY, "metadata": {}}],
-                    "metadata": {}, "nbformat": 4, "nbformat_minor": 5})  # fmt: skip
-    )
+    cell = {"cell_type": "code", "source": BUGGY, "metadata": {}}
+    notebook = {"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (tmp_path / "nb.ipynb").write_text(json.dumps(notebook))
     before = _codes(run_looplint, tmp_path, ".")
     assert sorted(code for _, code in before) == ["LL001", "LL001", "LL002", "LL006"]
     result = run_looplint("check", ".", "--add-noqa", cwd=tmp_path)
@@ -106,7 +105,8 @@ def test_add_noqa_silences_every_current_finding(
 def test_ll000_is_a_rule(run_looplint: RunLooplint, tmp_path: Path) -> None:
     doc = run_looplint("explain", "LL000")
     assert doc.returncode == 0 and doc.stdout == UnreadableFile.documentation()
-    assert doc.stdout.startswith("# unreadable-file (LL000)") and "## Why is this bad?" in doc.stdout
+    assert doc.stdout.startswith("# unreadable-file (LL000)")
+    assert "## Why is this bad?" in doc.stdout
     assert run_looplint("explain", "unreadable-file").stdout == doc.stdout
     (tmp_path / "broken.py").write_text(BROKEN)
     (tmp_path / "tests").mkdir()
