@@ -126,7 +126,7 @@ def _check_files(
     """Run each project's files with its settings; the merged result and kept findings."""
     groups: dict[int, tuple[ProjectSettings, list[str]]] = {}
     for path in files:
-        project = resolver.for_path(path)
+        project = resolver.for_folder(os.path.dirname(os.path.abspath(path)))
         groups.setdefault(id(project), (project, []))[1].append(path)
     merged = RunResult()
     findings: list[Finding] = []

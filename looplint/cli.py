@@ -136,6 +136,8 @@ def check(
     """Check Python files and notebooks under PATHS (default: the current folder)."""
     if add_noqa and (fix or diff):
         _fail("--add-noqa cannot be combined with --fix or --diff")
+    if add_noqa and (stdin_filename is not None or paths == ("-",)):
+        _fail("--add-noqa edits files; it cannot read standard input")
     request = CheckRequest(
         paths=paths,
         overrides=Overrides(

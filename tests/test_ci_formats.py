@@ -232,3 +232,16 @@ def test_github_escapes_and_multiline_spans(run_looplint: RunLooplint, tmp_path:
     )
     out = run_looplint("check", ".", "--format", "github", cwd=tmp_path).stdout
     assert out.startswith("::error file=odd%2C name.py,line=6,endLine=7,col=5,title=LL001")
+
+
+def test_raw_notebook_lines_directly() -> None:
+    from looplint.notebook_positions import NotebookLines
+
+    text = _notebook()
+    lines = NotebookLines(text)
+    assert lines.raw_line(3, 1) == _raw_line(text, '"for x, y in loader:\\n"')
+    assert lines.raw_line(2, 3) == _raw_line(text, '"optimizer = torch.optim.SGD(')
+    assert lines.raw_line(1, 2) == _raw_line(text, '"Some words.\\n"')  # markdown counts
+    assert lines.raw_line(9, 1) is None  # no such cell
+    assert NotebookLines("{not json").raw_line(1, 1) is None
+    assert NotebookLines('{"cells": [{"source": 3}]}').raw_line(1, 1) is None
