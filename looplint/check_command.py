@@ -89,7 +89,7 @@ def run_check(request: CheckRequest) -> int:
             click.echo("".join(f"{path}\n" for path in sorted(files)), nl=False)
             return EXIT_CLEAN
         result, findings = _check_files(request, resolver, files)
-        base = repository_root(cwd, resolver.for_folder(str(cwd)).root)
+        base = repository_root(cwd, resolver.project_root(str(cwd)))
     except ConfigError as error:
         return _error(str(error))
     except Exception as error:
@@ -209,7 +209,7 @@ def _check_stdin(request: CheckRequest, resolver: SettingsResolver, cwd: Path) -
         if fixed_text is not None:
             _echo_diff(filename, original, fixed_text)
         return EXIT_ERROR if tracebacks else EXIT_FINDINGS if fixed_text else EXIT_CLEAN
-    base = repository_root(cwd, resolver.for_folder(str(cwd)).root)
+    base = repository_root(cwd, resolver.project_root(str(cwd)))
     shown = fixed_text if fixed_text is not None else original
     context = ReportContext(base, _colour(request, stream=sys.stderr if request.fix else None),
                             {filename: shown}, not request.quiet)  # fmt: skip

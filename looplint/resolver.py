@@ -100,6 +100,14 @@ class SettingsResolver:
         folder = absolute if os.path.isdir(absolute) else os.path.dirname(absolute)
         return self.for_folder(folder)
 
+    def project_root(self, folder: str) -> Path:
+        """The root of the project `folder` belongs to, without reading its configuration."""
+        if self._fixed is not None:
+            return self._fixed.root
+        config, nearest = self._lookup(folder)
+        found = config or nearest
+        return Path(os.path.abspath(found.parent if found is not None else self._cwd))
+
     def exclusions_for(self, folder: str) -> Exclusions:
         """The exclusions that apply to the entries of `folder` (for `FileFinder`)."""
         return self.for_folder(folder).exclusions
