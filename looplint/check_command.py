@@ -187,6 +187,12 @@ def _check_stdin(request: CheckRequest, resolver: SettingsResolver, cwd: Path) -
     filename = request.stdin_filename or "<stdin>"
     project = resolver.for_path(filename)
     data = sys.stdin.buffer.read()
+    finder = FileFinder(cwd, exclusions_for=resolver.exclusions_for)
+    if request.force_exclude and finder.excluded_when_named(filename):
+        # An editor may send any buffer; an excluded one is passed through untouched.
+        if request.fix:
+            sys.stdout.buffer.write(data)
+        return EXIT_CLEAN
     fixing = request.fix or request.diff
     fixed_text: str | None = None
     tracebacks: list[str] = []

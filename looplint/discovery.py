@@ -163,7 +163,7 @@ class FileFinder:
                 raise ConfigError(f"{raw}: no such file or directory")
             if os.path.isdir(raw):
                 yield from self._walk(raw)
-            elif not (force_exclude and self._excluded_explicitly(raw)):
+            elif not (force_exclude and self.excluded_when_named(raw)):
                 yield raw
 
     def is_excluded(self, path: str, is_dir: bool) -> bool:
@@ -172,7 +172,7 @@ class FileFinder:
         rules = self._inherited_rules(absolute)
         return self._excluded(absolute, os.path.basename(absolute), is_dir, rules)
 
-    def _excluded_explicitly(self, path: str) -> bool:
+    def excluded_when_named(self, path: str) -> bool:
         """`--force-exclude`: the file, or a folder above it up to the root, is excluded."""
         if not path.endswith(SOURCE_SUFFIXES) or self.is_excluded(path, False):
             return True

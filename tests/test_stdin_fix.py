@@ -100,3 +100,17 @@ def test_unwritable_output_file_is_a_one_line_error(
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("looplint: error: afile/out.txt: cannot write the report")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_force_exclude_passes_an_excluded_buffer_through(
+    run_looplint: RunLooplint, tmp_path: Path
+) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.looplint]\nextend-exclude = ["legacy/"]\n')
+    args = ("check", "--stdin-filename", "legacy/train.py", "--force-exclude")
+    skipped = run_looplint(*args, cwd=tmp_path, stdin=FIXABLE)
+    assert skipped.returncode == 0 and skipped.stdout == "" and skipped.stderr == ""
+    fixed = run_looplint(*args, "--fix", cwd=tmp_path, stdin=FIXABLE)
+    assert fixed.returncode == 0 and fixed.stdout == FIXABLE
+    checked = run_looplint("check", "--stdin-filename", "legacy/train.py", "--fix",
+                           cwd=tmp_path, stdin=FIXABLE)  # fmt: skip
+    assert "total += loss.item()" in checked.stdout  # named without --force-exclude: checked
