@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from looplint.checker import FileResult
 
 CACHE_DIR_NAME = ".looplint_cache"
-_FORMAT = 2
+_FORMAT = 3
 
 
 def _implementation_digest() -> str:
@@ -123,6 +123,7 @@ class ResultCache:
         drawn from has changed, else None."""
         from looplint.analysis.linking import Binding
         from looplint.checker import FileResult
+        from looplint.suppression import Notice
 
         entry = self._entries.get(os.path.abspath(path))
         if not isinstance(entry, dict):
@@ -141,6 +142,10 @@ class ResultCache:
                 stamp=FileStamp(entry["size"], entry["mtime_ns"], entry["digest"]),
                 bindings=[Binding.from_json(item) for item in entry["bindings"]],
                 incoming=tuple(Binding.from_json(item) for item in entry["incoming"]),
+                notices=[
+                    Notice(item["line"], item["message"], item.get("cell"))
+                    for item in entry["notices"]
+                ],
             )
         except (KeyError, TypeError, ValueError, AttributeError, AssertionError):
             return None
@@ -157,6 +162,9 @@ class ResultCache:
             "findings": [f.to_json() for f in result.findings],
             "bindings": [b.to_json() for b in result.bindings],
             "incoming": [b.to_json() for b in result.incoming],
+            "notices": [
+                {"line": n.line, "message": n.message, "cell": n.cell} for n in result.notices
+            ],
             "dependencies": {
                 path: None if dep.stamp is None else {
                     "size": dep.stamp.size, "mtime_ns": dep.stamp.mtime_ns,

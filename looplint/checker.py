@@ -21,7 +21,7 @@ from looplint.parse_guard import refusal
 from looplint.prefilter import is_candidate
 from looplint.rule import Rule, Violation
 from looplint.source import FileStamp, SourceFile, content_digest, read_bytes, source_from_bytes
-from looplint.suppression import is_suppressed
+from looplint.suppression import NO_DIRECTIVES, FileDirectives, Notice, is_suppressed, scan
 
 if TYPE_CHECKING:
     from looplint.analysis.project import Dependency, Project
@@ -45,6 +45,8 @@ class FileResult:
     """Other files whose content the findings depend on, as they were read."""
     incoming: tuple[Binding, ...] = ()
     """The bindings from other files it was checked with."""
+    notices: list[Notice] = field(default_factory=list)
+    """Suppression comments that misfire (`# noqa LL001` without its colon, unknown codes)."""
 
 
 def error_finding(path: str, message: str, line: int = 1, column: int = 1) -> Finding:
@@ -109,8 +111,34 @@ def check_source(
     """Check already-read source text (and fix it, with `fix`); never raises for bad input.
 
     With a `stamp` (the text is a file's, as read), the module's facts are lent to the
-    `project` for other files' calls into it.
+    `project` for other files' calls into it. `# looplint: noqa` comments silence
+    findings file-wide, `LL000` included; misfiring suppression comments become notices.
     """
+    directives, notices = scan(source.text)
+    result = _check_text(source, rules, use_prefilter, fix, project, incoming, stamp, directives)
+    result.notices = [_notice_in_cell(source, notice) for notice in notices]
+    if directives.everything or directives.codes:
+        result.findings = [f for f in result.findings if not directives.silences(f.code)]
+    return result
+
+
+def _notice_in_cell(source: SourceFile, notice: Notice) -> Notice:
+    if source.notebook is None:
+        return notice
+    cell, line = source.notebook.locate(notice.line)
+    return Notice(line, notice.message, cell)
+
+
+def _check_text(
+    source: SourceFile,
+    rules: Sequence[Rule],
+    use_prefilter: bool,
+    fix: bool,
+    project: Project | None,
+    incoming: Sequence[Binding],
+    stamp: FileStamp | None,
+    directives: FileDirectives,
+) -> FileResult:
     result = FileResult(source.path, incoming=tuple(incoming))
     # What other modules pass in can make any file relevant; otherwise the text decides.
     if not rules or (use_prefilter and not incoming and not is_candidate(source.text)):
@@ -121,7 +149,7 @@ def check_source(
     analysis = _analyse(source, rules, result, context)
     if analysis is None:
         return result
-    located = _locate_violations(source, *analysis)
+    located = _locate_violations(source, *analysis, directives=directives)
     if fix and source.fixable:
         for _ in range(MAX_FIX_ROUNDS):
             fixed_text = _apply_first_fix(analysis[0], located)
@@ -133,7 +161,7 @@ def check_source(
             if fixed_analysis is None or probe.findings:
                 break  # a fix that breaks the file is never kept
             source, analysis, result.fixes = candidate, fixed_analysis, result.fixes + 1
-            located = _locate_violations(source, *analysis)
+            located = _locate_violations(source, *analysis, directives=directives)
         if result.fixes:
             result.fixed_source = source.text
     result.findings.extend(finding for _, finding in located if finding is not None)
@@ -296,8 +324,21 @@ def _located_error(source: SourceFile, message: str, line: int, column: int) -> 
     return error_finding(source.path, message, line, column)
 
 
+def _has_fix(violation: Violation) -> bool:
+    """Whether the violation's fix can be built (what `[*]` promises)."""
+    if violation.fix is None:
+        return False
+    try:
+        return violation.fix() is not None
+    except Exception:  # a failing fix is never applied, so it is not offered
+        return False
+
+
 def _locate_violations(
-    source: SourceFile, module: cst.Module, reported: list[tuple[Rule, Violation]]
+    source: SourceFile,
+    module: cst.Module,
+    reported: list[tuple[Rule, Violation]],
+    directives: FileDirectives = NO_DIRECTIVES,
 ) -> list[tuple[Violation, Finding | None]]:
     """Each violation with its finding, or None where a `# noqa` suppresses it."""
     if not reported:
@@ -309,7 +350,7 @@ def _locate_violations(
         where = positions[violation.node]
         start, end = where.start, where.end
         text = lines[start.line - 1] if 0 < start.line <= len(lines) else ""
-        if is_suppressed(text, rule.code):
+        if directives.silences(rule.code) or is_suppressed(text, rule.code):
             findings.append((violation, None))
             continue
         cell = None
@@ -332,6 +373,7 @@ def _locate_violations(
                     message=violation.message,
                     end_line=end_line,
                     end_column=end.column + 1,
+                    fixable=source.fixable and _has_fix(violation),
                 ),
             )
         )

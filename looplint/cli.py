@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import difflib
 import json
-import os
 import sys
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 import click
-import pathspec
 
 from looplint import __version__
-from looplint.cache import CACHE_DIR_NAME, ResultCache
-from looplint.config import Settings, load_settings
-from looplint.discovery import FileFinder
-from looplint.errors import ConfigError, SourceError
-from looplint.finding import Finding
-from looplint.identity import ALL_IDENTITIES, BY_CODE
-from looplint.registry import RULES
-from looplint.reporters import FORMATS, REPORTERS, statistics_report
-from looplint.runner import RunResult, rules_for, run
-from looplint.selection import expand, selected_codes
-from looplint.source import source_from_bytes
+from looplint.check_command import CheckRequest, run_check
+from looplint.reporters import FORMATS
+from looplint.resolver import Overrides, SettingsResolver
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
-_SHIPPED = [BY_CODE["LL000"], *(entry.identity for entry in RULES)]
 
 
 def _split(values: Sequence[str]) -> tuple[str, ...] | None:
@@ -55,15 +42,29 @@ def main() -> None:
     help="Rules to enable: codes, prefixes, names or ALL (comma-separated).",
 )
 @click.option("--extend-select", multiple=True, help="Rules to enable on top of `select`.")
-@click.option("--ignore", multiple=True, help="Rules to disable.")
+@click.option("--ignore", multiple=True, help="Rules to disable (LL000 included).")
 @click.option(
-    "--format", "output_format", type=click.Choice(FORMATS), default="text", show_default=True
+    "--output-format",
+    "--format",
+    "output_format",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="How to show findings [default: full on a terminal, concise otherwise; "
+    "text is concise].",
 )
 @click.option(
-    "--output-file", type=click.Path(dir_okay=False, writable=True), help="Write the report here."
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Colour the terminal output (auto: only on a terminal and without NO_COLOR).",
 )
+@click.option("-q", "--quiet", is_flag=True, help="Print findings and errors, nothing else.")
+@click.option("--output-file", type=click.Path(dir_okay=False), help="Write the report here.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings.")
-@click.option("--statistics", is_flag=True, help="Show counts per rule instead of each finding.")
+@click.option(
+    "--statistics", is_flag=True, help="Show counts per rule instead of each finding."
+)
 @click.option(
     "--jobs",
     "-j",
@@ -75,8 +76,10 @@ def main() -> None:
     "--config",
     "config_path",
     type=click.Path(path_type=Path),
-    help="Read settings from this TOML file.",
+    help="Read settings from this TOML file for every checked file.",
 )
+@click.option("--exclude", multiple=True, help="Patterns to exclude, replacing the defaults.")
+@click.option("--extend-exclude", multiple=True, help="Patterns to exclude, besides the others.")
 @click.option(
     "--force-exclude", is_flag=True, help="Apply exclusions to files named on the command line too."
 )
@@ -84,14 +87,24 @@ def main() -> None:
     "--stdin-filename", help="Check source read from standard input, reported under this name."
 )
 @click.option(
-    "--fix", is_flag=True, help="Apply the safe automatic fixes, then report what remains."
+    "--fix",
+    is_flag=True,
+    help="Apply the safe automatic fixes, then report what remains (with --stdin-filename: "
+    "write the fixed source to standard output).",
 )
 @click.option("--diff", is_flag=True, help="Show the fixes as a unified diff; change nothing.")
+@click.option(
+    "--add-noqa", is_flag=True, help="Add `# noqa: CODE` to every line with a finding."
+)
+@click.option(
+    "--show-settings", is_flag=True, help="Show the settings that apply to the first PATH."
+)
+@click.option("--show-files", is_flag=True, help="List the files that would be checked.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the result cache.")
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where to keep the result cache [default: .looplint_cache in the project root].",
+    help="Where to keep the result cache [default: .looplint_cache in each project's root].",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 def check(
@@ -99,135 +112,63 @@ def check(
     select: tuple[str, ...],
     extend_select: tuple[str, ...],
     ignore: tuple[str, ...],
-    output_format: str,
+    output_format: str | None,
+    color: str,
+    quiet: bool,
     output_file: str | None,
     exit_zero: bool,
     statistics: bool,
     jobs: int | None,
     config_path: Path | None,
+    exclude: tuple[str, ...],
+    extend_exclude: tuple[str, ...],
     force_exclude: bool,
     stdin_filename: str | None,
     fix: bool,
     diff: bool,
+    add_noqa: bool,
+    show_settings: bool,
+    show_files: bool,
     no_cache: bool,
     cache_dir: Path | None,
     debug: bool,
 ) -> None:
     """Check Python files and notebooks under PATHS (default: the current folder)."""
-    try:
-        settings = load_settings(config_path, Path.cwd())
-        codes = selected_codes(
-            _SHIPPED,
-            _split(select) or settings.select,
-            (*settings.extend_select, *(_split(extend_select) or ())),
-            (*settings.ignore, *(_split(ignore) or ())),
-        )
-        if stdin_filename is not None or paths == ("-",):
-            result = _check_stdin(stdin_filename or "<stdin>", codes)
-        else:
-            finder = FileFinder(settings.root, settings.exclude or None, settings.extend_exclude)
-            files = list(finder.files(list(paths) or ["."], force_exclude))
-            cache = None
-            if not no_cache:
-                directory = cache_dir or settings.root / (settings.cache_dir or CACHE_DIR_NAME)
-                cache = ResultCache(directory, codes)
-            result = run(files, codes, jobs, cache, fix=fix or diff)
-        findings = _apply_per_file_ignores(result.findings, settings)
-    except ConfigError as error:
-        _fail(str(error))
-        return
-    except Exception as error:
-        if debug:
-            traceback.print_exc()
-        _fail(f"internal error: {type(error).__name__}: {error}")
-        return
-    if diff:
-        _show_diffs(result.fixed)
-        for path, _ in result.tracebacks:
-            click.echo(f"looplint: internal error while checking {path}", err=True)
-        sys.exit(EXIT_ERROR if result.tracebacks else EXIT_FINDINGS if result.fixed else EXIT_CLEAN)
-    if fix:
-        _write_fixes(result.fixed)
-        if result.fixes:
-            noun = "fix" if result.fixes == 1 else "fixes"
-            click.echo(
-                f"looplint: applied {result.fixes} {noun} to {len(result.fixed)} file(s)", err=True
-            )
-    report = statistics_report(findings) if statistics else REPORTERS[output_format](findings)
-    if output_file:
-        Path(output_file).write_text(report, encoding="utf-8")
-    else:
-        click.echo(report, nl=False)
-    for path, tb in result.tracebacks:
-        click.echo(
-            f"looplint: internal error while checking {path} (a bug in looplint; please report it)",
-            err=True,
-        )
-        if debug:
-            click.echo(tb, err=True)
-    if result.tracebacks:
-        sys.exit(EXIT_ERROR)
-    sys.exit(EXIT_FINDINGS if findings and not exit_zero else EXIT_CLEAN)
-
-
-def _show_diffs(fixed: list[tuple[str, str]]) -> None:
-    for path, text in sorted(fixed):
-        original = Path(path).read_text(encoding="utf-8")
-        lines = difflib.unified_diff(
-            original.splitlines(keepends=True),
-            text.splitlines(keepends=True),
-            fromfile=f"a/{path}",
-            tofile=f"b/{path}",
-        )
-        click.echo("".join(lines), nl=False)
-
-
-def _write_fixes(fixed: list[tuple[str, str]]) -> None:
-    for path, text in fixed:
-        with open(path, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-
-
-def _check_stdin(filename: str, codes: frozenset[str]) -> RunResult:
-    from looplint.checker import check_source, error_finding
-
-    data = sys.stdin.buffer.read()
-    outcome = RunResult(files=1)
-    try:
-        source = source_from_bytes(filename, data)
-    except SourceError as error:
-        outcome.findings.append(error_finding(filename, str(error)))
-        return outcome
-    from looplint.analysis.project import Project
-
-    # Editors pipe the buffer in under its real name: its imports resolve from there.
-    result = check_source(source, rules_for(codes), project=Project())
-    outcome.findings = sorted(result.findings, key=Finding.sort_key)
-    outcome.tracebacks = [(filename, tb) for tb in result.tracebacks]
-    return outcome
-
-
-def _apply_per_file_ignores(findings: list[Finding], settings: Settings) -> list[Finding]:
-    if not settings.per_file_ignores:
-        return findings
-    specs = [
-        (
-            pathspec.GitIgnoreSpec.from_lines([pattern]),
-            {c for s in selectors for c in expand(s, ALL_IDENTITIES)},
-        )
-        for pattern, selectors in settings.per_file_ignores.items()
-    ]
-    kept = []
-    for finding in findings:
-        path = Path(finding.path)
-        try:
-            relative = Path(os.path.abspath(path)).relative_to(settings.root).as_posix()
-        except ValueError:
-            relative = path.as_posix()
-        if any(finding.code in codes and spec.match_file(relative) for spec, codes in specs):
-            continue
-        kept.append(finding)
-    return kept
+    if add_noqa and (fix or diff):
+        _fail("--add-noqa cannot be combined with --fix or --diff")
+    if add_noqa and (stdin_filename is not None or paths == ("-",)):
+        _fail("--add-noqa edits files; it cannot read standard input")
+    request = CheckRequest(
+        paths=paths,
+        overrides=Overrides(
+            select=_split(select),
+            extend_select=_split(extend_select) or (),
+            ignore=_split(ignore) or (),
+            exclude=_split(exclude),
+            extend_exclude=_split(extend_exclude) or (),
+        ),
+        config_path=config_path,
+        output_format=output_format,
+        color=color,
+        quiet=quiet,
+        output_file=output_file,
+        exit_zero=exit_zero,
+        statistics=statistics,
+        jobs=jobs,
+        force_exclude=force_exclude,
+        stdin_filename=stdin_filename if stdin_filename is not None else (
+            "<stdin>" if paths == ("-",) else None
+        ),
+        fix=fix,
+        diff=diff,
+        add_noqa=add_noqa,
+        show_settings=show_settings,
+        show_files=show_files,
+        no_cache=no_cache,
+        cache_dir=cache_dir,
+        debug=debug,
+    )  # fmt: skip
+    sys.exit(run_check(request))
 
 
 @main.command()
@@ -239,22 +180,23 @@ def _apply_per_file_ignores(findings: list[Finding], settings: Settings) -> list
     show_default=True,
 )
 def rules(output_format: str) -> None:
-    """List every rule: code, name and summary."""
+    """List every code (LL000 and the rules): code, name and summary."""
     from looplint.docs import rules_markdown
+    from looplint.resolver import SHIPPED
 
     if output_format == "markdown":
         click.echo(rules_markdown(), nl=False)
         return
     if output_format == "json":
         payload = [
-            {"code": r.identity.code, "name": r.identity.name, "summary": r.identity.summary}
-            for r in RULES
+            {"code": identity.code, "name": identity.name, "summary": identity.summary}
+            for identity in SHIPPED
         ]
         click.echo(json.dumps(payload, indent=2))
         return
-    width = max(len(entry.identity.name) for entry in RULES)
-    for rule in RULES:
-        click.echo(f"{rule.identity.code}  {rule.identity.name:<{width}}  {rule.identity.summary}")
+    width = max(len(identity.name) for identity in SHIPPED)
+    for identity in SHIPPED:
+        click.echo(f"{identity.code}  {identity.name:<{width}}  {identity.summary}")
 
 
 @main.command()
@@ -275,11 +217,14 @@ def explain(rule: str) -> None:
 def objects(paths: tuple[str, ...]) -> None:
     """Show what looplint takes each optimizer, scheduler and scaler for, and why."""
     from looplint.analysis.project import Project
+    from looplint.discovery import FileFinder
+    from looplint.errors import ConfigError, SourceError
     from looplint.objects_view import recognised_objects
 
+    cwd = Path.cwd()
     try:
-        settings = load_settings(None, Path.cwd())
-        finder = FileFinder(settings.root, settings.exclude or None, settings.extend_exclude)
+        resolver = SettingsResolver(None, Overrides(), cwd)
+        finder = FileFinder(cwd, exclusions_for=resolver.exclusions_for)
         files = list(finder.files(list(paths) or ["."], False))
     except ConfigError as error:
         _fail(str(error))

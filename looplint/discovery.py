@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import pathspec
 
@@ -68,15 +68,16 @@ class _Matcher:
         return self._spec.match_file(path)
 
 
-class FileFinder:
-    """Walks paths and decides, for each file and folder, whether it is checked."""
+class Exclusions:
+    """One project's exclusion patterns, matched relative to its root."""
+
+    __slots__ = ("_anchored", "_by_name", "root")
 
     def __init__(
         self,
         root: os.PathLike[str] | str,
         exclude: Sequence[str] | None = None,
         extend_exclude: Sequence[str] = (),
-        respect_gitignore: bool = True,
     ) -> None:
         self.root = os.path.abspath(root)
         patterns = list(DEFAULT_EXCLUDE if exclude is None else exclude) + list(extend_exclude)
@@ -84,6 +85,35 @@ class FileFinder:
         # anchored ones (`src/gen/`) match its path relative to the project root.
         self._by_name = _Matcher([p for p in patterns if "/" not in p.rstrip("/")])
         self._anchored = _Matcher([p for p in patterns if "/" in p.rstrip("/")])
+
+    def matches(self, path: str, name: str, is_dir: bool) -> bool:
+        """Whether the absolute `path` (named `name`) is excluded by these patterns."""
+        slash = "/" if is_dir else ""
+        if self._by_name.matches(name + slash):
+            return True
+        if self._anchored and path.startswith(self.root + os.sep):
+            return self._anchored.matches(path[len(self.root) + 1 :] + slash)
+        return False
+
+
+class FileFinder:
+    """Walks paths and decides, for each file and folder, whether it is checked.
+
+    `exclusions_for(folder)` gives the exclusions of the project a folder belongs to
+    (the nearest configuration above it); without it, one set applies everywhere.
+    """
+
+    def __init__(
+        self,
+        root: os.PathLike[str] | str,
+        exclude: Sequence[str] | None = None,
+        extend_exclude: Sequence[str] = (),
+        respect_gitignore: bool = True,
+        exclusions_for: Callable[[str], Exclusions] | None = None,
+    ) -> None:
+        self.root = os.path.abspath(root)
+        default = Exclusions(self.root, exclude, extend_exclude)
+        self._exclusions_for = exclusions_for or (lambda folder: default)
         self._respect_gitignore = respect_gitignore
 
     def _own_rules(self, folder: str) -> pathspec.GitIgnoreSpec | None:
@@ -113,11 +143,8 @@ class FileFinder:
 
     def _excluded(self, path: str, name: str, is_dir: bool, rules: _IgnoreRules) -> bool:
         slash = "/" if is_dir else ""
-        if self._by_name.matches(name + slash):
+        if self._exclusions_for(os.path.dirname(path)).matches(path, name, is_dir):
             return True
-        if self._anchored and path.startswith(self.root + os.sep):
-            if self._anchored.matches(path[len(self.root) + 1 :] + slash):
-                return True
         if is_dir and os.path.isfile(os.path.join(path, "pyvenv.cfg")):
             return True
         for base, spec in rules:
@@ -136,7 +163,7 @@ class FileFinder:
                 raise ConfigError(f"{raw}: no such file or directory")
             if os.path.isdir(raw):
                 yield from self._walk(raw)
-            elif not (force_exclude and self._excluded_explicitly(raw)):
+            elif not (force_exclude and self.excluded_when_named(raw)):
                 yield raw
 
     def is_excluded(self, path: str, is_dir: bool) -> bool:
@@ -145,12 +172,13 @@ class FileFinder:
         rules = self._inherited_rules(absolute)
         return self._excluded(absolute, os.path.basename(absolute), is_dir, rules)
 
-    def _excluded_explicitly(self, path: str) -> bool:
+    def excluded_when_named(self, path: str) -> bool:
         """`--force-exclude`: the file, or a folder above it up to the root, is excluded."""
         if not path.endswith(SOURCE_SUFFIXES) or self.is_excluded(path, False):
             return True
         current = os.path.dirname(os.path.abspath(path))
-        while current not in (self.root, os.getcwd()) and os.path.dirname(current) != current:
+        root = self._exclusions_for(current).root
+        while current not in (root, os.getcwd()) and os.path.dirname(current) != current:
             if self.is_excluded(current, True):
                 return True
             current = os.path.dirname(current)
@@ -181,4 +209,4 @@ class FileFinder:
                 if name.endswith(SOURCE_SUFFIXES) and not self._excluded(
                     os.path.join(absolute, name), name, False, rules
                 ):
-                    yield os.path.join(folder, name)
+                    yield os.path.normpath(os.path.join(folder, name))

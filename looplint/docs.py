@@ -23,6 +23,13 @@ def rule_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def documented_classes() -> tuple[type[Rule], ...]:
+    """Every code with documentation: `LL000` (the engine's), then the rules."""
+    from looplint.unreadable import UnreadableFile
+
+    return (UnreadableFile, *rule_classes())
+
+
 def rules_markdown() -> str:
     """`docs/rules.md`: every rule's full documentation."""
     parts = [
@@ -31,7 +38,7 @@ def rules_markdown() -> str:
         "Generated from the rule classes by `looplint rules --markdown`; do not edit.",
         "",
     ]
-    for rule in rule_classes():
+    for rule in documented_classes():
         doc = rule.documentation()
         doc = re.sub(r"^# ", f'<a id="{rule.identity.code.lower()}"></a>\n## ', doc, count=1)
         doc = re.sub(
@@ -42,8 +49,8 @@ def rules_markdown() -> str:
 
 
 def find_rule(selector: str) -> type[Rule] | None:
-    """A rule by code (`LL001`) or name (`missing-zero-grad`)."""
-    for rule in rule_classes():
+    """A rule by code (`LL001`) or name (`missing-zero-grad`); `LL000` included."""
+    for rule in documented_classes():
         if selector.upper() == rule.identity.code or selector.lower() == rule.identity.name:
             return rule
     return None

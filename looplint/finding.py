@@ -23,6 +23,8 @@ class Finding:
     message: str
     end_line: int
     end_column: int
+    fixable: bool = False
+    """Whether `--fix` has a safe fix for it (shown as `[*]`)."""
 
     def sort_key(self) -> tuple[str, int, int, int, str, str]:
         """Stable order: by path, cell, line, column, then code."""
@@ -54,6 +56,7 @@ class Finding:
             message=data["message"],
             end_line=data["end_line"],
             end_column=data["end_column"],
+            fixable=bool(data.get("fixable", False)),
         )
 
 
@@ -67,4 +70,5 @@ _JSON_ORDER = (
     "end_line",
     "end_column",
     "message",
+    "fixable",
 )

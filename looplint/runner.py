@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from looplint.finding import Finding
 from looplint.registry import rule_classes
+from looplint.suppression import Notice
 
 if TYPE_CHECKING:
     from looplint.analysis.linking import Binding
@@ -41,6 +42,8 @@ class RunResult:
     fixed: list[tuple[str, str]] = field(default_factory=list)
     """(path, fixed text) of each file a fix applies to."""
     fixes: int = 0
+    notices: list[tuple[str, Notice]] = field(default_factory=list)
+    """(path, notice) of each suppression comment that misfires."""
 
 
 _worker_rules: list[Rule] = []
@@ -140,6 +143,7 @@ def run(
             outcome.fixed.append((result.path, result.fixed_source))
             outcome.fixes += result.fixes
         outcome.tracebacks.extend((result.path, tb) for tb in result.tracebacks)
+        outcome.notices.extend((result.path, notice) for notice in result.notices)
         if (
             cache is not None
             and path in fresh

@@ -33,15 +33,17 @@ def selected_codes(
     extend_select: Iterable[str] = (),
     ignore: Iterable[str] = (),
 ) -> frozenset[str]:
-    """The codes that end up enabled, ruff-style: select (default ALL) + extend - ignore."""
+    """The codes that end up enabled, ruff-style: select (default ALL) + extend - ignore.
+
+    `LL000` (a file that could not be read or parsed) is on whatever `select` says:
+    only `ignore` turns it off, so narrowing the rules never hides an unchecked file.
+    """
     known = list(identities)
     codes: set[str] = set()
     for selector in select if select is not None else ["ALL"]:
         codes |= expand(selector, known)
     for selector in extend_select:
         codes |= expand(selector, known)
-    for selector in ignore:
-        codes -= expand(selector, known)
-    if select is None or any(s.upper() == "ALL" for s in select):
-        codes |= {PARSE_ERROR.code} - {c for s in ignore for c in expand(s, known)}
-    return frozenset(codes)
+    ignored = {code for selector in ignore for code in expand(selector, known)}
+    codes |= {PARSE_ERROR.code}
+    return frozenset(codes - ignored)

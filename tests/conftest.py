@@ -26,6 +26,25 @@ def looplint_command() -> list[str]:
 RunLooplint = Callable[..., subprocess.CompletedProcess[str]]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """`--run-crawl`: also run the slow crawl over the standard library and site-packages."""
+    parser.addoption(
+        "--run-crawl",
+        action="store_true",
+        help="run tests marked `crawl` (minutes; `.ci/run` runs them after the suite)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip `crawl` tests unless `--run-crawl` is given, so the default run stays quick."""
+    if config.getoption("--run-crawl"):
+        return
+    skip = pytest.mark.skip(reason="slow crawl; run with `python -m pytest --run-crawl -m crawl`")
+    for item in items:
+        if "crawl" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def run_looplint() -> RunLooplint:
     """Run `looplint ARGS...` in `cwd` and capture its output."""

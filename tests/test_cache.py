@@ -6,6 +6,7 @@ import json
 import multiprocessing
 from pathlib import Path
 
+from looplint.cache import _FORMAT as CACHE_FORMAT
 from looplint.cache import ResultCache
 from looplint.runner import run
 from tests.conftest import RunLooplint
@@ -71,7 +72,7 @@ def test_corrupt_or_foreign_cache_is_ignored_and_rewritten(
         results.write_text(garbage)
         result = run_looplint("check", "train.py", cwd=tmp_path)
         assert result.returncode == 1 and "LL001" in result.stdout and result.stderr == ""
-        assert json.loads(results.read_text())["format"] == 2
+        assert json.loads(results.read_text())["format"] == CACHE_FORMAT
 
 
 def test_no_cache_and_cache_dir(run_looplint: RunLooplint, tmp_path: Path) -> None:

@@ -87,8 +87,8 @@ def test_sarif_format(run_looplint: RunLooplint, project: Path) -> None:
 
 def test_github_format(run_looplint: RunLooplint, project: Path) -> None:
     out = run_looplint("check", "train.py", "--format", "github", cwd=project).stdout
-    assert out.startswith(f"::error file=train.py,line={STEP_LINE},col=5,")
-    assert "title=LL001::LL001 `optimizer.step()`" in out
+    assert out.startswith(f"::error file=train.py,line={STEP_LINE},endLine={STEP_LINE},col=5,")
+    assert "title=LL001 missing-zero-grad::LL001 `optimizer.step()`" in out
 
 
 def test_output_file_and_statistics(
@@ -101,9 +101,13 @@ def test_output_file_and_statistics(
     assert result.returncode == 1 and result.stdout == ""
     assert json.loads(target.read_text())[0]["code"] == "LL001"
     stats = run_looplint("check", str(FIXTURES), "--statistics")
-    rows = [line.split() for line in stats.stdout.splitlines()]
+    *lines, footer = stats.stdout.splitlines()
+    rows = [line.split() for line in lines]
     assert ["LL001", "missing-zero-grad"] in [row[1:] for row in rows]
+    assert ["LL006", "[*]", "loss-keeps-graph"] in [row[1:] for row in rows]
     assert all(row[0].isdigit() for row in rows)
+    total = sum(int(row[0]) for row in rows)
+    assert footer.startswith(f"Found {total} findings (") and "fixable with `--fix`" in footer
     assert stats.returncode == 1
 
 
@@ -227,8 +231,9 @@ def test_stdin(run_looplint: RunLooplint, tmp_path: Path) -> None:
 
 def test_rules_and_explain(run_looplint: RunLooplint) -> None:
     listing = run_looplint("rules").stdout.splitlines()
-    assert [line.split()[0] for line in listing] == [entry.identity.code for entry in RULES]
-    assert listing[0].split()[:2] == ["LL001", "missing-zero-grad"]
+    codes = [line.split()[0] for line in listing]
+    assert codes == ["LL000", *(entry.identity.code for entry in RULES)]
+    assert listing[1].split()[:2] == ["LL001", "missing-zero-grad"]
     doc = run_looplint("explain", "LL002").stdout
     assert doc.startswith("# optimizer-in-loop (LL002)") and "## Why is this bad?" in doc
     assert run_looplint("explain", "missing-zero-grad").stdout.startswith("# missing-zero-grad")

@@ -3,6 +3,7 @@
 The slowest test of the suite (about two minutes on two cores): it runs the real
 CLI over every `.py` file of the standard library and of this environment's
 site-packages (torch included when installed) and requires no internal error.
+It is marked `crawl` and runs only with `--run-crawl` (`.ci/run` does so).
 """
 
 from __future__ import annotations
@@ -11,8 +12,12 @@ import json
 import sysconfig
 from pathlib import Path
 
+import pytest
+
 from looplint.discovery import FileFinder
 from tests.conftest import RunLooplint
+
+pytestmark = pytest.mark.crawl
 
 
 def test_stdlib_and_site_packages_never_crash(run_looplint: RunLooplint, tmp_path: Path) -> None:
