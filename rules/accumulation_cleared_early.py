@@ -26,6 +26,8 @@ def _looks_like_accumulation(test: cst.BaseExpression | None) -> bool:
 
 
 def _steps_every_iteration(steps: list[Site], loop: Loop) -> bool:
+    if all(any(_looks_like_accumulation(g.test) for g in s.guards_within(loop)) for s in steps):
+        return False  # `if (i + 1) % accum == 0:` around every step, whatever is inside
     for step in steps:
         if not step.guards_within(loop):
             return True
@@ -174,7 +176,11 @@ class AccumulationClearedEarly(Rule):
         if len(clear.loops) != common or len(step.loops) != common:
             return None
         step_guards = step.guards_within(loop)
-        if clear.guards_within(loop) or not step_guards:
+        # A clear under a condition of its own that is no schedule (`if args.fp16:` picking
+        # the backward pass) still runs every micro-batch of that path.
+        if not step_guards or any(
+            _looks_like_accumulation(g.test) or g.test is None for g in clear.guards_within(loop)
+        ):
             return None
         if not any(_looks_like_accumulation(g.test) for g in step_guards):
             return None
