@@ -49,8 +49,7 @@ def main() -> None:
     "output_format",
     type=click.Choice(FORMATS),
     default=None,
-    help="How to show findings [default: full on a terminal, concise otherwise; "
-    "text is concise].",
+    help="How to show findings [default: full on a terminal, concise otherwise; text is concise].",
 )
 @click.option(
     "--color",
@@ -62,9 +61,7 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Print findings and errors, nothing else.")
 @click.option("--output-file", type=click.Path(dir_okay=False), help="Write the report here.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings.")
-@click.option(
-    "--statistics", is_flag=True, help="Show counts per rule instead of each finding."
-)
+@click.option("--statistics", is_flag=True, help="Show counts per rule instead of each finding.")
 @click.option(
     "--jobs",
     "-j",
@@ -93,9 +90,7 @@ def main() -> None:
     "write the fixed source to standard output).",
 )
 @click.option("--diff", is_flag=True, help="Show the fixes as a unified diff; change nothing.")
-@click.option(
-    "--add-noqa", is_flag=True, help="Add `# noqa: CODE` to every line with a finding."
-)
+@click.option("--add-noqa", is_flag=True, help="Add `# noqa: CODE` to every line with a finding.")
 @click.option(
     "--show-settings", is_flag=True, help="Show the settings that apply to the first PATH."
 )

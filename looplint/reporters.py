@@ -178,9 +178,11 @@ def junit_report(findings: Sequence[Finding], context: ReportContext) -> str:
         )
         ElementTree.SubElement(suite, "testcase", classname="looplint", name="No findings")
     ElementTree.indent(suites)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(
-        suites, encoding="unicode"
-    ) + "\n"
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        + ElementTree.tostring(suites, encoding="unicode")
+        + "\n"
+    )
 
 
 def statistics_json(findings: Sequence[Finding], context: ReportContext) -> str:

@@ -146,9 +146,7 @@ class SettingsResolver:
             exclude=exclude,
             extend_exclude=(*settings.extend_exclude, *extend_exclude),
         )
-        codes = selected_codes(
-            SHIPPED, effective.select, effective.extend_select, effective.ignore
-        )
+        codes = selected_codes(SHIPPED, effective.select, effective.extend_select, effective.ignore)
         exclusions = Exclusions(
             effective.root,
             effective.exclude if cli.exclude is not None or effective.exclude else None,

@@ -105,7 +105,7 @@ def full_report(findings: Sequence[Finding], context: ReportContext) -> str:
 
 
 def summary(findings: Sequence[Finding], context: ReportContext) -> str:
-    """"All checks passed!" or "Found N findings (M fixable with `--fix`)." (empty with `-q`)"""
+    """ "All checks passed!" or "Found N findings (M fixable with `--fix`)." (empty with `-q`)"""
     style = _styler(context)
     if not context.show_summary:
         return ""

@@ -123,7 +123,8 @@ class AccumulationClearedEarly(Rule):
                 for step_site in steps:
                     step = step_site.op
                     assert isinstance(step, Step)
-                    if not facts.clears(clear, step.optimizer):
+                    sole = facts.sole_optimizer(views[id(step_site.loop)])
+                    if not facts.clears(clear, step.optimizer, sole):
                         continue
                     same_optimizer = [
                         s

@@ -89,24 +89,12 @@ class GradientsClearedBeforeStep(Rule):
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
         for site, step, view in facts.in_loops(Step):
-            # With one optimizer built over parameters looplint cannot see, a model's
-            # `zero_grad()` is taken to clear what that optimizer steps on.
-            sole_unknown = len(
-                {s.op.optimizer for s in view.sites if isinstance(s.op, Step)}
-            ) == 1 and not any(
-                info.parameter_sources for info in facts.objects.get(step.optimizer, ())
-            )
+            sole = facts.sole_optimizer(view)
             relevant = [
                 s
                 for s in view.sites
                 if isinstance(s.op, Backward)
-                or (
-                    isinstance(s.op, Clear)
-                    and (
-                        facts.clears(s.op, step.optimizer)
-                        or (sole_unknown and s.op.optimizer is None and s.op.module is not None)
-                    )
-                )
+                or (isinstance(s.op, Clear) and facts.clears(s.op, step.optimizer, sole))
             ]
             if not any(isinstance(s.op, Backward) for s in relevant):
                 continue

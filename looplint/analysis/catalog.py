@@ -220,6 +220,11 @@ CONFIG_INSTANTIATORS = frozenset(
 PASS_THROUGH_METHODS = frozenset({"prepare", "setup", "setup_optimizers", "prepare_optimizer"})
 """`accelerator.prepare(model, opt, loader, sched)`, Fabric's `setup(model, opt)` and
 `setup_optimizers(opt)`: their arguments come back, wrapped, in order."""
+OTHER_FRAMEWORKS = frozenset(
+    {"mxnet", "tensorflow", "keras", "jax", "flax", "optax", "paddle", "mindspore", "oneflow"}
+)
+"""Deep-learning frameworks whose optimizers are not torch's: a module that imports one of
+them and not torch is never judged by names alone (`trainer.step(batch_size)` in MXNet)."""
 PER_BATCH_METHODS = frozenset(
     {
         "training_step", "train_step", "_train_step", "run_batch", "_run_batch",

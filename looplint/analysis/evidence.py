@@ -80,7 +80,8 @@ def fill(table: ObjectTable, program: ModuleProgram, scopes: Scopes) -> None:
         table.forget_factories()
         if not changed:
             break
-    _names(table, program, scopes)
+    if table.names_count:
+        _names(table, program, scopes)
 
 
 # -- 1. annotations ----------------------------------------------------------------------

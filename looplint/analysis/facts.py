@@ -22,6 +22,7 @@ from looplint.analysis.operations import (
     LoopView,
     OperationT,
     Site,
+    Step,
     _flatten,
     _Place,
     loop_views,
@@ -101,11 +102,27 @@ class ModuleFacts:
         """Whether `module` holds parameters that `optimizer` updates (`ObjectTable.optimizes`)."""
         return self.table.optimizes(optimizer, module, whole)
 
-    def clears(self, clear: Clear, optimizer: str) -> bool:
-        """Whether `clear` certainly clears the gradients `optimizer` steps on."""
-        return clear.optimizer == optimizer or (
-            clear.optimizer is None and self.optimizes(optimizer, clear.module)
+    def clears(self, clear: Clear, optimizer: str, sole: bool = False) -> bool:
+        """Whether `clear` certainly clears the gradients `optimizer` steps on.
+
+        With `sole` (the only optimizer of its loop), a model's `zero_grad()` is taken
+        to clear an optimizer built over parameters looplint cannot see.
+        """
+        if clear.optimizer == optimizer:
+            return True
+        if clear.optimizer is not None:
+            return False
+        if self.optimizes(optimizer, clear.module):
+            return True
+        return (
+            sole
+            and clear.module is not None
+            and not any(info.parameter_sources for info in self.table.objects.get(optimizer, ()))
         )
+
+    def sole_optimizer(self, view: LoopView) -> bool:
+        """Whether one optimizer alone is stepped in the loop `view` shows."""
+        return len({s.op.optimizer for s in view.sites if isinstance(s.op, Step)}) == 1
 
     # -- what this module gives others --------------------------------------------------
     def factory_info(self, function: FunctionInfo) -> ObjectInfo | None:

@@ -90,6 +90,10 @@ class ImportTable:
             return self.qualify(node)
         return f"{target}.{rest}" if rest else target
 
+    def roots(self) -> set[str]:
+        """The top-level packages the module imports from (`torch`, `mxnet`, ...)."""
+        return {target.split(".", 1)[0] for target in self._aliases.values()}
+
     def binds(self, name: str) -> bool:
         """Whether `name` was bound by an import."""
         return name in self._aliases

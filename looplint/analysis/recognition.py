@@ -20,6 +20,7 @@ import libcst as cst
 from looplint.analysis.catalog import (
     CONFIG_INSTANTIATORS,
     LIGHTNING_ACCESSORS,
+    OTHER_FRAMEWORKS,
     PASS_THROUGH_METHODS,
     UNTRACKED,
     ObjectKind,
@@ -87,6 +88,9 @@ class ObjectTable:
         """Identities holding a *class* (or partial) whose calls build a tracked object:
         `optimizer_cls = torch.optim.AdamW`, `self.optimizer: type[Optimizer]`."""
         self._factories: dict[int, ObjectInfo | None] = {}
+        roots = program.imports.roots()
+        self.names_count = "torch" in roots or not roots & OTHER_FRAMEWORKS
+        """Whether names are evidence here: not in a module of another framework."""
 
     # -- reading -----------------------------------------------------------------------
     def kinds(self, identity: str | None) -> set[ObjectKind]:
@@ -149,7 +153,7 @@ class ObjectTable:
             returned = self.factory_info(callee[0])
             if returned is not None:
                 return returned
-            factory = named_factory_kind(callee[0].name)
+            factory = named_factory_kind(callee[0].name) if self.names_count else None
             written = dotted_name(call.func) or callee[0].name
             return self._from_named_factory(call, factory, written, frame) if factory else None
         framework = self._framework(call, qualified, frame)
@@ -213,7 +217,7 @@ class ObjectTable:
     def _named(self, call: cst.Call, qualified: str | None, frame: Frame) -> ObjectInfo | None:
         """A well-known name imported from anywhere, with the call shape that goes with it."""
         written = dotted_name(call.func)
-        if written is None:
+        if written is None or not self.names_count:
             return None
         last = written.rsplit(".", 1)[-1]
         factory = named_factory_kind(last)
