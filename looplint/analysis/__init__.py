@@ -8,8 +8,9 @@ Layers, each importing only those above it in this list:
 * `operations`: the resolved vocabulary rules read (steps, clears, backward passes);
 * `summary`: module-wide textual facts;
 * `scopes`: which variable or attribute a name means inside a function (identities);
-* `recognition`: what each identity holds — optimizer, scheduler, scaler — and the
-  evidence it was recognised by;
+* `parameters`: what an optimizer updates (the parameters its construction is given);
+* `recognition`, `evidence`: what each identity holds — optimizer, scheduler, scaler —
+  and the evidence it was recognised by;
 * `linking`: calls into other modules of the codebase and what this module passes them;
 * `trees`: each function's events resolved to operations, same-module calls inlined;
 * `facts`: `ModuleFacts`, the one object rules query;

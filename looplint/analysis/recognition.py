@@ -12,7 +12,7 @@ stepped with three arguments is a diffusion sampler) wins over the name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import libcst as cst
@@ -28,17 +28,14 @@ from looplint.analysis.catalog import (
     constructed_kind,
     named_class_kind,
     named_factory_kind,
-    takes_model_not_parameters,
 )
+from looplint.analysis.parameters import maximal_chains, parameter_sources
 from looplint.analysis.program import (
-    AssignEvent,
-    CallEvent,
     FunctionInfo,
     ModuleProgram,
-    all_events,
 )
 from looplint.analysis.scopes import Frame, Scopes, parameters_of
-from looplint.analysis.syntax import argument, children, dotted_name
+from looplint.analysis.syntax import argument, dotted_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,19 +53,6 @@ class ObjectInfo:
     """How it was recognised, for a reader: `built by torch.optim.AdamW`."""
     fresh: bool = True
     """Whether the call builds a new object (`self.optimizers()` only hands one back)."""
-
-
-def maximal_chains(expression: cst.CSTNode) -> Iterator[cst.BaseExpression]:
-    """Every outermost name/attribute chain inside `expression`."""
-    stack: list[cst.CSTNode] = [expression]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (cst.Name, cst.Attribute)) and dotted_name(node) is not None:
-            yield node
-            continue
-        if isinstance(node, cst.Lambda):
-            continue
-        stack.extend(children(node))
 
 
 ForeignFactory = Callable[[cst.Call, Frame], ObjectInfo | None]
@@ -268,7 +252,7 @@ class ObjectTable:
         if kind is ObjectKind.SCHEDULER:
             first = argument(call, 0, "optimizer")
             optimizer = self.scopes.identity(first, frame) if first is not None else None
-        sources = self._parameter_sources(call, kind, qualified, frame)
+        sources = parameter_sources(call, kind, qualified, frame, self.scopes)
         return ObjectInfo(kind, qualified, call, optimizer, sources, evidence)
 
     def factory_info(self, function: FunctionInfo) -> ObjectInfo | None:
@@ -317,76 +301,6 @@ class ObjectTable:
             if infos:
                 return infos[0]
         return None
-
-    def _parameter_sources(
-        self, call: cst.Call, kind: ObjectKind, qualified: str, frame: Frame
-    ) -> frozenset[str]:
-        if kind is not ObjectKind.OPTIMIZER:
-            return frozenset()
-        name = "model" if takes_model_not_parameters(qualified) else "params"
-        params = argument(call, 0, name)
-        if params is None:
-            return frozenset()
-        sources = {
-            identity
-            for chain in maximal_chains(params)
-            if (identity := self.scopes.identity(chain, frame)) is not None
-        }
-        # `self.model = model` in the same function: the optimizer also updates `self.model`.
-        for event in all_events(frame.function.events):
-            if (
-                isinstance(event, AssignEvent)
-                and len(event.targets) == 1
-                and isinstance(event.value, cst.Name)
-            ):
-                alias = self.scopes.identity(event.targets[0], frame)
-                original = self.scopes.identity(event.value, frame)
-                if alias is None or original is None:
-                    continue
-                sources |= {
-                    alias + source[len(original) :]
-                    for source in list(sources)
-                    if source == original or source.startswith(original + ".")
-                }
-        return frozenset(sources | self._built_from(sources, frame))
-
-    def _built_from(self, sources: set[str], frame: Frame) -> set[str]:
-        """What the function's own locals among `sources` are filled from: parameter
-        groups built up with `groups.append({"params": [p for n, p in
-        model.named_parameters() if ...]})`, `group["params"] = decay`, or assignment."""
-        local = f"{frame.function.qualname}:"
-        found: set[str] = set()
-        pending = [s for s in sources if s.startswith(local)]
-        seen: set[str] = set()
-        while pending and len(seen) < 16:
-            wanted = pending.pop()
-            if wanted in seen:
-                continue
-            seen.add(wanted)
-            for value in self._fillers(wanted, frame):
-                for chain in maximal_chains(value):
-                    identity = self.scopes.identity(chain, frame)
-                    if identity is not None and identity not in found:
-                        found.add(identity)
-                        if identity.startswith(local):
-                            pending.append(identity)
-        return found
-
-    def _fillers(self, identity: str, frame: Frame) -> Iterator[cst.BaseExpression]:
-        """Every value assigned, appended or extended into `identity` in the function."""
-        for event in all_events(frame.function.events):
-            if isinstance(event, AssignEvent) and event.value is not None:
-                for target in event.targets:
-                    holder = target.value if isinstance(target, cst.Subscript) else target
-                    if self.scopes.identity(holder, frame) == identity:
-                        yield event.value
-            elif (
-                isinstance(event, CallEvent)
-                and isinstance(event.node.func, cst.Attribute)
-                and event.node.func.attr.value in ("append", "extend", "insert", "update")
-                and self.scopes.identity(event.node.func.value, frame) == identity
-            ):
-                yield from (arg.value for arg in event.node.args)
 
     # -- what an optimizer updates --------------------------------------------------------
     def optimizes(self, optimizer: str, module: str | None, whole: bool = False) -> bool:

@@ -33,6 +33,7 @@ from looplint.analysis.operations import (
     SchedulerStep,
     Step,
 )
+from looplint.analysis.parameters import maximal_chains
 from looplint.analysis.program import (
     AssignEvent,
     BranchEvent,
@@ -45,7 +46,7 @@ from looplint.analysis.program import (
     all_events,
     calls_in,
 )
-from looplint.analysis.recognition import ObjectInfo, ObjectTable, maximal_chains
+from looplint.analysis.recognition import ObjectInfo, ObjectTable
 from looplint.analysis.scopes import Frame, Scopes, parameters_of, symbolic
 from looplint.analysis.syntax import (
     argument,
