@@ -336,3 +336,46 @@ def _locate_violations(
             )
         )
     return findings
+
+
+@dataclass(frozen=True, slots=True)
+class SingleFix:
+    """One finding's own fix: the whole text after applying only that fix (what an
+    editor offers as a quick fix next to the finding)."""
+
+    finding: Finding
+    fixed_text: str
+
+
+def single_fixes(
+    source: SourceFile, rules: Sequence[Rule], project: Project | None = None
+) -> list[SingleFix]:
+    """Each unsuppressed finding that has a fix, with the text after that fix alone.
+
+    The same fixes `--fix` applies, each applied to the unchanged source; like there,
+    a fix whose result no longer parses is never offered.
+    """
+    if not source.fixable or not rules:
+        return []
+    context = _Context(project, ())
+    analysis = _analyse(source, rules, FileResult(source.path), context)
+    if analysis is None:
+        return []
+    module, _ = analysis
+    offered: list[SingleFix] = []
+    for violation, finding in _locate_violations(source, *analysis):
+        if finding is None or violation.fix is None:
+            continue
+        try:
+            fix = violation.fix()
+            fixed_text = fix.apply(module).code if fix is not None else None
+        except Exception:  # a failing fix is not offered; the finding stays reported
+            continue
+        if fixed_text is None or fixed_text == source.text:
+            continue
+        probe = FileResult(source.path)
+        if _analyse(SourceFile(source.path, fixed_text), rules, probe, context) is None:
+            continue
+        if not probe.findings:
+            offered.append(SingleFix(finding, fixed_text))
+    return offered

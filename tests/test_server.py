@@ -1,0 +1,293 @@
+"""`looplint server`: real editor sessions over stdio against the console script."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import looplint_command
+from tests.lsp_session import LspSession, Message, apply_text_edits
+
+needs_lsp = pytest.mark.skipif(
+    importlib.util.find_spec("pygls") is None, reason="the `lsp` extra is not installed"
+)
+
+STEPS = "def apply_update(optimizer):\n    optimizer.step()\n"
+BUGGY = textwrap.dedent(
+    """\
+    import torch
+
+    from steps import apply_update
+
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=30)
+    total = 0.0
+    for epoch in range(10):
+        scheduler.step()
+        for x, y in loader:
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            _ = "😋"; apply_update(optimizer)
+            total += loss * x.size(0)
+    """
+)
+ITEM_FIXED = BUGGY.replace("total += loss * x", "total += loss.item() * x")
+CLEAN = ITEM_FIXED.replace(
+    "        loss = torch", "        optimizer.zero_grad()\n        loss = torch"
+)
+
+
+def _utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _span(source: str, line: int, fragment: str) -> Message:
+    """The LSP range (UTF-16 columns) of `fragment` on 0-based `line` of `source`."""
+    text = source.splitlines()[line]
+    start = text.index(fragment)
+    return {
+        "start": {"line": line, "character": _utf16(text[:start])},
+        "end": {"line": line, "character": _utf16(text[: start + len(fragment)])},
+    }
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project whose config turns LL004 off and whose `steps.py` steps the optimizer."""
+    (tmp_path / "pyproject.toml").write_text('[tool.looplint]\nignore = ["LL004"]\n')
+    (tmp_path / "steps.py").write_text(STEPS)
+    (tmp_path / "train.py").write_text("")  # on disk: still empty; the buffer is not saved
+    return tmp_path
+
+
+def _start(folder: Path, cwd: Path) -> LspSession:
+    """A session after the `initialize` handshake, rooted at `folder`."""
+    session = LspSession([*looplint_command(), "server"], cwd)
+    result = session.request(
+        "initialize",
+        {
+            "processId": None,
+            "rootUri": folder.as_uri(),
+            "capabilities": {
+                "textDocument": {
+                    "publishDiagnostics": {"versionSupport": True},
+                    "codeAction": {
+                        "codeActionLiteralSupport": {
+                            "codeActionKind": {"valueSet": ["quickfix", "source.fixAll"]}
+                        }
+                    },
+                }
+            },
+        },
+    )
+    assert result["serverInfo"]["name"] == "looplint"
+    kinds = result["capabilities"]["codeActionProvider"]["codeActionKinds"]
+    assert kinds == ["quickfix", "source.fixAll.looplint"]
+    session.notify("initialized")
+    return session
+
+
+@pytest.fixture
+def session(project: Path) -> Iterator[LspSession]:
+    # Started from elsewhere: settings come from the file's folder, not the server's.
+    started = _start(project, cwd=project.parent)
+    yield started
+    if started.process.poll() is None:
+        started.process.kill()
+        started.process.wait()
+
+
+def _diagnostics(session: LspSession, uri: str, version: int) -> list[Message]:
+    params = session.notification(
+        "textDocument/publishDiagnostics",
+        lambda p: p["uri"] == uri and p.get("version") == version,
+    )
+    found: list[Message] = params["diagnostics"]
+    return found
+
+
+def _open(session: LspSession, uri: str, text: str) -> None:
+    session.notify(
+        "textDocument/didOpen",
+        {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}},
+    )
+
+
+@needs_lsp
+def test_a_whole_editing_session(session: LspSession, project: Path) -> None:
+    uri = (project / "train.py").as_uri()
+    _open(session, uri, BUGGY)
+
+    published = _diagnostics(session, uri, 1)
+    assert [(d["code"], d["source"], d["severity"]) for d in published] == [
+        ("LL001", "looplint", 2),  # the helper in steps.py steps: read from disk
+        ("LL006", "looplint", 2),
+    ]  # LL004 (`scheduler.step()` first) is off in pyproject.toml
+    missing_clear, keeps_graph = published
+    assert missing_clear["range"] == _span(BUGGY, 13, "apply_update(optimizer)")
+    assert "optimizer.zero_grad()" in missing_clear["message"]
+    assert keeps_graph["range"] == _span(BUGGY, 14, "total += loss * x.size(0)")
+    assert keeps_graph["codeDescription"]["href"].endswith("#ll006")
+
+    actions = session.request(
+        "textDocument/codeAction",
+        {
+            "textDocument": {"uri": uri},
+            "range": keeps_graph["range"],
+            "context": {"diagnostics": [keeps_graph]},
+        },
+    )
+    by_kind = {action["kind"]: action for action in actions}
+    assert set(by_kind) == {"quickfix", "source.fixAll.looplint"}
+    quick_fix = by_kind["quickfix"]
+    assert quick_fix["title"] == "looplint: fix LL006 (loss-keeps-graph)"
+    assert quick_fix["diagnostics"] == [keeps_graph] and quick_fix["isPreferred"] is True
+    edits = quick_fix["edit"]["changes"][uri]
+    assert len(edits) == 1 and edits[0]["range"]["start"]["line"] == 14  # just the line
+    assert apply_text_edits(BUGGY, edits) == ITEM_FIXED
+
+    # No quick fix for a finding without one; "fix all" on request (as on save).
+    assert (
+        session.request(
+            "textDocument/codeAction",
+            {
+                "textDocument": {"uri": uri},
+                "range": missing_clear["range"],
+                "context": {"diagnostics": [missing_clear]},
+            },
+        )
+        == []
+    )
+    [fix_all] = session.request(
+        "textDocument/codeAction",
+        {
+            "textDocument": {"uri": uri},
+            "range": _span(BUGGY, 0, "import"),
+            "context": {"diagnostics": [], "only": ["source.fixAll"]},
+        },
+    )
+    assert apply_text_edits(BUGGY, fix_all["edit"]["changes"][uri]) == ITEM_FIXED
+
+    session.notify(
+        "textDocument/didChange",
+        {
+            "textDocument": {"uri": uri, "version": 2},
+            "contentChanges": [{"text": CLEAN}],
+        },
+    )
+    assert _diagnostics(session, uri, 2) == []
+
+    assert session.request("shutdown") is None
+    session.notify("exit")
+    status, stderr = session.finish()
+    assert status == 0, stderr
+
+
+@needs_lsp
+def test_incremental_changes_and_a_save_that_changes_another_module(
+    session: LspSession, project: Path
+) -> None:
+    uri = (project / "train.py").as_uri()
+    (project / "steps.py").write_text("def apply_update(optimizer):\n    print(optimizer)\n")
+    _open(session, uri, ITEM_FIXED)
+    assert _diagnostics(session, uri, 1) == []  # the helper does not step: nothing to clear
+
+    # An edit as editors send it: a range replaced (here: the emoji statement removed).
+    line = ITEM_FIXED.splitlines().index('        _ = "😋"; apply_update(optimizer)')
+    session.notify(
+        "textDocument/didChange",
+        {
+            "textDocument": {"uri": uri, "version": 2},
+            "contentChanges": [
+                {
+                    "range": {
+                        "start": {"line": line, "character": 8},
+                        "end": {"line": line, "character": 8 + _utf16('_ = "😋"; ')},
+                    },
+                    "text": "",
+                }
+            ],
+        },
+    )
+    assert _diagnostics(session, uri, 2) == []
+
+    (project / "steps.py").write_text(STEPS)  # another module changes on disk ...
+    session.notify("textDocument/didSave", {"textDocument": {"uri": uri}})
+    [finding] = _diagnostics(session, uri, 2)  # ... and the buffer is checked again
+    assert finding["code"] == "LL001"
+    assert finding["range"]["start"] == {"line": line, "character": 8}
+
+    session.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
+    cleared = session.notification(
+        "textDocument/publishDiagnostics", lambda p: p["uri"] == uri and not p["diagnostics"]
+    )
+    assert cleared["diagnostics"] == []
+    assert session.request("shutdown") is None
+    session.notify("exit")
+    assert session.finish()[0] == 0
+
+
+@needs_lsp
+def test_a_broken_config_is_shown_on_the_buffer(project: Path) -> None:
+    (project / "pyproject.toml").write_text('[tool.looplint]\nignore = ["LL999"]\n')
+    session = _start(project, cwd=project)
+    uri = (project / "train.py").as_uri()
+    _open(session, uri, BUGGY)
+    [problem] = _diagnostics(session, uri, 1)
+    assert problem["severity"] == 1 and "LL999" in problem["message"]
+    assert problem["range"]["start"] == {"line": 0, "character": 0}
+    session.request("shutdown")
+    session.notify("exit")
+    assert session.finish()[0] == 0
+
+
+@needs_lsp
+def test_a_syntax_error_is_an_error_where_python_puts_it(
+    session: LspSession, project: Path
+) -> None:
+    uri = (project / "broken.py").as_uri()
+    _open(session, uri, "import torch\n\nfor x in loader\n    optimizer.step()\n")
+    [problem] = _diagnostics(session, uri, 1)
+    assert problem["code"] == "LL000" and problem["severity"] == 1
+    assert problem["range"]["start"]["line"] == 2
+
+
+_WITHOUT_LSP = (
+    "import sys; sys.modules['pygls'] = None; sys.modules['lsprotocol'] = None; "
+    "from looplint.cli import main; main()"
+)
+
+
+def test_the_server_without_the_lsp_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_LSP, "server"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "looplint: error: `looplint server` needs pygls and lsprotocol: pip install 'looplint[lsp]'"
+    ]
+
+
+def test_checking_works_without_the_lsp_extra(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text(BUGGY)
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_LSP, "check", "--no-cache", "train.py"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "LL006" in result.stdout
