@@ -224,3 +224,14 @@ def test_a_version_input_installs_that_release_from_the_index(tmp_path: Path) ->
     [install] = run.steps
     assert install.returncode != 0
     assert "looplint==0.0.0.dev0" in install.output
+
+
+def test_the_readme_workflow_passes_only_declared_inputs() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## GitHub Action", 1)[1].split("\n## ", 1)[0]
+    [block] = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    steps = yaml.safe_load(block)["jobs"]["looplint"]["steps"]
+    [ours] = [step for step in steps if step["uses"].startswith("looplint/looplint@")]
+    assert set(ours["with"]) <= set(ACTION["inputs"])
+    [upload] = [step for step in steps if "upload-sarif" in step["uses"]]
+    assert upload["with"]["sarif_file"] == ours["with"]["sarif-file"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import looplint_command
+from looplint.config import tomllib
+from tests.conftest import REPO, looplint_command
 from tests.lsp_session import LspSession, Message, apply_text_edits
 
 needs_lsp = pytest.mark.skipif(
@@ -291,3 +293,18 @@ def test_checking_works_without_the_lsp_extra(tmp_path: Path) -> None:
     )
     assert result.returncode == 1, result.stderr
     assert "LL006" in result.stdout
+
+
+def test_the_documented_helix_setup_runs_this_server() -> None:
+    for document in ("README.md", "docs/editors.md"):
+        text = (REPO / document).read_text(encoding="utf-8")
+        [block] = [
+            b
+            for b in re.findall(r"```toml\n(.*?)```", text, re.S)
+            if "language-server.looplint" in b
+        ]
+        config = tomllib.loads(block)
+        server = config["language-server"]["looplint"]
+        assert [server["command"], *server["args"]] == ["looplint", "server"]
+        [python] = config["language"]
+        assert "looplint" in python["language-servers"]
