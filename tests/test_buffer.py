@@ -56,6 +56,29 @@ def test_a_bad_config_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
         check_buffer(str(tmp_path / "train.py"), BUGGY)
 
 
+def test_excluded_files_are_left_alone_as_with_force_exclude(tmp_path: Path) -> None:
+    _project(tmp_path, '[tool.looplint]\nextend-exclude = ["legacy/"]\n')
+    (tmp_path / ".gitignore").write_text("generated_*.py\n")
+    venv = tmp_path / ".venv"
+    (venv / "lib").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (tmp_path / "legacy").mkdir()
+    left_alone = [
+        tmp_path / "legacy" / "train.py",
+        tmp_path / "generated_train.py",
+        venv / "lib" / "train.py",
+    ]
+    for path in [*left_alone, tmp_path / "train.py"]:
+        path.write_text(BUGGY)
+    for path in left_alone:
+        assert check_buffer(str(path), BUGGY).findings == (), path
+        assert buffer_fixes(str(path), BUGGY) == [] and fix_buffer(str(path), BUGGY) is None
+    checked = check_buffer(str(tmp_path / "train.py"), BUGGY)
+    assert [f.code for f in checked.findings] == ["LL001", "LL006"]
+    # Not saved yet: nothing on disk to exclude.
+    assert check_buffer(str(tmp_path / "legacy" / "new.py"), BUGGY).findings != ()
+
+
 def test_only_python_buffers_are_checked() -> None:
-    assert is_checkable("/p/train.py") and is_checkable("stubs.pyi")
+    assert is_checkable("/p/train.py")
     assert not is_checkable("/p/notebook.ipynb") and not is_checkable("README.md")
