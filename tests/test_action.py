@@ -212,16 +212,14 @@ def test_a_bad_argument_fails_the_step_even_with_sarif(installed: Installed) -> 
     assert "LL999" in run.output("Check")
 
 
-def test_a_version_input_installs_that_release_from_the_index(tmp_path: Path) -> None:
-    workspace = tmp_path / "workspace"
-    workspace.mkdir()
-    run = Runner(tmp_path / "runner").run(
-        workspace,
-        tmp_path / "not-the-action-path",
+def test_a_version_input_installs_that_release_from_the_index(installed: Installed) -> None:
+    run = installed.runner.run(
+        installed.workspace,
+        installed.action_path.parent / "not-the-action-path",
         {"version": "0.0.0.dev0"},
-        extra_env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path)},
+        extra_env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(installed.workspace)},
     )
-    [install] = run.steps
+    [install] = run.steps  # the venv of the first run is reused, the package is not found
     assert install.returncode != 0
     assert "looplint==0.0.0.dev0" in install.output
 
