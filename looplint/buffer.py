@@ -11,6 +11,7 @@ knows about the editor protocol.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,13 +103,15 @@ def check_buffer(path: str, text: str) -> BufferCheck:
     return BufferCheck(tuple(findings), tuple(result.tracebacks))
 
 
-def buffer_fixes(path: str, text: str) -> list[SingleFix]:
-    """The fix of each reported finding in `text` that has one, each applied alone;
-    raises `ConfigError`."""
+def buffer_fixes(
+    path: str, text: str, wanted: Callable[[Finding], bool] | None = None
+) -> list[SingleFix]:
+    """The fix of each reported finding in `text` that has one (and that `wanted`
+    accepts), each applied alone; raises `ConfigError`."""
     plan = _plan(path)
     if plan.excluded:
         return []
-    return single_fixes(_source(path, text), plan.rules, project=Project())
+    return single_fixes(_source(path, text), plan.rules, Project(), wanted)
 
 
 def fix_buffer(path: str, text: str) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -348,12 +348,17 @@ class SingleFix:
 
 
 def single_fixes(
-    source: SourceFile, rules: Sequence[Rule], project: Project | None = None
+    source: SourceFile,
+    rules: Sequence[Rule],
+    project: Project | None = None,
+    wanted: Callable[[Finding], bool] | None = None,
 ) -> list[SingleFix]:
-    """Each unsuppressed finding that has a fix, with the text after that fix alone.
+    """Each unsuppressed finding that has a fix (and that `wanted` accepts), with the
+    text after that fix alone.
 
     The same fixes `--fix` applies, each applied to the unchanged source; like there,
-    a fix whose result no longer parses is never offered.
+    a fix whose result no longer parses is never offered. Each fix offered costs one
+    more analysis, hence `wanted`: an editor asks for the findings under the cursor.
     """
     if not source.fixable or not rules:
         return []
@@ -364,7 +369,7 @@ def single_fixes(
     module, _ = analysis
     offered: list[SingleFix] = []
     for violation, finding in _locate_violations(source, *analysis):
-        if finding is None or violation.fix is None:
+        if finding is None or violation.fix is None or (wanted and not wanted(finding)):
             continue
         try:
             fix = violation.fix()

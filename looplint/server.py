@@ -202,9 +202,13 @@ def code_actions(
     try:
         if ours and _wanted(types.CodeActionKind.QuickFix.value, only):
             lines = split_lines(text)
-            for fix in buffer_fixes(path, text):
-                span = finding_range(fix.finding, lines, codec)
-                matched = [d for d in ours if d.code == fix.finding.code and d.range == span]
+
+            def matching(finding: Finding) -> list[types.Diagnostic]:
+                span = finding_range(finding, lines, codec)
+                return [d for d in ours if d.code == finding.code and d.range == span]
+
+            for fix in buffer_fixes(path, text, lambda finding: bool(matching(finding))):
+                matched = matching(fix.finding)
                 edit = _text_edit(text, fix.fixed_text, codec)
                 if matched and edit is not None:
                     actions.append(
