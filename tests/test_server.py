@@ -69,8 +69,9 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _start(folder: Path, cwd: Path) -> LspSession:
-    """A session after the `initialize` handshake, rooted at `folder`."""
+def _start(folder: Path, cwd: Path, encodings: tuple[str, ...] = ()) -> LspSession:
+    """A session after the `initialize` handshake, rooted at `folder`, with a client
+    that can count columns in `encodings` (default: UTF-16 only)."""
     session = LspSession([*looplint_command(), "server"], cwd)
     result = session.request(
         "initialize",
@@ -78,6 +79,7 @@ def _start(folder: Path, cwd: Path) -> LspSession:
             "processId": None,
             "rootUri": folder.as_uri(),
             "capabilities": {
+                "general": {"positionEncodings": list(encodings or ("utf-16",))},
                 "textDocument": {
                     "publishDiagnostics": {"versionSupport": True},
                     "codeAction": {
@@ -85,11 +87,12 @@ def _start(folder: Path, cwd: Path) -> LspSession:
                             "codeActionKind": {"valueSet": ["quickfix", "source.fixAll"]}
                         }
                     },
-                }
+                },
             },
         },
     )
     assert result["serverInfo"]["name"] == "looplint"
+    assert result["capabilities"]["positionEncoding"] == (encodings or ("utf-16",))[0]
     kinds = result["capabilities"]["codeActionProvider"]["codeActionKinds"]
     assert kinds == ["quickfix", "source.fixAll.looplint"]
     session.notify("initialized")
@@ -245,6 +248,22 @@ def test_a_broken_config_is_shown_on_the_buffer(project: Path) -> None:
     [problem] = _diagnostics(session, uri, 1)
     assert problem["severity"] == 1 and "LL999" in problem["message"]
     assert problem["range"]["start"] == {"line": 0, "character": 0}
+    session.request("shutdown")
+    session.notify("exit")
+    assert session.finish()[0] == 0
+
+
+@needs_lsp
+def test_columns_in_code_points_for_a_client_that_counts_them(project: Path) -> None:
+    session = _start(project, cwd=project, encodings=("utf-32",))
+    uri = (project / "train.py").as_uri()
+    _open(session, uri, BUGGY)
+    missing_clear = _diagnostics(session, uri, 1)[0]
+    line = BUGGY.splitlines()[13]
+    assert missing_clear["range"]["start"] == {
+        "line": 13,
+        "character": line.index("apply_update"),  # one less than in UTF-16: the emoji
+    }
     session.request("shutdown")
     session.notify("exit")
     assert session.finish()[0] == 0
