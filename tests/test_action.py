@@ -175,12 +175,23 @@ def test_the_action_installs_itself_and_annotates_the_finding(installed: Install
     assert run.steps[0].returncode == 0, run.steps[0].output
     assert "looplint, version" in run.output("Install looplint")
     assert run.returncode == 1  # the job fails on findings
-    annotations = [line for line in run.output("Check").splitlines() if line.startswith("::")]
+    annotations = [
+        _annotation(line) for line in run.output("Check").splitlines() if line.startswith("::")
+    ]
     assert len(annotations) == 1, run.output("Check")  # only the path given, only LL001
-    assert re.match(
-        rf"::error file=(\./)?src/train\.py,line={STEP_LINE},col=5,.*title=LL001::",
-        annotations[0],
-    ), annotations[0]
+    [(command, properties, message)] = annotations
+    assert command == "error"
+    assert properties["file"] in ("src/train.py", "./src/train.py")
+    assert (properties["line"], properties["col"]) == (str(STEP_LINE), "5")
+    assert "LL001" in properties["title"] and "optimizer.zero_grad()" in message
+
+
+def _annotation(line: str) -> tuple[str, dict[str, str], str]:
+    """`::error file=a.py,line=3::message` as ("error", {"file": "a.py", ...}, "message")."""
+    head, _, message = line[2:].partition("::")
+    command, _, listed = head.partition(" ")
+    properties = dict(item.split("=", 1) for item in listed.split(",") if item)
+    return command, properties, message
 
 
 def test_the_action_writes_sarif_for_upload(installed: Installed) -> None:
