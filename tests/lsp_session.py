@@ -6,6 +6,7 @@ pygls, so the tests see the bytes an editor would and share no code with the ser
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import subprocess
@@ -121,11 +122,29 @@ class LspSession:
         try:
             self.process.wait(timeout=WAIT_S)
         finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-        assert self.process.stderr is not None
-        return self.process.returncode, self.process.stderr.read().decode("utf-8", "replace")
+            stderr = self.close()
+        return self.process.returncode, stderr
+
+    def close(self) -> str:
+        """End the process if it still runs and close its pipes; what it wrote to stderr."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self._reader.join(timeout=WAIT_S)
+        assert self.process.stdin and self.process.stdout and self.process.stderr
+        with contextlib.suppress(BrokenPipeError):
+            self.process.stdin.close()
+        stderr = self.process.stderr.read().decode("utf-8", "replace")
+        self.process.stdout.close()
+        self.process.stderr.close()
+        return stderr
+
+    def __enter__(self) -> LspSession:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.process.stderr is not None and not self.process.stderr.closed:
+            self.close()  # not finished normally (a failed assertion): end it here
 
 
 def apply_text_edits(text: str, edits: Sequence[Message]) -> str:

@@ -102,11 +102,8 @@ def _start(folder: Path, cwd: Path, encodings: tuple[str, ...] = ()) -> LspSessi
 @pytest.fixture
 def session(project: Path) -> Iterator[LspSession]:
     # Started from elsewhere: settings come from the file's folder, not the server's.
-    started = _start(project, cwd=project.parent)
-    yield started
-    if started.process.poll() is None:
-        started.process.kill()
-        started.process.wait()
+    with _start(project, cwd=project.parent) as started:
+        yield started
 
 
 def _diagnostics(session: LspSession, uri: str, version: int) -> list[Message]:
@@ -242,31 +239,31 @@ def test_incremental_changes_and_a_save_that_changes_another_module(
 @needs_lsp
 def test_a_broken_config_is_shown_on_the_buffer(project: Path) -> None:
     (project / "pyproject.toml").write_text('[tool.looplint]\nignore = ["LL999"]\n')
-    session = _start(project, cwd=project)
-    uri = (project / "train.py").as_uri()
-    _open(session, uri, BUGGY)
-    [problem] = _diagnostics(session, uri, 1)
-    assert problem["severity"] == 1 and "LL999" in problem["message"]
-    assert problem["range"]["start"] == {"line": 0, "character": 0}
-    session.request("shutdown")
-    session.notify("exit")
-    assert session.finish()[0] == 0
+    with _start(project, cwd=project) as session:
+        uri = (project / "train.py").as_uri()
+        _open(session, uri, BUGGY)
+        [problem] = _diagnostics(session, uri, 1)
+        assert problem["severity"] == 1 and "LL999" in problem["message"]
+        assert problem["range"]["start"] == {"line": 0, "character": 0}
+        session.request("shutdown")
+        session.notify("exit")
+        assert session.finish()[0] == 0
 
 
 @needs_lsp
 def test_columns_in_code_points_for_a_client_that_counts_them(project: Path) -> None:
-    session = _start(project, cwd=project, encodings=("utf-32",))
-    uri = (project / "train.py").as_uri()
-    _open(session, uri, BUGGY)
-    missing_clear = _diagnostics(session, uri, 1)[0]
-    line = BUGGY.splitlines()[13]
-    assert missing_clear["range"]["start"] == {
-        "line": 13,
-        "character": line.index("apply_update"),  # one less than in UTF-16: the emoji
-    }
-    session.request("shutdown")
-    session.notify("exit")
-    assert session.finish()[0] == 0
+    with _start(project, cwd=project, encodings=("utf-32",)) as session:
+        uri = (project / "train.py").as_uri()
+        _open(session, uri, BUGGY)
+        missing_clear = _diagnostics(session, uri, 1)[0]
+        line = BUGGY.splitlines()[13]
+        assert missing_clear["range"]["start"] == {
+            "line": 13,
+            "character": line.index("apply_update"),  # one less than in UTF-16: the emoji
+        }
+        session.request("shutdown")
+        session.notify("exit")
+        assert session.finish()[0] == 0
 
 
 @needs_lsp
