@@ -204,8 +204,14 @@ def code_actions(
             lines = split_lines(text)
 
             def matching(finding: Finding) -> list[types.Diagnostic]:
+                # By code and lines: clients may send back columns they re-counted.
                 span = finding_range(finding, lines, codec)
-                return [d for d in ours if d.code == finding.code and d.range == span]
+                return [
+                    d
+                    for d in ours
+                    if d.code == finding.code
+                    and (d.range.start.line, d.range.end.line) == (span.start.line, span.end.line)
+                ]
 
             for fix in buffer_fixes(path, text, lambda finding: bool(matching(finding))):
                 matched = matching(fix.finding)

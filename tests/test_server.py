@@ -155,6 +155,19 @@ def test_a_whole_editing_session(session: LspSession, project: Path) -> None:
     assert len(edits) == 1 and edits[0]["range"]["start"]["line"] == 14  # just the line
     assert apply_text_edits(BUGGY, edits) == ITEM_FIXED
 
+    # A client that re-counted the columns it sends back still gets the fix.
+    end = {**keeps_graph["range"]["end"], "character": keeps_graph["range"]["end"]["character"] + 2}
+    recounted = {**keeps_graph, "range": {**keeps_graph["range"], "end": end}}
+    [again] = session.request(
+        "textDocument/codeAction",
+        {
+            "textDocument": {"uri": uri},
+            "range": recounted["range"],
+            "context": {"diagnostics": [recounted], "only": ["quickfix"]},
+        },
+    )
+    assert again["edit"] == quick_fix["edit"]
+
     # No quick fix for a finding without one; "fix all" on request (as on save).
     assert (
         session.request(
