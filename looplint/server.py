@@ -10,7 +10,6 @@ short pause in typing) and saved, and offers each safe fix as a quick fix plus a
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import traceback
 from collections.abc import Sequence
@@ -35,8 +34,6 @@ SOURCE = "looplint"
 FIX_ALL = f"{types.CodeActionKind.SourceFixAll.value}.looplint"
 CHANGE_PAUSE_S = 0.2
 """How long typing must pause before a changed buffer is checked again."""
-
-_log = logging.getLogger(__name__)
 
 
 @cache
@@ -93,7 +90,9 @@ class LooplintServer(LanguageServer):
             path, codec = self.path_of(document), document.position_codec
             if not is_checkable(path):
                 return
-            diagnostics = await asyncio.to_thread(self._diagnose, path, text, codec)
+            diagnostics, problems = await asyncio.to_thread(_diagnose, path, text, codec)
+            for problem in problems:  # written from here: the transport is not thread-safe
+                self.log(types.MessageType.Error, problem)
             current = self.open_document(uri)
             if current is None or current.version != version:
                 return  # the buffer changed meanwhile: its own check publishes
@@ -104,23 +103,24 @@ class LooplintServer(LanguageServer):
             if self.pending.get(uri) is asyncio.current_task():
                 del self.pending[uri]
 
-    def _diagnose(self, path: str, text: str, codec: PositionCodec) -> list[types.Diagnostic]:
-        try:
-            checked = check_buffer(path, text)
-        except ConfigError as error:
-            return [_config_diagnostic(error)]
-        except Exception:  # never let one buffer take the server down
-            trace = traceback.format_exc()
-            self.log(types.MessageType.Error, f"looplint: internal error in {path}:\n{trace}")
-            return []
-        for trace in checked.tracebacks:
-            self.log(types.MessageType.Error, f"looplint: internal error in {path}:\n{trace}")
-        lines = split_lines(text)
-        return [diagnostic(finding, lines, codec) for finding in checked.findings]
-
     def log(self, kind: types.MessageType, message: str) -> None:
         """Write to the client's log (the editor's output panel for this server)."""
         self.window_log_message(types.LogMessageParams(type=kind, message=message))
+
+
+def _diagnose(
+    path: str, text: str, codec: PositionCodec
+) -> tuple[list[types.Diagnostic], list[str]]:
+    """The buffer's diagnostics, and what went wrong inside looplint (for the log)."""
+    try:
+        checked = check_buffer(path, text)
+    except ConfigError as error:
+        return [_config_diagnostic(error)], []
+    except Exception:  # never let one buffer take the server down
+        return [], [f"looplint: internal error in {path}:\n{traceback.format_exc()}"]
+    problems = [f"looplint: internal error in {path}:\n{trace}" for trace in checked.tracebacks]
+    lines = split_lines(text)
+    return [diagnostic(finding, lines, codec) for finding in checked.findings], problems
 
 
 def _client_range(
