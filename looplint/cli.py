@@ -309,6 +309,6 @@ def server() -> None:
     except ModuleNotFoundError as error:
         if (error.name or "").partition(".")[0] not in {"pygls", "lsprotocol"}:
             raise
-        _fail("`looplint server` needs pygls and lsprotocol: pip install 'looplint[lsp]'")
+        _fail("`looplint server` needs pygls 2 (the `lsp` extra): pip install 'pygls>=2,<3'")
         return
     serve()

@@ -307,7 +307,8 @@ def test_the_server_without_the_lsp_extra_says_how_to_install_it(tmp_path: Path)
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        "looplint: error: `looplint server` needs pygls and lsprotocol: pip install 'looplint[lsp]'"
+        "looplint: error: `looplint server` needs pygls 2 (the `lsp` extra): "
+        "pip install 'pygls>=2,<3'"
     ]
 
 
