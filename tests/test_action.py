@@ -136,7 +136,7 @@ def _action_copy(folder: Path) -> Path:
         REPO,
         folder,
         ignore=shutil.ignore_patterns(
-            ".git", "*.egg-info", "__pycache__", ".*cache", "build", "tests", "fixtures",
+            ".*", "*.egg-info", "__pycache__", "build", "dist", "venv", "tests", "fixtures",
             "benchmarks", "docs",
         ),
     )  # fmt: skip
