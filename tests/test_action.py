@@ -131,7 +131,7 @@ class Runner:
 
 
 def _action_copy(folder: Path) -> Path:
-    """The repository as `actions/checkout` of the action would lay it out."""
+    """What a runner checks out as the action: the repository, less tests and docs."""
     shutil.copytree(
         REPO,
         folder,
