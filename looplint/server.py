@@ -244,9 +244,43 @@ def code_actions(
     return actions
 
 
+WATCH_REGISTRATION = types.Registration(
+    id="looplint-watched-files",
+    method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+    register_options=types.DidChangeWatchedFilesRegistrationOptions(
+        watchers=[
+            types.FileSystemWatcher(glob_pattern=pattern)
+            for pattern in ("**/pyproject.toml", "**/.gitignore", "**/*.py")
+        ]
+    ),
+)
+"""What the server asks the client to watch: what decides the findings besides the buffer."""
+
+
+def _can_watch_files(capabilities: types.ClientCapabilities) -> bool:
+    workspace = capabilities.workspace
+    watching = workspace.did_change_watched_files if workspace is not None else None
+    return bool(watching and watching.dynamic_registration)
+
+
 def build_server() -> LooplintServer:
     """A server with every feature registered (not yet listening)."""
     server = LooplintServer()
+
+    @server.feature(types.INITIALIZED)
+    async def initialized(ls: LooplintServer, params: types.InitializedParams) -> None:
+        if _can_watch_files(ls.client_capabilities):
+            await ls.client_register_capability_async(
+                types.RegistrationParams(registrations=[WATCH_REGISTRATION])
+            )
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    async def watched_files_changed(
+        ls: LooplintServer, params: types.DidChangeWatchedFilesParams
+    ) -> None:
+        # A config, a .gitignore or an imported module changed on disk.
+        for uri in ls.open_uris():
+            ls.schedule(uri, CHANGE_PAUSE_S)
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     async def did_open(ls: LooplintServer, params: types.DidOpenTextDocumentParams) -> None:

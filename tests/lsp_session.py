@@ -57,6 +57,8 @@ class LspSession:
         self._incoming: queue.Queue[Message | None] = queue.Queue()
         self._next_id = 0
         self.notifications: list[Message] = []
+        self.requests: list[Message] = []
+        """Requests the server sent the client (each answered with a null result)."""
         self._reader = threading.Thread(target=self._read_all, daemon=True)
         self._reader.start()
 
@@ -113,6 +115,7 @@ class LspSession:
             if match(message):
                 return message
             if "id" in message and "method" in message:  # a request to the client
+                self.requests.append(message)
                 self._send({"id": message["id"], "result": None})
             elif "method" in message:
                 self.notifications.append(message)

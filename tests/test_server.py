@@ -69,9 +69,12 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _start(folder: Path, cwd: Path, encodings: tuple[str, ...] = ()) -> LspSession:
+def _start(
+    folder: Path, cwd: Path, encodings: tuple[str, ...] = (), watches: bool = False
+) -> LspSession:
     """A session after the `initialize` handshake, rooted at `folder`, with a client
-    that can count columns in `encodings` (default: UTF-16 only)."""
+    that can count columns in `encodings` (default: UTF-16 only) and, with `watches`,
+    watch files for the server."""
     session = LspSession([*looplint_command(), "server"], cwd)
     result = session.request(
         "initialize",
@@ -80,6 +83,7 @@ def _start(folder: Path, cwd: Path, encodings: tuple[str, ...] = ()) -> LspSessi
             "rootUri": folder.as_uri(),
             "capabilities": {
                 "general": {"positionEncodings": list(encodings or ("utf-16",))},
+                "workspace": {"didChangeWatchedFiles": {"dynamicRegistration": watches}},
                 "textDocument": {
                     "publishDiagnostics": {"versionSupport": True},
                     "codeAction": {
@@ -198,6 +202,7 @@ def test_a_whole_editing_session(session: LspSession, project: Path) -> None:
         },
     )
     assert _diagnostics(session, uri, 2) == []
+    assert session.requests == []  # this client cannot watch files: nothing registered
 
     assert session.request("shutdown") is None
     session.notify("exit")
@@ -258,6 +263,28 @@ def test_a_broken_config_is_shown_on_the_buffer(project: Path) -> None:
         [problem] = _diagnostics(session, uri, 1)
         assert problem["severity"] == 1 and "LL999" in problem["message"]
         assert problem["range"]["start"] == {"line": 0, "character": 0}
+        session.request("shutdown")
+        session.notify("exit")
+        assert session.finish()[0] == 0
+
+
+@needs_lsp
+def test_a_changed_config_on_disk_rechecks_open_buffers(project: Path) -> None:
+    with _start(project, cwd=project, watches=True) as session:
+        uri = (project / "train.py").as_uri()
+        _open(session, uri, BUGGY)
+        assert [d["code"] for d in _diagnostics(session, uri, 1)] == ["LL001", "LL006"]
+        [registration] = session.requests[0]["params"]["registrations"]
+        assert registration["method"] == "workspace/didChangeWatchedFiles"
+        watched = {w["globPattern"] for w in registration["registerOptions"]["watchers"]}
+        assert "**/pyproject.toml" in watched and "**/*.py" in watched
+
+        config = project / "pyproject.toml"
+        config.write_text('[tool.looplint]\nignore = ["LL004", "LL006"]\n')
+        session.notify(
+            "workspace/didChangeWatchedFiles", {"changes": [{"uri": config.as_uri(), "type": 2}]}
+        )
+        assert [d["code"] for d in _diagnostics(session, uri, 1)] == ["LL001"]
         session.request("shutdown")
         session.notify("exit")
         assert session.finish()[0] == 0
