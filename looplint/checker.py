@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -378,3 +378,51 @@ def _locate_violations(
             )
         )
     return findings
+
+
+@dataclass(frozen=True, slots=True)
+class SingleFix:
+    """One finding's own fix: the whole text after applying only that fix (what an
+    editor offers as a quick fix next to the finding)."""
+
+    finding: Finding
+    fixed_text: str
+
+
+def single_fixes(
+    source: SourceFile,
+    rules: Sequence[Rule],
+    project: Project | None = None,
+    wanted: Callable[[Finding], bool] | None = None,
+) -> list[SingleFix]:
+    """Each unsuppressed finding that has a fix (and that `wanted` accepts), with the
+    text after that fix alone.
+
+    The same fixes `--fix` applies, each applied to the unchanged source; like there,
+    a fix whose result no longer parses is never offered. Each fix offered costs one
+    more analysis, hence `wanted`: an editor asks for the findings under the cursor.
+    """
+    if not source.fixable or not rules:
+        return []
+    context = _Context(project, ())
+    analysis = _analyse(source, rules, FileResult(source.path), context)
+    if analysis is None:
+        return []
+    module, _ = analysis
+    offered: list[SingleFix] = []
+    for violation, finding in _locate_violations(source, *analysis):
+        if finding is None or violation.fix is None or (wanted and not wanted(finding)):
+            continue
+        try:
+            fix = violation.fix()
+            fixed_text = fix.apply(module).code if fix is not None else None
+        except Exception:  # a failing fix is not offered; the finding stays reported
+            continue
+        if fixed_text is None or fixed_text == source.text:
+            continue
+        probe = FileResult(source.path)
+        if _analyse(SourceFile(source.path, fixed_text), rules, probe, context) is None:
+            continue
+        if not probe.findings:
+            offered.append(SingleFix(finding, fixed_text))
+    return offered

@@ -239,3 +239,16 @@ def objects(paths: tuple[str, ...]) -> None:
                 click.echo(recognised.render())
     if failed:
         raise SystemExit(2)
+
+
+@main.command()
+def server() -> None:
+    """Run the Language Server for editors on standard input/output (`lsp` extra)."""
+    try:
+        from looplint.server import serve
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] not in {"pygls", "lsprotocol"}:
+            raise
+        _fail("`looplint server` needs pygls 2 (the `lsp` extra): pip install 'pygls>=2,<3'")
+        return
+    serve()
