@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from looplint.analysis.project import Project
+from looplint.check_command import kept_findings
 from looplint.checker import SingleFix, check_source, single_fixes
-from looplint.config import Settings, load_settings
 from looplint.discovery import FileFinder
 from looplint.finding import Finding
+from looplint.resolver import SHIPPED, Overrides, SettingsResolver
 from looplint.rule import Rule
 from looplint.runner import rules_for
-from looplint.selection import selected_codes
 from looplint.source import SourceFile
 
 BUFFER_SUFFIXES = (".py",)
@@ -42,10 +42,10 @@ def is_checkable(path: str) -> bool:
     return path.endswith(BUFFER_SUFFIXES)
 
 
-def settings_for(path: str) -> Settings:
-    """The settings for the file at `path`: `[tool.looplint]` of the nearest
-    `pyproject.toml` above it; raises `ConfigError`."""
-    return load_settings(None, Path(path).absolute().parent)
+def resolver_for(path: str) -> SettingsResolver:
+    """The settings resolution `looplint check` would use for the file at `path`: each
+    file gets `[tool.looplint]` of the nearest `pyproject.toml` above it."""
+    return SettingsResolver(None, Overrides(), Path(path).absolute().parent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,29 +59,27 @@ class _Plan:
 
 
 def _plan(path: str) -> _Plan:
-    from looplint.cli import _SHIPPED, _apply_per_file_ignores
-
-    settings = settings_for(path)
-    # Ask the CLI's own per-file-ignores filter which codes it would drop for this path.
+    resolver = resolver_for(path)
+    project = resolver.for_path(path)
+    # Ask the CLI's own filter which codes it would keep for this path.
     probes = [
         Finding(
             path=path, cell=None, line=1, column=1, code=identity.code, name=identity.name,
             message="", end_line=1, end_column=1,
         )
-        for identity in _SHIPPED
+        for identity in SHIPPED
     ]  # fmt: skip
-    shown = {finding.code for finding in _apply_per_file_ignores(probes, settings)}
-    ignored = frozenset(identity.code for identity in _SHIPPED) - shown
-    codes = selected_codes(_SHIPPED, settings.select, settings.extend_select, settings.ignore)
-    return _Plan(rules_for(codes - ignored), ignored, _excluded(path, settings))
+    shown = frozenset(finding.code for finding in kept_findings(probes, project))
+    ignored = frozenset(identity.code for identity in SHIPPED) - shown
+    return _Plan(rules_for(shown), ignored, _excluded(path, resolver))
 
 
-def _excluded(path: str, settings: Settings) -> bool:
+def _excluded(path: str, resolver: SettingsResolver) -> bool:
     """Whether `looplint check --force-exclude PATH` (what pre-commit runs) skips the
     file: excluded by the settings or a `.gitignore`, or inside a virtual environment."""
     if not os.path.isfile(path):
         return False  # a buffer not saved yet: nothing to match against
-    finder = FileFinder(settings.root, settings.exclude or None, settings.extend_exclude)
+    finder = FileFinder(Path(path).absolute().parent, exclusions_for=resolver.exclusions_for)
     return not list(finder.files([path], force_exclude=True))
 
 
