@@ -36,6 +36,7 @@ def make_accumulate_hook(record: ParamRecord) -> Callable[[torch.Tensor], None]:
     new_ref = weakref.ref
     accumulated = Phase.ACCUMULATED
     stepped = Phase.STEPPED
+    plain = torch.Tensor
 
     def after_accumulate(param: torch.Tensor) -> None:
         grad = param.grad
@@ -49,7 +50,8 @@ def make_accumulate_hook(record: ParamRecord) -> Callable[[torch.Tensor], None]:
         version = grad._version
         known = record.grad_ref
         if known is not None and known() is grad:
-            if version == record.version + 1:
+            bump = 1 if type(grad) is plain else accumulation_bump(grad)
+            if version == record.version + bump:
                 if record.phase is stepped:
                     record.stale = True
                 if record.run > 0:
@@ -65,6 +67,22 @@ def make_accumulate_hook(record: ParamRecord) -> Callable[[torch.Tensor], None]:
         record.phase = accumulated
 
     return outside_compile(after_accumulate)
+
+
+def accumulation_bump(grad: torch.Tensor) -> int:
+    """How much one accumulation into `grad` raises its version counter.
+
+    Autograd's in-place `grad += new` raises it by one. FSDP2 (`fully_shard`)
+    accumulates a sharded DTensor gradient through its local shard
+    (`grad._local_tensor += shard`), which leaves the DTensor's own counter
+    unchanged while `zero_()` on the DTensor still raises it; FSDP2's shards are
+    views of its reduce-scatter buffer, which is how its gradients are told
+    apart from DTensors that autograd accumulates (tensor parallelism).
+    """
+    local = getattr(grad, "_local_tensor", None)
+    if isinstance(local, torch.Tensor) and local._base is not None:
+        return 0
+    return 1
 
 
 class GradientCensus(NamedTuple):
