@@ -12,11 +12,10 @@ import pytest
 torch = pytest.importorskip("torch")
 L = pytest.importorskip("lightning")
 
+from looplint.integrations.lightning import LoopLint  # noqa: E402
 from looplint.runtime_check import LoopLintRuntimeError, LoopLintRuntimeWarning  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
-
-from looplint.integrations.lightning import LoopLint  # noqa: E402
 
 BATCHES = 8
 
