@@ -63,9 +63,7 @@ def resolve(candidate: object) -> Resolution:
     current: object = candidate
     for _ in range(_MAX_DEPTH):
         if not isinstance(current, Optimizer):
-            return Resolution(
-                None, f"`{type(current).__name__}` is not a torch.optim optimizer"
-            )
+            return Resolution(None, f"`{type(current).__name__}` is not a torch.optim optimizer")
         inner = inner_optimizer(current)
         if inner is not None and not is_initialised(current):
             current = inner

@@ -96,6 +96,23 @@ def watch(
     )
 
 
+def _closure_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The closure a `step` call was given, if any (positional or keyword)."""
+    return args[1] if len(args) > 1 else kwargs.get("closure")
+
+
+def _evaluates_closure_once(optimizer: Optimizer) -> bool:
+    """Whether `step(closure)` runs the closure exactly once, first (torch.optim, except LBFGS).
+
+    Only then do the gradients after the step show one step's accumulation; LBFGS
+    and unknown optimizers (SAM runs it twice) may evaluate it several times.
+    """
+    cls = type(optimizer)
+    return cls.__module__.startswith("torch.optim.") and not isinstance(
+        optimizer, torch.optim.LBFGS
+    )
+
+
 class _Unfollowed:
     """What the checker remembers about an object it does not follow itself.
 
@@ -386,8 +403,7 @@ class Watch:
                 optimizer=tracker.label,
                 step=tracker.steps,
             )
-        closure = args[1] if len(args) > 1 else kwargs.get("closure")
-        if closure is None:
+        if _closure_of(args, kwargs) is None:
             self._judge_gradients(optimizer, tracker)
 
     def _after_step(
@@ -400,9 +416,12 @@ class Watch:
             tracker.depth -= 1
             return
         tracker.depth = 0
-        stale = remember_after_step(optimizer, tracker)
-        if stale and (len(args) > 1 or "closure" in kwargs):
-            self._note_stale(tracker, stale)
+        if _closure_of(args, kwargs) is not None:
+            # The backward passes ran inside `step` (Lightning's automatic optimization,
+            # LBFGS): the gradients are judged as the closure left them; stock
+            # optimizers never modify `.grad` in `step`.
+            self._judge_gradients(optimizer, tracker, closure=True)
+        remember_after_step(optimizer, tracker)
         tracker.steps += 1
         tracker.attempts += 1
         self.report.steps += 1
@@ -453,7 +472,9 @@ class Watch:
                 parameters=names,
             )
 
-    def _judge_gradients(self, optimizer: Optimizer, tracker: OptimizerTracker) -> None:
+    def _judge_gradients(
+        self, optimizer: Optimizer, tracker: OptimizerTracker, *, closure: bool = False
+    ) -> None:
         census = take_census(optimizer, tracker, self._hook)
         settled = census.fresh == 0 and census.unknown == 0
         if settled and census.reused == 0 and census.missing + census.cleared > 0:
@@ -480,6 +501,13 @@ class Watch:
         if census.stale_names:
             self._note_stale(tracker, census.stale_names)
         if self._accumulation is not None and census.longest_run > 0:
+            if closure and not _evaluates_closure_once(optimizer):
+                self._note_unchecked(
+                    f"LL001 accumulation-broken is not judged for the closure steps of "
+                    f"{tracker.label}: it may run the closure (and its backward pass) several "
+                    "times per step."
+                )
+                return
             tracker.judged_runs += 1
             if census.longest_run < self._accumulation:
                 tracker.short_runs += 1
