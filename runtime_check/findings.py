@@ -99,15 +99,19 @@ class Report:
     `findings` is complete once the block has ended (coverage is judged over the
     whole run); read inside the block it shows what has been seen so far.
     `inactive` lists reasons why checking could not run (for example CUDA-graph
-    replay), so a silent report is never mistaken for a clean one.
+    replay), so a silent report is never mistaken for a clean one. `unchecked`
+    lists, one line each, what was seen but could not be judged (an optimizer
+    looplint cannot follow, coverage without a model, ...): "no findings" then
+    says exactly what was looked at.
     """
 
-    __slots__ = ("_collect", "_findings", "inactive", "steps")
+    __slots__ = ("_collect", "_findings", "inactive", "steps", "unchecked")
 
     def __init__(self, collect: Callable[[], list[Finding]]) -> None:
         self._collect: Callable[[], list[Finding]] | None = collect
         self._findings: list[Finding] = []
         self.inactive: list[str] = []
+        self.unchecked: list[str] = []
         self.steps = 0
 
     @property
@@ -143,6 +147,7 @@ class Report:
         ]
         lines.extend(f"  {finding}".replace("\n", "\n  ") for finding in findings)
         lines.extend(f"  inactive: {reason}" for reason in self.inactive)
+        lines.extend(f"  unchecked: {reason}" for reason in self.unchecked)
         return "\n".join(lines)
 
     def __repr__(self) -> str:

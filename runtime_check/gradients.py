@@ -160,13 +160,8 @@ def take_census(
     )
 
 
-def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> list[str]:
-    """Remember each gradient the step consumed, weakly, with its version counter.
-
-    Returns the parameters whose gradient was stale when consumed, which matters
-    for closure steps (LBFGS): their backward passes run inside the step.
-    """
-    stale_names: list[str] = []
+def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> None:
+    """Remember each gradient the step consumed, weakly, with its version counter."""
     records = tracker.records
     index = 0
     stepped = Phase.STEPPED
@@ -184,8 +179,5 @@ def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> list
                     record.grad_ref = new_ref(grad)
                 record.version = grad._version
             record.phase = stepped
-            if record.stale:
-                stale_names.append(record.name)
-                record.stale = False
+            record.stale = False
             record.last_stepper = tracker
-    return stale_names

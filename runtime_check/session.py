@@ -37,6 +37,7 @@ from looplint.identity import (
 )
 
 from . import scoped_patches
+from .adoption import resolve
 from .compile_guard import outside_compile
 from .coverage import find_gaps
 from .errors import LoopLintRuntimeError, LoopLintRuntimeWarning
@@ -95,6 +96,37 @@ def watch(
     )
 
 
+def _closure_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The closure a `step` call was given, if any (positional or keyword)."""
+    return args[1] if len(args) > 1 else kwargs.get("closure")
+
+
+def _evaluates_closure_once(optimizer: Optimizer) -> bool:
+    """Whether `step(closure)` runs the closure exactly once, first (torch.optim, except LBFGS).
+
+    Only then do the gradients after the step show one step's accumulation; LBFGS
+    and unknown optimizers (SAM runs it twice) may evaluate it several times.
+    """
+    cls = type(optimizer)
+    return cls.__module__.startswith("torch.optim.") and not isinstance(
+        optimizer, torch.optim.LBFGS
+    )
+
+
+class _Unfollowed:
+    """What the checker remembers about an object it does not follow itself.
+
+    A wrapper (accelerate's `AcceleratedOptimizer`, timm's `Lookahead`) points at
+    the tracker of the optimizer it forwards to; an object that cannot be
+    followed at all points at nothing.
+    """
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: OptimizerTracker | None) -> None:
+        self.target = target
+
+
 class Watch:
     """One `watch` block: its hooks, its bookkeeping and its `Report`.
 
@@ -119,7 +151,16 @@ class Watch:
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"watch() expects an nn.Module as model, got {type(model).__name__}")
         self._model_ref = weakref.ref(model) if model is not None else None
-        self._initial_optimizers = [weakref.ref(opt) for opt in optimizers]
+        self._unchecked: dict[str, None] = {}
+        self._initial_optimizers: list[weakref.ref[Any]] = []
+        for candidate in optimizers:
+            try:
+                self._initial_optimizers.append(weakref.ref(candidate))
+            except TypeError:
+                self._note_unchecked(
+                    f"`{type(candidate).__name__}` passed to watch() is not a torch.optim "
+                    "optimizer: its steps are not checked."
+                )
         self._initial_schedulers = [weakref.ref(s) for s in schedulers]
         self._mode: Mode = mode
         self._accumulation = accumulation_steps
@@ -135,8 +176,9 @@ class Watch:
         self._handles: list[RemovableHandle] = []
         self._issues = IssueLog()
         self._cleared = IssueLog()
-        self._last: tuple[weakref.ref[Optimizer], OptimizerTracker] | None = None
+        self._last: tuple[weakref.ref[Optimizer], OptimizerTracker | None] | None = None
         self.report = Report(self._issues.freeze)
+        self.report.unchecked = list(self._unchecked)
 
     # -- context manager -------------------------------------------------
 
@@ -191,7 +233,7 @@ class Watch:
         for opt_ref in self._initial_optimizers:
             optimizer = opt_ref()
             if optimizer is not None:
-                self._tracker_for(optimizer)
+                self._stepping_tracker(optimizer)
         for sched_ref in self._initial_schedulers:
             scheduler = sched_ref()
             if scheduler is not None:
@@ -231,33 +273,89 @@ class Watch:
         hook = make_accumulate_hook(record)
         self._handles.append(param.register_post_accumulate_grad_hook(hook))  # type: ignore[no-untyped-call]
 
-    def _tracker_for(self, optimizer: Optimizer) -> OptimizerTracker:
+    def _tracker_for(self, optimizer: Optimizer) -> OptimizerTracker | None:
+        """The tracker of an optimizer whose own step is checked; `None` for wrappers and
+        optimizers looplint cannot follow (their steps are ignored, never a crash)."""
         last = self._last
         if last is not None and last[0]() is optimizer:
             return last[1]
-        tracker: OptimizerTracker | None = self._trackers.get(optimizer)  # type: ignore[no-untyped-call]
-        if tracker is None:
-            tracker = self._adopt(optimizer)
-        self._last = (weakref.ref(optimizer), tracker)
+        entry: OptimizerTracker | _Unfollowed | None = self._trackers.get(optimizer)  # type: ignore[no-untyped-call]
+        if entry is None:
+            entry = self._adopt(optimizer)
+        tracker = entry if isinstance(entry, OptimizerTracker) else None
+        try:
+            self._last = (weakref.ref(optimizer), tracker)
+        except TypeError:
+            self._last = None
         return tracker
 
-    def _adopt(self, optimizer: Optimizer) -> OptimizerTracker:
+    def _stepping_tracker(self, candidate: Any) -> OptimizerTracker | None:
+        """The tracker of the optimizer that really steps for `candidate` (a wrapper's inner)."""
+        entry: OptimizerTracker | _Unfollowed | None
+        try:
+            entry = self._trackers.get(candidate)  # type: ignore[no-untyped-call]
+        except TypeError:  # not weak-referenceable: certainly not an optimizer
+            entry = None
+        if entry is None:
+            entry = self._adopt(candidate)
+        return entry.target if isinstance(entry, _Unfollowed) else entry
+
+    def _adopt(self, candidate: Any) -> OptimizerTracker | _Unfollowed:
+        """Start following an optimizer; never raises into training.
+
+        A wrapper is remembered as an alias of the optimizer it forwards to (whose
+        own steps are the ones checked); anything else that cannot be followed is
+        listed once in `report.unchecked`.
+        """
+        resolution = resolve(candidate)
+        entry: OptimizerTracker | _Unfollowed
+        if resolution.target is None:
+            self._note_unchecked(f"{resolution.reason}: its steps are not checked.")
+            entry = _Unfollowed(None)
+        elif resolution.target is not candidate:
+            variable = self._names.get(id(candidate))
+            if variable is not None:
+                self._names.setdefault(id(resolution.target), variable)
+            entry = _Unfollowed(self._stepping_tracker(resolution.target))
+        else:
+            entry = self._follow(resolution.target)
+        try:
+            self._trackers[candidate] = entry
+        except TypeError:
+            pass
+        return entry
+
+    def _follow(self, optimizer: Optimizer) -> OptimizerTracker | _Unfollowed:
         index = len(self._all_trackers)
         label = f"{type(optimizer).__name__} #{index}"
         variable = self._names.get(id(optimizer))
         if variable is not None:
             label += f" ({variable})"
         tracker = OptimizerTracker(optimizer, index, label)
-        tracker.prior_steps = bool(getattr(optimizer, "_opt_called", False))
-        tracker.had_state = holds_state(optimizer)
-        tracker.state_len = len(optimizer.state)
-        self._rebuild(optimizer, tracker)
-        tracker.handles.append(
-            optimizer.register_load_state_dict_post_hook(outside_compile(self._after_load))
-        )
-        self._trackers[optimizer] = tracker
+        try:
+            tracker.prior_steps = bool(getattr(optimizer, "_opt_called", False))
+            tracker.had_state = holds_state(optimizer)
+            tracker.state_len = len(optimizer.state)
+            self._rebuild(optimizer, tracker)
+            tracker.handles.append(
+                optimizer.register_load_state_dict_post_hook(outside_compile(self._after_load))
+            )
+        except Exception as error:
+            for handle in tracker.handles:
+                handle.remove()
+            self._note_unchecked(
+                f"`{type(optimizer).__name__}` could not be followed "
+                f"({type(error).__name__}: {error}): its steps are not checked."
+            )
+            return _Unfollowed(None)
         self._all_trackers.append(tracker)
         return tracker
+
+    def _note_unchecked(self, line: str) -> None:
+        if line not in self._unchecked:
+            self._unchecked[line] = None
+            if hasattr(self, "report"):
+                self.report.unchecked.append(line)
 
     def _rebuild(self, optimizer: Optimizer, tracker: OptimizerTracker) -> None:
         records: list[ParamRecord] = []
@@ -276,6 +374,8 @@ class Watch:
         self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
         tracker = self._tracker_for(optimizer)
+        if tracker is None:
+            return
         if tracker.depth:
             tracker.depth += 1
             return
@@ -303,21 +403,25 @@ class Watch:
                 optimizer=tracker.label,
                 step=tracker.steps,
             )
-        closure = args[1] if len(args) > 1 else kwargs.get("closure")
-        if closure is None:
+        if _closure_of(args, kwargs) is None:
             self._judge_gradients(optimizer, tracker)
 
     def _after_step(
         self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
         tracker = self._tracker_for(optimizer)
+        if tracker is None:
+            return
         if tracker.depth > 1:
             tracker.depth -= 1
             return
         tracker.depth = 0
-        stale = remember_after_step(optimizer, tracker)
-        if stale and (len(args) > 1 or "closure" in kwargs):
-            self._note_stale(tracker, stale)
+        if _closure_of(args, kwargs) is not None:
+            # The backward passes ran inside `step` (Lightning's automatic optimization,
+            # LBFGS): the gradients are judged as the closure left them; stock
+            # optimizers never modify `.grad` in `step`.
+            self._judge_gradients(optimizer, tracker, closure=True)
+        remember_after_step(optimizer, tracker)
         tracker.steps += 1
         tracker.attempts += 1
         self.report.steps += 1
@@ -328,6 +432,8 @@ class Watch:
 
     def _after_load(self, optimizer: Optimizer) -> None:
         tracker = self._tracker_for(optimizer)
+        if tracker is None:
+            return
         tracker.loaded = True
         tracker.had_state = tracker.had_state or holds_state(optimizer)
         self._check_loaded_state(optimizer, tracker)
@@ -366,7 +472,9 @@ class Watch:
                 parameters=names,
             )
 
-    def _judge_gradients(self, optimizer: Optimizer, tracker: OptimizerTracker) -> None:
+    def _judge_gradients(
+        self, optimizer: Optimizer, tracker: OptimizerTracker, *, closure: bool = False
+    ) -> None:
         census = take_census(optimizer, tracker, self._hook)
         settled = census.fresh == 0 and census.unknown == 0
         if settled and census.reused == 0 and census.missing + census.cleared > 0:
@@ -393,6 +501,13 @@ class Watch:
         if census.stale_names:
             self._note_stale(tracker, census.stale_names)
         if self._accumulation is not None and census.longest_run > 0:
+            if closure and not _evaluates_closure_once(optimizer):
+                self._note_unchecked(
+                    f"LL001 accumulation-broken is not judged for the closure steps of "
+                    f"{tracker.label}: it may run the closure (and its backward pass) several "
+                    "times per step."
+                )
+                return
             tracker.judged_runs += 1
             if census.longest_run < self._accumulation:
                 tracker.short_runs += 1
@@ -432,11 +547,18 @@ class Watch:
 
     def on_scheduler_step(self, scheduler: Any) -> None:
         """Judge a scheduler step against its optimizer's attempted steps (LL004)."""
-        optimizer = getattr(scheduler, "optimizer", None)
-        if not self._active or not isinstance(optimizer, Optimizer):
+        if not self._active:
             return
-        tracker = self._tracker_for(optimizer)
-        problem = judge_scheduler_step(self._scheduler_tracker(scheduler), tracker)
+        optimizer = getattr(scheduler, "optimizer", None)
+        tracker = self._stepping_tracker(optimizer)
+        schedule = self._scheduler_tracker(scheduler)
+        if tracker is None:
+            self._note_unchecked(
+                f"LL004 is not judged for {schedule.label}: its optimizer "
+                f"(`{type(optimizer).__name__}`) is not one looplint can follow."
+            )
+            return
+        problem = judge_scheduler_step(schedule, tracker)
         if problem is not None:
             self._issues.note(
                 SCHEDULER_ORDER,
@@ -449,14 +571,17 @@ class Watch:
     def before_scaler_step(self, optimizer: Optimizer) -> None:
         """Remember the step count so a step GradScaler skips is still counted."""
         if self._active:
-            tracker = self._tracker_for(optimizer)
-            tracker.scaler_mark = tracker.steps
+            tracker = self._stepping_tracker(optimizer)
+            if tracker is not None:
+                tracker.scaler_mark = tracker.steps
 
     def after_scaler_step(self, optimizer: Optimizer) -> None:
         """Count a step GradScaler skipped (inf/NaN gradients) as attempted."""
         if not self._active:
             return
-        tracker = self._tracker_for(optimizer)
+        tracker = self._stepping_tracker(optimizer)
+        if tracker is None:
+            return
         if tracker.scaler_mark == tracker.steps:
             tracker.attempts += 1
         tracker.scaler_mark = -1
