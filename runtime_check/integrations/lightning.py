@@ -14,7 +14,13 @@ Importing this module imports `lightning` (and torch); for the older
 
 from __future__ import annotations
 
-from lightning.pytorch import Callback
+try:
+    from lightning.pytorch import Callback
+except ImportError as error:  # one line naming what to install, not a bare module error
+    raise ImportError(
+        "looplint.integrations.lightning needs `lightning`: pip install lightning"
+    ) from error
+
 from looplint.runtime_check.session import Mode
 
 from .lightning_hooks import LightningHooks

@@ -14,8 +14,15 @@ Importing this module imports `pytorch_lightning` (and torch); for the newer
 
 from __future__ import annotations
 
+try:
+    from pytorch_lightning import Callback
+except ImportError as error:  # one line naming what to install, not a bare module error
+    raise ImportError(
+        "looplint.integrations.pytorch_lightning needs `pytorch_lightning`: "
+        "pip install pytorch-lightning"
+    ) from error
+
 from looplint.runtime_check.session import Mode
-from pytorch_lightning import Callback
 
 from .lightning_hooks import LightningHooks
 

@@ -13,29 +13,22 @@ Importing this module imports `transformers` (and torch).
 
 from __future__ import annotations
 
+try:
+    from transformers import TrainerCallback
+except ImportError as error:  # one line naming what to install, not a bare module error
+    raise ImportError(
+        "looplint.integrations.transformers needs `transformers`: pip install transformers"
+    ) from error
+
 from typing import Any
 
 from looplint.runtime_check.findings import Report
 from looplint.runtime_check.session import Mode
 from torch.optim import Optimizer
-from transformers import TrainerCallback
 
 from .trainer_run import TrainerRun
 
 __all__ = ["LoopLintCallback"]
-
-
-def stepping_optimizer(optimizer: Any) -> Any:
-    """The optimizer that really steps behind accelerate's `AcceleratedOptimizer`.
-
-    The Trainer prepares its optimizer with accelerate, whose wrapper delegates
-    `step` to the optimizer it holds as `.optimizer`; that inner one is what the
-    hooks see stepping, so it is the one to name and watch.
-    """
-    inner = getattr(optimizer, "optimizer", None)
-    while isinstance(inner, Optimizer):
-        optimizer, inner = inner, getattr(inner, "optimizer", None)
-    return optimizer
 
 
 class LoopLintCallback(TrainerCallback):  # type: ignore[misc]
@@ -75,8 +68,11 @@ class LoopLintCallback(TrainerCallback):  # type: ignore[misc]
         lr_scheduler: Any = None,
         **kwargs: Any,
     ) -> None:
-        """Install looplint's hooks over the model, its optimizer and scheduler."""
-        optimizer = stepping_optimizer(optimizer)
+        """Install looplint's hooks over the model, its optimizer and scheduler.
+
+        The optimizer is accelerate's `AcceleratedOptimizer`; `watch` follows it to
+        the optimizer that really steps.
+        """
         optimizers = [optimizer] if isinstance(optimizer, Optimizer) else []
         self.run.start(
             model,

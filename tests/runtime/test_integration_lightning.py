@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 
 torch = pytest.importorskip("torch")
-L = pytest.importorskip("lightning")
+
+from third_party import import_library  # noqa: E402
+
+L = import_library("lightning")
 
 from looplint.integrations.lightning import LoopLint  # noqa: E402
 from looplint.runtime_check import LoopLintRuntimeError, LoopLintRuntimeWarning  # noqa: E402
@@ -114,6 +117,7 @@ def test_correct_fit_is_silent_and_trains_bit_identically(manual: bool) -> None:
     watched = fit(Classifier(manual=manual), callback)
     assert callback.report is not None
     assert callback.report.findings == []
+    assert callback.report.unchecked == []
     assert callback.report.steps == BATCHES
     for (name, a), (_, b) in zip(
         plain.state_dict().items(), watched.state_dict().items(), strict=True
@@ -146,10 +150,6 @@ def test_a_failed_fit_removes_the_hooks_and_notes_the_findings() -> None:
     assert hook_count() == 0
 
 
-@pytest.mark.xfail(
-    reason="automatic optimization steps with a closure: needs M2 from the runtime branch",
-    strict=True,
-)
 def test_accumulation_is_taken_from_the_trainer() -> None:
     callback = LoopLint(mode="warn")
     with pytest.warns(LoopLintRuntimeWarning, match="accumulation_steps=4"):
@@ -182,7 +182,7 @@ def test_lr_find_then_fit_is_not_a_rebuilt_optimizer() -> None:
 
 
 def test_pytorch_lightning_package_name_has_its_own_callback() -> None:
-    pl = pytest.importorskip("pytorch_lightning")
+    pl = import_library("pytorch_lightning")
     from looplint.integrations.pytorch_lightning import LoopLint as PlLoopLint
 
     class PlClassifier(pl.LightningModule):  # type: ignore[misc]
