@@ -69,6 +69,24 @@ def accumulated(model: nn.Module, optimizer: Optimizer, data: Batches) -> None:
             optimizer.zero_grad()
 
 
+def unsynced_micro_batches(model: nn.Module, optimizer: Optimizer, data: Batches) -> None:
+    """Accumulate without reduce-scatter until the last micro-batch (FSDP2's no-sync)."""
+    for index, x in enumerate(data):
+        model.set_requires_gradient_sync(index % 2 == 1)
+        loss_of(model, x).backward()
+        if index % 2 == 1:
+            optimizer.step()
+            optimizer.zero_grad()
+
+
+def unsynced_without_zero_grad(model: nn.Module, optimizer: Optimizer, data: Batches) -> None:
+    for index, x in enumerate(data):
+        model.set_requires_gradient_sync(index % 2 == 1)
+        loss_of(model, x).backward()
+        if index % 2 == 1:
+            optimizer.step()
+
+
 def no_zero_grad(model: nn.Module, optimizer: Optimizer, data: Batches) -> None:
     for x in data[:STEPS]:
         loss_of(model, x).backward()
@@ -97,6 +115,8 @@ SCENARIOS: dict[str, tuple[Loop, bool, int | None]] = {
     "correct": (correct, False, None),
     "kept_buffers": (kept_buffers, False, None),
     "accumulated": (accumulated, False, 2),
+    "unsynced_micro_batches": (unsynced_micro_batches, False, None),
+    "unsynced_without_zero_grad": (unsynced_without_zero_grad, False, None),
     "no_zero_grad": (no_zero_grad, False, None),
     "last_layer_only": (correct, True, None),
     "accumulation_cleared": (accumulation_cleared, False, 2),

@@ -50,14 +50,19 @@ def test_parameters_are_dtensor_shards(outcome: dict[int, Any], rank: int) -> No
 
 
 @pytest.mark.parametrize("rank", [0, 1])
-@pytest.mark.parametrize("scenario", ["correct", "kept_buffers", "accumulated"])
+@pytest.mark.parametrize(
+    "scenario", ["correct", "kept_buffers", "accumulated", "unsynced_micro_batches"]
+)
 def test_correct_fsdp2_loops_are_silent(outcome: dict[int, Any], rank: int, scenario: str) -> None:
     assert outcome[rank][scenario] == []
 
 
 @pytest.mark.parametrize("rank", [0, 1])
-def test_missing_zero_grad_is_ll001_on_every_shard(outcome: dict[int, Any], rank: int) -> None:
-    assert outcome[rank]["no_zero_grad"] == [("LL001", "stale-gradient", EVERY_PARAMETER)]
+@pytest.mark.parametrize("scenario", ["no_zero_grad", "unsynced_without_zero_grad"])
+def test_missing_zero_grad_is_ll001_on_every_shard(
+    outcome: dict[int, Any], rank: int, scenario: str
+) -> None:
+    assert outcome[rank][scenario] == [("LL001", "stale-gradient", EVERY_PARAMETER)]
 
 
 @pytest.mark.parametrize("rank", [0, 1])
