@@ -34,8 +34,8 @@ __all__ = ["LoopLintCallback"]
 class LoopLintCallback(TrainerCallback):  # type: ignore[misc]
     """Check every `Trainer.train()` with `looplint.runtime_check.watch`.
 
-    The session opens at `on_train_begin` (after the optimizer, the scheduler and
-    a resumed checkpoint are in place) and closes at `on_train_end`:
+    The session opens at `on_train_begin` (the optimizer and the scheduler exist
+    by then) and closes at `on_train_end`:
     `mode="raise"` (default) then makes `train()` raise `LoopLintRuntimeError`
     (an `AssertionError` listing every finding); `mode="warn"` emits one
     `LoopLintRuntimeWarning` per distinct finding. `accumulation_steps`

@@ -73,8 +73,8 @@ def data() -> DataLoader[Any]:
 
 
 def trainer(*callbacks: Any, **options: Any) -> Any:
+    options.setdefault("max_epochs", 1)
     return L.Trainer(
-        max_epochs=1,
         accelerator="cpu",
         devices=1,
         logger=False,
@@ -166,6 +166,18 @@ def test_correct_accumulation_is_silent() -> None:
     assert callback.report is not None
     assert callback.report.findings == []
     assert callback.report.steps == BATCHES // 4
+
+
+def test_resuming_from_a_checkpoint_is_silent(tmp_path: Any) -> None:
+    run = trainer()
+    run.fit(Classifier(), data())
+    run.save_checkpoint(tmp_path / "last.ckpt")
+    callback = LoopLint()
+    resumed = trainer(callback, max_epochs=2)
+    resumed.fit(Classifier(), data(), ckpt_path=tmp_path / "last.ckpt")
+    assert callback.report is not None
+    assert callback.report.findings == []
+    assert callback.report.steps == BATCHES
 
 
 def test_lr_find_then_fit_is_not_a_rebuilt_optimizer() -> None:
