@@ -12,6 +12,7 @@ and never change a tensor, so training is bit-identical with and without it.
 from __future__ import annotations
 
 import sys
+import threading
 import warnings
 import weakref
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.nn.parameter import UninitializedTensorMixin  # type: ignore[attr-defined]
 from torch.optim import Optimizer
 from torch.optim.optimizer import (
     register_optimizer_step_post_hook,
@@ -38,14 +40,16 @@ from looplint.identity import (
 
 from . import scoped_patches
 from .adoption import resolve
+from .call_site import CallSite, user_call_site
 from .compile_guard import outside_compile
 from .coverage import find_gaps
 from .errors import LoopLintRuntimeError, LoopLintRuntimeWarning
 from .findings import Finding, IssueLog, Report, describe_names
-from .gradients import make_accumulate_hook, remember_after_step, take_census
-from .records import OptimizerTracker, ParamRecord, SchedulerTracker
+from .gradients import make_accumulate_hook, make_probe, remember_after_step, take_census
+from .records import OptimizerTracker, ParamRecord, SchedulerTracker, Verdict
 from .schedulers import judge_scheduler_step
-from .state import earlier_stepper, holds_state, mismatched_state
+from .state import earlier_stepper, holds_state, mismatched_state, setup_of
+from .step_nesting import steps_in_progress
 
 Mode = Literal["raise", "warn"]
 
@@ -113,6 +117,15 @@ def _evaluates_closure_once(optimizer: Optimizer) -> bool:
     )
 
 
+def _warn_at(warning: Warning, site: CallSite | None) -> None:
+    """Emit `warning` attributed to the user's line (not to looplint's own file)."""
+    if site is None:
+        warnings.warn(warning, stacklevel=3)
+        return
+    module = site.file.rsplit("/", 1)[-1].removesuffix(".py")
+    warnings.warn_explicit(warning, type(warning), site.file, site.line, module=module)
+
+
 class _Unfollowed:
     """What the checker remembers about an object it does not follow itself.
 
@@ -143,7 +156,11 @@ class Watch:
         mode: Mode = "raise",
         accumulation_steps: int | None = None,
         variable_names: dict[int, str] | None = None,
+        defer_to_inner: bool = False,
     ) -> None:
+        """`defer_to_inner=True` (the pytest plugin's session-wide watch) leaves a bug
+        to an inner `watch` block that already reported it, so a test that expects
+        looplint's own error is not failed a second time."""
         if mode not in ("raise", "warn"):
             raise ValueError(f"mode must be 'raise' or 'warn', not {mode!r}")
         if accumulation_steps is not None and accumulation_steps < 1:
@@ -177,6 +194,11 @@ class Watch:
         self._issues = IssueLog()
         self._cleared = IssueLog()
         self._last: tuple[weakref.ref[Optimizer], OptimizerTracker | None] | None = None
+        self._defer_to_inner = defer_to_inner
+        self._consumed: set[tuple[str, str, str | None]] = set()
+        self._thread = threading.get_ident()
+        self._pending_stale: list[tuple[OptimizerTracker, ParamRecord]] = []
+        self._compiled_autograd_seen = False
         self.report = Report(self._issues.freeze)
         self.report.unchecked = list(self._unchecked)
 
@@ -187,6 +209,7 @@ class Watch:
             raise RuntimeError("a watch() block can be entered only once; call watch() again")
         self._entered = True
         self._active = True
+        self._thread = threading.get_ident()
         try:
             self._install()
         except BaseException:
@@ -206,15 +229,18 @@ class Watch:
         finally:
             self._teardown()
         self.report.close(findings)
+        self._tell_outer_blocks(findings)
+        exit_site = user_call_site() if findings or self.report.inactive else None
         for reason in self.report.inactive:
-            warnings.warn(LoopLintRuntimeWarning(reason), stacklevel=2)
+            _warn_at(LoopLintRuntimeWarning(reason), exit_site)
         if not findings:
             return
         if self._mode == "warn":
             for finding in findings:
-                warnings.warn(LoopLintRuntimeWarning(str(finding)), stacklevel=2)
+                site = CallSite(finding.file, finding.line or 0) if finding.file else exit_site
+                _warn_at(LoopLintRuntimeWarning(str(finding)), site)
             return
-        error = LoopLintRuntimeError(findings)
+        error = LoopLintRuntimeError(findings, unchecked=self.report.unchecked)
         if exc is None:
             raise error
         if not isinstance(exc, LoopLintRuntimeError) and hasattr(exc, "add_note"):
@@ -267,10 +293,14 @@ class Watch:
         return record
 
     def _hook(self, param: torch.Tensor, record: ParamRecord) -> None:
+        if isinstance(param, UninitializedTensorMixin):
+            # A lazy module's parameter: materialised in place (same object) by the
+            # first forward, then hooked by the first step's census.
+            return
         record.hooked = True
         if not param.is_leaf:
             return
-        hook = make_accumulate_hook(record)
+        hook = make_accumulate_hook(record, self._on_compiled_autograd)
         self._handles.append(param.register_post_accumulate_grad_hook(hook))  # type: ignore[no-untyped-call]
 
     def _tracker_for(self, optimizer: Optimizer) -> OptimizerTracker | None:
@@ -373,12 +403,19 @@ class Watch:
     def _before_step(
         self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
+        if threading.get_ident() != self._thread:
+            self._note_other_thread()
+            return
         tracker = self._tracker_for(optimizer)
         if tracker is None:
             return
         if tracker.depth:
-            tracker.depth += 1
-            return
+            # Nested (a subclass's `step` calling `super().step()`), or the previous
+            # step raised and its post-hook never ran: only the stack can tell.
+            depth = steps_in_progress(optimizer)
+            if depth > 1:
+                tracker.depth = depth
+                return
         tracker.depth = 1
         if tracker.cuda:
             self._check_capture(tracker)
@@ -409,6 +446,8 @@ class Watch:
     def _after_step(
         self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
+        if threading.get_ident() != self._thread:
+            return
         tracker = self._tracker_for(optimizer)
         if tracker is None:
             return
@@ -422,6 +461,8 @@ class Watch:
             # optimizers never modify `.grad` in `step`.
             self._judge_gradients(optimizer, tracker, closure=True)
         remember_after_step(optimizer, tracker)
+        if tracker.pending_order and not tracker.attempts:
+            self._confirm_order(tracker)
         tracker.steps += 1
         tracker.attempts += 1
         self.report.steps += 1
@@ -431,6 +472,8 @@ class Watch:
         tracker.loaded = False
 
     def _after_load(self, optimizer: Optimizer) -> None:
+        if threading.get_ident() != self._thread:
+            return
         tracker = self._tracker_for(optimizer)
         if tracker is None:
             return
@@ -444,7 +487,14 @@ class Watch:
             self._check_loaded_state(optimizer, tracker)
             return
         earlier, names = earlier_stepper(tracker)
-        if earlier is not None:
+        tracker.setup = setup_of(optimizer, tracker)
+        if earlier is None:
+            return
+        tracker.generation = earlier.generation + 1
+        # One deliberate rebuild with other parameters or settings (two-phase
+        # fine-tuning, Lightning's `lr_find` then `fit`) is a recipe, not a bug; the
+        # same optimizer built again, or a second rebuild, is.
+        if tracker.generation >= 2 or tracker.setup == earlier.setup:
             self._issues.note(
                 OPTIMIZER_IN_LOOP,
                 "optimizer-recreated",
@@ -476,8 +526,11 @@ class Watch:
         self, optimizer: Optimizer, tracker: OptimizerTracker, *, closure: bool = False
     ) -> None:
         census = take_census(optimizer, tracker, self._hook)
-        settled = census.fresh == 0 and census.unknown == 0
+        settled = census.fresh == 0 and census.unknown == 0 and census.assigned == 0
+        if census.unknown == 0 and census.assigned == 0:
+            tracker.judged_steps += 1
         if settled and census.reused == 0 and census.missing + census.cleared > 0:
+            tracker.cleared_steps += 1
             self._cleared.note(
                 GRADIENTS_CLEARED_BEFORE_STEP,
                 "cleared-before-step",
@@ -498,8 +551,8 @@ class Watch:
                 step=tracker.steps,
                 parameters=census.reused_names,
             )
-        if census.stale_names:
-            self._note_stale(tracker, census.stale_names)
+        if census.stale:
+            self._judge_stale(tracker, census.stale)
         if self._accumulation is not None and census.longest_run > 0:
             if closure and not _evaluates_closure_once(optimizer):
                 self._note_unchecked(
@@ -510,10 +563,98 @@ class Watch:
                 return
             tracker.judged_runs += 1
             if census.longest_run < self._accumulation:
+                if not tracker.short_runs:
+                    tracker.short_site = user_call_site()
                 tracker.short_runs += 1
                 tracker.shortest_run = census.longest_run
 
-    def _note_stale(self, tracker: OptimizerTracker, names: Iterable[str]) -> None:
+    def _judge_stale(self, tracker: OptimizerTracker, stale: Iterable[ParamRecord]) -> None:
+        """Report gradients a backward pass added to after a step consumed them.
+
+        The first time a parameter is suspected, its next backward pass looks at
+        the consumed gradient's values (one device synchronisation per parameter,
+        ever): zeros mean it was cleared where the version counter cannot see it
+        (`p.grad.data.zero_()`), or zeroed in place before the step (LL005).
+        """
+        confirmed: list[str] = []
+        zeroed_before_step = False
+        site: CallSite | None = None
+        for record in stale:
+            verdict = record.verdict
+            if verdict is Verdict.NONE:
+                param = record.param_ref()
+                grad = param.grad if param is not None else None
+                if param is None or grad is None:
+                    continue
+                if site is None:
+                    site = user_call_site()
+                record.verdict = Verdict.PENDING
+                record.moved = grad._version != record.version
+                record.pending_step = tracker.steps
+                record.pending_site = site
+                handle = param.register_hook(make_probe(record))  # type: ignore[no-untyped-call]
+                record.probe_handle = handle
+                self._handles.append(handle)
+                self._pending_stale.append((tracker, record))
+                continue
+            if verdict is Verdict.PENDING:
+                verdict = self._settle(tracker, record)
+            if verdict is Verdict.STALE:
+                confirmed.append(record.name)
+            elif verdict is Verdict.ZEROED_BEFORE_STEP:
+                zeroed_before_step = True
+        if confirmed:
+            self._note_stale(tracker, confirmed)
+        if zeroed_before_step:
+            tracker.cleared_steps += 1
+            self._note_zeroed(tracker, tracker.steps)
+
+    def _settle(self, tracker: OptimizerTracker, record: ParamRecord) -> Verdict:
+        """Turn a probe's count of non-zero values into a verdict (first look only)."""
+        probe = record.probe
+        if probe is None:
+            return Verdict.PENDING
+        record.probe = None
+        if record.probe_handle is not None:
+            record.probe_handle.remove()
+            record.probe_handle = None
+        if bool(probe):
+            verdict = Verdict.STALE
+            self._note_stale(
+                tracker, (record.name,), step=record.pending_step, site=record.pending_site
+            )
+        elif record.moved:
+            verdict = Verdict.ZEROED_BEFORE_STEP
+            tracker.cleared_steps += 1
+            self._note_zeroed(tracker, record.pending_step, record.pending_site)
+        else:
+            verdict = Verdict.CLEARED_UNSEEN
+        record.verdict = verdict
+        return verdict
+
+    def _note_zeroed(
+        self, tracker: OptimizerTracker, step: int, site: CallSite | None = None
+    ) -> None:
+        self._cleared.note(
+            GRADIENTS_CLEARED_BEFORE_STEP,
+            "cleared-before-step",
+            f"{tracker.label} stepped on gradients that were zeroed in place "
+            "(`zero_grad(set_to_none=False)` or `model.zero_grad()`) after the backward "
+            "pass and before `step()`, so the step did not learn from the batch. Clear "
+            "gradients after `optimizer.step()` (or before `backward()`).",
+            optimizer=tracker.label,
+            step=step,
+            site=site,
+        )
+
+    def _note_stale(
+        self,
+        tracker: OptimizerTracker,
+        names: Iterable[str],
+        *,
+        step: int | None = None,
+        site: CallSite | None = None,
+    ) -> None:
         self._issues.note(
             MISSING_ZERO_GRAD,
             "stale-gradient",
@@ -522,8 +663,9 @@ class Watch:
             "each step applies the sum of all past batches. Call `optimizer.zero_grad()` "
             "once per step.",
             optimizer=tracker.label,
-            step=tracker.steps,
+            step=tracker.steps if step is None else step,
             parameters=tuple(names),
+            site=site,
         )
 
     def _check_capture(self, tracker: OptimizerTracker) -> None:
@@ -546,8 +688,13 @@ class Watch:
         return tracker
 
     def on_scheduler_step(self, scheduler: Any) -> None:
-        """Judge a scheduler step against its optimizer's attempted steps (LL004)."""
-        if not self._active:
+        """Judge a scheduler step against its optimizer's attempted steps (LL004).
+
+        "Before the optimizer ever stepped" is held back until that optimizer does
+        step in the block: a test that steps only a scheduler, to check its values,
+        trains nothing and is not a bug.
+        """
+        if not self._active or threading.get_ident() != self._thread:
             return
         optimizer = getattr(scheduler, "optimizer", None)
         tracker = self._stepping_tracker(optimizer)
@@ -559,7 +706,10 @@ class Watch:
             )
             return
         problem = judge_scheduler_step(schedule, tracker)
-        if problem is not None:
+        if problem is not None and problem.check == "scheduler-before-optimizer":
+            if not tracker.pending_order:
+                tracker.pending_order.append((problem.check, problem.message, user_call_site()))
+        elif problem is not None:
             self._issues.note(
                 SCHEDULER_ORDER,
                 problem.check,
@@ -570,40 +720,144 @@ class Watch:
 
     def before_scaler_step(self, optimizer: Optimizer) -> None:
         """Remember the step count so a step GradScaler skips is still counted."""
-        if self._active:
+        if self._active and threading.get_ident() == self._thread:
             tracker = self._stepping_tracker(optimizer)
             if tracker is not None:
                 tracker.scaler_mark = tracker.steps
 
     def after_scaler_step(self, optimizer: Optimizer) -> None:
         """Count a step GradScaler skipped (inf/NaN gradients) as attempted."""
-        if not self._active:
+        if not self._active or threading.get_ident() != self._thread:
             return
         tracker = self._stepping_tracker(optimizer)
         if tracker is None:
             return
         if tracker.scaler_mark == tracker.steps:
+            if tracker.pending_order and not tracker.attempts:
+                self._confirm_order(tracker)
             tracker.attempts += 1
         tracker.scaler_mark = -1
 
     # -- conclusion ------------------------------------------------------
 
     def _conclude(self) -> list[Finding]:
+        self._settle_pending_stale()
         findings = self._issues.freeze()
-        received_by = {
-            tracker.label: any(record.received for record in tracker.records)
-            for tracker in self._all_trackers
-        }
-        findings.extend(
-            finding
-            for finding in self._cleared.freeze()
-            if received_by.get(finding.optimizer or "", False)
-        )
+        findings.extend(self._cleared_findings())
         if self._accumulation is not None:
             findings.extend(self._accumulation_findings())
         if self._model_ref is not None:
             findings.extend(self._coverage_findings())
+        else:
+            self._note_unchecked(
+                "LL003 coverage (parameters no optimizer updates) is not checked: no model "
+                "was given (`watch(model)`, `looplint_watch(model)`)."
+            )
+        self._check_something_stepped()
+        for tracker in self._all_trackers:
+            if tracker.pending_order and not tracker.attempts:
+                self._note_unchecked(
+                    f"LL004 scheduler order is not judged for {tracker.label}: a scheduler "
+                    "stepped but the optimizer never stepped in the block."
+                )
+        if self._compiled_autograd_seen:
+            self._note_unchecked(
+                "LL001/LL005 are not judged for gradients accumulated under compiled autograd "
+                "(each compiled backward moves a gradient's version counter by more than one)."
+            )
+        if self._consumed:
+            findings = [
+                finding
+                for finding in findings
+                if (finding.code, finding.check, finding.optimizer) not in self._consumed
+            ]
         return findings
+
+    def _settle_pending_stale(self) -> None:
+        """Suspected stale gradients whose values were never looked at are reported."""
+        for tracker, record in self._pending_stale:
+            if record.verdict is not Verdict.PENDING:
+                continue
+            if self._settle(tracker, record) is Verdict.PENDING:
+                record.verdict = Verdict.STALE
+                self._note_stale(
+                    tracker, (record.name,), step=record.pending_step, site=record.pending_site
+                )
+        self._pending_stale.clear()
+
+    def _cleared_findings(self) -> list[Finding]:
+        """LL005, for optimizers whose gradients were cleared before most of their steps.
+
+        One step on cleared gradients (a batch whose non-finite loss skipped
+        `backward()`) is a no-op, not the bug; the bug repeats on every step.
+        """
+        reported = {
+            tracker.label
+            for tracker in self._all_trackers
+            if tracker.cleared_steps * 2 > tracker.judged_steps
+            and any(record.received for record in tracker.records)
+        }
+        return [
+            finding for finding in self._cleared.freeze() if (finding.optimizer or "") in reported
+        ]
+
+    def _check_something_stepped(self) -> None:
+        """Say so when the model trained but no optimizer looplint follows ever stepped."""
+        if self.report.steps or any(tracker.attempts for tracker in self._all_trackers):
+            return
+        if not any(record.received for record in self._model_records):
+            return
+        reason = (
+            "no torch.optim optimizer stepped while the model's parameters received "
+            "gradients: parameters updated another way (a manual `p.data.add_(...)` update, "
+            "an optimizer looplint cannot follow) are not checked."
+        )
+        if reason not in self.report.inactive:
+            self.report.inactive.append(reason)
+
+    # -- threads, compiled autograd and nested blocks ---------------------
+
+    def _note_other_thread(self) -> None:
+        self._note_unchecked(
+            "optimizer steps in threads other than the one that entered the block are not "
+            "checked (they belong to other training runs)."
+        )
+
+    def _on_compiled_autograd(self) -> None:
+        self._compiled_autograd_seen = True
+
+    def _confirm_order(self, tracker: OptimizerTracker) -> None:
+        """The optimizer stepped after all: report the scheduler step that preceded it."""
+        for check, message, site in tracker.pending_order:
+            self._issues.note(
+                SCHEDULER_ORDER, check, message, optimizer=tracker.label, step=0, site=site
+            )
+        tracker.pending_order.clear()
+
+    def _tell_outer_blocks(self, findings: list[Finding]) -> None:
+        if not findings:
+            return
+        optimizers = {tracker.label: tracker.opt_ref() for tracker in self._all_trackers}
+        reported: list[tuple[str, str, object]] = [
+            (finding.code, finding.check, optimizers.get(finding.optimizer or ""))
+            for finding in findings
+        ]
+        for listener in scoped_patches.listeners():
+            if listener is not self:
+                listener.on_inner_report(reported)
+
+    def on_inner_report(self, reported: list[tuple[str, str, object]]) -> None:
+        """Leave bugs an inner block already reported to it (only with `defer_to_inner`)."""
+        if not self._defer_to_inner:
+            return
+        for code, check, optimizer in reported:
+            label: str | None = None
+            if optimizer is not None:
+                tracker = self._stepping_tracker(optimizer)
+                if tracker is None:
+                    continue
+                label = tracker.label
+            self._consumed.add((code, check, label))
 
     def _accumulation_findings(self) -> list[Finding]:
         findings: list[Finding] = []
@@ -626,6 +880,12 @@ class Watch:
 
     def _coverage_findings(self) -> list[Finding]:
         gaps = find_gaps(self._model_records, self._all_trackers)
+        if gaps.copied:
+            self._note_unchecked(
+                f"LL003: {len(gaps.copied)} model parameter(s) are taken as trained through "
+                "optimized copies with assigned gradients (fp32 master weights), matched by "
+                "shape, not by identity."
+            )
         log = IssueLog()
         if gaps.uncovered:
             log.note(

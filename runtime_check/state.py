@@ -80,3 +80,27 @@ def mismatched_state(optimizer: Optimizer, tracker: OptimizerTracker) -> list[st
                     names.append(record.name if record is not None else f"#{index - 1}")
                     break
     return names
+
+
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, tuple):
+        return tuple(_plain(item) for item in value)
+    return type(value).__name__
+
+
+def setup_of(optimizer: Optimizer, tracker: OptimizerTracker) -> tuple[object, ...]:
+    """What defines an optimizer as built: its class, its parameters and its settings.
+
+    Two optimizers with the same setup are the same optimizer built twice (the
+    LL002 bug); a new setup (other parameters, another learning rate) is a
+    deliberate change such as the second phase of a fine-tuning. The constructor
+    settings are read from `defaults`, which LR schedulers do not modify.
+    """
+    settings = tuple(sorted((str(key), _plain(value)) for key, value in optimizer.defaults.items()))
+    parameters = frozenset(id(record) for record in tracker.records)
+    return (type(optimizer), parameters, settings)
