@@ -124,13 +124,17 @@ SCENARIOS: dict[str, tuple[Loop, bool, int | None]] = {
 }
 
 
-def collectives_and_shards(rank: int, watched: bool) -> tuple[dict[str, int], list[torch.Tensor]]:
-    """Train the correct loop under the profiler: the c10d/gloo ops it ran, and its shards."""
+def collectives_and_shards(
+    rank: int, loop: Loop, watched: bool
+) -> tuple[dict[str, int], list[torch.Tensor]]:
+    """Train `loop` under the profiler: the c10d/gloo ops it ran, and its final shards."""
     model = sharded_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
-    block = watch(model, optimizer) if watched else contextlib.nullcontext()
-    with profile(activities=[ProfilerActivity.CPU]) as profiler, block:
-        correct(model, optimizer, batches(rank))
+    block = watch(model, optimizer, mode="warn") if watched else contextlib.nullcontext()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with profile(activities=[ProfilerActivity.CPU]) as profiler, block:
+            loop(model, optimizer, batches(rank))
     counts = collections.Counter(
         event.name for event in profiler.events() if event.name.startswith(("c10d::", "gloo:"))
     )
@@ -157,12 +161,13 @@ def run(rank: int, world_size: int, port: int, results: dict[int, object]) -> No
                     loop(model, optimizer, batches(rank))
             outcome[name] = [(f.code, f.check, f.parameters) for f in report.findings]
         outcome["param_types"] = sorted({type(p).__name__ for p in sharded_model().parameters()})
-        unwatched, plain_shards = collectives_and_shards(rank, watched=False)
-        watched, watched_shards = collectives_and_shards(rank, watched=True)
-        outcome["collectives"] = (unwatched, watched)
-        outcome["identical"] = all(
-            torch.equal(a, b) for a, b in zip(plain_shards, watched_shards, strict=True)
-        )
+        for name, loop in (("correct", correct), ("no_zero_grad", no_zero_grad)):
+            unwatched, plain_shards = collectives_and_shards(rank, loop, watched=False)
+            watched, watched_shards = collectives_and_shards(rank, loop, watched=True)
+            outcome[f"collectives/{name}"] = (unwatched, watched)
+            outcome[f"identical/{name}"] = all(
+                torch.equal(a, b) for a, b in zip(plain_shards, watched_shards, strict=True)
+            )
         results[rank] = outcome
     finally:
         dist.destroy_process_group()

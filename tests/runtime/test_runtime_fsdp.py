@@ -79,11 +79,12 @@ def test_broken_accumulation_and_early_clear_are_found(outcome: dict[int, Any], 
 
 
 @pytest.mark.parametrize("rank", [0, 1])
+@pytest.mark.parametrize("loop", ["correct", "no_zero_grad"])
 def test_watching_adds_no_collective_and_changes_no_shard(
-    outcome: dict[int, Any], rank: int
+    outcome: dict[int, Any], rank: int, loop: str
 ) -> None:
-    unwatched, watched = outcome[rank]["collectives"]
+    unwatched, watched = outcome[rank][f"collectives/{loop}"]
     assert unwatched.get("c10d::_allgather_base_", 0) > 0  # the profiler does see FSDP2's traffic
     assert unwatched.get("c10d::_reduce_scatter_base_", 0) > 0
     assert watched == unwatched
-    assert outcome[rank]["identical"]
+    assert outcome[rank][f"identical/{loop}"]
