@@ -180,6 +180,16 @@ def test_resuming_from_a_checkpoint_is_silent(tmp_path: Any) -> None:
     assert callback.report.steps == BATCHES
 
 
+def test_fit_twice_is_not_a_rebuilt_optimizer() -> None:
+    model = Classifier()
+    callback = LoopLint()
+    fit(model, callback)
+    fit(model, callback)  # a new Trainer: `configure_optimizers` builds a fresh Adam
+    assert callback.report is not None
+    assert callback.report.findings == []
+    assert callback.report.steps == BATCHES
+
+
 def test_lr_find_then_fit_is_not_a_rebuilt_optimizer() -> None:
     from lightning.pytorch.tuner import Tuner
 
