@@ -203,7 +203,13 @@ def make_probe(record: ParamRecord) -> Callable[[torch.Tensor], None]:
 
 
 def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> None:
-    """Remember each gradient the step consumed, weakly, with its version counter."""
+    """Remember each gradient the step consumed, weakly, with its version counter.
+
+    The parameter's own version is kept too: if it moves before another optimizer
+    first steps these parameters, the weights were overwritten in between (a
+    checkpoint restore, e.g. after Lightning's `lr_find`), so starting a new
+    optimizer from zero is right.
+    """
     records = tracker.records
     index = 0
     stepped = Phase.STEPPED
@@ -223,3 +229,4 @@ def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> None
             record.phase = stepped
             record.stale = False
             record.last_stepper = tracker
+            record.param_version = param._version
