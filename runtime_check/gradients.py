@@ -47,7 +47,8 @@ def make_accumulate_hook(
     a step consumes it before it is cleared (a GAN's generator pass legitimately
     accumulates into discriminator gradients that are cleared before their step).
     Under compiled autograd each backward moves the version by more than one, so
-    there the gradient is left unjudged (`Phase.UNKNOWN`) and `on_compiled` is told.
+    there the gradient is left unjudged (`Phase.UNKNOWN`) and `on_compiled` is told
+    (checked only on that rare path: a fresh gradient tensor needs no version).
     """
     new_ref = weakref.ref
     accumulated = Phase.ACCUMULATED
@@ -75,16 +76,18 @@ def make_accumulate_hook(
                 record.phase = accumulated
                 return
             record.run = 1
+            if _in_compiled_autograd():
+                record.run = 0
+                record.stale = False
+                record.version = version
+                record.phase = unknown
+                on_compiled()
+                return
         else:
             record.grad_ref = new_ref(grad)
             record.run = 1
         record.stale = False
         record.version = version
-        if _in_compiled_autograd():
-            record.run = 0
-            record.phase = unknown
-            on_compiled()
-            return
         record.phase = accumulated
 
     return outside_compile(after_accumulate)
