@@ -47,7 +47,8 @@ def make_accumulate_hook(
     a step consumes it before it is cleared (a GAN's generator pass legitimately
     accumulates into discriminator gradients that are cleared before their step).
     Under compiled autograd each backward moves the version by more than one, so
-    there the gradient is left unjudged (`Phase.UNKNOWN`) and `on_compiled` is told.
+    there the gradient is left unjudged (`Phase.UNKNOWN`) and `on_compiled` is told
+    (checked only on that rare path: a fresh gradient tensor needs no version).
     """
     new_ref = weakref.ref
     accumulated = Phase.ACCUMULATED
@@ -77,16 +78,18 @@ def make_accumulate_hook(
                 record.phase = accumulated
                 return
             record.run = 1
+            if _in_compiled_autograd():
+                record.run = 0
+                record.stale = False
+                record.version = version
+                record.phase = unknown
+                on_compiled()
+                return
         else:
             record.grad_ref = new_ref(grad)
             record.run = 1
         record.stale = False
         record.version = version
-        if _in_compiled_autograd():
-            record.run = 0
-            record.phase = unknown
-            on_compiled()
-            return
         record.phase = accumulated
 
     return outside_compile(after_accumulate)
@@ -221,7 +224,13 @@ def make_probe(record: ParamRecord) -> Callable[[torch.Tensor], None]:
 
 
 def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> None:
-    """Remember each gradient the step consumed, weakly, with its version counter."""
+    """Remember each gradient the step consumed, weakly, with its version counter.
+
+    The parameter's own version is kept too: if it moves before another optimizer
+    first steps these parameters, the weights were overwritten in between (a
+    checkpoint restore, e.g. after Lightning's `lr_find`), so starting a new
+    optimizer from zero is right.
+    """
     records = tracker.records
     index = 0
     stepped = Phase.STEPPED
@@ -241,3 +250,4 @@ def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> None
             record.phase = stepped
             record.stale = False
             record.last_stepper = tracker
+            record.param_version = param._version

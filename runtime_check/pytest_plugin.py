@@ -94,3 +94,21 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
             outcome.force_exception(error)
         elif not isinstance(test_error, LoopLintRuntimeError) and hasattr(test_error, "add_note"):
             test_error.add_note(str(error))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    """Start the failure's one-line summary with the rule codes (`pytest -rf`).
+
+    pytest's short summary shows the first line of the error after its full
+    class path, which leaves no room for the codes on an ordinary terminal.
+    """
+    outcome = yield
+    error = call.excinfo.value if call.excinfo is not None else None
+    if not isinstance(error, LoopLintRuntimeError):
+        return
+    crash = getattr(outcome.get_result().longrepr, "reprcrash", None)
+    if crash is not None and hasattr(crash, "message"):
+        crash.message = str(error).splitlines()[0]

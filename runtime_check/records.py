@@ -66,6 +66,7 @@ class ParamRecord:
         "moved",
         "name",
         "param_ref",
+        "param_version",
         "pending_site",
         "pending_step",
         "phase",
@@ -91,6 +92,7 @@ class ParamRecord:
         self.hooked = False
         self.last_stepper: OptimizerTracker | None = None
         self.assigned = False
+        self.param_version = -1
         self.verdict = Verdict.NONE
         self.moved = False
         self.pending_step = 0

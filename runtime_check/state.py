@@ -42,7 +42,9 @@ def holds_state(optimizer: Optimizer) -> bool:
 def earlier_stepper(tracker: OptimizerTracker) -> tuple[OptimizerTracker | None, list[str]]:
     """The stateful optimizer that stepped these parameters before `tracker` was built.
 
-    Returns it with the names of the shared parameters, or `(None, [])`.
+    Parameters whose weights were overwritten since that step (a checkpoint or
+    `load_state_dict` restore) do not count. Returns the optimizer with the
+    names of the shared parameters, or `(None, [])`.
     """
     earlier: OptimizerTracker | None = None
     names: list[str] = []
@@ -50,6 +52,9 @@ def earlier_stepper(tracker: OptimizerTracker) -> tuple[OptimizerTracker | None,
         previous = record.last_stepper
         if previous is None or previous is tracker or not previous.had_state:
             continue
+        param = record.param_ref()
+        if param is not None and param._version != record.param_version:
+            continue  # overwritten since (weights restored): a fresh start is right
         if earlier is None:
             earlier = previous
         names.append(record.name)

@@ -112,6 +112,16 @@ def test_two_phase_fine_tuning_is_not_a_rebuild_bug() -> None:
     assert report.findings == []
 
 
+def test_new_optimizer_after_restoring_the_weights_is_a_fresh_start() -> None:
+    model = Net()
+    start = copy.deepcopy(model.state_dict())
+    with watch(model) as report:
+        train(model, torch.optim.Adam(model.parameters(), lr=0.01), batches(3))  # a trial run
+        model.load_state_dict(start)  # roll back, as Lightning's lr_find does
+        train(model, torch.optim.Adam(model.parameters(), lr=0.01), batches(3))
+    assert report.findings == []
+
+
 def test_rebuilding_with_a_new_learning_rate_every_epoch_is_caught_at_the_second() -> None:
     model = Net()
     with pytest.raises(LoopLintRuntimeError) as caught, watch(model):

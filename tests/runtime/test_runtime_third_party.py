@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -128,3 +129,42 @@ def test_timm_lookahead_is_unwrapped_to_its_base_optimizer() -> None:
     with pytest.warns(UserWarning):
         buggy = run(clear=False)
     assert [(f.code, f.check) for f in buggy.findings] == [("LL001", "stale-gradient")]
+
+
+def test_lightning_lr_find_then_fit_is_not_a_rebuild_bug(tmp_path: Path) -> None:
+    L = import_library("lightning")
+    tuner = import_library("lightning.pytorch.tuner")
+
+    class Lit(L.LightningModule):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Linear(6, 3)
+            self.lr = 1e-2
+
+        def training_step(self, batch: list[torch.Tensor], index: int) -> torch.Tensor:
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self.net(x), y)
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+    data = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.randn(64, 6), torch.randint(0, 3, (64,))),
+        batch_size=4,
+    )
+    model = Lit()
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    with watch(model, mode="warn") as report:
+        # lr_find trains a few steps, then restores the weights it started from.
+        tuner.Tuner(trainer).lr_find(model, train_dataloaders=data, num_training=10)
+        trainer.fit(model, data)
+    assert report.findings == [], str(report)
+    assert report.steps == 26
