@@ -11,13 +11,14 @@ and never change a tensor, so training is bit-identical with and without it.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import torch
 from torch import nn
@@ -98,6 +99,27 @@ def watch(
         accumulation_steps=accumulation_steps,
         variable_names=names,
     )
+
+
+HookT = TypeVar("HookT", bound=Callable[..., None])
+
+
+def _never_raises(hook: HookT) -> HookT:
+    """Keep a looplint bug out of the user's training: the failure is reported instead.
+
+    An exception inside a hook would otherwise stop `optimizer.step()` or
+    `scheduler.step()`; the object involved is then left unchecked, and the
+    report says so (`report.unchecked`).
+    """
+
+    @functools.wraps(hook)
+    def guarded(self: Watch, subject: Any, *args: Any) -> None:
+        try:
+            hook(self, subject, *args)
+        except Exception as error:
+            self._internal_error(subject, error)
+
+    return cast(HookT, guarded)
 
 
 def _closure_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -400,6 +422,7 @@ class Watch:
 
     # -- optimizer hooks -------------------------------------------------
 
+    @_never_raises
     def _before_step(
         self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
@@ -443,6 +466,7 @@ class Watch:
         if _closure_of(args, kwargs) is None:
             self._judge_gradients(optimizer, tracker)
 
+    @_never_raises
     def _after_step(
         self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
@@ -471,6 +495,7 @@ class Watch:
         tracker.state_len = len(optimizer.state)
         tracker.loaded = False
 
+    @_never_raises
     def _after_load(self, optimizer: Optimizer) -> None:
         if threading.get_ident() != self._thread:
             return
@@ -687,6 +712,7 @@ class Watch:
             self._schedulers[scheduler] = tracker
         return tracker
 
+    @_never_raises
     def on_scheduler_step(self, scheduler: Any) -> None:
         """Judge a scheduler step against its optimizer's attempted steps (LL004).
 
@@ -718,6 +744,7 @@ class Watch:
                 step=tracker.steps,
             )
 
+    @_never_raises
     def before_scaler_step(self, optimizer: Optimizer) -> None:
         """Remember the step count so a step GradScaler skips is still counted."""
         if self._active and threading.get_ident() == self._thread:
@@ -725,6 +752,7 @@ class Watch:
             if tracker is not None:
                 tracker.scaler_mark = tracker.steps
 
+    @_never_raises
     def after_scaler_step(self, optimizer: Optimizer) -> None:
         """Count a step GradScaler skipped (inf/NaN gradients) as attempted."""
         if not self._active or threading.get_ident() != self._thread:
@@ -816,6 +844,18 @@ class Watch:
             self.report.inactive.append(reason)
 
     # -- threads, compiled autograd and nested blocks ---------------------
+
+    def _internal_error(self, subject: Any, error: Exception) -> None:
+        """Stop checking `subject` after a failure inside looplint, and say so."""
+        self._note_unchecked(
+            f"checking of `{type(subject).__name__}` stopped after an internal looplint error "
+            f"({type(error).__name__}: {error}); please report it."
+        )
+        self._last = None
+        try:
+            self._trackers[subject] = _Unfollowed(None)
+        except TypeError:
+            pass
 
     def _note_other_thread(self) -> None:
         self._note_unchecked(
