@@ -122,6 +122,11 @@ def _never_raises(hook: HookT) -> HookT:
     return cast(HookT, guarded)
 
 
+def _in_backward() -> bool:
+    """Whether this thread is running a backward pass (autograd's engine threads)."""
+    return bool(torch._C._current_graph_task_id() != -1)
+
+
 def _closure_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The closure a `step` call was given, if any (positional or keyword)."""
     return args[1] if len(args) > 1 else kwargs.get("closure")
@@ -426,8 +431,7 @@ class Watch:
     def _before_step(
         self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        if threading.get_ident() != self._thread:
-            self._note_other_thread()
+        if threading.get_ident() != self._thread and not self._ours_elsewhere():
             return
         tracker = self._tracker_for(optimizer)
         if tracker is None:
@@ -470,7 +474,7 @@ class Watch:
     def _after_step(
         self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        if threading.get_ident() != self._thread:
+        if threading.get_ident() != self._thread and not _in_backward():
             return
         tracker = self._tracker_for(optimizer)
         if tracker is None:
@@ -857,11 +861,20 @@ class Watch:
         except TypeError:
             pass
 
-    def _note_other_thread(self) -> None:
+    def _ours_elsewhere(self) -> bool:
+        """Whether a step from another thread still belongs to this run.
+
+        On CUDA the autograd engine runs backward hooks in its own thread, so an
+        optimizer stepped inside a backward pass (optimizer-in-backward) is
+        checked; any other thread's steps belong to another training run.
+        """
+        if _in_backward():
+            return True
         self._note_unchecked(
             "optimizer steps in threads other than the one that entered the block are not "
             "checked (they belong to other training runs)."
         )
+        return False
 
     def _on_compiled_autograd(self) -> None:
         self._compiled_autograd_seen = True
