@@ -11,13 +11,14 @@ and never change a tensor, so training is bit-identical with and without it.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import torch
 from torch import nn
@@ -31,8 +32,6 @@ from torch.utils.hooks import RemovableHandle
 from torch.utils.weak import WeakIdKeyDictionary
 
 from looplint.identity import (
-    GRADIENTS_CLEARED_BEFORE_STEP,
-    MISSING_ZERO_GRAD,
     OPTIMIZER_IN_LOOP,
     PARTIAL_PARAMETERS,
     SCHEDULER_ORDER,
@@ -45,8 +44,9 @@ from .compile_guard import outside_compile
 from .coverage import find_gaps
 from .errors import LoopLintRuntimeError, LoopLintRuntimeWarning
 from .findings import Finding, IssueLog, Report, describe_names
-from .gradients import make_accumulate_hook, make_probe, remember_after_step, take_census
-from .records import OptimizerTracker, ParamRecord, SchedulerTracker, Verdict
+from .gradient_judge import GradientJudge
+from .gradients import make_accumulate_hook, remember_after_step
+from .records import OptimizerTracker, ParamRecord, SchedulerTracker
 from .schedulers import judge_scheduler_step
 from .state import earlier_stepper, holds_state, mismatched_state, setup_of
 from .step_nesting import steps_in_progress
@@ -100,21 +100,35 @@ def watch(
     )
 
 
+HookT = TypeVar("HookT", bound=Callable[..., None])
+
+
+def _never_raises(hook: HookT) -> HookT:
+    """Keep a looplint bug out of the user's training: the failure is reported instead.
+
+    An exception inside a hook would otherwise stop `optimizer.step()` or
+    `scheduler.step()`; the object involved is then left unchecked, and the
+    report says so (`report.unchecked`).
+    """
+
+    @functools.wraps(hook)
+    def guarded(self: Watch, subject: Any, *args: Any) -> None:
+        try:
+            hook(self, subject, *args)
+        except Exception as error:
+            self._internal_error(subject, error)
+
+    return cast(HookT, guarded)
+
+
+def _in_backward() -> bool:
+    """Whether this thread is running a backward pass (autograd's engine threads)."""
+    return bool(torch._C._current_graph_task_id() != -1)
+
+
 def _closure_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The closure a `step` call was given, if any (positional or keyword)."""
     return args[1] if len(args) > 1 else kwargs.get("closure")
-
-
-def _evaluates_closure_once(optimizer: Optimizer) -> bool:
-    """Whether `step(closure)` runs the closure exactly once, first (torch.optim, except LBFGS).
-
-    Only then do the gradients after the step show one step's accumulation; LBFGS
-    and unknown optimizers (SAM runs it twice) may evaluate it several times.
-    """
-    cls = type(optimizer)
-    return cls.__module__.startswith("torch.optim.") and not isinstance(
-        optimizer, torch.optim.LBFGS
-    )
 
 
 def _warn_at(warning: Warning, site: CallSite | None) -> None:
@@ -192,15 +206,16 @@ class Watch:
         self._model_records: list[ParamRecord] = []
         self._handles: list[RemovableHandle] = []
         self._issues = IssueLog()
-        self._cleared = IssueLog()
         self._last: tuple[weakref.ref[Optimizer], OptimizerTracker | None] | None = None
         self._defer_to_inner = defer_to_inner
         self._consumed: set[tuple[str, str, str | None]] = set()
         self._thread = threading.get_ident()
-        self._pending_stale: list[tuple[OptimizerTracker, ParamRecord]] = []
         self._compiled_autograd_seen = False
         self.report = Report(self._issues.freeze)
         self.report.unchecked = list(self._unchecked)
+        self._gradients = GradientJudge(
+            self._issues, self._hook, self._handles, accumulation_steps, self._note_unchecked
+        )
 
     # -- context manager -------------------------------------------------
 
@@ -400,11 +415,11 @@ class Watch:
 
     # -- optimizer hooks -------------------------------------------------
 
+    @_never_raises
     def _before_step(
         self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        if threading.get_ident() != self._thread:
-            self._note_other_thread()
+        if threading.get_ident() != self._thread and not self._ours_elsewhere():
             return
         tracker = self._tracker_for(optimizer)
         if tracker is None:
@@ -441,12 +456,13 @@ class Watch:
                 step=tracker.steps,
             )
         if _closure_of(args, kwargs) is None:
-            self._judge_gradients(optimizer, tracker)
+            self._gradients.judge(optimizer, tracker)
 
+    @_never_raises
     def _after_step(
         self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        if threading.get_ident() != self._thread:
+        if threading.get_ident() != self._thread and not _in_backward():
             return
         tracker = self._tracker_for(optimizer)
         if tracker is None:
@@ -459,7 +475,7 @@ class Watch:
             # The backward passes ran inside `step` (Lightning's automatic optimization,
             # LBFGS): the gradients are judged as the closure left them; stock
             # optimizers never modify `.grad` in `step`.
-            self._judge_gradients(optimizer, tracker, closure=True)
+            self._gradients.judge(optimizer, tracker, closure=True)
         remember_after_step(optimizer, tracker)
         if tracker.pending_order and not tracker.attempts:
             self._confirm_order(tracker)
@@ -471,6 +487,7 @@ class Watch:
         tracker.state_len = len(optimizer.state)
         tracker.loaded = False
 
+    @_never_raises
     def _after_load(self, optimizer: Optimizer) -> None:
         if threading.get_ident() != self._thread:
             return
@@ -522,152 +539,6 @@ class Watch:
                 parameters=names,
             )
 
-    def _judge_gradients(
-        self, optimizer: Optimizer, tracker: OptimizerTracker, *, closure: bool = False
-    ) -> None:
-        census = take_census(optimizer, tracker, self._hook)
-        settled = census.fresh == 0 and census.unknown == 0 and census.assigned == 0
-        if census.unknown == 0 and census.assigned == 0:
-            tracker.judged_steps += 1
-        if settled and census.reused == 0 and census.missing + census.cleared > 0:
-            tracker.cleared_steps += 1
-            self._cleared.note(
-                GRADIENTS_CLEARED_BEFORE_STEP,
-                "cleared-before-step",
-                f"{tracker.label} stepped while every gradient it holds had been cleared "
-                "since the last backward pass (`zero_grad()` between `backward()` and "
-                "`step()`, or `step()` before `backward()`), so the step did not learn "
-                "from the batch.",
-                optimizer=tracker.label,
-                step=tracker.steps,
-            )
-        elif settled and census.reused > 0 and census.cleared == 0:
-            self._issues.note(
-                MISSING_ZERO_GRAD,
-                "gradient-reused",
-                f"{tracker.label} stepped again on the gradients its previous step already "
-                "used: no backward pass ran in between, so the same batch is applied twice.",
-                optimizer=tracker.label,
-                step=tracker.steps,
-                parameters=census.reused_names,
-            )
-        if census.stale:
-            self._judge_stale(tracker, census.stale)
-        if self._accumulation is not None and census.longest_run > 0:
-            if closure and not _evaluates_closure_once(optimizer):
-                self._note_unchecked(
-                    f"LL001 accumulation-broken is not judged for the closure steps of "
-                    f"{tracker.label}: it may run the closure (and its backward pass) several "
-                    "times per step."
-                )
-                return
-            tracker.judged_runs += 1
-            if census.longest_run < self._accumulation:
-                if not tracker.short_runs:
-                    tracker.short_site = user_call_site()
-                tracker.short_runs += 1
-                tracker.shortest_run = census.longest_run
-
-    def _judge_stale(self, tracker: OptimizerTracker, stale: Iterable[ParamRecord]) -> None:
-        """Report gradients a backward pass added to after a step consumed them.
-
-        The first time a parameter is suspected, its next backward pass looks at
-        the consumed gradient's values (one device synchronisation per parameter,
-        ever): zeros mean it was cleared where the version counter cannot see it
-        (`p.grad.data.zero_()`), or zeroed in place before the step (LL005).
-        """
-        confirmed: list[str] = []
-        zeroed_before_step = False
-        site: CallSite | None = None
-        for record in stale:
-            verdict = record.verdict
-            if verdict is Verdict.NONE:
-                param = record.param_ref()
-                grad = param.grad if param is not None else None
-                if param is None or grad is None:
-                    continue
-                if site is None:
-                    site = user_call_site()
-                record.verdict = Verdict.PENDING
-                record.moved = grad._version != record.version
-                record.pending_step = tracker.steps
-                record.pending_site = site
-                handle = param.register_hook(make_probe(record))  # type: ignore[no-untyped-call]
-                record.probe_handle = handle
-                self._handles.append(handle)
-                self._pending_stale.append((tracker, record))
-                continue
-            if verdict is Verdict.PENDING:
-                verdict = self._settle(tracker, record)
-            if verdict is Verdict.STALE:
-                confirmed.append(record.name)
-            elif verdict is Verdict.ZEROED_BEFORE_STEP:
-                zeroed_before_step = True
-        if confirmed:
-            self._note_stale(tracker, confirmed)
-        if zeroed_before_step:
-            tracker.cleared_steps += 1
-            self._note_zeroed(tracker, tracker.steps)
-
-    def _settle(self, tracker: OptimizerTracker, record: ParamRecord) -> Verdict:
-        """Turn a probe's count of non-zero values into a verdict (first look only)."""
-        probe = record.probe
-        if probe is None:
-            return Verdict.PENDING
-        record.probe = None
-        if record.probe_handle is not None:
-            record.probe_handle.remove()
-            record.probe_handle = None
-        if bool(probe):
-            verdict = Verdict.STALE
-            self._note_stale(
-                tracker, (record.name,), step=record.pending_step, site=record.pending_site
-            )
-        elif record.moved:
-            verdict = Verdict.ZEROED_BEFORE_STEP
-            tracker.cleared_steps += 1
-            self._note_zeroed(tracker, record.pending_step, record.pending_site)
-        else:
-            verdict = Verdict.CLEARED_UNSEEN
-        record.verdict = verdict
-        return verdict
-
-    def _note_zeroed(
-        self, tracker: OptimizerTracker, step: int, site: CallSite | None = None
-    ) -> None:
-        self._cleared.note(
-            GRADIENTS_CLEARED_BEFORE_STEP,
-            "cleared-before-step",
-            f"{tracker.label} stepped on gradients that were zeroed in place "
-            "(`zero_grad(set_to_none=False)` or `model.zero_grad()`) after the backward "
-            "pass and before `step()`, so the step did not learn from the batch. Clear "
-            "gradients after `optimizer.step()` (or before `backward()`).",
-            optimizer=tracker.label,
-            step=step,
-            site=site,
-        )
-
-    def _note_stale(
-        self,
-        tracker: OptimizerTracker,
-        names: Iterable[str],
-        *,
-        step: int | None = None,
-        site: CallSite | None = None,
-    ) -> None:
-        self._issues.note(
-            MISSING_ZERO_GRAD,
-            "stale-gradient",
-            f"the gradients {tracker.label} stepped on were never cleared since an "
-            "earlier step used them: the backward pass added to the old gradients, so "
-            "each step applies the sum of all past batches. Call `optimizer.zero_grad()` "
-            "once per step.",
-            optimizer=tracker.label,
-            step=tracker.steps if step is None else step,
-            parameters=tuple(names),
-            site=site,
-        )
-
     def _check_capture(self, tracker: OptimizerTracker) -> None:
         if not torch.cuda.is_available() or not torch.cuda.is_current_stream_capturing():
             return
@@ -687,6 +558,7 @@ class Watch:
             self._schedulers[scheduler] = tracker
         return tracker
 
+    @_never_raises
     def on_scheduler_step(self, scheduler: Any) -> None:
         """Judge a scheduler step against its optimizer's attempted steps (LL004).
 
@@ -718,6 +590,7 @@ class Watch:
                 step=tracker.steps,
             )
 
+    @_never_raises
     def before_scaler_step(self, optimizer: Optimizer) -> None:
         """Remember the step count so a step GradScaler skips is still counted."""
         if self._active and threading.get_ident() == self._thread:
@@ -725,6 +598,7 @@ class Watch:
             if tracker is not None:
                 tracker.scaler_mark = tracker.steps
 
+    @_never_raises
     def after_scaler_step(self, optimizer: Optimizer) -> None:
         """Count a step GradScaler skipped (inf/NaN gradients) as attempted."""
         if not self._active or threading.get_ident() != self._thread:
@@ -741,11 +615,11 @@ class Watch:
     # -- conclusion ------------------------------------------------------
 
     def _conclude(self) -> list[Finding]:
-        self._settle_pending_stale()
+        self._gradients.settle_pending()
         findings = self._issues.freeze()
-        findings.extend(self._cleared_findings())
+        findings.extend(self._gradients.cleared_findings(self._all_trackers))
         if self._accumulation is not None:
-            findings.extend(self._accumulation_findings())
+            findings.extend(self._gradients.accumulation_findings(self._all_trackers))
         if self._model_ref is not None:
             findings.extend(self._coverage_findings())
         else:
@@ -773,34 +647,6 @@ class Watch:
             ]
         return findings
 
-    def _settle_pending_stale(self) -> None:
-        """Suspected stale gradients whose values were never looked at are reported."""
-        for tracker, record in self._pending_stale:
-            if record.verdict is not Verdict.PENDING:
-                continue
-            if self._settle(tracker, record) is Verdict.PENDING:
-                record.verdict = Verdict.STALE
-                self._note_stale(
-                    tracker, (record.name,), step=record.pending_step, site=record.pending_site
-                )
-        self._pending_stale.clear()
-
-    def _cleared_findings(self) -> list[Finding]:
-        """LL005, for optimizers whose gradients were cleared before most of their steps.
-
-        One step on cleared gradients (a batch whose non-finite loss skipped
-        `backward()`) is a no-op, not the bug; the bug repeats on every step.
-        """
-        reported = {
-            tracker.label
-            for tracker in self._all_trackers
-            if tracker.cleared_steps * 2 > tracker.judged_steps
-            and any(record.received for record in tracker.records)
-        }
-        return [
-            finding for finding in self._cleared.freeze() if (finding.optimizer or "") in reported
-        ]
-
     def _check_something_stepped(self) -> None:
         """Say so when the model trained but no optimizer looplint follows ever stepped."""
         if self.report.steps or any(tracker.attempts for tracker in self._all_trackers):
@@ -817,11 +663,32 @@ class Watch:
 
     # -- threads, compiled autograd and nested blocks ---------------------
 
-    def _note_other_thread(self) -> None:
+    def _internal_error(self, subject: Any, error: Exception) -> None:
+        """Stop checking `subject` after a failure inside looplint, and say so."""
+        self._note_unchecked(
+            f"checking of `{type(subject).__name__}` stopped after an internal looplint error "
+            f"({type(error).__name__}: {error}); please report it."
+        )
+        self._last = None
+        try:
+            self._trackers[subject] = _Unfollowed(None)
+        except TypeError:
+            pass
+
+    def _ours_elsewhere(self) -> bool:
+        """Whether a step from another thread still belongs to this run.
+
+        On CUDA the autograd engine runs backward hooks in its own thread, so an
+        optimizer stepped inside a backward pass (optimizer-in-backward) is
+        checked; any other thread's steps belong to another training run.
+        """
+        if _in_backward():
+            return True
         self._note_unchecked(
             "optimizer steps in threads other than the one that entered the block are not "
             "checked (they belong to other training runs)."
         )
+        return False
 
     def _on_compiled_autograd(self) -> None:
         self._compiled_autograd_seen = True
@@ -858,25 +725,6 @@ class Watch:
                     continue
                 label = tracker.label
             self._consumed.add((code, check, label))
-
-    def _accumulation_findings(self) -> list[Finding]:
-        findings: list[Finding] = []
-        for tracker in self._all_trackers:
-            if tracker.short_runs * 2 <= tracker.judged_runs:
-                continue
-            log = IssueLog()
-            log.note(
-                MISSING_ZERO_GRAD,
-                "accumulation-broken",
-                f"accumulation_steps={self._accumulation}, but the gradients of "
-                f"{tracker.label} were cleared after only {tracker.shortest_run} backward "
-                f"pass(es) before {tracker.short_runs} of its {tracker.judged_runs} steps, so "
-                "only the last micro-batches reach each step. Clear gradients once per "
-                "step, after `optimizer.step()`.",
-                optimizer=tracker.label,
-            )
-            findings.extend(log.freeze())
-        return findings
 
     def _coverage_findings(self) -> list[Finding]:
         gaps = find_gaps(self._model_records, self._all_trackers)

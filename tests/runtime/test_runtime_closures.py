@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -43,10 +44,13 @@ def test_closure_clearing_every_micro_batch_breaks_declared_accumulation() -> No
         for index, batch in enumerate(batches(8)):
             closure = closure_for(model, optimizer, batch)
             if (index + 1) % 4 == 0:
+                step_line = sys._getframe().f_lineno + 1
                 optimizer.step(closure)  # how Lightning's automatic optimization steps
             else:
                 closure()
-    assert [(f.code, f.check) for f in caught.value.findings] == [("LL001", "accumulation-broken")]
+    (finding,) = caught.value.findings
+    assert (finding.code, finding.check) == ("LL001", "accumulation-broken")
+    assert finding.file == __file__ and finding.line == step_line
 
 
 def test_closure_accumulating_four_micro_batches_is_silent() -> None:

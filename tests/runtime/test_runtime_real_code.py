@@ -391,3 +391,28 @@ def test_scheduler_only_block_is_not_an_order_bug() -> None:
             schedule.step()
     assert report.findings == []
     assert any("never stepped in the block" in line for line in report.unchecked)
+
+
+def test_a_failure_inside_looplint_never_reaches_training() -> None:
+    class Shaped:
+        """A state value with a shape but none of a tensor's methods."""
+
+        shape = (3,)
+
+    class Custom(torch.optim.SGD):
+        def step(self, closure=None):  # type: ignore[no-untyped-def]
+            loss = super().step(closure)
+            for group in self.param_groups:
+                for p in group["params"]:
+                    self.state[p]["exp_avg"] = Shaped()
+            return loss
+
+    model = Net()
+    optimizer = Custom(model.parameters(), lr=0.1)
+    with watch(model, optimizer) as report:
+        train(model, optimizer, batches(2))
+        optimizer.load_state_dict(optimizer.state_dict())  # looplint's load hook fails
+        train(model, optimizer, batches(2))
+    assert report.findings == []
+    (line,) = report.unchecked
+    assert line.startswith("checking of `Custom` stopped after an internal looplint error")
