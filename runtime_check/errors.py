@@ -19,16 +19,22 @@ if TYPE_CHECKING:
 class LoopLintRuntimeError(AssertionError):
     """Raised when a watched block ends with findings (`mode="raise"`).
 
-    The message lists every finding with its `LL` code, so a failing test report
-    or a traceback is enough to fix the loop; `.findings` keeps them as objects.
+    The message lists every finding with its `LL` code and the user's file and
+    line, so a failing test report or a traceback is enough to fix the loop; its
+    first line starts with the codes (pytest's short summary shows that line).
+    `.findings` keeps them as objects; `.unchecked` says what could not be judged.
     """
 
-    def __init__(self, findings: Sequence[Finding]) -> None:
+    def __init__(self, findings: Sequence[Finding], unchecked: Sequence[str] = ()) -> None:
         self.findings: tuple[Finding, ...] = tuple(findings)
+        self.unchecked: tuple[str, ...] = tuple(unchecked)
         count = len(self.findings)
         noun = "bug" if count == 1 else "bugs"
-        lines = [f"looplint found {count} training-loop {noun} while the code ran:"]
+        codes = ", ".join(dict.fromkeys(f"{f.code} {f.name}" for f in self.findings))
+        lines = [f"{codes}: looplint found {count} training-loop {noun} while the code ran:"]
         lines.extend(str(finding) for finding in self.findings)
+        if self.unchecked:
+            lines.append("\n".join(f"not checked: {line}" for line in self.unchecked))
         super().__init__("\n\n".join(lines))
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from looplint.identity import RuleIdentity
 
+from .call_site import CallSite, user_call_site
 from .errors import LoopLintRuntimeError
 
 _SHOWN_PARAMETERS = 8
@@ -34,6 +35,9 @@ class Finding:
     `step` is the 0-based index of the optimizer step where it was first seen
     (`None` for checks made when the block ends), and `occurrences` counts how
     many times it was seen, so repeated steps give one finding, not thousands.
+    `file` and `line` locate the first offending call in the user's code (the
+    `optimizer.step()` or `scheduler.step()` line; the `with watch(...)` line for
+    checks made when the block ends); `location` joins them as `path:line`.
     """
 
     code: str
@@ -44,11 +48,21 @@ class Finding:
     parameters: tuple[str, ...] = ()
     step: int | None = None
     occurrences: int = 1
+    file: str | None = None
+    line: int | None = None
+
+    @property
+    def location(self) -> str | None:
+        """`path:line` of the first offending call in the user's code, when known."""
+        if self.file is None:
+            return None
+        return str(CallSite(self.file, self.line or 0))
 
     def __str__(self) -> str:
         where = [part for part in (self.optimizer, self._step_text()) if part]
-        location = f" [{', '.join(where)}]" if where else ""
-        text = f"{self.code} {self.name} ({self.check}){location}: {self.message}"
+        context = f" [{', '.join(where)}]" if where else ""
+        place = f"{self.location}: " if self.file is not None else ""
+        text = f"{place}{self.code} {self.name} ({self.check}){context}: {self.message}"
         if self.parameters:
             text += f"\n    parameters: {describe_names(self.parameters)}"
         return text
@@ -78,6 +92,7 @@ class Issue:
     parameters: dict[str, None] = field(default_factory=dict)
     occurrences: int = 0
     last_seen: int | None = None
+    site: CallSite | None = None
 
     def freeze(self) -> Finding:
         """Turn the gathered facts into a `Finding` value."""
@@ -90,6 +105,8 @@ class Issue:
             parameters=tuple(self.parameters),
             step=self.step,
             occurrences=max(self.occurrences, 1),
+            file=self.site.file if self.site is not None else None,
+            line=self.site.line if self.site is not None else None,
         )
 
 
@@ -99,15 +116,19 @@ class Report:
     `findings` is complete once the block has ended (coverage is judged over the
     whole run); read inside the block it shows what has been seen so far.
     `inactive` lists reasons why checking could not run (for example CUDA-graph
-    replay), so a silent report is never mistaken for a clean one.
+    replay), so a silent report is never mistaken for a clean one. `unchecked`
+    lists, one line each, what was seen but could not be judged (an optimizer
+    looplint cannot follow, coverage without a model, ...): "no findings" then
+    says exactly what was looked at.
     """
 
-    __slots__ = ("_collect", "_findings", "inactive", "steps")
+    __slots__ = ("_collect", "_findings", "inactive", "steps", "unchecked")
 
     def __init__(self, collect: Callable[[], list[Finding]]) -> None:
         self._collect: Callable[[], list[Finding]] | None = collect
         self._findings: list[Finding] = []
         self.inactive: list[str] = []
+        self.unchecked: list[str] = []
         self.steps = 0
 
     @property
@@ -126,7 +147,7 @@ class Report:
         """Raise `LoopLintRuntimeError` listing every finding, if there is any."""
         findings = self.findings
         if findings:
-            raise LoopLintRuntimeError(findings)
+            raise LoopLintRuntimeError(findings, unchecked=self.unchecked)
 
     def __bool__(self) -> bool:
         return True
@@ -143,6 +164,7 @@ class Report:
         ]
         lines.extend(f"  {finding}".replace("\n", "\n  ") for finding in findings)
         lines.extend(f"  inactive: {reason}" for reason in self.inactive)
+        lines.extend(f"  unchecked: {reason}" for reason in self.unchecked)
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -171,16 +193,20 @@ class IssueLog:
         step: int | None = None,
         parameters: Sequence[str] = (),
         group: str | None = None,
+        site: CallSite | None = None,
     ) -> Issue:
-        """Record one occurrence; the first occurrence fixes the message and step.
+        """Record one occurrence; the first occurrence fixes the message, step and place.
 
         `group` replaces the optimizer in the de-duplication key, for bugs that
         create a new optimizer each time (one finding, not one per optimizer).
+        The user's call site is found on the stack only for a first occurrence
+        (unless `site` gives one seen earlier), so repeats cost nothing.
         """
         key = (identity.code, check, group if group is not None else optimizer)
         issue = self._issues.get(key)
         if issue is None:
             issue = Issue(identity, check, message, optimizer, step)
+            issue.site = site if site is not None else user_call_site(2)
             self._issues[key] = issue
         if step is None or group is not None or issue.occurrences == 0 or (issue.last_seen != step):
             issue.occurrences += 1
@@ -192,3 +218,8 @@ class IssueLog:
     def freeze(self) -> list[Finding]:
         """The findings so far, as values."""
         return [issue.freeze() for issue in self._issues.values()]
+
+    def discard(self, keys: set[tuple[str, str, str | None]]) -> None:
+        """Forget the issues with these `(code, check, optimizer label)` keys."""
+        for key in keys:
+            self._issues.pop(key, None)

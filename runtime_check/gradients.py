@@ -8,10 +8,17 @@ optimizer step. Autograd accumulates in place (`grad += new`, version + 1);
 pass lands on the very tensor a step consumed, with the version exactly one
 higher, nothing cleared it in between: the gradient is stale. Stock optimizers
 (for-loop, foreach and fused) never modify `.grad` in `step()`.
+
+Two things the version counter cannot see are settled by looking at values,
+once per parameter and only when a gradient is already suspected of being
+stale (`probe_consumed_gradient`): `p.grad.data.zero_()` clears without moving
+the version (`.data` has its own counter), and `zero_grad(set_to_none=False)`
+between backward and step leaves the step nothing but zeros.
 """
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Callable
 from typing import NamedTuple
@@ -23,7 +30,14 @@ from .compile_guard import outside_compile
 from .records import OptimizerTracker, ParamRecord, Phase
 
 
-def make_accumulate_hook(record: ParamRecord) -> Callable[[torch.Tensor], None]:
+def _in_compiled_autograd() -> bool:
+    compiled_autograd = sys.modules.get("torch._dynamo.compiled_autograd")
+    return bool(getattr(compiled_autograd, "in_compiled_autograd_region", False))
+
+
+def make_accumulate_hook(
+    record: ParamRecord, on_compiled: Callable[[], None]
+) -> Callable[[torch.Tensor], None]:
     """Build the `register_post_accumulate_grad_hook` body for one parameter.
 
     The closure holds its record directly, so the hot path does no dictionary
@@ -32,10 +46,15 @@ def make_accumulate_hook(record: ParamRecord) -> Callable[[torch.Tensor], None]:
     Landing on a consumed gradient only *taints* it (`stale`): it is a bug only if
     a step consumes it before it is cleared (a GAN's generator pass legitimately
     accumulates into discriminator gradients that are cleared before their step).
+    Under compiled autograd each backward moves the version by more than one, so
+    there the gradient is left unjudged (`Phase.UNKNOWN`) and `on_compiled` is told
+    (checked only on that rare path: a fresh gradient tensor needs no version).
     """
     new_ref = weakref.ref
     accumulated = Phase.ACCUMULATED
     stepped = Phase.STEPPED
+    plain = torch.Tensor
+    unknown = Phase.UNKNOWN
 
     def after_accumulate(param: torch.Tensor) -> None:
         grad = param.grad
@@ -49,45 +68,74 @@ def make_accumulate_hook(record: ParamRecord) -> Callable[[torch.Tensor], None]:
         version = grad._version
         known = record.grad_ref
         if known is not None and known() is grad:
-            if version == record.version + 1:
+            bump = 1 if type(grad) is plain else accumulation_bump(grad)
+            if version == record.version + bump:
                 if record.phase is stepped:
                     record.stale = True
                 if record.run > 0:
                     record.run += 1
-            else:
-                record.run = 1
+                record.version = version
+                record.phase = accumulated
+                return
+            record.run = 1
+            if _in_compiled_autograd():
+                record.run = 0
                 record.stale = False
+                record.version = version
+                record.phase = unknown
+                on_compiled()
+                return
         else:
             record.grad_ref = new_ref(grad)
             record.run = 1
-            record.stale = False
+        record.stale = False
         record.version = version
         record.phase = accumulated
 
     return outside_compile(after_accumulate)
 
 
+def accumulation_bump(grad: torch.Tensor) -> int:
+    """How much one accumulation into `grad` raises its version counter.
+
+    Autograd's in-place `grad += new` raises it by one. FSDP2 (`fully_shard`)
+    accumulates a sharded DTensor gradient through its local shard
+    (`grad._local_tensor += shard`), which leaves the DTensor's own counter
+    unchanged while `zero_()` on the DTensor still raises it; FSDP2's shards are
+    views of its reduce-scatter buffer, which is how its gradients are told
+    apart from DTensors that autograd accumulates (tensor parallelism).
+    """
+    local = getattr(grad, "_local_tensor", None)
+    if isinstance(local, torch.Tensor) and local._base is not None:
+        return 0
+    return 1
+
+
 class GradientCensus(NamedTuple):
     """How an optimizer's gradients look just before a step, counted per tensor.
 
     `fresh`: accumulated since the last step. `missing`: `.grad is None`.
-    `reused`: the very tensor the previous step consumed, unchanged (stepping
-    twice on one gradient). `cleared`: not accumulated since the last step but
-    changed in place (zeroed). `unknown`: first seen mid-iteration, not judged.
-    `longest_run`: the most backward passes accumulated into one gradient since
-    it was last cleared (0 when unknown). `stale_names`: fresh gradients that
-    were accumulated on top of a gradient an earlier step consumed. (A named
-    tuple rather than a dataclass: it is built on every step, and cheaply.)
+    `reused`: the very tensor the previous step consumed, unchanged, after a
+    backward pass had produced it (stepping twice on one gradient). `cleared`:
+    the consumed tensor, changed in place since (zeroed). `assigned`: a gradient
+    that no backward pass produced (`p.grad = delta`, fp32 master copies, a
+    meta-gradient written through `.data`): not judged. `unknown`: first seen
+    mid-iteration, not judged. `longest_run`: the most backward passes
+    accumulated into one gradient since it was last cleared (0 when unknown).
+    `stale`: fresh gradients that were accumulated on top of a gradient an
+    earlier step consumed. (A named tuple rather than a dataclass: it is built on
+    every step, and cheaply.)
     """
 
     fresh: int
     missing: int
     reused: int
     cleared: int
+    assigned: int
     unknown: int
     longest_run: int
     reused_names: tuple[str, ...]
-    stale_names: tuple[str, ...]
+    stale: tuple[ParamRecord, ...]
 
 
 def take_census(
@@ -96,9 +144,9 @@ def take_census(
     ensure_hooked: Callable[[torch.Tensor, ParamRecord], None],
 ) -> GradientCensus:
     """Classify every trainable gradient of `optimizer` before its step (no sync)."""
-    fresh = missing = reused = cleared = unknown = longest = 0
+    fresh = missing = reused = cleared = assigned = unknown = longest = 0
     reused_names: list[str] = []
-    stale_names: list[str] = []
+    stale: list[ParamRecord] = []
     records = iter(tracker.records)
     accumulated = Phase.ACCUMULATED
     unknown_phase = Phase.UNKNOWN
@@ -120,7 +168,7 @@ def take_census(
             if phase is accumulated:
                 fresh += 1
                 if record.stale:
-                    stale_names.append(record.name)
+                    stale.append(record)
                 if record.run > longest:
                     longest = record.run
             elif phase is unknown_phase:
@@ -128,27 +176,61 @@ def take_census(
             else:
                 known = record.grad_ref
                 current: torch.Tensor = grad
-                if (
-                    known is not None
-                    and known() is current
-                    and (current._version == record.version)
-                ):
+                if known is None or known() is not current:
+                    assigned += 1
+                    record.assigned = True
+                elif current._version != record.version:
+                    cleared += 1
+                elif record.received:
                     reused += 1
                     reused_names.append(record.name)
                 else:
-                    cleared += 1
+                    assigned += 1
+                    record.assigned = True
     return GradientCensus(
-        fresh, missing, reused, cleared, unknown, longest, tuple(reused_names), tuple(stale_names)
+        fresh,
+        missing,
+        reused,
+        cleared,
+        assigned,
+        unknown,
+        longest,
+        tuple(reused_names),
+        tuple(stale),
     )
 
 
-def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> list[str]:
+def make_probe(record: ParamRecord) -> Callable[[torch.Tensor], None]:
+    """A tensor hook that looks, once, at the values of the gradient a step consumed.
+
+    Registered only on a parameter suspected of a stale gradient; it runs before
+    the next backward pass accumulates, and keeps the count of non-zero entries
+    as a device tensor (read, with one synchronisation, at the next step).
+    """
+
+    def probe_consumed_gradient(incoming: torch.Tensor) -> None:
+        param = record.param_ref()
+        if param is None or record.probe is not None:
+            return
+        old = param.grad
+        known = record.grad_ref
+        if old is None or known is None or known() is not old:
+            return
+        if old._version != record.version or old.is_sparse:
+            return
+        record.probe = torch.count_nonzero(old.detach())
+
+    return outside_compile(probe_consumed_gradient)
+
+
+def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> None:
     """Remember each gradient the step consumed, weakly, with its version counter.
 
-    Returns the parameters whose gradient was stale when consumed, which matters
-    for closure steps (LBFGS): their backward passes run inside the step.
+    The parameter's own version is kept too: if it moves before another optimizer
+    first steps these parameters, the weights were overwritten in between (a
+    checkpoint restore, e.g. after Lightning's `lr_find`), so starting a new
+    optimizer from zero is right.
     """
-    stale_names: list[str] = []
     records = tracker.records
     index = 0
     stepped = Phase.STEPPED
@@ -166,8 +248,6 @@ def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> list
                     record.grad_ref = new_ref(grad)
                 record.version = grad._version
             record.phase = stepped
-            if record.stale:
-                stale_names.append(record.name)
-                record.stale = False
+            record.stale = False
             record.last_stepper = tracker
-    return stale_names
+            record.param_version = param._version

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from torch.optim import Optimizer
     from torch.utils.hooks import RemovableHandle
 
+    from .call_site import CallSite
+
 
 class Phase(IntEnum):
     """What last happened to a parameter's gradient, as far as the hooks saw."""
@@ -27,6 +29,22 @@ class Phase(IntEnum):
     """A backward pass accumulated into the gradient since the last step."""
     STEPPED = 2
     """An optimizer step consumed the gradient and nothing accumulated since."""
+
+
+class Verdict(IntEnum):
+    """What a value probe found out about a gradient that a backward pass landed on
+    after a step had consumed it (the version counter alone cannot tell)."""
+
+    NONE = 0
+    """Never suspected."""
+    PENDING = 1
+    """Suspected; the next backward pass looks at the consumed gradient's values."""
+    STALE = 2
+    """The consumed gradient still held values: never cleared (LL001)."""
+    CLEARED_UNSEEN = 3
+    """It was all zeros although its version never moved: cleared through `.data`."""
+    ZEROED_BEFORE_STEP = 4
+    """It was all zeros after an in-place change between backward and step (LL005)."""
 
 
 class ParamRecord:
@@ -40,16 +58,24 @@ class ParamRecord:
     """
 
     __slots__ = (
+        "assigned",
         "grad_ref",
         "hooked",
         "is_model",
         "last_stepper",
+        "moved",
         "name",
         "param_ref",
+        "param_version",
+        "pending_site",
+        "pending_step",
         "phase",
+        "probe",
+        "probe_handle",
         "received",
         "run",
         "stale",
+        "verdict",
         "version",
     )
 
@@ -65,6 +91,14 @@ class ParamRecord:
         self.stale = False
         self.hooked = False
         self.last_stepper: OptimizerTracker | None = None
+        self.assigned = False
+        self.param_version = -1
+        self.verdict = Verdict.NONE
+        self.moved = False
+        self.pending_step = 0
+        self.pending_site: CallSite | None = None
+        self.probe: torch.Tensor | None = None
+        self.probe_handle: RemovableHandle | None = None
 
 
 class OptimizerTracker:
@@ -73,25 +107,33 @@ class OptimizerTracker:
     `records` is aligned with the flattened `param_groups` and rebuilt when the
     group layout changes (`add_param_group`). `attempts` counts steps including
     those a `GradScaler` skipped, which is what scheduler order is judged by.
+    `judged_steps`/`cleared_steps` count the steps whose gradients were judged
+    and those that found them all cleared (LL005 is reported over the majority).
     """
 
     __slots__ = (
         "__weakref__",
         "attempts",
+        "cleared_steps",
         "cuda",
         "depth",
+        "generation",
         "had_state",
         "handles",
         "index",
         "judged_runs",
+        "judged_steps",
         "label",
         "layout",
         "loaded",
         "opt_ref",
+        "pending_order",
         "prior_steps",
         "records",
         "scaler_mark",
+        "setup",
         "short_runs",
+        "short_site",
         "shortest_run",
         "state_len",
         "steps",
@@ -116,6 +158,12 @@ class OptimizerTracker:
         self.shortest_run = 0
         self.judged_runs = 0
         self.handles: list[RemovableHandle] = []
+        self.judged_steps = 0
+        self.cleared_steps = 0
+        self.generation = 0
+        self.setup: tuple[object, ...] = ()
+        self.short_site: CallSite | None = None
+        self.pending_order: list[tuple[str, str, CallSite | None]] = []
 
 
 class SchedulerTracker:

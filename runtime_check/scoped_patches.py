@@ -33,6 +33,9 @@ class StepListener(Protocol):
     def after_scaler_step(self, optimizer: Optimizer) -> None:
         """`GradScaler.step(optimizer)` returned (the optimizer step may have been skipped)."""
 
+    def on_inner_report(self, reported: list[tuple[str, str, object]]) -> None:
+        """A block opened inside this one reported `(code, check, optimizer)` findings."""
+
 
 _listeners: weakref.WeakSet[StepListener] = weakref.WeakSet()
 _originals: list[tuple[type, Any]] = []
@@ -59,6 +62,12 @@ def detach(listener: StepListener) -> None:
         _users -= 1
         if _users == 0:
             _restore()
+
+
+def listeners() -> tuple[StepListener, ...]:
+    """The `watch` sessions open right now (weakly held: this is no registry of objects)."""
+    with _lock:
+        return tuple(_listeners)
 
 
 def is_patched() -> bool:
@@ -100,12 +109,24 @@ def _depth() -> int:
     return int(getattr(_nesting, "depth", 0))
 
 
+_HAS_INITIAL_FLAG = hasattr(LRScheduler, "_is_initial")
+"""torch >= 2.2 marks the constructor's own `step()` with `_is_initial`; older versions
+only with `_step_count == 0`, which `CosineAnnealingWarmRestarts.step` never increments."""
+
+
+def _is_constructor_step(scheduler: Any) -> bool:
+    if _HAS_INITIAL_FLAG and isinstance(scheduler, LRScheduler):
+        return bool(getattr(scheduler, "_is_initial", False))
+    return bool(getattr(scheduler, "_is_initial", False)) or (
+        getattr(scheduler, "_step_count", 1) == 0
+    )
+
+
 def _wrap_scheduler_step(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def step(self: Any, *args: Any, **kwargs: Any) -> Any:
         depth = _depth()
-        initial = getattr(self, "_is_initial", False) or getattr(self, "_step_count", 1) == 0
-        if depth == 0 and not initial:
+        if depth == 0 and not _is_constructor_step(self):
             for listener in tuple(_listeners):
                 listener.on_scheduler_step(self)
         _nesting.depth = depth + 1

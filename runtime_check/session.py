@@ -11,15 +11,18 @@ and never change a tensor, so training is bit-identical with and without it.
 
 from __future__ import annotations
 
+import functools
 import sys
+import threading
 import warnings
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import torch
 from torch import nn
+from torch.nn.parameter import UninitializedTensorMixin  # type: ignore[attr-defined]
 from torch.optim import Optimizer
 from torch.optim.optimizer import (
     register_optimizer_step_post_hook,
@@ -29,22 +32,24 @@ from torch.utils.hooks import RemovableHandle
 from torch.utils.weak import WeakIdKeyDictionary
 
 from looplint.identity import (
-    GRADIENTS_CLEARED_BEFORE_STEP,
-    MISSING_ZERO_GRAD,
     OPTIMIZER_IN_LOOP,
     PARTIAL_PARAMETERS,
     SCHEDULER_ORDER,
 )
 
 from . import scoped_patches
+from .adoption import resolve
+from .call_site import CallSite, user_call_site
 from .compile_guard import outside_compile
 from .coverage import find_gaps
 from .errors import LoopLintRuntimeError, LoopLintRuntimeWarning
 from .findings import Finding, IssueLog, Report, describe_names
-from .gradients import make_accumulate_hook, remember_after_step, take_census
+from .gradient_judge import GradientJudge
+from .gradients import make_accumulate_hook, remember_after_step
 from .records import OptimizerTracker, ParamRecord, SchedulerTracker
 from .schedulers import judge_scheduler_step
-from .state import earlier_stepper, holds_state, mismatched_state
+from .state import earlier_stepper, holds_state, mismatched_state, setup_of
+from .step_nesting import steps_in_progress
 
 Mode = Literal["raise", "warn"]
 
@@ -95,6 +100,60 @@ def watch(
     )
 
 
+HookT = TypeVar("HookT", bound=Callable[..., None])
+
+
+def _never_raises(hook: HookT) -> HookT:
+    """Keep a looplint bug out of the user's training: the failure is reported instead.
+
+    An exception inside a hook would otherwise stop `optimizer.step()` or
+    `scheduler.step()`; the object involved is then left unchecked, and the
+    report says so (`report.unchecked`).
+    """
+
+    @functools.wraps(hook)
+    def guarded(self: Watch, subject: Any, *args: Any) -> None:
+        try:
+            hook(self, subject, *args)
+        except Exception as error:
+            self._internal_error(subject, error)
+
+    return cast(HookT, guarded)
+
+
+def _in_backward() -> bool:
+    """Whether this thread is running a backward pass (autograd's engine threads)."""
+    return bool(torch._C._current_graph_task_id() != -1)
+
+
+def _closure_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The closure a `step` call was given, if any (positional or keyword)."""
+    return args[1] if len(args) > 1 else kwargs.get("closure")
+
+
+def _warn_at(warning: Warning, site: CallSite | None) -> None:
+    """Emit `warning` attributed to the user's line (not to looplint's own file)."""
+    if site is None:
+        warnings.warn(warning, stacklevel=3)
+        return
+    module = site.file.rsplit("/", 1)[-1].removesuffix(".py")
+    warnings.warn_explicit(warning, type(warning), site.file, site.line, module=module)
+
+
+class _Unfollowed:
+    """What the checker remembers about an object it does not follow itself.
+
+    A wrapper (accelerate's `AcceleratedOptimizer`, timm's `Lookahead`) points at
+    the tracker of the optimizer it forwards to; an object that cannot be
+    followed at all points at nothing.
+    """
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: OptimizerTracker | None) -> None:
+        self.target = target
+
+
 class Watch:
     """One `watch` block: its hooks, its bookkeeping and its `Report`.
 
@@ -111,7 +170,11 @@ class Watch:
         mode: Mode = "raise",
         accumulation_steps: int | None = None,
         variable_names: dict[int, str] | None = None,
+        defer_to_inner: bool = False,
     ) -> None:
+        """`defer_to_inner=True` (the pytest plugin's session-wide watch) leaves a bug
+        to an inner `watch` block that already reported it, so a test that expects
+        looplint's own error is not failed a second time."""
         if mode not in ("raise", "warn"):
             raise ValueError(f"mode must be 'raise' or 'warn', not {mode!r}")
         if accumulation_steps is not None and accumulation_steps < 1:
@@ -119,7 +182,16 @@ class Watch:
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"watch() expects an nn.Module as model, got {type(model).__name__}")
         self._model_ref = weakref.ref(model) if model is not None else None
-        self._initial_optimizers = [weakref.ref(opt) for opt in optimizers]
+        self._unchecked: dict[str, None] = {}
+        self._initial_optimizers: list[weakref.ref[Any]] = []
+        for candidate in optimizers:
+            try:
+                self._initial_optimizers.append(weakref.ref(candidate))
+            except TypeError:
+                self._note_unchecked(
+                    f"`{type(candidate).__name__}` passed to watch() is not a torch.optim "
+                    "optimizer: its steps are not checked."
+                )
         self._initial_schedulers = [weakref.ref(s) for s in schedulers]
         self._mode: Mode = mode
         self._accumulation = accumulation_steps
@@ -134,9 +206,16 @@ class Watch:
         self._model_records: list[ParamRecord] = []
         self._handles: list[RemovableHandle] = []
         self._issues = IssueLog()
-        self._cleared = IssueLog()
-        self._last: tuple[weakref.ref[Optimizer], OptimizerTracker] | None = None
+        self._last: tuple[weakref.ref[Optimizer], OptimizerTracker | None] | None = None
+        self._defer_to_inner = defer_to_inner
+        self._consumed: set[tuple[str, str, str | None]] = set()
+        self._thread = threading.get_ident()
+        self._compiled_autograd_seen = False
         self.report = Report(self._issues.freeze)
+        self.report.unchecked = list(self._unchecked)
+        self._gradients = GradientJudge(
+            self._issues, self._hook, self._handles, accumulation_steps, self._note_unchecked
+        )
 
     # -- context manager -------------------------------------------------
 
@@ -145,6 +224,7 @@ class Watch:
             raise RuntimeError("a watch() block can be entered only once; call watch() again")
         self._entered = True
         self._active = True
+        self._thread = threading.get_ident()
         try:
             self._install()
         except BaseException:
@@ -164,15 +244,18 @@ class Watch:
         finally:
             self._teardown()
         self.report.close(findings)
+        self._tell_outer_blocks(findings)
+        exit_site = user_call_site() if findings or self.report.inactive else None
         for reason in self.report.inactive:
-            warnings.warn(LoopLintRuntimeWarning(reason), stacklevel=2)
+            _warn_at(LoopLintRuntimeWarning(reason), exit_site)
         if not findings:
             return
         if self._mode == "warn":
             for finding in findings:
-                warnings.warn(LoopLintRuntimeWarning(str(finding)), stacklevel=2)
+                site = CallSite(finding.file, finding.line or 0) if finding.file else exit_site
+                _warn_at(LoopLintRuntimeWarning(str(finding)), site)
             return
-        error = LoopLintRuntimeError(findings)
+        error = LoopLintRuntimeError(findings, unchecked=self.report.unchecked)
         if exc is None:
             raise error
         if not isinstance(exc, LoopLintRuntimeError) and hasattr(exc, "add_note"):
@@ -191,7 +274,7 @@ class Watch:
         for opt_ref in self._initial_optimizers:
             optimizer = opt_ref()
             if optimizer is not None:
-                self._tracker_for(optimizer)
+                self._stepping_tracker(optimizer)
         for sched_ref in self._initial_schedulers:
             scheduler = sched_ref()
             if scheduler is not None:
@@ -225,39 +308,99 @@ class Watch:
         return record
 
     def _hook(self, param: torch.Tensor, record: ParamRecord) -> None:
+        if isinstance(param, UninitializedTensorMixin):
+            # A lazy module's parameter: materialised in place (same object) by the
+            # first forward, then hooked by the first step's census.
+            return
         record.hooked = True
         if not param.is_leaf:
             return
-        hook = make_accumulate_hook(record)
+        hook = make_accumulate_hook(record, self._on_compiled_autograd)
         self._handles.append(param.register_post_accumulate_grad_hook(hook))  # type: ignore[no-untyped-call]
 
-    def _tracker_for(self, optimizer: Optimizer) -> OptimizerTracker:
+    def _tracker_for(self, optimizer: Optimizer) -> OptimizerTracker | None:
+        """The tracker of an optimizer whose own step is checked; `None` for wrappers and
+        optimizers looplint cannot follow (their steps are ignored, never a crash)."""
         last = self._last
         if last is not None and last[0]() is optimizer:
             return last[1]
-        tracker: OptimizerTracker | None = self._trackers.get(optimizer)  # type: ignore[no-untyped-call]
-        if tracker is None:
-            tracker = self._adopt(optimizer)
-        self._last = (weakref.ref(optimizer), tracker)
+        entry: OptimizerTracker | _Unfollowed | None = self._trackers.get(optimizer)  # type: ignore[no-untyped-call]
+        if entry is None:
+            entry = self._adopt(optimizer)
+        tracker = entry if isinstance(entry, OptimizerTracker) else None
+        try:
+            self._last = (weakref.ref(optimizer), tracker)
+        except TypeError:
+            self._last = None
         return tracker
 
-    def _adopt(self, optimizer: Optimizer) -> OptimizerTracker:
+    def _stepping_tracker(self, candidate: Any) -> OptimizerTracker | None:
+        """The tracker of the optimizer that really steps for `candidate` (a wrapper's inner)."""
+        entry: OptimizerTracker | _Unfollowed | None
+        try:
+            entry = self._trackers.get(candidate)  # type: ignore[no-untyped-call]
+        except TypeError:  # not weak-referenceable: certainly not an optimizer
+            entry = None
+        if entry is None:
+            entry = self._adopt(candidate)
+        return entry.target if isinstance(entry, _Unfollowed) else entry
+
+    def _adopt(self, candidate: Any) -> OptimizerTracker | _Unfollowed:
+        """Start following an optimizer; never raises into training.
+
+        A wrapper is remembered as an alias of the optimizer it forwards to (whose
+        own steps are the ones checked); anything else that cannot be followed is
+        listed once in `report.unchecked`.
+        """
+        resolution = resolve(candidate)
+        entry: OptimizerTracker | _Unfollowed
+        if resolution.target is None:
+            self._note_unchecked(f"{resolution.reason}: its steps are not checked.")
+            entry = _Unfollowed(None)
+        elif resolution.target is not candidate:
+            variable = self._names.get(id(candidate))
+            if variable is not None:
+                self._names.setdefault(id(resolution.target), variable)
+            entry = _Unfollowed(self._stepping_tracker(resolution.target))
+        else:
+            entry = self._follow(resolution.target)
+        try:
+            self._trackers[candidate] = entry
+        except TypeError:
+            pass
+        return entry
+
+    def _follow(self, optimizer: Optimizer) -> OptimizerTracker | _Unfollowed:
         index = len(self._all_trackers)
         label = f"{type(optimizer).__name__} #{index}"
         variable = self._names.get(id(optimizer))
         if variable is not None:
             label += f" ({variable})"
         tracker = OptimizerTracker(optimizer, index, label)
-        tracker.prior_steps = bool(getattr(optimizer, "_opt_called", False))
-        tracker.had_state = holds_state(optimizer)
-        tracker.state_len = len(optimizer.state)
-        self._rebuild(optimizer, tracker)
-        tracker.handles.append(
-            optimizer.register_load_state_dict_post_hook(outside_compile(self._after_load))
-        )
-        self._trackers[optimizer] = tracker
+        try:
+            tracker.prior_steps = bool(getattr(optimizer, "_opt_called", False))
+            tracker.had_state = holds_state(optimizer)
+            tracker.state_len = len(optimizer.state)
+            self._rebuild(optimizer, tracker)
+            tracker.handles.append(
+                optimizer.register_load_state_dict_post_hook(outside_compile(self._after_load))
+            )
+        except Exception as error:
+            for handle in tracker.handles:
+                handle.remove()
+            self._note_unchecked(
+                f"`{type(optimizer).__name__}` could not be followed "
+                f"({type(error).__name__}: {error}): its steps are not checked."
+            )
+            return _Unfollowed(None)
         self._all_trackers.append(tracker)
         return tracker
+
+    def _note_unchecked(self, line: str) -> None:
+        if line not in self._unchecked:
+            self._unchecked[line] = None
+            if hasattr(self, "report"):
+                self.report.unchecked.append(line)
 
     def _rebuild(self, optimizer: Optimizer, tracker: OptimizerTracker) -> None:
         records: list[ParamRecord] = []
@@ -272,13 +415,22 @@ class Watch:
 
     # -- optimizer hooks -------------------------------------------------
 
+    @_never_raises
     def _before_step(
         self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        tracker = self._tracker_for(optimizer)
-        if tracker.depth:
-            tracker.depth += 1
+        if threading.get_ident() != self._thread and not self._ours_elsewhere():
             return
+        tracker = self._tracker_for(optimizer)
+        if tracker is None:
+            return
+        if tracker.depth:
+            # Nested (a subclass's `step` calling `super().step()`), or the previous
+            # step raised and its post-hook never ran: only the stack can tell.
+            depth = steps_in_progress(optimizer)
+            if depth > 1:
+                tracker.depth = depth
+                return
         tracker.depth = 1
         if tracker.cuda:
             self._check_capture(tracker)
@@ -303,21 +455,30 @@ class Watch:
                 optimizer=tracker.label,
                 step=tracker.steps,
             )
-        closure = args[1] if len(args) > 1 else kwargs.get("closure")
-        if closure is None:
-            self._judge_gradients(optimizer, tracker)
+        if _closure_of(args, kwargs) is None:
+            self._gradients.judge(optimizer, tracker)
 
+    @_never_raises
     def _after_step(
         self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
+        if threading.get_ident() != self._thread and not _in_backward():
+            return
         tracker = self._tracker_for(optimizer)
+        if tracker is None:
+            return
         if tracker.depth > 1:
             tracker.depth -= 1
             return
         tracker.depth = 0
-        stale = remember_after_step(optimizer, tracker)
-        if stale and (len(args) > 1 or "closure" in kwargs):
-            self._note_stale(tracker, stale)
+        if _closure_of(args, kwargs) is not None:
+            # The backward passes ran inside `step` (Lightning's automatic optimization,
+            # LBFGS): the gradients are judged as the closure left them; stock
+            # optimizers never modify `.grad` in `step`.
+            self._gradients.judge(optimizer, tracker, closure=True)
+        remember_after_step(optimizer, tracker)
+        if tracker.pending_order and not tracker.attempts:
+            self._confirm_order(tracker)
         tracker.steps += 1
         tracker.attempts += 1
         self.report.steps += 1
@@ -326,8 +487,13 @@ class Watch:
         tracker.state_len = len(optimizer.state)
         tracker.loaded = False
 
+    @_never_raises
     def _after_load(self, optimizer: Optimizer) -> None:
+        if threading.get_ident() != self._thread:
+            return
         tracker = self._tracker_for(optimizer)
+        if tracker is None:
+            return
         tracker.loaded = True
         tracker.had_state = tracker.had_state or holds_state(optimizer)
         self._check_loaded_state(optimizer, tracker)
@@ -338,7 +504,14 @@ class Watch:
             self._check_loaded_state(optimizer, tracker)
             return
         earlier, names = earlier_stepper(tracker)
-        if earlier is not None:
+        tracker.setup = setup_of(optimizer, tracker)
+        if earlier is None:
+            return
+        tracker.generation = earlier.generation + 1
+        # One deliberate rebuild with other parameters or settings (two-phase
+        # fine-tuning, Lightning's `lr_find` then `fit`) is a recipe, not a bug; the
+        # same optimizer built again, or a second rebuild, is.
+        if tracker.generation >= 2 or tracker.setup == earlier.setup:
             self._issues.note(
                 OPTIMIZER_IN_LOOP,
                 "optimizer-recreated",
@@ -366,51 +539,6 @@ class Watch:
                 parameters=names,
             )
 
-    def _judge_gradients(self, optimizer: Optimizer, tracker: OptimizerTracker) -> None:
-        census = take_census(optimizer, tracker, self._hook)
-        settled = census.fresh == 0 and census.unknown == 0
-        if settled and census.reused == 0 and census.missing + census.cleared > 0:
-            self._cleared.note(
-                GRADIENTS_CLEARED_BEFORE_STEP,
-                "cleared-before-step",
-                f"{tracker.label} stepped while every gradient it holds had been cleared "
-                "since the last backward pass (`zero_grad()` between `backward()` and "
-                "`step()`, or `step()` before `backward()`), so the step did not learn "
-                "from the batch.",
-                optimizer=tracker.label,
-                step=tracker.steps,
-            )
-        elif settled and census.reused > 0 and census.cleared == 0:
-            self._issues.note(
-                MISSING_ZERO_GRAD,
-                "gradient-reused",
-                f"{tracker.label} stepped again on the gradients its previous step already "
-                "used: no backward pass ran in between, so the same batch is applied twice.",
-                optimizer=tracker.label,
-                step=tracker.steps,
-                parameters=census.reused_names,
-            )
-        if census.stale_names:
-            self._note_stale(tracker, census.stale_names)
-        if self._accumulation is not None and census.longest_run > 0:
-            tracker.judged_runs += 1
-            if census.longest_run < self._accumulation:
-                tracker.short_runs += 1
-                tracker.shortest_run = census.longest_run
-
-    def _note_stale(self, tracker: OptimizerTracker, names: Iterable[str]) -> None:
-        self._issues.note(
-            MISSING_ZERO_GRAD,
-            "stale-gradient",
-            f"the gradients {tracker.label} stepped on were never cleared since an "
-            "earlier step used them: the backward pass added to the old gradients, so "
-            "each step applies the sum of all past batches. Call `optimizer.zero_grad()` "
-            "once per step.",
-            optimizer=tracker.label,
-            step=tracker.steps,
-            parameters=tuple(names),
-        )
-
     def _check_capture(self, tracker: OptimizerTracker) -> None:
         if not torch.cuda.is_available() or not torch.cuda.is_current_stream_capturing():
             return
@@ -430,14 +558,30 @@ class Watch:
             self._schedulers[scheduler] = tracker
         return tracker
 
+    @_never_raises
     def on_scheduler_step(self, scheduler: Any) -> None:
-        """Judge a scheduler step against its optimizer's attempted steps (LL004)."""
-        optimizer = getattr(scheduler, "optimizer", None)
-        if not self._active or not isinstance(optimizer, Optimizer):
+        """Judge a scheduler step against its optimizer's attempted steps (LL004).
+
+        "Before the optimizer ever stepped" is held back until that optimizer does
+        step in the block: a test that steps only a scheduler, to check its values,
+        trains nothing and is not a bug.
+        """
+        if not self._active or threading.get_ident() != self._thread:
             return
-        tracker = self._tracker_for(optimizer)
-        problem = judge_scheduler_step(self._scheduler_tracker(scheduler), tracker)
-        if problem is not None:
+        optimizer = getattr(scheduler, "optimizer", None)
+        tracker = self._stepping_tracker(optimizer)
+        schedule = self._scheduler_tracker(scheduler)
+        if tracker is None:
+            self._note_unchecked(
+                f"LL004 is not judged for {schedule.label}: its optimizer "
+                f"(`{type(optimizer).__name__}`) is not one looplint can follow."
+            )
+            return
+        problem = judge_scheduler_step(schedule, tracker)
+        if problem is not None and problem.check == "scheduler-before-optimizer":
+            if not tracker.pending_order:
+                tracker.pending_order.append((problem.check, problem.message, user_call_site()))
+        elif problem is not None:
             self._issues.note(
                 SCHEDULER_ORDER,
                 problem.check,
@@ -446,61 +590,150 @@ class Watch:
                 step=tracker.steps,
             )
 
+    @_never_raises
     def before_scaler_step(self, optimizer: Optimizer) -> None:
         """Remember the step count so a step GradScaler skips is still counted."""
-        if self._active:
-            tracker = self._tracker_for(optimizer)
-            tracker.scaler_mark = tracker.steps
+        if self._active and threading.get_ident() == self._thread:
+            tracker = self._stepping_tracker(optimizer)
+            if tracker is not None:
+                tracker.scaler_mark = tracker.steps
 
+    @_never_raises
     def after_scaler_step(self, optimizer: Optimizer) -> None:
         """Count a step GradScaler skipped (inf/NaN gradients) as attempted."""
-        if not self._active:
+        if not self._active or threading.get_ident() != self._thread:
             return
-        tracker = self._tracker_for(optimizer)
+        tracker = self._stepping_tracker(optimizer)
+        if tracker is None:
+            return
         if tracker.scaler_mark == tracker.steps:
+            if tracker.pending_order and not tracker.attempts:
+                self._confirm_order(tracker)
             tracker.attempts += 1
         tracker.scaler_mark = -1
 
     # -- conclusion ------------------------------------------------------
 
     def _conclude(self) -> list[Finding]:
+        self._gradients.settle_pending()
         findings = self._issues.freeze()
-        received_by = {
-            tracker.label: any(record.received for record in tracker.records)
-            for tracker in self._all_trackers
-        }
-        findings.extend(
-            finding
-            for finding in self._cleared.freeze()
-            if received_by.get(finding.optimizer or "", False)
-        )
+        findings.extend(self._gradients.cleared_findings(self._all_trackers))
         if self._accumulation is not None:
-            findings.extend(self._accumulation_findings())
+            findings.extend(self._gradients.accumulation_findings(self._all_trackers))
         if self._model_ref is not None:
             findings.extend(self._coverage_findings())
+        else:
+            self._note_unchecked(
+                "LL003 coverage (parameters no optimizer updates) is not checked: no model "
+                "was given (`watch(model)`, `looplint_watch(model)`)."
+            )
+        self._check_something_stepped()
+        for tracker in self._all_trackers:
+            if tracker.pending_order and not tracker.attempts:
+                self._note_unchecked(
+                    f"LL004 scheduler order is not judged for {tracker.label}: a scheduler "
+                    "stepped but the optimizer never stepped in the block."
+                )
+        if self._compiled_autograd_seen:
+            self._note_unchecked(
+                "LL001/LL005 are not judged for gradients accumulated under compiled autograd "
+                "(each compiled backward moves a gradient's version counter by more than one)."
+            )
+        if self._consumed:
+            findings = [
+                finding
+                for finding in findings
+                if (finding.code, finding.check, finding.optimizer) not in self._consumed
+            ]
         return findings
 
-    def _accumulation_findings(self) -> list[Finding]:
-        findings: list[Finding] = []
-        for tracker in self._all_trackers:
-            if tracker.short_runs * 2 <= tracker.judged_runs:
-                continue
-            log = IssueLog()
-            log.note(
-                MISSING_ZERO_GRAD,
-                "accumulation-broken",
-                f"accumulation_steps={self._accumulation}, but the gradients of "
-                f"{tracker.label} were cleared after only {tracker.shortest_run} backward "
-                f"pass(es) before {tracker.short_runs} of its {tracker.judged_runs} steps, so "
-                "only the last micro-batches reach each step. Clear gradients once per "
-                "step, after `optimizer.step()`.",
-                optimizer=tracker.label,
+    def _check_something_stepped(self) -> None:
+        """Say so when the model trained but no optimizer looplint follows ever stepped."""
+        if self.report.steps or any(tracker.attempts for tracker in self._all_trackers):
+            return
+        if not any(record.received for record in self._model_records):
+            return
+        reason = (
+            "no torch.optim optimizer stepped while the model's parameters received "
+            "gradients: parameters updated another way (a manual `p.data.add_(...)` update, "
+            "an optimizer looplint cannot follow) are not checked."
+        )
+        if reason not in self.report.inactive:
+            self.report.inactive.append(reason)
+
+    # -- threads, compiled autograd and nested blocks ---------------------
+
+    def _internal_error(self, subject: Any, error: Exception) -> None:
+        """Stop checking `subject` after a failure inside looplint, and say so."""
+        self._note_unchecked(
+            f"checking of `{type(subject).__name__}` stopped after an internal looplint error "
+            f"({type(error).__name__}: {error}); please report it."
+        )
+        self._last = None
+        try:
+            self._trackers[subject] = _Unfollowed(None)
+        except TypeError:
+            pass
+
+    def _ours_elsewhere(self) -> bool:
+        """Whether a step from another thread still belongs to this run.
+
+        On CUDA the autograd engine runs backward hooks in its own thread, so an
+        optimizer stepped inside a backward pass (optimizer-in-backward) is
+        checked; any other thread's steps belong to another training run.
+        """
+        if _in_backward():
+            return True
+        self._note_unchecked(
+            "optimizer steps in threads other than the one that entered the block are not "
+            "checked (they belong to other training runs)."
+        )
+        return False
+
+    def _on_compiled_autograd(self) -> None:
+        self._compiled_autograd_seen = True
+
+    def _confirm_order(self, tracker: OptimizerTracker) -> None:
+        """The optimizer stepped after all: report the scheduler step that preceded it."""
+        for check, message, site in tracker.pending_order:
+            self._issues.note(
+                SCHEDULER_ORDER, check, message, optimizer=tracker.label, step=0, site=site
             )
-            findings.extend(log.freeze())
-        return findings
+        tracker.pending_order.clear()
+
+    def _tell_outer_blocks(self, findings: list[Finding]) -> None:
+        if not findings:
+            return
+        optimizers = {tracker.label: tracker.opt_ref() for tracker in self._all_trackers}
+        reported: list[tuple[str, str, object]] = [
+            (finding.code, finding.check, optimizers.get(finding.optimizer or ""))
+            for finding in findings
+        ]
+        for listener in scoped_patches.listeners():
+            if listener is not self:
+                listener.on_inner_report(reported)
+
+    def on_inner_report(self, reported: list[tuple[str, str, object]]) -> None:
+        """Leave bugs an inner block already reported to it (only with `defer_to_inner`)."""
+        if not self._defer_to_inner:
+            return
+        for code, check, optimizer in reported:
+            label: str | None = None
+            if optimizer is not None:
+                tracker = self._stepping_tracker(optimizer)
+                if tracker is None:
+                    continue
+                label = tracker.label
+            self._consumed.add((code, check, label))
 
     def _coverage_findings(self) -> list[Finding]:
         gaps = find_gaps(self._model_records, self._all_trackers)
+        if gaps.copied:
+            self._note_unchecked(
+                f"LL003: {len(gaps.copied)} model parameter(s) are taken as trained through "
+                "optimized copies with assigned gradients (fp32 master weights), matched by "
+                "shape, not by identity."
+            )
         log = IssueLog()
         if gaps.uncovered:
             log.note(

@@ -42,7 +42,9 @@ def holds_state(optimizer: Optimizer) -> bool:
 def earlier_stepper(tracker: OptimizerTracker) -> tuple[OptimizerTracker | None, list[str]]:
     """The stateful optimizer that stepped these parameters before `tracker` was built.
 
-    Returns it with the names of the shared parameters, or `(None, [])`.
+    Parameters whose weights were overwritten since that step (a checkpoint or
+    `load_state_dict` restore) do not count. Returns the optimizer with the
+    names of the shared parameters, or `(None, [])`.
     """
     earlier: OptimizerTracker | None = None
     names: list[str] = []
@@ -50,6 +52,9 @@ def earlier_stepper(tracker: OptimizerTracker) -> tuple[OptimizerTracker | None,
         previous = record.last_stepper
         if previous is None or previous is tracker or not previous.had_state:
             continue
+        param = record.param_ref()
+        if param is not None and param._version != record.param_version:
+            continue  # overwritten since (weights restored): a fresh start is right
         if earlier is None:
             earlier = previous
         names.append(record.name)
@@ -80,3 +85,27 @@ def mismatched_state(optimizer: Optimizer, tracker: OptimizerTracker) -> list[st
                     names.append(record.name if record is not None else f"#{index - 1}")
                     break
     return names
+
+
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, tuple):
+        return tuple(_plain(item) for item in value)
+    return type(value).__name__
+
+
+def setup_of(optimizer: Optimizer, tracker: OptimizerTracker) -> tuple[object, ...]:
+    """What defines an optimizer as built: its class, its parameters and its settings.
+
+    Two optimizers with the same setup are the same optimizer built twice (the
+    LL002 bug); a new setup (other parameters, another learning rate) is a
+    deliberate change such as the second phase of a fine-tuning. The constructor
+    settings are read from `defaults`, which LR schedulers do not modify.
+    """
+    settings = tuple(sorted((str(key), _plain(value)) for key, value in optimizer.defaults.items()))
+    parameters = frozenset(id(record) for record in tracker.records)
+    return (type(optimizer), parameters, settings)

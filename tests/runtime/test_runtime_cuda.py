@@ -120,3 +120,27 @@ def test_cuda_graph_capture_is_reported_as_inactive() -> None:
         for _ in range(3):
             graph.replay()
     assert report.inactive and "CUDA-graph capture" in report.inactive[0]
+
+
+@needs_cuda
+def test_optimizer_in_backward_on_the_autograd_device_thread_is_checked() -> None:
+    """On CUDA, backward hooks run in autograd's device thread, not the block's thread."""
+    model = cuda_model()
+    optimizers = {p: torch.optim.Adam([p], lr=0.01) for p in model.parameters()}
+
+    def step_in_backward(param: torch.Tensor) -> None:
+        optimizers[param].step()
+        optimizers[param].zero_grad()
+
+    handles = [p.register_post_accumulate_grad_hook(step_in_backward) for p in model.parameters()]
+    try:
+        with watch(model) as report:
+            for _ in range(4):
+                nn.functional.mse_loss(
+                    model(torch.randn(8, 16, device="cuda")), torch.randn(8, 1, device="cuda")
+                ).backward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert report.steps == 16
+    assert report.findings == [] and report.unchecked == []

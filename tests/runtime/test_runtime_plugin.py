@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("torch")
@@ -108,3 +113,144 @@ def test_correct():
     watched = pytester.runpytest("-p", "no:cacheprovider", "--looplint-runtime")
     watched.assert_outcomes(passed=1, failed=1)
     watched.stdout.fnmatch_lines(["*LL001*"])
+
+
+def test_session_mode_leaves_scheduler_tests_and_expected_errors_alone(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_p="""
+import pytest, torch
+from looplint.runtime_check import LoopLintRuntimeError
+
+def test_schedule_values():
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=10.0)
+    s = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / 5))
+    lrs = []
+    for _ in range(10):
+        lrs.append(s.get_last_lr()[0]); s.step()
+    assert lrs[0] == 2.0 and lrs[-1] == 10.0
+
+def test_expected_bug(looplint_watch):
+    m = torch.nn.Linear(4, 2); opt = torch.optim.Adam(m.parameters())
+    with pytest.raises(LoopLintRuntimeError):
+        with looplint_watch(m, opt):
+            for _ in range(3):
+                m(torch.randn(8, 4)).sum().backward(); opt.step()
+
+def test_real_bug():
+    m = torch.nn.Linear(4, 2); opt = torch.optim.Adam(m.parameters())
+    for _ in range(3):
+        m(torch.randn(8, 4)).sum().backward(); opt.step()
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--looplint-runtime", "-W", "ignore")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["FAILED test_p.py::test_real_bug - LL001 missing-zero-grad*"])
+
+
+def test_failure_names_codes_the_users_line_and_what_was_not_checked(
+    pytester: pytest.Pytester,
+) -> None:
+    path = pytester.makepyfile(
+        test_p=TRAINING
+        + """
+@pytest.mark.looplint
+def test_buggy():
+    model, optimizer = make()
+    for _ in range(3):
+        nn.functional.mse_loss(model(torch.randn(4, 3)), torch.randn(4, 1)).backward()
+        optimizer.step()  # the offending call
+"""
+    )
+    line = path.read_text().splitlines().index("        optimizer.step()  # the offending call") + 1
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rf")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"*test_p.py:{line}: LL001 missing-zero-grad (stale-gradient)*",
+            "*not checked: LL003 coverage (parameters no optimizer updates) is not checked: "
+            "no model was given*",
+            "FAILED test_p.py::test_buggy - LL001 missing-zero-grad: looplint found 1*",
+        ]
+    )
+
+
+def test_warn_mode_warning_points_at_the_users_line(pytester: pytest.Pytester) -> None:
+    path = pytester.makepyfile(
+        test_w=TRAINING
+        + """
+@pytest.mark.looplint(mode="warn")
+def test_warned():
+    model, optimizer = make()
+    for _ in range(3):
+        nn.functional.mse_loss(model(torch.randn(4, 3)), torch.randn(4, 1)).backward()
+        optimizer.step()  # the offending call
+"""
+    )
+    line = path.read_text().splitlines().index("        optimizer.step()  # the offending call") + 1
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [f"*/test_w.py:{line}: LoopLintRuntimeWarning: test_w.py:{line}: LL001*"]
+    )
+
+
+def test_plugin_fails_the_test_with_pytest_7_4_and_pluggy_1_0(tmp_path: Path) -> None:
+    """pluggy 1.0 (allowed by pytest 7.4) has no `force_exception` (field report C4)."""
+    target = tmp_path / "old-pytest"
+    install = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-warn-script-location",
+            "--target",
+            str(target),
+            "pytest==7.4.4",
+            "pluggy==1.0.0",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    if install.returncode != 0:
+        pytest.skip(f"cannot install pytest 7.4.4 / pluggy 1.0.0: {install.stderr[-300:]}")
+    test_file = tmp_path / "test_old.py"
+    test_file.write_text(
+        TRAINING
+        + """
+def test_buggy():
+    train(*make(), clear=False)
+
+def test_correct():
+    train(*make(), clear=True)
+"""
+    )
+    environment = {**os.environ, "PYTHONPATH": str(target)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--looplint-runtime",
+            "-rf",
+            str(test_file),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env=environment,
+        timeout=300,
+    )
+    assert "pytest-7.4.4, pluggy-1.0.0" in result.stdout
+    assert "1 failed, 1 passed" in result.stdout, result.stdout[-2000:]
+    assert "AttributeError" not in result.stdout
+    assert "FAILED test_old.py::test_buggy - LL001 missing-zero-grad" in result.stdout
