@@ -284,6 +284,7 @@ class _File:
                 if isinstance(node, cst.FunctionDef):
                     self.functions.setdefault(node.name.value, []).append(node)
         self.all_calls = [n for n in _walkall(ix.module) if isinstance(n, cst.Call)]
+        self._backward_functions: dict[int, bool] = {}
         self.units = self._units()
         self._module_names: set[str] | None = None
 
@@ -347,8 +348,8 @@ class _File:
                 region = scope
             else:
                 continue
-            if not any(_is_backward(c) for c in _calls(region, into_functions=True)) and not any(
-                _is_backward(c) for caller in callers for c in _calls(caller)
+            if not self.backwards(region) and not any(
+                self.backwards(caller, into_functions=False) for caller in callers
             ):
                 continue
             unit = units.get((id(region), key))
@@ -419,8 +420,26 @@ class _File:
                         return True
         return False
 
-    def backwards(self, region: cst.CSTNode) -> list[cst.Call]:
-        return [c for c in _calls(region, into_functions=True) if _is_backward(c)]
+    def backwards(self, region: cst.CSTNode, into_functions: bool = True) -> list[cst.Call]:
+        """Backward passes in `region`: `loss.backward()`, `accelerator.backward(loss)`, and
+        calls of a function of this file that runs one (`self.training_step(batch)`)."""
+        return [
+            c
+            for c in _calls(region, into_functions)
+            if _is_backward(c) or self._runs_backward(c, region)
+        ]
+
+    def _runs_backward(self, call: cst.Call, region: cst.CSTNode) -> bool:
+        for function in self.functions.get(_callee_name(call), []):
+            if self.ix.within(region, function) or self.ix.within(function, region):
+                continue
+            known = self._backward_functions.get(id(function))
+            if known is None:
+                known = any(_is_backward(c) for c in _calls(function, into_functions=True))
+                self._backward_functions[id(function)] = known
+            if known:
+                return True
+        return False
 
 
 def _walkall(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
@@ -1068,7 +1087,7 @@ def _ll010(f: _File, unit: _Unit, out: FileMutations) -> None:
 def _trains_in(f: _File, loop: cst.CSTNode) -> bool:
     """Whether `loop` runs training: a backward pass in it, or a call to a per-batch
     function of a training unit."""
-    if any(_is_backward(c) for c in _calls(loop, into_functions=True)):
+    if f.backwards(loop):
         return True
     return any(f.ix.within(caller, loop) or caller is loop for u in f.units for caller in u.callers)
 
