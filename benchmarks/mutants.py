@@ -216,6 +216,8 @@ class _Index:
         """The body node whose statement list holds `statement`, and its index there."""
         parent = self.parent.get(statement)
         body = getattr(parent, "body", None)
+        if parent is None:
+            return None
         if isinstance(body, (list, tuple)) and any(s is statement for s in body):
             return parent, next(i for i, s in enumerate(body) if s is statement)
         return None
@@ -635,6 +637,8 @@ def _construction(f: _File, unit: _Unit) -> cst.SimpleStatementLine | None:
                 continue
             if not _builds_optimizer(ix, node.value):
                 continue
+            if any(ix.code(a.value) == key for a in node.value.args):
+                continue  # `opt = Wrapper(opt)` wraps the optimizer, it builds no new one
             line = ix.parent.get(node)
             if isinstance(line, cst.SimpleStatementLine) and len(line.body) == 1:
                 candidates.append(line)
@@ -760,6 +764,7 @@ def _ll002(f: _File, unit: _Unit, out: FileMutations) -> None:
         }:
             out.exclusions.append(Exclusion("LL002", line, "rebuilt-with-model"))
             return
+    assert isinstance(target, (cst.For, cst.While, cst.FunctionDef))
     text = _apply(ix, _Rewrite(top=[(target.body, _source_of(ix, built))]))
     if text is None:
         return
@@ -958,7 +963,7 @@ def _ll006(f: _File, out: FileMutations) -> None:
                 continue
             strip = _Strip(losses)
             value = node.value.visit(strip)
-            if not strip.changed:
+            if not strip.changed or not isinstance(value, cst.BaseExpression):
                 continue
             line = ix.line(node)
             new_code = cst.Module([]).code_for_node(value)

@@ -182,6 +182,8 @@ class Checker:
     `python -m looplint check --format json --exit-zero --no-cache --jobs 1`."""
 
     def __init__(self) -> None:
+        self._run: Any = None
+        self._codes: list[str] = []
         try:
             from looplint.registry import rule_classes
             from looplint.runner import run
@@ -189,8 +191,7 @@ class Checker:
             self._run = run
             self._codes = [r.identity.code for r in rule_classes()]
         except ImportError:  # pragma: no cover - the engine was reorganised: use the CLI
-            self._run = None
-            self._codes = []
+            pass
 
     def findings(self, paths: Sequence[Path]) -> list[dict[str, Any]]:
         if self._run is not None:
