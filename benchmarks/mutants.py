@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import re
+import textwrap
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -527,7 +528,11 @@ def _apply(ix: _Index, rewrite: _Rewrite) -> str | None:
         start = ix.pos[statement].start.line
         if ix.pos[statement].start.column != len(indent_of(start)):
             raise ValueError("statement does not start its line")
-        inserted.setdefault(start, []).append(indent_of(start) + code.strip("\n") + "\n")
+        indent = indent_of(start)
+        lines_of_code = code.strip("\n").splitlines()
+        inserted.setdefault(start, []).append(
+            "".join((indent + line if line.strip() else line) + "\n" for line in lines_of_code)
+        )
 
     try:
         for original, new in rewrite.replace:
@@ -563,10 +568,9 @@ def _apply(ix: _Index, rewrite: _Rewrite) -> str | None:
 
 
 def _source_of(ix: _Index, statement: cst.CSTNode) -> str:
-    """The original text of a (simple) statement, its first line unindented."""
+    """The original text of a statement, dedented (a compound one keeps its inner indents)."""
     where = ix.pos[statement]
-    text = "".join(ix.lines[where.start.line - 1 : where.end.line])
-    return text.strip()
+    return textwrap.dedent("".join(ix.lines[where.start.line - 1 : where.end.line])).strip("\n")
 
 
 # --------------------------------------------------------------------------- operators
@@ -781,6 +785,18 @@ def _ll002(f: _File, unit: _Unit, out: FileMutations) -> None:
     )
 
 
+def _sole_guard(ix: _Index, statement: cst.CSTNode, scheduler: str) -> cst.If | None:
+    """The `if` around `statement` when it holds nothing else and tests the scheduler itself
+    (`if self._lr_scheduler is not None:`)."""
+    block = ix.parent.get(statement)
+    guard = ix.parent.get(block) if block is not None else None
+    if not isinstance(guard, cst.If) or guard.orelse is not None:
+        return None
+    if not isinstance(block, cst.IndentedBlock) or list(block.body) != [statement]:
+        return None
+    return guard if _last(scheduler) in ix.code(guard.test) else None
+
+
 def _ll004(f: _File, out: FileMutations) -> None:
     ix = f.ix
     for call in f.all_calls:
@@ -809,10 +825,14 @@ def _ll004(f: _File, out: FileMutations) -> None:
             out.exclusions.append(Exclusion("LL004", line, "sched-already-first"))
             continue
         step_stmt = ix.statement(first)
-        same = ix.block_of(stmt)
-        other = ix.block_of(step_stmt)
         moved = ix.code(small)
         removal = _removal(ix, [small])
+        guard = _sole_guard(ix, stmt, ix.code(call.func.value))
+        if guard is not None:  # `if sched is not None: sched.step()` moves as a whole
+            stmt, moved = guard, _source_of(ix, guard)
+            removal = [(guard, cst.SimpleStatementLine(body=[cst.Pass()]))]
+        same = ix.block_of(stmt)
+        other = ix.block_of(step_stmt)
         if same is not None and other is not None and same[0] is other[0]:
             rewrite = _Rewrite(replace=removal, before=[(step_stmt, moved)])
             where = f"before `{ix.code(first)}` (line {ix.line(first)})"

@@ -227,3 +227,21 @@ for t in range(10):
     env.step(action)
 """
     assert mutants.mutate(source) == mutants.FileMutations()
+
+
+def test_scheduler_step_under_its_own_guard_moves_with_the_guard() -> None:
+    source = """
+for x in loader:
+    model(x).sum().backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    if scheduler is not None:
+        scheduler.step()
+"""
+    (mutant,) = mutants.mutate(source, ["LL004"]).mutants
+    assert mutant.text.splitlines()[3:5] == [
+        "    if scheduler is not None:",
+        "        scheduler.step()",
+    ]
+    assert mutant.text.splitlines()[5] == "    optimizer.step()"
+    compile(mutant.text, "LL004", "exec")
