@@ -49,11 +49,17 @@ RESULTS_MD = BENCH_DIR / "RESULTS.md"
 VERDICTS_TOML = BENCH_DIR / "verdicts.toml"
 
 # Pinned so that every run, on every machine, lints byte-identical sources: a change in the
-# numbers must come from looplint, never from an upstream release. All are py3-none-any
-# wheels on PyPI (checked with `pip download --no-deps --only-binary=:all:`). torchvision is
-# left out (no pure-Python wheel); `lightning` is left out because it re-ships the same code
-# as pytorch-lightning; diffusers is left out to keep the corpus near 4,700 files.
-PACKAGES: tuple[tuple[str, str], ...] = (
+# numbers must come from looplint, never from an upstream release. All are pure-Python wheels
+# on PyPI (checked with `pip download --no-deps --only-binary=:all:`). torchvision and torchrl
+# are left out (no pure-Python wheel), cleanrl and fairseq too (no wheel at all); `lightning`
+# is left out because it re-ships the same code as pytorch-lightning; diffusers is left out
+# because its wheel has none of the training examples.
+#
+# Two groups. LIBRARIES: well-known library internals (4,750 files), the corpus the speed
+# goals of `speed.py` are measured on. TRAINING: packages whose code is trainers, recipes and
+# training scripts (`fit` loops, RL updates, per-batch methods), where most of the real
+# training loops are: what the mutation benchmark (`mutation.py`) needs.
+LIBRARIES: tuple[tuple[str, str], ...] = (
     ("transformers", "5.23.0"),
     ("timm", "1.0.31"),
     ("accelerate", "1.15.0"),
@@ -67,6 +73,26 @@ PACKAGES: tuple[tuple[str, str], ...] = (
     ("sentence-transformers", "6.2.0"),
     ("pytorch-lightning", "2.6.6"),
 )
+TRAINING: tuple[tuple[str, str], ...] = (
+    ("d2l", "1.0.3"),
+    ("simpletransformers", "0.70.8"),
+    ("pykeen", "1.11.1"),
+    ("avalanche-lib", "0.6.0"),
+    ("speechbrain", "1.1.2"),
+    ("ultralytics", "8.4.190"),
+    ("yolov5", "7.0.14"),
+    ("tianshou", "2.0.1"),
+    ("pyro-ppl", "1.9.2"),
+    ("pytorch-tabnet", "4.1.0"),
+    ("allennlp", "2.10.1"),
+    ("lightly", "1.6.0"),
+    ("litgpt", "0.5.13"),
+    ("mmengine", "0.10.7"),
+    ("fastai", "2.8.12"),
+)
+PACKAGES: tuple[tuple[str, str], ...] = LIBRARIES + TRAINING
+GROUPS: dict[str, tuple[tuple[str, str], ...]] = {"libraries": LIBRARIES, "training": TRAINING}
+"""Names accepted by `--only` besides package names: a whole group."""
 
 # Written last into an unpacked package directory: its presence means the extraction finished.
 _COMPLETE_MARKER = ".unpacked"
@@ -84,17 +110,24 @@ def _normalize(name: str) -> str:
 def select_packages(only: Iterable[str] | None = None) -> list[tuple[str, str]]:
     """Return the pinned (name, version) pairs, restricted to ``only`` when given.
 
-    ``only`` entries may be comma-separated; an unknown name is an error rather than an
-    empty corpus, so a typo cannot silently produce a benchmark of nothing.
+    ``only`` entries may be comma-separated package names or group names (``libraries``,
+    ``training``); an unknown name is an error rather than an empty corpus, so a typo cannot
+    silently produce a benchmark of nothing.
     """
     if not only:
         return list(PACKAGES)
-    wanted = {_normalize(n) for item in only for n in item.split(",") if n.strip()}
+    wanted: set[str] = set()
+    for name in (n.strip() for item in only for n in item.split(",")):
+        if name in GROUPS:
+            wanted.update(_normalize(n) for n, _ in GROUPS[name])
+        elif name:
+            wanted.add(_normalize(name))
     known = {_normalize(n) for n, _ in PACKAGES}
     unknown = sorted(wanted - known)
     if unknown:
         raise CorpusError(
             f"unknown package(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            f" or a group: {', '.join(GROUPS)}"
         )
     return [(n, v) for n, v in PACKAGES if _normalize(n) in wanted]
 
@@ -451,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=None, help="passed to `looplint --jobs`")
     parser.add_argument(
         "--only", action="append", metavar="NAME",
-        help="restrict to these packages (repeatable or comma-separated)",
+        help="packages or groups (libraries, training); repeatable or comma-separated",
     )  # fmt: skip
     parser.add_argument(
         "--no-run", action="store_true", help="only prepare the corpus and print its root"

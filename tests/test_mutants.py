@@ -1,0 +1,247 @@
+"""The mutation benchmark's generator: one real bug per mutant, and no mutant that is not a bug.
+
+Why: a recall figure is only as good as its mutants. A generator that injects something that is
+not a bug (a clear another clear covers, an `n_critic` schedule) would count correct silence as
+a miss; one that mangles the file would measure nothing. These tests run the generator on small
+loops of known shape and lint the mutants of a textbook loop with the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import mutants
+
+TEXTBOOK = """\
+import torch
+
+
+def evaluate(model, loader):
+    model.eval()
+    with torch.no_grad():
+        return sum(model(x).sum() for x in loader)
+
+
+def train(model, loader, epochs):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)
+    scaler = torch.cuda.amp.GradScaler()
+    for epoch in range(epochs):
+        model.train()
+        total = 0.0
+        for i, x in enumerate(loader):
+            loss = model(x).sum()
+            scaler.scale(loss).backward()
+            total += loss.item()
+            if (i + 1) % 4 == 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad()
+        scheduler.step()
+        evaluate(model, loader)
+"""
+
+
+def _diff(before: str, after: str) -> tuple[list[str], list[str]]:
+    old, new = before.splitlines(), after.splitlines()
+    return [x.strip() for x in old if x not in new], [x.strip() for x in new if x not in old]
+
+
+def test_textbook_loop_gets_one_mutant_per_rule() -> None:
+    found = mutants.mutate(TEXTBOOK)
+    assert sorted(m.rule for m in found.mutants) == sorted(
+        ["LL001", "LL002", "LL004", "LL005", "LL006", "LL007", "LL007", "LL010", "LL011"]
+    )
+    assert found.exclusions == []
+    by_rule = {m.rule: m for m in found.mutants}
+    assert _diff(TEXTBOOK, by_rule["LL006"].text) == (
+        ["total += loss.item()"],
+        ["total += loss"],
+    )
+    removed, added = _diff(TEXTBOOK, by_rule["LL001"].text)
+    assert removed == ["optimizer.zero_grad()"]
+    assert added == ["pass"]
+    lines = by_rule["LL004"].text.splitlines()
+    assert lines.index("        scheduler.step()") == lines.index("        model.train()") - 1
+    for mutant in found.mutants:
+        compile(mutant.text, mutant.rule, "exec")
+        assert mutant.subject
+
+
+def test_every_textbook_mutant_is_reported_by_the_cli(tmp_path: Path) -> None:
+    """The premise of the benchmark: on code written the textbook way, each mutant holds a
+    bug of its rule that looplint reports, and the original holds none."""
+    files = {"original.py": TEXTBOOK}
+    for index, mutant in enumerate(mutants.mutate(TEXTBOOK).mutants):
+        files[f"m{index}_{mutant.rule}.py"] = mutant.text
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "looplint", "check", "--format", "json", "--exit-zero",
+         "--no-cache", str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    codes: dict[str, set[str]] = {name: set() for name in files}
+    for finding in json.loads(proc.stdout):
+        codes[Path(finding["path"]).name].add(finding["code"])
+    assert codes.pop("original.py") == set()
+    for name, found in codes.items():
+        assert name.split("_")[1].removesuffix(".py") in found, (name, found)
+
+
+@pytest.mark.parametrize(
+    ("source", "rule", "reason"),
+    [
+        (  # WGAN: the generator's backward and step sit together under the condition
+            """
+for i, x in enumerate(loader):
+    loss_d = critic(x).mean()
+    loss_d.backward()
+    opt_d.step()
+    opt_d.zero_grad()
+    if i % n_critic == 0:
+        loss_g = -critic(gen(z)).mean()
+        loss_g.backward()
+        opt_g.step()
+        opt_g.zero_grad()
+""",
+            "LL010",
+            "backward-under-if",
+        ),
+        (  # the running total is reset every iteration: no history builds up
+            """
+for x in loader:
+    total = 0
+    loss = model(x).sum()
+    loss.backward()
+    total += loss.item()
+    optimizer.step()
+    optimizer.zero_grad()
+""",
+            "LL006",
+            "reset-each-iteration",
+        ),
+        (  # nothing clips after unscale_: removing it changes nothing
+            """
+for x in loader:
+    scaler.scale(model(x).sum()).backward()
+    scaler.unscale_(optimizer)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad()
+""",
+            "LL007",
+            "no-clip",
+        ),
+        (  # a helper of the file clears too: removing the visible clear is not a bug
+            """
+def reset(model):
+    model.zero_grad()
+
+for x in loader:
+    model(x).sum().backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    reset(model)
+""",
+            "LL001",
+            "helper-may-clear",
+        ),
+        (  # the optimizer is handed in: its construction is the caller's
+            """
+def fit(model, optimizer, loader):
+    for x in loader:
+        model(x).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+            "LL002",
+            "no-construction",
+        ),
+        (
+            """
+for epoch in range(3):
+    scheduler.step()
+    for x in loader:
+        model(x).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+            "LL004",
+            "sched-already-first",
+        ),
+    ],
+)
+def test_mutations_that_would_not_be_bugs_are_excluded(source: str, rule: str, reason: str) -> None:
+    found = mutants.mutate(source, [rule])
+    excluded = [e for e in found.exclusions if e.rule == rule]
+    assert [e.reason for e in excluded] == [reason]
+    assert [m for m in found.mutants if m.rule == rule and m.line == excluded[0].line] == []
+    assert reason in mutants.EXCLUSION_CRITERIA
+
+
+def test_per_batch_method_called_from_a_loop_is_a_training_unit() -> None:
+    source = """
+import torch
+
+class Trainer:
+    def __init__(self, model):
+        self.model = model
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+
+    def _train_step(self, batch):
+        loss = self.model(batch).sum()
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+
+    def fit(self, loader):
+        for batch in loader:
+            self._train_step(batch)
+"""
+    found = mutants.mutate(source, ["LL001", "LL002"])
+    assert {(m.rule, m.subject, m.shape) for m in found.mutants} == {
+        ("LL001", "self.optimizer", "per-batch function"),
+        ("LL002", "self.optimizer", "per-batch function"),
+    }
+
+
+def test_code_outside_training_loops_has_no_mutants() -> None:
+    source = """
+import torch
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+loss = model(x).sum()
+loss.backward()
+optimizer.step()
+optimizer.zero_grad()
+for t in range(10):
+    env.step(action)
+"""
+    assert mutants.mutate(source) == mutants.FileMutations()
+
+
+def test_scheduler_step_under_its_own_guard_moves_with_the_guard() -> None:
+    source = """
+for x in loader:
+    model(x).sum().backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    if scheduler is not None:
+        scheduler.step()
+"""
+    (mutant,) = mutants.mutate(source, ["LL004"]).mutants
+    assert mutant.text.splitlines()[3:5] == [
+        "    if scheduler is not None:",
+        "        scheduler.step()",
+    ]
+    assert mutant.text.splitlines()[5] == "    optimizer.step()"
+    compile(mutant.text, "LL004", "exec")
