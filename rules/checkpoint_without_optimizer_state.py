@@ -129,7 +129,9 @@ class CheckpointWithoutOptimizerState(Rule):
 
     Saving final weights after training ends (outside the loop), loading
     pretrained or best weights for evaluation, and plain SGD without momentum
-    are not reported.
+    are not reported; nor are weights-only snapshots (`torch.save(model.state_dict(),
+    ...)`) in a module that never resumes training from a load. A checkpoint written
+    as several files is reported once.
 
     ## Why is this bad?
     A run resumed from such a checkpoint restarts the optimizer from scratch:

@@ -39,7 +39,9 @@ class MissingZeroGrad(Rule):
     just trains badly or diverges.
 
     Gradient accumulation (clearing together with the step every N batches) is
-    recognised and not reported.
+    recognised and not reported. The mirror image is: an optimizer that steps every
+    iteration while its gradients are cleared only under a condition
+    (`if did_step: opt.zero_grad()`) applies stale, summed gradients on most steps.
 
     ## References
     - [PyTorch: zeroing out gradients](https://pytorch.org/tutorials/recipes/recipes/zeroing_out_gradients.html)

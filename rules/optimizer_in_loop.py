@@ -70,7 +70,9 @@ class OptimizerInLoop(Rule):
     persists across iterations.
 
     Not reported: the model is re-created in the same iteration (k-fold
-    cross-validation, hyper-parameter sweeps, ensembles); construction under a
+    cross-validation, hyper-parameter sweeps, ensembles) or re-initialised in place
+    (`reset_parameters()`, `p.data.normal_()`, `load_state_dict(initial)`); a fresh
+    leaf tensor optimised per outer step (adversarial examples); construction under a
     condition (a one-off rebuild at `if epoch == unfreeze_epoch:`, lazy creation
     under `if opt is None:`); a scheduler over an optimizer that is itself rebuilt
     (the optimizer is reported instead).
