@@ -17,6 +17,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar, cast
 
@@ -136,7 +137,7 @@ def _warn_at(warning: Warning, site: CallSite | None) -> None:
     if site is None:
         warnings.warn(warning, stacklevel=3)
         return
-    module = site.file.rsplit("/", 1)[-1].removesuffix(".py")
+    module = Path(site.file).stem
     warnings.warn_explicit(warning, type(warning), site.file, site.line, module=module)
 
 
