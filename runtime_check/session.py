@@ -17,6 +17,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar, cast
 
@@ -121,6 +122,13 @@ def _never_raises(hook: HookT) -> HookT:
     return cast(HookT, guarded)
 
 
+def _is_bucket_view(record: ParamRecord) -> bool:
+    """Whether the parameter's gradient is a view into a shared bucket (DDP)."""
+    param = record.param_ref()
+    grad = param.grad if param is not None else None
+    return grad is not None and grad._base is not None
+
+
 def _in_backward() -> bool:
     """Whether this thread is running a backward pass (autograd's engine threads)."""
     return bool(torch._C._current_graph_task_id() != -1)
@@ -136,7 +144,7 @@ def _warn_at(warning: Warning, site: CallSite | None) -> None:
     if site is None:
         warnings.warn(warning, stacklevel=3)
         return
-    module = site.file.rsplit("/", 1)[-1].removesuffix(".py")
+    module = Path(site.file).stem
     warnings.warn_explicit(warning, type(warning), site.file, site.line, module=module)
 
 
@@ -634,6 +642,15 @@ class Watch:
                     f"LL004 scheduler order is not judged for {tracker.label}: a scheduler "
                     "stepped but the optimizer never stepped in the block."
                 )
+        views = sum(
+            _is_bucket_view(record) for tracker in self._all_trackers for record in tracker.records
+        )
+        if views:
+            self._note_unchecked(
+                f"LL001 stale-gradient is not judged for {views} gradient(s) that are views into "
+                "a shared bucket (DDP `gradient_as_bucket_view=True`): they share one version "
+                "counter."
+            )
         if self._compiled_autograd_seen:
             self._note_unchecked(
                 "LL001/LL005 are not judged for gradients accumulated under compiled autograd "

@@ -33,6 +33,17 @@ def run(rank: int, world_size: int, port: int, results: dict[int, object]) -> No
             outcome["correct" if clear else "buggy"] = [
                 (f.code, f.parameters) for f in report.findings
             ]
+        bucketed = DistributedDataParallel(
+            nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)),
+            gradient_as_bucket_view=True,
+        )
+        bucket_optimizer = torch.optim.SGD(bucketed.parameters(), lr=0.1)
+        with watch(bucketed, bucket_optimizer, mode="warn") as report:
+            for x, y in data:
+                bucket_optimizer.zero_grad()
+                nn.functional.mse_loss(bucketed(x), y).backward()
+                bucket_optimizer.step()
+        outcome["bucket_view"] = (report.findings, report.unchecked)
         results[rank] = outcome
     finally:
         dist.destroy_process_group()

@@ -35,3 +35,6 @@ def test_each_ddp_rank_detects_the_bug_and_a_correct_loop_is_silent() -> None:
         ((code, parameters),) = outcome[rank]["buggy"]
         assert code == "LL001"
         assert "module.0.weight" in parameters
+        findings, unchecked = outcome[rank]["bucket_view"]
+        assert findings == []
+        assert any("gradient_as_bucket_view=True" in line for line in unchecked)
