@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import libcst as cst
-
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import (
     Backward,
@@ -16,7 +14,7 @@ from looplint.analysis.operations import (
     Step,
     display_name,
 )
-from looplint.analysis.syntax import call_display, source_of
+from looplint.analysis.syntax import call_display, is_none_check, source_of
 from looplint.identity import MISSING_ZERO_GRAD
 from looplint.rule import Rule, Violation
 
@@ -145,7 +143,7 @@ def _cleared_less_often(step: Site, clears: list[Site], view: LoopView) -> str |
         if not guards:
             return None
         outer = guards[0]
-        if outer.test is None or _none_check(outer.test):
+        if outer.test is None or is_none_check(outer.test):
             # `except` arms are an error path, and `if params is not None:` skips only
             # the first iteration: neither is a schedule.
             return None
@@ -155,15 +153,3 @@ def _cleared_less_often(step: Site, clears: list[Site], view: LoopView) -> str |
             return None  # every arm of one `if` clears
         tests.append(source_of(outer.test))
     return tests[0]
-
-
-def _none_check(test: cst.BaseExpression) -> bool:
-    """`x is None` / `x is not None` (possibly negated)."""
-    while isinstance(test, cst.UnaryOperation):
-        test = test.expression
-    return isinstance(test, cst.Comparison) and any(
-        isinstance(c.operator, (cst.Is, cst.IsNot))
-        and isinstance(c.comparator, cst.Name)
-        and c.comparator.value == "None"
-        for c in test.comparisons
-    )

@@ -10,7 +10,7 @@ from looplint.analysis.catalog import PER_BATCH_SCHEDULERS, PLATEAU_SCHEDULERS
 from looplint.analysis.facts import ModuleFacts, ObjectInfo
 from looplint.analysis.operations import SchedulerStep, Site, Step, display_name
 from looplint.analysis.program import AssignEvent, all_events
-from looplint.analysis.syntax import descendants, dotted_name, statement_of
+from looplint.analysis.syntax import descendants, dotted_name, is_none_check, statement_of
 from looplint.identity import SCHEDULER_ORDER
 from looplint.rule import Fix, Rule, Violation
 
@@ -255,7 +255,9 @@ class SchedulerOrder(Rule):
                 if (
                     all(s.order > site.order for s in steps)
                     and not any(
-                        isinstance(g.test, cst.Comparison) and id(g) not in shared
+                        isinstance(g.test, cst.Comparison)
+                        and id(g) not in shared
+                        and not is_none_check(g.test)
                         for g in site.guards_within(view.loop)
                     )
                     and not _silences_warnings(site)

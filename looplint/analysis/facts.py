@@ -114,11 +114,7 @@ class ModuleFacts:
             return False
         if self.optimizes(optimizer, clear.module):
             return True
-        return (
-            sole
-            and clear.module is not None
-            and not any(info.parameter_sources for info in self.table.objects.get(optimizer, ()))
-        )
+        return sole and clear.module is not None and not self.table.updates(optimizer)
 
     def sole_optimizer(self, view: LoopView) -> bool:
         """Whether one optimizer alone is stepped in the loop `view` shows."""

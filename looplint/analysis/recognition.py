@@ -303,6 +303,26 @@ class ObjectTable:
         return None
 
     # -- what an optimizer updates --------------------------------------------------------
+    def updates(self, optimizer: str) -> frozenset[str]:
+        """What `optimizer` is built over; a wrapper (`DistributedOptimizer(self.optimizer)`,
+        `Lookahead(base)`) updates what the optimizer it wraps does."""
+        found: set[str] = set()
+        pending, seen = [optimizer], set()
+        while pending:
+            current = pending.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            for info in self.objects.get(current, ()):
+                if info.kind is not ObjectKind.OPTIMIZER:
+                    continue
+                for source in info.parameter_sources:
+                    if self.is_optimizer(source):
+                        pending.append(source)  # itself too: `opt = Wrapper(opt)`
+                    else:
+                        found.add(source)
+        return frozenset(found)
+
     def optimizes(self, optimizer: str, module: str | None, whole: bool = False) -> bool:
         """Whether `module` (a model's identity) holds parameters that `optimizer` updates.
 
@@ -311,15 +331,14 @@ class ObjectTable:
         """
         if module is None:
             return False
-        for info in self.objects.get(optimizer, ()):
-            for source in info.parameter_sources:
-                base = source
-                for accessor in (".parameters", ".named_parameters"):
-                    base = base.removesuffix(accessor)
-                if base == module or base.startswith(module + "."):
-                    return True
-                if not whole and module.startswith(base + "."):
-                    return True
+        for source in self.updates(optimizer):
+            base = source
+            for accessor in (".parameters", ".named_parameters"):
+                base = base.removesuffix(accessor)
+            if base == module or base.startswith(module + "."):
+                return True
+            if not whole and module.startswith(base + "."):
+                return True
         return False
 
 

@@ -169,3 +169,16 @@ def statement_of(module: cst.Module, call: cst.Call) -> tuple[cst.CSTNode, int] 
 def with_item(node: cst.BaseExpression) -> cst.Call:
     """`node.item()`."""
     return cst.Call(func=cst.Attribute(value=node, attr=cst.Name("item")))
+
+
+def is_none_check(test: cst.BaseExpression) -> bool:
+    """`x is None` / `x is not None`, possibly negated: a guard against a missing object,
+    not a schedule or a one-off condition."""
+    while isinstance(test, cst.UnaryOperation):
+        test = test.expression
+    return isinstance(test, cst.Comparison) and any(
+        isinstance(c.operator, (cst.Is, cst.IsNot))
+        and isinstance(c.comparator, cst.Name)
+        and c.comparator.value == "None"
+        for c in test.comparisons
+    )
