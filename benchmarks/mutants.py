@@ -29,6 +29,8 @@ RULES: tuple[str, ...] = ("LL001", "LL002", "LL004", "LL005", "LL006", "LL007", 
 """The rules with a natural mutation, in report order."""
 
 EXCLUSION_CRITERIA: dict[str, str] = {
+    "already-flagged": "any rule: the unmutated file already has a finding of this rule (a "
+    "verified real bug), so a second one in the same loop cannot be told apart from it",
     "helper-may-clear": "LL001: the unit still calls a helper that may clear gradients (a call "
     "named like `*zero_grad*`/`*clear_grad*`, or a function of the same file that clears)",
     "grads-assigned": "LL001: gradients are assigned (`p.grad = g`), not accumulated, so clears "

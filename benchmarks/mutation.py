@@ -275,8 +275,15 @@ def check_package(
             before = collections.Counter(_key(f, copy) for f in baseline)
             data = target.read_bytes()
             rel_path = corpus.relpath(str(original_path))
+            flagged = {str(f["code"]) for f in baseline if Path(str(f["path"])) == target}
             try:
                 for mutant in file_mutants:
+                    if mutant.rule in flagged:
+                        # The same rule already fires on the original: no new finding can
+                        # show the injected bug, whether it is seen or not.
+                        excluded = (rel_path, mutant.rule, mutant.line, "already-flagged")
+                        run.exclusions.append(excluded)
+                        continue
                     target.write_text(mutant.text, encoding="utf-8")
                     after = collections.Counter(_key(f, copy) for f in checker.findings(checked))
                     new = after - before
