@@ -22,7 +22,7 @@ In order of strength:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import libcst as cst
 
@@ -63,6 +63,7 @@ def fill(table: ObjectTable, program: ModuleProgram, scopes: Scopes) -> None:
     for function in program.functions:
         _annotations(table, function)
     _class_attributes(table, program, scopes)
+    uses = _uses(table, program, scopes)
     for _ in range(_ROUNDS):
         changed = False
         for function in program.functions:
@@ -76,7 +77,7 @@ def fill(table: ObjectTable, program: ModuleProgram, scopes: Scopes) -> None:
                 elif isinstance(event, CallEvent):
                     changed |= _constructor_attributes(table, program, scopes, event.node, frame)
                     changed |= _call_arguments(table, scopes, event.node, frame)
-        changed |= _roles(table, program, scopes)
+        changed |= _roles(table, uses)
         table.forget_factories()
         if not changed:
             break
@@ -367,12 +368,20 @@ _ROLE_EVIDENCE = {
 }
 
 
-def _roles(table: ObjectTable, program: ModuleProgram, scopes: Scopes) -> bool:
-    """Optimizers and schedulers recognised by what is done with them."""
-    stepped: set[str] = set()
-    cleared: set[str] = set()
-    last_lr: set[str] = set()
-    found: dict[str, str] = {}
+@dataclass(slots=True)
+class _Uses:
+    """What each identity is seen doing, read once from the module's calls."""
+
+    stepped: set[str] = field(default_factory=set)
+    cleared: set[str] = field(default_factory=set)
+    last_lr: set[str] = field(default_factory=set)
+    found: dict[str, str] = field(default_factory=dict)
+    scheduler_calls: list[tuple[cst.Call, Frame]] = field(default_factory=list)
+    """Calls spelled like a scheduler's construction, judged again each round."""
+
+
+def _uses(table: ObjectTable, program: ModuleProgram, scopes: Scopes) -> _Uses:
+    uses = _Uses()
     for function in program.functions:
         frame = Frame(function, {})
         for event in all_events(function.events):
@@ -384,11 +393,9 @@ def _roles(table: ObjectTable, program: ModuleProgram, scopes: Scopes) -> bool:
                 if isinstance(node, cst.Attribute) and node.attr.value == "param_groups":
                     owner = scopes.identity(node.value, frame)
                     if owner is not None:
-                        found.setdefault(owner, "groups")
+                        uses.found.setdefault(owner, "groups")
             if call.args and _may_build_scheduler(table, func):
-                info = table.value_info(call, frame)
-                if info is not None and info.kind is ObjectKind.SCHEDULER and info.optimizer:
-                    found.setdefault(info.optimizer, "scheduled")
+                uses.scheduler_calls.append((call, frame))
             if not isinstance(func, cst.Attribute):
                 continue
             method = func.attr.value
@@ -396,20 +403,30 @@ def _roles(table: ObjectTable, program: ModuleProgram, scopes: Scopes) -> bool:
             if receiver is None:
                 continue
             if method == "step" and len(positional_args(call)) <= 1:
-                stepped.add(receiver)
+                uses.stepped.add(receiver)
             elif method == "zero_grad":
-                cleared.add(receiver)
+                uses.cleared.add(receiver)
             elif method in ("get_last_lr", "get_lr"):
-                last_lr.add(receiver)
+                uses.last_lr.add(receiver)
             elif method == "add_param_group":
-                found.setdefault(receiver, "groups")
+                uses.found.setdefault(receiver, "groups")
             if method in ("step", "unscale_") and "scaler" in receiver.lower():
                 first = argument(call, 0, "optimizer")
                 passed = scopes.identity(first, frame) if first is not None else None
                 if passed is not None:
-                    found.setdefault(passed, "scaled")
-    for identity in stepped & cleared:
-        found.setdefault(identity, "protocol")
+                    uses.found.setdefault(passed, "scaled")
+    for identity in uses.stepped & uses.cleared:
+        uses.found.setdefault(identity, "protocol")
+    return uses
+
+
+def _roles(table: ObjectTable, uses: _Uses) -> bool:
+    """Optimizers and schedulers recognised by what is done with them."""
+    found = dict(uses.found)
+    for call, frame in uses.scheduler_calls:
+        info = table.value_info(call, frame)
+        if info is not None and info.kind is ObjectKind.SCHEDULER and info.optimizer:
+            found.setdefault(info.optimizer, "scheduled")
     changed = False
     for identity, reason in found.items():
         if not table.kinds(identity):
@@ -418,7 +435,7 @@ def _roles(table: ObjectTable, program: ModuleProgram, scopes: Scopes) -> bool:
                 identity,
                 ObjectInfo(ObjectKind.OPTIMIZER, "<used as optimizer>", None, evidence=evidence),
             )
-    for identity in (stepped & last_lr) - cleared:
+    for identity in (uses.stepped & uses.last_lr) - uses.cleared:
         if not table.kinds(identity):
             changed |= table.record(
                 identity,
