@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from third_party import import_library  # noqa: E402
+from third_party import import_library, quiet_trainer  # noqa: E402
 
 L = import_library("lightning")
 
@@ -73,18 +73,7 @@ def data() -> DataLoader[Any]:
 
 
 def trainer(*callbacks: Any, **options: Any) -> Any:
-    options.setdefault("max_epochs", 1)
-    return L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=list(callbacks),
-        **options,
-    )
+    return quiet_trainer(L, *callbacks, **options)
 
 
 def fit(model: Classifier, *callbacks: Any, **options: Any) -> Classifier:
@@ -219,15 +208,7 @@ def test_pytorch_lightning_package_name_has_its_own_callback() -> None:
         def configure_optimizers(self) -> Any:
             return torch.optim.Adam(self.net[2].parameters(), lr=1e-2)
 
-    run = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[PlLoopLint()],
-    )
+    run = quiet_trainer(pl, PlLoopLint())
     with pytest.raises(LoopLintRuntimeError, match="LL003"):
         run.fit(PlClassifier(), data())
 

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from looplint.runtime_check import LoopLintRuntimeError, Report, watch  # noqa: E402
 from runtime_loops import Net, batches, loss_of  # noqa: E402
-from third_party import import_library  # noqa: E402
+from third_party import import_library, quiet_trainer  # noqa: E402
 
 
 def closure_for(
@@ -96,15 +96,7 @@ def lightning_fit(module_cls: type, accumulate: int, **watch_options: object) ->
         batch_size=4,
     )
     model = module_cls()
-    trainer = L.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accumulate_grad_batches=accumulate,
-    )
+    trainer = quiet_trainer(L, accumulate_grad_batches=accumulate)
     with watch(model, mode="warn", **watch_options) as report:  # type: ignore[arg-type]
         trainer.fit(model, data)
     return report

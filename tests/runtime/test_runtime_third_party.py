@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from looplint.runtime_check import watch  # noqa: E402
-from third_party import import_library  # noqa: E402
+from third_party import import_library, quiet_trainer  # noqa: E402
 
 
 def same_tensors(left: torch.nn.Module, right: torch.nn.Module) -> bool:
@@ -153,15 +153,7 @@ def test_lightning_lr_find_then_fit_is_not_a_rebuild_bug(tmp_path: Path) -> None
         batch_size=4,
     )
     model = Lit()
-    trainer = L.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(L, default_root_dir=tmp_path)
     with watch(model, mode="warn") as report:
         # lr_find trains a few steps, then restores the weights it started from.
         tuner.Tuner(trainer).lr_find(model, train_dataloaders=data, num_training=10)

@@ -44,3 +44,20 @@ def import_library(name: str) -> ModuleType:
     """Import `name` (torchvision first, as the libraries do), or skip the test."""
     _load_torchvision()
     return pytest.importorskip(name)
+
+
+def quiet_trainer(lightning: ModuleType, *callbacks: Any, **options: Any) -> Any:
+    """A one-epoch CPU `Trainer` of `lightning` (or `pytorch_lightning`) that writes and
+    prints nothing: what every real-Lightning test here runs."""
+    options.setdefault("max_epochs", 1)
+    return lightning.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=list(callbacks),
+        **options,
+    )
