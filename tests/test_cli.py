@@ -28,6 +28,22 @@ BUGGY = textwrap.dedent(
 )
 FIXED = BUGGY.replace("    loss = torch", "    optimizer.zero_grad()\n    loss = torch")
 STEP_LINE = 8
+# One bug (LL006) with a safe fix: `total += loss` → `total += loss.item()`.
+LEAKY = textwrap.dedent(
+    """\
+    import torch
+
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    total = 0.0
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        optimizer.step()
+        total += loss
+    """
+)
 
 
 @pytest.fixture

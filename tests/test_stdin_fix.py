@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 from tests.conftest import RunLooplint
-from tests.test_cli import BUGGY
-
-FIXABLE = textwrap.dedent(
-    """\
-    import torch
-
-    model = torch.nn.Linear(4, 1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    total = 0.0
-    for x, y in loader:
-        optimizer.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        optimizer.step()
-        total += loss
-    """
-)
+from tests.test_cli import BUGGY, LEAKY
 
 
 def test_fix_writes_the_fixed_buffer_to_stdout(run_looplint: RunLooplint, tmp_path: Path) -> None:
     result = run_looplint(
-        "check", "--stdin-filename", "train.py", "--fix", cwd=tmp_path, stdin=FIXABLE
+        "check", "--stdin-filename", "train.py", "--fix", cwd=tmp_path, stdin=LEAKY
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout == FIXABLE.replace("total += loss", "total += loss.item()")
+    assert result.stdout == LEAKY.replace("total += loss", "total += loss.item()")
     assert "All checks passed!" in result.stderr
     assert not (tmp_path / "train.py").exists()  # nothing written to disk
 
@@ -39,7 +22,7 @@ def test_fix_writes_the_fixed_buffer_to_stdout(run_looplint: RunLooplint, tmp_pa
 def test_fix_with_remaining_findings_reports_them_on_stderr(
     run_looplint: RunLooplint, tmp_path: Path
 ) -> None:
-    source = FIXABLE.replace("    optimizer.zero_grad()\n", "")
+    source = LEAKY.replace("    optimizer.zero_grad()\n", "")
     result = run_looplint(
         "check", "--stdin-filename", "train.py", "--fix", cwd=tmp_path, stdin=source
     )
@@ -58,7 +41,7 @@ def test_fix_without_fixes_echoes_the_buffer_unchanged(
 
 def test_diff_prints_the_fix_and_exits_1(run_looplint: RunLooplint, tmp_path: Path) -> None:
     result = run_looplint(
-        "check", "--stdin-filename", "src/train.py", "--diff", cwd=tmp_path, stdin=FIXABLE
+        "check", "--stdin-filename", "src/train.py", "--diff", cwd=tmp_path, stdin=LEAKY
     )
     assert result.returncode == 1
     assert result.stdout.splitlines()[:2] == ["--- a/src/train.py", "+++ b/src/train.py"]
@@ -107,10 +90,10 @@ def test_force_exclude_passes_an_excluded_buffer_through(
 ) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.looplint]\nextend-exclude = ["legacy/"]\n')
     args = ("check", "--stdin-filename", "legacy/train.py", "--force-exclude")
-    skipped = run_looplint(*args, cwd=tmp_path, stdin=FIXABLE)
+    skipped = run_looplint(*args, cwd=tmp_path, stdin=LEAKY)
     assert skipped.returncode == 0 and skipped.stdout == "" and skipped.stderr == ""
-    fixed = run_looplint(*args, "--fix", cwd=tmp_path, stdin=FIXABLE)
-    assert fixed.returncode == 0 and fixed.stdout == FIXABLE
+    fixed = run_looplint(*args, "--fix", cwd=tmp_path, stdin=LEAKY)
+    assert fixed.returncode == 0 and fixed.stdout == LEAKY
     checked = run_looplint("check", "--stdin-filename", "legacy/train.py", "--fix",
-                           cwd=tmp_path, stdin=FIXABLE)  # fmt: skip
+                           cwd=tmp_path, stdin=LEAKY)  # fmt: skip
     assert "total += loss.item()" in checked.stdout  # named without --force-exclude: checked

@@ -6,29 +6,13 @@ import json
 import os
 import pty
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import RunLooplint, looplint_command
-from tests.test_cli import BUGGY, FIXED, STEP_LINE
+from tests.test_cli import BUGGY, FIXED, LEAKY, STEP_LINE
 
-LEAKY = textwrap.dedent(
-    """\
-    import torch
-
-    model = torch.nn.Linear(4, 1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    total = 0.0
-    for x, y in loader:
-        optimizer.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        loss.backward()
-        optimizer.step()
-        total += loss
-    """
-)
 ESC = "\x1b["
 
 
