@@ -52,21 +52,6 @@ def has_looplint_table(path: Path) -> bool:
         return True
 
 
-def find_pyproject(start: Path) -> Path | None:
-    """The nearest `pyproject.toml` at or above `start` that has a `[tool.looplint]` table.
-
-    Falls back to the nearest `pyproject.toml` at all, so a project root is still found.
-    """
-    nearest: Path | None = None
-    for folder in (start, *start.parents):
-        candidate = folder / "pyproject.toml"
-        if candidate.is_file():
-            nearest = nearest or candidate
-            if has_looplint_table(candidate):
-                return candidate
-    return nearest
-
-
 def _string_list(value: Any, key: str, path: Path) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         found = type(value).__name__
@@ -148,14 +133,3 @@ def settings_from_file(path: Path) -> Settings:
         per_file_ignores=per_file,
         cache_dir=cache_dir,
     )
-
-
-def load_settings(path: Path | None, start: Path) -> Settings:
-    """Read settings from `path` (or discover them from `start`); raises `ConfigError`."""
-    if path is None:
-        path = find_pyproject(start)
-        if path is None:
-            return Settings(root=start)
-    elif not path.is_file():
-        raise ConfigError(f"{path}: configuration file does not exist")
-    return settings_from_file(path)

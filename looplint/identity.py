@@ -96,5 +96,3 @@ ALL_IDENTITIES: tuple[RuleIdentity, ...] = (
     ACCUMULATION_CLEARED_EARLY,
     EVAL_MODE_NOT_RESTORED,
 )
-
-BY_CODE: dict[str, RuleIdentity] = {identity.code: identity for identity in ALL_IDENTITIES}

@@ -15,7 +15,7 @@ from typing import TypeVar
 import libcst as cst
 
 from looplint.analysis.catalog import ObjectKind
-from looplint.analysis.syntax import descendants, dotted_name
+from looplint.analysis.syntax import descendants, dotted_name, is_none_check
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,13 +286,7 @@ def condition_of(test: cst.BaseExpression | None) -> tuple[str, bool] | None:
         holds = not holds
     if test is None:
         return None
-    if (
-        isinstance(test, cst.Comparison)
-        and len(test.comparisons) == 1
-        and isinstance(test.comparisons[0].comparator, cst.Name)
-        and test.comparisons[0].comparator.value == "None"
-        and isinstance(test.comparisons[0].operator, (cst.Is, cst.IsNot))
-    ):
+    if isinstance(test, cst.Comparison) and len(test.comparisons) == 1 and is_none_check(test):
         if isinstance(test.comparisons[0].operator, cst.Is):
             holds = not holds
         test = test.left

@@ -177,8 +177,6 @@ def is_none_check(test: cst.BaseExpression) -> bool:
     while isinstance(test, cst.UnaryOperation):
         test = test.expression
     return isinstance(test, cst.Comparison) and any(
-        isinstance(c.operator, (cst.Is, cst.IsNot))
-        and isinstance(c.comparator, cst.Name)
-        and c.comparator.value == "None"
+        isinstance(c.operator, (cst.Is, cst.IsNot)) and is_none(c.comparator)
         for c in test.comparisons
     )
