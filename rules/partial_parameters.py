@@ -113,12 +113,27 @@ def _blocks_gradients(cls: ClassInfo, program: ModuleProgram) -> bool:
     )
 
 
-def _model_of(receiver: str, summary: ModuleSummary) -> tuple[str, str] | None:
+def _is_run(chain: str, summary: ModuleSummary, program: ModuleProgram) -> bool:
+    """Whether the model `chain` is run: called itself (`model(x)`), or through a method
+    its same-module class defines (`agent.get_action_and_value(x)`)."""
+    if chain in summary.called_chains:
+        return True
+    classes = set(summary.instances.get(chain, ()))
+    return len(classes) == 1 and any(
+        f"{chain}.{method}" in summary.called_chains
+        for method in program.classes[next(iter(classes))].methods
+        if method != "__init__"
+    )
+
+
+def _model_of(
+    receiver: str, summary: ModuleSummary, program: ModuleProgram
+) -> tuple[str, str] | None:
     """Split `model.encoder` into the model that is run (`model`) and the part (`encoder`)."""
     parts = receiver.split(".")
     for size in range(1, len(parts)):
         prefix = ".".join(parts[:size])
-        if prefix in summary.called_chains and prefix != "self":
+        if prefix != "self" and _is_run(prefix, summary, program):
             return prefix, parts[size]
     return None
 
@@ -243,10 +258,10 @@ class PartialParameters(Rule):
                 continue
             parts: dict[str, set[str]] = {}
             for receiver in receivers:
-                if receiver in summary.called_chains:
+                if _is_run(receiver, summary, facts.program):
                     coverage[receiver] = None  # the whole model
                     continue
-                split = _model_of(receiver, summary)
+                split = _model_of(receiver, summary, facts.program)
                 if split is None:
                     parts = {}
                     break

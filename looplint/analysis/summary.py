@@ -23,6 +23,19 @@ class ModuleSummary:
 
 
 _FREEZING_WORDS = ("freeze", "trainable")
+_MOVES = frozenset({"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "train"})
+
+
+def _built(value: cst.BaseExpression) -> cst.BaseExpression:
+    """`Net(...)` in `Net(...).to(device).train()`: moving a new model to a device or a mode
+    returns the same instance."""
+    while (
+        isinstance(value, cst.Call)
+        and isinstance(value.func, cst.Attribute)
+        and value.func.attr.value in _MOVES
+    ):
+        value = value.func.value
+    return value
 
 
 def summarise(program: ModuleProgram) -> ModuleSummary:
@@ -59,7 +72,7 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
                             isinstance(event.value, cst.Name) and event.value.value == "False"
                         )
                     text = dotted_name(target)
-                    value = event.value
+                    value = _built(event.value)
                     if (
                         text is not None
                         and isinstance(value, cst.Call)
