@@ -117,6 +117,46 @@ def _best_weights(site: Site, loop: Loop) -> bool:
     return False
 
 
+def _partial_optimizer_state(facts: ModuleFacts, reported: set[int]) -> Iterator[Violation]:
+    """A checkpoint that holds some optimizers' state but not that of another stateful
+    optimizer stepped in the same loop over a model it saves (a GAN's `optim_d` saved,
+    `optim_g` forgotten): resuming restarts that one optimizer."""
+    for function, sites in facts.all_sites():
+        views = facts.loop_views(function)
+        loops = {id(loop): loop for s in sites if isinstance(s.op, Save) for loop in s.loops}
+        for key in loops:
+            view = views[key].sites
+            saves = [
+                (site, full)
+                for site in view
+                if isinstance(site.op, Save) and (full := _written_out(site, view)) is not None
+            ]
+            saved = {state for _, full in saves for state in full.states}
+            if not any(ObjectKind.OPTIMIZER in facts.kinds(state) for state in saved):
+                continue
+            stepped = {
+                s.op.optimizer
+                for s in view
+                if isinstance(s.op, Step) and _stateful(facts, s.op.optimizer)
+            }
+            for optimizer in sorted(stepped - saved):
+                for site, full in saves:
+                    model = next(
+                        (m for m in sorted(full.states, key=len) if facts.optimizes(optimizer, m)),
+                        None,
+                    )
+                    if model is None or id(site.op.node) in reported:  # type: ignore[union-attr]
+                        continue
+                    reported.add(id(site.op.node))  # type: ignore[union-attr]
+                    yield Violation(
+                        site.op.node,  # type: ignore[union-attr]
+                        f"this checkpoint saves `{display_name(model)}.state_dict()` and other "
+                        f"optimizers' state but not `{display_name(optimizer)}.state_dict()`, so "
+                        "a resumed run restarts that optimizer's momentum and moments; save it too",
+                    )
+                    break
+
+
 class CheckpointWithoutOptimizerState(Rule):
     """
     ## What it does
@@ -232,6 +272,7 @@ class CheckpointWithoutOptimizerState(Rule):
                             "restarts the optimizer's momentum and moments; save both",
                         )
                         break
+        yield from _partial_optimizer_state(facts, reported)
         if not full_keys:
             return
         restores_optimizer = any(

@@ -85,11 +85,12 @@ def _iterates(expression: cst.BaseExpression, name: str) -> bool:
 def _comprehensions_over(value: cst.BaseExpression, name: str) -> Iterator[cst.BaseExpression]:
     """Every comprehension over `name` inside `value`, outermost first: the parameter groups
     of one literal (`[{"params": [p for n, p in params if ...]}, {"params": [...]}]`) iterate
-    it once each. Lambdas are not entered (they run later, or never)."""
+    it once each. Lambdas are not entered (they run later, or never), nor calls (each call is
+    an event of its own, whose comprehension arguments `consumer_of` counts)."""
     stack: list[cst.CSTNode] = [value]
     while stack:
         node = stack.pop(0)
-        if isinstance(node, cst.Lambda):
+        if isinstance(node, (cst.Lambda, cst.Call)):
             continue
         if isinstance(node, cst.BaseExpression) and _iterates(node, name):
             yield node

@@ -9,6 +9,8 @@ what one iteration of a loop really runs.
 
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 
 from looplint.analysis.catalog import PER_BATCH_METHODS, ObjectKind
@@ -186,8 +188,36 @@ def backward_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Backward:
     return Backward(call, scopes.identity(receiver, frame))
 
 
-def save_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Save:
-    payload = argument(call, 0, "obj")
+_SAVE_HELPER = re.compile(r"^save(_\w*)?$|_save$|^save\w*(checkpoint|ckpt|state|model)\w*$")
+"""`save_checkpoint`, `save_ckpt`, `save_state`, `accelerator.save`, `xm.save`, ...: helpers
+that write what they are handed to disk."""
+
+
+def checkpoint_helper_payload(call: cst.Call) -> cst.Dict | None:
+    """The dict literal holding `state_dict()`s that a save helper is handed
+    (`save_checkpoint(path, {"model": model.state_dict(), ...})`), else None."""
+    func = call.func
+    name = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", "")
+    if not isinstance(name, str) or not _SAVE_HELPER.search(name):
+        return None
+    for arg in call.args:
+        value = arg.value
+        if isinstance(value, cst.Dict) and any(
+            isinstance(node, cst.Call)
+            and isinstance(node.func, cst.Attribute)
+            and node.func.attr.value == "state_dict"
+            for node in descendants(value)
+        ):
+            return value
+    return None
+
+
+def save_of(
+    call: cst.Call, frame: Frame, scopes: Scopes, payload: cst.BaseExpression | None = None
+) -> Save:
+    """What `torch.save(payload, ...)` (or a save helper handed `payload`) writes."""
+    if payload is None:
+        payload = argument(call, 0, "obj")
     states: set[str] = set()
     keys: set[str] = set()
     literal = False
@@ -199,9 +229,18 @@ def save_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Save:
                 and node.func.attr.value == "state_dict"
             ):
                 literal = True
-                owner = scopes.identity(node.func.value, frame)
-                if owner is not None:
-                    states.add(owner)
+                owner_node = node.func.value
+                # `(model.module if distributed else model).state_dict()`: either is the model
+                owners = (
+                    (owner_node.body, owner_node.orelse)
+                    if isinstance(owner_node, cst.IfExp)
+                    else (owner_node,)
+                )
+                for one in owners:
+                    owner = scopes.identity(one, frame)
+                    if owner is not None:
+                        states.add(owner)
+                        states.add(owner.removesuffix(".module"))
             elif isinstance(node, cst.Dict):
                 literal = True
             elif isinstance(node, cst.SimpleString):
@@ -422,6 +461,10 @@ class TreeBuilder:
             return
         if qualified == "torch.save":
             out.append(save_of(call, frame, self.scopes))
+            return
+        helper_payload = checkpoint_helper_payload(call)
+        if helper_payload is not None:
+            out.append(save_of(call, frame, self.scopes, helper_payload))
             return
         if qualified is not None and qualified.startswith("torch.nn.init."):
             first = argument(call, 0, "tensor")
