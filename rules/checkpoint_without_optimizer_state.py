@@ -145,11 +145,11 @@ def _partial_optimizer_state(facts: ModuleFacts, reported: set[int]) -> Iterator
                         (m for m in sorted(full.states, key=len) if facts.optimizes(optimizer, m)),
                         None,
                     )
-                    if model is None or id(site.op.node) in reported:  # type: ignore[union-attr]
+                    if model is None or id(site.op.node) in reported:
                         continue
-                    reported.add(id(site.op.node))  # type: ignore[union-attr]
+                    reported.add(id(site.op.node))
                     yield Violation(
-                        site.op.node,  # type: ignore[union-attr]
+                        site.op.node,
                         f"this checkpoint saves `{display_name(model)}.state_dict()` and other "
                         f"optimizers' state but not `{display_name(optimizer)}.state_dict()`, so "
                         "a resumed run restarts that optimizer's momentum and moments; save it too",

@@ -306,10 +306,9 @@ class ConsumedParameterGenerator(Rule):
                             tracked[key] = tracked[alias]  # one generator, two names
                 elif isinstance(event, LoopEvent):
                     node = event.node
-                    if isinstance(node, cst.For) and dotted_name(node.iter) in tracked:
-                        name = dotted_name(node.iter)
-                        assert name is not None
-                        yield from use(name, node, "a `for` loop", arms, loops)
+                    iterated = dotted_name(node.iter) if isinstance(node, cst.For) else None
+                    if iterated is not None and iterated in tracked:
+                        yield from use(iterated, node, "a `for` loop", arms, loops)
                     yield from walk(event.body, arms, (*loops, id(node)))
                 elif isinstance(event, WithEvent):
                     yield from walk(event.body, arms, loops)

@@ -114,6 +114,22 @@ _READS_ONLY = frozenset(
     }
 )  # fmt: skip
 """Calls known to read an optimizer handed to them, never to step or clear it."""
+_ACTING_WORDS = re.compile(r"step|zero|clear|reset|update|train|optimi[sz]e|backward|apply|fit|run")
+_READING_WORDS = re.compile(
+    r"clip|log|print|learning_rate|save|checkpoint|ckpt|warm_?up|summar|record|plot|dump|write"
+)
+
+
+def reads_by_name(name: str) -> bool:
+    """Whether an unknown helper's name says it only reads or adjusts the optimizer it is
+    handed (`clip_gradient(optimizer, max_norm)`, `adjust_learning_rate(optimizer, epoch)`,
+    `save_checkpoint(model, optimizer)`) and says nothing of stepping or clearing."""
+    lowered = name.lower()
+    if _ACTING_WORDS.search(lowered):
+        return False
+    return _READING_WORDS.search(lowered) is not None or "lr" in lowered.split("_")
+
+
 _SELF_RETURNING = frozenset(
     {"to", "cuda", "cpu", "float", "half", "double", "bfloat16", "train", "eval", "requires_grad_"}
 )
@@ -185,7 +201,23 @@ def backward_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Backward:
     if engine:
         first = argument(call, 0, "loss")
         return Backward(call, scopes.identity(first, frame) if first is not None else None)
-    return Backward(call, scopes.identity(receiver, frame))
+    return Backward(
+        call, scopes.identity(receiver, frame) or _entry_identity(receiver, frame, scopes)
+    )
+
+
+def _entry_identity(receiver: cst.BaseExpression, frame: Frame, scopes: Scopes) -> str | None:
+    """`out["loss"]` for `out["loss"].backward()`: the entry of a container (a model's
+    output dict) that holds the graph; its container keeps the graph too."""
+    if not isinstance(receiver, cst.Subscript) or len(receiver.slice) != 1:
+        return None
+    index = receiver.slice[0].slice
+    if not isinstance(index, cst.Index) or not isinstance(
+        index.value, (cst.SimpleString, cst.Integer)
+    ):
+        return None
+    container = scopes.identity(receiver.value, frame)
+    return f"{container}[{index.value.value}]" if container is not None else None
 
 
 _SAVE_HELPER = re.compile(r"^save(_\w*)?$|_save$|^save\w*(checkpoint|ckpt|state|model)\w*$")
@@ -583,7 +615,8 @@ class TreeBuilder:
         if attr is not None and ("zero_grad" in attr or ("clear" in attr and "grad" in attr)):
             out.append(Clear(call, None))
             return
-        if attr in _READS_ONLY or (isinstance(func, cst.Name) and func.value in _READS_ONLY):
+        name = attr if attr is not None else (func.value if isinstance(func, cst.Name) else "")
+        if name in _READS_ONLY or reads_by_name(name):
             return  # `fabric.clip_gradients(model, optimizer, ...)`, `log(optimizer)`
         for arg in call.args:
             identity = self.scopes.identity(arg.value, frame)
