@@ -66,7 +66,7 @@ def _changed_in(loop: cst.For | cst.While) -> set[str]:
         elif isinstance(node, (cst.For, cst.CompFor)):
             targets.append(node.target)
         elif isinstance(node, cst.AsName):
-            targets.append(node.name)  # type: ignore[arg-type]
+            targets.append(node.name)
         elif isinstance(node, cst.NamedExpr):
             targets.append(node.target)
         elif isinstance(node, cst.Del):
