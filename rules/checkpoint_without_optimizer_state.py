@@ -95,6 +95,16 @@ def _resumes(site: Site, sites: list[Site], function: FunctionInfo, facts: Modul
     )
 
 
+def _loads_trained_model(target: str, stepped: set[str], facts: ModuleFacts) -> bool:
+    """Whether a load fills a model that an optimizer of the module trains. A network no
+    optimizer updates (a distillation teacher, a frozen reference) is loaded for use, not
+    resumed; when no optimizer's parameters are visible, any model may be the trained one."""
+    known = [o for o in stepped if facts.table.updates(o)]
+    if not known:
+        return True
+    return any(facts.optimizes(o, target) for o in known)
+
+
 def _full_checkpoint_elsewhere(site: Site, view: list[Site], facts: ModuleFacts) -> bool:
     """The same iteration also writes a full checkpoint (or one looplint cannot read)."""
     return any(
@@ -229,9 +239,19 @@ class CheckpointWithoutOptimizerState(Rule):
                 if isinstance(site.op, LoadState):
                     loads.append((site, sites, function))
         # Weights-only snapshots matter only where training is resumed from a load.
+        stepped = {
+            s.op.optimizer
+            for _, sites in facts.all_sites()
+            for s in sites
+            if isinstance(s.op, Step) and s.loop is not None
+        }
         resumes = any(
             not facts.is_optimizer(site.op.target)  # type: ignore[union-attr]
-            and _resumes(site, sites, function, facts)
+            and _loads_trained_model(site.op.target, stepped, facts)  # type: ignore[union-attr]
+            and (
+                _resumes(site, sites, function, facts)
+                or isinstance(function.node, cst.Module)  # `if __name__ == "__main__":` resume
+            )
             for site, sites, function in loads
         )
         for function, sites in facts.all_sites():
@@ -287,6 +307,8 @@ class CheckpointWithoutOptimizerState(Rule):
             assert isinstance(load, LoadState)
             if site.loops or not _resumes(site, sites, function, facts):
                 continue
+            if not _loads_trained_model(load.target, stepped, facts):
+                continue  # a teacher or reference network, not the model being trained
             key = _loaded_key(load)
             if key is not None and key in full_keys and "optim" not in key.lower():
                 yield Violation(
