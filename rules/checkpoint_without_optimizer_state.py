@@ -95,12 +95,17 @@ def _resumes(site: Site, sites: list[Site], function: FunctionInfo, facts: Modul
     )
 
 
-def _loads_trained_model(target: str, stepped: set[str], facts: ModuleFacts) -> bool:
+def _loads_trained_model(
+    target: str, stepped: set[str], function: FunctionInfo, facts: ModuleFacts
+) -> bool:
     """Whether a load fills a model that an optimizer of the module trains. A network no
     optimizer updates (a distillation teacher, a frozen reference) is loaded for use, not
-    resumed; when no optimizer's parameters are visible, any model may be the trained one."""
+    resumed. When no optimizer's parameters are visible, or the load fills a model handed
+    to a helper (`resume(model, optimizer, path)`), any model may be the trained one."""
     known = [o for o in stepped if facts.table.updates(o)]
-    if not known:
+    handed_in = target.split(".")[0] in {f"{function.qualname}:{p}" for p in function.params}
+    trains_here = any(o.startswith(f"{function.qualname}:") for o in known)
+    if not known or (handed_in and not trains_here):
         return True
     return any(facts.optimizes(o, target) for o in known)
 
@@ -247,7 +252,7 @@ class CheckpointWithoutOptimizerState(Rule):
         }
         resumes = any(
             not facts.is_optimizer(site.op.target)  # type: ignore[union-attr]
-            and _loads_trained_model(site.op.target, stepped, facts)  # type: ignore[union-attr]
+            and _loads_trained_model(site.op.target, stepped, function, facts)  # type: ignore[union-attr]
             and (
                 _resumes(site, sites, function, facts)
                 or isinstance(function.node, cst.Module)  # `if __name__ == "__main__":` resume
@@ -307,7 +312,7 @@ class CheckpointWithoutOptimizerState(Rule):
             assert isinstance(load, LoadState)
             if site.loops or not _resumes(site, sites, function, facts):
                 continue
-            if not _loads_trained_model(load.target, stepped, facts):
+            if not _loads_trained_model(load.target, stepped, function, facts):
                 continue  # a teacher or reference network, not the model being trained
             key = _loaded_key(load)
             if key is not None and key in full_keys and "optim" not in key.lower():
