@@ -8,6 +8,7 @@ from dataclasses import replace
 import libcst as cst
 
 from looplint.analysis.catalog import ObjectKind
+from looplint.analysis.conditions import is_loop_invariant
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import Assign, LoadState, Loop, Save, Site, Step, display_name
 from looplint.analysis.program import FunctionInfo
@@ -124,9 +125,14 @@ def _best_weights(site: Site, loop: Loop) -> bool:
     """`if val_acc > best_acc: torch.save(model.state_dict(), "best.pt")`: weights for later use."""
     for guard in site.guards_within(loop):
         test = guard.test
-        if isinstance(test, cst.Comparison) and not any(
-            isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Modulo)
-            for node in (test, *descendants(test))
+        if (
+            isinstance(test, cst.Comparison)
+            and not any(
+                isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Modulo)
+                for node in (test, *descendants(test))
+            )
+            # `if cfg.GPUS > 1:` compares configuration, not a metric the loop measures
+            and not is_loop_invariant(test, loop.node)
         ):
             return True
     return False

@@ -98,6 +98,13 @@ def holds_on_many_iterations(test: cst.BaseExpression | None, loop: cst.CSTNode)
         for node in (test, *descendants(test))
     ):
         return True
+    return is_loop_invariant(test, loop)
+
+
+def is_loop_invariant(test: cst.BaseExpression, loop: cst.CSTNode) -> bool:
+    """Whether `test` reads only names that `loop` never changes (configuration, constants):
+    it has the same value on every iteration. Calls, `self` and per-batch methods count as
+    changing."""
     if not isinstance(loop, (cst.For, cst.While)):
         return False
     roots = _read_roots(test)
