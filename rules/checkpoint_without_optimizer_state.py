@@ -111,6 +111,16 @@ def _loads_trained_model(
     return any(facts.optimizes(o, target) for o in known)
 
 
+def _scheduler_saved(view: list[Site], facts: ModuleFacts) -> bool:
+    """The same iteration saves a scheduler's state (`model.save_pretrained(dir)` next to
+    `torch.save(scheduler.state_dict(), ...)`): a checkpoint meant for resuming."""
+    return any(
+        isinstance(site.op, Save)
+        and any(ObjectKind.SCHEDULER in facts.kinds(state) for state in site.op.states)
+        for site in view
+    )
+
+
 def _full_checkpoint_elsewhere(site: Site, view: list[Site], facts: ModuleFacts) -> bool:
     """The same iteration also writes a full checkpoint (or one looplint cannot read)."""
     return any(
@@ -278,7 +288,7 @@ class CheckpointWithoutOptimizerState(Rule):
                     save = _written_out(site, view)
                     if save is None or _holds_optimizer_state(save, facts):
                         break
-                    if not save.keys and not resumes:
+                    if not save.keys and not resumes and not _scheduler_saved(view, facts):
                         break  # `torch.save(model.state_dict(), ...)` nobody resumes from
                     if _full_checkpoint_elsewhere(site, view, facts):
                         break

@@ -225,6 +225,10 @@ _SAVE_HELPER = re.compile(r"^save(_\w*)?$|_save$|^save\w*(checkpoint|ckpt|state|
 that write what they are handed to disk."""
 
 
+_OPAQUE_CHECKPOINTS = frozenset({"save_state", "save_checkpoint"})
+"""Methods of engines and accelerators that write the whole training state themselves."""
+
+
 def checkpoint_helper_payload(call: cst.Call) -> cst.Dict | None:
     """The dict literal holding `state_dict()`s that a save helper is handed
     (`save_checkpoint(path, {"model": model.state_dict(), ...})`), else None."""
@@ -497,6 +501,16 @@ class TreeBuilder:
         helper_payload = checkpoint_helper_payload(call)
         if helper_payload is not None:
             out.append(save_of(call, frame, self.scopes, helper_payload))
+            return
+        if isinstance(func, cst.Attribute) and attr == "save_pretrained":
+            # `model.save_pretrained(dir)`: the model's weights, nothing else
+            model = self.scopes.identity(func.value, frame)
+            out.append(Save(call, frozenset({model} if model else ()), frozenset(), True))
+            return
+        if isinstance(func, cst.Attribute) and attr in _OPAQUE_CHECKPOINTS:
+            # `accelerator.save_state(dir)`, `engine.save_checkpoint(dir)`: a whole training
+            # state whose contents looplint does not see
+            out.append(Save(call, frozenset(), frozenset(), False))
             return
         if qualified is not None and qualified.startswith("torch.nn.init."):
             first = argument(call, 0, "tensor")
