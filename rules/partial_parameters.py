@@ -296,6 +296,7 @@ class PartialParameters(Rule):
                     covered.add(part)
             if parts:
                 parsed.append((construct, parts))
+        yield from _built_before_sharding(facts, constructs)
         if summary.freezes_parameters or not (summary.has_backward or lightning):
             return
         yield from _union_left_aside(facts)
@@ -369,6 +370,44 @@ def _torch_layer(owner: ClassInfo, attribute: str, program: ModuleProgram) -> bo
         if not (qualified.startswith("torch.nn.") or qualified in program.classes):
             return False
     return attribute in owner.attribute_values
+
+
+_SHARDERS = frozenset({"fully_shard", "parallelize_module", "FullyShardedDataParallel", "FSDP"})
+"""Calls that replace a module's parameters with sharded ones (DTensors, flat parameters)."""
+
+
+def _built_before_sharding(
+    facts: ModuleFacts, constructs: dict[int, Construct]
+) -> Iterator[Violation]:
+    """`optimizer = AdamW(model.parameters())` and then `fully_shard(model)`: sharding swaps
+    the module's parameters for new tensors, so the optimizer holds the old ones, which no
+    longer receive gradients."""
+    for function in facts.program.functions:
+        frame = Frame(function, {})
+        built: list[Construct] = []
+        for event in all_events(function.events):
+            if not isinstance(event, CallEvent):
+                continue
+            construct = constructs.get(id(event.node))
+            if construct is not None:
+                built.append(construct)
+                continue
+            name = (dotted_name(event.node.func) or "").rsplit(".", 1)[-1]
+            module = argument(event.node, 0, "module")
+            if name not in _SHARDERS or module is None or not built:
+                continue
+            sharded = facts.scopes.identity(module, frame)
+            if sharded is None:
+                continue
+            for construct in built:
+                if _covered(sharded, set(construct.parameter_sources)):
+                    yield Violation(
+                        construct.node,
+                        f"the optimizer is built over `{source_of(module)}`'s parameters before "
+                        f"`{name}(...)` replaces them with sharded ones, so it updates tensors "
+                        "that no longer train; build the optimizer after sharding",
+                    )
+            built = [c for c in built if not _covered(sharded, set(c.parameter_sources))]
 
 
 def _lightning_trained(owner: ClassInfo) -> bool:
