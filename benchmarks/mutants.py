@@ -552,7 +552,9 @@ def _apply(ix: _Index, rewrite: _Rewrite) -> str | None:
         for original, new in rewrite.replace:
             where = ix.pos[original]
             code = _EMPTY.code_for_node(new.with_changes(leading_lines=())).strip("\n")
-            replaced[where.start.line] = (where.end.line, indent_of(where.start.line) + code + "\n")
+            # continuation lines keep the statement's indentation (inside brackets it is free)
+            code = textwrap.indent(code, indent_of(where.start.line))
+            replaced[where.start.line] = (where.end.line, code + "\n")
         for statement, code in rewrite.before:
             insert(statement, code)
         for block, code in rewrite.top:

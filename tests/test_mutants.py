@@ -99,6 +99,126 @@ def test_every_textbook_mutant_is_reported_by_the_cli(tmp_path: Path) -> None:
         assert name.split("_")[1].removesuffix(".py") in found, (name, found)
 
 
+SCRIPT = """\
+import torch
+import torch.nn as nn
+
+
+class AutoEncoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(784, 128), nn.ReLU())
+        self.act = nn.ReLU()
+        self.decoder = nn.Linear(128, 784)
+
+    def forward(self, x):
+        return self.decoder(self.act(self.encoder(x)))
+
+
+def main(loader, args):
+    model = AutoEncoder().to("cuda")
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    start = 0
+    if args.resume:
+        ckpt = torch.load(args.resume)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start = ckpt["epoch"]
+    for epoch in range(start, 10):
+        for x in loader:
+            optimizer.zero_grad()
+            loss = nn.functional.mse_loss(model(x), x)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+        torch.save(
+            {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict()},
+            "ckpt.pt",
+        )
+"""
+
+
+def test_parameter_and_checkpoint_mutations() -> None:
+    found = {m.rule: m for m in mutants.mutate(SCRIPT, ["LL003", "LL008", "LL009"]).mutants}
+    assert sorted(found) == ["LL003", "LL008", "LL009"]
+    assert _diff(SCRIPT, found["LL003"].text) == (
+        ["optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)"],
+        ["optimizer = torch.optim.Adam(model.encoder.parameters(), lr=1e-3)"],
+    )
+    removed, added = _diff(SCRIPT, found["LL008"].text)
+    assert removed == [
+        'optimizer.load_state_dict(ckpt["optimizer"])',
+        '{"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict()},',
+    ]
+    assert added == ["pass", '{"epoch": epoch, "model": model.state_dict()},']
+    removed, added = _diff(SCRIPT, found["LL009"].text)
+    assert added == [
+        "params = model.parameters()",
+        "optimizer = torch.optim.Adam(params, lr=1e-3)",
+        "torch.nn.utils.clip_grad_norm_(params, 1.0)",
+    ]
+
+
+def test_every_script_mutant_is_reported_by_the_cli(tmp_path: Path) -> None:
+    """The premise again, for the operators that need a model class and a checkpoint."""
+    files = {"original.py": SCRIPT}
+    for mutant in mutants.mutate(SCRIPT).mutants:
+        files[f"m{len(files)}_{mutant.rule}.py"] = mutant.text
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "looplint", "check", "--format", "json", "--exit-zero",
+         "--no-cache", str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    codes: dict[str, set[str]] = {name: set() for name in files}
+    for finding in json.loads(proc.stdout):
+        codes[Path(finding["path"]).name].add(finding["code"])
+    assert codes.pop("original.py") == set()
+    assert {name.split("_")[1].removesuffix(".py") for name in codes} >= {"LL003", "LL008", "LL009"}
+    for name, found in codes.items():
+        assert name.split("_")[1].removesuffix(".py") in found, (name, found)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "rule", "reason"),
+    [
+        (  # plain SGD keeps no state: dropping it from the checkpoint loses nothing
+            "torch.optim.Adam(model.parameters(), lr=1e-3)",
+            "torch.optim.SGD(model.parameters(), lr=1e-3)",
+            "LL008",
+            "stateless-optimizer",
+        ),
+        (  # the optimizer is never restored: no resume from this checkpoint is visible
+            '        optimizer.load_state_dict(ckpt["optimizer"])\n',
+            "",
+            "LL008",
+            "no-optimizer-restore",
+        ),
+        (  # the decoder is frozen: an optimizer over the encoder alone may be intended
+            "        self.decoder = nn.Linear(128, 784)\n",
+            "        self.decoder = nn.Linear(128, 784)\n        self.decoder.requires_grad_(False)\n",
+            "LL003",
+            "may-freeze",
+        ),
+        (  # one trained submodule: nothing to leave out
+            "        return self.decoder(self.act(self.encoder(x)))",
+            "        return self.act(self.encoder(x))",
+            "LL003",
+            "one-trained-submodule",
+        ),
+    ],
+)
+def test_parameter_and_checkpoint_non_bugs_are_excluded(
+    old: str, new: str, rule: str, reason: str
+) -> None:
+    assert old in SCRIPT
+    found = mutants.mutate(SCRIPT.replace(old, new), [rule])
+    assert [e.reason for e in found.exclusions] == [reason]
+    assert found.mutants == []
+    assert reason in mutants.EXCLUSION_CRITERIA
+
+
 @pytest.mark.parametrize(
     ("source", "rule", "reason"),
     [
