@@ -197,7 +197,8 @@ def test_every_script_mutant_is_reported_by_the_cli(tmp_path: Path) -> None:
         ),
         (  # the decoder is frozen: an optimizer over the encoder alone may be intended
             "        self.decoder = nn.Linear(128, 784)\n",
-            "        self.decoder = nn.Linear(128, 784)\n        self.decoder.requires_grad_(False)\n",
+            "        self.decoder = nn.Linear(128, 784)\n"
+            "        self.decoder.requires_grad_(False)\n",
             "LL003",
             "may-freeze",
         ),
