@@ -25,6 +25,7 @@ from looplint.analysis.program import (
 from looplint.analysis.summary import ModuleSummary
 from looplint.analysis.syntax import (
     argument,
+    descendants,
     dotted_name,
     keyword_arg,
     positional_args,
@@ -300,6 +301,7 @@ class PartialParameters(Rule):
         if summary.freezes_parameters or not (summary.has_backward or lightning):
             return
         yield from _union_left_aside(facts)
+        yield from _group_left_aside(facts)
         for construct, parts in parsed:
             for model, given in parts.items():
                 covered = coverage.get(model)
@@ -479,6 +481,74 @@ def _union_left_aside(facts: ModuleFacts) -> Iterator[Violation]:
                 f"{', '.join(f'`{g}`' for g in given)} only, so {names} is never updated; pass "
                 f"`{source_of(event.targets[0])}`",
             )
+
+
+def _group_left_aside(facts: ModuleFacts) -> Iterator[Violation]:
+    """`no_decay = {"params": [], "weight_decay": 0.0}` filled with parameters and never
+    appended to the groups the optimizer gets: those parameters are never updated."""
+    for function, sites in facts.all_sites():
+        constructs = [
+            s.op for s in sites if isinstance(s.op, Construct) and s.op.kind is ObjectKind.OPTIMIZER
+        ]
+        if len(constructs) != 1 or not constructs[0].parameter_sources:
+            continue
+        sources = set(constructs[0].parameter_sources)
+        frame = Frame(function, {})
+        groups: dict[str, cst.BaseExpression] = {}
+        used: set[str] = set()
+        filled: set[str] = set()
+        for event in all_events(function.events):
+            if isinstance(event, AssignEvent) and isinstance(event.value, cst.Dict):
+                target = event.targets[0] if len(event.targets) == 1 else None
+                identity = facts.scopes.identity(target, frame) if target is not None else None
+                if identity is not None and _entry_of(event.value, "params") is not None:
+                    groups[identity] = event.targets[0]
+            elif isinstance(event, CallEvent):
+                func = event.node.func
+                receiver = func.value if isinstance(func, cst.Attribute) else None
+                if (
+                    isinstance(func, cst.Attribute)
+                    and func.attr.value in ("append", "extend")
+                    and isinstance(receiver, cst.Subscript)
+                ):
+                    holder = facts.scopes.identity(receiver.value, frame)
+                    if holder is not None:
+                        filled.add(holder)
+                for arg in event.node.args:
+                    for chain in (arg.value, *_chains(arg.value)):
+                        identity = facts.scopes.identity(chain, frame)
+                        if identity is not None:
+                            used.add(identity)
+        returned = {
+            identity
+            for value in function.returns
+            for chain in (value, *_chains(value))
+            if (identity := facts.scopes.identity(chain, frame)) is not None
+        }
+        for identity, target in groups.items():
+            if identity in filled and identity not in used | returned | sources:
+                yield Violation(
+                    constructs[0].node,
+                    f"the parameter group `{source_of(target)}` is filled but never handed to "
+                    f"the optimizer, so its parameters are never updated; add it to the groups",
+                )
+
+
+def _chains(value: cst.BaseExpression) -> Iterator[cst.BaseExpression]:
+    for node in descendants(value):
+        if isinstance(node, (cst.Name, cst.Attribute)):
+            yield node
+
+
+def _entry_of(literal: cst.Dict, key: str) -> cst.BaseExpression | None:
+    for element in literal.elements:
+        if (
+            isinstance(element, cst.DictElement)
+            and isinstance(element.key, cst.SimpleString)
+            and element.key.evaluated_value == key
+        ):
+            return element.value
+    return None
 
 
 def _trains_own_weights(receiver: str, facts: ModuleFacts, program: ModuleProgram) -> bool:
