@@ -11,7 +11,7 @@ from looplint.analysis.catalog import ObjectKind
 from looplint.analysis.conditions import is_loop_invariant
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import Assign, LoadState, Loop, Save, Site, Step, display_name
-from looplint.analysis.program import FunctionInfo
+from looplint.analysis.program import CallEvent, FunctionInfo, all_events
 from looplint.analysis.syntax import descendants, keyword_arg
 from looplint.identity import CHECKPOINT_WITHOUT_OPTIMIZER_STATE
 from looplint.rule import Rule, Violation
@@ -94,6 +94,29 @@ def _resumes(site: Site, sites: list[Site], function: FunctionInfo, facts: Modul
         ObjectKind.OPTIMIZER in facts.kinds(f"{function.qualname}:{param}")
         for param in function.params
     )
+
+
+def _trains_after(site: Site, function: FunctionInfo, facts: ModuleFacts) -> bool:
+    """A load in the module body followed by a call of a function of the module that trains
+    (`model.load_state_dict(torch.load(path)); train(...)` under `if __name__ ==
+    "__main__":`): the run continues from the loaded weights. A load after the training
+    (the best weights reloaded for a test) is no resume."""
+    if not isinstance(function.node, cst.Module):
+        return False
+    program = facts.program
+    seen = False
+    for event in all_events(function.events):
+        if not isinstance(event, CallEvent):
+            continue
+        if event.node is site.op.node:
+            seen = True
+        elif seen and isinstance(event.node.func, cst.Name):
+            callee = program.module_functions.get(event.node.func.value)
+            if callee is not None and any(
+                isinstance(s.op, Step) and s.loop is not None for s in facts.sites(callee)
+            ):
+                return True
+    return False
 
 
 def _loads_trained_model(
@@ -271,7 +294,7 @@ class CheckpointWithoutOptimizerState(Rule):
             and _loads_trained_model(site.op.target, stepped, function, facts)  # type: ignore[union-attr]
             and (
                 _resumes(site, sites, function, facts)
-                or isinstance(function.node, cst.Module)  # `if __name__ == "__main__":` resume
+                or _trains_after(site, function, facts)  # `if __name__ == "__main__":` resume
             )
             for site, sites, function in loads
         )
