@@ -11,6 +11,8 @@ analysis recognises one only through text containing one of these words:
   (`_schedule`), and `lion_pytorch`.
 A parameter used as `x.step()` with `x.zero_grad()` needs none of them, but it
 clears its own gradients and has no scheduler, so no rule can fire on it alone.
+Rules that need no optimizer (a loss fed the wrong activation, an evaluation loop)
+name the text they need in `Rule.markers`; a file with that text is kept for them.
 Parsing is the dominant cost, and most files of a codebase mention none of these.
 
 Across modules, a file can also matter through what others pass to it (an optimizer
@@ -22,10 +24,18 @@ unseen-text factory in another module (`opt = make(model)`) is not followed.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from looplint.rule import Rule
 
 _MARKERS = re.compile(r"optim|GradScaler|scaler|AdamW|Adafactor|_schedule|lion_pytorch")
 
 
-def is_candidate(source: str) -> bool:
-    """Whether any rule could report something in `source`."""
-    return _MARKERS.search(source) is not None
+def is_candidate(source: str, rules: Sequence[Rule] = ()) -> bool:
+    """Whether any rule could report something in `source` (`rules`: the selected ones,
+    whose own `markers` count too)."""
+    if _MARKERS.search(source) is not None:
+        return True
+    return any(rule.markers is not None and rule.markers.search(source) for rule in rules)

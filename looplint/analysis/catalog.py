@@ -235,3 +235,13 @@ PER_BATCH_METHODS = frozenset(
 """Methods that frameworks and trainer base classes call once per batch."""
 LIGHTNING_ACCESSORS = {"optimizers": ObjectKind.OPTIMIZER, "lr_schedulers": ObjectKind.SCHEDULER}
 """`self.optimizers()` / `self.lr_schedulers()` in a LightningModule."""
+
+
+_GRAD_MODE_SWITCHES = frozenset({"no_grad", "inference_mode", "set_grad_enabled"})
+
+
+def switches_grad_mode(context: str) -> bool:
+    """Whether a `with` context or decorator (qualified) can turn autograd off:
+    `torch.no_grad`, `torch.inference_mode`, `torch.set_grad_enabled(flag)` (whatever
+    the flag: what it holds at run time is not known here)."""
+    return context.rsplit(".", 1)[-1] in _GRAD_MODE_SWITCHES

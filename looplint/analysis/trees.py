@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from looplint.analysis.catalog import PER_BATCH_METHODS, ObjectKind
+from looplint.analysis.catalog import PER_BATCH_METHODS, ObjectKind, switches_grad_mode
 from looplint.analysis.linking import Linker, instantiate
 from looplint.analysis.operations import (
     Append,
@@ -23,6 +23,7 @@ from looplint.analysis.operations import (
     Construct,
     Context,
     Escape,
+    Forward,
     Item,
     LoadState,
     Loop,
@@ -50,6 +51,7 @@ from looplint.analysis.recognition import ObjectInfo, ObjectTable
 from looplint.analysis.scopes import Frame, Scopes, parameters_of, symbolic
 from looplint.analysis.syntax import (
     argument,
+    called,
     children,
     descendants,
     dotted_name,
@@ -286,6 +288,7 @@ class TreeBuilder:
         self.linker = linker
         self._trees: dict[int, tuple[Item, ...]] = {}
         self._called_here: frozenset[str] | None = None
+        self._switched: frozenset[str] | None = None
         self._summaries: dict[int, tuple[Item, ...] | None] = {}
 
     def summary_tree(self, function: FunctionInfo) -> tuple[Item, ...] | None:
@@ -298,7 +301,7 @@ class TreeBuilder:
         self._summaries[key] = None
         params = function.params[1:] if function.self_name is not None else function.params
         env = {param: f"${param}" for param in params}
-        tree = self._resolve(function.events, Frame(function, env), True, (function,))
+        tree = self._body(function, Frame(function, env), True, (function,))
         self._summaries[key] = tree
         return tree
 
@@ -328,13 +331,29 @@ class TreeBuilder:
         cached = self._trees.get(key)
         if cached is None:
             if self._called_per_batch(function):
-                body = self._resolve(function.events, Frame(function, {}), True, (function,))
+                body = self._body(function, Frame(function, {}), True, (function,))
                 assert isinstance(function.node, cst.FunctionDef)
                 cached = (Loop(function.node, frozenset(), body),)
             else:
-                cached = self._resolve(function.events, Frame(function, {}), False, (function,))
+                cached = self._body(function, Frame(function, {}), False, (function,))
             self._trees[key] = cached
         return cached
+
+    def _runs_forward(self, func: cst.BaseExpression) -> bool:
+        """Whether calling `func` runs a model forward: it is written as something this
+        module also switches between modes (`model.eval()`, `self.net.train()`)."""
+        if self._switched is None:
+            self._switched = frozenset(
+                name
+                for caller in self.program.functions
+                for event in all_events(caller.events)
+                if isinstance(event, CallEvent)
+                and isinstance(event.node.func, cst.Attribute)
+                and event.node.func.attr.value in ("train", "eval")
+                and (name := dotted_name(_unchained(event.node.func.value))) is not None
+            )
+        name = dotted_name(func)
+        return name is not None and name in self._switched
 
     def _called_per_batch(self, function: FunctionInfo) -> bool:
         """A per-batch method (`training_step`, `train_step`, `_run_batch`, `update`) of a
@@ -351,6 +370,27 @@ class TreeBuilder:
                 if isinstance(event, CallEvent) and isinstance(event.node.func, cst.Attribute)
             )
         return function.name not in self._called_here
+
+    def _body(
+        self, function: FunctionInfo, frame: Frame, in_loop: bool, stack: tuple[FunctionInfo, ...]
+    ) -> tuple[Item, ...]:
+        """A function's resolved body, inside the grad-mode decorators it carries
+        (`@torch.no_grad()` holds for everything the body runs, as a `with` would)."""
+        body = self._resolve(function.events, frame, in_loop, stack)
+        node = function.node
+        if not isinstance(node, cst.FunctionDef):
+            return body
+        switches = tuple(
+            context
+            for decorator in node.decorators
+            if (
+                context := self.imports.qualify(called(decorator.decorator))
+                or dotted_name(called(decorator.decorator))
+            )
+            is not None
+            and switches_grad_mode(context)
+        )
+        return (Context(node, switches, body),) if switches else body
 
     def _resolve(
         self,
@@ -420,6 +460,11 @@ class TreeBuilder:
         if qualified in _CLIPPERS:
             out.append(Clip(call))
             return
+        if qualified is None and self._runs_forward(func):
+            module = self.scopes.identity(func, frame)
+            if module is not None and not self.table.kinds(module):
+                out.append(Forward(call, module))
+                return
         if qualified == "torch.save":
             out.append(save_of(call, frame, self.scopes))
             return
@@ -527,7 +572,7 @@ class TreeBuilder:
                     if _scaled_loss(value) is not None
                 )
                 inner = Frame(function, env, scaled)
-                out.extend(self._resolve(function.events, inner, True, (*stack, function)))
+                out.extend(self._body(function, inner, True, (*stack, function)))
             return
         if in_loop:
             target = self.linker.external(func)
@@ -561,5 +606,5 @@ class TreeBuilder:
         if isinstance(closure, cst.Name):
             function = self.program.function_named(closure.value, frame.function)
             if function is not None and function not in stack:
-                return self._resolve(function.events, Frame(function, {}), True, (*stack, function))
+                return self._body(function, Frame(function, {}), True, (*stack, function))
         return ()
