@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+import libcst as cst
+
 from looplint.analysis.catalog import switches_grad_mode
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import (
@@ -15,7 +17,7 @@ from looplint.analysis.operations import (
     Step,
     display_name,
 )
-from looplint.analysis.syntax import call_display, source_of
+from looplint.analysis.syntax import call_display, descendants, source_of
 from looplint.identity import EVALUATION_WITH_AUTOGRAD
 from looplint.rule import Rule, Violation
 
@@ -38,6 +40,11 @@ def _evaluated_span(switch: Site, sites: list[Site]) -> list[Site] | None:
             break
         span.append(site)
     return span
+
+
+def _written_in(call: cst.Call, loop: cst.CSTNode) -> bool:
+    """Whether the loop's own source holds the call (not only a helper it calls)."""
+    return any(node is call for node in descendants(loop))
 
 
 class EvaluationWithAutograd(Rule):
@@ -134,6 +141,8 @@ class EvaluationWithAutograd(Rule):
                 inner = [loop for loop in site.loops if id(loop) not in outer]
                 if not inner or id(inner[0]) in reported or site.in_closure:
                     continue
+                if not any(_written_in(run.node, loop.node) for loop in inner):
+                    continue  # a helper run once per pass of a retry loop, not per batch
                 if any(switches_grad_mode(context) for context in site.contexts):
                     continue
                 reported.add(id(inner[0]))

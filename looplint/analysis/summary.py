@@ -61,6 +61,11 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
                 )
                 if last in ("backward", "manual_backward"):
                     has_backward = True
+                if last == "requires_grad_":
+                    # `model.eval().requires_grad_(False)` too: no dotted chain needed.
+                    first = argument(call, 0, "requires_grad")
+                    freezes |= isinstance(first, cst.Name) and first.value == "False"
+                    input_gradients |= first is None or _is_true(first)
                 chain = dotted_name(func)
                 if chain is None:
                     continue
@@ -68,11 +73,9 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
                     switches_outside_with = True
                 if (program.imports.qualify(func) or chain).endswith("autograd.grad"):
                     input_gradients = True
-                if last == "requires_grad_":
-                    first = argument(call, 0, "requires_grad")
-                    freezes |= isinstance(first, cst.Name) and first.value == "False"
-                    input_gradients |= first is None or _is_true(first)
-                elif any(word in last.lower() for word in _FREEZING_WORDS):
+                if last != "requires_grad_" and any(
+                    word in last.lower() for word in _FREEZING_WORDS
+                ):
                     freezes = True
                 called.add(chain.removesuffix(".forward"))
             elif isinstance(event, AssignEvent) and event.value is not None:
