@@ -126,6 +126,11 @@ class ClippingWithoutEffect(Rule):
     def _no_effect(facts: ModuleFacts, site: Site, view: LoopView) -> str | None:
         """Why the clip cannot reach the step, or None when it may."""
         step = next(s.op for s in view.sites if isinstance(s.op, Step))
+        after_step = (
+            f"runs after `{call_display(step.node)}` has used the gradients"
+            if _follows_step(site, view)
+            else None
+        )
         for later in view.following(site):
             op = later.op
             if later.exclusive_with(site):
@@ -135,20 +140,31 @@ class ClippingWithoutEffect(Rule):
             if isinstance(op, Backward):
                 if not _always_with(later, site, view):
                     return None
-                if later.order > site.order:
-                    return (
-                        f"runs before `{call_display(op.node)}`, so "
-                        f"`{call_display(step.node)}` steps on gradients it never clipped"
-                    )
+                if after_step is not None:
+                    return f"{after_step} and before the next backward pass: it clips nothing"
                 return (
-                    f"runs after `{call_display(step.node)}` has used the gradients and before "
-                    "the next backward pass, so it clips nothing the optimizer sees"
+                    f"runs before `{call_display(op.node)}`, so "
+                    f"`{call_display(step.node)}` steps on gradients it never clipped"
                 )
             if isinstance(op, Clear) and facts.clears(op, step.optimizer, sole=True):
                 if not _always_with(later, site, view):
                     return None
+                if after_step is not None:
+                    return f"{after_step}, and `{source_of(op.node)}` clears what it clipped"
                 return (
                     f"clips gradients that `{source_of(op.node)}` clears right after, "
                     f"before `{call_display(step.node)}` can use them"
                 )
         return None
+
+
+def _follows_step(site: Site, view: LoopView) -> bool:
+    """Earlier in the same iteration, the last step-or-backward before the clip is a step."""
+    for earlier in reversed([s for s in view.sites if s.order < site.order]):
+        if earlier.in_closure or earlier.exclusive_with(site):
+            continue
+        if isinstance(earlier.op, Step):
+            return True
+        if isinstance(earlier.op, Backward):
+            return False
+    return False

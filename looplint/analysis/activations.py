@@ -361,7 +361,8 @@ class _Tracer:
         found = tracer.forward(target.owner.name, depth)
         if found is None:
             return None
-        return Origin(found.activation, found.node, f"{found.where} ({target.path})")
+        name = target.path.replace("\\", "/").rsplit("/", 1)[-1]
+        return Origin(found.activation, found.node, f"{found.where} in {name}")
 
     @staticmethod
     def _is_self(receiver: cst.BaseExpression, function: FunctionInfo) -> bool:
