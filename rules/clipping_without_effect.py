@@ -147,8 +147,8 @@ class ClippingWithoutEffect(Rule):
                     f"`{call_display(step.node)}` steps on gradients it never clipped"
                 )
             if isinstance(op, Clear) and facts.clears(op, step.optimizer, sole=True):
-                if not _always_with(later, site, view):
-                    return None
+                if not _always_with(later, site, view) or _steps_next(later, view):
+                    return None  # a clear between backward and step: LL005's finding
                 if after_step is not None:
                     return f"{after_step}, and `{source_of(op.node)}` clears what it clipped"
                 return (
@@ -156,6 +156,16 @@ class ClippingWithoutEffect(Rule):
                     f"before `{call_display(step.node)}` can use them"
                 )
         return None
+
+
+def _steps_next(clear: Site, view: LoopView) -> bool:
+    """After the clear, the step comes before any backward pass."""
+    for later in view.following(clear):
+        if isinstance(later.op, Step):
+            return True
+        if isinstance(later.op, Backward):
+            return False
+    return False
 
 
 def _follows_step(site: Site, view: LoopView) -> bool:
