@@ -71,6 +71,8 @@ _CLIPPERS = frozenset(
         "torch.nn.utils.clip_grad.clip_grad_value_",
     }
 )
+_CLIPPING_METHODS = frozenset({"clip_grad_norm_", "clip_grad_value_"})
+"""`accelerator.clip_grad_norm_(...)`, FSDP's `model.clip_grad_norm_(...)`: clips all the same."""
 _SCALER_METHODS = frozenset({"scale", "unscale_", "update"})
 _DETACHING_METHODS = frozenset({"item", "detach", "cpu", "tolist", "numpy", "detach_"})
 _DETACHING_FUNCTIONS = frozenset({"float", "int", "bool", "str"})
@@ -457,7 +459,7 @@ class TreeBuilder:
                 Backward(call, self.scopes.identity(first, frame) if first is not None else None)
             )
             return
-        if qualified in _CLIPPERS:
+        if qualified in _CLIPPERS or (qualified is None and attr in _CLIPPING_METHODS):
             out.append(Clip(call))
             return
         if qualified is None and self._runs_forward(func):
