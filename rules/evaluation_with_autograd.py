@@ -141,6 +141,8 @@ class EvaluationWithAutograd(Rule):
                 inner = [loop for loop in site.loops if id(loop) not in outer]
                 if not inner or id(inner[0]) in reported or site.in_closure:
                     continue
+                if inner[0].runs_once:
+                    continue
                 if not any(_written_in(run.node, loop.node) for loop in inner):
                     continue  # a helper run once per pass of a retry loop, not per batch
                 if any(switches_grad_mode(context) for context in site.contexts):

@@ -182,6 +182,18 @@ class Loop:
     targets: frozenset[str]
     body: tuple[Item, ...]
 
+    @property
+    def runs_once(self) -> bool:
+        """`for x, y in loader: ...; break`: the body ends with an unconditional `break`,
+        so it runs at most once (a peek at one batch, not a loop)."""
+        node = self.node
+        if isinstance(node, cst.FunctionDef) or not isinstance(node.body, cst.IndentedBlock):
+            return False
+        last = node.body.body[-1] if node.body.body else None
+        return isinstance(last, cst.SimpleStatementLine) and any(
+            isinstance(small, cst.Break) for small in last.body
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Branch:
