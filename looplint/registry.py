@@ -74,9 +74,7 @@ RULES: tuple[RuleEntry, ...] = (
         "looplint.rules.accumulation_cleared_early:AccumulationClearedEarly",
     ),
     RuleEntry(EVAL_MODE_NOT_RESTORED, "looplint.rules.eval_mode_not_restored:EvalModeNotRestored"),
-    RuleEntry(
-        ACTIVATION_BEFORE_LOSS, "looplint.rules.activation_before_loss:ActivationBeforeLoss"
-    ),
+    RuleEntry(ACTIVATION_BEFORE_LOSS, "looplint.rules.activation_before_loss:ActivationBeforeLoss"),
     RuleEntry(
         ACCUMULATED_LOSS_NOT_SCALED,
         "looplint.rules.accumulated_loss_not_scaled:AccumulatedLossNotScaled",

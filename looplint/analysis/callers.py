@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from looplint.analysis.catalog import switches_grad_mode
+from looplint.analysis.imports import ImportTable
 from looplint.analysis.program import (
     BranchEvent,
     CallEvent,
@@ -37,19 +38,22 @@ class CallSite:
     `set_grad_enabled`."""
 
 
-def grad_mode_decorated(function: FunctionInfo, program: ModuleProgram) -> bool:
-    """`@torch.no_grad()` / `@torch.inference_mode()` on the function itself."""
+def grad_switches(function: FunctionInfo, imports: ImportTable) -> tuple[str, ...]:
+    """The grad-mode decorators on the function itself (`@torch.no_grad()`,
+    `@torch.inference_mode()`), qualified."""
     node = function.node
     if not isinstance(node, cst.FunctionDef):
-        return False
-    for decorator in node.decorators:
-        target = decorator.decorator
-        if isinstance(target, cst.Call):
-            target = target.func
-        name = program.imports.qualify(target) or dotted_name(target)
-        if name is not None and switches_grad_mode(name):
-            return True
-    return False
+        return ()
+    return tuple(
+        name
+        for decorator in node.decorators
+        if (
+            name := imports.qualify(called(decorator.decorator))
+            or dotted_name(called(decorator.decorator))
+        )
+        is not None
+        and switches_grad_mode(name)
+    )
 
 
 class CallGraph:
@@ -59,7 +63,7 @@ class CallGraph:
         self.program = program
         self._sites: dict[int, list[CallSite]] = {}
         for function in program.functions:
-            switched = grad_mode_decorated(function, program)
+            switched = bool(grad_switches(function, program.imports))
             self._collect(function.events, function, Frame(function, {}), switched, scopes)
 
     def _collect(

@@ -104,6 +104,35 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
     )
 
 
+def mode_switched(program: ModuleProgram) -> frozenset[str]:
+    """What the module switches between train and eval mode, as written (`model`,
+    `self.net`; `model.to(device).eval()` counts for `model`): calling one of these runs
+    a model forward."""
+    found: set[str] = set()
+    for function in program.functions:
+        for event in all_events(function.events):
+            if not (
+                isinstance(event, CallEvent)
+                and isinstance(event.node.func, cst.Attribute)
+                and event.node.func.attr.value in ("train", "eval")
+            ):
+                continue
+            receiver = event.node.func.value
+            while (
+                isinstance(receiver, cst.Call)
+                and isinstance(receiver.func, cst.Attribute)
+                and receiver.func.attr.value in _MODULE_RETURNING
+            ):
+                receiver = receiver.func.value
+            name = dotted_name(receiver)
+            if name is not None:
+                found.add(name)
+    return frozenset(found)
+
+
+_MODULE_RETURNING = frozenset({"to", "cuda", "cpu", "float", "half", "double", "train", "eval"})
+
+
 def _is_true(node: cst.BaseExpression) -> bool:
     return isinstance(node, cst.Name) and node.value == "True"
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import libcst as cst
 
-from looplint.analysis.catalog import PER_BATCH_METHODS, ObjectKind, switches_grad_mode
+from looplint.analysis.callers import grad_switches
+from looplint.analysis.catalog import PER_BATCH_METHODS, ObjectKind
+from looplint.analysis.imports import ImportTable
 from looplint.analysis.linking import Linker, instantiate
 from looplint.analysis.operations import (
     Append,
@@ -49,9 +51,9 @@ from looplint.analysis.program import (
 )
 from looplint.analysis.recognition import ObjectInfo, ObjectTable
 from looplint.analysis.scopes import Frame, Scopes, parameters_of, symbolic
+from looplint.analysis.summary import mode_switched
 from looplint.analysis.syntax import (
     argument,
-    called,
     children,
     descendants,
     dotted_name,
@@ -277,6 +279,44 @@ def member_frame(event: LoopEvent, frame: Frame, scopes: Scopes) -> Frame | None
     return Frame(frame.function, {**frame.env, target.value: owner}, frame.scaled)
 
 
+def bind_callee(
+    scopes: Scopes,
+    table: ObjectTable,
+    callee: FunctionInfo,
+    call: cst.Call,
+    frame: Frame,
+    receiver: str | None,
+) -> dict[str, str]:
+    """The callee's parameters bound to the caller's identities (`self` to `receiver`)."""
+    env: dict[str, str] = {}
+    if callee.self_name is not None and receiver is not None:
+        env[callee.self_name] = receiver
+    for param, value in parameters_of(callee, call):
+        identity = scopes.identity(value, frame)
+        if identity is None:
+            continue
+        if (
+            not symbolic(identity)
+            and not table.kinds(identity)
+            and table.kinds(f"{callee.qualname}:{param}")
+        ):
+            continue  # the callee knows more (annotation or usage) than the caller
+        env[param] = identity
+    return env
+
+
+def _within_decorators(
+    function: FunctionInfo, imports: ImportTable, body: tuple[Item, ...]
+) -> tuple[Item, ...]:
+    """A function's resolved body inside the grad-mode decorators it carries:
+    `@torch.no_grad()` holds for everything the body runs, as a `with` would."""
+    switches = grad_switches(function, imports)
+    if not switches:
+        return body
+    assert isinstance(function.node, cst.FunctionDef)
+    return (Context(function.node, switches, body),)
+
+
 class TreeBuilder:
     """Resolves one module's functions to operation trees, each computed once."""
 
@@ -290,7 +330,8 @@ class TreeBuilder:
         self.linker = linker
         self._trees: dict[int, tuple[Item, ...]] = {}
         self._called_here: frozenset[str] | None = None
-        self._switched: frozenset[str] | None = None
+        self.switched = mode_switched(program)
+        """What calling runs a model forward (`summary.mode_switched`)."""
         self._summaries: dict[int, tuple[Item, ...] | None] = {}
 
     def summary_tree(self, function: FunctionInfo) -> tuple[Item, ...] | None:
@@ -303,29 +344,10 @@ class TreeBuilder:
         self._summaries[key] = None
         params = function.params[1:] if function.self_name is not None else function.params
         env = {param: f"${param}" for param in params}
-        tree = self._body(function, Frame(function, env), True, (function,))
+        body = self._resolve(function.events, Frame(function, env), True, (function,))
+        tree = _within_decorators(function, self.imports, body)
         self._summaries[key] = tree
         return tree
-
-    def _bind(
-        self, callee: FunctionInfo, call: cst.Call, frame: Frame, receiver: str | None
-    ) -> dict[str, str]:
-        """The callee's parameters bound to the caller's identities (`self` to `receiver`)."""
-        env: dict[str, str] = {}
-        if callee.self_name is not None and receiver is not None:
-            env[callee.self_name] = receiver
-        for param, value in parameters_of(callee, call):
-            identity = self.scopes.identity(value, frame)
-            if identity is None:
-                continue
-            if (
-                not symbolic(identity)
-                and not self.table.kinds(identity)
-                and self.table.kinds(f"{callee.qualname}:{param}")
-            ):
-                continue  # the callee knows more (annotation or usage) than the caller
-            env[param] = identity
-        return env
 
     def tree(self, function: FunctionInfo) -> tuple[Item, ...]:
         """`function`'s body as resolved operations, calls inside loops inlined."""
@@ -333,29 +355,15 @@ class TreeBuilder:
         cached = self._trees.get(key)
         if cached is None:
             if self._called_per_batch(function):
-                body = self._body(function, Frame(function, {}), True, (function,))
+                body = self._resolve(function.events, Frame(function, {}), True, (function,))
+                body = _within_decorators(function, self.imports, body)
                 assert isinstance(function.node, cst.FunctionDef)
                 cached = (Loop(function.node, frozenset(), body),)
             else:
-                cached = self._body(function, Frame(function, {}), False, (function,))
+                body = self._resolve(function.events, Frame(function, {}), False, (function,))
+                cached = _within_decorators(function, self.imports, body)
             self._trees[key] = cached
         return cached
-
-    def _runs_forward(self, func: cst.BaseExpression) -> bool:
-        """Whether calling `func` runs a model forward: it is written as something this
-        module also switches between modes (`model.eval()`, `self.net.train()`)."""
-        if self._switched is None:
-            self._switched = frozenset(
-                name
-                for caller in self.program.functions
-                for event in all_events(caller.events)
-                if isinstance(event, CallEvent)
-                and isinstance(event.node.func, cst.Attribute)
-                and event.node.func.attr.value in ("train", "eval")
-                and (name := dotted_name(_unchained(event.node.func.value))) is not None
-            )
-        name = dotted_name(func)
-        return name is not None and name in self._switched
 
     def _called_per_batch(self, function: FunctionInfo) -> bool:
         """A per-batch method (`training_step`, `train_step`, `_run_batch`, `update`) of a
@@ -372,27 +380,6 @@ class TreeBuilder:
                 if isinstance(event, CallEvent) and isinstance(event.node.func, cst.Attribute)
             )
         return function.name not in self._called_here
-
-    def _body(
-        self, function: FunctionInfo, frame: Frame, in_loop: bool, stack: tuple[FunctionInfo, ...]
-    ) -> tuple[Item, ...]:
-        """A function's resolved body, inside the grad-mode decorators it carries
-        (`@torch.no_grad()` holds for everything the body runs, as a `with` would)."""
-        body = self._resolve(function.events, frame, in_loop, stack)
-        node = function.node
-        if not isinstance(node, cst.FunctionDef):
-            return body
-        switches = tuple(
-            context
-            for decorator in node.decorators
-            if (
-                context := self.imports.qualify(called(decorator.decorator))
-                or dotted_name(called(decorator.decorator))
-            )
-            is not None
-            and switches_grad_mode(context)
-        )
-        return (Context(node, switches, body),) if switches else body
 
     def _resolve(
         self,
@@ -462,7 +449,7 @@ class TreeBuilder:
         if qualified in _CLIPPERS or (qualified is None and attr in _CLIPPING_METHODS):
             out.append(Clip(call))
             return
-        if qualified is None and self._runs_forward(func):
+        if qualified is None and dotted_name(func) in self.switched:
             module = self.scopes.identity(func, frame)
             if module is not None and not self.table.kinds(module):
                 out.append(Forward(call, module))
@@ -567,14 +554,20 @@ class TreeBuilder:
         if callee is not None:
             function, receiver_identity = callee
             if in_loop and len(stack) < MAX_INLINE_DEPTH and function not in stack:
-                env = self._bind(function, call, frame, receiver_identity)
+                env = bind_callee(self.scopes, self.table, function, call, frame, receiver_identity)
                 scaled = frozenset(
                     param
                     for param, value in parameters_of(function, call)
                     if _scaled_loss(value) is not None
                 )
                 inner = Frame(function, env, scaled)
-                out.extend(self._body(function, inner, True, (*stack, function)))
+                out.extend(
+                    _within_decorators(
+                        function,
+                        self.imports,
+                        self._resolve(function.events, inner, True, (*stack, function)),
+                    )
+                )
             return
         if in_loop:
             target = self.linker.external(func)
@@ -608,5 +601,8 @@ class TreeBuilder:
         if isinstance(closure, cst.Name):
             function = self.program.function_named(closure.value, frame.function)
             if function is not None and function not in stack:
-                return self._body(function, Frame(function, {}), True, (*stack, function))
+                inner = self._resolve(
+                    function.events, Frame(function, {}), True, (*stack, function)
+                )
+                return _within_decorators(function, self.imports, inner)
         return ()

@@ -25,17 +25,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from looplint.rule import Rule
 
 _MARKERS = re.compile(r"optim|GradScaler|scaler|AdamW|Adafactor|_schedule|lion_pytorch")
 
 
-def is_candidate(source: str, rules: Sequence[Rule] = ()) -> bool:
-    """Whether any rule could report something in `source` (`rules`: the selected ones,
-    whose own `markers` count too)."""
+def is_candidate(source: str, markers: Sequence[re.Pattern[str]] = ()) -> bool:
+    """Whether any rule could report something in `source` (`markers`: the `Rule.markers`
+    of the selected rules that need no optimizer)."""
     if _MARKERS.search(source) is not None:
         return True
-    return any(rule.markers is not None and rule.markers.search(source) for rule in rules)
+    return any(marker.search(source) for marker in markers)
