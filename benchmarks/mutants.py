@@ -67,6 +67,13 @@ EXCLUSION_CRITERIA: dict[str, str] = {
     "keeps state (plain SGD keeps none) is not visible",
     "restore-not-removable": "LL008: the optimizer's `load_state_dict` is part of a larger "
     "expression that cannot be removed alone",
+    "gradients-wanted": "LL014: the file asks for gradients outside training "
+    "(`torch.autograd.grad`, `requires_grad_()`, `.requires_grad = True`) or freezes parameters "
+    "(`requires_grad_(False)`): without `no_grad` the evaluation may build no graph, or need one",
+    "backward-after-eval": "LL014: the function runs a backward pass after `eval()`: the "
+    "evaluation's outputs may be what it differentiates",
+    "several-optimizers": "LL016: other optimizers step in the same loop: the clip moved after "
+    "one step may still precede another optimizer's backward and step",
 }
 
 
@@ -1564,6 +1571,249 @@ def _ll008(f: _File, out: FileMutations) -> None:
                     optimizer,
                 )
             )
+_CLIPPERS = frozenset({"clip_grad_norm_", "clip_grad_value_"})
+
+
+def _ll016(f: _File, unit: _Unit, out: FileMutations) -> None:
+    """Move the clip that sits between the backward pass and the step to right after the step."""
+    ix = f.ix
+    step = unit.steps[0]
+    step_line = ix.statement(step)
+    if not isinstance(step_line, cst.SimpleStatementLine) or len(step_line.body) != 1:
+        return
+    clips = [
+        c
+        for c in _calls(unit.region, into_functions=False)
+        if _callee_name(c) in _CLIPPERS and ix.line(c) < ix.line(step)
+    ]
+    for clip in clips:
+        small = _statement_of_call(ix, clip)
+        if small is None:
+            continue
+        line = ix.line(clip)
+        if len(unit.keys_in_region) > 1:
+            out.exclusions.append(Exclusion("LL016", line, "several-optimizers"))
+            return
+        moved = cst.SimpleStatementLine(body=[step_line.body[0], small])
+        rewrite = _Rewrite(replace=[*_removal(ix, [small]), (step_line, moved)])
+        text = _apply(ix, rewrite)
+        if text is not None:
+            out.mutants.append(
+                Mutant(
+                    "LL016",
+                    line,
+                    f"moved `{ix.code(clip)[:60]}` (line {line}) to right after"
+                    f" `{ix.code(step)}` (line {ix.line(step)})",
+                    text,
+                    unit.key,
+                    _shape(unit),
+                )
+            )
+        return
+
+
+def _window_test(f: _File, guard: cst.If) -> str | None:
+    """`N` of a step guard `(i + 1) % N == 0`."""
+    for node in _walkall(guard.test):
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Modulo):
+            return f.ix.code(node.right)
+    return None
+
+
+class _Undivide(cst.CSTTransformer):
+    """`x / N` -> `x`, for the window `N` of an accumulation."""
+
+    def __init__(self, window: str) -> None:
+        self.window = window
+        self.changed = False
+
+    def leave_BinaryOperation(
+        self, original: cst.BinaryOperation, updated: cst.BinaryOperation
+    ) -> cst.BaseExpression:
+        if isinstance(updated.operator, cst.Divide) and _EMPTY.code_for_node(updated.right).strip(
+            "() "
+        ) in (self.window, f"float({self.window})"):
+            self.changed = True
+            return updated.left
+        return updated
+
+
+def _ll013(f: _File, unit: _Unit, out: FileMutations) -> None:
+    """Remove the division of the loss by the accumulation window `N` of a unit whose step
+    runs under `if ... % N == 0:` and whose backward runs outside that `if`."""
+    ix = f.ix
+    step = unit.steps[0]
+    guard = next((a for a in ix.ancestors(step) if isinstance(a, cst.If)), None)
+    if guard is None or not ix.within(guard, unit.region):
+        return
+    window = _window_test(f, guard)
+    backwards = [b for b in f.backwards(unit.region, into_functions=False) if _is_backward(b)]
+    if window is None or not backwards or any(ix.within(b, guard) for b in backwards):
+        return
+    losses = _loss_names(f, unit.region)
+    for node in _walk(unit.region):
+        replacement: cst.CSTNode | None = None
+        if (
+            isinstance(node, cst.AugAssign)
+            and isinstance(node.operator, cst.DivideAssign)
+            and ix.code(node.value).strip("() ") == window
+            and ix.code(node.target) in losses
+        ):
+            replacement = cst.Pass()
+        elif (isinstance(node, cst.Call) and any(node is b for b in backwards)) or (
+            isinstance(node, cst.Assign) and any(ix.code(t.target) in losses for t in node.targets)
+        ):
+            undivide = _Undivide(window)
+            changed = node.visit(undivide)
+            if undivide.changed:
+                replacement = changed
+        if replacement is None:
+            continue
+        statement = ix.statement(node)
+        if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
+            continue
+        if isinstance(replacement, cst.Call):
+            new_line = statement.with_changes(body=[cst.Expr(replacement)])
+        else:
+            assert isinstance(replacement, cst.BaseSmallStatement)
+            new_line = statement.with_changes(body=[replacement])
+        text = _apply(ix, _Rewrite(replace=[(statement, new_line)]))
+        if text is not None:
+            out.mutants.append(
+                Mutant(
+                    "LL013",
+                    ix.line(node),
+                    f"removed the division by `{window}` from `{ix.code(node)[:60]}`"
+                    f" (line {ix.line(node)}); the step runs under"
+                    f" `if {ix.code(guard.test)[:40]}:`",
+                    text,
+                    unit.key,
+                    _shape(unit),
+                )
+            )
+        return
+
+
+_NO_GRAD = re.compile(r"(?:^|\.)(?:no_grad|inference_mode)\(\)$")
+_WANTS_GRADIENTS = re.compile(
+    r"autograd\.grad\(|requires_grad_\(|\.requires_grad\s*=(?!=)|set_grad_enabled"
+)
+
+
+def _ll014(f: _File, out: FileMutations) -> None:
+    """Remove the `with torch.no_grad():` (the body dedented) around an evaluation loop: a
+    loop calling a model that the same function switched to `eval()` before."""
+    ix = f.ix
+    for node in _walkall(ix.module):
+        if not (isinstance(node, cst.With) and len(node.items) == 1):
+            continue
+        if not _NO_GRAD.search(ix.code(node.items[0].item)):
+            continue
+        scope = ix.scope_of(node)
+        evaluated = {
+            ix.code(c.func.value)  # type: ignore[attr-defined]
+            for c in _calls(scope)
+            if _method(c) == "eval" and not c.args and ix.line(c) < ix.line(node)
+        }
+        loops = [n for n in _walk(node) if isinstance(n, _LOOPS)]
+        inner_loop = ix.innermost_loop(node, scope)
+        runs = [
+            c
+            for c in _calls(node)
+            if ix.code(c.func) in evaluated
+            and (any(ix.within(c, loop) for loop in loops) or inner_loop is not None)
+        ]
+        if not runs:
+            continue
+        line = ix.line(runs[0])
+        if _WANTS_GRADIENTS.search(f.text):
+            out.exclusions.append(Exclusion("LL014", line, "gradients-wanted"))
+            continue
+        if any(_is_backward(c) and ix.line(c) > ix.line(node) for c in _calls(scope)):
+            out.exclusions.append(Exclusion("LL014", line, "backward-after-eval"))
+            continue
+        where = ix.pos[node]
+        body = node.body
+        if not isinstance(body, cst.IndentedBlock) or not body.body:
+            continue
+        first = ix.pos[body.body[0]].start.line
+        header = ix.lines[where.start.line - 1]
+        indent = len(header) - len(header.lstrip())
+        inner = ix.lines[first - 1]
+        shift = len(inner) - len(inner.lstrip()) - indent
+        lines = list(ix.lines)
+        kept = [
+            text[shift:] if text[:shift].strip() == "" else text
+            for text in lines[first - 1 : where.end.line]
+        ]
+        lines[where.start.line - 1 : where.end.line] = kept
+        text = "".join(lines)
+        try:
+            compile(text, "<mutant>", "exec")
+        except (SyntaxError, ValueError):
+            continue
+        out.mutants.append(
+            Mutant(
+                "LL014",
+                line,
+                f"removed `with {ix.code(node.items[0].item)}:` (line {where.start.line}) around"
+                f" the evaluation of `{ix.code(runs[0].func)}`",
+                text,
+                ix.code(runs[0].func),
+            )
+        )
+
+
+_CE_CLASSES = re.compile(r"(?:^|\.)(CrossEntropyLoss|BCEWithLogitsLoss)\(")
+_CE_FUNCTIONS = {"cross_entropy": "softmax", "binary_cross_entropy_with_logits": "sigmoid"}
+
+
+def _ll012(f: _File, out: FileMutations) -> None:
+    """Wrap the input of a cross-entropy loss in `torch.softmax(..., dim=-1)` (of a
+    `BCEWithLogitsLoss` in `torch.sigmoid(...)`), in the training units' files."""
+    ix = f.ix
+    if not re.search(r"^import torch$", f.text, re.M):
+        return
+    losses: dict[str, str] = {}
+    for node in _walkall(ix.module):
+        if isinstance(node, cst.Assign) and len(node.targets) == 1:
+            found = _CE_CLASSES.search(ix.code(node.value))
+            if found is not None and isinstance(node.value, cst.Call):
+                activation = "softmax" if found.group(1) == "CrossEntropyLoss" else "sigmoid"
+                losses[ix.code(node.targets[0].target)] = activation
+    done = 0
+    for call in f.all_calls:
+        name = _callee_name(call)
+        activation = _CE_FUNCTIONS.get(name) or losses.get(ix.code(call.func))
+        if activation is None or not call.args or call.args[0].keyword is not None:
+            continue
+        first = call.args[0].value
+        statement = ix.statement(call)
+        if not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        wrapped = cst.parse_expression(
+            f"torch.{activation}({ix.code(first)}, dim=-1)"
+            if activation == "softmax"
+            else f"torch.sigmoid({ix.code(first)})"
+        )
+        new_line = statement.deep_replace(first, wrapped)
+        assert isinstance(new_line, cst.SimpleStatementLine)
+        text = _apply(ix, _Rewrite(replace=[(statement, new_line)]))
+        if text is None:
+            continue
+        out.mutants.append(
+            Mutant(
+                "LL012",
+                ix.line(call),
+                f"wrapped the input `{ix.code(first)[:40]}` of `{ix.code(call.func)}` in"
+                f" `torch.{activation}` (line {ix.line(call)})",
+                text,
+                ix.code(call.func),
+            )
+        )
+        done += 1
+        if done >= 4:
+            return
 
 
 # --------------------------------------------------------------------------- entry point
@@ -1593,6 +1843,10 @@ OPERATORS: tuple[Operator, ...] = (
     Operator("LL009", per_unit=_ll009),
     Operator("LL010", per_unit=_ll010),
     Operator("LL011", per_file=_ll011, needs_units=False),
+    Operator("LL012", per_file=_ll012, needs_units=False),
+    Operator("LL013", per_unit=_ll013),
+    Operator("LL014", per_file=_ll014, needs_units=False),
+    Operator("LL016", per_unit=_ll016),
 )
 """One row per rule with a natural mutation, in report order. A new rule's mutation is one
 function and one row here."""

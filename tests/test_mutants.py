@@ -37,7 +37,7 @@ def train(model, loader, epochs):
         model.train()
         total = 0.0
         for i, x in enumerate(loader):
-            loss = model(x).sum()
+            loss = model(x).sum() / 4
             scaler.scale(loss).backward()
             total += loss.item()
             if (i + 1) % 4 == 0:
@@ -59,8 +59,9 @@ def _diff(before: str, after: str) -> tuple[list[str], list[str]]:
 def test_textbook_loop_gets_one_mutant_per_rule() -> None:
     found = mutants.mutate(TEXTBOOK)
     assert sorted(m.rule for m in found.mutants) == sorted(
-        ["LL001", "LL002", "LL004", "LL005", "LL006", "LL007", "LL007", "LL009", "LL010", "LL011"]
-    )
+        ["LL001", "LL002", "LL004", "LL005", "LL006", "LL007", "LL007", "LL009", "LL010", "LL011",
+         "LL013", "LL016"]
+    )  # fmt: skip
     # `model` is a parameter: its submodules are not visible, so no LL003 narrowing
     assert [(e.rule, e.reason) for e in found.exclusions] == [("LL003", "model-class-unknown")]
     by_rule = {m.rule: m for m in found.mutants}
@@ -367,3 +368,60 @@ for x in loader:
     ]
     assert mutant.text.splitlines()[5] == "    optimizer.step()"
     compile(mutant.text, "LL004", "exec")
+
+
+ACCUMULATING_CLASSIFIER = """\
+import torch
+import torch.nn.functional as F
+
+
+def evaluate(model, loader):
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in loader:
+            correct += (model(x).argmax(1) == y).sum().item()
+    return correct
+
+
+def train(model, loader, val_loader, accum=4):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for epoch in range(3):
+        model.train()
+        for i, (x, y) in enumerate(loader):
+            loss = F.cross_entropy(model(x), y) / accum
+            loss.backward()
+            if (i + 1) % accum == 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                optimizer.zero_grad()
+        print(evaluate(model, val_loader))
+"""
+
+
+def test_activation_accumulation_evaluation_and_clip_mutants_are_reported(tmp_path: Path) -> None:
+    """LL012-LL016's mutations of a correct loop: a softmax before the cross-entropy, the
+    division by the window removed, the `no_grad` around evaluation removed, the clip moved
+    after the step — each one reported by its rule, the original silent."""
+    rules = ["LL012", "LL013", "LL014", "LL016"]
+    found = mutants.mutate(ACCUMULATING_CLASSIFIER, rules)
+    assert sorted(m.rule for m in found.mutants) == rules
+    by_rule = {m.rule: m for m in found.mutants}
+    assert _diff(ACCUMULATING_CLASSIFIER, by_rule["LL013"].text) == (
+        ["loss = F.cross_entropy(model(x), y) / accum"],
+        ["loss = F.cross_entropy(model(x), y)"],
+    )
+    assert "with torch.no_grad():" not in by_rule["LL014"].text
+    files = {"original.py": ACCUMULATING_CLASSIFIER}
+    files.update({f"m_{m.rule}.py": m.text for m in found.mutants})
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "looplint", "check", "--format", "json", "--exit-zero",
+         "--no-cache", "--select", ",".join(rules), str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    codes: dict[str, set[str]] = {name: set() for name in files}
+    for finding in json.loads(proc.stdout):
+        codes[Path(finding["path"]).name].add(finding["code"])
+    assert codes == {"original.py": set(), **{f"m_{r}.py": {r} for r in rules}}

@@ -13,7 +13,9 @@ import re
 
 import libcst as cst
 
+from looplint.analysis.callers import grad_switches
 from looplint.analysis.catalog import PER_BATCH_METHODS, ObjectKind
+from looplint.analysis.imports import ImportTable
 from looplint.analysis.linking import Linker, instantiate
 from looplint.analysis.operations import (
     Append,
@@ -25,6 +27,7 @@ from looplint.analysis.operations import (
     Construct,
     Context,
     Escape,
+    Forward,
     Item,
     LoadState,
     Loop,
@@ -50,6 +53,7 @@ from looplint.analysis.program import (
 )
 from looplint.analysis.recognition import ObjectInfo, ObjectTable
 from looplint.analysis.scopes import Frame, Scopes, parameters_of, symbolic
+from looplint.analysis.summary import mode_switched
 from looplint.analysis.syntax import (
     argument,
     children,
@@ -71,6 +75,8 @@ _CLIPPERS = frozenset(
         "torch.nn.utils.clip_grad.clip_grad_value_",
     }
 )
+_CLIPPING_METHODS = frozenset({"clip_grad_norm_", "clip_grad_value_"})
+"""`accelerator.clip_grad_norm_(...)`, FSDP's `model.clip_grad_norm_(...)`: clips all the same."""
 _SCALER_METHODS = frozenset({"scale", "unscale_", "update"})
 _DETACHING_METHODS = frozenset({"item", "detach", "cpu", "tolist", "numpy", "detach_"})
 _DETACHING_FUNCTIONS = frozenset({"float", "int", "bool", "str"})
@@ -348,6 +354,44 @@ def member_frame(event: LoopEvent, frame: Frame, scopes: Scopes) -> Frame | None
     return Frame(frame.function, {**frame.env, target.value: owner}, frame.scaled)
 
 
+def bind_callee(
+    scopes: Scopes,
+    table: ObjectTable,
+    callee: FunctionInfo,
+    call: cst.Call,
+    frame: Frame,
+    receiver: str | None,
+) -> dict[str, str]:
+    """The callee's parameters bound to the caller's identities (`self` to `receiver`)."""
+    env: dict[str, str] = {}
+    if callee.self_name is not None and receiver is not None:
+        env[callee.self_name] = receiver
+    for param, value in parameters_of(callee, call):
+        identity = scopes.identity(value, frame)
+        if identity is None:
+            continue
+        if (
+            not symbolic(identity)
+            and not table.kinds(identity)
+            and table.kinds(f"{callee.qualname}:{param}")
+        ):
+            continue  # the callee knows more (annotation or usage) than the caller
+        env[param] = identity
+    return env
+
+
+def _within_decorators(
+    function: FunctionInfo, imports: ImportTable, body: tuple[Item, ...]
+) -> tuple[Item, ...]:
+    """A function's resolved body inside the grad-mode decorators it carries:
+    `@torch.no_grad()` holds for everything the body runs, as a `with` would."""
+    switches = grad_switches(function, imports)
+    if not switches:
+        return body
+    assert isinstance(function.node, cst.FunctionDef)
+    return (Context(function.node, switches, body),)
+
+
 class TreeBuilder:
     """Resolves one module's functions to operation trees, each computed once."""
 
@@ -361,6 +405,8 @@ class TreeBuilder:
         self.linker = linker
         self._trees: dict[int, tuple[Item, ...]] = {}
         self._called_here: frozenset[str] | None = None
+        self.switched = mode_switched(program)
+        """What calling runs a model forward (`summary.mode_switched`)."""
         self._summaries: dict[int, tuple[Item, ...] | None] = {}
 
     def summary_tree(self, function: FunctionInfo) -> tuple[Item, ...] | None:
@@ -373,29 +419,10 @@ class TreeBuilder:
         self._summaries[key] = None
         params = function.params[1:] if function.self_name is not None else function.params
         env = {param: f"${param}" for param in params}
-        tree = self._resolve(function.events, Frame(function, env), True, (function,))
+        body = self._resolve(function.events, Frame(function, env), True, (function,))
+        tree = _within_decorators(function, self.imports, body)
         self._summaries[key] = tree
         return tree
-
-    def _bind(
-        self, callee: FunctionInfo, call: cst.Call, frame: Frame, receiver: str | None
-    ) -> dict[str, str]:
-        """The callee's parameters bound to the caller's identities (`self` to `receiver`)."""
-        env: dict[str, str] = {}
-        if callee.self_name is not None and receiver is not None:
-            env[callee.self_name] = receiver
-        for param, value in parameters_of(callee, call):
-            identity = self.scopes.identity(value, frame)
-            if identity is None:
-                continue
-            if (
-                not symbolic(identity)
-                and not self.table.kinds(identity)
-                and self.table.kinds(f"{callee.qualname}:{param}")
-            ):
-                continue  # the callee knows more (annotation or usage) than the caller
-            env[param] = identity
-        return env
 
     def tree(self, function: FunctionInfo) -> tuple[Item, ...]:
         """`function`'s body as resolved operations, calls inside loops inlined."""
@@ -404,10 +431,12 @@ class TreeBuilder:
         if cached is None:
             if self._called_per_batch(function):
                 body = self._resolve(function.events, Frame(function, {}), True, (function,))
+                body = _within_decorators(function, self.imports, body)
                 assert isinstance(function.node, cst.FunctionDef)
                 cached = (Loop(function.node, frozenset(), body),)
             else:
-                cached = self._resolve(function.events, Frame(function, {}), False, (function,))
+                body = self._resolve(function.events, Frame(function, {}), False, (function,))
+                cached = _within_decorators(function, self.imports, body)
             self._trees[key] = cached
         return cached
 
@@ -492,9 +521,14 @@ class TreeBuilder:
                 Backward(call, self.scopes.identity(first, frame) if first is not None else None)
             )
             return
-        if qualified in _CLIPPERS:
+        if qualified in _CLIPPERS or (qualified is None and attr in _CLIPPING_METHODS):
             out.append(Clip(call))
             return
+        if qualified is None and dotted_name(func) in self.switched:
+            module = self.scopes.identity(func, frame)
+            if module is not None and not self.table.kinds(module):
+                out.append(Forward(call, module))
+                return
         if qualified == "torch.save":
             out.append(save_of(call, frame, self.scopes))
             return
@@ -609,14 +643,20 @@ class TreeBuilder:
         if callee is not None:
             function, receiver_identity = callee
             if in_loop and len(stack) < MAX_INLINE_DEPTH and function not in stack:
-                env = self._bind(function, call, frame, receiver_identity)
+                env = bind_callee(self.scopes, self.table, function, call, frame, receiver_identity)
                 scaled = frozenset(
                     param
                     for param, value in parameters_of(function, call)
                     if _scaled_loss(value) is not None
                 )
                 inner = Frame(function, env, scaled)
-                out.extend(self._resolve(function.events, inner, True, (*stack, function)))
+                out.extend(
+                    _within_decorators(
+                        function,
+                        self.imports,
+                        self._resolve(function.events, inner, True, (*stack, function)),
+                    )
+                )
             return
         if in_loop:
             target = self.linker.external(func)
@@ -651,5 +691,8 @@ class TreeBuilder:
         if isinstance(closure, cst.Name):
             function = self.program.function_named(closure.value, frame.function)
             if function is not None and function not in stack:
-                return self._resolve(function.events, Frame(function, {}), True, (*stack, function))
+                inner = self._resolve(
+                    function.events, Frame(function, {}), True, (*stack, function)
+                )
+                return _within_decorators(function, self.imports, inner)
         return ()
