@@ -78,11 +78,12 @@ SAME_BUG_WINDOW = 25
 
 @dataclass(frozen=True, slots=True)
 class SharedRule:
-    """A bug class both tools claim to catch: the looplint rule and the peer's rules."""
+    """A bug class both tools claim to catch: the looplint rule, the peer's, and how they differ."""
 
     code: str
     peer_codes: tuple[str, ...]
     bug: str
+    scope: str
 
 
 # Read from the peer's rule sources (torch_preflight/rules/tg0*.py in the 0.5.0 wheel). The
@@ -91,14 +92,42 @@ class SharedRule:
 # (projected out-of-memory), TG013 (repeated host-to-device copies) are about speed, memory
 # budgets and reproducibility, not a silently wrong training step.
 SHARED_RULES: tuple[SharedRule, ...] = (
-    SharedRule("LL001", ("TG003",), "gradients never cleared between steps"),
-    SharedRule("LL006", ("TG001",), "tensor kept with its autograd graph across iterations"),
-    SharedRule("LL011", ("TG011",), "eval() in the training loop, never train() again"),
-    SharedRule("LL012", ("TG005", "TG006"), "activation before a loss that applies its own"),
-    SharedRule("LL013", ("TG014",), "accumulated loss not divided by the accumulation count"),
-    SharedRule("LL014", ("TG002",), "evaluation with autograd on"),
-    SharedRule("LL015", ("TG012",), "DDP training loader without a DistributedSampler"),
-)
+    SharedRule(
+        "LL001", ("TG003",), "gradients never cleared between steps",
+        "TG003: a `backward()` whose innermost loop has no `zero_grad` call and an optimizer-"
+        "looking `.step()`, in the same file",
+    ),
+    SharedRule(
+        "LL006", ("TG001",), "tensor kept with its autograd graph across iterations",
+        "TG001 is wider: any graph-carrying tensor stored in a container or summed (outputs too,"
+        " not only losses), as a warning when its backward already ran",
+    ),
+    SharedRule(
+        "LL011", ("TG011",), "eval() in the training loop, never train() again",
+        "TG011: `x.eval()` inside an epoch loop that backwards and iterates a validation-named"
+        " loader, with no `x.train()` in that loop",
+    ),
+    SharedRule(
+        "LL012", ("TG005", "TG006"), "activation before a loss that applies its own",
+        "TG006 also warns that `sigmoid` + `BCELoss` is numerically fragile while correct"
+        " (advice here)",
+    ),
+    SharedRule(
+        "LL013", ("TG014",), "accumulated loss not divided by the accumulation count",
+        "TG014: a `backward()` in a loop whose optimizer step is under an `if ... % N` and no"
+        " division by `N` in the loop",
+    ),
+    SharedRule(
+        "LL014", ("TG002",), "evaluation with autograd on",
+        "TG002: a model call in an evaluation-named function, after `eval()`, or in a loop"
+        " over a validation-named loader, outside `no_grad`",
+    ),
+    SharedRule(
+        "LL015", ("TG012",), "distributed sampling (no DistributedSampler, no set_epoch)",
+        "TG012 checks only the missing `DistributedSampler` (and warns on evaluation loaders:"
+        " advice here); LL015 also reports a shuffling sampler whose `set_epoch` is never called",
+    ),
+)  # fmt: skip
 SHARED_OF_PEER = {peer: rule for rule in SHARED_RULES for peer in rule.peer_codes}
 SHARED_OF_LOOPLINT = {rule.code: rule for rule in SHARED_RULES}
 
@@ -661,6 +690,10 @@ def _shared_repos_table(looplint: Tool, repos: Input, verdicts: Verdicts) -> lis
             f"{tallies[PEER_NAME].precision()} | {only[LOOPLINT] if have else '-'} | "
             f"{only[PEER_NAME]} |"
         )
+    lines += ["", "Where the pairs differ in scope:", ""]
+    lines += [
+        f"- {rule.code} / {', '.join(rule.peer_codes)}: {rule.scope}." for rule in SHARED_RULES
+    ]
     lines += [
         "",
         "Every shared-rule finding on training-repos (*also*: the other tool reports the same "
