@@ -1,4 +1,4 @@
-"""Checking one file: read, prefilter, parse once, compute facts, run rules, locate."""
+"""Checking one file: read, screen, parse once, compute facts, run rules, locate."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from looplint.analysis.linking import Binding
 from looplint.analysis.program import compile_module
 from looplint.errors import SourceError
 from looplint.files.parse_guard import refusal
-from looplint.files.prefilter import is_candidate
+from looplint.files.screening import passes, screening_enabled
 from looplint.files.source import (
     FileStamp,
     SourceFile,
@@ -146,8 +146,8 @@ def _check_text(
     directives: FileDirectives,
 ) -> FileResult:
     result = FileResult(source.path, incoming=tuple(incoming))
-    # What other modules pass in can make any file relevant; otherwise the text decides.
-    if not rules or (use_prefilter and not incoming and not is_candidate(source.text)):
+    # What other modules pass in can make any file relevant; otherwise the rules' screens decide.
+    if not rules or (use_prefilter and not incoming and not _worth_parsing(source, rules)):
         return result
     # Facts built with bindings from elsewhere are not what the module says by itself.
     lend = stamp if not incoming and source.notebook is None else None
@@ -172,6 +172,13 @@ def _check_text(
             result.fixed_source = source.text
     result.findings.extend(finding for _, finding in located if finding is not None)
     return result
+
+
+def _worth_parsing(source: SourceFile, rules: Sequence[Rule]) -> bool:
+    """Whether any rule's screen lets the file through (always, with screening turned off)."""
+    if not screening_enabled():
+        return True
+    return passes(source.text, dict.fromkeys(rule.screen for rule in rules))
 
 
 def _apply_first_fix(

@@ -1,0 +1,77 @@
+"""Two-stage screening: deciding, before paying for a LibCST parse, whether a file can matter.
+
+Parsing with LibCST and building the analysis cost about as much again as each other, and
+most files of a codebase hold no training code. Each rule therefore declares a `Screen`:
+what it cannot fire without, checked in two stages an order of magnitude cheaper than the
+parse it spares.
+
+1. `words`: a regular expression over the raw text. Most files fail it for every rule and
+   are never parsed at all.
+2. `syntax` (optional): a predicate over the standard library's `ast` tree, which is built
+   in C, needs no positions kept and is thrown away at once. It tells code from prose (an
+   `optimizer` in a docstring or a log message) and can ask for structure (a construction,
+   an annotation, a `step()` call). Only a file that passes stage 1 is `ast`-parsed, and
+   only once, however many screens look at the tree.
+
+A file passes when any enabled rule's screen passes it. Files the standard parser cannot
+read are always passed on: LibCST must report (or parse) them itself.
+
+Across modules, what another file passes in (an optimizer handed to `train(model, opt)`)
+can make any file matter; the runner checks such a file again with those bindings, and no
+screen is asked then. `LOOPLINT_NO_SCREEN=1` in the environment turns screening off (every
+file is parsed), so that a run with and without it can be compared: they must agree.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+DISABLE_VARIABLE = "LOOPLINT_NO_SCREEN"
+
+
+@dataclass(frozen=True, slots=True)
+class Screen:
+    """What one rule needs to see in a file's text, then in its syntax, to be worth running."""
+
+    words: re.Pattern[str]
+    """Text without which the rule cannot fire (stage 1)."""
+    syntax: Callable[[ast.Module], bool] | None = None
+    """A sharper look at the standard library's tree, for files that pass `words` (stage 2);
+    None when the words alone decide."""
+
+
+def screening_enabled() -> bool:
+    """False when `LOOPLINT_NO_SCREEN` asks for every file to be parsed (for comparisons)."""
+    return os.environ.get(DISABLE_VARIABLE, "") in ("", "0")
+
+
+def passes(text: str, screens: Iterable[Screen]) -> bool:
+    """Whether any of `screens` lets `text` through to the full analysis."""
+    sharper: list[Callable[[ast.Module], bool]] = []
+    for screen in screens:
+        if screen.words.search(text) is None:
+            continue
+        if screen.syntax is None:
+            return True
+        sharper.append(screen.syntax)
+    if not sharper:
+        return False
+    tree = _standard_tree(text)
+    if tree is None:
+        return True
+    return any(look(tree) for look in sharper)
+
+
+def _standard_tree(text: str) -> ast.Module | None:
+    """The stdlib tree of `text`, or None when the standard parser cannot build it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid escapes in old code: not ours to report
+            return ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
