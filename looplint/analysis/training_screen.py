@@ -1,6 +1,6 @@
 """The screen of the training-loop rules: can this module hold an optimizer, scheduler or scaler?
 
-Every training-loop rule (LL001–LL011) reports on an object `ObjectTable` recognised — built,
+Every training-loop rule (LL001 to LL011) reports on an object `ObjectTable` recognised — built,
 annotated, handed back by a factory, or used in a role only such an object plays — or on one
 another module passes in (the runner re-checks those files whatever their screen says). So a
 module in which none of the evidence `recognition` and `evidence` accept can occur is skipped.
@@ -57,9 +57,11 @@ _TELLING_PARTS = frozenset(
 )
 """Parts of an identifier (split at `_` and case changes) that name the objects themselves;
 `optimize`, `optimal` and `schedule` do not."""
-_ANNOTATION_CLASSES = frozenset(
-    {"Optimizer", "LRScheduler", "_LRScheduler", "ReduceLROnPlateau", "GradScaler"}
-)
+_ANNOTATION_WORDS = frozenset(
+    {"Optimizer", "LRScheduler", "_LRScheduler", "ReduceLROnPlateau", "GradScaler", "optim",
+     "lr_scheduler"}
+)  # fmt: skip
+"""`Optimizer`, `torch.optim.Optimizer`, `lr_scheduler.LRScheduler`: annotations that tell."""
 _PARTS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 
 
@@ -180,8 +182,7 @@ class _Evidence:
 
     def _telling_annotation(self, annotation: ast.expr) -> bool:
         return any(
-            word in _ANNOTATION_CLASSES or word in self.imported or word in ("optim", "lr_scheduler")
-            for word in _words(annotation)
+            word in _ANNOTATION_WORDS or word in self.imported for word in _words(annotation)
         )
 
     def _telling_call(self, call: ast.Call) -> bool:
