@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,6 +20,7 @@ from looplint.analysis.program import (
     WithEvent,
 )
 from looplint.analysis.syntax import source_of
+from looplint.files.screening import Screen
 from looplint.identity import CONSUMED_PARAMETER_GENERATOR
 from looplint.rule import Fix, Rule, Violation
 
@@ -43,6 +46,20 @@ class _Use:
     consumer: str
     arms: tuple[tuple[int, int], ...]
     loops: tuple[int, ...]
+
+
+def _stores_a_generator(tree: ast.Module) -> bool:
+    """Whether some `name = x.parameters()` (or another generator method) is written: the
+    rule's starting point, and it needs no optimizer."""
+    return any(
+        isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Attribute)
+        and node.value.func.attr in _GENERATORS
+        for node in ast.walk(tree)
+    )
 
 
 def _generator_call(value: cst.BaseExpression | None) -> bool:
@@ -97,6 +114,7 @@ class ConsumedParameterGenerator(Rule):
     """
 
     identity = CONSUMED_PARAMETER_GENERATOR
+    screen = Screen(re.compile(r"(?:parameters|buffers)\s*\("), _stores_a_generator)
     fix_safety = """
         Safe. The fix stores `list(model.parameters())` instead of the generator: the
         same parameters, materialised once, so every consumer sees all of them.
