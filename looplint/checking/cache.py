@@ -27,7 +27,7 @@ from looplint.files.source import FileStamp, content_digest
 from looplint.finding import Finding
 
 if TYPE_CHECKING:
-    from looplint.checking.checker import FileResult
+    from looplint.checking.result import FileResult
 
 CACHE_DIR_NAME = ".looplint_cache"
 _FORMAT = 3
@@ -121,8 +121,8 @@ class ResultCache:
     def lookup(self, path: str) -> FileResult | None:
         """The cached result of `path` if neither it nor any module its findings were
         drawn from has changed, else None."""
-        from looplint.analysis.linking import Binding
-        from looplint.checking.checker import FileResult
+        from looplint.analysis.binding import Binding
+        from looplint.checking.result import FileResult
         from looplint.settings.suppression import Notice
 
         entry = self._entries.get(os.path.abspath(path))

@@ -125,8 +125,12 @@ def _check_files(
 ) -> tuple[RunResult, list[Finding]]:
     """Run each project's files with its settings; the merged result and kept findings."""
     groups: dict[int, tuple[ProjectSettings, list[str]]] = {}
+    by_folder: dict[str, ProjectSettings] = {}
     for path in files:
-        project = resolver.for_folder(os.path.dirname(os.path.abspath(path)))
+        folder = os.path.dirname(path)
+        project = by_folder.get(folder)
+        if project is None:
+            project = by_folder[folder] = resolver.for_folder(os.path.abspath(folder or "."))
         groups.setdefault(id(project), (project, []))[1].append(path)
     merged = RunResult()
     findings: list[Finding] = []
@@ -181,7 +185,8 @@ def apply_per_file_ignores(findings: Sequence[Finding], settings: Settings) -> l
 def _check_stdin(request: CheckRequest, resolver: SettingsResolver, cwd: Path) -> int:
     """Check (and with `--fix`/`--diff`, fix) a buffer piped in under a file's name."""
     from looplint.analysis.project import Project
-    from looplint.checking.checker import check_source, error_finding
+    from looplint.checking.checker import check_source
+    from looplint.checking.result import error_finding
     from looplint.files.source import source_from_bytes
 
     filename = request.stdin_filename or "<stdin>"
