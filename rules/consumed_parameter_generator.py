@@ -20,7 +20,7 @@ from looplint.analysis.program import (
     WithEvent,
 )
 from looplint.analysis.syntax import source_of
-from looplint.files.screening import Screen
+from looplint.files.screening import Glance, Screen
 from looplint.identity import CONSUMED_PARAMETER_GENERATOR
 from looplint.rule import Fix, Rule, Violation
 
@@ -48,17 +48,21 @@ class _Use:
     loops: tuple[int, ...]
 
 
-def _stores_a_generator(tree: ast.Module) -> bool:
+_STORED_GENERATOR = re.compile(r"=[^=\n][^\n]*?\.(?:named_)?(?:parameters|buffers)\(")
+"""`params = model.parameters()` as text (a keyword argument too: the syntax decides): most
+model files call `parameters()`, few store it."""
+
+
+def _stores_a_generator(glance: Glance) -> bool:
     """Whether some `name = x.parameters()` (or another generator method) is written: the
     rule's starting point, and it needs no optimizer."""
     return any(
-        isinstance(node, ast.Assign)
-        and len(node.targets) == 1
+        len(node.targets) == 1
         and isinstance(node.targets[0], ast.Name)
         and isinstance(node.value, ast.Call)
         and isinstance(node.value.func, ast.Attribute)
         and node.value.func.attr in _GENERATORS
-        for node in ast.walk(tree)
+        for node in glance.nodes(ast.Assign)
     )
 
 
@@ -114,7 +118,7 @@ class ConsumedParameterGenerator(Rule):
     """
 
     identity = CONSUMED_PARAMETER_GENERATOR
-    screen = Screen(re.compile(r"(?:parameters|buffers)\s*\("), _stores_a_generator)
+    screen = Screen(_STORED_GENERATOR, _stores_a_generator)
     fix_safety = """
         Safe. The fix stores `list(model.parameters())` instead of the generator: the
         same parameters, materialised once, so every consumer sees all of them.

@@ -34,7 +34,7 @@ from looplint.analysis.catalog import (
     named_class_kind,
     named_factory_kind,
 )
-from looplint.files.screening import Screen
+from looplint.files.screening import Glance, Screen
 
 TRAINING_WORDS = re.compile(r"optim|GradScaler|scaler|AdamW|Adafactor|_schedule|lion_pytorch")
 """`optim`: `torch.optim` (schedulers and `Optimizer` annotations included),
@@ -134,51 +134,52 @@ def _receiver_name(func: ast.Attribute) -> str:
 
 
 class _Evidence:
-    """One pass over a module's `ast` tree looking for anything a rule could start from."""
+    """A look at a module's `ast` nodes for anything a rule could start from."""
 
-    def __init__(self, tree: ast.Module) -> None:
-        self.tree = tree
+    def __init__(self, glance: Glance) -> None:
+        self.glance = glance
         self.imported: set[str] = set()
         """Local names bound by a telling import (`SGD` of `from torch.optim import SGD`)."""
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom):
-                module = node.module or ""
-                for alias in node.names:
-                    if any(_telling(part) for part in module.split(".")) or _telling(alias.name):
-                        self.imported.add(alias.asname or alias.name)
-            elif isinstance(node, ast.Import):
-                for alias in node.names:
-                    if any(_telling(part) for part in alias.name.split(".")):
-                        self.imported.add((alias.asname or alias.name).split(".")[0])
+        for node in glance.nodes(ast.ImportFrom):
+            module = node.module or ""
+            for alias in node.names:
+                if any(_telling(part) for part in module.split(".")) or _telling(alias.name):
+                    self.imported.add(alias.asname or alias.name)
+        for statement in glance.nodes(ast.Import):
+            for alias in statement.names:
+                if any(_telling(part) for part in alias.name.split(".")):
+                    self.imported.add((alias.asname or alias.name).split(".")[0])
 
     def telling(self, words: list[str]) -> bool:
         return any(_telling(word) or word in self.imported for word in words)
 
     def found(self) -> bool:
-        for node in ast.walk(self.tree):
-            if isinstance(node, ast.Call):
-                if self._telling_call(node):
-                    return True
-            elif isinstance(node, ast.arg):
-                if node.annotation is not None and self._telling_annotation(node.annotation):
-                    return True
-            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                if node.returns is not None and self._telling_annotation(node.returns):
-                    return True
-            elif isinstance(node, ast.AnnAssign):
-                if self._telling_annotation(node.annotation):
-                    return True
-            elif isinstance(node, ast.Attribute):
-                if node.attr == "param_groups" and _receiver_name(node) != "self":
-                    return True
-            elif isinstance(node, ast.Assign):
-                if isinstance(node.value, ast.Call) and any(
+        glance = self.glance
+        return (
+            any(self._telling_call(call) for call in glance.nodes(ast.Call))
+            or any(
+                arg.annotation is not None and self._telling_annotation(arg.annotation)
+                for arg in glance.nodes(ast.arg)
+            )
+            or any(
+                function.returns is not None and self._telling_annotation(function.returns)
+                for function in glance.nodes(ast.FunctionDef, ast.AsyncFunctionDef)
+            )
+            or any(self._telling_annotation(a.annotation) for a in glance.nodes(ast.AnnAssign))
+            or any(
+                attribute.attr == "param_groups" and _receiver_name(attribute) != "self"
+                for attribute in glance.nodes(ast.Attribute)
+            )
+            or any(
+                isinstance(assign.value, ast.Call)
+                and any(
                     OPTIMIZER_NAME.match(word) or SCHEDULER_NAME.match(word)
-                    for target in node.targets
+                    for target in assign.targets
                     for word in _words(target)
-                ):
-                    return True
-        return False
+                )
+                for assign in glance.nodes(ast.Assign)
+            )
+        )
 
     def _telling_annotation(self, annotation: ast.expr) -> bool:
         return any(
@@ -218,9 +219,9 @@ class _Evidence:
         )
 
 
-def may_hold_training_objects(tree: ast.Module) -> bool:
-    """Whether evidence of an optimizer, LR scheduler or GradScaler can occur in `tree`."""
-    return _Evidence(tree).found()
+def may_hold_training_objects(glance: Glance) -> bool:
+    """Whether evidence of an optimizer, LR scheduler or GradScaler can occur in a module."""
+    return _Evidence(glance).found()
 
 
 TRAINING_CODE = Screen(TRAINING_WORDS, may_hold_training_objects)

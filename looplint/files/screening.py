@@ -7,11 +7,11 @@ parse it spares.
 
 1. `words`: a regular expression over the raw text. Most files fail it for every rule and
    are never parsed at all.
-2. `syntax` (optional): a predicate over the standard library's `ast` tree, which is built
-   in C, needs no positions kept and is thrown away at once. It tells code from prose (an
-   `optimizer` in a docstring or a log message) and can ask for structure (a construction,
-   an annotation, a `step()` call). Only a file that passes stage 1 is `ast`-parsed, and
-   only once, however many screens look at the tree.
+2. `syntax` (optional): a predicate over the standard library's `ast` tree (a `Glance`),
+   which is built in C and thrown away at once. It tells code from prose (an `optimizer`
+   in a docstring or a log message) and can ask for structure (a construction, an
+   annotation, a `step()` call). Only a file that passes stage 1 is `ast`-parsed, and its
+   nodes are listed only once, however many screens look at them.
 
 A file passes when any enabled rule's screen passes it. Files the standard parser cannot
 read are always passed on: LibCST must report (or parse) them itself.
@@ -30,6 +30,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 DISABLE_VARIABLE = "LOOPLINT_NO_SCREEN"
 
@@ -40,9 +41,45 @@ class Screen:
 
     words: re.Pattern[str]
     """Text without which the rule cannot fire (stage 1)."""
-    syntax: Callable[[ast.Module], bool] | None = None
+    syntax: Callable[[Glance], bool] | None = None
     """A sharper look at the standard library's tree, for files that pass `words` (stage 2);
     None when the words alone decide."""
+
+
+class Glance:
+    """A module's stdlib `ast` tree, with its nodes listed by type once for every screen."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        self.tree = tree
+        self._by_type: dict[type[ast.AST], list[ast.AST]] | None = None
+
+    def nodes(self, *types: type[AstNode]) -> list[AstNode]:
+        """Every node of one of `types`, in no particular order."""
+        if self._by_type is None:
+            self._by_type = _nodes_by_type(self.tree)
+        found: list[AstNode] = []
+        for kind in types:
+            found += self._by_type.get(kind, ())  # type: ignore[arg-type]
+        return found
+
+
+AstNode = TypeVar("AstNode", bound=ast.AST)
+
+
+def _nodes_by_type(tree: ast.AST) -> dict[type[ast.AST], list[ast.AST]]:
+    """All nodes of `tree` grouped by exact type: one walk, cheaper than `ast.walk`."""
+    grouped: dict[type[ast.AST], list[ast.AST]] = {}
+    pending: list[ast.AST] = [tree]
+    while pending:
+        node = pending.pop()
+        grouped.setdefault(type(node), []).append(node)
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, ast.AST):
+                pending.append(value)
+            elif isinstance(value, list):
+                pending.extend(item for item in value if isinstance(item, ast.AST))
+    return grouped
 
 
 def screening_enabled() -> bool:
@@ -52,7 +89,7 @@ def screening_enabled() -> bool:
 
 def passes(text: str, screens: Iterable[Screen]) -> bool:
     """Whether any of `screens` lets `text` through to the full analysis."""
-    sharper: list[Callable[[ast.Module], bool]] = []
+    sharper: list[Callable[[Glance], bool]] = []
     for screen in screens:
         if screen.words.search(text) is None:
             continue
@@ -64,7 +101,8 @@ def passes(text: str, screens: Iterable[Screen]) -> bool:
     tree = _standard_tree(text)
     if tree is None:
         return True
-    return any(look(tree) for look in sharper)
+    glance = Glance(tree)
+    return any(look(glance) for look in sharper)
 
 
 def _standard_tree(text: str) -> ast.Module | None:
