@@ -251,9 +251,7 @@ def screen_corpus(files: Sequence[Path]) -> Screening:
     syntax_kept = [f for f, text in text_kept if passes(text, screens)]
     end = time.process_time()
     note = "files whose text passes stage 1 of looplint.files.screening (every rule's words)"
-    return Screening(
-        [f for f, _ in text_kept], syntax_kept, middle - start, end - middle, note
-    )
+    return Screening([f for f, _ in text_kept], syntax_kept, middle - start, end - middle, note)
 
 
 def _parse_one(path: str) -> tuple[str, str | None]:

@@ -155,6 +155,10 @@ class _Evidence:
 
     def found(self) -> bool:
         glance = self.glance
+        functions: list[ast.FunctionDef | ast.AsyncFunctionDef] = [
+            *glance.nodes(ast.FunctionDef),
+            *glance.nodes(ast.AsyncFunctionDef),
+        ]
         return (
             any(self._telling_call(call) for call in glance.nodes(ast.Call))
             or any(
@@ -163,7 +167,7 @@ class _Evidence:
             )
             or any(
                 function.returns is not None and self._telling_annotation(function.returns)
-                for function in glance.nodes(ast.FunctionDef, ast.AsyncFunctionDef)
+                for function in functions
             )
             or any(self._telling_annotation(a.annotation) for a in glance.nodes(ast.AnnAssign))
             or any(

@@ -53,14 +53,11 @@ class Glance:
         self.tree = tree
         self._by_type: dict[type[ast.AST], list[ast.AST]] | None = None
 
-    def nodes(self, *types: type[AstNode]) -> list[AstNode]:
-        """Every node of one of `types`, in no particular order."""
+    def nodes(self, kind: type[AstNode]) -> list[AstNode]:
+        """Every node of type `kind` (exactly), in no particular order."""
         if self._by_type is None:
             self._by_type = _nodes_by_type(self.tree)
-        found: list[AstNode] = []
-        for kind in types:
-            found += self._by_type.get(kind, ())  # type: ignore[arg-type]
-        return found
+        return self._by_type.get(kind, [])  # type: ignore[return-value]
 
 
 AstNode = TypeVar("AstNode", bound=ast.AST)
