@@ -83,3 +83,27 @@ def test_notebook_findings_name_cell_and_line(run_looplint: RunLooplint, tmp_pat
         run_looplint("check", "nb.ipynb", "--format", "json", cwd=tmp_path).stdout
     )
     assert (finding["cell"], finding["line"], finding["column"]) == (5, 3, 5)
+
+
+def test_objects_view_aligns_its_columns_for_notebook_locations(
+    run_looplint: RunLooplint, tmp_path: Path
+) -> None:
+    filler = "".join(f"x{i} = {i}\n" for i in range(120))
+    (tmp_path / "nb.ipynb").write_text(
+        _notebook(
+            ("code", "import torch\nmodel = torch.nn.Linear(2, 1)\n"
+                     "opt = torch.optim.Adam(model.parameters())\n"),
+            *[("markdown", "notes")] * 10,
+            ("code", filler + "sched = torch.optim.lr_scheduler.StepLR(opt, 10)\n"),
+        )  # fmt: skip
+    )
+    result = run_looplint("objects", "nb.ipynb", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header == "nb.ipynb"
+    assert [row.split()[:3] for row in rows] == [
+        ["cell", "1:3", "optimizer"], ["cell", "12:121", "scheduler"]
+    ]  # fmt: skip
+    # the kind and the name start in the same column on every row
+    assert len({row.index(row.split()[2]) for row in rows}) == 1
+    assert len({row.index("`") for row in rows}) == 1

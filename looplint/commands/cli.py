@@ -1,4 +1,4 @@
-"""The `looplint` command line: `check`, `rules`, `explain`."""
+"""The `looplint` command line: `check`, `rules`, `rule`/`explain`, `objects`, `clean`, `server`."""
 
 from __future__ import annotations
 
@@ -167,6 +167,7 @@ def check(
 
 
 @main.command()
+@click.argument("rule", required=False)
 @click.option(
     "--format",
     "output_format",
@@ -174,11 +175,15 @@ def check(
     default="text",
     show_default=True,
 )
-def rules(output_format: str) -> None:
-    """List every code (LL000 and the rules): code, name and summary."""
+def rules(rule: str | None, output_format: str) -> None:
+    """List every code (LL000 and the rules): code, name and summary; with RULE, show
+    that rule's documentation (as `looplint explain RULE`)."""
     from looplint.reporting.docs import rules_markdown
     from looplint.settings.resolver import SHIPPED
 
+    if rule is not None:
+        _explain(rule, output_format)
+        return
     if output_format == "markdown":
         click.echo(rules_markdown(), nl=False)
         return
@@ -194,17 +199,48 @@ def rules(output_format: str) -> None:
         click.echo(f"{identity.code}  {identity.name:<{width}}  {identity.summary}")
 
 
-@main.command()
-@click.argument("rule")
-def explain(rule: str) -> None:
-    """Show the full documentation of RULE (a code such as LL001, or a name)."""
+def _explain(rule: str, output_format: str = "text") -> None:
+    """Print one rule's documentation (Markdown; with `json`, an object like ruff's)."""
     from looplint.reporting.docs import find_rule
 
     found = find_rule(rule)
     if found is None:
         _fail(f"unknown rule `{rule}`; `looplint rules` lists them")
         return
+    if output_format == "json":
+        identity = found.identity
+        payload = {
+            "code": identity.code,
+            "name": identity.name,
+            "summary": identity.summary,
+            "fixable": bool(found.FIXES),
+            "explanation": found.documentation(),
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
     click.echo(found.documentation(), nl=False)
+
+
+@main.command()
+@click.argument("rule")
+def explain(rule: str) -> None:
+    """Show the full documentation of RULE (a code such as LL001, or a name)."""
+    _explain(rule)
+
+
+@main.command("rule")
+@click.argument("rule_selector", metavar="RULE")
+@click.option(
+    "--output-format",
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+def rule_command(rule_selector: str, output_format: str) -> None:
+    """Show the documentation of RULE, as `ruff rule` does (same as `looplint explain`)."""
+    _explain(rule_selector, output_format)
 
 
 @main.command()
@@ -214,7 +250,7 @@ def objects(paths: tuple[str, ...]) -> None:
     from looplint.analysis.project import Project
     from looplint.errors import ConfigError, SourceError
     from looplint.files.discovery import FileFinder
-    from looplint.reporting.objects_view import recognised_objects
+    from looplint.reporting.objects_view import recognised_objects, render_objects
 
     cwd = Path.cwd()
     try:
@@ -235,10 +271,58 @@ def objects(paths: tuple[str, ...]) -> None:
             continue
         if found:
             click.echo(path)
-            for recognised in found:
-                click.echo(recognised.render())
+            for line in render_objects(found):
+                click.echo(line)
     if failed:
         raise SystemExit(2)
+
+
+@main.command()
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also remove this cache (one named with `check --cache-dir`).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+def clean(cache_dir: Path | None, quiet: bool) -> None:
+    """Remove the result caches under the current folder (as `ruff clean` does), and the
+    one `cache-dir` of its settings names."""
+    import shutil
+
+    from looplint.checking.cache import CACHE_DIR_NAME, caches_under, is_cache_folder
+    from looplint.errors import ConfigError
+
+    cwd = Path.cwd()
+    wanted = caches_under(cwd)
+    try:
+        settings = SettingsResolver(None, Overrides(), cwd).for_folder(str(cwd)).settings
+    except ConfigError as error:
+        _fail(str(error))
+        return
+    named = [settings.root / (settings.cache_dir or CACHE_DIR_NAME)]
+    if cache_dir is not None:
+        named.append(cache_dir)
+    for folder in named:
+        if not folder.is_dir():
+            continue
+        if not is_cache_folder(folder):
+            click.echo(f"looplint: warning: {folder} is not a looplint cache; left alone", err=True)
+        elif all(not folder.samefile(other) for other in wanted):
+            wanted.append(folder)
+    for folder in wanted:
+        shutil.rmtree(folder, ignore_errors=True)
+        if not quiet:
+            click.echo(f"Removed {_shown(folder, cwd)}")
+    if not wanted and not quiet:
+        click.echo("No looplint cache found.")
+
+
+def _shown(folder: Path, cwd: Path) -> str:
+    """`folder` relative to `cwd` when it lies below it."""
+    try:
+        return str(folder.absolute().relative_to(cwd))
+    except ValueError:
+        return str(folder)
 
 
 @main.command()

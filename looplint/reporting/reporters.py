@@ -186,9 +186,10 @@ def junit_report(findings: Sequence[Finding], context: ReportContext) -> str:
 
 
 def statistics_json(findings: Sequence[Finding], context: ReportContext) -> str:
-    """`--statistics --output-format json`: counts per rule as JSON."""
+    """`--statistics --output-format json`: counts per rule as JSON. `fixable` is a
+    boolean as in each finding (some of them `--fix` can fix); `fixable_count` says how many."""
     rows = [
-        {"code": code, "name": name, "count": count, "fixable": fixed}
+        {"code": code, "name": name, "count": count, "fixable": fixed > 0, "fixable_count": fixed}
         for code, name, count, fixed in statistics_rows(findings)
     ]
     return json.dumps(rows, indent=2) + "\n"
