@@ -37,7 +37,8 @@ class RecognisedObject:
 
     def render(self, width: int = 10) -> str:
         """One line of the terminal view, the location right-aligned in `width` columns."""
-        return f"{self.where:>{width}}  {self.kind:<9}  `{self.name}` ({self.scope}): {self.evidence}"
+        where = f"{self.where:>{width}}"
+        return f"{where}  {self.kind:<9}  `{self.name}` ({self.scope}): {self.evidence}"
 
 
 def render_objects(found: list[RecognisedObject]) -> list[str]:
