@@ -1,16 +1,19 @@
 """`looplint server`: the Language Server editors talk to over standard input/output.
 
 It publishes a buffer's findings as diagnostics when it is opened, changed (after a
-short pause in typing) and saved, and offers each safe fix as a quick fix plus a
-"fix all" source action. The buffer is checked by `looplint.commands.buffer`, exactly as
+short pause in typing) and saved, and again for every open buffer when a settings file,
+a `.gitignore` or a module changes on disk; it offers each safe fix as a quick fix, a
+"disable for this line" (`# noqa: CODE`) for every finding, and a "fix all" source
+action. The buffer is checked by `looplint.commands.buffer`, exactly as
 `looplint check --stdin-filename` checks it, with the settings of the nearest
-`pyproject.toml` above the file. Needs the `lsp` extra (pygls, lsprotocol).
+settings file above the file. Needs the `lsp` extra (pygls, lsprotocol).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import tokenize
 import traceback
 from collections.abc import Sequence
 from functools import cache
@@ -21,6 +24,7 @@ from pygls.uris import to_fs_path
 from pygls.workspace import PositionCodec, TextDocument
 
 from looplint import __version__
+from looplint.commands.add_noqa import with_file_noqa, with_noqa
 from looplint.commands.buffer import buffer_fixes, check_buffer, fix_buffer, is_checkable
 from looplint.errors import ConfigError
 from looplint.finding import Finding
@@ -188,16 +192,14 @@ def _wanted(kind: str, only: Sequence[str] | None) -> bool:
 def code_actions(
     uri: str, path: str, text: str, codec: PositionCodec, context: types.CodeActionContext
 ) -> list[types.CodeAction]:
-    """Quick fixes for the fixable findings the client points at, and "fix all", for the
-    buffer `text` at `uri` saved as `path`."""
+    """For the buffer `text` at `uri` saved as `path`: a quick fix for each fixable finding
+    the client points at, "disable for this line" (`# noqa: CODE`) for every finding it
+    points at, and "fix all"."""
     if not is_checkable(path):
         return []
     only = [str(kind) for kind in context.only] if context.only else None
-    ours = [
-        d
-        for d in context.diagnostics
-        if d.source == SOURCE and isinstance(d.code, str) and d.code in fixable_codes()
-    ]
+    mine = [d for d in context.diagnostics if d.source == SOURCE and isinstance(d.code, str)]
+    ours = [d for d in mine if d.code in fixable_codes()]
     actions: list[types.CodeAction] = []
     try:
         if ours and _wanted(types.CodeActionKind.QuickFix.value, only):
@@ -226,6 +228,8 @@ def code_actions(
                             is_preferred=True,
                         )
                     )
+        if mine and _wanted(types.CodeActionKind.QuickFix.value, only):
+            actions += _suppressions(uri, text, codec, mine)
         # Unasked, "fix all" is offered next to a fixable finding; a client that asks
         # for it by kind (fix on save) gets it whatever the cursor is on.
         if (ours or only is not None) and _wanted(FIX_ALL, only):
@@ -244,13 +248,58 @@ def code_actions(
     return actions
 
 
+def _suppressions(
+    uri: str, text: str, codec: PositionCodec, diagnostics: Sequence[types.Diagnostic]
+) -> list[types.CodeAction]:
+    """"Disable CODE for this line" for each finding, as ruff's server offers for every
+    diagnostic: the `# noqa: CODE` that `looplint check --add-noqa` would write. A file
+    that cannot be parsed (`LL000`) has no line to silence; it gets the file-wide
+    `# looplint: noqa: LL000` instead."""
+    actions: list[types.CodeAction] = []
+    offered: set[tuple[str, int]] = set()
+    for diagnostic in diagnostics:
+        code = str(diagnostic.code)
+        line = diagnostic.range.start.line
+        if (code, line) in offered:
+            continue
+        offered.add((code, line))
+        if code == PARSE_ERROR.code:
+            title = f"looplint: disable {code} for this file"
+            silenced = with_file_noqa(text, code)
+        else:
+            title = f"looplint: disable {code} for this line (# noqa: {code})"
+            try:
+                silenced, added = with_noqa(text, {line + 1: [code]})
+            except (tokenize.TokenError, SyntaxError):
+                continue
+            if not added:
+                continue  # the line ends inside a string: a comment cannot go there
+        edit = _text_edit(text, silenced, codec)
+        if edit is not None:
+            actions.append(
+                types.CodeAction(
+                    title=title,
+                    kind=types.CodeActionKind.QuickFix,
+                    diagnostics=[diagnostic],
+                    edit=types.WorkspaceEdit(changes={uri: [edit]}),
+                )
+            )
+    return actions
+
+
 WATCH_REGISTRATION = types.Registration(
     id="looplint-watched-files",
     method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
     register_options=types.DidChangeWatchedFilesRegistrationOptions(
         watchers=[
             types.FileSystemWatcher(glob_pattern=pattern)
-            for pattern in ("**/pyproject.toml", "**/.gitignore", "**/*.py")
+            for pattern in (
+                "**/pyproject.toml",
+                "**/looplint.toml",
+                "**/.looplint.toml",
+                "**/.gitignore",
+                "**/*.py",
+            )
         ]
     ),
 )
