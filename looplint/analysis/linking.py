@@ -35,6 +35,7 @@ from looplint.analysis.operations import (
 )
 from looplint.analysis.program import CallEvent, ClassInfo, FunctionInfo, ModuleProgram, all_events
 from looplint.analysis.recognition import (
+    Basis,
     ObjectInfo,
     ObjectTable,
     call_arguments_renamed,
@@ -80,12 +81,20 @@ class Binding:
 
     def info(self) -> ObjectInfo:
         """What the receiving module records for its parameter."""
+        # What the caller knew travels as its `qualified`: `<named optimizer>` when the
+        # caller itself only went by the name, `<used as optimizer>` by its use.
+        basis = Basis.CALLER
+        if self.qualified.startswith("<named "):
+            basis = Basis.NAME
+        elif self.qualified.startswith("<used as "):
+            basis = Basis.ROLE
         return ObjectInfo(
             ObjectKind(self.kind),
             self.qualified,
             None,
             parameter_sources=frozenset(self.parameter_sources),
             evidence=f"passed in as `{self.param}` by another module (`{self.qualified}`)",
+            basis=basis,
         )
 
 
@@ -230,7 +239,9 @@ class Linker:
             # come from what the caller passed, as far as the caller can tell.
             sources |= frozenset(mapping.values())
         optimizer = translate(info.optimizer) if info.optimizer is not None else None
-        return ObjectInfo(info.kind, info.qualified, call, optimizer, sources, info.evidence)
+        return ObjectInfo(
+            info.kind, info.qualified, call, optimizer, sources, info.evidence, basis=info.basis
+        )
 
     def bindings(self, program: ModuleProgram, table: ObjectTable) -> list[Binding]:
         """What this module passes to functions and classes of other modules: the

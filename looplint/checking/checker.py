@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from looplint.analysis.explanation import FindingExplainer
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.linking import Binding
+from looplint.analysis.operations import display_name
 from looplint.analysis.program import compile_module
 from looplint.errors import SourceError
 from looplint.files.parse_guard import refusal
@@ -24,7 +26,7 @@ from looplint.files.source import (
     read_bytes,
     source_from_bytes,
 )
-from looplint.finding import Finding
+from looplint.finding import Finding, ObjectEvidence
 from looplint.identity import PARSE_ERROR
 from looplint.rule import Rule, Violation
 from looplint.settings.suppression import NO_DIRECTIVES, FileDirectives, Notice, is_suppressed, scan
@@ -199,7 +201,7 @@ class _Context:
 
 def _analyse(
     source: SourceFile, rules: Sequence[Rule], result: FileResult, context: _Context
-) -> tuple[cst.Module, list[tuple[Rule, Violation]]] | None:
+) -> tuple[cst.Module, list[Reported]] | None:
     """Parse and run the rules; failures become `LL000` findings on `result`."""
     refused = refusal(source.text)
     if refused is not None:
@@ -255,6 +257,7 @@ def _analyse(
                     source.path, f"internal error in {rule.code} ({rule.name}): {_describe(error)}"
                 )
             )
+    explained = _explained(facts, reported, result)
     if context.project is not None:
         try:
             result.bindings = facts.bindings()
@@ -268,7 +271,38 @@ def _analyse(
         result.dependencies = context.project.dependencies(facts.consulted)
         if context.lend is not None:
             context.project.adopt(source.path, context.lend, facts, len(source.text))
-    return module, reported
+    return module, explained
+
+
+Reported = tuple[Rule, Violation, tuple[ObjectEvidence, ...]]
+"""A rule's violation with the evidence of the objects it involves."""
+
+
+def _explained(
+    facts: ModuleFacts, reported: list[tuple[Rule, Violation]], result: FileResult
+) -> list[Reported]:
+    """Each violation with what the objects it involves were recognised by. Explaining
+    is a courtesy: if it fails, the finding is reported without it."""
+    if not reported:
+        return []
+    try:
+        explainer = FindingExplainer(facts, (violation.node for _, violation in reported))
+        return [
+            (rule, violation, _evidence(explainer, violation)) for rule, violation in reported
+        ]
+    except RecursionError:
+        return [(rule, violation, ()) for rule, violation in reported]
+    except Exception:
+        result.tracebacks.append(traceback.format_exc())
+        return [(rule, violation, ()) for rule, violation in reported]
+
+
+def _evidence(explainer: FindingExplainer, violation: Violation) -> tuple[ObjectEvidence, ...]:
+    return tuple(
+        ObjectEvidence(display_name(identity), info.kind.value, info.basis.value, info.evidence)
+        for identity, info in explainer.involved(violation.node, violation.message)
+        if info.evidence
+    )
 
 
 def _describe(error: BaseException) -> str:
@@ -343,7 +377,7 @@ def _has_fix(violation: Violation) -> bool:
 def _locate_violations(
     source: SourceFile,
     module: cst.Module,
-    reported: list[tuple[Rule, Violation]],
+    reported: list[Reported],
     directives: FileDirectives = NO_DIRECTIVES,
 ) -> list[tuple[Violation, Finding | None]]:
     """Each violation with its finding, or None where a `# noqa` suppresses it."""
@@ -352,7 +386,7 @@ def _locate_violations(
     positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
     findings: list[tuple[Violation, Finding | None]] = []
     lines = source.text.splitlines()
-    for rule, violation in reported:
+    for rule, violation, evidence in reported:
         where = positions[violation.node]
         start, end = where.start, where.end
         text = lines[start.line - 1] if 0 < start.line <= len(lines) else ""
@@ -380,6 +414,7 @@ def _locate_violations(
                     end_line=end_line,
                     end_column=end.column + 1,
                     fixable=source.fixable and _has_fix(violation),
+                    evidence=evidence,
                 ),
             )
         )
