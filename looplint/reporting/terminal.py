@@ -3,8 +3,9 @@
 Shaped like ruff's output, which users already read without thinking: `[*]` marks a
 finding `--fix` can fix, `full` shows the line with a caret span, a `help:` line with the
 remedy and a `note:` line for each object taken for an optimizer (scheduler, scaler) on
-weaker evidence than its construction, and the run ends with "Found N findings (M fixable with `--fix`)."
-or "All checks passed!". Colour is the caller's decision (`ReportContext.color`).
+weaker evidence than its construction, and the run ends with
+"Found N findings (M fixable with `--fix`)." or "All checks passed!". Colour is the
+caller's decision (`ReportContext.color`).
 """
 
 from __future__ import annotations
