@@ -17,6 +17,7 @@ from looplint.analysis.linking import Binding
 from looplint.analysis.operations import display_name
 from looplint.analysis.program import compile_module
 from looplint.errors import SourceError
+from looplint.files.notebook import NotebookProgram, UnmappableFix, fixed_notebook
 from looplint.files.parse_guard import refusal
 from looplint.files.prefilter import is_candidate
 from looplint.files.source import (
@@ -124,7 +125,8 @@ def check_source(
     """
     directives, notices = scan(source.text)
     result = _check_text(source, rules, use_prefilter, fix, project, incoming, stamp, directives)
-    result.notices = [_notice_in_cell(source, notice) for notice in notices]
+    # Notices of the check itself (a fix that could not be applied) follow the comments'.
+    result.notices = [_notice_in_cell(source, notice) for notice in (*notices, *result.notices)]
     if directives.everything or directives.codes:
         result.findings = [f for f in result.findings if not directives.silences(f.code)]
     return result
@@ -159,11 +161,20 @@ def _check_text(
         return result
     located = _locate_violations(source, *analysis, directives=directives)
     if fix and source.fixable:
+        notebook = source.notebook
         for _ in range(MAX_FIX_ROUNDS):
             fixed_text = _apply_first_fix(analysis[0], located)
             if fixed_text is None or fixed_text == source.text:
                 break
             candidate = SourceFile(source.path, fixed_text)
+            if notebook is not None:
+                refused = _unmappable(notebook, fixed_text)
+                if refused is not None:
+                    result.notices.append(Notice(refused.line, f"fix not applied: {refused}"))
+                    break
+                # Fixes keep every line in its cell: the same map locates the fixed program.
+                mapped = replace(notebook, source=fixed_text)
+                candidate = replace(source, text=fixed_text, notebook=mapped)
             probe = FileResult(source.path)
             fixed_analysis = _analyse(candidate, rules, probe, replace(context, lend=None))
             if fixed_analysis is None or probe.findings:
@@ -171,9 +182,20 @@ def _check_text(
             source, analysis, result.fixes = candidate, fixed_analysis, result.fixes + 1
             located = _locate_violations(source, *analysis, directives=directives)
         if result.fixes:
-            result.fixed_source = source.text
+            result.fixed_source = (
+                source.text if notebook is None else fixed_notebook(notebook, source.text)
+            )
     result.findings.extend(finding for _, finding in located if finding is not None)
     return result
+
+
+def _unmappable(notebook: NotebookProgram, fixed_text: str) -> UnmappableFix | None:
+    """Why a fix of a notebook's program cannot go back into its cells (None: it can)."""
+    try:
+        fixed_notebook(notebook, fixed_text)
+    except UnmappableFix as error:
+        return error
+    return None
 
 
 def _apply_first_fix(
