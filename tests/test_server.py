@@ -317,6 +317,24 @@ def test_a_changed_config_on_disk_rechecks_open_buffers(project: Path) -> None:
 
 
 @needs_lsp
+def test_a_client_that_cannot_watch_files_still_sees_a_changed_config(project: Path) -> None:
+    # Neovim on Linux, Helix: no file watching for servers. The server looks itself.
+    with _start(project, cwd=project, watches=False) as session:
+        uri = (project / "train.py").as_uri()
+        _open(session, uri, BUGGY)
+        assert [d["code"] for d in _diagnostics(session, uri, 1)] == ["LL001", "LL006"]
+        (project / ".looplint.toml").write_text('ignore = ["LL004", "LL006"]\n')
+        # no notification, no edit: the next diagnostics come from the server's own look
+        assert [d["code"] for d in _diagnostics(session, uri, 1)] == ["LL001"]
+        (project / ".looplint.toml").unlink()
+        assert [d["code"] for d in _diagnostics(session, uri, 1)] == ["LL001", "LL006"]
+        assert session.requests == []
+        session.request("shutdown")
+        session.notify("exit")
+        assert session.finish()[0] == 0
+
+
+@needs_lsp
 def test_a_file_that_does_not_parse_can_be_silenced_for_the_file(project: Path) -> None:
     with _start(project, cwd=project) as session:
         uri = (project / "train.py").as_uri()

@@ -31,6 +31,7 @@ from looplint.finding import Finding
 from looplint.identity import PARSE_ERROR
 from looplint.registry import rule_classes
 from looplint.reporting.reporters import DOCS_URL
+from looplint.settings.config import CONFIG_FILE_NAMES
 from looplint.text_edit import TextPosition, replacement_between, split_lines
 
 SOURCE = "looplint"
@@ -38,6 +39,11 @@ SOURCE = "looplint"
 FIX_ALL = f"{types.CodeActionKind.SourceFixAll.value}.looplint"
 CHANGE_PAUSE_S = 0.2
 """How long typing must pause before a changed buffer is checked again."""
+SETTINGS_POLL_S = 1.0
+"""How often the server looks at the settings files itself, for a client that cannot
+watch files for it."""
+WATCHED_NAMES = (*CONFIG_FILE_NAMES, ".gitignore")
+"""The files besides the buffer that decide its findings, in each folder above it."""
 
 
 @cache
@@ -53,6 +59,9 @@ class LooplintServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__("looplint", __version__)
         self.pending: dict[str, asyncio.Task[None]] = {}
+        self.settings_watch: asyncio.Task[None] | None = None
+        self.settings_seen: dict[str, tuple[int, int] | None] = {}
+        """Settings files (present or not) and how each looked: see `watch_settings`."""
 
     def open_document(self, uri: str) -> TextDocument | None:
         """The buffer the client has open at `uri` (None once it was closed)."""
@@ -107,9 +116,65 @@ class LooplintServer(LanguageServer):
             if self.pending.get(uri) is asyncio.current_task():
                 del self.pending[uri]
 
+    def recheck_all(self, pause: float) -> None:
+        """Check every open buffer again (something they all depend on changed)."""
+        for uri in self.open_uris():
+            self.schedule(uri, pause)
+
+    def remember_settings(self, path: str) -> None:
+        """With the server watching for itself: note how the settings files above `path`
+        look now (the buffer is about to be checked with them)."""
+        if self.settings_watch is None:
+            return
+        for candidate in settings_candidates(path):
+            self.settings_seen.setdefault(candidate, file_stamp(candidate))
+
+    async def watch_settings(self) -> None:
+        """For a client that cannot watch files: look at the settings files above the
+        open buffers every `SETTINGS_POLL_S` and re-check them all when one changed,
+        appeared or went away, so a saved `pyproject.toml` shows without an edit."""
+        while True:
+            await asyncio.sleep(SETTINGS_POLL_S)
+            known = list(self.settings_seen)
+            now = await asyncio.to_thread(file_stamps, known)
+            changed = False
+            for path, stamp in zip(known, now, strict=True):
+                if self.settings_seen.get(path) != stamp:
+                    self.settings_seen[path] = stamp
+                    changed = True
+            if changed:
+                self.recheck_all(0)
+
     def log(self, kind: types.MessageType, message: str) -> None:
         """Write to the client's log (the editor's output panel for this server)."""
         self.window_log_message(types.LogMessageParams(type=kind, message=message))
+
+
+def settings_candidates(path: str) -> list[str]:
+    """Every file, present or not, whose change can change the findings of the buffer
+    saved as `path`: the settings files and `.gitignore` of each folder above it."""
+    found = []
+    folder = os.path.dirname(os.path.abspath(path))
+    while True:
+        found += [os.path.join(folder, name) for name in WATCHED_NAMES]
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return found
+        folder = parent
+
+
+def file_stamps(paths: Sequence[str]) -> list[tuple[int, int] | None]:
+    """`file_stamp` of each path."""
+    return [file_stamp(path) for path in paths]
+
+
+def file_stamp(path: str) -> tuple[int, int] | None:
+    """(modification time, size) of a file; None when there is none."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
 
 
 def _diagnose(
@@ -293,13 +358,7 @@ WATCH_REGISTRATION = types.Registration(
     register_options=types.DidChangeWatchedFilesRegistrationOptions(
         watchers=[
             types.FileSystemWatcher(glob_pattern=pattern)
-            for pattern in (
-                "**/pyproject.toml",
-                "**/looplint.toml",
-                "**/.looplint.toml",
-                "**/.gitignore",
-                "**/*.py",
-            )
+            for pattern in (*(f"**/{name}" for name in WATCHED_NAMES), "**/*.py")
         ]
     ),
 )
@@ -322,17 +381,21 @@ def build_server() -> LooplintServer:
             await ls.client_register_capability_async(
                 types.RegistrationParams(registrations=[WATCH_REGISTRATION])
             )
+        else:
+            ls.settings_watch = asyncio.ensure_future(ls.watch_settings())
 
     @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
     async def watched_files_changed(
         ls: LooplintServer, params: types.DidChangeWatchedFilesParams
     ) -> None:
         # A config, a .gitignore or an imported module changed on disk.
-        for uri in ls.open_uris():
-            ls.schedule(uri, CHANGE_PAUSE_S)
+        ls.recheck_all(CHANGE_PAUSE_S)
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     async def did_open(ls: LooplintServer, params: types.DidOpenTextDocumentParams) -> None:
+        document = ls.open_document(params.text_document.uri)
+        if document is not None:
+            ls.remember_settings(ls.path_of(document))
         ls.schedule(params.text_document.uri, 0)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
@@ -342,8 +405,7 @@ def build_server() -> LooplintServer:
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     async def did_save(ls: LooplintServer, params: types.DidSaveTextDocumentParams) -> None:
         # Other open buffers may import the module just saved: their facts came from disk.
-        for uri in ls.open_uris():
-            ls.schedule(uri, 0)
+        ls.recheck_all(0)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     async def did_close(ls: LooplintServer, params: types.DidCloseTextDocumentParams) -> None:
