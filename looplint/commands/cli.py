@@ -287,42 +287,9 @@ def objects(paths: tuple[str, ...]) -> None:
 def clean(cache_dir: Path | None, quiet: bool) -> None:
     """Remove the result caches under the current folder (as `ruff clean` does), and the
     one `cache-dir` of its settings names."""
-    import shutil
+    from looplint.commands.clean_command import run_clean
 
-    from looplint.checking.cache import CACHE_DIR_NAME, caches_under, is_cache_folder
-    from looplint.errors import ConfigError
-
-    cwd = Path.cwd()
-    wanted = caches_under(cwd)
-    try:
-        settings = SettingsResolver(None, Overrides(), cwd).for_folder(str(cwd)).settings
-    except ConfigError as error:
-        _fail(str(error))
-        return
-    named = [settings.root / (settings.cache_dir or CACHE_DIR_NAME)]
-    if cache_dir is not None:
-        named.append(cache_dir)
-    for folder in named:
-        if not folder.is_dir():
-            continue
-        if not is_cache_folder(folder):
-            click.echo(f"looplint: warning: {folder} is not a looplint cache; left alone", err=True)
-        elif all(not folder.samefile(other) for other in wanted):
-            wanted.append(folder)
-    for folder in wanted:
-        shutil.rmtree(folder, ignore_errors=True)
-        if not quiet:
-            click.echo(f"Removed {_shown(folder, cwd)}")
-    if not wanted and not quiet:
-        click.echo("No looplint cache found.")
-
-
-def _shown(folder: Path, cwd: Path) -> str:
-    """`folder` relative to `cwd` when it lies below it."""
-    try:
-        return str(folder.absolute().relative_to(cwd))
-    except ValueError:
-        return str(folder)
+    sys.exit(run_clean(Path.cwd(), cache_dir, quiet))
 
 
 @main.command()
