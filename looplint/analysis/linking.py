@@ -189,7 +189,9 @@ class Linker:
             # come from what the caller passed, as far as the caller can tell.
             sources |= frozenset(mapping.values())
         optimizer = translate(info.optimizer) if info.optimizer is not None else None
-        return ObjectInfo(info.kind, info.qualified, call, optimizer, sources, info.evidence)
+        return ObjectInfo(
+            info.kind, info.qualified, call, optimizer, sources, info.evidence, basis=info.basis
+        )
 
     def bindings(self, program: ModuleProgram, table: ObjectTable) -> list[Binding]:
         """What this module passes to functions and classes of other modules: the
