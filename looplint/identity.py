@@ -82,6 +82,34 @@ EVAL_MODE_NOT_RESTORED = RuleIdentity(
     "The model is switched to eval() for validation and never back to train().",
 )
 
+ACCUMULATION_NOT_SCALED = RuleIdentity(
+    "LL013",
+    "accumulation-not-scaled",
+    "Gradients are accumulated over several backward passes per step and the loss is never "
+    "divided by their number.",
+)
+DISTRIBUTED_SAMPLING = RuleIdentity(
+    "LL015",
+    "distributed-sampling",
+    "A DDP run's data is not split by a DistributedSampler, or its set_epoch is never called.",
+)
+CLIP_WITHOUT_EFFECT = RuleIdentity(
+    "LL016",
+    "clip-without-effect",
+    "Gradients are clipped where clipping changes nothing: after the step, or before backward.",
+)
+UNREGISTERED_SUBMODULES = RuleIdentity(
+    "LL017",
+    "unregistered-submodules",
+    "A module keeps submodules in a plain list/dict/tuple, so their parameters are not "
+    "registered.",
+)
+PRETRAINED_IN_EVAL_MODE = RuleIdentity(
+    "LL021",
+    "pretrained-in-eval-mode",
+    "A from_pretrained model (returned in eval mode) is trained without calling .train().",
+)
+
 ALL_IDENTITIES: tuple[RuleIdentity, ...] = (
     PARSE_ERROR,
     MISSING_ZERO_GRAD,

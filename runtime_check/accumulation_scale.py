@@ -1,0 +1,139 @@
+"""Accumulation not scaled (LL013): N backward passes per step, the loss never divided by N.
+
+Accumulating gradients over N micro-batches sums them; unless each loss is
+divided by N the step is N times larger than with one large batch. At run time
+the counts are exact (backward passes between two optimizer steps) and the loss
+graph shows the scaling: a loss handed to `backward()` straight from a loss
+function (`NllLossBackward0`, `MseLossBackward0`, a `.mean()`) was not divided;
+one whose last operation is a division (`DivBackward0`, also under a
+GradScaler's multiplication) was. Anything else (a multiplication alone, a sum
+of losses) cannot be told apart from a deliberate weighting and is listed in
+`report.unchecked` instead of guessed.
+
+Only one `backward()` line repeated within each step counts as accumulation:
+two different losses backpropagated before one step (two domains, two heads)
+are a sum on purpose.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch.optim import Optimizer
+
+from looplint.identity import ACCUMULATION_NOT_SCALED
+
+from .call_site import CallSite, user_call_site
+from .records import OptimizerTracker
+from .report import IssueLog
+
+_UNSCALED = re.compile(r"(Loss|Entropy\w*|KlDiv|Mean)Backward\d*$")
+_SCALED = "DivBackward"
+_SCALE = "MulBackward"
+
+
+def scaling_of(loss: torch.Tensor) -> str:
+    """`"scaled"`, `"unscaled"` or the name of the operation that leaves it open."""
+    node = loss.grad_fn
+    if node is None:
+        return "none"
+    name = type(node).__name__
+    if name.startswith(_SCALE):
+        inner = [type(n).__name__ for n, _ in node.next_functions if n is not None]
+        if any(n.startswith(_SCALED) for n in inner):
+            return "scaled"
+        return name
+    if name.startswith(_SCALED):
+        return "scaled"
+    if _UNSCALED.search(name):
+        return "unscaled"
+    return name
+
+
+@dataclass(slots=True)
+class _Window:
+    """The backward passes since the last optimizer step."""
+
+    count: int = 0
+    callers: set[tuple[object, int]] = field(default_factory=set)
+    kinds: set[str] = field(default_factory=set)
+    site: CallSite | None = None
+    in_step: bool = False
+
+
+class AccumulationScale:
+    """Counts backward passes per step and reads how each loss was scaled."""
+
+    def __init__(self, issues: IssueLog, note_unchecked: Callable[[str], None]) -> None:
+        self._issues = issues
+        self._note_unchecked = note_unchecked
+        self._window = _Window()
+        self._accumulating: list[_Window] = []
+        self._single = 0
+
+    def on_backward(
+        self, loss: torch.Tensor, caller: tuple[object, int], *, in_step: bool
+    ) -> None:
+        """`loss.backward()` is about to run, called from `caller` (code object, line).
+
+        Inside a step (a closure) only the first pass counts: LBFGS re-evaluates
+        its closure for a line search, which is no micro-batch.
+        """
+        window = self._window
+        if in_step:
+            if window.in_step:
+                return
+            window.in_step = True
+        window.callers.add(caller)
+        window.count += 1
+        window.kinds.add(scaling_of(loss))
+        if window.count == 2 and window.site is None:
+            window.site = user_call_site()
+
+    def on_step(self, optimizer: Optimizer, tracker: OptimizerTracker) -> None:
+        """An optimizer stepped: close the window of backward passes it consumed.
+
+        A window is accumulation only when the gradients summed exactly its passes:
+        cleared in between, scaling would not matter; never cleared, it is LL001's
+        stale gradient, not a choice of scale.
+        """
+        window = self._window
+        if window.count == 0:
+            return
+        if window.count == 1:
+            self._single += 1
+        elif len(window.callers) == 1 and any(
+            record.run == window.count for record in tracker.records
+        ):
+            self._accumulating.append(window)
+        self._window = _Window()
+
+    def conclude(self) -> None:
+        """Report unscaled accumulation seen in at least two full windows, or say it is open."""
+        windows = self._accumulating
+        if len(windows) < 2 or self._single > len(windows):
+            return
+        kinds = set().union(*(window.kinds for window in windows))
+        sizes = sorted({window.count for window in windows})
+        every = "/".join(str(size) for size in sizes)
+        if kinds == {"unscaled"}:
+            self._issues.note(
+                ACCUMULATION_NOT_SCALED,
+                "accumulation-not-scaled",
+                f"the optimizer stepped once every {every} backward passes ({len(windows)} "
+                "times) and each loss came straight from the loss function, never divided by "
+                f"the number of passes: every step is {every} times too large. Divide the loss "
+                "by the accumulation steps before `backward()`.",
+                group="accumulation",
+                site=windows[0].site,
+            )
+        elif "scaled" not in kinds:
+            opened = ", ".join(sorted(kind for kind in kinds if kind != "unscaled"))
+            self._note_unchecked(
+                f"LL013 accumulation scaling is not judged: the optimizer stepped once every "
+                f"{every} backward passes, and the loss handed to `backward()` ends in "
+                f"{opened}, which may or may not divide it."
+            )
