@@ -74,9 +74,7 @@ class AccumulationScale:
         self._accumulating: list[_Window] = []
         self._single = 0
 
-    def on_backward(
-        self, loss: torch.Tensor, caller: tuple[object, int], *, in_step: bool
-    ) -> None:
+    def on_backward(self, loss: torch.Tensor, caller: tuple[object, int], *, in_step: bool) -> None:
         """`loss.backward()` is about to run, called from `caller` (code object, line).
 
         Inside a step (a closure) only the first pass counts: LBFGS re-evaluates

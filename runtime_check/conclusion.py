@@ -33,7 +33,6 @@ def _described(tracker: OptimizerTracker, built_at: CallSite | None) -> str:
 def coverage_findings(
     model_records: Sequence[ParamRecord],
     trackers: Sequence[OptimizerTracker],
-    site_of: Callable[[OptimizerTracker], CallSite | None],
     note_unchecked: Callable[[str], None],
 ) -> list[Finding]:
     """LL003: model parameters no optimizer updates, and optimizers over orphans."""
@@ -47,7 +46,7 @@ def coverage_findings(
     log = IssueLog()
     stepping = [tracker for tracker in trackers if tracker.attempts > 0]
     if gaps.uncovered:
-        sites = [site_of(tracker) for tracker in stepping]
+        sites = [tracker.built_at for tracker in stepping]
         optimizers = ", ".join(
             _described(tracker, site) for tracker, site in zip(stepping, sites, strict=True)
         )
@@ -65,7 +64,7 @@ def coverage_findings(
     for tracker in stepping:
         if tracker.label not in gaps.orphaned:
             continue
-        built_at = site_of(tracker)
+        built_at = tracker.built_at
         log.note(
             PARTIAL_PARAMETERS,
             "orphaned-optimizer",

@@ -21,6 +21,7 @@ from torch.utils.hooks import RemovableHandle
 from torch.utils.weak import WeakIdKeyDictionary
 
 from .adoption import resolve
+from .call_site import CallSite
 from .compile_guard import outside_compile
 from .gradients import make_accumulate_hook
 from .records import OptimizerTracker, ParamRecord
@@ -60,8 +61,10 @@ class Following:
         note_unchecked: Callable[[str], None],
         after_load: Callable[[Optimizer], None],
         on_compiled_autograd: Callable[[], None],
+        built_at: Callable[[Optimizer], CallSite | None],
     ) -> None:
         self.names = names
+        self._built_at = built_at
         self.records: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.trackers: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.all_trackers: list[OptimizerTracker] = []
@@ -184,6 +187,7 @@ class Following:
         if variable is not None:
             label += f" ({variable})"
         tracker = OptimizerTracker(optimizer, index, label)
+        tracker.built_at = self._built_at(optimizer)
         try:
             tracker.prior_steps = bool(getattr(optimizer, "_opt_called", False))
             tracker.had_state = holds_state(optimizer)

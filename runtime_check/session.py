@@ -141,11 +141,13 @@ class Watch:
         self._compiled_autograd_seen = False
         self.report = Report(self._issues.freeze)
         self.report.unchecked = list(self._unchecked)
+        self._constructions = Constructions()
         self._following = Following(
             dict(variable_names or {}),
             self._note_unchecked,
             lambda optimizer: self._steps.after_load(optimizer),
             self._on_compiled_autograd,
+            lambda optimizer: self._constructions.site_of(optimizer),
         )
         self._gradients = GradientJudge(
             self._issues,
@@ -166,7 +168,6 @@ class Watch:
             self._order.confirm_order,
             self.internal_error,
         )
-        self._constructions = Constructions()
         self._models = ModelChecks(self._issues, user_call_site)
         self._clips = ClipChecks(self._following, self._issues)
         self._samplers = SamplerEpochs(self._issues, lambda: self.report.steps)
@@ -325,7 +326,6 @@ class Watch:
                 coverage_findings(
                     self._following.model_records,
                     trackers,
-                    lambda tracker: self._constructions.site_of(tracker.opt_ref()),
                     self._note_unchecked,
                 )
             )
