@@ -33,6 +33,15 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from torch.utils.data.distributed import DistributedSampler
 
 _CLIP_VALUE = clip_grad.clip_grad_value_
+_CLIP_WITH_NORM = getattr(clip_grad, "_clip_grads_with_norm_", None)
+_CLIP_ENTRY_POINTS = (
+    (clip_grad, "_clip_grads_with_norm_"),  # what `clip_grad_norm_` calls, however imported
+    (torch.nn.utils, "clip_grads_with_norm_"),  # accelerate's `clip_grad_norm_`
+    (clip_grad, "clip_grad_value_"),
+    (torch.nn.utils, "clip_grad_value_"),
+)
+"""The module attributes through which gradients are clipped (torch >= 2.6 splits the
+norm's computation from the clip; older versions are left unpatched)."""
 
 
 class StepListener(Protocol):
@@ -130,10 +139,14 @@ def _install() -> None:
     _patch(torch.amp.GradScaler, "step", _wrap_scaler_step)
     _patch(Optimizer, "__init__", _wrap_optimizer_init)
     _patch(torch.Tensor, "backward", _wrap_backward)
-    _patch(clip_grad, "_clip_grads_with_norm_", _wrap_clip_with_norm)
-    for owner in (clip_grad, torch.nn.utils):
-        if owner.__dict__.get("clip_grad_value_") is _CLIP_VALUE:
-            _patch(owner, "clip_grad_value_", _wrap_clip_value)
+    for owner, attribute in _CLIP_ENTRY_POINTS:
+        original = owner.__dict__.get(attribute)
+        if original is None:
+            continue
+        if original is _CLIP_WITH_NORM:
+            _patch(owner, attribute, _wrap_clip_with_norm)
+        elif original is _CLIP_VALUE:
+            _patch(owner, attribute, _wrap_clip_value)
     _patch(DistributedSampler, "__iter__", _wrap_sampler_iter)
 
 
