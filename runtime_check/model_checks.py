@@ -151,7 +151,7 @@ class ModelChecks:
         )
         self._issues.note(
             identity,
-            "eval-mode-step",
+            "pretrained-in-eval-mode" if pretrained else "eval-mode-step",
             f"{tracker.label} updates {len(updated)} parameter(s) of a model trained in eval "
             f"mode: {cause}, so its dropout is off and batch-norm uses running statistics "
             f"({describe_names(off)}). Call `.train()` before the training loop resumes.",
