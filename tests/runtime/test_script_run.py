@@ -12,6 +12,7 @@ import importlib.util
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,22 @@ def test_a_ddp_script_under_torchrun_environment_reports_set_epoch_on_each_rank(
         assert process.returncode == 1, stdout + stderr
         assert f"looplint run (rank {rank}): 1 finding (8 optimizer steps watched)" in stdout
         assert f"train_ddp.py:{line}: LL015 distributed-sampling (set-epoch-never-called)" in stdout
+
+
+def test_the_cli_imports_torch_only_when_run_is_invoked(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    probe = (
+        "import sys\n"
+        "from looplint.commands.cli import main\n"
+        "for args in (['check', 'train.py'], ['run', '--help']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.strip().splitlines()[-1] == "False", result.stdout + result.stderr
+    assert "--steps" in result.stdout
