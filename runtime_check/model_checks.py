@@ -184,7 +184,9 @@ class ModelChecks:
 
 
 def _hidden_parameters(value: object, registered: set[int]) -> int:
-    """How many parameter tensors of modules in a plain container `parameters()` misses."""
+    """How many trainable parameter tensors of modules in a plain container `parameters()`
+    misses. A frozen module kept in a list on purpose (a perceptual-loss network hidden
+    from `state_dict()`) has none."""
     if isinstance(value, dict):
         items = list(value.values())
     elif isinstance(value, list | tuple):
@@ -196,5 +198,5 @@ def _hidden_parameters(value: object, registered: set[int]) -> int:
         for item in items
         if isinstance(item, nn.Module)
         for param in item.parameters()
-        if id(param) not in registered
+        if param.requires_grad and id(param) not in registered
     )

@@ -85,7 +85,7 @@ def _stopper(report: Any, steps: int | None, mode: Mode) -> Callable[..., None]:
 
 def run_script(target: Target, *, steps: int | None, mode: Mode, out: TextIO) -> int:
     """Run `target` under `watch`, print the report, and return the exit code."""
-    if target.is_module:
+    if target.is_module and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as `python -m` does, before looking the module up
     problem = target.problem()
     if problem is not None:
@@ -106,6 +106,7 @@ def run_script(target: Target, *, steps: int | None, mode: Mode, out: TextIO) ->
     stop = register_optimizer_step_post_hook(_stopper(report, steps, mode))
     stopped: str | None = None
     failed = False
+    argv, path = sys.argv[:], sys.path[:]
     try:
         target.run()
     except StepLimitReached as reason:
@@ -117,6 +118,7 @@ def run_script(target: Target, *, steps: int | None, mode: Mode, out: TextIO) ->
         failed = True
     finally:
         stop.remove()
+        sys.argv[:], sys.path[:] = argv, path
     try:
         watcher.__exit__(None, None, None)
     except LoopLintRuntimeError:

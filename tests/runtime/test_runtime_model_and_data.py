@@ -112,6 +112,7 @@ class ListNet(nn.Module):
         if registered:
             self.blocks = nn.ModuleList(nn.Linear(8, 8) for _ in range(2))
             self.in_order = list(self.blocks)  # a plain alias of registered modules: fine
+            self.frozen = [nn.Linear(8, 8).requires_grad_(False)]  # hidden on purpose: fine
         else:
             self.blocks = [nn.Linear(8, 8) for _ in range(2)]  # type: ignore[assignment]
         self.head = nn.Linear(8, 2)
@@ -138,7 +139,7 @@ def test_modules_in_a_plain_list_are_ll017_once_at_watch_start() -> None:
     assert finding.file == __file__ and finding.line == ListNet.__init__.__code__.co_firstlineno
 
 
-def test_a_module_list_and_a_plain_alias_of_it_are_silent() -> None:
+def test_a_module_list_an_alias_of_it_and_a_hidden_frozen_module_are_silent() -> None:
     model = ListNet(registered=True)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with watch(model, optimizer) as report:

@@ -258,3 +258,36 @@ def test_the_cli_imports_torch_only_when_run_is_invoked(tmp_path: Path) -> None:
     )
     assert result.stdout.strip().splitlines()[-1] == "False", result.stdout + result.stderr
     assert "--steps" in result.stdout
+
+
+def test_raise_mode_stops_at_the_first_step_with_a_finding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from looplint.runtime_check.script_run import Target, run_script
+
+    script = tmp_path / "clip_late.py"
+    script.write_text(CLIP_LATE)
+    code = run_script(
+        Target(str(script), ("7",), is_module=False), steps=None, mode="raise", out=sys.stdout
+    )
+    output = capsys.readouterr().out
+    assert code == 1
+    assert "steps run: 0" in output and "steps run: 1" not in output  # stopped at step 2
+    assert f"clip_late.py:{_line(CLIP_LATE, 'clipped too late')}: LL016" in output
+    assert "stopped at the first finding (step 2)" in output
+
+
+CLIP_LATE = """
+import sys
+import torch
+from torch import nn
+
+model = nn.Linear(4, 2)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for step in range(int(sys.argv[1])):
+    optimizer.zero_grad()
+    nn.functional.mse_loss(model(torch.randn(4, 4)), torch.randn(4, 2)).backward()
+    optimizer.step()
+    print("steps run:", step, flush=True)
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # clipped too late
+"""
