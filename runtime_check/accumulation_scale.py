@@ -35,22 +35,36 @@ _SCALED = "DivBackward"
 _SCALE = "MulBackward"
 
 
+_KINDS: dict[type, str] = {}
+"""The scaling a loss's last operation tells, per autograd node type (read once per type)."""
+
+
+def _kind_of(node_type: type) -> str:
+    kind = _KINDS.get(node_type)
+    if kind is None:
+        name = node_type.__name__
+        if name.startswith(_SCALED):
+            kind = "scaled"
+        elif name.startswith(_SCALE):
+            kind = "product"
+        elif _UNSCALED.search(name):
+            kind = "unscaled"
+        else:
+            kind = name
+        _KINDS[node_type] = kind
+    return kind
+
+
 def scaling_of(loss: torch.Tensor) -> str:
     """`"scaled"`, `"unscaled"` or the name of the operation that leaves it open."""
     node = loss.grad_fn
     if node is None:
         return "none"
-    name = type(node).__name__
-    if name.startswith(_SCALE):
-        inner = [type(n).__name__ for n, _ in node.next_functions if n is not None]
-        if any(n.startswith(_SCALED) for n in inner):
-            return "scaled"
-        return name
-    if name.startswith(_SCALED):
-        return "scaled"
-    if _UNSCALED.search(name):
-        return "unscaled"
-    return name
+    kind = _kind_of(type(node))
+    if kind != "product":
+        return kind
+    inner = [_kind_of(type(n)) for n, _ in node.next_functions if n is not None]
+    return "scaled" if "scaled" in inner else type(node).__name__
 
 
 @dataclass(slots=True)

@@ -32,6 +32,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from torch.utils.data.distributed import DistributedSampler
 
+is_compiling = torch.compiler.is_compiling
 _CLIP_VALUE = clip_grad.clip_grad_value_
 _CLIP_WITH_NORM = getattr(clip_grad, "_clip_grads_with_norm_", None)
 _CLIP_ENTRY_POINTS = (
@@ -76,6 +77,9 @@ class StepListener(Protocol):
 
 
 _listeners: weakref.WeakSet[StepListener] = weakref.WeakSet()
+_snapshot: tuple[weakref.ref[StepListener], ...] = ()
+"""The open blocks as weak references, rebuilt on attach/detach: the wrappers read this
+plain tuple (iterating a `WeakSet` costs microseconds, on every backward pass)."""
 _originals: list[tuple[Any, str, Any]] = []
 """`(owner, attribute, original)` for every patched class or module attribute."""
 _users = 0
@@ -91,6 +95,7 @@ def attach(listener: StepListener) -> None:
             _install()
         _users += 1
         _listeners.add(listener)
+        _refresh()
 
 
 def detach(listener: StepListener) -> None:
@@ -98,9 +103,20 @@ def detach(listener: StepListener) -> None:
     global _users
     with _lock:
         _listeners.discard(listener)
+        _refresh()
         _users -= 1
         if _users == 0:
             _restore()
+
+
+def _refresh() -> None:
+    global _snapshot
+    _snapshot = tuple(weakref.ref(listener) for listener in _listeners)
+
+
+def _open() -> tuple[StepListener, ...]:
+    """The listeners alive right now, without taking the lock (read by every wrapper)."""
+    return tuple(listener for ref in _snapshot if (listener := ref()) is not None)
 
 
 def listeners() -> tuple[StepListener, ...]:
@@ -177,7 +193,7 @@ def _wrap_scheduler_step(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def step(self: Any, *args: Any, **kwargs: Any) -> Any:
         depth = _depth()
-        listeners = tuple(_listeners)
+        listeners = _open()
         if depth == 0 and not _is_constructor_step(self):
             for listener in listeners:
                 listener.on_scheduler_step(self)
@@ -227,7 +243,7 @@ def _wrap_optimizer_init(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def __init__(self: Optimizer, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
-        for listener in tuple(_listeners):
+        for listener in _open():
             listener.on_optimizer_built(self)
 
     return __init__
@@ -236,13 +252,14 @@ def _wrap_optimizer_init(original: Callable[..., Any]) -> Callable[..., Any]:
 def _wrap_backward(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def backward(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        listeners = () if torch.compiler.is_compiling() else tuple(_listeners)
-        if listeners:
+        if _snapshot and not is_compiling():
             caller = sys._getframe(1)
             where = (caller.f_code, caller.f_lineno or 0)
             del caller
-            for listener in listeners:
-                listener.on_backward(self, where)
+            for ref in _snapshot:
+                listener = ref()
+                if listener is not None:
+                    listener.on_backward(self, where)
         return original(self, *args, **kwargs)
 
     return backward
@@ -251,7 +268,7 @@ def _wrap_backward(original: Callable[..., Any]) -> Callable[..., Any]:
 def _wrap_clip_with_norm(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def clip(parameters: Any, max_norm: float, *args: Any, **kwargs: Any) -> Any:
-        listeners = () if torch.compiler.is_compiling() else tuple(_listeners)
+        listeners = () if torch.compiler.is_compiling() else _open()
         if listeners:
             parameters = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
             for listener in listeners:
@@ -264,7 +281,7 @@ def _wrap_clip_with_norm(original: Callable[..., Any]) -> Callable[..., Any]:
 def _wrap_clip_value(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def clip(parameters: Any, clip_value: float, *args: Any, **kwargs: Any) -> Any:
-        listeners = () if torch.compiler.is_compiling() else tuple(_listeners)
+        listeners = () if torch.compiler.is_compiling() else _open()
         if listeners:
             parameters = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
             for listener in listeners:
@@ -277,7 +294,7 @@ def _wrap_clip_value(original: Callable[..., Any]) -> Callable[..., Any]:
 def _wrap_sampler_iter(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def __iter__(self: Any) -> Iterator[Any]:
-        listeners = tuple(_listeners)
+        listeners = _open()
         for listener in listeners:
             listener.on_sampler_pass(self)
         indices = original(self)
@@ -299,7 +316,7 @@ def _until_the_end(
 def _wrap_scaler_step(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def step(self: Any, optimizer: Optimizer, *args: Any, **kwargs: Any) -> Any:
-        listeners = tuple(_listeners)
+        listeners = _open()
         for listener in listeners:
             listener.before_scaler_step(optimizer)
         result = original(self, optimizer, *args, **kwargs)

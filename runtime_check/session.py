@@ -305,11 +305,14 @@ class Watch:
         if self._ours():
             self._samplers.on_pass_end(sampler)
 
-    @never_raises
     def on_backward(self, loss: torch.Tensor, caller: tuple[object, int]) -> None:
-        """`loss.backward()` is about to run (LL013's counts)."""
-        if self._ours():
-            self._scaling.on_backward(loss, caller, in_step=self._steps.in_step)
+        """`loss.backward()` is about to run (LL013's counts); guarded inline, once per
+        backward pass, to keep the per-step cost down."""
+        if self._active and threading.get_ident() == self._steps.thread:
+            try:
+                self._scaling.on_backward(loss, caller, in_step=self._steps.in_step)
+            except Exception as error:
+                self.internal_error(loss, error)
 
     # -- conclusion ------------------------------------------------------
 
