@@ -104,22 +104,10 @@ CLIPPING_WITHOUT_EFFECT = RuleIdentity(
     "Gradients are clipped where the clip cannot reach the step: after it, before the "
     "backward pass, or right before a clear.",
 )
-
-ACCUMULATION_NOT_SCALED = RuleIdentity(
-    "LL013",
-    "accumulation-not-scaled",
-    "Gradients are accumulated over several backward passes per step and the loss is never "
-    "divided by their number.",
-)
 DISTRIBUTED_SAMPLING = RuleIdentity(
     "LL015",
     "distributed-sampling",
     "A DDP run's data is not split by a DistributedSampler, or its set_epoch is never called.",
-)
-CLIP_WITHOUT_EFFECT = RuleIdentity(
-    "LL016",
-    "clip-without-effect",
-    "Gradients are clipped where clipping changes nothing: after the step, or before backward.",
 )
 UNREGISTERED_SUBMODULES = RuleIdentity(
     "LL017",

@@ -12,7 +12,9 @@ of losses) cannot be told apart from a deliberate weighting and is listed in
 
 Only one `backward()` line repeated within each step counts as accumulation:
 two different losses backpropagated before one step (two domains, two heads)
-are a sum on purpose.
+are a sum on purpose. A loop whose first `_SETTLED` steps each consumed one
+backward pass does not accumulate; from then on the block stops listening
+(no per-step cost).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.optim import Optimizer
 
-from looplint.identity import ACCUMULATION_NOT_SCALED
+from looplint.identity import ACCUMULATED_LOSS_NOT_SCALED
 
 from .call_site import CallSite, user_call_site
 from .records import OptimizerTracker
@@ -33,6 +35,7 @@ from .report import IssueLog
 _UNSCALED = re.compile(r"(Loss|Entropy\w*|KlDiv|Mean)Backward\d*$")
 _SCALED = "DivBackward"
 _SCALE = "MulBackward"
+_SETTLED = 8
 
 
 _KINDS: dict[type, str] = {}
@@ -87,6 +90,7 @@ class AccumulationScale:
         self._window = _Window()
         self._accumulating: list[_Window] = []
         self._single = 0
+        self.listening = True
 
     def on_backward(self, loss: torch.Tensor, caller: tuple[object, int], *, in_step: bool) -> None:
         """`loss.backward()` is about to run, called from `caller` (code object, line).
@@ -115,9 +119,16 @@ class AccumulationScale:
         window = self._window
         if window.count == 0:
             return
-        if window.count == 1:
+        if window.count == 1:  # the common case: reuse the window, allocate nothing
             self._single += 1
-        elif len(window.callers) == 1 and any(
+            if self._single >= _SETTLED and not self._accumulating:
+                self.listening = False
+            window.count = 0
+            window.callers.clear()
+            window.kinds.clear()
+            window.in_step = False
+            return
+        if len(window.callers) == 1 and any(
             record.run == window.count for record in tracker.records
         ):
             self._accumulating.append(window)
@@ -133,8 +144,8 @@ class AccumulationScale:
         every = "/".join(str(size) for size in sizes)
         if kinds == {"unscaled"}:
             self._issues.note(
-                ACCUMULATION_NOT_SCALED,
-                "accumulation-not-scaled",
+                ACCUMULATED_LOSS_NOT_SCALED,
+                "accumulated-loss-not-scaled",
                 f"the optimizer stepped once every {every} backward passes ({len(windows)} "
                 "times) and each loss came straight from the loss function, never divided by "
                 f"the number of passes: every step is {every} times too large. Divide the loss "

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import torch
 
-from looplint.identity import CLIP_WITHOUT_EFFECT
+from looplint.identity import CLIPPING_WITHOUT_EFFECT
 
 from .following import Following
 from .records import ParamRecord, Phase
@@ -55,8 +55,8 @@ class ClipChecks:
             "follows brings unclipped ones"
         )
         self._issues.note(
-            CLIP_WITHOUT_EFFECT,
-            "clip-without-effect",
+            CLIPPING_WITHOUT_EFFECT,
+            "clipping-without-effect",
             f"gradients of {len(records)} parameter(s) are clipped {when}, so no step ever "
             "sees clipped gradients. Clip between `loss.backward()` and `optimizer.step()` "
             "(after `scaler.unscale_(optimizer)` with a GradScaler).",

@@ -109,12 +109,16 @@ class ModelChecks:
         self._issues = issues
         self._site = site
         self._models: list[WatchedModel] = []
+        self._layered: list[WatchedModel] = []
 
     def add(self, model: nn.Module) -> None:
         """Start watching `model` (given to the block or found next to an optimizer)."""
         if any(known.ref() is model for known in self._models):
             return
-        self._models.append(WatchedModel(model))
+        known = WatchedModel(model)
+        self._models.append(known)
+        if known.layers:
+            self._layered.append(known)
         self._check_containers(model)
 
     def models(self) -> list[nn.Module]:
@@ -123,7 +127,7 @@ class ModelChecks:
 
     def before_step(self, optimizer: Optimizer, tracker: OptimizerTracker) -> None:
         """Report a model trained in eval mode (read only the layers' flags when all is well)."""
-        for known in self._models:
+        for known in self._layered:
             if all(layer.training for layer in known.layers):
                 continue
             for container in known.eval_containers():

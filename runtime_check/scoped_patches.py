@@ -20,7 +20,6 @@ name this file.
 from __future__ import annotations
 
 import functools
-import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -72,8 +71,8 @@ class StepListener(Protocol):
     def on_sampler_pass_end(self, sampler: Any) -> None:
         """A pass over a `DistributedSampler` ran to its end."""
 
-    def on_backward(self, loss: torch.Tensor, caller: tuple[object, int]) -> None:
-        """`loss.backward()` is about to run, called from `caller` (code object, line)."""
+    def on_backward(self, loss: torch.Tensor) -> None:
+        """`loss.backward()` is about to run (its caller is two frames out)."""
 
 
 _listeners: weakref.WeakSet[StepListener] = weakref.WeakSet()
@@ -253,13 +252,10 @@ def _wrap_backward(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def backward(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         if _snapshot and not is_compiling():
-            caller = sys._getframe(1)
-            where = (caller.f_code, caller.f_lineno or 0)
-            del caller
             for ref in _snapshot:
                 listener = ref()
                 if listener is not None:
-                    listener.on_backward(self, where)
+                    listener.on_backward(self)
         return original(self, *args, **kwargs)
 
     return backward

@@ -305,12 +305,16 @@ class Watch:
         if self._ours():
             self._samplers.on_pass_end(sampler)
 
-    def on_backward(self, loss: torch.Tensor, caller: tuple[object, int]) -> None:
+    def on_backward(self, loss: torch.Tensor) -> None:
         """`loss.backward()` is about to run (LL013's counts); guarded inline, once per
-        backward pass, to keep the per-step cost down."""
-        if self._active and threading.get_ident() == self._steps.thread:
+        backward pass, and nothing at all once LL013 has stopped listening."""
+        scaling = self._scaling
+        if scaling.listening and self._active and threading.get_ident() == self._steps.thread:
             try:
-                self._scaling.on_backward(loss, caller, in_step=self._steps.in_step)
+                caller = sys._getframe(2)  # the `backward()` call: past the scoped wrapper
+                where = (caller.f_code, caller.f_lineno or 0)
+                del caller
+                scaling.on_backward(loss, where, in_step=self._steps.in_step)
             except Exception as error:
                 self.internal_error(loss, error)
 

@@ -160,7 +160,7 @@ def test_clipping_after_the_step_is_ll016_at_the_clip_line() -> None:
             optimizer.step()
             clip_line = sys._getframe().f_lineno + 1
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    assert _codes(caught) == [("LL016", "clip-without-effect")]
+    assert _codes(caught) == [("LL016", "clipping-without-effect")]
     finding = caught.value.findings[0]
     assert (finding.file, finding.line, finding.occurrences) == (__file__, clip_line, 3)
 
@@ -174,7 +174,7 @@ def test_clipping_before_backward_is_ll016_and_between_backward_and_step_is_sile
             nn.utils.clip_grad_norm_(model.parameters(), 0.5)
             loss_of(model, batch).backward()
             optimizer.step()
-    assert _codes(caught) == [("LL016", "clip-without-effect")]
+    assert _codes(caught) == [("LL016", "clipping-without-effect")]
     assert "before the backward pass" in caught.value.findings[0].message
     with watch(model, optimizer) as report:
         for batch in batches(3):
@@ -234,7 +234,7 @@ def test_accumulation_without_dividing_the_loss_is_ll013() -> None:
     model = Net()
     with pytest.raises(LoopLintRuntimeError) as caught, watch(model):
         _accumulate(model, divide=False)
-    assert _codes(caught) == [("LL013", "accumulation-not-scaled")]
+    assert _codes(caught) == [("LL013", "accumulated-loss-not-scaled")]
     finding = caught.value.findings[0]
     assert "once every 4 backward passes (2 times)" in finding.message
     assert finding.file == __file__

@@ -195,7 +195,7 @@ def test_an_accelerate_script_clipping_after_the_step_is_ll016(tmp_path: Path) -
     result = _run("train_accelerate.py", cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     line = _line(ACCELERATE, "after the step: no effect")
-    assert f"train_accelerate.py:{line}: LL016 clip-without-effect" in result.stdout
+    assert f"train_accelerate.py:{line}: LL016 clipping-without-effect" in result.stdout
     assert "LL003" not in result.stdout  # the model behind `prepare` is the whole model
 
 
