@@ -277,6 +277,39 @@ def objects(paths: tuple[str, ...]) -> None:
         raise SystemExit(2)
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after this many optimizer steps (default: run to the end).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["warn", "raise"]),
+    default="warn",
+    show_default=True,
+    help="warn: report at the end; raise: stop at the first step with a finding.",
+)
+@click.option("-m", "as_module", is_flag=True, help="Run a module, as `python -m` does.")
+@click.argument("script")
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+def run(
+    steps: int | None, mode: str, as_module: bool, script: str, arguments: tuple[str, ...]
+) -> None:
+    """Run a training script unmodified under the runtime checks and report what they find.
+
+    `looplint run train.py --lr 0.1` or `looplint run -m package.train`: exit 0 clean,
+    1 with findings, 2 when the script cannot start.
+    """
+    from looplint.runtime_check.script_run import Target, run_script
+
+    target = Target(script, arguments, is_module=as_module)
+    sys.exit(
+        run_script(target, steps=steps, mode="raise" if mode == "raise" else "warn", out=sys.stdout)
+    )
+
+
 @main.command()
 @click.option(
     "--cache-dir",
