@@ -81,6 +81,40 @@ EVAL_MODE_NOT_RESTORED = RuleIdentity(
     "eval-mode-not-restored",
     "The model is switched to eval() for validation and never back to train().",
 )
+DISTRIBUTED_SAMPLING = RuleIdentity(
+    "LL015",
+    "distributed-sampling",
+    "A DDP training loader has no DistributedSampler, or its sampler's `set_epoch` is never "
+    "called, so ranks see the same data or every epoch the same order.",
+)
+UNREGISTERED_SUBMODULES = RuleIdentity(
+    "LL017",
+    "unregistered-submodules",
+    "An nn.Module keeps layers in a plain list, dict or tuple: their parameters are never "
+    "trained, moved or saved.",
+)
+PARAMETER_UNREGISTERED_BY_MOVE = RuleIdentity(
+    "LL018",
+    "parameter-unregistered-by-move",
+    "`nn.Parameter(t).cuda()` / `.to(...)` / `.double()` stores a plain tensor, not a parameter.",
+)
+FUNCTIONAL_DROPOUT_ALWAYS_ON = RuleIdentity(
+    "LL019",
+    "functional-dropout-always-on",
+    "`F.dropout` in a module without `training=self.training` drops activations at evaluation "
+    "too.",
+)
+REQUIRES_GRAD_TYPO = RuleIdentity(
+    "LL020",
+    "requires-grad-typo",
+    "A misspelt `requires_grad` is assigned: a new attribute is created and nothing is frozen.",
+)
+PRETRAINED_MODEL_IN_EVAL_MODE = RuleIdentity(
+    "LL021",
+    "pretrained-model-in-eval-mode",
+    "A `from_pretrained` model (returned in eval mode) is trained by a hand-written loop that "
+    "never calls `.train()`.",
+)
 
 ALL_IDENTITIES: tuple[RuleIdentity, ...] = (
     PARSE_ERROR,
@@ -95,4 +129,10 @@ ALL_IDENTITIES: tuple[RuleIdentity, ...] = (
     CONSUMED_PARAMETER_GENERATOR,
     ACCUMULATION_CLEARED_EARLY,
     EVAL_MODE_NOT_RESTORED,
+    DISTRIBUTED_SAMPLING,
+    UNREGISTERED_SUBMODULES,
+    PARAMETER_UNREGISTERED_BY_MOVE,
+    FUNCTIONAL_DROPOUT_ALWAYS_ON,
+    REQUIRES_GRAD_TYPO,
+    PRETRAINED_MODEL_IN_EVAL_MODE,
 )

@@ -13,6 +13,11 @@ A parameter used as `x.step()` with `x.zero_grad()` needs none of them, but it
 clears its own gradients and has no scheduler, so no rule can fire on it alone.
 Parsing is the dominant cost, and most files of a codebase mention none of these.
 
+A few rules are about how a network is *defined*, not trained (a submodule kept in a
+plain list, a `requires_grad` typo): they need no optimizer, and each declares the
+text its bug cannot be written without (`Rule.prefilter`), kept narrow so that the
+many model files of a codebase are still skipped unparsed.
+
 Across modules, a file can also matter through what others pass to it (an optimizer
 given to its `train(model, optimizer)`): the runner checks such a file again with those
 bindings, and then this test is skipped. A caller whose only optimizer comes from an
@@ -22,10 +27,12 @@ unseen-text factory in another module (`opt = make(model)`) is not followed.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 _MARKERS = re.compile(r"optim|GradScaler|scaler|AdamW|Adafactor|_schedule|lion_pytorch")
 
 
-def is_candidate(source: str) -> bool:
-    """Whether any rule could report something in `source`."""
-    return _MARKERS.search(source) is not None
+def is_candidate(source: str, own: Iterable[re.Pattern[str]] = ()) -> bool:
+    """Whether any rule could report something in `source`: a training-loop rule, or a
+    rule whose own marker (`own`, see `Rule.prefilter`) is in the text."""
+    return _MARKERS.search(source) is not None or any(p.search(source) for p in own)

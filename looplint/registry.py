@@ -17,14 +17,20 @@ from looplint.identity import (
     ACCUMULATION_CLEARED_EARLY,
     CHECKPOINT_WITHOUT_OPTIMIZER_STATE,
     CONSUMED_PARAMETER_GENERATOR,
+    DISTRIBUTED_SAMPLING,
+    FUNCTIONAL_DROPOUT_ALWAYS_ON,
     EVAL_MODE_NOT_RESTORED,
     GRAD_SCALER_MISUSE,
     GRADIENTS_CLEARED_BEFORE_STEP,
     LOSS_KEEPS_GRAPH,
     MISSING_ZERO_GRAD,
     OPTIMIZER_IN_LOOP,
+    PARAMETER_UNREGISTERED_BY_MOVE,
     PARTIAL_PARAMETERS,
+    PRETRAINED_MODEL_IN_EVAL_MODE,
+    REQUIRES_GRAD_TYPO,
     SCHEDULER_ORDER,
+    UNREGISTERED_SUBMODULES,
     RuleIdentity,
 )
 
@@ -70,6 +76,18 @@ RULES: tuple[RuleEntry, ...] = (
         "looplint.rules.accumulation_cleared_early:AccumulationClearedEarly",
     ),
     RuleEntry(EVAL_MODE_NOT_RESTORED, "looplint.rules.eval_mode_not_restored:EvalModeNotRestored"),
+    RuleEntry(
+        UNREGISTERED_SUBMODULES, "looplint.rules.unregistered_submodules:UnregisteredSubmodules"
+    ),
+    RuleEntry(
+        PARAMETER_UNREGISTERED_BY_MOVE,
+        "looplint.rules.parameter_unregistered_by_move:ParameterUnregisteredByMove",
+    ),
+    RuleEntry(
+        FUNCTIONAL_DROPOUT_ALWAYS_ON,
+        "looplint.rules.functional_dropout_always_on:FunctionalDropoutAlwaysOn",
+    ),
+    RuleEntry(REQUIRES_GRAD_TYPO, "looplint.rules.requires_grad_typo:RequiresGradTypo"),
 )
 
 

@@ -16,6 +16,7 @@ import libcst as cst
 from looplint.analysis.catalog import ObjectKind
 from looplint.analysis.evidence import fill
 from looplint.analysis.linking import Binding, Linker, ModuleResolver
+from looplint.analysis.networks import Networks, pretrained_models
 from looplint.analysis.operations import (
     Clear,
     Item,
@@ -59,6 +60,8 @@ class ModuleFacts:
         self._sites: dict[int, list[Site]] = {}
         self._views: dict[int, dict[int, LoopView]] = {}
         self._summary: ModuleSummary | None = None
+        self._networks: Networks | None = None
+        self._pretrained: dict[str, cst.Call] | None = None
 
     @property
     def consulted(self) -> dict[str, set[str] | None]:
@@ -76,6 +79,20 @@ class ModuleFacts:
         if self._summary is None:
             self._summary = summarise(self.program)
         return self._summary
+
+    @property
+    def networks(self) -> Networks:
+        """The module's `nn.Module` classes (`Networks`), computed on first use."""
+        if self._networks is None:
+            self._networks = Networks(self.program)
+        return self._networks
+
+    @property
+    def pretrained(self) -> dict[str, cst.Call]:
+        """Identities holding a model loaded by `from_pretrained(...)`, with the call."""
+        if self._pretrained is None:
+            self._pretrained = pretrained_models(self.program, self.scopes)
+        return self._pretrained
 
     # -- objects -------------------------------------------------------------------------
     def kinds(self, identity: str | None) -> set[ObjectKind]:

@@ -1,0 +1,302 @@
+"""The module's own `nn.Module` classes, and the models it loads pretrained.
+
+Rules about how a network is *defined* (a submodule kept in a plain list, a parameter
+moved out of its registration, functional dropout left on) ask the same questions of
+every class: is it an `nn.Module`, what does its `__init__` store on `self`, which of
+its methods run in `forward`. Rules about how a network is *trained* ask which
+identities hold a model that `from_pretrained` returned in eval mode. Both are
+answered here once per module, from the compiled program alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from looplint.analysis.catalog import TORCH_PARAMETERLESS_MODULES
+from looplint.analysis.imports import ImportTable
+from looplint.analysis.program import (
+    AssignEvent,
+    CallEvent,
+    ClassInfo,
+    Event,
+    FunctionInfo,
+    LoopEvent,
+    ModuleProgram,
+    all_events,
+)
+from looplint.analysis.scopes import Frame, Scopes
+from looplint.analysis.syntax import call_name, descendants, positional_args
+
+_NETWORK_BASES = frozenset(
+    {
+        "torch.nn.Module",
+        "torch.nn.modules.module.Module",
+        "torch.nn.Sequential",
+        "torch.nn.ModuleList",
+        "torch.nn.ModuleDict",
+        "lightning.LightningModule",
+        "lightning.pytorch.LightningModule",
+        "pytorch_lightning.LightningModule",
+        "pytorch_lightning.core.LightningModule",
+        "transformers.PreTrainedModel",
+        "transformers.modeling_utils.PreTrainedModel",
+    }
+)
+_NETWORK_BASE_TAILS = (".modeling_utils.PreTrainedModel",)
+"""A relative import of the library's own base (`from ...modeling_utils import PreTrainedModel`)."""
+_NOT_LAYERS = frozenset({"Parameter", "ParameterList", "ParameterDict", "Module", "Buffer"})
+"""`torch.nn` names that are not layers holding parameters of their own."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeStore:
+    """`self.<attribute> = value` in a method of a network class."""
+
+    attribute: str
+    value: cst.BaseExpression
+    node: cst.CSTNode
+    method: FunctionInfo
+
+
+@dataclass(eq=False, slots=True)
+class NetworkClass:
+    """A class of the module that is an `nn.Module` (directly or through a base here)."""
+
+    info: ClassInfo
+    methods: tuple[FunctionInfo, ...]
+    """Its methods and the functions nested in them (all run with `self` a module)."""
+    stores: tuple[AttributeStore, ...]
+    """Every `self.x = ...` of its methods, in source order."""
+    uses: dict[str, list[cst.Call]] = field(default_factory=dict)
+    """Attribute name → the calls given an argument that mentions `self.<name>`, and the
+    calls of a method of it (`self.blocks.append(...)`), in any method."""
+
+    def stores_in(self, method: str) -> Iterator[AttributeStore]:
+        """The stores made by the method named `method` (`__init__`)."""
+        return (s for s in self.stores if s.method.name == method and s.method.owner is self.info)
+
+
+class Networks:
+    """The `nn.Module` classes of one module and the layers their code constructs."""
+
+    def __init__(self, program: ModuleProgram) -> None:
+        self.program = program
+        self.imports: ImportTable = program.imports
+        self.classes: dict[str, NetworkClass] = {}
+        decided: dict[str, bool] = {}
+        for name, info in program.classes.items():
+            if self._is_network(info, decided):
+                self.classes[name] = self._describe(info)
+
+    # -- which classes are modules ----------------------------------------------------------
+    def _is_network(self, info: ClassInfo, decided: dict[str, bool]) -> bool:
+        known = decided.get(info.name)
+        if known is not None:
+            return known
+        decided[info.name] = False  # a cycle of bases is not a module
+        found = False
+        for base in info.bases:
+            local = self.program.classes.get(base)
+            if local is not None and local is not info:
+                found = self._is_network(local, decided)
+            else:
+                qualified = self.imports.qualify_name(base)
+                target = qualified or self._relative_target(base)
+                found = target is not None and (
+                    target in _NETWORK_BASES or target.endswith(_NETWORK_BASE_TAILS)
+                )
+            if found:
+                break
+        decided[info.name] = found
+        return found
+
+    def _relative_target(self, base: str) -> str | None:
+        head = base.split(".", 1)[0]
+        return self.imports.target(cst.Name(head)) if head.isidentifier() else None
+
+    def _describe(self, info: ClassInfo) -> NetworkClass:
+        methods = [f for f in self.program.functions if _within(f, info)]
+        stores: list[AttributeStore] = []
+        uses: dict[str, list[cst.Call]] = {}
+        for method in methods:
+            self_name = self_name_of(method)
+            if self_name is None:
+                continue
+            for event in all_events(method.events):
+                if isinstance(event, AssignEvent) and event.value is not None:
+                    for target in event.targets:
+                        attribute = _self_attribute(target, self_name)
+                        if attribute is not None:
+                            stores.append(AttributeStore(attribute, event.value, event.node, method))
+                elif isinstance(event, CallEvent):
+                    call = event.node
+                    mentioned = {
+                        attribute
+                        for arg in call.args
+                        for node in (arg.value, *descendants(arg.value))
+                        if (attribute := _self_attribute(node, self_name)) is not None
+                    }
+                    if isinstance(call.func, cst.Attribute):
+                        receiver = _self_attribute(call.func.value, self_name)
+                        if receiver is not None:
+                            mentioned.add(receiver)
+                    for attribute in mentioned:
+                        uses.setdefault(attribute, []).append(call)
+        return NetworkClass(info, tuple(methods), tuple(stores), uses)
+
+    # -- what code constructs -------------------------------------------------------------
+    def layer_built(self, value: cst.BaseExpression) -> str | None:
+        """The class name when `value` builds a module with parameters of its own: a
+        `torch.nn` layer (`nn.Linear(...)`, not `nn.ReLU()`) or a class of this module that
+        is a network storing something in `__init__`."""
+        if not isinstance(value, cst.Call):
+            return None
+        qualified = self.imports.qualify(value.func)
+        if qualified is not None:
+            module, _, name = qualified.rpartition(".")
+            if module not in ("torch.nn", "torch.nn.modules") or not name[:1].isupper():
+                return None
+            if name in TORCH_PARAMETERLESS_MODULES or name in _NOT_LAYERS:
+                return None
+            return f"nn.{name}"
+        if isinstance(value.func, cst.Name):
+            network = self.classes.get(value.func.value)
+            if network is not None and any(True for _ in network.stores_in("__init__")):
+                return network.info.name
+        return None
+
+    def is_parameter_call(self, value: cst.BaseExpression) -> bool:
+        """`nn.Parameter(...)` / `torch.nn.parameter.Parameter(...)`."""
+        return isinstance(value, cst.Call) and self.imports.qualify(value.func) in (
+            "torch.nn.Parameter",
+            "torch.nn.parameter.Parameter",
+        )
+
+
+def _within(function: FunctionInfo, owner: ClassInfo) -> bool:
+    current: FunctionInfo | None = function
+    while current is not None:
+        if current.owner is owner:
+            return True
+        current = current.parent
+    return False
+
+
+def self_name_of(function: FunctionInfo) -> str | None:
+    """The name `self` has in a method, or in a function nested in one (None elsewhere)."""
+    current: FunctionInfo | None = function
+    while current is not None:
+        if current.owner is not None:
+            return current.self_name
+        current = current.parent
+    return None
+
+
+def _self_attribute(node: cst.CSTNode, self_name: str) -> str | None:
+    if (
+        isinstance(node, cst.Attribute)
+        and isinstance(node.value, cst.Name)
+        and node.value.value == self_name
+    ):
+        return node.attr.value
+    return None
+
+
+# -- tensors a function holds ---------------------------------------------------------------
+_PARAMETER_ITERATORS = frozenset({"parameters", "named_parameters", "buffers", "named_buffers"})
+
+
+def parameter_loop_names(events: tuple[Event, ...]) -> Iterator[tuple[LoopEvent, set[str]]]:
+    """Each `for` loop over a model's parameters (`for p in m.parameters()`, `for n, p in
+    m.named_parameters()`, `for p in list(m.parameters())[:-1]`) with the names it binds to a
+    parameter (the last element of a tuple target)."""
+    for event in all_events(events):
+        if not isinstance(event, LoopEvent) or not isinstance(event.node, cst.For):
+            continue
+        iterated = event.node.iter
+        if not any(
+            isinstance(node, cst.Call) and call_name(node) in _PARAMETER_ITERATORS
+            for node in (iterated, *descendants(iterated))
+        ):
+            continue
+        target = event.node.target
+        if isinstance(target, (cst.Tuple, cst.List)) and target.elements:
+            target = target.elements[-1].value
+        if isinstance(target, cst.Name):
+            yield event, {target.value}
+
+
+# -- pretrained models ----------------------------------------------------------------------
+def _loaded_pretrained(value: cst.BaseExpression) -> bool:
+    """`X.from_pretrained(...)`, possibly moved after: `X.from_pretrained(...).to(device)`."""
+    while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute):
+        if value.func.attr.value == "from_pretrained":
+            return True
+        if value.func.attr.value not in ("to", "cuda", "half", "float", "bfloat16"):
+            return False
+        value = value.func.value
+    return False
+
+
+def pretrained_models(program: ModuleProgram, scopes: Scopes) -> dict[str, cst.Call]:
+    """Identities bound to a model returned by `from_pretrained(...)` (Hugging Face returns it
+    in eval mode), with the loading call; a same-module function given one by argument
+    holds one too (`train(model, loader)`)."""
+    found: dict[str, cst.Call] = {}
+    for function in program.functions:
+        frame = Frame(function, {})
+        for event in all_events(function.events):
+            if (
+                isinstance(event, AssignEvent)
+                and event.value is not None
+                and len(event.targets) == 1
+                and isinstance(event.value, cst.Call)
+                and _loaded_pretrained(event.value)
+            ):
+                identity = scopes.identity(event.targets[0], frame)
+                if identity is not None:
+                    found.setdefault(identity, event.value)
+    changed = bool(found)
+    while changed:
+        changed = False
+        for function in program.functions:
+            frame = Frame(function, {})
+            for event in all_events(function.events):
+                if not isinstance(event, CallEvent):
+                    continue
+                callee = scopes.callee(event.node, frame)
+                if callee is None:
+                    continue
+                target = callee[0]
+                params = target.params[1:] if target.self_name is not None else target.params
+                pairs = list(zip(params, positional_args(event.node), strict=False))
+                pairs += [
+                    (a.keyword.value, a.value) for a in event.node.args if a.keyword is not None
+                ]
+                for param, value in pairs:
+                    identity = scopes.identity(value, frame)
+                    if identity in found and param in target.params:
+                        inner = f"{target.qualname}:{param}"
+                        if inner not in found:
+                            found[inner] = found[identity]  # type: ignore[index]
+                            changed = True
+    return found
+
+
+def passed_bare(program: ModuleProgram, scopes: Scopes, identity: str) -> list[cst.Call]:
+    """Calls (other than same-module functions) given `identity` itself as an argument:
+    code looplint cannot see may do anything with the model there."""
+    found: list[cst.Call] = []
+    for function in program.functions:
+        frame = Frame(function, {})
+        for event in all_events(function.events):
+            if not isinstance(event, CallEvent):
+                continue
+            if not any(scopes.identity(a.value, frame) == identity for a in event.node.args):
+                continue
+            if scopes.callee(event.node, frame) is None:
+                found.append(event.node)
+    return found
