@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import libcst as cst
 
 from looplint.analysis.facts import ModuleFacts
-from looplint.analysis.networks import self_name_of
+from looplint.analysis.networks import runs_only_in_training, self_name_of
 from looplint.analysis.program import CallEvent, all_events
 from looplint.analysis.syntax import keyword_arg, positional_args, source_of
 from looplint.identity import FUNCTIONAL_DROPOUT_ALWAYS_ON
@@ -45,8 +45,9 @@ class FunctionalDropoutAlwaysOn(Rule):
     Reports `F.dropout(x, p)` (also `dropout1d/2d/3d`) called in a method of an
     `nn.Module` subclass — `forward` or a method it uses — without a `training`
     argument. Passing `training=self.training` (or any explicit value, such as
-    `training=True` for Monte-Carlo dropout) is fine, so is the `nn.Dropout`
-    module, and so is functional dropout in plain functions outside a module.
+    `training=True` for Monte-Carlo dropout) is fine, so is a call that runs only
+    in training mode (under `if self.training:`), the `nn.Dropout` module, and
+    functional dropout in plain functions outside a module.
 
     ## Why is this bad?
     Unlike `nn.Dropout`, the functional form does not look at the module's mode:
@@ -57,7 +58,7 @@ class FunctionalDropoutAlwaysOn(Rule):
 
     ## References
     - [`torch.nn.functional.dropout`](https://pytorch.org/docs/stable/generated/torch.nn.functional.dropout.html)
-    - [pytorch/pytorch#26338](https://github.com/pytorch/pytorch/issues/26338)
+    - [`nn.Dropout`](https://pytorch.org/docs/stable/generated/torch.nn.Dropout.html)
     """
 
     identity = FUNCTIONAL_DROPOUT_ALWAYS_ON
@@ -154,6 +155,8 @@ class FunctionalDropoutAlwaysOn(Rule):
                     ):
                         continue
                     if len(positional_args(call)) > _TRAINING_POSITION:
+                        continue
+                    if runs_only_in_training(method, call):
                         continue
                     yield Violation(
                         call,

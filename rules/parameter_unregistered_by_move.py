@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import libcst as cst
 
 from looplint.analysis.facts import ModuleFacts
-from looplint.analysis.syntax import source_of
+from looplint.analysis.syntax import keyword_arg, source_of
 from looplint.identity import PARAMETER_UNREGISTERED_BY_MOVE
 from looplint.rule import Fix, Rule, Violation
 
@@ -72,8 +72,8 @@ class ParameterUnregisteredByMove(Rule):
     weight stays at its initial value.
 
     ## References
-    - [PyTorch forums: `nn.Parameter(...).cuda()` is not a parameter](https://discuss.pytorch.org/t/nn-parameter-cuda-is-not-a-leaf/)
-    - [pytorch/pytorch#17484](https://github.com/pytorch/pytorch/issues/17484)
+    - [`nn.Parameter`](https://pytorch.org/docs/stable/generated/torch.nn.parameter.Parameter.html)
+    - [`Tensor.to`](https://pytorch.org/docs/stable/generated/torch.Tensor.to.html)
     """
 
     identity = PARAMETER_UNREGISTERED_BY_MOVE
@@ -152,11 +152,16 @@ class ParameterUnregisteredByMove(Rule):
                 move = moves[-1]
                 assert isinstance(move.func, cst.Attribute)
                 method = move.func.attr.value
+                frozen = keyword_arg(parameter, "requires_grad")
+                lost = (
+                    "`state_dict()` never saves it"
+                    if isinstance(frozen, cst.Name) and frozen.value == "False"
+                    else "the optimizer never updates it"
+                )
                 yield Violation(
                     store.value,
                     f"`self.{store.attribute} = {source_of(store.value)}` stores the tensor "
                     f"`.{method}()` returns, not the `nn.Parameter`: it is not registered, so "
-                    "the optimizer never updates it; move the tensor first "
-                    f"(`nn.Parameter(t.{method}(...))`)",
+                    f"{lost}; move the tensor first (`nn.Parameter(t.{method}(...))`)",
                     fix=_inside_fix(store.value, parameter, moves),
                 )

@@ -63,7 +63,7 @@ class RequiresGradTypo(Rule):
 
     ## References
     - [`Tensor.requires_grad`](https://pytorch.org/docs/stable/generated/torch.Tensor.requires_grad.html)
-    - [pytorch/pytorch#59925](https://github.com/pytorch/pytorch/issues/59925)
+    - [Autograd mechanics: excluding subgraphs](https://pytorch.org/docs/stable/notes/autograd.html)
     """
 
     identity = REQUIRES_GRAD_TYPO

@@ -19,12 +19,14 @@ from looplint.analysis.catalog import TORCH_PARAMETERLESS_MODULES
 from looplint.analysis.imports import ImportTable
 from looplint.analysis.program import (
     AssignEvent,
+    BranchEvent,
     CallEvent,
     ClassInfo,
     Event,
     FunctionInfo,
     LoopEvent,
     ModuleProgram,
+    WithEvent,
     all_events,
 )
 from looplint.analysis.scopes import Frame, Scopes
@@ -127,10 +129,10 @@ class Networks:
                 continue
             for event in all_events(method.events):
                 if isinstance(event, AssignEvent) and event.value is not None:
-                    for target in event.targets:
+                    for target, value in _unpacked(event):
                         attribute = _self_attribute(target, self_name)
                         if attribute is not None:
-                            stores.append(AttributeStore(attribute, event.value, event.node, method))
+                            stores.append(AttributeStore(attribute, value, event.node, method))
                 elif isinstance(event, CallEvent):
                     call = event.node
                     mentioned = {
@@ -176,6 +178,20 @@ class Networks:
         )
 
 
+def _unpacked(event: AssignEvent) -> list[tuple[cst.BaseExpression, cst.BaseExpression]]:
+    """Each target with the value it receives: `a, b = x, y` pairs them; `a, b = [f() for _
+    in range(2)]` gives each target an element nobody can see, so no pair."""
+    value = event.value
+    if value is None:
+        return []
+    if len(event.targets) == 1:
+        return [(event.targets[0], value)]
+    if isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == len(event.targets):
+        if not any(isinstance(e, cst.StarredElement) for e in value.elements):
+            return [(t, e.value) for t, e in zip(event.targets, value.elements, strict=True)]
+    return []
+
+
 def _within(function: FunctionInfo, owner: ClassInfo) -> bool:
     current: FunctionInfo | None = function
     while current is not None:
@@ -203,6 +219,50 @@ def _self_attribute(node: cst.CSTNode, self_name: str) -> str | None:
     ):
         return node.attr.value
     return None
+
+
+# -- code that follows the module's mode -------------------------------------------------
+def _mentions_training(test: cst.BaseExpression | None) -> bool:
+    """`self.training`, `training`, `not self.training and p > 0`: a test of the mode."""
+    if test is None:
+        return False
+    return any(
+        (isinstance(node, cst.Name) and "training" in node.value)
+        or (isinstance(node, cst.Attribute) and node.attr.value == "training")
+        for node in (test, *descendants(test))
+    )
+
+
+def runs_only_in_training(method: FunctionInfo, call: cst.Call) -> bool:
+    """Whether `call` in `method` runs only in training mode: under an `if` testing the mode
+    (`if self.training:`), or after one that returns or raises (`if not self.training:
+    return x`)."""
+
+    def walk(events: tuple[Event, ...], guarded: bool) -> bool | None:
+        for event in events:
+            if isinstance(event, CallEvent) and event.node is call:
+                return guarded
+            if isinstance(event, (LoopEvent, WithEvent)):
+                found = walk(event.body, guarded)
+                if found is not None:
+                    return found
+            elif isinstance(event, BranchEvent):
+                tested = guarded or _mentions_training(event.test)
+                for arm in event.arms:
+                    found = walk(arm, tested)
+                    if found is not None:
+                        return found
+        return None
+
+    if walk(method.events, False):
+        return True
+    node = method.node
+    return any(
+        isinstance(statement, cst.If)
+        and _mentions_training(statement.test)
+        and any(isinstance(n, (cst.Return, cst.Raise)) for n in descendants(statement.body))
+        for statement in descendants(node)
+    )
 
 
 # -- tensors a function holds ---------------------------------------------------------------
