@@ -101,8 +101,7 @@ PARAMETER_UNREGISTERED_BY_MOVE = RuleIdentity(
 FUNCTIONAL_DROPOUT_ALWAYS_ON = RuleIdentity(
     "LL019",
     "functional-dropout-always-on",
-    "`F.dropout` in a module without `training=self.training` drops activations at evaluation "
-    "too.",
+    "`F.dropout` in a module without `training=self.training` drops activations at evaluation too.",
 )
 REQUIRES_GRAD_TYPO = RuleIdentity(
     "LL020",

@@ -18,8 +18,8 @@ from looplint.identity import (
     CHECKPOINT_WITHOUT_OPTIMIZER_STATE,
     CONSUMED_PARAMETER_GENERATOR,
     DISTRIBUTED_SAMPLING,
-    FUNCTIONAL_DROPOUT_ALWAYS_ON,
     EVAL_MODE_NOT_RESTORED,
+    FUNCTIONAL_DROPOUT_ALWAYS_ON,
     GRAD_SCALER_MISUSE,
     GRADIENTS_CLEARED_BEFORE_STEP,
     LOSS_KEEPS_GRAPH,
@@ -76,6 +76,7 @@ RULES: tuple[RuleEntry, ...] = (
         "looplint.rules.accumulation_cleared_early:AccumulationClearedEarly",
     ),
     RuleEntry(EVAL_MODE_NOT_RESTORED, "looplint.rules.eval_mode_not_restored:EvalModeNotRestored"),
+    RuleEntry(DISTRIBUTED_SAMPLING, "looplint.rules.distributed_sampling:DistributedSampling"),
     RuleEntry(
         UNREGISTERED_SUBMODULES, "looplint.rules.unregistered_submodules:UnregisteredSubmodules"
     ),
@@ -88,6 +89,10 @@ RULES: tuple[RuleEntry, ...] = (
         "looplint.rules.functional_dropout_always_on:FunctionalDropoutAlwaysOn",
     ),
     RuleEntry(REQUIRES_GRAD_TYPO, "looplint.rules.requires_grad_typo:RequiresGradTypo"),
+    RuleEntry(
+        PRETRAINED_MODEL_IN_EVAL_MODE,
+        "looplint.rules.pretrained_model_in_eval_mode:PretrainedModelInEvalMode",
+    ),
 )
 
 

@@ -30,6 +30,7 @@ from looplint.analysis.operations import (
 )
 from looplint.analysis.program import FunctionInfo, ModuleProgram
 from looplint.analysis.recognition import ObjectInfo, ObjectTable
+from looplint.analysis.sampling import Sampling
 from looplint.analysis.scopes import Frame, Scopes
 from looplint.analysis.summary import ModuleSummary, summarise
 from looplint.analysis.trees import TreeBuilder
@@ -62,6 +63,7 @@ class ModuleFacts:
         self._summary: ModuleSummary | None = None
         self._networks: Networks | None = None
         self._pretrained: dict[str, cst.Call] | None = None
+        self._sampling: Sampling | None = None
 
     @property
     def consulted(self) -> dict[str, set[str] | None]:
@@ -93,6 +95,13 @@ class ModuleFacts:
         if self._pretrained is None:
             self._pretrained = pretrained_models(self.program, self.scopes)
         return self._pretrained
+
+    @property
+    def sampling(self) -> Sampling:
+        """DDP, data loaders and their samplers (`Sampling`), computed on first use."""
+        if self._sampling is None:
+            self._sampling = Sampling(self.program, self.scopes)
+        return self._sampling
 
     # -- objects -------------------------------------------------------------------------
     def kinds(self, identity: str | None) -> set[ObjectKind]:

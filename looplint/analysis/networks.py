@@ -29,8 +29,8 @@ from looplint.analysis.program import (
     WithEvent,
     all_events,
 )
-from looplint.analysis.scopes import Frame, Scopes
-from looplint.analysis.syntax import call_name, descendants, positional_args
+from looplint.analysis.scopes import Frame, Scopes, argument_flows, origins
+from looplint.analysis.syntax import call_name, descendants
 
 _NETWORK_BASES = frozenset(
     {
@@ -319,30 +319,11 @@ def pretrained_models(program: ModuleProgram, scopes: Scopes) -> dict[str, cst.C
                 identity = scopes.identity(event.targets[0], frame)
                 if identity is not None:
                     found.setdefault(identity, event.value)
-    changed = bool(found)
-    while changed:
-        changed = False
-        for function in program.functions:
-            frame = Frame(function, {})
-            for event in all_events(function.events):
-                if not isinstance(event, CallEvent):
-                    continue
-                callee = scopes.callee(event.node, frame)
-                if callee is None:
-                    continue
-                target = callee[0]
-                params = target.params[1:] if target.self_name is not None else target.params
-                pairs = list(zip(params, positional_args(event.node), strict=False))
-                pairs += [
-                    (a.keyword.value, a.value) for a in event.node.args if a.keyword is not None
-                ]
-                for param, value in pairs:
-                    identity = scopes.identity(value, frame)
-                    if identity in found and param in target.params:
-                        inner = f"{target.qualname}:{param}"
-                        if inner not in found:
-                            found[inner] = found[identity]  # type: ignore[index]
-                            changed = True
+    flows = argument_flows(program, scopes)
+    for param in flows:
+        loaded = [found[c] for c in sorted(origins(param, flows)) if c in found]
+        if loaded and param not in found:
+            found[param] = loaded[0]
     return found
 
 
