@@ -141,7 +141,7 @@ class PretrainedModelInEvalMode(Rule):
                 name = display_name(identity)
                 yield Violation(
                     step.node,
-                    f"`{name}` comes from `{source_of(loading.func)}(...)`, which returns it in "
+                    f"`{name}` comes from `{_loader(loading)}(...)`, which returns it in "
                     f"eval mode, and nothing calls `{name}.train()` before this loop trains it, "
                     "so it is fine-tuned with dropout off; call `"
                     f"{name}.train()` before the loop",
@@ -154,6 +154,16 @@ class PretrainedModelInEvalMode(Rule):
                 if call_name(call) not in _KEEPS_MODE and not _is_optimizer_call(facts, call):
                     return True
         return False
+
+
+def _loader(call: cst.Call) -> str:
+    """`AutoModel.from_pretrained` for `AutoModel.from_pretrained(name).to(device)`."""
+    current: cst.BaseExpression = call
+    while isinstance(current, cst.Call) and isinstance(current.func, cst.Attribute):
+        if current.func.attr.value == "from_pretrained":
+            return source_of(current.func)
+        current = current.func.value
+    return source_of(call.func)
 
 
 def _is_optimizer_call(facts: ModuleFacts, call: cst.Call) -> bool:

@@ -166,9 +166,32 @@ class Networks:
             return f"nn.{name}"
         if isinstance(value.func, cst.Name):
             network = self.classes.get(value.func.value)
-            if network is not None and any(True for _ in network.stores_in("__init__")):
+            if network is not None and self._has_parameters(network, set()):
                 return network.info.name
         return None
+
+    def _has_parameters(self, network: NetworkClass, seen: set[str]) -> bool:
+        """Whether a class of this module holds parameters of its own: its `__init__` stores
+        an `nn.Parameter` or a layer that has some (a class wrapping only a library object
+        with buffers, such as a resampler, has none)."""
+        name = network.info.name
+        if name in seen:
+            return False
+        seen.add(name)
+        for store in network.stores_in("__init__"):
+            value = store.value
+            if self.is_parameter_call(value):
+                return True
+            if not isinstance(value, cst.Call):
+                continue
+            qualified = self.imports.qualify(value.func)
+            if qualified is not None and self.layer_built(value) is not None:
+                return True
+            if isinstance(value.func, cst.Name):
+                inner = self.classes.get(value.func.value)
+                if inner is not None and self._has_parameters(inner, seen):
+                    return True
+        return False
 
     def is_parameter_call(self, value: cst.BaseExpression) -> bool:
         """`nn.Parameter(...)` / `torch.nn.parameter.Parameter(...)`."""
@@ -269,18 +292,32 @@ def runs_only_in_training(method: FunctionInfo, call: cst.Call) -> bool:
 _PARAMETER_ITERATORS = frozenset({"parameters", "named_parameters", "buffers", "named_buffers"})
 
 
+def _lists_parameters(expression: cst.BaseExpression) -> bool:
+    return any(
+        isinstance(node, cst.Call) and call_name(node) in _PARAMETER_ITERATORS
+        for node in (expression, *descendants(expression))
+    )
+
+
 def parameter_loop_names(events: tuple[Event, ...]) -> Iterator[tuple[LoopEvent, set[str]]]:
     """Each `for` loop over a model's parameters (`for p in m.parameters()`, `for n, p in
     m.named_parameters()`, `for p in list(m.parameters())[:-1]`) with the names it binds to a
     parameter (the last element of a tuple target)."""
+    lists: set[str] = set()
     for event in all_events(events):
+        if (
+            isinstance(event, AssignEvent)
+            and event.value is not None
+            and len(event.targets) == 1
+            and isinstance(event.targets[0], cst.Name)
+            and _lists_parameters(event.value)
+        ):
+            lists.add(event.targets[0].value)  # `params = list(model.parameters())`
         if not isinstance(event, LoopEvent) or not isinstance(event.node, cst.For):
             continue
         iterated = event.node.iter
-        if not any(
-            isinstance(node, cst.Call) and call_name(node) in _PARAMETER_ITERATORS
-            for node in (iterated, *descendants(iterated))
-        ):
+        named = isinstance(iterated, cst.Name) and iterated.value in lists
+        if not named and not _lists_parameters(iterated):
             continue
         target = event.node.target
         if isinstance(target, (cst.Tuple, cst.List)) and target.elements:

@@ -77,7 +77,7 @@ class Sampling:
         self.program = program
         self.scopes = scopes
         imports = program.imports
-        self.uses_ddp = False
+        self.ddp_functions: list[FunctionInfo] = []
         self.sets_epoch = False
         self.loaders: list[LoaderBuild] = []
         self.samplers: list[SamplerBuild] = []
@@ -98,8 +98,8 @@ class Sampling:
 
     def _call(self, call: cst.Call, frame: Frame) -> None:
         qualified = self.program.imports.qualify(call.func)
-        if qualified in _DDP:
-            self.uses_ddp = True
+        if qualified in _DDP and frame.function not in self.ddp_functions:
+            self.ddp_functions.append(frame.function)
         if call_name(call) == "set_epoch":
             self.sets_epoch = True
         if qualified in _SAMPLERS and not any(s.call is call for s in self.samplers):
@@ -132,6 +132,15 @@ class Sampling:
             self.loaders.append(LoaderBuild(value, identity, frame.function, sampler, open_ended))
 
     # -- queries ------------------------------------------------------------------------------
+    def distributed(self, loader: LoaderBuild) -> bool:
+        """Whether the function that builds `loader` wraps a model in DDP (for a method: any
+        method of its class does)."""
+        owner = loader.function.owner
+        return any(
+            f is loader.function or (owner is not None and f.owner is owner)
+            for f in self.ddp_functions
+        )
+
     def handed_away(self, identity: str) -> bool:
         """Whether `identity` is given to a call this module cannot see into (another
         module's helper, `accelerator.prepare`), which may shard or reshuffle it."""
