@@ -1264,7 +1264,7 @@ _MODULE_BASES = re.compile(
     r"^(?:(?:torch\.)?nn\.)?Module$|^(?:\w+\.)?LightningModule$|^(?:\w+\.)?PreTrainedModel$"
 )
 _CONSTRUCTOR = re.compile(r"^(?:(?:torch\.)?nn\.)?[A-Z]\w*$")
-_PARAMETERLESS = re.compile(
+_NO_PARAMETER_LAYERS = re.compile(
     r"^(?:(?:torch\.)?nn\.)?(?:ReLU6?|GELU|SiLU|Mish|Tanh|Sigmoid|Softmax|LogSoftmax|Softplus|"
     r"LeakyReLU|ELU|SELU|CELU|Hardswish|Hardsigmoid|Hardtanh|Dropout\w*|AlphaDropout|Identity|"
     r"Flatten|Unflatten|\w*Pool\dd|Upsample|PixelShuffle|PixelUnshuffle|ZeroPad2d)$"
@@ -1380,7 +1380,7 @@ def _ll017(f: _File, out: FileMutations) -> None:
                 out.exclusions.append(Exclusion("LL017", line, "no-fresh-layers"))
                 continue
             layers = _fresh_layers(f, replacement[1])
-            if layers and all(_PARAMETERLESS.match(name) for name in layers):
+            if layers and all(_NO_PARAMETER_LAYERS.match(name) for name in layers):
                 out.exclusions.append(Exclusion("LL017", line, "parameterless-layers"))
                 continue
             if len(_self_stores(f, klass, attribute)) > 1:
@@ -1627,7 +1627,7 @@ def _ll021(f: _File, out: FileMutations) -> None:
         if handed:
             out.exclusions.append(Exclusion("LL021", line, "handed-to-unseen-code"))
             continue
-        if _may_train(f, model, f.all_calls, trains):
+        if _helper_trains(f, model):
             out.exclusions.append(Exclusion("LL021", line, "helper-may-train"))
             continue
         text = _apply(ix, _Rewrite(replace=_removal(ix, [s for s in smalls if s is not None])))
@@ -1637,6 +1637,21 @@ def _ll021(f: _File, out: FileMutations) -> None:
                 Mutant("LL021", line, f"removed `{model}.train()` (line {where}) of a "
                        "`from_pretrained` model trained in this file", text, model)
             )
+
+
+def _helper_trains(f: _File, model: str) -> bool:
+    """Whether `model` is given to a function of the file that calls `.train()` on something
+    (its parameter), or a `self.train()` stays in a class method."""
+    for call in f.all_calls:
+        if not any(f.ix.code(a.value) == model for a in call.args):
+            continue
+        for function in f.functions.get(_callee_name(call), []):
+            if any(_method(c) == "train" for c in _calls(function, True)):
+                return True
+    return any(
+        _method(c) == "train" and f.ix.code(c.func.value) == "self"  # type: ignore[attr-defined]
+        for c in f.all_calls
+    )
 
 
 def _loader_calls(f: _File) -> list[tuple[str, cst.Call]]:
