@@ -356,11 +356,23 @@ def pretrained_models(program: ModuleProgram, scopes: Scopes) -> dict[str, cst.C
                 identity = scopes.identity(event.targets[0], frame)
                 if identity is not None:
                     found.setdefault(identity, event.value)
+    if not found:
+        return found
     flows = argument_flows(program, scopes)
-    for param in flows:
-        loaded = [found[c] for c in sorted(origins(param, flows)) if c in found]
-        if loaded and param not in found:
-            found[param] = loaded[0]
+    for function in program.functions:
+        frame = Frame(function, {})
+        for event in all_events(function.events):
+            # `query_model = self.query_encoder`: an alias is another name for the model
+            if isinstance(event, AssignEvent) and event.value is not None:
+                for target, value in _unpacked(event):
+                    alias = scopes.identity(target, frame)
+                    aliased = scopes.identity(value, frame)
+                    if alias is not None and aliased is not None and alias != aliased:
+                        flows.setdefault(alias, set()).add(aliased)
+    for name in list(flows):
+        loaded = [found[c] for c in sorted(origins(name, flows)) if c in found]
+        if loaded and name not in found:
+            found[name] = loaded[0]
     return found
 
 
