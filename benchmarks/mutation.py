@@ -185,8 +185,8 @@ class Checker:
         self._run: Any = None
         self._codes: list[str] = []
         try:
+            from looplint.checking.runner import run
             from looplint.registry import rule_classes
-            from looplint.runner import run
 
             self._run = run
             self._codes = [r.identity.code for r in rule_classes()]

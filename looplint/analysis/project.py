@@ -25,8 +25,8 @@ from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.linking import Target
 from looplint.analysis.program import compile_module
 from looplint.errors import SourceError
-from looplint.parse_guard import refusal
-from looplint.source import FileStamp, content_digest, read_bytes, source_from_bytes
+from looplint.files.parse_guard import refusal
+from looplint.files.source import FileStamp, content_digest, read_bytes, source_from_bytes
 
 _CACHED_MODULES = 256
 _CACHED_SOURCE = 4_000_000

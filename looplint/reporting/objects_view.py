@@ -18,8 +18,8 @@ from looplint.analysis.operations import display_name
 from looplint.analysis.program import compile_module
 from looplint.analysis.project import Project
 from looplint.errors import SourceError
-from looplint.parse_guard import refusal
-from looplint.source import read_bytes, source_from_bytes
+from looplint.files.parse_guard import refusal
+from looplint.files.source import read_bytes, source_from_bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from looplint.errors import SourceError
+from looplint.files.source import read_source
 from looplint.finding import Finding
-from looplint.source import read_source
-from looplint.suppression import suppressed_codes
+from looplint.settings.suppression import suppressed_codes
 
 _NOQA_CODES = re.compile(r"(#\s*noqa\s*:\s*)([A-Za-z]+[0-9]+(?:[\s,]+[A-Za-z]+[0-9]+)*)", re.I)
 

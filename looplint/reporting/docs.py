@@ -25,7 +25,7 @@ def rule_table() -> str:
 
 def documented_classes() -> tuple[type[Rule], ...]:
     """Every code with documentation: `LL000` (the engine's), then the rules."""
-    from looplint.unreadable import UnreadableFile
+    from looplint.checking.unreadable import UnreadableFile
 
     return (UnreadableFile, *rule_classes())
 

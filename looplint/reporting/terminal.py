@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import click
 
 from looplint.finding import Finding
-from looplint.report_context import ReportContext
+from looplint.reporting.report_context import ReportContext
 
 TAB_WIDTH = 4
 

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from looplint.analysis.project import Project
-from looplint.check_command import kept_findings
-from looplint.checker import SingleFix, check_source, single_fixes
-from looplint.discovery import FileFinder
+from looplint.checking.checker import SingleFix, check_source, single_fixes
+from looplint.checking.runner import rules_for
+from looplint.commands.check_command import kept_findings
+from looplint.files.discovery import FileFinder
+from looplint.files.source import SourceFile
 from looplint.finding import Finding
-from looplint.resolver import SHIPPED, Overrides, SettingsResolver
 from looplint.rule import Rule
-from looplint.runner import rules_for
-from looplint.source import SourceFile
+from looplint.settings.resolver import SHIPPED, Overrides, SettingsResolver
 
 BUFFER_SUFFIXES = (".py",)
 """Buffers checked as Python text (an `.ipynb` opened as text is JSON, not a program)."""

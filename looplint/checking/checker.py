@@ -15,13 +15,19 @@ from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.linking import Binding
 from looplint.analysis.program import compile_module
 from looplint.errors import SourceError
+from looplint.files.parse_guard import refusal
+from looplint.files.prefilter import is_candidate
+from looplint.files.source import (
+    FileStamp,
+    SourceFile,
+    content_digest,
+    read_bytes,
+    source_from_bytes,
+)
 from looplint.finding import Finding
 from looplint.identity import PARSE_ERROR
-from looplint.parse_guard import refusal
-from looplint.prefilter import is_candidate
 from looplint.rule import Rule, Violation
-from looplint.source import FileStamp, SourceFile, content_digest, read_bytes, source_from_bytes
-from looplint.suppression import NO_DIRECTIVES, FileDirectives, Notice, is_suppressed, scan
+from looplint.settings.suppression import NO_DIRECTIVES, FileDirectives, Notice, is_suppressed, scan
 
 if TYPE_CHECKING:
     from looplint.analysis.project import Dependency, Project

@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 
 from looplint import __version__
-from looplint.check_command import CheckRequest, run_check
-from looplint.reporters import FORMATS
-from looplint.resolver import Overrides, SettingsResolver
+from looplint.commands.check_command import CheckRequest, run_check
+from looplint.reporting.reporters import FORMATS
+from looplint.settings.resolver import Overrides, SettingsResolver
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -176,8 +176,8 @@ def check(
 )
 def rules(output_format: str) -> None:
     """List every code (LL000 and the rules): code, name and summary."""
-    from looplint.docs import rules_markdown
-    from looplint.resolver import SHIPPED
+    from looplint.reporting.docs import rules_markdown
+    from looplint.settings.resolver import SHIPPED
 
     if output_format == "markdown":
         click.echo(rules_markdown(), nl=False)
@@ -198,7 +198,7 @@ def rules(output_format: str) -> None:
 @click.argument("rule")
 def explain(rule: str) -> None:
     """Show the full documentation of RULE (a code such as LL001, or a name)."""
-    from looplint.docs import find_rule
+    from looplint.reporting.docs import find_rule
 
     found = find_rule(rule)
     if found is None:
@@ -212,9 +212,9 @@ def explain(rule: str) -> None:
 def objects(paths: tuple[str, ...]) -> None:
     """Show what looplint takes each optimizer, scheduler and scaler for, and why."""
     from looplint.analysis.project import Project
-    from looplint.discovery import FileFinder
     from looplint.errors import ConfigError, SourceError
-    from looplint.objects_view import recognised_objects
+    from looplint.files.discovery import FileFinder
+    from looplint.reporting.objects_view import recognised_objects
 
     cwd = Path.cwd()
     try:
@@ -245,7 +245,7 @@ def objects(paths: tuple[str, ...]) -> None:
 def server() -> None:
     """Run the Language Server for editors on standard input/output (`lsp` extra)."""
     try:
-        from looplint.server import serve
+        from looplint.commands.server import serve
     except ModuleNotFoundError as error:
         if (error.name or "").partition(".")[0] not in {"pygls", "lsprotocol"}:
             raise

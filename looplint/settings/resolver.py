@@ -12,12 +12,12 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from looplint.config import Settings, has_looplint_table, settings_from_file
-from looplint.discovery import Exclusions
 from looplint.errors import ConfigError
+from looplint.files.discovery import Exclusions
 from looplint.identity import PARSE_ERROR, RuleIdentity
 from looplint.registry import RULES
-from looplint.selection import selected_codes
+from looplint.settings.config import Settings, has_looplint_table, settings_from_file
+from looplint.settings.selection import selected_codes
 
 SHIPPED: tuple[RuleIdentity, ...] = (PARSE_ERROR, *(entry.identity for entry in RULES))
 """Every code a run can report: `LL000` and the rules."""

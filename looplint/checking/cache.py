@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from looplint import __version__
+from looplint.files.source import FileStamp, content_digest
 from looplint.finding import Finding
-from looplint.source import FileStamp, content_digest
 
 if TYPE_CHECKING:
-    from looplint.checker import FileResult
+    from looplint.checking.checker import FileResult
 
 CACHE_DIR_NAME = ".looplint_cache"
 _FORMAT = 3
@@ -105,7 +105,7 @@ class ResultCache:
             return False
         from looplint.analysis.project import still_irrelevant
         from looplint.errors import SourceError
-        from looplint.source import read_bytes, source_from_bytes
+        from looplint.files.source import read_bytes, source_from_bytes
 
         try:
             data, info = read_bytes(path)
@@ -122,8 +122,8 @@ class ResultCache:
         """The cached result of `path` if neither it nor any module its findings were
         drawn from has changed, else None."""
         from looplint.analysis.linking import Binding
-        from looplint.checker import FileResult
-        from looplint.suppression import Notice
+        from looplint.checking.checker import FileResult
+        from looplint.settings.suppression import Notice
 
         entry = self._entries.get(os.path.abspath(path))
         if not isinstance(entry, dict):

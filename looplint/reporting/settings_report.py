@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from looplint.cache import CACHE_DIR_NAME
-from looplint.discovery import DEFAULT_EXCLUDE
-from looplint.resolver import ProjectSettings
+from looplint.checking.cache import CACHE_DIR_NAME
+from looplint.files.discovery import DEFAULT_EXCLUDE
+from looplint.settings.resolver import ProjectSettings
 
 
 def _toml(value: object) -> str:

@@ -14,8 +14,8 @@ from xml.etree import ElementTree
 
 from looplint import __version__
 from looplint.finding import Finding
-from looplint.report_context import ReportContext
-from looplint.terminal import concise_report, full_report, statistics_rows
+from looplint.reporting.report_context import ReportContext
+from looplint.reporting.terminal import concise_report, full_report, statistics_rows
 
 DOCS_URL = "https://github.com/looplint/looplint/blob/main/docs/rules.md"
 TERMINAL_FORMATS = ("full", "concise")
@@ -54,7 +54,7 @@ def github_report(findings: Sequence[Finding], context: ReportContext) -> str:
 
 
 def _sarif_rules() -> list[dict[str, object]]:
-    from looplint.docs import documented_classes
+    from looplint.reporting.docs import documented_classes
 
     return [
         {

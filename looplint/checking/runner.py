@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 from looplint.finding import Finding
 from looplint.registry import rule_classes
-from looplint.suppression import Notice
+from looplint.settings.suppression import Notice
 
 if TYPE_CHECKING:
     from looplint.analysis.linking import Binding
     from looplint.analysis.project import Project
-    from looplint.cache import ResultCache
-    from looplint.checker import FileResult
+    from looplint.checking.cache import ResultCache
+    from looplint.checking.checker import FileResult
     from looplint.rule import Rule
 
 _SMALL_RUN = 8
@@ -72,7 +72,7 @@ def _init_worker(codes: tuple[str, ...], fix: bool = False) -> None:
 
 
 def _check_chunk(paths: Sequence[str], incoming: Incoming) -> list[FileResult]:
-    from looplint.checker import check_file
+    from looplint.checking.checker import check_file
 
     return [
         check_file(path, _worker_rules, fix=_worker_fix, project=_worker_project,
@@ -183,7 +183,7 @@ def check_paths(
 ) -> list[FileResult]:
     """Check files in this process (few files or `--jobs 1`) or in a process pool."""
     from looplint.analysis.project import Project
-    from looplint.checker import check_file
+    from looplint.checking.checker import check_file
 
     if not paths:
         return []
@@ -235,7 +235,7 @@ def _check_isolated(
         with _pool(1, codes, fix) as pool:
             return pool.submit(_check_chunk, [path], {path: incoming}).result()[0]
     except BrokenProcessPool:
-        from looplint.checker import FileResult, error_finding
+        from looplint.checking.checker import FileResult, error_finding
 
         message = "the parser crashed on this file; it was not checked"
         return FileResult(path, [error_finding(path, message)])

@@ -19,19 +19,19 @@ from pathlib import Path
 import click
 import pathspec
 
-from looplint.cache import CACHE_DIR_NAME, ResultCache
-from looplint.config import Settings
-from looplint.discovery import FileFinder
+from looplint.checking.cache import CACHE_DIR_NAME, ResultCache
+from looplint.checking.runner import RunResult, rules_for, run
 from looplint.errors import ConfigError, SourceError
+from looplint.files.discovery import FileFinder
 from looplint.finding import Finding
 from looplint.identity import ALL_IDENTITIES
-from looplint.report_context import ReportContext, repository_root
-from looplint.reporters import REPORTERS, TERMINAL_FORMATS, statistics_json
-from looplint.resolver import Overrides, ProjectSettings, SettingsResolver
-from looplint.runner import RunResult, rules_for, run
-from looplint.selection import expand
-from looplint.settings_report import settings_report
-from looplint.terminal import statistics_report
+from looplint.reporting.report_context import ReportContext, repository_root
+from looplint.reporting.reporters import REPORTERS, TERMINAL_FORMATS, statistics_json
+from looplint.reporting.settings_report import settings_report
+from looplint.reporting.terminal import statistics_report
+from looplint.settings.config import Settings
+from looplint.settings.resolver import Overrides, ProjectSettings, SettingsResolver
+from looplint.settings.selection import expand
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -181,8 +181,8 @@ def apply_per_file_ignores(findings: Sequence[Finding], settings: Settings) -> l
 def _check_stdin(request: CheckRequest, resolver: SettingsResolver, cwd: Path) -> int:
     """Check (and with `--fix`/`--diff`, fix) a buffer piped in under a file's name."""
     from looplint.analysis.project import Project
-    from looplint.checker import check_source, error_finding
-    from looplint.source import source_from_bytes
+    from looplint.checking.checker import check_source, error_finding
+    from looplint.files.source import source_from_bytes
 
     filename = request.stdin_filename or "<stdin>"
     project = resolver.for_path(filename)
@@ -304,7 +304,7 @@ def _tell_fixes(request: CheckRequest, result: RunResult) -> None:
 
 
 def _add_noqa(request: CheckRequest, result: RunResult, findings: Sequence[Finding]) -> int:
-    from looplint.add_noqa import add_noqa
+    from looplint.commands.add_noqa import add_noqa
 
     by_path: dict[str, list[Finding]] = {}
     for finding in findings:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from looplint.errors import SourceError
-from looplint.notebook import NotebookProgram, notebook_program
+from looplint.files.notebook import NotebookProgram, notebook_program
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 

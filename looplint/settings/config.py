@@ -16,7 +16,7 @@ from typing import Any
 
 from looplint.errors import ConfigError
 from looplint.identity import ALL_IDENTITIES
-from looplint.selection import expand
+from looplint.settings.selection import expand
 
 if sys.version_info >= (3, 11):
     import tomllib

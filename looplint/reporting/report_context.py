@@ -13,8 +13,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from looplint.files.notebook_positions import NotebookLines
 from looplint.finding import Finding
-from looplint.notebook_positions import NotebookLines
 
 
 def repository_root(start: Path, project_root: Path | None = None) -> Path:
@@ -120,7 +120,7 @@ class ReportContext:
 
 def _decode(path: str, data: bytes) -> str | None:
     from looplint.errors import SourceError
-    from looplint.source import decode_python
+    from looplint.files.source import decode_python
 
     if path.endswith(".ipynb"):
         return data.decode("utf-8-sig", errors="replace")

@@ -2,7 +2,7 @@
 
 It publishes a buffer's findings as diagnostics when it is opened, changed (after a
 short pause in typing) and saved, and offers each safe fix as a quick fix plus a
-"fix all" source action. The buffer is checked by `looplint.buffer`, exactly as
+"fix all" source action. The buffer is checked by `looplint.commands.buffer`, exactly as
 `looplint check --stdin-filename` checks it, with the settings of the nearest
 `pyproject.toml` above the file. Needs the `lsp` extra (pygls, lsprotocol).
 """
@@ -21,12 +21,12 @@ from pygls.uris import to_fs_path
 from pygls.workspace import PositionCodec, TextDocument
 
 from looplint import __version__
-from looplint.buffer import buffer_fixes, check_buffer, fix_buffer, is_checkable
+from looplint.commands.buffer import buffer_fixes, check_buffer, fix_buffer, is_checkable
 from looplint.errors import ConfigError
 from looplint.finding import Finding
 from looplint.identity import PARSE_ERROR
 from looplint.registry import rule_classes
-from looplint.reporters import DOCS_URL
+from looplint.reporting.reporters import DOCS_URL
 from looplint.text_edit import TextPosition, replacement_between, split_lines
 
 SOURCE = "looplint"
