@@ -1256,7 +1256,7 @@ def mutate(text: str, rules: Sequence[str] = RULES) -> FileMutations:
 
 
 # --------------------------------------------------------------------------- network definitions
-# LL017–LL020 are about how a module is *defined*: their sites are the `nn.Module` classes of
+# LL017-LL020 are about how a module is *defined*: their sites are the `nn.Module` classes of
 # a file (recognised here by their bases, generously: `nn.Module`, `LightningModule`,
 # `PreTrainedModel`, or a class of the same file that is one).
 
@@ -1354,8 +1354,7 @@ def _ll017(f: _File, out: FileMutations) -> None:
     for klass in elsewhere:
         for method in _methods(klass):
             if method.name.value == "__init__" and any(
-                re.search(r"Module(?:List|Dict)\(", f.ix.code(c.func) + "(")
-                for c in _calls(method)
+                re.search(r"Module(?:List|Dict)\(", f.ix.code(c.func) + "(") for c in _calls(method)
             ):
                 out.exclusions.append(Exclusion("LL017", f.ix.line(klass), "base-elsewhere"))
     for klass in modules:
@@ -1399,7 +1398,8 @@ def _ll017(f: _File, out: FileMutations) -> None:
                     Mutant(
                         "LL017",
                         line,
-                        f"`{target} = {callee}(...)` became a plain {'dict' if 'Dict' in kind else 'list'}",
+                        f"`{target} = {callee}(...)` became a plain "
+                        + ("dict" if "Dict" in kind else "list"),
                         text,
                         target,
                         "module",
@@ -1442,10 +1442,11 @@ def _plain_container(
                     appends = [
                         c
                         for c in _calls(init)
-                        if _method(c) == "append"
-                        and f.ix.code(c.func.value) == arg.value  # type: ignore[attr-defined]
+                        if _method(c) == "append" and f.ix.code(c.func.value) == arg.value  # type: ignore[attr-defined]
                     ]
-                    if appends and all(_fresh_layers(f, c.args[0].value) for c in appends if c.args):
+                    if appends and all(
+                        _fresh_layers(f, c.args[0].value) for c in appends if c.args
+                    ):
                         return arg.value, appends[0]
     return None
 
@@ -1469,7 +1470,11 @@ def _ll018(f: _File, out: FileMutations) -> None:
             device = None
             if isinstance(tensor, cst.Call):
                 device = next(
-                    (a for a in tensor.args if a.keyword is not None and a.keyword.value == "device"),
+                    (
+                        a
+                        for a in tensor.args
+                        if a.keyword is not None and a.keyword.value == "device"
+                    ),
                     None,
                 )
             call_text = f.ix.code(value)
@@ -1490,8 +1495,14 @@ def _ll018(f: _File, out: FileMutations) -> None:
             text = _apply(f.ix, _Rewrite(replace=[(statement, new)]))
             if text is not None:
                 out.mutants.append(
-                    Mutant("LL018", f.ix.line(node), f"`{target} = nn.Parameter(...)`: {how}",
-                           text, target, "module")
+                    Mutant(
+                        "LL018",
+                        f.ix.line(node),
+                        f"`{target} = nn.Parameter(...)`: {how}",
+                        text,
+                        target,
+                        "module",
+                    )
                 )
 
 
@@ -1515,14 +1526,18 @@ def _ll019(f: _File, out: FileMutations) -> None:
                 out.exclusions.append(Exclusion("LL019", line, "training-forced"))
                 continue
             guards = [
-                up for up in f.ix.ancestors(call)
+                up
+                for up in f.ix.ancestors(call)
                 if isinstance(up, cst.If) and "training" in f.ix.code(up.test)
             ]
             if guards:
                 out.exclusions.append(Exclusion("LL019", line, "guarded-by-mode"))
                 continue
-            kept = [a for a in call.args if a is not training and (
-                a.keyword is not None or positional.index(a) < 2)]
+            kept = [
+                a
+                for a in call.args
+                if a is not training and (a.keyword is not None or positional.index(a) < 2)
+            ]
             if kept:
                 kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
             statement = f.ix.statement(call)
@@ -1536,8 +1551,14 @@ def _ll019(f: _File, out: FileMutations) -> None:
             text = _apply(f.ix, _Rewrite(replace=[(statement, new)]))
             if text is not None:
                 out.mutants.append(
-                    Mutant("LL019", line, f"removed the `training` argument of `{f.ix.code(call.func)}`",
-                           text, f.ix.code(call.func), "module")
+                    Mutant(
+                        "LL019",
+                        line,
+                        f"removed the `training` argument of `{f.ix.code(call.func)}`",
+                        text,
+                        f.ix.code(call.func),
+                        "module",
+                    )
                 )
 
 
@@ -1564,8 +1585,14 @@ def _ll020(f: _File, out: FileMutations) -> None:
         text = _apply(f.ix, _Rewrite(replace=[(statement, new)]))
         if text is not None:
             out.mutants.append(
-                Mutant("LL020", line, f"`{receiver}.requires_grad` misspelt `require_grad`",
-                       text, receiver, "definition")
+                Mutant(
+                    "LL020",
+                    line,
+                    f"`{receiver}.requires_grad` misspelt `require_grad`",
+                    text,
+                    receiver,
+                    "definition",
+                )
             )
 
 
@@ -1634,8 +1661,14 @@ def _ll021(f: _File, out: FileMutations) -> None:
         if text is not None:
             where = ", ".join(str(ix.line(t)) for t in trains)
             out.mutants.append(
-                Mutant("LL021", line, f"removed `{model}.train()` (line {where}) of a "
-                       "`from_pretrained` model trained in this file", text, model)
+                Mutant(
+                    "LL021",
+                    line,
+                    f"removed `{model}.train()` (line {where}) of a "
+                    "`from_pretrained` model trained in this file",
+                    text,
+                    model,
+                )
             )
 
 
@@ -1696,7 +1729,8 @@ def _ll015(f: _File, out: FileMutations) -> None:
         if sampler is None:
             continue
         handed = [
-            c for c in f.all_calls
+            c
+            for c in f.all_calls
             if any(ix.code(a.value) == name for a in c.args)
             and _callee_name(c) not in ("len", "enumerate", "tqdm", "iter", "zip", "print")
             and not f.functions.get(_callee_name(c))
@@ -1707,8 +1741,8 @@ def _ll015(f: _File, out: FileMutations) -> None:
         sampler_text = ix.code(sampler.value)
         # (a) the sampler removed, in a DDP script: every rank iterates everything
         if "DistributedDataParallel" in text and not re.search(
-            r"rank|world|shard|split_dataset|IterableDataset", ix.code(call.args[0].value)
-            if call.args else ""
+            r"rank|world|shard|split_dataset|IterableDataset",
+            ix.code(call.args[0].value) if call.args else "",
         ):
             kept = [a for a in call.args if a is not sampler]
             kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
@@ -1720,8 +1754,14 @@ def _ll015(f: _File, out: FileMutations) -> None:
                 mutated = _apply(ix, _Rewrite(replace=[(statement, new)]))
                 if mutated is not None:
                     out.mutants.append(
-                        Mutant("LL015", line, f"removed `sampler={sampler_text}` from the DDP "
-                               f"training loader `{name}`", mutated, name)
+                        Mutant(
+                            "LL015",
+                            line,
+                            f"removed `sampler={sampler_text}` from the DDP "
+                            f"training loader `{name}`",
+                            mutated,
+                            name,
+                        )
                     )
         # (b) set_epoch removed: the same order every epoch
         sets = [c for c in f.all_calls if _method(c) == "set_epoch"]
@@ -1740,6 +1780,11 @@ def _ll015(f: _File, out: FileMutations) -> None:
         mutated = _apply(ix, _Rewrite(replace=_removal(ix, [s for s in smalls if s is not None])))
         if mutated is not None:
             out.mutants.append(
-                Mutant("LL015", set_line, f"removed every `set_epoch(...)` call (sampler of "
-                       f"`{name}`)", mutated, name)
+                Mutant(
+                    "LL015",
+                    set_line,
+                    f"removed every `set_epoch(...)` call (sampler of `{name}`)",
+                    mutated,
+                    name,
+                )
             )

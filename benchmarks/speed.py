@@ -198,8 +198,14 @@ def prefilter_candidates(files: Sequence[Path]) -> tuple[list[Path], str]:
     except ImportError as exc:
         reason = f"looplint.files.prefilter not importable ({exc}): floor parses ALL files"
         return list(files), reason
-    kept = [f for f in files if is_candidate(f.read_bytes().decode("utf-8", errors="replace"))]
-    return kept, "files kept by looplint.files.prefilter.is_candidate"
+    try:
+        from looplint.registry import rule_classes  # type: ignore[import-not-found]
+
+        own = [r.prefilter for r in rule_classes() if getattr(r, "prefilter", None) is not None]
+    except ImportError:
+        own = []
+    kept = [f for f in files if is_candidate(f.read_bytes().decode("utf-8", errors="replace"), own)]
+    return kept, "files kept by looplint.files.prefilter.is_candidate (rule markers included)"
 
 
 def _parse_one(path: str) -> tuple[str, str | None]:

@@ -147,7 +147,11 @@ class DistributedSampling(Rule):
     @staticmethod
     def _unsplit(facts: ModuleFacts, loader: LoaderBuild) -> bool:
         sampling = facts.sampling
-        if not sampling.distributed(loader) or loader.open_ended or sampling.dataset_sharded(loader):
+        if (
+            not sampling.distributed(loader)
+            or loader.open_ended
+            or sampling.dataset_sharded(loader)
+        ):
             return False
         return not any(
             other.identity == loader.identity and other.sampler is not None

@@ -163,5 +163,5 @@ class ParameterUnregisteredByMove(Rule):
                     f"`self.{store.attribute} = {source_of(store.value)}` stores the tensor "
                     f"`.{method}()` returns, not the `nn.Parameter`: it is not registered, so "
                     f"{lost}; move the tensor first (`nn.Parameter(t.{method}(...))`)",
-                    fix=_inside_fix(store.value, parameter, moves),
+                    fix=_inside_fix(moves[0], parameter, moves),
                 )

@@ -25,3 +25,18 @@ def test_prefilter_skips_unrelated_code() -> None:
     assert is_candidate("from torch import optim\n")
     assert is_candidate("scaler.step(o)\n")
     assert is_candidate(Path(__file__).read_text())
+
+
+def test_definition_rules_bring_in_model_files_by_their_own_markers() -> None:
+    """A model file without any optimizer is parsed only when a network-definition rule's
+    bug could be written in it."""
+    markers = [r.prefilter for r in ALL_RULES if r.prefilter is not None]
+    typo = "for p in net.parameters():\n    p.require_grad = False\n"
+    moved = "self.w = nn.Parameter(torch.zeros(3, 4)).cuda()\n"
+    listed = "self.layers = [nn.Linear(4, 4) for _ in range(3)]\n"
+    dropout = "return F.dropout(x, 0.1)\n"
+    for text in (typo, moved, listed, dropout):
+        assert not is_candidate(text)
+        assert is_candidate(text, markers), text
+    clean_model = "self.fc = nn.Linear(4, 4)\nreturn F.dropout(x, 0.1, training=self.training)\n"
+    assert not is_candidate(clean_model, [m for m in markers if "dropout" not in m.pattern])

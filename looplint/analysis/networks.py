@@ -319,7 +319,7 @@ def parameter_loop_names(events: tuple[Event, ...]) -> Iterator[tuple[LoopEvent,
         named = isinstance(iterated, cst.Name) and iterated.value in lists
         if not named and not _lists_parameters(iterated):
             continue
-        target = event.node.target
+        target: cst.BaseExpression = event.node.target
         if isinstance(target, (cst.Tuple, cst.List)) and target.elements:
             target = target.elements[-1].value
         if isinstance(target, cst.Name):
