@@ -75,6 +75,11 @@ EXCLUSION_CRITERIA: dict[str, str] = {
     "training-forced": "LL019: `training=True/False` is a literal: removing it changes the mode "
     "only for `False`, on purpose",
     "guarded-by-mode": "LL019: the dropout runs only under an `if` testing the training mode",
+    "callee-not-imported": "LL019: the functional module (`F`) is not imported in the file: "
+    "the call raises `NameError`, it cannot drop silently",
+    "open-ended-arguments": "LL015: the loader also takes `**kwargs`, which may carry a sampler",
+    "custom-from-pretrained": "LL021: the model class is the codebase's own (defined or imported "
+    "from outside transformers/diffusers/peft): its `from_pretrained` may return it in train mode",
     "receiver-not-tensor": "LL020: the receiver is not recognisably a tensor or parameter (a "
     "module, a config): the assignment already has no effect on gradients",
 }
@@ -1512,6 +1517,12 @@ def _ll019(f: _File, out: FileMutations) -> None:
         for call in _calls(klass, into_functions=True):
             if not _DROPOUT_CALL.match(f.ix.code(call.func)):
                 continue
+            alias = f.ix.code(call.func).split(".", 1)[0]
+            if "." in f.ix.code(call.func) and not re.search(
+                rf"^\s*(?:import|from)\s.*\b{re.escape(alias)}\b", f.text, re.MULTILINE
+            ):
+                out.exclusions.append(Exclusion("LL019", f.ix.line(call), "callee-not-imported"))
+                continue
             training = next(
                 (a for a in call.args if a.keyword is not None and a.keyword.value == "training"),
                 None,
@@ -1622,6 +1633,15 @@ def _ll021(f: _File, out: FileMutations) -> None:
             and ".from_pretrained(" in ix.code(node.value)
             and isinstance(node.value, cst.Call)
         ):
+            receiver = ix.code(node.value).split(".from_pretrained(", 1)[0].split(".")[0]
+            if re.search(
+                rf"^\s*(?:from|import)\s+(?!transformers|diffusers|peft)[\w.]*\s*(?:import\s[^\n]*)?"
+                rf"\b{re.escape(receiver)}\b|^class\s+{re.escape(receiver)}\b",
+                f.text,
+                re.MULTILINE,
+            ):
+                out.exclusions.append(Exclusion("LL021", ix.line(node), "custom-from-pretrained"))
+                continue
             loaded.add(ix.code(node.targets[0].target))
     if not loaded or not f.units:
         return
@@ -1737,6 +1757,9 @@ def _ll015(f: _File, out: FileMutations) -> None:
         ]
         if handed:
             out.exclusions.append(Exclusion("LL015", line, "handed-to-unseen-code"))
+            continue
+        if any(a.star for a in call.args):
+            out.exclusions.append(Exclusion("LL015", line, "open-ended-arguments"))
             continue
         sampler_text = ix.code(sampler.value)
         # (a) the sampler removed, in a DDP script: every rank iterates everything

@@ -50,7 +50,8 @@ class RequiresGradTypo(Rule):
     ## What it does
     Reports an assignment to a misspelt `requires_grad` — `require_grad`,
     `requires_grads`, `required_grad`, … — on a tensor or parameter: a loop
-    variable over `model.parameters()` / `named_parameters()`, a layer's
+    variable over `model.parameters()` / `named_parameters()` (or over a
+    collection named for parameters, `for p in params:`), a layer's
     `.weight` / `.bias`, or a name bound to `nn.Parameter(...)` or a `torch`
     tensor in the same function. The same spelling on other objects (a config
     field, your own class's attribute, a dict key) is not reported.
@@ -129,12 +130,12 @@ class RequiresGradTypo(Rule):
                 for target in event.targets:
                     if not (isinstance(target, cst.Attribute) and target.attr.value in TYPOS):
                         continue
-                    receiver = dotted_name(target.value)
-                    if receiver is None:
-                        continue
-                    if receiver not in tensors and not receiver.endswith(_TENSOR_ATTRIBUTES):
-                        continue
-                    if "." not in receiver and receiver not in tensors:
+                    receiver = source_of(target.value)
+                    layer_tensor = (
+                        isinstance(target.value, cst.Attribute)
+                        and target.value.attr.value in _TENSOR_ATTRIBUTES
+                    )
+                    if dotted_name(target.value) not in tensors and not layer_tensor:
                         continue
                     yield Violation(
                         target,

@@ -86,7 +86,7 @@ class ModuleFacts:
     def networks(self) -> Networks:
         """The module's `nn.Module` classes (`Networks`), computed on first use."""
         if self._networks is None:
-            self._networks = Networks(self.program)
+            self._networks = Networks(self.program, self.linker.foreign_layer)
         return self._networks
 
     @property

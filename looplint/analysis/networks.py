@@ -10,7 +10,7 @@ answered here once per module, from the compiled program alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -30,7 +30,7 @@ from looplint.analysis.program import (
     all_events,
 )
 from looplint.analysis.scopes import Frame, Scopes, argument_flows, origins
-from looplint.analysis.syntax import call_name, descendants
+from looplint.analysis.syntax import call_name, descendants, source_of
 
 _NETWORK_BASES = frozenset(
     {
@@ -84,8 +84,12 @@ class NetworkClass:
 class Networks:
     """The `nn.Module` classes of one module and the layers their code constructs."""
 
-    def __init__(self, program: ModuleProgram) -> None:
+    def __init__(
+        self, program: ModuleProgram, foreign_layer: Callable[[cst.BaseExpression], bool]
+    ) -> None:
         self.program = program
+        self.foreign_layer = foreign_layer
+        """Whether a name imported from another module of the codebase is a layer class."""
         self.imports: ImportTable = program.imports
         self.classes: dict[str, NetworkClass] = {}
         decided: dict[str, bool] = {}
@@ -156,7 +160,15 @@ class Networks:
         is a network storing something in `__init__`."""
         if not isinstance(value, cst.Call):
             return None
+        wrapped = _wrapped_layer(value)
+        if wrapped is not None:
+            return self.layer_built(wrapped)
         qualified = self.imports.qualify(value.func)
+        if qualified is not None and not qualified.startswith("torch."):
+            last = qualified.rpartition(".")[2]
+            return last if self.foreign_layer(value.func) else None
+        if qualified is None and self.imports.target(value.func) is not None:
+            return source_of(value.func) if self.foreign_layer(value.func) else None
         if qualified is not None:
             module, _, name = qualified.rpartition(".")
             if module not in ("torch.nn", "torch.nn.modules") or not name[:1].isupper():
@@ -199,6 +211,16 @@ class Networks:
             "torch.nn.Parameter",
             "torch.nn.parameter.Parameter",
         )
+
+
+def _wrapped_layer(call: cst.Call) -> cst.BaseExpression | None:
+    """`Conv1d(...)` in `weight_norm(Conv1d(...))` / `norm_f(Conv2d(...))`: a function (not a
+    class: lower-case) applied to a layer returns that layer, reparametrised."""
+    name = call_name(call)
+    if name is None or not name[:1].islower() or not call.args or call.args[0].keyword:
+        return None
+    first = call.args[0].value
+    return first if isinstance(first, cst.Call) else None
 
 
 def _unpacked(event: AssignEvent) -> list[tuple[cst.BaseExpression, cst.BaseExpression]]:
@@ -299,6 +321,13 @@ def _lists_parameters(expression: cst.BaseExpression) -> bool:
     )
 
 
+def _named_parameters(expression: cst.BaseExpression) -> bool:
+    """`params`, `self.trainable_params`, `model_parameters`: a collection named for them."""
+    if isinstance(expression, cst.Attribute):
+        expression = expression.attr
+    return isinstance(expression, cst.Name) and "param" in expression.value.lower()
+
+
 def parameter_loop_names(events: tuple[Event, ...]) -> Iterator[tuple[LoopEvent, set[str]]]:
     """Each `for` loop over a model's parameters (`for p in m.parameters()`, `for n, p in
     m.named_parameters()`, `for p in list(m.parameters())[:-1]`) with the names it binds to a
@@ -317,7 +346,7 @@ def parameter_loop_names(events: tuple[Event, ...]) -> Iterator[tuple[LoopEvent,
             continue
         iterated = event.node.iter
         named = isinstance(iterated, cst.Name) and iterated.value in lists
-        if not named and not _lists_parameters(iterated):
+        if not named and not _lists_parameters(iterated) and not _named_parameters(iterated):
             continue
         target: cst.BaseExpression = event.node.target
         if isinstance(target, (cst.Tuple, cst.List)) and target.elements:
@@ -327,11 +356,26 @@ def parameter_loop_names(events: tuple[Event, ...]) -> Iterator[tuple[LoopEvent,
 
 
 # -- pretrained models ----------------------------------------------------------------------
-def _loaded_pretrained(value: cst.BaseExpression) -> bool:
-    """`X.from_pretrained(...)`, possibly moved after: `X.from_pretrained(...).to(device)`."""
+_EVAL_MODE_LOADERS = ("transformers", "diffusers", "peft")
+"""Libraries whose `from_pretrained` returns the model in eval mode. A class of the codebase
+may define its own `from_pretrained` (nanoGPT's builds a model in train mode)."""
+
+
+def _loaded_pretrained(value: cst.BaseExpression, program: ModuleProgram) -> bool:
+    """`X.from_pretrained(...)`, possibly moved after (`.to(device)`), where `X` is a Hugging
+    Face class, or a class held in a variable (`model_class = MODEL_CLASSES[name]`)."""
     while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute):
         if value.func.attr.value == "from_pretrained":
-            return True
+            receiver = value.func.value
+            root = receiver
+            while isinstance(root, cst.Attribute):
+                root = root.value
+            if not isinstance(root, cst.Name) or root.value in program.classes:
+                return False
+            target = program.imports.target(receiver)
+            if target is None:
+                return not program.imports.binds(root.value)
+            return target.split(".", 1)[0] in _EVAL_MODE_LOADERS
         if value.func.attr.value not in ("to", "cuda", "half", "float", "bfloat16"):
             return False
         value = value.func.value
@@ -351,7 +395,7 @@ def pretrained_models(program: ModuleProgram, scopes: Scopes) -> dict[str, cst.C
                 and event.value is not None
                 and len(event.targets) == 1
                 and isinstance(event.value, cst.Call)
-                and _loaded_pretrained(event.value)
+                and _loaded_pretrained(event.value, program)
             ):
                 identity = scopes.identity(event.targets[0], frame)
                 if identity is not None:
