@@ -201,7 +201,7 @@ def prefilter_candidates(files: Sequence[Path]) -> tuple[list[Path], str]:
     try:
         from looplint.registry import rule_classes  # type: ignore[import-not-found]
 
-        own = [r.prefilter for r in rule_classes() if getattr(r, "prefilter", None) is not None]
+        own = [r.markers for r in rule_classes() if getattr(r, "markers", None) is not None]
     except ImportError:
         own = []
     kept = [f for f in files if is_candidate(f.read_bytes().decode("utf-8", errors="replace"), own)]

@@ -62,7 +62,7 @@ class FunctionalDropoutAlwaysOn(Rule):
     """
 
     identity = FUNCTIONAL_DROPOUT_ALWAYS_ON
-    prefilter = re.compile(r"(?:\bF|functional)\.dropout[123]?d?\(|(?<![\w.])dropout[123]?d?\(")
+    markers = re.compile(r"(?:\bF|functional)\.dropout[123]?d?\(|(?<![\w.])dropout[123]?d?\(")
     fix_safety = """
         Safe: `training=self.training` is added, so the call drops activations in
         training mode only, as `nn.Dropout` does. Training itself is unchanged;

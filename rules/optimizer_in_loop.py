@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from looplint.analysis.catalog import ObjectKind
+from looplint.analysis.conditions import holds_on_many_iterations
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import (
     Assign,
@@ -169,7 +170,10 @@ class OptimizerInLoop(Rule):
     def _legitimate(site: Site, op: Construct, view: LoopView) -> bool:
         if not any(isinstance(s.op, (Backward, Step)) for s in view.sites):
             return True  # not a training loop (e.g. building per-parameter optimizers)
-        if site.guards_within(view.loop):
+        if any(
+            not holds_on_many_iterations(guard.test, view.loop.node)
+            for guard in site.guards_within(view.loop)
+        ):
             return True  # one-off or lazy construction
         if _is_phase_loop(view):
             return True  # each iteration is a whole training run (stages, phases)

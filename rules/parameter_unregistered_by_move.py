@@ -77,7 +77,7 @@ class ParameterUnregisteredByMove(Rule):
     """
 
     identity = PARAMETER_UNREGISTERED_BY_MOVE
-    prefilter = re.compile(
+    markers = re.compile(
         r"Parameter\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\)\s*\.\s*(?:"
         + "|".join(sorted(MOVES))
         + r")\("

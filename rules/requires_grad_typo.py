@@ -68,7 +68,7 @@ class RequiresGradTypo(Rule):
     """
 
     identity = REQUIRES_GRAD_TYPO
-    prefilter = re.compile(r"\.\s*(?:" + "|".join(sorted(TYPOS)) + r")\s*=[^=]")
+    markers = re.compile(r"\.\s*(?:" + "|".join(sorted(TYPOS)) + r")\s*=[^=]")
     fix_safety = """
         Safe: the misspelt attribute is renamed to `requires_grad`, which is what the
         assignment meant. The parameter is then really frozen (or unfrozen), so an

@@ -135,7 +135,7 @@ class UnregisteredSubmodules(Rule):
     """
 
     identity = UNREGISTERED_SUBMODULES
-    prefilter = re.compile(
+    markers = re.compile(
         r"self\.\w+\s*=\s*(?:(?:list|tuple)\()?[\[\(\{]\s*(?:[\w.]*\.)?[A-Z]\w*\("
         r"|self\.\w+\s*=\s*\{[^}]*:\s*(?:[\w.]*\.)?[A-Z]\w*\("
         r"|\.append\(\s*(?:nn\.|torch\.nn\.)?[A-Z]\w*\("

@@ -30,7 +30,7 @@ def test_prefilter_skips_unrelated_code() -> None:
 def test_definition_rules_bring_in_model_files_by_their_own_markers() -> None:
     """A model file without any optimizer is parsed only when a network-definition rule's
     bug could be written in it."""
-    markers = [r.prefilter for r in ALL_RULES if r.prefilter is not None]
+    markers = [r.markers for r in ALL_RULES if r.markers is not None]
     typo = "for p in net.parameters():\n    p.require_grad = False\n"
     moved = "self.w = nn.Parameter(torch.zeros(3, 4)).cuda()\n"
     listed = "self.layers = [nn.Linear(4, 4) for _ in range(3)]\n"

@@ -235,3 +235,15 @@ PER_BATCH_METHODS = frozenset(
 """Methods that frameworks and trainer base classes call once per batch."""
 LIGHTNING_ACCESSORS = {"optimizers": ObjectKind.OPTIMIZER, "lr_schedulers": ObjectKind.SCHEDULER}
 """`self.optimizers()` / `self.lr_schedulers()` in a LightningModule."""
+
+
+_GRAD_MODE_SWITCHES = ("no_grad", "inference_mode", "set_grad_enabled")
+
+
+def switches_grad_mode(context: str) -> bool:
+    """Whether a `with` context or decorator (qualified) can turn autograd off:
+    `torch.no_grad`, `torch.inference_mode`, `torch.set_grad_enabled(flag)` (whatever
+    the flag: what it holds at run time is not known here), and project wrappers named
+    after them (YOLO's `smart_inference_mode()`)."""
+    last = context.rsplit(".", 1)[-1]
+    return any(switch in last for switch in _GRAD_MODE_SWITCHES)

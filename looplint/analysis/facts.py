@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 
 import libcst as cst
 
+from looplint.analysis.activations import LossInput, loss_inputs
+from looplint.analysis.callers import CallGraph
 from looplint.analysis.catalog import ObjectKind
 from looplint.analysis.evidence import fill
 from looplint.analysis.linking import Binding, Linker, ModuleResolver
@@ -32,7 +34,7 @@ from looplint.analysis.program import FunctionInfo, ModuleProgram
 from looplint.analysis.recognition import ObjectInfo, ObjectTable
 from looplint.analysis.sampling import Sampling
 from looplint.analysis.scopes import Frame, Scopes
-from looplint.analysis.summary import ModuleSummary, summarise
+from looplint.analysis.summary import ModuleSummary, divisors, summarise
 from looplint.analysis.trees import TreeBuilder
 
 __all__ = ["Binding", "Frame", "ModuleFacts", "ObjectInfo"]
@@ -64,6 +66,9 @@ class ModuleFacts:
         self._networks: Networks | None = None
         self._pretrained: dict[str, cst.Call] | None = None
         self._sampling: Sampling | None = None
+        self._calls: CallGraph | None = None
+        self._divisors: frozenset[str] | None = None
+        self._loss_inputs: list[LossInput] | None = None
 
     @property
     def consulted(self) -> dict[str, set[str] | None]:
@@ -102,6 +107,27 @@ class ModuleFacts:
         if self._sampling is None:
             self._sampling = Sampling(self.program, self.scopes)
         return self._sampling
+
+    @property
+    def calls(self) -> CallGraph:
+        """Who calls each function of the module, computed on first use."""
+        if self._calls is None:
+            self._calls = CallGraph(self.program, self.scopes)
+        return self._calls
+
+    @property
+    def divisors(self) -> frozenset[str]:
+        """What the module divides anything by (`summary.divisors`), computed on first use."""
+        if self._divisors is None:
+            self._divisors = divisors(self.program.module)
+        return self._divisors
+
+    @property
+    def loss_inputs(self) -> list[LossInput]:
+        """Every loss call whose input's last activation is known (`activations`)."""
+        if self._loss_inputs is None:
+            self._loss_inputs = loss_inputs(self.program, self.scopes, self.linker, self.calls)
+        return self._loss_inputs
 
     # -- objects -------------------------------------------------------------------------
     def kinds(self, identity: str | None) -> set[ObjectKind]:

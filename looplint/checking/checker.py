@@ -147,8 +147,8 @@ def _check_text(
 ) -> FileResult:
     result = FileResult(source.path, incoming=tuple(incoming))
     # What other modules pass in can make any file relevant; otherwise the text decides.
-    own = {rule.prefilter for rule in rules if rule.prefilter is not None}
-    if not rules or (use_prefilter and not incoming and not is_candidate(source.text, own)):
+    markers = [rule.markers for rule in rules if rule.markers is not None]
+    if not rules or (use_prefilter and not incoming and not is_candidate(source.text, markers)):
         return result
     # Facts built with bindings from elsewhere are not what the module says by itself.
     lend = stamp if not incoming and source.notebook is None else None

@@ -11,12 +11,13 @@ analysis recognises one only through text containing one of these words:
   (`_schedule`), and `lion_pytorch`.
 A parameter used as `x.step()` with `x.zero_grad()` needs none of them, but it
 clears its own gradients and has no scheduler, so no rule can fire on it alone.
+Rules that need no optimizer (a loss fed the wrong activation, an evaluation loop)
+name the text they need in `Rule.markers`; a file with that text is kept for them.
 Parsing is the dominant cost, and most files of a codebase mention none of these.
 
-A few rules are about how a network is *defined*, not trained (a submodule kept in a
-plain list, a `requires_grad` typo): they need no optimizer, and each declares the
-text its bug cannot be written without (`Rule.prefilter`), kept narrow so that the
-many model files of a codebase are still skipped unparsed.
+Rules about how a network is *defined* (a submodule kept in a plain list, a
+`requires_grad` typo) keep their markers narrow, so that the many model files of a
+codebase are still skipped unparsed.
 
 Across modules, a file can also matter through what others pass to it (an optimizer
 given to its `train(model, optimizer)`): the runner checks such a file again with those
@@ -27,12 +28,14 @@ unseen-text factory in another module (`opt = make(model)`) is not followed.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 _MARKERS = re.compile(r"optim|GradScaler|scaler|AdamW|Adafactor|_schedule|lion_pytorch")
 
 
-def is_candidate(source: str, own: Iterable[re.Pattern[str]] = ()) -> bool:
-    """Whether any rule could report something in `source`: a training-loop rule, or a
-    rule whose own marker (`own`, see `Rule.prefilter`) is in the text."""
-    return _MARKERS.search(source) is not None or any(p.search(source) for p in own)
+def is_candidate(source: str, markers: Sequence[re.Pattern[str]] = ()) -> bool:
+    """Whether any rule could report something in `source` (`markers`: the `Rule.markers`
+    of the selected rules that need no optimizer)."""
+    if _MARKERS.search(source) is not None:
+        return True
+    return any(marker.search(source) for marker in markers)
