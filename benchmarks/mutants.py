@@ -1595,6 +1595,8 @@ def _ll008(f: _File, out: FileMutations) -> None:
                     optimizer,
                 )
             )
+
+
 _CLIPPERS = frozenset({"clip_grad_norm_", "clip_grad_value_"})
 
 
@@ -1964,7 +1966,7 @@ def _ll017(f: _File, out: FileMutations) -> None:
                 out.exclusions.append(Exclusion("LL017", line, "no-fresh-layers"))
                 continue
             layers = _fresh_layers(f, replacement[1])
-            if layers and all(_NO_PARAMETER_LAYERS.match(name) for name in layers):
+            if layers and all(_without_parameters(f, name) for name in layers):
                 out.exclusions.append(Exclusion("LL017", line, "parameterless-layers"))
                 continue
             if len(_self_stores(f, klass, attribute)) > 1:
@@ -1990,6 +1992,21 @@ def _ll017(f: _File, out: FileMutations) -> None:
                         "module",
                     )
                 )
+
+
+def _without_parameters(f: _File, name: str) -> bool:
+    """A layer with no parameters: a torch one (`nn.ReLU`), or a class of the file whose
+    code builds no layer and no `Parameter` (buffers only, like a fixed transform)."""
+    if _NO_PARAMETER_LAYERS.match(name):
+        return True
+    local = next(
+        (c for c in _walkall(f.ix.module) if isinstance(c, cst.ClassDef) and c.name.value == name),
+        None,
+    )
+    if local is None:
+        return False
+    code = f.ix.code(local)
+    return not re.search(r"\bParameter\(|\bnn\.(?!ReLU|GELU|Dropout|Identity)[A-Z]\w*\(", code)
 
 
 def _plain_container(

@@ -18,6 +18,7 @@ _CONTAINERS = {cst.List: "list", cst.Tuple: "tuple", cst.ListComp: "list", cst.D
 _CONTAINERS_ALSO = {cst.DictComp: "dict", cst.GeneratorExp: "tuple"}
 _HARMLESS_READERS = frozenset({"len", "isinstance"})
 _FILLERS = ("append", "insert")
+_CONTAINER_READS = frozenset({"values", "items", "keys", "index", "count", "get", "__getitem__"})
 """Calls that read a container without registering or handing on its modules."""
 
 
@@ -106,8 +107,26 @@ def _handed_on(networks: Networks, network: NetworkClass, attribute: str) -> boo
             continue
         if name in _FILLERS and call.args and networks.layer_built(call.args[-1].value):
             continue
+        if _method_of(call, attribute) and name in _CONTAINER_READS:
+            continue  # `self.heads.values()`, `self.blocks.index(b)`: the container is read
         return True
     return False
+
+
+def _method_of(call: cst.Call, attribute: str) -> bool:
+    """Whether `call` is a method of `self.<attribute>` given nothing that mentions it."""
+    func = call.func
+    return (
+        isinstance(func, cst.Attribute)
+        and isinstance(func.value, cst.Attribute)
+        and func.value.attr.value == attribute
+        and isinstance(func.value.value, cst.Name)
+        and not any(
+            isinstance(n, cst.Attribute) and n.attr.value == attribute
+            for arg in call.args
+            for n in (arg.value, *descendants(arg.value))
+        )
+    )
 
 
 class UnregisteredSubmodules(Rule):
