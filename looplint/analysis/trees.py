@@ -421,6 +421,16 @@ def _within_decorators(
     return (Context(function.node, switches, body),)
 
 
+def _methods_called(program: ModuleProgram) -> frozenset[str]:
+    """Every method name the module calls through an attribute (`trainer.update()`)."""
+    return frozenset(
+        event.node.func.attr.value
+        for caller in program.functions
+        for event in all_events(caller.events)
+        if isinstance(event, CallEvent) and isinstance(event.node.func, cst.Attribute)
+    )
+
+
 class TreeBuilder:
     """Resolves one module's functions to operation trees, each computed once."""
 
@@ -477,12 +487,7 @@ class TreeBuilder:
         if function.owner is None or function.name not in PER_BATCH_METHODS:
             return False
         if self._called_here is None:
-            self._called_here = frozenset(
-                event.node.func.attr.value
-                for caller in self.program.functions
-                for event in all_events(caller.events)
-                if isinstance(event, CallEvent) and isinstance(event.node.func, cst.Attribute)
-            )
+            self._called_here = _methods_called(self.program)
         return function.name not in self._called_here
 
     def _resolve(
