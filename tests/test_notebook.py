@@ -52,9 +52,9 @@ def test_magics_only_where_a_statement_starts() -> None:
     cell = (
         "print('%d of %d'\n"
         "      % (1, 2))\n"
-        "doc = \"\"\"\n"
+        'doc = """\n'
         "%not a magic inside a string\n"
-        "\"\"\"\n"
+        '"""\n'
         "total = 1 + \\\n"
         "    2\n"
         "%timeit f()\n"
