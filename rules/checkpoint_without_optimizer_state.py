@@ -81,12 +81,37 @@ def _written_out(site: Site, view: list[Site]) -> Save | None:
     return None
 
 
+def _copies_live_weights(load: LoadState) -> bool:
+    """`target.load_state_dict(online.state_dict())`: the state comes from a model in memory."""
+    return any(
+        isinstance(node, cst.Call)
+        and isinstance(node.func, cst.Attribute)
+        and node.func.attr.value == "state_dict"
+        for node in descendants(load.node)
+    )
+
+
+def _trained(model: str, facts: ModuleFacts) -> bool:
+    """Whether an optimizer of the module updates `model`, or none says what it updates
+    (then any model may be the trained one)."""
+    optimizers = [identity for identity in facts.objects if facts.is_optimizer(identity)]
+    known = [opt for opt in optimizers if facts.table.updates(opt)]
+    return not known or any(facts.optimizes(opt, model) for opt in known)
+
+
 def _resumes(site: Site, sites: list[Site], function: FunctionInfo, facts: ModuleFacts) -> bool:
     """A load that resumes training, as opposed to loading weights for evaluation.
 
     Either training steps follow it in the same function, or it sits in a helper that
     is handed the optimizer (`resume(model, optimizer, path)`) and still leaves it be.
+    Copying a live model's weights (`target_net.load_state_dict(q_net.state_dict())`, a
+    DQN target network or an EMA) restores nothing from a file, and loading a network no
+    optimizer trains (a distillation teacher) resumes no training.
     """
+    load = site.op
+    assert isinstance(load, LoadState)
+    if _copies_live_weights(load) or not _trained(load.target, facts):
+        return False
     if any(isinstance(s.op, Step) and s.loop is not None and s.order > site.order for s in sites):
         return True
     return "resume" in function.name.lower() or any(
