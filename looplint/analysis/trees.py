@@ -139,6 +139,21 @@ def _unchained(expression: cst.BaseExpression) -> cst.BaseExpression:
     return expression
 
 
+def _reinitialises(items: tuple[Item, ...]) -> bool:
+    """Whether a resolved body re-initialises weights in place anywhere."""
+    pending = list(items)
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Reinit):
+            return True
+        if isinstance(item, (Loop, Context)):
+            pending.extend(item.body)
+        elif isinstance(item, Branch):
+            for arm in item.arms:
+                pending.extend(arm)
+    return False
+
+
 def _is_zero(node: cst.BaseExpression | None) -> bool:
     return isinstance(node, (cst.Integer, cst.Float)) and float(node.value) == 0
 
@@ -527,7 +542,13 @@ class TreeBuilder:
                     if _scaled_loss(value) is not None
                 )
                 inner = Frame(function, env, scaled)
-                out.extend(self._resolve(function.events, inner, True, (*stack, function)))
+                body = self._resolve(function.events, inner, True, (*stack, function))
+                out.extend(body)
+                owner = self.scopes.identity(func.value, frame) if attr is not None else None
+                if owner is not None and function.self_name is not None and _reinitialises(body):
+                    # `model.reset_parameters()` of a class of the codebase that re-initialises
+                    # its layers: as good as a new model, like torch's own `reset_parameters()`.
+                    out.append(Reinit(call, owner))
             return
         if in_loop:
             target = self.linker.external(func)
