@@ -226,6 +226,8 @@ class ConsumedParameterGenerator(Rule):
                                 len(event.targets) == 1
                                 and _generator_call(value)
                                 and not event.augmented
+                                and isinstance(value, cst.Call)
+                                and facts.hands_out_generator(value, Frame(function, {}))
                             ):
                                 assert value is not None
                                 tracked[target.value] = (value, loops, [])

@@ -31,6 +31,7 @@ from looplint.analysis.program import FunctionInfo, ModuleProgram
 from looplint.analysis.recognition import ObjectInfo, ObjectTable
 from looplint.analysis.scopes import Frame, Scopes
 from looplint.analysis.summary import ModuleSummary, summarise
+from looplint.analysis.syntax import descendants
 from looplint.analysis.trees import TreeBuilder
 
 __all__ = ["Binding", "Frame", "ModuleFacts", "ObjectInfo"]
@@ -120,6 +121,22 @@ class ModuleFacts:
         """Whether one optimizer alone is stepped in the loop `view` shows."""
         return len({s.op.optimizer for s in view.sites if isinstance(s.op, Step)}) == 1
 
+    def hands_out_generator(self, call: cst.Call, frame: Frame) -> bool:
+        """Whether `x.parameters()` (or `named_parameters()`, …) gives a one-shot generator.
+
+        torch's modules do. An instance of a class of this module that defines the method
+        itself gets what that method returns: hand-written layers in autograd lessons
+        return a list (`return [self.weight, self.bias]`), which can be read any number
+        of times.
+        """
+        func = call.func
+        if not isinstance(func, cst.Attribute):
+            return False
+        receiver = self.scopes.identity(func.value, frame)
+        owner = self.scopes.instance_class(receiver) if receiver is not None else None
+        method = self.program.method(owner, func.attr.value) if owner is not None else None
+        return method is None or _returns_generator(method)
+
     # -- what this module gives others --------------------------------------------------
     def factory_info(self, function: FunctionInfo) -> ObjectInfo | None:
         """What one of this module's functions returns, when it is a tracked object."""
@@ -174,3 +191,15 @@ class ModuleFacts:
         """Sites of every function and the module body."""
         for function in self.program.functions:
             yield function, self.sites(function)
+
+
+def _returns_generator(method: FunctionInfo) -> bool:
+    """A generator function, or one returning a generator expression or another
+    module's `parameters()`; a list, a tuple or a comprehension is not one."""
+    if any(isinstance(node, (cst.Yield)) for node in descendants(method.node)):
+        return True
+    return any(
+        isinstance(value, cst.GeneratorExp)
+        or (isinstance(value, cst.Call) and not isinstance(value.func, cst.Name))
+        for value in method.returns
+    )
