@@ -17,6 +17,7 @@ from looplint.analysis.catalog import ObjectKind
 from looplint.analysis.evidence import fill
 from looplint.analysis.linking import Binding, Linker, ModuleResolver
 from looplint.analysis.operations import (
+    Assign,
     Clear,
     Item,
     LoopView,
@@ -27,7 +28,7 @@ from looplint.analysis.operations import (
     _Place,
     loop_views,
 )
-from looplint.analysis.program import FunctionInfo, ModuleProgram
+from looplint.analysis.program import CallEvent, FunctionInfo, ModuleProgram, all_events
 from looplint.analysis.recognition import ObjectInfo, ObjectTable
 from looplint.analysis.scopes import Frame, Scopes
 from looplint.analysis.summary import ModuleSummary, summarise
@@ -60,6 +61,7 @@ class ModuleFacts:
         self._sites: dict[int, list[Site]] = {}
         self._views: dict[int, dict[int, LoopView]] = {}
         self._summary: ModuleSummary | None = None
+        self._frozen: frozenset[str] | None = None
 
     @property
     def consulted(self) -> dict[str, set[str] | None]:
@@ -137,6 +139,44 @@ class ModuleFacts:
         method = self.program.method(owner, func.attr.value) if owner is not None else None
         return method is None or _returns_generator(method)
 
+    def partly_frozen(self, module: str) -> bool:
+        """Whether this module freezes parameters of `module` or of a part of it (also
+        through the class it is an instance of): `p.requires_grad = False` over its
+        parameters, `module.encoder.requires_grad_(False)`. A linear probe does this."""
+        if self._frozen is None:
+            self._frozen = frozenset(self._frozen_modules())
+        owner = self.scopes.instance_class(module)
+        prefixes = [module] if owner is None else [module, self.scopes.class_self(owner)]
+        return any(
+            frozen == prefix or frozen.startswith(prefix + ".")
+            for frozen in self._frozen
+            for prefix in prefixes
+        )
+
+    def _frozen_modules(self) -> Iterator[str]:
+        for function, sites in self.all_sites():
+            for site in sites:
+                op = site.op
+                if (
+                    isinstance(op, Assign)
+                    and op.target.endswith(".requires_grad")
+                    and isinstance(op.node, cst.Assign)
+                    and _is_false(op.node.value)
+                ):
+                    yield op.target.removesuffix(".requires_grad")
+            for event in all_events(function.events):
+                call = event.node if isinstance(event, CallEvent) else None
+                if (
+                    call is not None
+                    and isinstance(call.func, cst.Attribute)
+                    and call.func.attr.value == "requires_grad_"
+                    and call.args
+                    and _is_false(call.args[0].value)
+                ):
+                    identity = self.scopes.identity(call.func.value, Frame(function, {}))
+                    if identity is not None:
+                        yield identity
+
     # -- what this module gives others --------------------------------------------------
     def factory_info(self, function: FunctionInfo) -> ObjectInfo | None:
         """What one of this module's functions returns, when it is a tracked object."""
@@ -203,3 +243,7 @@ def _returns_generator(method: FunctionInfo) -> bool:
         or (isinstance(value, cst.Call) and not isinstance(value.func, cst.Name))
         for value in method.returns
     )
+
+
+def _is_false(node: cst.BaseExpression) -> bool:
+    return isinstance(node, cst.Name) and node.value == "False"

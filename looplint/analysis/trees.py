@@ -54,6 +54,7 @@ from looplint.analysis.syntax import (
     descendants,
     dotted_name,
     positional_args,
+    unchained,
 )
 
 MAX_INLINE_DEPTH = 4
@@ -112,9 +113,6 @@ _READS_ONLY = frozenset(
     }
 )  # fmt: skip
 """Calls known to read an optimizer handed to them, never to step or clear it."""
-_SELF_RETURNING = frozenset(
-    {"to", "cuda", "cpu", "float", "half", "double", "bfloat16", "train", "eval", "requires_grad_"}
-)
 _REINITIALISERS = frozenset(
     {
         "reset_parameters", "init_weights", "_init_weights", "apply", "normal_", "uniform_",
@@ -126,17 +124,6 @@ _REINITIALISERS = frozenset(
 _PARAMETER_ITERATORS = frozenset(
     {"parameters", "modules", "children", "named_parameters", "named_modules", "named_children"}
 )
-
-
-def _unchained(expression: cst.BaseExpression) -> cst.BaseExpression:
-    """`model` in `model.to(device).cuda()`: methods that return the module itself."""
-    while (
-        isinstance(expression, cst.Call)
-        and isinstance(expression.func, cst.Attribute)
-        and expression.func.attr.value in _SELF_RETURNING
-    ):
-        expression = expression.func.value
-    return expression
 
 
 def _reinitialises(items: tuple[Item, ...]) -> bool:
@@ -445,7 +432,7 @@ class TreeBuilder:
                 out.append(Reinit(call, module.removesuffix(".data")))
             return
         if isinstance(func, cst.Attribute):
-            chain = _unchained(func.value) if attr in ("train", "eval") else func.value
+            chain = unchained(func.value) if attr in ("train", "eval") else func.value
             receiver = self.scopes.identity(chain, frame)
             kinds = self.table.kinds(receiver)
             if attr == "step" and receiver is not None:
@@ -544,7 +531,11 @@ class TreeBuilder:
                 inner = Frame(function, env, scaled)
                 body = self._resolve(function.events, inner, True, (*stack, function))
                 out.extend(body)
-                owner = self.scopes.identity(func.value, frame) if attr is not None else None
+                owner = (
+                    self.scopes.identity(func.value, frame)
+                    if isinstance(func, cst.Attribute)
+                    else None
+                )
                 if owner is not None and function.self_name is not None and _reinitialises(body):
                     # `model.reset_parameters()` of a class of the codebase that re-initialises
                     # its layers: as good as a new model, like torch's own `reset_parameters()`.
