@@ -7,31 +7,23 @@ from dataclasses import replace
 
 import libcst as cst
 
-from looplint.analysis.catalog import ObjectKind
+from looplint.analysis.catalog import ObjectKind, optimizer_keeps_state
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import Assign, LoadState, Loop, Save, Site, Step, display_name
 from looplint.analysis.program import FunctionInfo
-from looplint.analysis.syntax import descendants, keyword_arg
+from looplint.analysis.syntax import descendants
 from looplint.identity import CHECKPOINT_WITHOUT_OPTIMIZER_STATE
 from looplint.rule import Rule, Violation
-
-_STATELESS = frozenset({"SGD"})
 
 
 def _stateful(facts: ModuleFacts, optimizer: str) -> bool:
     """Momentum, Adam moments, … — an optimizer whose state a resume must restore."""
-    for info in facts.objects.get(optimizer, ()):
-        if info.kind is not ObjectKind.OPTIMIZER or info.call is None:
-            continue
-        name = info.qualified.rsplit(".", 1)[-1]
-        if name not in _STATELESS:
-            return True
-        momentum = keyword_arg(info.call, "momentum")
-        if momentum is not None and not (
-            isinstance(momentum, (cst.Integer, cst.Float)) and float(momentum.value) == 0
-        ):
-            return True
-    return False
+    return any(
+        info.kind is ObjectKind.OPTIMIZER
+        and info.call is not None
+        and optimizer_keeps_state(info.qualified, info.call)
+        for info in facts.objects.get(optimizer, ())
+    )
 
 
 def _holds_optimizer_state(save: Save, facts: ModuleFacts) -> bool:

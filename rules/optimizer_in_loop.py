@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from looplint.analysis.catalog import ObjectKind
+from looplint.analysis.catalog import ObjectKind, optimizer_keeps_state
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import (
     Assign,
@@ -175,6 +175,11 @@ class OptimizerInLoop(Rule):
             return True  # each iteration is a whole training run (stages, phases)
         constructed_here = [s.op for s in view.sites if isinstance(s.op, Construct)]
         if op.kind is ObjectKind.OPTIMIZER:
+            if not optimizer_keeps_state(op.qualified, op.node) and not any(
+                isinstance(s.op, Construct) and s.op.kind is ObjectKind.SCHEDULER
+                for s in view.sites
+            ):
+                return True  # plain SGD has nothing to lose (and no schedule is attached here)
             return not op.parameter_sources or _recreated(op.parameter_sources, view)
         if op.kind is ObjectKind.SCHEDULER:
             if op.optimizer is None:
