@@ -549,7 +549,11 @@ class TreeBuilder:
                     mapping = self.linker.arguments(target.function, call, frame)
                     out.extend(instantiate(summary, mapping, call, self.table))
                     return
-        if attr is not None and ("zero_grad" in attr or ("clear" in attr and "grad" in attr)):
+        called = attr if attr is not None else func.value if isinstance(func, cst.Name) else None
+        if called is not None and (
+            "zero_grad" in called or ("clear" in called and "grad" in called)
+        ):
+            # `model.zero_grads()`, and a helper imported bare: `zero_grad(params)`.
             out.append(Clear(call, None))
             return
         if attr in _READS_ONLY or (isinstance(func, cst.Name) and func.value in _READS_ONLY):
