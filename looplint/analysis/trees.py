@@ -272,7 +272,15 @@ def member_frame(event: LoopEvent, frame: Frame, scopes: Scopes) -> Frame | None
         target = target.elements[1].value
     if owner is None or not isinstance(target, cst.Name):
         return None
-    return Frame(frame.function, {**frame.env, target.value: owner}, frame.scaled)
+    env = {**frame.env, target.value: owner}
+    # `w = p.data; w.normal_()` re-initialises through an alias of the member.
+    for inner in all_events(event.body):
+        if isinstance(inner, AssignEvent) and len(inner.targets) == 1 and inner.value is not None:
+            alias, value = inner.targets[0], dotted_name(inner.value)
+            if isinstance(alias, cst.Name) and value is not None:
+                if value.partition(".")[0] == target.value:
+                    env[alias.value] = owner
+    return Frame(frame.function, env, frame.scaled)
 
 
 class TreeBuilder:
