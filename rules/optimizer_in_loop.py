@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import libcst as cst
+
 from looplint.analysis.catalog import ObjectKind, optimizer_keeps_state
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import (
@@ -171,8 +173,8 @@ class OptimizerInLoop(Rule):
             return True  # not a training loop (e.g. building per-parameter optimizers)
         if site.guards_within(view.loop):
             return True  # one-off or lazy construction
-        if _is_phase_loop(view):
-            return True  # each iteration is a whole training run (stages, phases)
+        if _is_phase_loop(view) or _is_sweep(view):
+            return True  # each iteration is a whole training run (stages, phases, settings)
         constructed_here = [s.op for s in view.sites if isinstance(s.op, Construct)]
         if op.kind is ObjectKind.OPTIMIZER:
             if not optimizer_keeps_state(op.qualified, op.node) and not any(
@@ -199,6 +201,15 @@ def _is_phase_loop(view: LoopView) -> bool:
         if isinstance(site.op, Step)
     ]
     return bool(depths) and min(depths) >= 2
+
+
+def _is_sweep(view: LoopView) -> bool:
+    """`for lr in (1e-3, 1e-4):` around the loop that steps: one run per listed setting."""
+    node = view.loop.node
+    if not (isinstance(node, cst.For) and isinstance(node.iter, (cst.List, cst.Tuple, cst.Set))):
+        return False
+    steps = [site for site in view.sites if isinstance(site.op, Step)]
+    return bool(steps) and all(site.loops[-1] is not view.loop for site in steps)
 
 
 def _assigned_to(construct: Construct, identity: str, view: LoopView) -> bool:
