@@ -141,6 +141,21 @@ def _reinitialises(items: tuple[Item, ...]) -> bool:
     return False
 
 
+def _clears_anywhere(items: tuple[Item, ...]) -> bool:
+    """Whether a resolved body clears gradients on some path (`p.grad = None`, `zero_()`)."""
+    pending = list(items)
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Clear):
+            return True
+        if isinstance(item, (Loop, Context)):
+            pending.extend(item.body)
+        elif isinstance(item, Branch):
+            for arm in item.arms:
+                pending.extend(arm)
+    return False
+
+
 def _is_zero(node: cst.BaseExpression | None) -> bool:
     return isinstance(node, (cst.Integer, cst.Float)) and float(node.value) == 0
 
@@ -450,6 +465,8 @@ class TreeBuilder:
                         self._closure(closure_arg, frame, stack) if closure_arg is not None else ()
                     )
                     out.append(Step(call, receiver, closure))
+                    if self._step_clears(receiver, stack):
+                        out.append(Clear(call, receiver))
                     return
                 if ObjectKind.SCHEDULER in kinds:
                     out.append(SchedulerStep(call, receiver, bool(call.args)))
@@ -571,6 +588,18 @@ class TreeBuilder:
             if self.table.is_optimizer(identity) or symbolic(identity):
                 assert identity is not None
                 out.append(Escape(call, identity))
+
+    def _step_clears(self, optimizer: str, stack: tuple[FunctionInfo, ...]) -> bool:
+        """Whether `optimizer` is an instance of an optimizer class of this module whose own
+        `step()` clears the gradients it used (`p.grad = None` at its end): its users need
+        no `zero_grad()`."""
+        info = self.table.info(optimizer, ObjectKind.OPTIMIZER)
+        owner = self.program.classes.get(info.qualified) if info is not None else None
+        method = self.program.method(owner, "step") if owner is not None else None
+        if method is None or method in stack:
+            return False
+        body = self._resolve(method.events, Frame(method, {}), True, (*stack, method))
+        return _clears_anywhere(body)
 
     def _construct(self, call: cst.Call, info: ObjectInfo, frame: Frame) -> Construct:
         return Construct(call, info.kind, info.qualified, info.parameter_sources, info.optimizer)
