@@ -19,14 +19,11 @@ from __future__ import annotations
 import builtins
 import re
 import textwrap
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
-
-RULES: tuple[str, ...] = ("LL001", "LL002", "LL004", "LL005", "LL006", "LL007", "LL010", "LL011")
-"""The rules with a natural mutation, in report order."""
 
 EXCLUSION_CRITERIA: dict[str, str] = {
     "already-flagged": "any rule: the unmutated file already has a finding of this rule (a "
@@ -55,6 +52,28 @@ EXCLUSION_CRITERIA: dict[str, str] = {
     "helper-may-train": "LL011: the loop calls a helper that may switch back to train mode",
     "train-in-chain": "LL011: `.train()` ends a call chain (`model.to(d).train()`) that cannot "
     "be removed alone",
+    "model-class-unknown": "LL003: the model's class is not defined in the file, so which "
+    "submodules it has and whether they train is not visible",
+    "one-trained-submodule": "LL003: the model's class has fewer than two submodules with "
+    "parameters that its `forward` uses, so no narrowing leaves a trained part out",
+    "may-freeze": "LL003: the file freezes parameters (`requires_grad = False`, "
+    "`requires_grad_(False)`, `.freeze()`) or detaches inside `forward`, so the parts left "
+    "out may not train",
+    "no-optimizer-restore": "LL008: the file never restores the optimizer "
+    "(`opt.load_state_dict(...)`), so whether it resumes from this checkpoint is not visible",
+    "stateless-optimizer": "LL008: the optimizer is plain SGD without momentum: it has no state "
+    "to lose",
+    "optimizer-not-built-here": "LL008: the optimizer is not built in the file, so whether it "
+    "keeps state (plain SGD keeps none) is not visible",
+    "restore-not-removable": "LL008: the optimizer's `load_state_dict` is part of a larger "
+    "expression that cannot be removed alone",
+    "gradients-wanted": "LL014: the file asks for gradients outside training "
+    "(`torch.autograd.grad`, `requires_grad_()`, `.requires_grad = True`) or freezes parameters "
+    "(`requires_grad_(False)`): without `no_grad` the evaluation may build no graph, or need one",
+    "backward-after-eval": "LL014: the function runs a backward pass after `eval()`: the "
+    "evaluation's outputs may be what it differentiates",
+    "several-optimizers": "LL016: other optimizers step in the same loop: the clip moved after "
+    "one step may still precede another optimizer's backward and step",
 }
 
 
@@ -540,7 +559,9 @@ def _apply(ix: _Index, rewrite: _Rewrite) -> str | None:
         for original, new in rewrite.replace:
             where = ix.pos[original]
             code = _EMPTY.code_for_node(new.with_changes(leading_lines=())).strip("\n")
-            replaced[where.start.line] = (where.end.line, indent_of(where.start.line) + code + "\n")
+            # continuation lines keep the statement's indentation (inside brackets it is free)
+            code = textwrap.indent(code, indent_of(where.start.line))
+            replaced[where.start.line] = (where.end.line, code + "\n")
         for statement, code in rewrite.before:
             insert(statement, code)
         for block, code in rewrite.top:
@@ -1201,7 +1222,636 @@ def _may_train(
     return False
 
 
+# ---------------------------------------------------------------- parameters (LL003, LL009)
+
+
+def _parameters_of(expr: cst.BaseExpression, ix: _Index) -> str | None:
+    """`model` for `model.parameters()` (no arguments), else None."""
+    if (
+        isinstance(expr, cst.Call)
+        and not expr.args
+        and isinstance(expr.func, cst.Attribute)
+        and expr.func.attr.value == "parameters"
+    ):
+        return ix.code(expr.func.value)
+    return None
+
+
+def _params_arg(call: cst.Call) -> cst.Arg | None:
+    """The argument an optimizer takes its parameters from: the first, or `params=`."""
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == "params":
+            return arg
+    first = call.args[0] if call.args else None
+    return first if first is not None and first.keyword is None and not first.star else None
+
+
+def _unwrapped(expr: cst.BaseExpression) -> cst.BaseExpression:
+    """`Net()` in `Net().to(device).train()`: the construction under device/mode moves."""
+    while (
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, cst.Attribute)
+        and expr.func.attr.value in {"to", "cuda", "cpu", "float", "double", "half", "train"}
+    ):
+        expr = expr.func.value
+    return expr
+
+
+_PARAMETERLESS = re.compile(
+    r"^(ReLU6?|LeakyReLU|ELU|SELU|CELU|GELU|SiLU|Mish|Tanh|Sigmoid|Softmax2?d?|LogSoftmax|"
+    r"Softplus|Hardtanh|Hardswish|Hardsigmoid|Tanhshrink|Softsign|\w*Dropout\w*|\w*Pool\w*|"
+    r"Flatten|Unflatten|Identity|Upsample\w*|PixelShuffle|PixelUnshuffle|\w*Pad\dd|\w*Loss)$"
+)
+_CONTAINERS = frozenset({"Sequential", "ModuleList", "ModuleDict", "OrderedDict"})
+_FREEZES = re.compile(
+    r"requires_grad\s*=\s*False|requires_grad_\(\s*(requires_grad\s*=\s*)?False|\.freeze\w*\("
+)
+
+
+def _bears_parameters(value: cst.BaseExpression, ix: _Index) -> bool:
+    """Whether `self.x = value` (a module construction) gives the model parameters."""
+    value = _unwrapped(value)
+    if not isinstance(value, cst.Call):
+        return False
+    own = _callee_name(value)
+    if not own[:1].isupper() or _PARAMETERLESS.match(own):
+        return False
+    if own not in _CONTAINERS:
+        return True
+    inner = [_callee_name(c) for c in _walkall(value) if isinstance(c, cst.Call)]
+    inner = [n for n in inner if n[:1].isupper() and n not in _CONTAINERS]
+    if not inner:
+        return bool(value.args)  # `nn.Sequential(*layers)`: layers built elsewhere
+    return any(not _PARAMETERLESS.match(n) for n in inner)
+
+
+def _trained_submodules(klass: cst.ClassDef, ix: _Index) -> list[str]:
+    """`self.x` submodules with parameters built in `__init__` that another method (the
+    forward pass) reads, in construction order."""
+    init = next(
+        (
+            n
+            for n in _walk(klass, into_functions=True)
+            if isinstance(n, cst.FunctionDef) and n.name.value == "__init__"
+        ),
+        None,
+    )
+    if init is None:
+        return []
+    others = " ".join(
+        ix.code(n)
+        for n in _walk(klass, into_functions=False)
+        if isinstance(n, cst.FunctionDef) and n is not init
+    )
+    found: list[str] = []
+    for node in _walk(init, into_functions=False):
+        if not isinstance(node, cst.Assign) or len(node.targets) != 1:
+            continue
+        target = ix.code(node.targets[0].target)
+        if not re.fullmatch(r"self\.\w+", target) or not _bears_parameters(node.value, ix):
+            continue
+        name = target.removeprefix("self.")
+        if name not in found and re.search(rf"self\.{name}\b(?!\s*=[^=])", others):
+            found.append(name)
+    return found
+
+
+def _model_class(f: _File, model: str) -> cst.ClassDef | None:
+    """The class of the file that `model` is built from (`model = Net(...)`)."""
+    classes = {n.name.value: n for n in _walkall(f.ix.module) if isinstance(n, cst.ClassDef)}
+    for node in _walkall(f.ix.module):
+        if not isinstance(node, cst.Assign) or len(node.targets) != 1:
+            continue
+        if f.ix.code(node.targets[0].target) != model:
+            continue
+        built = _unwrapped(node.value)
+        if isinstance(built, cst.Call) and _callee_name(built) in classes:
+            return classes[_callee_name(built)]
+    return None
+
+
+def _ll003(f: _File, out: FileMutations) -> None:
+    ix = f.ix
+    keys = {u.key for u in f.units}
+    for node in _walkall(ix.module):
+        if not isinstance(node, cst.Assign) or len(node.targets) != 1:
+            continue
+        if ix.code(node.targets[0].target) not in keys or not isinstance(node.value, cst.Call):
+            continue
+        if not _builds_optimizer(ix, node.value):
+            continue
+        arg = _params_arg(node.value)
+        model = _parameters_of(arg.value, ix) if arg is not None else None
+        line_node = ix.parent.get(node)
+        if model is None or arg is None or not isinstance(line_node, cst.SimpleStatementLine):
+            continue
+        line = ix.line(node)
+        klass = _model_class(f, model)
+        if klass is None:
+            out.exclusions.append(Exclusion("LL003", line, "model-class-unknown"))
+            continue
+        trained = _trained_submodules(klass, ix)
+        if len(trained) < 2:
+            out.exclusions.append(Exclusion("LL003", line, "one-trained-submodule"))
+            continue
+        if _FREEZES.search(f.text) or re.search(r"\.detach\(|no_grad", ix.code(klass)):
+            out.exclusions.append(Exclusion("LL003", line, "may-freeze"))
+            continue
+        kept = trained[0]
+        narrowed = cst.parse_expression(f"{model}.{kept}.parameters()")
+        new_line = line_node.deep_replace(arg.value, narrowed)
+        assert isinstance(new_line, cst.SimpleStatementLine)
+        text = _apply(ix, _Rewrite(replace=[(line_node, new_line)]))
+        if text is not None:
+            out.mutants.append(
+                Mutant(
+                    "LL003",
+                    line,
+                    f"`{ix.code(node.targets[0].target)}` built over `{model}.{kept}.parameters()`"
+                    f" instead of `{model}.parameters()`; `{model}.{trained[1]}` trains too",
+                    text,
+                    ix.code(node.targets[0].target),
+                )
+            )
+
+
+def _fresh_name(f: _File, scope: cst.CSTNode, attribute: bool) -> str | None:
+    """A name for the shared generator that the scope (or, for `self.`, the file) lacks."""
+    taken = _bound_names(scope) | f.module_names()
+    for name in ("params", "parameters", "model_params", "trainable_params"):
+        if attribute and not re.search(rf"\bself\.{name}\b", f.text):
+            return f"self.{name}"
+        if not attribute and name not in taken and not re.search(rf"\b{name}\b", f.ix.code(scope)):
+            return name
+    return None
+
+
+def _ll009(f: _File, unit: _Unit, out: FileMutations) -> None:
+    ix = f.ix
+    built = _construction(f, unit)
+    if built is None:
+        return
+    assign = built.body[0]
+    assert isinstance(assign, cst.Assign) and isinstance(assign.value, cst.Call)
+    arg = _params_arg(assign.value)
+    model = _parameters_of(arg.value, ix) if arg is not None else None
+    if model is None or arg is None:
+        return
+    local = ix.scope_of(built) is unit.scope and not unit.callers
+    if not local and not model.startswith("self."):
+        return
+    clips = [
+        c
+        for c in unit.calls()
+        if _CLIP.search(_callee_name(c))
+        and c.args
+        and _parameters_of(c.args[0].value, ix) == model
+        and (not local or ix.scope_of(c) is unit.scope)
+    ]
+    clip_line = ix.statement(clips[0]) if clips else None
+    if not isinstance(clip_line, cst.SimpleStatementLine):
+        return
+    name = _fresh_name(f, unit.scope, attribute=not local)
+    if name is None:
+        return
+    shared = cst.parse_expression(name)
+    new_built = built.deep_replace(arg.value, shared)
+    new_clip = clip_line.deep_replace(clips[0].args[0].value, shared)
+    assert isinstance(new_built, cst.SimpleStatementLine)
+    assert isinstance(new_clip, cst.SimpleStatementLine)
+    rewrite = _Rewrite(
+        replace=[(built, new_built), (clip_line, new_clip)],
+        before=[(built, f"{name} = {model}.parameters()")],
+    )
+    text = _apply(ix, rewrite)
+    if text is not None:
+        out.mutants.append(
+            Mutant(
+                "LL009",
+                ix.line(clips[0]),
+                f"`{name} = {model}.parameters()` (line {ix.line(built)}) handed to"
+                f" `{unit.key}` and again to `{_callee_name(clips[0])}` (line"
+                f" {ix.line(clips[0])})",
+                text,
+                name,
+                _shape(unit),
+            )
+        )
+
+
+# ---------------------------------------------------------------- checkpoints (LL008)
+
+
+def _periodic(f: _File, node: cst.CSTNode) -> bool:
+    """Whether `node` runs during training: in a loop that steps an optimizer (or a unit),
+    or in a function of the file that such a loop calls."""
+    ix = f.ix
+
+    def in_training_loop(n: cst.CSTNode) -> bool:
+        return any(
+            isinstance(up, _LOOPS)
+            and any(ix.within(s, up) or ix.within(up, u.region) for u in f.units for s in u.steps)
+            for up in ix.ancestors(n)
+        ) or any(ix.within(n, u.region) for u in f.units if u.callers)
+
+    if in_training_loop(node):
+        return True
+    function = next((a for a in ix.ancestors(node) if isinstance(a, cst.FunctionDef)), None)
+    if function is None:
+        return False
+    return any(
+        _callee_name(c) == function.name.value and in_training_loop(c)
+        for c in f.all_calls
+        if not ix.within(c, function)
+    )
+
+
+def _stateless_only(f: _File, optimizer: str) -> bool | None:
+    """True when every construction of `optimizer` in the file is plain SGD without momentum,
+    False when one keeps state, None when none is visible."""
+    found: list[cst.Call] = []
+    for node in _walkall(f.ix.module):
+        if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
+            targets = {_last(f.ix.code(t.target)) for t in node.targets}
+            if _last(optimizer) in targets and _builds_optimizer(f.ix, node.value):
+                found.append(node.value)
+    if not found:
+        return None
+
+    def stateless(call: cst.Call) -> bool:
+        momentum = next(
+            (a.value for a in call.args if a.keyword and a.keyword.value == "momentum"), None
+        )
+        no_momentum = momentum is None or (
+            isinstance(momentum, (cst.Integer, cst.Float)) and float(momentum.value) == 0
+        )
+        return _callee_name(call) == "SGD" and no_momentum
+
+    return all(stateless(c) for c in found)
+
+
+def _state_of_optimizer(expr: cst.BaseExpression, ix: _Index) -> str | None:
+    """`opt` for `opt.state_dict()` when `opt` is named like an optimizer."""
+    if (
+        isinstance(expr, cst.Call)
+        and not expr.args
+        and isinstance(expr.func, cst.Attribute)
+        and expr.func.attr.value == "state_dict"
+    ):
+        receiver = ix.code(expr.func.value)
+        return receiver if is_optimizer_expr(receiver) else None
+    return None
+
+
+def _ll008(f: _File, out: FileMutations) -> None:
+    ix = f.ix
+    restores = [
+        c
+        for c in f.all_calls
+        if _method(c) == "load_state_dict" and is_optimizer_expr(ix.code(c.func.value))  # type: ignore[attr-defined]
+    ]
+    for node in _walkall(ix.module):
+        entry: cst.CSTNode | None = None
+        optimizer: str | None = None
+        if isinstance(node, cst.DictElement):
+            optimizer = _state_of_optimizer(node.value, ix)
+            entry = node
+        elif isinstance(node, cst.Assign) and len(node.targets) == 1:
+            if isinstance(node.targets[0].target, cst.Subscript):
+                optimizer = _state_of_optimizer(node.value, ix)
+                entry = node
+        if optimizer is None or entry is None:
+            continue
+        line_node = ix.statement(entry)
+        if not isinstance(line_node, cst.SimpleStatementLine):
+            continue
+        line = ix.line(entry)
+        if not _periodic(f, entry):
+            continue
+        mine = [c for c in restores if _last(ix.code(c.func.value)) == _last(optimizer)]  # type: ignore[attr-defined]
+        if not mine:
+            out.exclusions.append(Exclusion("LL008", line, "no-optimizer-restore"))
+            continue
+        stateless = _stateless_only(f, optimizer)
+        if stateless is None:
+            out.exclusions.append(Exclusion("LL008", line, "optimizer-not-built-here"))
+            continue
+        if stateless:
+            out.exclusions.append(Exclusion("LL008", line, "stateless-optimizer"))
+            continue
+        smalls = [_statement_of_call(ix, c) for c in mine]
+        if any(s is None for s in smalls) or any(ix.within(c, line_node) for c in mine):
+            out.exclusions.append(Exclusion("LL008", line, "restore-not-removable"))
+            continue
+        if isinstance(entry, cst.DictElement):
+            literal = ix.parent[entry]
+            assert isinstance(literal, cst.Dict)
+            kept = [e for e in literal.elements if e is not entry]
+            if kept and literal.elements[-1] is entry:
+                kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+            new_line = line_node.deep_replace(literal, literal.with_changes(elements=kept))
+            assert isinstance(new_line, cst.SimpleStatementLine)
+            replaced = [(line_node, new_line)]
+        else:
+            replaced = _removal(ix, [entry])
+        restore_lines = {id(ix.parent[s]) for s in smalls if s is not None}
+        if id(line_node) in restore_lines:
+            continue
+        rewrite = _Rewrite(replace=replaced + _removal(ix, [s for s in smalls if s is not None]))
+        text = _apply(ix, rewrite)
+        if text is not None:
+            where = ", ".join(str(ix.line(c)) for c in mine)
+            out.mutants.append(
+                Mutant(
+                    "LL008",
+                    line,
+                    f"removed `{ix.code(entry)[:60]}` from the checkpoint (line {line}) and"
+                    f" `{optimizer}`'s restore (line {where})",
+                    text,
+                    optimizer,
+                )
+            )
+_CLIPPERS = frozenset({"clip_grad_norm_", "clip_grad_value_"})
+
+
+def _ll016(f: _File, unit: _Unit, out: FileMutations) -> None:
+    """Move the clip that sits between the backward pass and the step to right after the step."""
+    ix = f.ix
+    step = unit.steps[0]
+    step_line = ix.statement(step)
+    if not isinstance(step_line, cst.SimpleStatementLine) or len(step_line.body) != 1:
+        return
+    clips = [
+        c
+        for c in _calls(unit.region, into_functions=False)
+        if _callee_name(c) in _CLIPPERS and ix.line(c) < ix.line(step)
+    ]
+    for clip in clips:
+        small = _statement_of_call(ix, clip)
+        if small is None:
+            continue
+        line = ix.line(clip)
+        if len(unit.keys_in_region) > 1:
+            out.exclusions.append(Exclusion("LL016", line, "several-optimizers"))
+            return
+        moved = cst.SimpleStatementLine(body=[step_line.body[0], small])
+        rewrite = _Rewrite(replace=[*_removal(ix, [small]), (step_line, moved)])
+        text = _apply(ix, rewrite)
+        if text is not None:
+            out.mutants.append(
+                Mutant(
+                    "LL016",
+                    line,
+                    f"moved `{ix.code(clip)[:60]}` (line {line}) to right after"
+                    f" `{ix.code(step)}` (line {ix.line(step)})",
+                    text,
+                    unit.key,
+                    _shape(unit),
+                )
+            )
+        return
+
+
+def _window_test(f: _File, guard: cst.If) -> str | None:
+    """`N` of a step guard `(i + 1) % N == 0`."""
+    for node in _walkall(guard.test):
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Modulo):
+            return f.ix.code(node.right)
+    return None
+
+
+class _Undivide(cst.CSTTransformer):
+    """`x / N` -> `x`, for the window `N` of an accumulation."""
+
+    def __init__(self, window: str) -> None:
+        self.window = window
+        self.changed = False
+
+    def leave_BinaryOperation(
+        self, original: cst.BinaryOperation, updated: cst.BinaryOperation
+    ) -> cst.BaseExpression:
+        if isinstance(updated.operator, cst.Divide) and _EMPTY.code_for_node(updated.right).strip(
+            "() "
+        ) in (self.window, f"float({self.window})"):
+            self.changed = True
+            return updated.left
+        return updated
+
+
+def _ll013(f: _File, unit: _Unit, out: FileMutations) -> None:
+    """Remove the division of the loss by the accumulation window `N` of a unit whose step
+    runs under `if ... % N == 0:` and whose backward runs outside that `if`."""
+    ix = f.ix
+    step = unit.steps[0]
+    guard = next((a for a in ix.ancestors(step) if isinstance(a, cst.If)), None)
+    if guard is None or not ix.within(guard, unit.region):
+        return
+    window = _window_test(f, guard)
+    backwards = [b for b in f.backwards(unit.region, into_functions=False) if _is_backward(b)]
+    if window is None or not backwards or any(ix.within(b, guard) for b in backwards):
+        return
+    losses = _loss_names(f, unit.region)
+    for node in _walk(unit.region):
+        replacement: cst.CSTNode | None = None
+        if (
+            isinstance(node, cst.AugAssign)
+            and isinstance(node.operator, cst.DivideAssign)
+            and ix.code(node.value).strip("() ") == window
+            and ix.code(node.target) in losses
+        ):
+            replacement = cst.Pass()
+        elif (isinstance(node, cst.Call) and any(node is b for b in backwards)) or (
+            isinstance(node, cst.Assign) and any(ix.code(t.target) in losses for t in node.targets)
+        ):
+            undivide = _Undivide(window)
+            changed = node.visit(undivide)
+            if undivide.changed:
+                replacement = changed
+        if replacement is None:
+            continue
+        statement = ix.statement(node)
+        if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
+            continue
+        if isinstance(replacement, cst.Call):
+            new_line = statement.with_changes(body=[cst.Expr(replacement)])
+        else:
+            assert isinstance(replacement, cst.BaseSmallStatement)
+            new_line = statement.with_changes(body=[replacement])
+        text = _apply(ix, _Rewrite(replace=[(statement, new_line)]))
+        if text is not None:
+            out.mutants.append(
+                Mutant(
+                    "LL013",
+                    ix.line(node),
+                    f"removed the division by `{window}` from `{ix.code(node)[:60]}`"
+                    f" (line {ix.line(node)}); the step runs under"
+                    f" `if {ix.code(guard.test)[:40]}:`",
+                    text,
+                    unit.key,
+                    _shape(unit),
+                )
+            )
+        return
+
+
+_NO_GRAD = re.compile(r"(?:^|\.)(?:no_grad|inference_mode)\(\)$")
+_WANTS_GRADIENTS = re.compile(
+    r"autograd\.grad\(|requires_grad_\(|\.requires_grad\s*=(?!=)|set_grad_enabled"
+)
+
+
+def _ll014(f: _File, out: FileMutations) -> None:
+    """Remove the `with torch.no_grad():` (the body dedented) around an evaluation loop: a
+    loop calling a model that the same function switched to `eval()` before."""
+    ix = f.ix
+    for node in _walkall(ix.module):
+        if not (isinstance(node, cst.With) and len(node.items) == 1):
+            continue
+        if not _NO_GRAD.search(ix.code(node.items[0].item)):
+            continue
+        scope = ix.scope_of(node)
+        evaluated = {
+            ix.code(c.func.value)  # type: ignore[attr-defined]
+            for c in _calls(scope)
+            if _method(c) == "eval" and not c.args and ix.line(c) < ix.line(node)
+        }
+        loops = [n for n in _walk(node) if isinstance(n, _LOOPS)]
+        inner_loop = ix.innermost_loop(node, scope)
+        runs = [
+            c
+            for c in _calls(node)
+            if ix.code(c.func) in evaluated
+            and (any(ix.within(c, loop) for loop in loops) or inner_loop is not None)
+        ]
+        if not runs:
+            continue
+        line = ix.line(runs[0])
+        if _WANTS_GRADIENTS.search(f.text):
+            out.exclusions.append(Exclusion("LL014", line, "gradients-wanted"))
+            continue
+        if any(_is_backward(c) and ix.line(c) > ix.line(node) for c in _calls(scope)):
+            out.exclusions.append(Exclusion("LL014", line, "backward-after-eval"))
+            continue
+        where = ix.pos[node]
+        body = node.body
+        if not isinstance(body, cst.IndentedBlock) or not body.body:
+            continue
+        first = ix.pos[body.body[0]].start.line
+        header = ix.lines[where.start.line - 1]
+        indent = len(header) - len(header.lstrip())
+        inner = ix.lines[first - 1]
+        shift = len(inner) - len(inner.lstrip()) - indent
+        lines = list(ix.lines)
+        kept = [
+            text[shift:] if text[:shift].strip() == "" else text
+            for text in lines[first - 1 : where.end.line]
+        ]
+        lines[where.start.line - 1 : where.end.line] = kept
+        text = "".join(lines)
+        try:
+            compile(text, "<mutant>", "exec")
+        except (SyntaxError, ValueError):
+            continue
+        out.mutants.append(
+            Mutant(
+                "LL014",
+                line,
+                f"removed `with {ix.code(node.items[0].item)}:` (line {where.start.line}) around"
+                f" the evaluation of `{ix.code(runs[0].func)}`",
+                text,
+                ix.code(runs[0].func),
+            )
+        )
+
+
+_CE_CLASSES = re.compile(r"(?:^|\.)(CrossEntropyLoss|BCEWithLogitsLoss)\(")
+_CE_FUNCTIONS = {"cross_entropy": "softmax", "binary_cross_entropy_with_logits": "sigmoid"}
+
+
+def _ll012(f: _File, out: FileMutations) -> None:
+    """Wrap the input of a cross-entropy loss in `torch.softmax(..., dim=-1)` (of a
+    `BCEWithLogitsLoss` in `torch.sigmoid(...)`), in the training units' files."""
+    ix = f.ix
+    if not re.search(r"^import torch$", f.text, re.M):
+        return
+    losses: dict[str, str] = {}
+    for node in _walkall(ix.module):
+        if isinstance(node, cst.Assign) and len(node.targets) == 1:
+            found = _CE_CLASSES.search(ix.code(node.value))
+            if found is not None and isinstance(node.value, cst.Call):
+                activation = "softmax" if found.group(1) == "CrossEntropyLoss" else "sigmoid"
+                losses[ix.code(node.targets[0].target)] = activation
+    done = 0
+    for call in f.all_calls:
+        name = _callee_name(call)
+        activation = _CE_FUNCTIONS.get(name) or losses.get(ix.code(call.func))
+        if activation is None or not call.args or call.args[0].keyword is not None:
+            continue
+        first = call.args[0].value
+        statement = ix.statement(call)
+        if not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        wrapped = cst.parse_expression(
+            f"torch.{activation}({ix.code(first)}, dim=-1)"
+            if activation == "softmax"
+            else f"torch.sigmoid({ix.code(first)})"
+        )
+        new_line = statement.deep_replace(first, wrapped)
+        assert isinstance(new_line, cst.SimpleStatementLine)
+        text = _apply(ix, _Rewrite(replace=[(statement, new_line)]))
+        if text is None:
+            continue
+        out.mutants.append(
+            Mutant(
+                "LL012",
+                ix.line(call),
+                f"wrapped the input `{ix.code(first)[:40]}` of `{ix.code(call.func)}` in"
+                f" `torch.{activation}` (line {ix.line(call)})",
+                text,
+                ix.code(call.func),
+            )
+        )
+        done += 1
+        if done >= 4:
+            return
+
+
 # --------------------------------------------------------------------------- entry point
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """How one rule's bug is injected: once per training unit, or once per file (the operator
+    finds its own sites, e.g. every `.train()` of a loop that also evaluates)."""
+
+    rule: str
+    per_unit: Callable[[_File, _Unit, FileMutations], None] | None = None
+    per_file: Callable[[_File, FileMutations], None] | None = None
+    needs_units: bool = True
+    """False when the operator may find sites in a file without any training unit."""
+
+
+OPERATORS: tuple[Operator, ...] = (
+    Operator("LL001", per_unit=_ll001),
+    Operator("LL002", per_unit=_ll002),
+    Operator("LL003", per_file=_ll003),
+    Operator("LL004", per_file=_ll004),
+    Operator("LL005", per_unit=_ll005),
+    Operator("LL006", per_file=_ll006),
+    Operator("LL007", per_file=_ll007),
+    Operator("LL008", per_file=_ll008),
+    Operator("LL009", per_unit=_ll009),
+    Operator("LL010", per_unit=_ll010),
+    Operator("LL011", per_file=_ll011, needs_units=False),
+    Operator("LL012", per_file=_ll012, needs_units=False),
+    Operator("LL013", per_unit=_ll013),
+    Operator("LL014", per_file=_ll014, needs_units=False),
+    Operator("LL016", per_unit=_ll016),
+)
+"""One row per rule with a natural mutation, in report order. A new rule's mutation is one
+function and one row here."""
+
+RULES: tuple[str, ...] = tuple(o.rule for o in OPERATORS)
 
 
 def mutate(text: str, rules: Sequence[str] = RULES) -> FileMutations:
@@ -1210,18 +1860,17 @@ def mutate(text: str, rules: Sequence[str] = RULES) -> FileMutations:
     Raises `cst.ParserSyntaxError` for a file LibCST cannot parse.
     """
     out = FileMutations()
+    chosen = [o for o in OPERATORS if o.rule in rules]
     f = _File(text)
-    if not f.units and "LL011" not in rules:
+    if not f.units and all(o.needs_units for o in chosen):
         return out
-    per_unit = {"LL001": _ll001, "LL002": _ll002, "LL005": _ll005, "LL010": _ll010}
     for unit in f.units:
-        for rule, operator in per_unit.items():
-            if rule in rules:
-                operator(f, unit, out)
-    per_file = {"LL004": _ll004, "LL006": _ll006, "LL007": _ll007, "LL011": _ll011}
-    for rule, whole in per_file.items():
-        if rule in rules:
-            whole(f, out)
+        for operator in chosen:
+            if operator.per_unit is not None:
+                operator.per_unit(f, unit, out)
+    for operator in chosen:
+        if operator.per_file is not None:
+            operator.per_file(f, out)
     # units nested in one another can propose the same edit twice
     unique = {(m.rule, m.line, m.description): m for m in out.mutants}
     out.mutants = list(unique.values())

@@ -194,11 +194,12 @@ def torchfix_versions(exe: Path) -> str:
 def prefilter_candidates(files: Sequence[Path]) -> tuple[list[Path], str]:
     """The files looplint would parse, using its own prefilter when it exists."""
     try:
-        from looplint.prefilter import is_candidate  # type: ignore[import-not-found]
+        from looplint.files.prefilter import is_candidate  # type: ignore[import-not-found]
     except ImportError as exc:
-        return list(files), f"looplint.prefilter not importable ({exc}): floor parses ALL files"
+        reason = f"looplint.files.prefilter not importable ({exc}): floor parses ALL files"
+        return list(files), reason
     kept = [f for f in files if is_candidate(f.read_bytes().decode("utf-8", errors="replace"))]
-    return kept, "files kept by looplint.prefilter.is_candidate"
+    return kept, "files kept by looplint.files.prefilter.is_candidate"
 
 
 def _parse_one(path: str) -> tuple[str, str | None]:

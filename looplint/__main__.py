@@ -1,6 +1,6 @@
 """`python -m looplint`."""
 
-from looplint.cli import main
+from looplint.commands.cli import main
 
 if __name__ == "__main__":
     main()

@@ -81,6 +81,29 @@ EVAL_MODE_NOT_RESTORED = RuleIdentity(
     "eval-mode-not-restored",
     "The model is switched to eval() for validation and never back to train().",
 )
+ACTIVATION_BEFORE_LOSS = RuleIdentity(
+    "LL012",
+    "activation-before-loss",
+    "A softmax or sigmoid output is fed to a loss that applies its own activation, or "
+    "probabilities to `NLLLoss`.",
+)
+ACCUMULATED_LOSS_NOT_SCALED = RuleIdentity(
+    "LL013",
+    "accumulated-loss-not-scaled",
+    "Gradients are accumulated over N micro-batches but the loss is never divided by N.",
+)
+EVALUATION_WITH_AUTOGRAD = RuleIdentity(
+    "LL014",
+    "evaluation-with-autograd",
+    "An evaluation loop runs the model in eval mode with autograd on, building a graph "
+    "every batch.",
+)
+CLIPPING_WITHOUT_EFFECT = RuleIdentity(
+    "LL016",
+    "clipping-without-effect",
+    "Gradients are clipped where the clip cannot reach the step: after it, before the "
+    "backward pass, or right before a clear.",
+)
 
 ALL_IDENTITIES: tuple[RuleIdentity, ...] = (
     PARSE_ERROR,
@@ -95,4 +118,8 @@ ALL_IDENTITIES: tuple[RuleIdentity, ...] = (
     CONSUMED_PARAMETER_GENERATOR,
     ACCUMULATION_CLEARED_EARLY,
     EVAL_MODE_NOT_RESTORED,
+    ACTIVATION_BEFORE_LOSS,
+    ACCUMULATED_LOSS_NOT_SCALED,
+    EVALUATION_WITH_AUTOGRAD,
+    CLIPPING_WITHOUT_EFFECT,
 )

@@ -14,10 +14,14 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from looplint.identity import (
+    ACCUMULATED_LOSS_NOT_SCALED,
     ACCUMULATION_CLEARED_EARLY,
+    ACTIVATION_BEFORE_LOSS,
     CHECKPOINT_WITHOUT_OPTIMIZER_STATE,
+    CLIPPING_WITHOUT_EFFECT,
     CONSUMED_PARAMETER_GENERATOR,
     EVAL_MODE_NOT_RESTORED,
+    EVALUATION_WITH_AUTOGRAD,
     GRAD_SCALER_MISUSE,
     GRADIENTS_CLEARED_BEFORE_STEP,
     LOSS_KEEPS_GRAPH,
@@ -70,6 +74,17 @@ RULES: tuple[RuleEntry, ...] = (
         "looplint.rules.accumulation_cleared_early:AccumulationClearedEarly",
     ),
     RuleEntry(EVAL_MODE_NOT_RESTORED, "looplint.rules.eval_mode_not_restored:EvalModeNotRestored"),
+    RuleEntry(ACTIVATION_BEFORE_LOSS, "looplint.rules.activation_before_loss:ActivationBeforeLoss"),
+    RuleEntry(
+        ACCUMULATED_LOSS_NOT_SCALED,
+        "looplint.rules.accumulated_loss_not_scaled:AccumulatedLossNotScaled",
+    ),
+    RuleEntry(
+        EVALUATION_WITH_AUTOGRAD, "looplint.rules.evaluation_with_autograd:EvaluationWithAutograd"
+    ),
+    RuleEntry(
+        CLIPPING_WITHOUT_EFFECT, "looplint.rules.clipping_without_effect:ClippingWithoutEffect"
+    ),
 )
 
 

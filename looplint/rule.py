@@ -59,6 +59,9 @@ class Rule:
     FIXES: ClassVar[tuple[tuple[str, str], ...]] = ()
     """(before, after) examples of the autofix; a rule with fixes documents `fix_safety`."""
     fix_safety: ClassVar[str | None] = None
+    markers: ClassVar[re.Pattern[str] | None] = None
+    """Text without which the rule cannot fire, for rules that need no optimizer,
+    scheduler or scaler (`looplint.prefilter`); None: the prefilter's own words."""
 
     @property
     def code(self) -> str:

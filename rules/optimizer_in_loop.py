@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from looplint.analysis.catalog import ObjectKind, optimizer_keeps_state
+from looplint.analysis.conditions import holds_on_many_iterations
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import (
     Assign,
@@ -171,7 +172,10 @@ class OptimizerInLoop(Rule):
     def _legitimate(site: Site, op: Construct, view: LoopView) -> bool:
         if not any(isinstance(s.op, (Backward, Step)) for s in view.sites):
             return True  # not a training loop (e.g. building per-parameter optimizers)
-        if site.guards_within(view.loop):
+        if any(
+            not holds_on_many_iterations(guard.test, view.loop.node)
+            for guard in site.guards_within(view.loop)
+        ):
             return True  # one-off or lazy construction
         if _is_phase_loop(view) or _is_sweep(view):
             return True  # each iteration is a whole training run (stages, phases, settings)

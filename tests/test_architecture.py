@@ -1,5 +1,6 @@
-"""The layers stay layers: no import circle in `looplint/`, the analysis never reaches up
-into the engine, and no analysis class grows past what a newcomer can read alone."""
+"""The layers stay layers: the engine's folders are its stages, every import points down the
+stack (never up, never in a circle), the analysis never reaches into the engine, and no
+analysis class grows past what a newcomer can read alone."""
 
 from __future__ import annotations
 
@@ -9,19 +10,34 @@ from pathlib import Path
 from tests.conftest import REPO
 
 PACKAGE = REPO / "looplint"
+RULES = REPO / "rules"
+# Bottom to top. A module may import from its own layer and the layers below it.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("vocabulary", ("looplint.errors", "looplint.identity", "looplint.finding",
+                    "looplint.text_edit")),
+    ("files", ("looplint.files",)),
+    ("analysis", ("looplint.analysis",)),
+    ("rules", ("looplint.rule", "looplint.registry", "looplint.rules")),
+    ("settings", ("looplint.settings",)),
+    ("checking", ("looplint.checking",)),
+    ("reporting", ("looplint.reporting",)),
+    ("commands", ("looplint.commands", "looplint.__main__")),
+)
 ANALYSIS_MAY_IMPORT = (
     "looplint.analysis",
     "looplint.errors",
     "looplint.identity",
-    "looplint.notebook",
-    "looplint.parse_guard",
-    "looplint.source",
+    "looplint.files.notebook",
+    "looplint.files.parse_guard",
+    "looplint.files.source",
 )
 MAX_CLASS_LINES = 300
 
 
 def _module_name(path: Path) -> str:
     parts = path.relative_to(REPO).with_suffix("").parts
+    if parts[0] == "rules":
+        parts = ("looplint", *parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -37,7 +53,57 @@ def _imports(path: Path) -> set[str]:
 
 
 def _graph() -> dict[str, set[str]]:
-    return {_module_name(path): _imports(path) for path in PACKAGE.rglob("*.py")}
+    paths = [*PACKAGE.rglob("*.py"), *RULES.glob("*.py")]
+    return {_module_name(path): _imports(path) for path in paths}
+
+
+def _layer(module: str) -> int | None:
+    """The index of `module`'s layer (`looplint` itself, for `__version__`, is the bottom)."""
+    if module == "looplint":
+        return 0
+    best: tuple[int, int] | None = None
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if module == prefix or module.startswith(prefix + "."):
+                if best is None or len(prefix) > best[1]:
+                    best = (index, len(prefix))
+    return None if best is None else best[0]
+
+
+def test_every_engine_module_belongs_to_a_layer() -> None:
+    unplaced = sorted(m for m in _graph() if _layer(m) is None and m != "looplint")
+    assert unplaced == []
+
+
+def test_the_engine_folders_are_its_stages() -> None:
+    folders = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
+    assert folders == ["analysis", "checking", "commands", "files", "reporting", "settings"]
+
+
+def test_imports_point_down_the_layers() -> None:
+    upward = []
+    for module, imports in _graph().items():
+        own = _layer(module)
+        for target in imports:
+            if target.startswith("looplint.runtime_check") or target.startswith(
+                "looplint.integrations"
+            ):
+                continue
+            layer = _layer(target)
+            if own is not None and layer is not None and layer > own:
+                upward.append(f"{module} ({LAYERS[own][0]}) -> {target} ({LAYERS[layer][0]})")
+    assert upward == []
+
+
+def test_only_commands_reach_the_runtime_checker() -> None:
+    """The static linter must run without torch: only a command may (lazily) start a run."""
+    reaching = sorted(
+        module
+        for module, imports in _graph().items()
+        if any(i.startswith(("looplint.runtime_check", "looplint.integrations")) for i in imports)
+        and not module.startswith("looplint.commands")
+    )
+    assert reaching == []
 
 
 def test_no_import_circle_in_looplint() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from looplint.buffer import buffer_fixes, check_buffer, fix_buffer, is_checkable
+from looplint.commands.buffer import buffer_fixes, check_buffer, fix_buffer, is_checkable
 from looplint.errors import ConfigError
 
 BUGGY = """\

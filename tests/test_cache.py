@@ -6,9 +6,9 @@ import json
 import multiprocessing
 from pathlib import Path
 
-from looplint.cache import _FORMAT as CACHE_FORMAT
-from looplint.cache import ResultCache
-from looplint.runner import run
+from looplint.checking.cache import _FORMAT as CACHE_FORMAT
+from looplint.checking.cache import ResultCache
+from looplint.checking.runner import run
 from tests.conftest import RunLooplint
 from tests.test_cli import BUGGY, FIXED
 

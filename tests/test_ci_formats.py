@@ -235,7 +235,7 @@ def test_github_escapes_and_multiline_spans(run_looplint: RunLooplint, tmp_path:
 
 
 def test_raw_notebook_lines_directly() -> None:
-    from looplint.notebook_positions import NotebookLines
+    from looplint.files.notebook_positions import NotebookLines
 
     text = _notebook()
     lines = NotebookLines(text)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from looplint.discovery import FileFinder
+from looplint.files.discovery import FileFinder
 from tests.conftest import RunLooplint
 
 pytestmark = pytest.mark.crawl

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from looplint.analysis.project import Project, definition_text, module_name
-from looplint.cache import ResultCache
-from looplint.runner import run
+from looplint.checking.cache import ResultCache
+from looplint.checking.runner import run
 from tests.conftest import FIXTURES, RunLooplint
 
 ALL = {f"LL{number:03d}" for number in range(1, 12)}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from looplint.discovery import FileFinder
 from looplint.errors import ConfigError
+from looplint.files.discovery import FileFinder
 
 
 def _touch(root: Path, *names: str) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from looplint.docs import README_TABLE_END, README_TABLE_START, replace_table, rules_markdown
+from looplint.reporting.docs import (
+    README_TABLE_END,
+    README_TABLE_START,
+    replace_table,
+    rules_markdown,
+)
 from tests.conftest import REPO
 
 
@@ -10,10 +15,11 @@ def test_readme_rule_table_is_generated() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert README_TABLE_START in readme and README_TABLE_END in readme
     assert replace_table(readme) == readme, (
-        "README rule table drifted: run `python -m looplint.docs` to regenerate it"
+        "README rule table drifted: run `python -m looplint.reporting.docs` to regenerate it"
     )
 
 
 def test_rules_reference_is_generated() -> None:
     committed = (REPO / "docs" / "rules.md").read_text(encoding="utf-8")
-    assert committed == rules_markdown(), "docs/rules.md drifted: run `python -m looplint.docs`"
+    drifted = "docs/rules.md drifted: run `python -m looplint.reporting.docs`"
+    assert committed == rules_markdown(), drifted

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from looplint.checker import check_source
+from looplint.checking.checker import check_source
+from looplint.files.source import SourceFile
 from looplint.registry import rule_classes
 from looplint.rule import Rule
-from looplint.source import SourceFile
 from tests.conftest import RunLooplint
 
 FIXABLE = [rule for rule in rule_classes() if rule.FIXES]

@@ -21,7 +21,7 @@ HEAVY = ("torch", "lightning", "pytorch_lightning", "transformers", "accelerate"
 
 _LINT_THEN_IMPORT = """
 import sys
-from looplint.cli import main
+from looplint.commands.cli import main
 sys.argv = ["looplint", "check", sys.argv[1]]
 try:
     main()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from looplint.errors import NotebookError
-from looplint.notebook import notebook_program
+from looplint.files.notebook import notebook_program
 from tests.conftest import RunLooplint
 
 

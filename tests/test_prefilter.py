@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from looplint.checker import check_file
-from looplint.prefilter import is_candidate
+from looplint.checking.checker import check_file
+from looplint.files.prefilter import is_candidate
 from looplint.registry import rule_classes
 from tests.conftest import FIXTURES
 

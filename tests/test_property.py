@@ -8,10 +8,10 @@ import hypothesmith
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from looplint.checker import check_source
+from looplint.checking.checker import check_source
+from looplint.checking.runner import run
+from looplint.files.source import SourceFile
 from looplint.registry import rule_classes
-from looplint.runner import run
-from looplint.source import SourceFile
 
 RULES = [rule() for rule in rule_classes()]
 # Generated code rarely mentions optimizers; prepend imports so the analysis always runs.

@@ -12,11 +12,12 @@ import pytest
 from click.testing import CliRunner
 from looplint.rules.missing_zero_grad import MissingZeroGrad
 
-from looplint import cli, runner
 from looplint.analysis.facts import ModuleFacts
-from looplint.checker import check_source
+from looplint.checking import runner
+from looplint.checking.checker import check_source
+from looplint.commands import cli
+from looplint.files.source import SourceFile
 from looplint.rule import Rule, Violation
-from looplint.source import SourceFile
 from tests.conftest import FIXTURES, RunLooplint
 from tests.test_cli import BUGGY, STEP_LINE
 

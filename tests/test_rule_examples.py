@@ -6,10 +6,10 @@ import inspect
 
 import pytest
 
-from looplint.checker import check_source
+from looplint.checking.checker import check_source
+from looplint.files.source import SourceFile
 from looplint.registry import RULES, rule_classes
 from looplint.rule import Rule
-from looplint.source import SourceFile
 from tests.expectations import _from_lines
 
 ALL_RULES = rule_classes()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from looplint.config import tomllib
+from looplint.settings.config import tomllib
 from tests.conftest import REPO, looplint_command
 from tests.lsp_session import LspSession, Message, apply_text_edits
 
@@ -319,7 +319,7 @@ def test_a_syntax_error_is_an_error_where_python_puts_it(
 
 _WITHOUT_LSP = (
     "import sys; sys.modules['pygls'] = None; sys.modules['lsprotocol'] = None; "
-    "from looplint.cli import main; main()"
+    "from looplint.commands.cli import main; main()"
 )
 
 

@@ -6,10 +6,10 @@ import inspect
 
 import pytest
 
-from looplint.checker import check_source, single_fixes
+from looplint.checking.checker import check_source, single_fixes
+from looplint.files.source import SourceFile
 from looplint.registry import rule_classes
 from looplint.rule import Rule
-from looplint.source import SourceFile
 
 PAIRS = [
     pytest.param(rule, before, after, id=f"{rule.identity.code}-{i}")

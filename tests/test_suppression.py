@@ -6,7 +6,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from looplint.unreadable import UnreadableFile
+from looplint.checking.unreadable import UnreadableFile
 from tests.conftest import RunLooplint
 from tests.test_cli import BUGGY, STEP_LINE
 
@@ -124,14 +124,14 @@ def test_ll000_is_a_rule(run_looplint: RunLooplint, tmp_path: Path) -> None:
 
 
 def test_ll000_documentation_example_is_real() -> None:
-    from looplint.checker import check_source
+    from looplint.checking.checker import check_source
+    from looplint.files.source import SourceFile
     from looplint.rule import strip_expectations
-    from looplint.source import SourceFile
 
     invalid = strip_expectations(UnreadableFile.INVALID[0]) + "\n"
     (finding,) = check_source(SourceFile("example.py", invalid), []).findings or [None]
     assert finding is None  # no rules: the prefilter skips it; with a rule it is parsed
-    from looplint.runner import rules_for
+    from looplint.checking.runner import rules_for
 
     (finding,) = check_source(SourceFile("example.py", invalid), rules_for(["LL001"])).findings
     assert (finding.code, finding.line) == ("LL000", 1) and "expected ':'" in finding.message

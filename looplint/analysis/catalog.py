@@ -254,3 +254,15 @@ def optimizer_keeps_state(qualified: str, call: cst.Call) -> bool:
     return momentum is not None and not (
         isinstance(momentum, (cst.Integer, cst.Float)) and float(momentum.value) == 0
     )
+
+
+_GRAD_MODE_SWITCHES = ("no_grad", "inference_mode", "set_grad_enabled")
+
+
+def switches_grad_mode(context: str) -> bool:
+    """Whether a `with` context or decorator (qualified) can turn autograd off:
+    `torch.no_grad`, `torch.inference_mode`, `torch.set_grad_enabled(flag)` (whatever
+    the flag: what it holds at run time is not known here), and project wrappers named
+    after them (YOLO's `smart_inference_mode()`)."""
+    last = context.rsplit(".", 1)[-1]
+    return any(switch in last for switch in _GRAD_MODE_SWITCHES)

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 
 import libcst as cst
 
+from looplint.analysis.activations import LossInput, loss_inputs
+from looplint.analysis.callers import CallGraph
 from looplint.analysis.catalog import ObjectKind
 from looplint.analysis.evidence import fill
 from looplint.analysis.linking import Binding, Linker, ModuleResolver
@@ -31,7 +33,7 @@ from looplint.analysis.operations import (
 from looplint.analysis.program import CallEvent, FunctionInfo, ModuleProgram, all_events
 from looplint.analysis.recognition import ObjectInfo, ObjectTable
 from looplint.analysis.scopes import Frame, Scopes
-from looplint.analysis.summary import ModuleSummary, summarise
+from looplint.analysis.summary import ModuleSummary, divisors, summarise
 from looplint.analysis.syntax import descendants
 from looplint.analysis.trees import TreeBuilder
 
@@ -62,6 +64,9 @@ class ModuleFacts:
         self._views: dict[int, dict[int, LoopView]] = {}
         self._summary: ModuleSummary | None = None
         self._frozen: frozenset[str] | None = None
+        self._calls: CallGraph | None = None
+        self._divisors: frozenset[str] | None = None
+        self._loss_inputs: list[LossInput] | None = None
 
     @property
     def consulted(self) -> dict[str, set[str] | None]:
@@ -79,6 +84,27 @@ class ModuleFacts:
         if self._summary is None:
             self._summary = summarise(self.program)
         return self._summary
+
+    @property
+    def calls(self) -> CallGraph:
+        """Who calls each function of the module, computed on first use."""
+        if self._calls is None:
+            self._calls = CallGraph(self.program, self.scopes)
+        return self._calls
+
+    @property
+    def divisors(self) -> frozenset[str]:
+        """What the module divides anything by (`summary.divisors`), computed on first use."""
+        if self._divisors is None:
+            self._divisors = divisors(self.program.module)
+        return self._divisors
+
+    @property
+    def loss_inputs(self) -> list[LossInput]:
+        """Every loss call whose input's last activation is known (`activations`)."""
+        if self._loss_inputs is None:
+            self._loss_inputs = loss_inputs(self.program, self.scopes, self.linker, self.calls)
+        return self._loss_inputs
 
     # -- objects -------------------------------------------------------------------------
     def kinds(self, identity: str | None) -> set[ObjectKind]:

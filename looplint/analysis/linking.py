@@ -26,6 +26,7 @@ from looplint.analysis.operations import (
     Construct,
     Context,
     Escape,
+    Forward,
     Item,
     Loop,
     ModeSwitch,
@@ -340,6 +341,10 @@ def instantiate(
                 out.append(ScalerCall(call, scaler, item.method, bind(item.optimizer)))
         elif isinstance(item, Clip):
             out.append(Clip(call))
+        elif isinstance(item, Forward):
+            module = bind(item.module)
+            if module is not None:
+                out.append(Forward(call, module))
         # Assignments, appends, saves and loads stay the callee's own business.
     return out
 

@@ -25,8 +25,8 @@ from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.linking import Target
 from looplint.analysis.program import compile_module
 from looplint.errors import SourceError
-from looplint.parse_guard import refusal
-from looplint.source import FileStamp, content_digest, read_bytes, source_from_bytes
+from looplint.files.parse_guard import refusal
+from looplint.files.source import FileStamp, content_digest, read_bytes, source_from_bytes
 
 _CACHED_MODULES = 256
 _CACHED_SOURCE = 4_000_000
@@ -34,9 +34,13 @@ _CACHED_SOURCE = 4_000_000
 
 # A definition none of whose text mentions these cannot step, clear, build or
 # evaluate anything a rule tracks, so calls into it are left as they are (unseen
-# code) and its module is not even parsed. The first five are the prefilter's words.
+# code) and its module is not even parsed. The first five are the prefilter's words;
+# the activations are what a model class's `forward` can end in (LL012).
 _BUILDS = r"optim|GradScaler|scaler|AdamW|Adafactor|_schedule|lion_pytorch"
-_RELEVANT_TEXT = re.compile(_BUILDS + r"|zero_grad|\.step\(|backward|\.grad\b|\.eval\(|\.train\(")
+_RELEVANT_TEXT = re.compile(
+    _BUILDS
+    + r"|zero_grad|\.step\(|backward|\.grad\b|\.eval\(|\.train\(|softmax|sigmoid|Softmax|Sigmoid"
+)
 _FACTORY_TEXT = re.compile(rf"\breturn\b[^\n]*(?:{_BUILDS})|(?:{_BUILDS})[\s\S]*\breturn\b")
 _NOT_CODE = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|#[^\n]*')
 

@@ -122,6 +122,12 @@ def argument(call: cst.Call, index: int, name: str) -> cst.BaseExpression | None
     return None
 
 
+def called(expression: cst.BaseExpression) -> cst.BaseExpression:
+    """`torch.no_grad` in `torch.no_grad()` (a decorator, a `with` item); the expression
+    itself when it is no call (`@torch.no_grad`)."""
+    return expression.func if isinstance(expression, cst.Call) else expression
+
+
 def is_none(node: cst.BaseExpression) -> bool:
     """Whether `node` is the literal `None`."""
     return isinstance(node, cst.Name) and node.value == "None"

@@ -9,9 +9,13 @@ what one iteration of a loop really runs.
 
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 
+from looplint.analysis.callers import grad_switches
 from looplint.analysis.catalog import PER_BATCH_METHODS, ObjectKind
+from looplint.analysis.imports import ImportTable
 from looplint.analysis.linking import Linker, instantiate
 from looplint.analysis.operations import (
     Append,
@@ -23,6 +27,7 @@ from looplint.analysis.operations import (
     Construct,
     Context,
     Escape,
+    Forward,
     Item,
     LoadState,
     Loop,
@@ -48,6 +53,7 @@ from looplint.analysis.program import (
 )
 from looplint.analysis.recognition import ObjectInfo, ObjectTable
 from looplint.analysis.scopes import Frame, Scopes, parameters_of, symbolic
+from looplint.analysis.summary import mode_switched
 from looplint.analysis.syntax import (
     argument,
     children,
@@ -70,6 +76,8 @@ _CLIPPERS = frozenset(
         "torch.nn.utils.clip_grad.clip_grad_value_",
     }
 )
+_CLIPPING_METHODS = frozenset({"clip_grad_norm_", "clip_grad_value_"})
+"""`accelerator.clip_grad_norm_(...)`, FSDP's `model.clip_grad_norm_(...)`: clips all the same."""
 _SCALER_METHODS = frozenset({"scale", "unscale_", "update"})
 _DETACHING_METHODS = frozenset({"item", "detach", "cpu", "tolist", "numpy", "detach_"})
 _DETACHING_FUNCTIONS = frozenset({"float", "int", "bool", "str"})
@@ -113,6 +121,22 @@ _READS_ONLY = frozenset(
     }
 )  # fmt: skip
 """Calls known to read an optimizer handed to them, never to step or clear it."""
+_ACTING_WORDS = re.compile(r"step|zero|clear|reset|update|train|optimi[sz]e|backward|apply|fit|run")
+_READING_WORDS = re.compile(
+    r"clip|log|print|learning_rate|save|checkpoint|ckpt|warm_?up|summar|record|plot|dump|write"
+)
+
+
+def reads_by_name(name: str) -> bool:
+    """Whether an unknown helper's name says it only reads or adjusts the optimizer it is
+    handed (`clip_gradient(optimizer, max_norm)`, `adjust_learning_rate(optimizer, epoch)`,
+    `save_checkpoint(model, optimizer)`) and says nothing of stepping or clearing."""
+    lowered = name.lower()
+    if _ACTING_WORDS.search(lowered):
+        return False
+    return _READING_WORDS.search(lowered) is not None or "lr" in lowered.split("_")
+
+
 _REINITIALISERS = frozenset(
     {
         "reset_parameters", "init_weights", "_init_weights", "apply", "normal_", "uniform_",
@@ -200,11 +224,59 @@ def backward_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Backward:
     if engine:
         first = argument(call, 0, "loss")
         return Backward(call, scopes.identity(first, frame) if first is not None else None)
-    return Backward(call, scopes.identity(receiver, frame))
+    return Backward(
+        call, scopes.identity(receiver, frame) or _entry_identity(receiver, frame, scopes)
+    )
 
 
-def save_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Save:
-    payload = argument(call, 0, "obj")
+def _entry_identity(receiver: cst.BaseExpression, frame: Frame, scopes: Scopes) -> str | None:
+    """`out["loss"]` for `out["loss"].backward()`: the entry of a container (a model's
+    output dict) that holds the graph; its container keeps the graph too."""
+    if not isinstance(receiver, cst.Subscript) or len(receiver.slice) != 1:
+        return None
+    index = receiver.slice[0].slice
+    if not isinstance(index, cst.Index) or not isinstance(
+        index.value, (cst.SimpleString, cst.Integer)
+    ):
+        return None
+    container = scopes.identity(receiver.value, frame)
+    return f"{container}[{index.value.value}]" if container is not None else None
+
+
+_SAVE_HELPER = re.compile(r"^save(_\w*)?$|_save$|^save\w*(checkpoint|ckpt|state|model)\w*$")
+"""`save_checkpoint`, `save_ckpt`, `save_state`, `accelerator.save`, `xm.save`, ...: helpers
+that write what they are handed to disk."""
+
+
+_OPAQUE_CHECKPOINTS = frozenset({"save_state", "save_checkpoint"})
+"""Methods of engines and accelerators that write the whole training state themselves."""
+
+
+def checkpoint_helper_payload(call: cst.Call) -> cst.Dict | None:
+    """The dict literal holding `state_dict()`s that a save helper is handed
+    (`save_checkpoint(path, {"model": model.state_dict(), ...})`), else None."""
+    func = call.func
+    name = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", "")
+    if not isinstance(name, str) or not _SAVE_HELPER.search(name):
+        return None
+    for arg in call.args:
+        value = arg.value
+        if isinstance(value, cst.Dict) and any(
+            isinstance(node, cst.Call)
+            and isinstance(node.func, cst.Attribute)
+            and node.func.attr.value == "state_dict"
+            for node in descendants(value)
+        ):
+            return value
+    return None
+
+
+def save_of(
+    call: cst.Call, frame: Frame, scopes: Scopes, payload: cst.BaseExpression | None = None
+) -> Save:
+    """What `torch.save(payload, ...)` (or a save helper handed `payload`) writes."""
+    if payload is None:
+        payload = argument(call, 0, "obj")
     states: set[str] = set()
     keys: set[str] = set()
     literal = False
@@ -216,9 +288,18 @@ def save_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Save:
                 and node.func.attr.value == "state_dict"
             ):
                 literal = True
-                owner = scopes.identity(node.func.value, frame)
-                if owner is not None:
-                    states.add(owner)
+                owner_node = node.func.value
+                # `(model.module if distributed else model).state_dict()`: either is the model
+                owners = (
+                    (owner_node.body, owner_node.orelse)
+                    if isinstance(owner_node, cst.IfExp)
+                    else (owner_node,)
+                )
+                for one in owners:
+                    owner = scopes.identity(one, frame)
+                    if owner is not None:
+                        states.add(owner)
+                        states.add(owner.removesuffix(".module"))
             elif isinstance(node, cst.Dict):
                 literal = True
             elif isinstance(node, cst.SimpleString):
@@ -298,6 +379,44 @@ def member_frame(event: LoopEvent, frame: Frame, scopes: Scopes) -> Frame | None
     return Frame(frame.function, env, frame.scaled)
 
 
+def bind_callee(
+    scopes: Scopes,
+    table: ObjectTable,
+    callee: FunctionInfo,
+    call: cst.Call,
+    frame: Frame,
+    receiver: str | None,
+) -> dict[str, str]:
+    """The callee's parameters bound to the caller's identities (`self` to `receiver`)."""
+    env: dict[str, str] = {}
+    if callee.self_name is not None and receiver is not None:
+        env[callee.self_name] = receiver
+    for param, value in parameters_of(callee, call):
+        identity = scopes.identity(value, frame)
+        if identity is None:
+            continue
+        if (
+            not symbolic(identity)
+            and not table.kinds(identity)
+            and table.kinds(f"{callee.qualname}:{param}")
+        ):
+            continue  # the callee knows more (annotation or usage) than the caller
+        env[param] = identity
+    return env
+
+
+def _within_decorators(
+    function: FunctionInfo, imports: ImportTable, body: tuple[Item, ...]
+) -> tuple[Item, ...]:
+    """A function's resolved body inside the grad-mode decorators it carries:
+    `@torch.no_grad()` holds for everything the body runs, as a `with` would."""
+    switches = grad_switches(function, imports)
+    if not switches:
+        return body
+    assert isinstance(function.node, cst.FunctionDef)
+    return (Context(function.node, switches, body),)
+
+
 class TreeBuilder:
     """Resolves one module's functions to operation trees, each computed once."""
 
@@ -311,6 +430,8 @@ class TreeBuilder:
         self.linker = linker
         self._trees: dict[int, tuple[Item, ...]] = {}
         self._called_here: frozenset[str] | None = None
+        self.switched = mode_switched(program)
+        """What calling runs a model forward (`summary.mode_switched`)."""
         self._summaries: dict[int, tuple[Item, ...] | None] = {}
 
     def summary_tree(self, function: FunctionInfo) -> tuple[Item, ...] | None:
@@ -323,29 +444,10 @@ class TreeBuilder:
         self._summaries[key] = None
         params = function.params[1:] if function.self_name is not None else function.params
         env = {param: f"${param}" for param in params}
-        tree = self._resolve(function.events, Frame(function, env), True, (function,))
+        body = self._resolve(function.events, Frame(function, env), True, (function,))
+        tree = _within_decorators(function, self.imports, body)
         self._summaries[key] = tree
         return tree
-
-    def _bind(
-        self, callee: FunctionInfo, call: cst.Call, frame: Frame, receiver: str | None
-    ) -> dict[str, str]:
-        """The callee's parameters bound to the caller's identities (`self` to `receiver`)."""
-        env: dict[str, str] = {}
-        if callee.self_name is not None and receiver is not None:
-            env[callee.self_name] = receiver
-        for param, value in parameters_of(callee, call):
-            identity = self.scopes.identity(value, frame)
-            if identity is None:
-                continue
-            if (
-                not symbolic(identity)
-                and not self.table.kinds(identity)
-                and self.table.kinds(f"{callee.qualname}:{param}")
-            ):
-                continue  # the callee knows more (annotation or usage) than the caller
-            env[param] = identity
-        return env
 
     def tree(self, function: FunctionInfo) -> tuple[Item, ...]:
         """`function`'s body as resolved operations, calls inside loops inlined."""
@@ -354,10 +456,12 @@ class TreeBuilder:
         if cached is None:
             if self._called_per_batch(function):
                 body = self._resolve(function.events, Frame(function, {}), True, (function,))
+                body = _within_decorators(function, self.imports, body)
                 assert isinstance(function.node, cst.FunctionDef)
                 cached = (Loop(function.node, frozenset(), body),)
             else:
-                cached = self._resolve(function.events, Frame(function, {}), False, (function,))
+                body = self._resolve(function.events, Frame(function, {}), False, (function,))
+                cached = _within_decorators(function, self.imports, body)
             self._trees[key] = cached
         return cached
 
@@ -442,11 +546,30 @@ class TreeBuilder:
                 Backward(call, self.scopes.identity(first, frame) if first is not None else None)
             )
             return
-        if qualified in _CLIPPERS:
+        if qualified in _CLIPPERS or (qualified is None and attr in _CLIPPING_METHODS):
             out.append(Clip(call))
             return
+        if qualified is None and dotted_name(func) in self.switched:
+            module = self.scopes.identity(func, frame)
+            if module is not None and not self.table.kinds(module):
+                out.append(Forward(call, module))
+                return
         if qualified == "torch.save":
             out.append(save_of(call, frame, self.scopes))
+            return
+        helper_payload = checkpoint_helper_payload(call)
+        if helper_payload is not None:
+            out.append(save_of(call, frame, self.scopes, helper_payload))
+            return
+        if isinstance(func, cst.Attribute) and attr == "save_pretrained":
+            # `model.save_pretrained(dir)`: the model's weights, nothing else
+            model = self.scopes.identity(func.value, frame)
+            out.append(Save(call, frozenset({model} if model else ()), frozenset(), True))
+            return
+        if isinstance(func, cst.Attribute) and attr in _OPAQUE_CHECKPOINTS:
+            # `accelerator.save_state(dir)`, `engine.save_checkpoint(dir)`: a whole training
+            # state whose contents looplint does not see
+            out.append(Save(call, frozenset(), frozenset(), False))
             return
         if qualified is not None and qualified.startswith("torch.nn.init."):
             first = argument(call, 0, "tensor")
@@ -547,14 +670,18 @@ class TreeBuilder:
         if callee is not None:
             function, receiver_identity = callee
             if in_loop and len(stack) < MAX_INLINE_DEPTH and function not in stack:
-                env = self._bind(function, call, frame, receiver_identity)
+                env = bind_callee(self.scopes, self.table, function, call, frame, receiver_identity)
                 scaled = frozenset(
                     param
                     for param, value in parameters_of(function, call)
                     if _scaled_loss(value) is not None
                 )
                 inner = Frame(function, env, scaled)
-                body = self._resolve(function.events, inner, True, (*stack, function))
+                body = _within_decorators(
+                    function,
+                    self.imports,
+                    self._resolve(function.events, inner, True, (*stack, function)),
+                )
                 out.extend(body)
                 owner = (
                     self.scopes.identity(func.value, frame)
@@ -581,7 +708,8 @@ class TreeBuilder:
             # `model.zero_grads()`, and a helper imported bare: `zero_grad(params)`.
             out.append(Clear(call, None))
             return
-        if attr in _READS_ONLY or (isinstance(func, cst.Name) and func.value in _READS_ONLY):
+        name = attr if attr is not None else (func.value if isinstance(func, cst.Name) else "")
+        if name in _READS_ONLY or reads_by_name(name):
             return  # `fabric.clip_gradients(model, optimizer, ...)`, `log(optimizer)`
         for arg in call.args:
             identity = self.scopes.identity(arg.value, frame)
@@ -614,5 +742,8 @@ class TreeBuilder:
         if isinstance(closure, cst.Name):
             function = self.program.function_named(closure.value, frame.function)
             if function is not None and function not in stack:
-                return self._resolve(function.events, Frame(function, {}), True, (*stack, function))
+                inner = self._resolve(
+                    function.events, Frame(function, {}), True, (*stack, function)
+                )
+                return _within_decorators(function, self.imports, inner)
         return ()
