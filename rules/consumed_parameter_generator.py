@@ -301,8 +301,10 @@ class ConsumedParameterGenerator(Rule):
                             continue
                         if (
                             _generator_call(value)
-                            and isinstance(value, cst.Call)
-                            and facts.hands_out_generator(value, Frame(function, {}))
+                            and (
+                                not isinstance(value, cst.Call)
+                                or facts.hands_out_generator(value, Frame(function, {}))
+                            )
                         ):
                             tracked[key] = (value, loops, [])
                         elif alias is not None and alias in tracked:

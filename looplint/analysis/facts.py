@@ -159,7 +159,7 @@ class ModuleFacts:
         """
         func = call.func
         if not isinstance(func, cst.Attribute):
-            return False
+            return True  # `filter(...)`, `map(...)`: one-shot whatever they wrap
         receiver = self.scopes.identity(func.value, frame)
         owner = self.scopes.instance_class(receiver) if receiver is not None else None
         method = self.program.method(owner, func.attr.value) if owner is not None else None
