@@ -300,7 +300,8 @@ class ConsumedParameterGenerator(Rule):
                         if len(event.targets) != 1 or event.augmented:
                             continue
                         if (
-                            _generator_call(value)
+                            value is not None
+                            and _generator_call(value)
                             and (
                                 not isinstance(value, cst.Call)
                                 or facts.hands_out_generator(value, Frame(function, {}))
