@@ -417,6 +417,50 @@ def _within_decorators(
     return (Context(function.node, switches, body),)
 
 
+def methods_called(program: ModuleProgram) -> frozenset[str]:
+    """Every method name this module calls. A per-batch method (`training_step`,
+    `train_step`, `_run_batch`, `update`) that none of them names lives in a class whose loop
+    is elsewhere — a framework or a base class of another module: its body runs once per
+    batch, as if in a loop. One this module calls is checked at its call sites instead."""
+    return frozenset(
+        event.node.func.attr.value
+        for caller in program.functions
+        for event in all_events(caller.events)
+        if isinstance(event, CallEvent) and isinstance(event.node.func, cst.Attribute)
+    )
+
+
+def clears_by_name(func: cst.BaseExpression) -> bool:
+    """`model.zero_grads()`, `net.clear_grads()`, and a helper imported bare:
+    `zero_grad(params)`."""
+    if isinstance(func, cst.Attribute):
+        called = func.attr.value
+    elif isinstance(func, cst.Name):
+        called = func.value
+    else:
+        return False
+    return "zero_grad" in called or ("clear" in called and "grad" in called)
+
+
+def renewed_receiver(
+    call: cst.Call, callee: FunctionInfo, body: tuple[Item, ...], frame: Frame, scopes: Scopes
+) -> Reinit | None:
+    """`model.reset_parameters()` of a class of the codebase whose body re-initialises its
+    layers: as good as a new model, like torch's own `reset_parameters()`."""
+    if callee.self_name is None or not isinstance(call.func, cst.Attribute):
+        return None
+    owner = scopes.identity(call.func.value, frame)
+    return Reinit(call, owner) if owner is not None and _reinitialises(body) else None
+
+
+def own_step(program: ModuleProgram, table: ObjectTable, optimizer: str) -> FunctionInfo | None:
+    """The `step()` of the optimizer class of this module that `optimizer` is built from:
+    one that clears the gradients it used (`p.grad = None`) needs no `zero_grad()`."""
+    info = table.info(optimizer, ObjectKind.OPTIMIZER)
+    owner = program.classes.get(info.qualified) if info is not None else None
+    return program.method(owner, "step") if owner is not None else None
+
+
 class TreeBuilder:
     """Resolves one module's functions to operation trees, each computed once."""
 
@@ -466,19 +510,10 @@ class TreeBuilder:
         return cached
 
     def _called_per_batch(self, function: FunctionInfo) -> bool:
-        """A per-batch method (`training_step`, `train_step`, `_run_batch`, `update`) of a
-        class whose loop lives elsewhere — in a framework or a base class of another
-        module: its body runs once per batch, as if in a loop. One this module calls
-        itself is checked at its call sites instead."""
         if function.owner is None or function.name not in PER_BATCH_METHODS:
             return False
         if self._called_here is None:
-            self._called_here = frozenset(
-                event.node.func.attr.value
-                for caller in self.program.functions
-                for event in all_events(caller.events)
-                if isinstance(event, CallEvent) and isinstance(event.node.func, cst.Attribute)
-            )
+            self._called_here = methods_called(self.program)
         return function.name not in self._called_here
 
     def _resolve(
@@ -583,12 +618,9 @@ class TreeBuilder:
             kinds = self.table.kinds(receiver)
             if attr == "step" and receiver is not None:
                 if ObjectKind.OPTIMIZER in kinds:
-                    closure_arg = argument(call, 0, "closure")
-                    closure = (
-                        self._closure(closure_arg, frame, stack) if closure_arg is not None else ()
-                    )
-                    out.append(Step(call, receiver, closure))
-                    if self._step_clears(receiver, stack):
+                    out.append(Step(call, receiver, self._closure(call, frame, stack)))
+                    own = self._alone(own_step(self.program, self.table, receiver), stack)
+                    if _clears_anywhere(own):  # `p.grad = None` in its own `step()`
                         out.append(Clear(call, receiver))
                     return
                 if ObjectKind.SCHEDULER in kinds:
@@ -605,11 +637,7 @@ class TreeBuilder:
                 if symbolic(receiver) and not kinds and not is_scaler:
                     # A parameter's `.step()`: an optimizer's or a scheduler's, as the
                     # caller's argument decides (see `_instantiate`).
-                    closure_arg = argument(call, 0, "closure")
-                    closure = (
-                        self._closure(closure_arg, frame, stack) if closure_arg is not None else ()
-                    )
-                    out.append(Step(call, receiver, closure))
+                    out.append(Step(call, receiver, self._closure(call, frame, stack)))
                     return
             if (
                 attr in _SCALER_METHODS
@@ -683,15 +711,9 @@ class TreeBuilder:
                     self._resolve(function.events, inner, True, (*stack, function)),
                 )
                 out.extend(body)
-                owner = (
-                    self.scopes.identity(func.value, frame)
-                    if isinstance(func, cst.Attribute)
-                    else None
-                )
-                if owner is not None and function.self_name is not None and _reinitialises(body):
-                    # `model.reset_parameters()` of a class of the codebase that re-initialises
-                    # its layers: as good as a new model, like torch's own `reset_parameters()`.
-                    out.append(Reinit(call, owner))
+                renewed = renewed_receiver(call, function, body, frame, self.scopes)
+                if renewed is not None:
+                    out.append(renewed)
             return
         if in_loop:
             target = self.linker.external(func)
@@ -701,11 +723,7 @@ class TreeBuilder:
                     mapping = self.linker.arguments(target.function, call, frame)
                     out.extend(instantiate(summary, mapping, call, self.table))
                     return
-        called = attr if attr is not None else func.value if isinstance(func, cst.Name) else None
-        if called is not None and (
-            "zero_grad" in called or ("clear" in called and "grad" in called)
-        ):
-            # `model.zero_grads()`, and a helper imported bare: `zero_grad(params)`.
+        if clears_by_name(func):
             out.append(Clear(call, None))
             return
         name = attr if attr is not None else (func.value if isinstance(func, cst.Name) else "")
@@ -717,33 +735,27 @@ class TreeBuilder:
                 assert identity is not None
                 out.append(Escape(call, identity))
 
-    def _step_clears(self, optimizer: str, stack: tuple[FunctionInfo, ...]) -> bool:
-        """Whether `optimizer` is an instance of an optimizer class of this module whose own
-        `step()` clears the gradients it used (`p.grad = None` at its end): its users need
-        no `zero_grad()`."""
-        info = self.table.info(optimizer, ObjectKind.OPTIMIZER)
-        owner = self.program.classes.get(info.qualified) if info is not None else None
-        method = self.program.method(owner, "step") if owner is not None else None
-        if method is None or method in stack:
-            return False
-        body = self._resolve(method.events, Frame(method, {}), True, (*stack, method))
-        return _clears_anywhere(body)
-
     def _construct(self, call: cst.Call, info: ObjectInfo, frame: Frame) -> Construct:
         return Construct(call, info.kind, info.qualified, info.parameter_sources, info.optimizer)
 
     def _closure(
-        self, closure: cst.BaseExpression, frame: Frame, stack: tuple[FunctionInfo, ...]
+        self, call: cst.Call, frame: Frame, stack: tuple[FunctionInfo, ...]
     ) -> tuple[Item, ...]:
+        """What the closure handed to `opt.step(closure)` runs."""
+        closure = argument(call, 0, "closure")
         if isinstance(closure, cst.Lambda):
             events: list[Event] = []
             calls_in(closure.body, events)
             return self._resolve(tuple(events), frame, True, stack)
         if isinstance(closure, cst.Name):
-            function = self.program.function_named(closure.value, frame.function)
-            if function is not None and function not in stack:
-                inner = self._resolve(
-                    function.events, Frame(function, {}), True, (*stack, function)
-                )
-                return _within_decorators(function, self.imports, inner)
+            return self._alone(self.program.function_named(closure.value, frame.function), stack)
         return ()
+
+    def _alone(
+        self, function: FunctionInfo | None, stack: tuple[FunctionInfo, ...]
+    ) -> tuple[Item, ...]:
+        """`function` run on its own (a step closure, an optimizer class's own `step()`)."""
+        if function is None or function in stack:
+            return ()
+        inner = self._resolve(function.events, Frame(function, {}), True, (*stack, function))
+        return _within_decorators(function, self.imports, inner)
