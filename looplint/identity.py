@@ -104,6 +104,22 @@ CLIPPING_WITHOUT_EFFECT = RuleIdentity(
     "Gradients are clipped where the clip cannot reach the step: after it, before the "
     "backward pass, or right before a clear.",
 )
+DISTRIBUTED_SAMPLING = RuleIdentity(
+    "LL015",
+    "distributed-sampling",
+    "A DDP run's data is not split by a DistributedSampler, or its set_epoch is never called.",
+)
+UNREGISTERED_SUBMODULES = RuleIdentity(
+    "LL017",
+    "unregistered-submodules",
+    "A module keeps submodules in a plain list/dict/tuple, so their parameters are not "
+    "registered.",
+)
+PRETRAINED_IN_EVAL_MODE = RuleIdentity(
+    "LL021",
+    "pretrained-in-eval-mode",
+    "A from_pretrained model (returned in eval mode) is trained without calling .train().",
+)
 
 ALL_IDENTITIES: tuple[RuleIdentity, ...] = (
     PARSE_ERROR,

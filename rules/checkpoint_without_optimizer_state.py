@@ -342,7 +342,9 @@ class CheckpointWithoutOptimizerState(Rule):
                             save.node,
                             f"this checkpoint saves `{display_name(model)}.state_dict()` but "
                             f"not `{display_name(optimizer)}.state_dict()`, so a resumed run "
-                            "restarts the optimizer's momentum and moments; save both",
+                            "restarts the optimizer's momentum and moments; save both "
+                            f"`{display_name(model)}.state_dict()` and "
+                            f"`{display_name(optimizer)}.state_dict()` in the checkpoint",
                         )
                         break
         yield from _partial_optimizer_state(facts, reported)

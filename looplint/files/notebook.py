@@ -30,6 +30,8 @@ class NotebookProgram:
     source: str
     cells: tuple[int, ...]
     lines: tuple[int, ...]
+    document: str = ""
+    """The notebook's JSON text, as read (what a fix is written back into)."""
 
     def without_cells(self, source: str, numbers: set[int]) -> str:
         """`source` (this program's text) with the lines of cells `numbers` commented
@@ -169,5 +171,76 @@ def notebook_program(text: str) -> NotebookProgram:
             cells.append(number)
             lines.append(index)
     if not program:
-        return NotebookProgram("", (1,), (1,))
-    return NotebookProgram("\n".join(program) + "\n", tuple(cells), tuple(lines))
+        return NotebookProgram("", (1,), (1,), text)
+    return NotebookProgram("\n".join(program) + "\n", tuple(cells), tuple(lines), text)
+
+
+class UnmappableFix(Exception):
+    """A fix of the program that cannot be written back into the notebook's cells;
+    `line` is the first program line it changes."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def fixed_notebook(program: NotebookProgram, fixed_source: str) -> str:
+    """The notebook's JSON text with `fixed_source` (this program after fixes) written
+    back into its cells; every other byte of each cell, and every other cell, as it was.
+
+    Fixes change lines in place or move them within a block, so the fixed program has
+    the same lines as the original, some of them different. A change that adds or
+    removes lines, or falls on a line that is not the cell's own text (a magic replaced
+    by `pass`), raises `UnmappableFix` naming why.
+    """
+    old = program.source.splitlines()
+    new = fixed_source.splitlines()
+    pairs = enumerate(zip(old, new, strict=False))
+    first = next((index for index, (a, b) in pairs if a != b), min(len(old), len(new))) + 1
+    if len(old) != len(new):
+        raise UnmappableFix("it adds or removes lines, which cannot be split into cells", first)
+    data = json.loads(program.document)
+    cells = data["cells"]
+    changed: dict[int, dict[int, tuple[int, str]]] = {}
+    for index, (before, after) in enumerate(zip(old, new, strict=True)):
+        if before != after:
+            cell_lines = changed.setdefault(program.cells[index], {})
+            cell_lines[program.lines[index]] = (index + 1, after)
+    for number, lines in changed.items():
+        cell = cells[number - 1]
+        raw = _cell_source(cell, number).splitlines(keepends=True)
+        for line, (program_line, text) in lines.items():
+            kept = raw[line - 1]
+            body = kept.rstrip("\r\n")
+            if _neutralise(body) != body or (line == 1 and _CELL_MAGIC.match(body)):
+                raise UnmappableFix("it would change a line of IPython magic", program_line)
+            raw[line - 1] = text + kept[len(body) :]
+        joined = "".join(raw)
+        cell["source"] = raw if isinstance(cell.get("source"), list) else joined
+    return _dumped_like(data, program.document)
+
+
+def _dumped_like(data: object, original: str) -> str:
+    """`data` as JSON in the original's layout: its indent (nbformat writes one space),
+    non-ASCII characters as they were, and its final newline."""
+    indent_match = re.search(r"\n([ \t]+)\S", original)
+    indent: int | str | None = None
+    if indent_match is not None:
+        found = indent_match.group(1)
+        indent = len(found) if set(found) == {" "} else found
+    ascii_only = original.isascii() and "\\u" in original
+    text = json.dumps(data, indent=indent, ensure_ascii=ascii_only)
+    return text + "\n" if original.endswith("\n") else text
+
+
+def changed_cells(before: str, after: str) -> list[tuple[int, str, str]]:
+    """(cell number, source before, source after) for each cell whose source differs
+    between two versions of a notebook's JSON text (what a fix changed)."""
+    old_cells = json.loads(before)["cells"]
+    new_cells = json.loads(after)["cells"]
+    changes = []
+    for number, (old, new) in enumerate(zip(old_cells, new_cells, strict=False), start=1):
+        old_source, new_source = _cell_source(old, number), _cell_source(new, number)
+        if old_source != new_source:
+            changes.append((number, old_source, new_source))
+    return changes
