@@ -48,6 +48,35 @@ def test_magics_do_not_break_parsing_and_keep_lines() -> None:
     assert program.locate(10) == (4, 2)
 
 
+def test_magics_only_where_a_statement_starts() -> None:
+    cell = (
+        "print('%d of %d'\n"
+        "      % (1, 2))\n"
+        'doc = """\n'
+        "%not a magic inside a string\n"
+        '"""\n'
+        "total = 1 + \\\n"
+        "    2\n"
+        "%timeit f()\n"
+        "items = [a,  # a comment with a bracket (\n"
+        "         b]\n"
+        "!ls\n"
+    )
+    program = notebook_program(_notebook(("code", cell)))
+    compile(program.source, "nb", "exec")
+    lines = program.source.splitlines()
+    assert lines[1] == "      % (1, 2))"  # the formatting operator is kept
+    assert lines[3] == "%not a magic inside a string"
+    assert lines[7].startswith("pass  # %timeit")  # a real magic after the brackets closed
+    assert lines[10].startswith("pass  # !ls")
+
+
+def test_indented_cell_parses_as_ipython_runs_it() -> None:
+    program = notebook_program(_notebook(("code", "\n  x = 1\n  if x:\n      y = x\n")))
+    compile(program.source, "nb", "exec")
+    assert program.locate(3) == (1, 3)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

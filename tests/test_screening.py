@@ -126,5 +126,7 @@ def test_definition_rules_bring_in_model_files_by_their_own_screens() -> None:
     for text in (typo, moved, listed, dropout):
         assert not passes(text, [TRAINING_CODE]), text
         assert passes(text, SCREENS), text
-    clean_model = "class Net(nn.Module):\n    def __init__(self):\n        self.fc = nn.Linear(4, 4)\n"
+    clean_model = (
+        "class Net(nn.Module):\n    def __init__(self):\n        self.fc = nn.Linear(4, 4)\n"
+    )
     assert not passes(clean_model, SCREENS)

@@ -130,6 +130,10 @@ def _class_attributes(table: ObjectTable, program: ModuleProgram, scopes: Scopes
 def _assignment(table: ObjectTable, event: AssignEvent, frame: Frame) -> bool:
     assert event.value is not None
     value = event.value
+    if isinstance(event.node, cst.WithItem):
+        # `with LocalSGD(model) as averager:` — no optimizer, scheduler or scaler is a
+        # context manager, whatever its name says: how it is used wins.
+        return False
     targets = [table.scopes.identity(target, frame) for target in event.targets]
     if len(targets) == 1:
         target = targets[0]

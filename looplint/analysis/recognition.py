@@ -225,6 +225,9 @@ class ObjectTable:
         if written is None or not self.names_count:
             return None
         last = written.rsplit(".", 1)[-1]
+        own = self.program.classes.get(last) if isinstance(call.func, cst.Name) else None
+        if own is not None and "__enter__" in own.methods:
+            return None  # a context manager of this codebase, whatever its name says
         factory = named_factory_kind(last)
         if factory is not None:
             return self._from_named_factory(call, factory, written, frame)

@@ -22,7 +22,7 @@ from looplint.analysis.program import (
     ModuleProgram,
     all_events,
 )
-from looplint.analysis.syntax import dotted_name, positional_args
+from looplint.analysis.syntax import dotted_name, positional_args, unchained
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +100,7 @@ class Scopes:
             for event in all_events(function.events):
                 if not isinstance(event, AssignEvent) or len(event.targets) != 1:
                     continue
-                value = event.value
+                value = unchained(event.value) if event.value is not None else None
                 if not (isinstance(value, cst.Call) and isinstance(value.func, cst.Name)):
                     continue
                 owner = self.program.classes.get(value.func.value)

@@ -2,7 +2,10 @@
 
 Code cells run top to bottom in one namespace, so they are checked as one module.
 IPython magics and shell escapes are not Python: they are replaced by `pass` at the
-same indentation so line numbers (and the blocks around them) stay intact.
+same indentation so line numbers (and the blocks around them) stay intact. IPython
+recognises them only where a statement starts, so a line inside open brackets, a
+triple-quoted string or after a `\\` continuation is Python however it begins
+(`print("%d done"\n      % n)` is a `%` operator, not a line magic).
 """
 
 from __future__ import annotations
@@ -63,6 +66,60 @@ def _cell_source(cell: dict[str, object], number: int) -> str:
     raise NotebookError(f"cell {number}: `source` is neither a string nor a list of strings")
 
 
+class _StatementTracker:
+    """Whether the next line of a cell starts a statement: not inside open brackets,
+    a triple-quoted string, or after a line ending in `\\`."""
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._open_quote = ""
+        self._continued = False
+
+    def at_statement_start(self) -> bool:
+        return self._depth == 0 and not self._open_quote and not self._continued
+
+    def feed(self, line: str) -> None:
+        """Advance over one line of Python (a neutralised magic is a comment)."""
+        index = 0
+        quote = self._open_quote
+        commented = False
+        while index < len(line):
+            char = line[index]
+            if quote:
+                if char == "\\":
+                    index += 2
+                    continue
+                if line.startswith(quote, index):
+                    index += len(quote)
+                    quote = ""
+                    continue
+            elif char == "#":
+                commented = True
+                break
+            elif char in "\"'":
+                quote = line[index : index + 3] if line.startswith(char * 3, index) else char
+                index += len(quote)
+                continue
+            elif char in "([{":
+                self._depth += 1
+            elif char in ")]}":
+                self._depth = max(self._depth - 1, 0)
+            index += 1
+        # A one-quote string cannot span lines; only a triple quote stays open.
+        self._open_quote = quote if len(quote) == 3 else ""
+        self._continued = not quote and not commented and line.rstrip().endswith("\\")
+
+
+def _without_leading_indent(lines: list[str]) -> list[str]:
+    """IPython removes the indentation of a cell's first non-blank line from every line
+    that has it (`leading_indent`), so an indented cell runs; it must parse here too."""
+    first = next((line for line in lines if line.strip()), "")
+    indent = first[: len(first) - len(first.lstrip())]
+    if not indent:
+        return lines
+    return [line[len(indent) :] if line.startswith(indent) else line for line in lines]
+
+
 def _neutralise(line: str) -> str:
     if _ASSIGNED_MAGIC.match(line):
         return _ASSIGNED_MAGIC.sub(r"\1None  # ", line, count=1)
@@ -90,7 +147,7 @@ def notebook_program(text: str) -> NotebookProgram:
             raise NotebookError(f"cell {number} is not an object")
         if cell.get("cell_type") != "code":
             continue
-        cell_lines = _cell_source(cell, number).splitlines()
+        cell_lines = _without_leading_indent(_cell_source(cell, number).splitlines())
         skip_cell = False
         if cell_lines:
             magic = _CELL_MAGIC.match(cell_lines[0])
@@ -98,14 +155,18 @@ def notebook_program(text: str) -> NotebookProgram:
                 skip_cell = magic.group(1) not in _PYTHON_CELL_MAGICS
                 cell_lines[0] = f"pass  # {cell_lines[0].strip()}"
         continued = False
+        statements = _StatementTracker()
         for index, line in enumerate(cell_lines, start=1):
             if (skip_cell and index > 1) or continued:
                 # A shell escape continued with `\` (`!pip install -q \` then package
                 # names) goes on over the following lines: none of them is Python.
                 neutral = f"# {line}"
-            else:
+            elif statements.at_statement_start():
                 neutral = _neutralise(line)
+            else:
+                neutral = line
             continued = neutral != line and line.rstrip().endswith("\\")
+            statements.feed(neutral)
             program.append(neutral)
             cells.append(number)
             lines.append(index)
