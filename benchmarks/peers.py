@@ -582,7 +582,9 @@ def render(
         for code, name in sorted(tool.rules.items()):
             shared = SHARED_OF_LOOPLINT.get(code) if tool is looplint else SHARED_OF_PEER.get(code)
             counts = [
-                "not run" if item.shared_only and not shared else str(per_input[item.name][code])
+                "not run"
+                if item.shared_only and not shared and not per_input[item.name][code]
+                else str(per_input[item.name][code])
                 for item in inputs
             ]
             lines.append(
