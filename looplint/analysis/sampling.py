@@ -28,8 +28,13 @@ _DDP = frozenset(
     {
         "torch.nn.parallel.DistributedDataParallel",
         "torch.nn.parallel.distributed.DistributedDataParallel",
+        "apex.parallel.DistributedDataParallel",
+        "deepscale.distributed_apex.DistributedDataParallel",
+        "deepspeed.initialize",
     }
 )
+"""Data-parallel wrappers that leave splitting the data to the loader (DeepSpeed's engine
+does too, unless given `training_data`: then the loader it returns is the one iterated)."""
 _LOADERS = frozenset({"torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader"})
 _SAMPLERS = frozenset(
     {
