@@ -324,8 +324,14 @@ class ConsumedParameterGenerator(Rule):
                         reported.discard(key)
                         if len(event.targets) != 1 or event.augmented:
                             continue
-                        if _generator_call(value):
-                            assert value is not None
+                        if (
+                            value is not None
+                            and _generator_call(value)
+                            and (
+                                not isinstance(value, cst.Call)
+                                or facts.hands_out_generator(value, Frame(function, {}))
+                            )
+                        ):
                             tracked[key] = (value, loops, [])
                         elif alias is not None and alias in tracked:
                             tracked[key] = tracked[alias]  # one generator, two names

@@ -50,12 +50,20 @@ class Binding:
 
     def info(self) -> ObjectInfo:
         """What the receiving module records for its parameter."""
-        from looplint.analysis.recognition import ObjectInfo
+        from looplint.analysis.recognition import Basis, ObjectInfo
 
+        # What the caller knew travels as its `qualified`: `<named optimizer>` when the
+        # caller itself only went by the name, `<used as optimizer>` by its use.
+        basis = Basis.CALLER
+        if self.qualified.startswith("<named "):
+            basis = Basis.NAME
+        elif self.qualified.startswith("<used as "):
+            basis = Basis.ROLE
         return ObjectInfo(
             ObjectKind(self.kind),
             self.qualified,
             None,
             parameter_sources=frozenset(self.parameter_sources),
             evidence=f"passed in as `{self.param}` by another module (`{self.qualified}`)",
+            basis=basis,
         )

@@ -12,10 +12,13 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from looplint.analysis.binding import Binding
+from looplint.analysis.explanation import FindingExplainer
 from looplint.analysis.facts import ModuleFacts
+from looplint.analysis.operations import display_name
 from looplint.analysis.program import compile_module
 from looplint.checking.result import FileResult, error_finding
 from looplint.errors import SourceError
+from looplint.files.notebook import NotebookProgram, UnmappableFix, fixed_notebook
 from looplint.files.parse_guard import refusal
 from looplint.files.screening import passes, screening_enabled
 from looplint.files.source import (
@@ -25,7 +28,7 @@ from looplint.files.source import (
     read_bytes,
     source_from_bytes,
 )
-from looplint.finding import Finding
+from looplint.finding import Finding, ObjectEvidence
 from looplint.rule import Rule, Violation
 from looplint.settings.suppression import NO_DIRECTIVES, FileDirectives, Notice, is_suppressed, scan
 
@@ -85,7 +88,8 @@ def check_source(
     """
     directives, notices = scan(source.text)
     result = _check_text(source, rules, use_prefilter, fix, project, incoming, stamp, directives)
-    result.notices = [_notice_in_cell(source, notice) for notice in notices]
+    # Notices of the check itself (a fix that could not be applied) follow the comments'.
+    result.notices = [_notice_in_cell(source, notice) for notice in (*notices, *result.notices)]
     if directives.everything or directives.codes:
         result.findings = [f for f in result.findings if not directives.silences(f.code)]
     return result
@@ -120,11 +124,20 @@ def _check_text(
         return result
     located = _locate_violations(source, *analysis, directives=directives)
     if fix and source.fixable:
+        notebook = source.notebook
         for _ in range(MAX_FIX_ROUNDS):
             fixed_text = _apply_first_fix(analysis[0], located)
             if fixed_text is None or fixed_text == source.text:
                 break
             candidate = SourceFile(source.path, fixed_text)
+            if notebook is not None:
+                refused = _unmappable(notebook, fixed_text)
+                if refused is not None:
+                    result.notices.append(Notice(refused.line, f"fix not applied: {refused}"))
+                    break
+                # Fixes keep every line in its cell: the same map locates the fixed program.
+                mapped = replace(notebook, source=fixed_text)
+                candidate = replace(source, text=fixed_text, notebook=mapped)
             probe = FileResult(source.path)
             fixed_analysis = _analyse(candidate, rules, probe, replace(context, lend=None))
             if fixed_analysis is None or probe.findings:
@@ -132,7 +145,9 @@ def _check_text(
             source, analysis, result.fixes = candidate, fixed_analysis, result.fixes + 1
             located = _locate_violations(source, *analysis, directives=directives)
         if result.fixes:
-            result.fixed_source = source.text
+            result.fixed_source = (
+                source.text if notebook is None else fixed_notebook(notebook, source.text)
+            )
     result.findings.extend(finding for _, finding in located if finding is not None)
     return result
 
@@ -142,6 +157,13 @@ def _worth_parsing(source: SourceFile, rules: Sequence[Rule]) -> bool:
     if not screening_enabled():
         return True
     return passes(source.text, dict.fromkeys(rule.screen for rule in rules))
+def _unmappable(notebook: NotebookProgram, fixed_text: str) -> UnmappableFix | None:
+    """Why a fix of a notebook's program cannot go back into its cells (None: it can)."""
+    try:
+        fixed_notebook(notebook, fixed_text)
+    except UnmappableFix as error:
+        return error
+    return None
 
 
 def _apply_first_fix(
@@ -169,7 +191,7 @@ class _Context:
 
 def _analyse(
     source: SourceFile, rules: Sequence[Rule], result: FileResult, context: _Context
-) -> tuple[cst.Module, list[tuple[Rule, Violation]]] | None:
+) -> tuple[cst.Module, list[Reported]] | None:
     """Parse and run the rules; failures become `LL000` findings on `result`."""
     refused = refusal(source.text)
     if refused is not None:
@@ -225,6 +247,7 @@ def _analyse(
                     source.path, f"internal error in {rule.code} ({rule.name}): {_describe(error)}"
                 )
             )
+    explained = _explained(facts, reported, result)
     if context.project is not None:
         try:
             result.bindings = facts.bindings()
@@ -238,7 +261,38 @@ def _analyse(
         result.dependencies = context.project.dependencies(facts.consulted)
         if context.lend is not None:
             context.project.adopt(source.path, context.lend, facts, len(source.text))
-    return module, reported
+    return module, explained
+
+
+Reported = tuple[Rule, Violation, tuple[ObjectEvidence, ...]]
+"""A rule's violation with the evidence of the objects it involves."""
+
+
+def _explained(
+    facts: ModuleFacts, reported: list[tuple[Rule, Violation]], result: FileResult
+) -> list[Reported]:
+    """Each violation with what the objects it involves were recognised by. Explaining
+    is a courtesy: if it fails, the finding is reported without it."""
+    if not reported:
+        return []
+    try:
+        explainer = FindingExplainer(facts, (violation.node for _, violation in reported))
+        return [
+            (rule, violation, _evidence(explainer, violation)) for rule, violation in reported
+        ]
+    except RecursionError:
+        return [(rule, violation, ()) for rule, violation in reported]
+    except Exception:
+        result.tracebacks.append(traceback.format_exc())
+        return [(rule, violation, ()) for rule, violation in reported]
+
+
+def _evidence(explainer: FindingExplainer, violation: Violation) -> tuple[ObjectEvidence, ...]:
+    return tuple(
+        ObjectEvidence(display_name(identity), info.kind.value, info.basis.value, info.evidence)
+        for identity, info in explainer.involved(violation.node, violation.message)
+        if info.evidence
+    )
 
 
 def _describe(error: BaseException) -> str:
@@ -313,7 +367,7 @@ def _has_fix(violation: Violation) -> bool:
 def _locate_violations(
     source: SourceFile,
     module: cst.Module,
-    reported: list[tuple[Rule, Violation]],
+    reported: list[Reported],
     directives: FileDirectives = NO_DIRECTIVES,
 ) -> list[tuple[Violation, Finding | None]]:
     """Each violation with its finding, or None where a `# noqa` suppresses it."""
@@ -322,7 +376,7 @@ def _locate_violations(
     positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
     findings: list[tuple[Violation, Finding | None]] = []
     lines = source.text.splitlines()
-    for rule, violation in reported:
+    for rule, violation, evidence in reported:
         where = positions[violation.node]
         start, end = where.start, where.end
         text = lines[start.line - 1] if 0 < start.line <= len(lines) else ""
@@ -350,6 +404,7 @@ def _locate_violations(
                     end_line=end_line,
                     end_column=end.column + 1,
                     fixable=source.fixable and _has_fix(violation),
+                    evidence=evidence,
                 ),
             )
         )

@@ -23,6 +23,7 @@ from looplint.checking.cache import CACHE_DIR_NAME, ResultCache
 from looplint.checking.runner import RunResult, rules_for, run
 from looplint.errors import ConfigError, SourceError
 from looplint.files.discovery import FileFinder
+from looplint.files.notebook import changed_cells
 from looplint.finding import Finding
 from looplint.identity import ALL_IDENTITIES
 from looplint.reporting.report_context import ReportContext, repository_root
@@ -328,13 +329,23 @@ def _add_noqa(request: CheckRequest, result: RunResult, findings: Sequence[Findi
 
 
 def _echo_diff(path: str, original: str, fixed: str) -> None:
-    lines = difflib.unified_diff(
-        original.splitlines(keepends=True),
-        fixed.splitlines(keepends=True),
-        fromfile=f"a/{path}",
-        tofile=f"b/{path}",
+    """A unified diff; for a notebook, one per changed cell (`a/nb.ipynb:cell 3`), of the
+    cell's code rather than of the JSON around it."""
+    if path.endswith(".ipynb"):
+        for cell, before, after in changed_cells(original, fixed):
+            _echo_text_diff(f"{path}:cell {cell}", before, after)
+        return
+    _echo_text_diff(path, original, fixed)
+
+
+def _echo_text_diff(name: str, original: str, fixed: str) -> None:
+    def lines(text: str) -> list[str]:
+        return (text if text.endswith("\n") or not text else text + "\n").splitlines(True)
+
+    diff = difflib.unified_diff(
+        lines(original), lines(fixed), fromfile=f"a/{name}", tofile=f"b/{name}"
     )
-    click.echo("".join(lines), nl=False)
+    click.echo("".join(diff), nl=False)
 
 
 def _show_diffs(fixed: list[tuple[str, str]]) -> None:
