@@ -18,6 +18,7 @@ from looplint.analysis.operations import (
     display_name,
 )
 from looplint.analysis.syntax import call_display, descendants, source_of
+from looplint.files.screening import Screen
 from looplint.identity import EVALUATION_WITH_AUTOGRAD
 from looplint.rule import Rule, Violation
 
@@ -108,7 +109,7 @@ class EvaluationWithAutograd(Rule):
             return [model(x).argmax(1) for x in loader]
         """,
     )
-    markers = re.compile(r"\.eval\(|\.train\(False\)|\.train\(mode=False\)")
+    screen = Screen(re.compile(r"\.eval\(|\.train\(False\)|\.train\(mode=False\)"))
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
         summary = facts.summary

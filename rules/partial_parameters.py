@@ -285,6 +285,13 @@ class PartialParameters(Rule):
                     continue
                 if _is_run(receiver, summary, facts.program):
                     coverage[receiver] = None  # the whole model
+                    # ... and a part of its parent (`model.discriminator(x)` is run, and
+                    # its optimizer covers that part of `model`).
+                    split = _model_of(receiver, summary, facts.program)
+                    if split is not None:
+                        covered = coverage.setdefault(split[0], set())
+                        if covered is not None:
+                            covered.add(split[1])
                     continue
                 split = _model_of(receiver, summary, facts.program)
                 if split is None:

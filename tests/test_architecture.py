@@ -29,6 +29,7 @@ ANALYSIS_MAY_IMPORT = (
     "looplint.identity",
     "looplint.files.notebook",
     "looplint.files.parse_guard",
+    "looplint.files.screening",
     "looplint.files.source",
 )
 MAX_CLASS_LINES = 300
