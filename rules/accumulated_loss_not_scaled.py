@@ -56,6 +56,20 @@ def _rescales(node: cst.CSTNode) -> bool:
     )
 
 
+def _returned_rescaled(facts: ModuleFacts, assignment: cst.CSTNode) -> bool:
+    """`loss = self.compute_loss(batch)` where a function of this module by that name
+    returns a divided or multiplied value."""
+    value = getattr(assignment, "value", None)
+    if not isinstance(value, cst.Call):
+        return False
+    func = value.func
+    name = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", None)
+    return any(
+        function.name == name and any(_rescales(cst.Expr(r)) for r in function.returns)
+        for function in facts.program.functions
+    )
+
+
 def _plain_backward(backward: Backward) -> bool:
     """`loss.backward()` or `scaler.scale(loss).backward()`; not an engine's
     `accelerator.backward(loss)` / `engine.backward(loss)`, which may divide by the
@@ -134,7 +148,7 @@ class AccumulatedLossNotScaled(Rule):
                 continue
             for backward in self._every_iteration(view, site, guard):
                 assert isinstance(backward.op, Backward)
-                if self._loss_rescaled(view, backward):
+                if self._loss_rescaled(facts, view, backward):
                     continue
                 yield Violation(
                     backward.op.node,
@@ -171,7 +185,7 @@ class AccumulatedLossNotScaled(Rule):
         )
 
     @staticmethod
-    def _loss_rescaled(view: LoopView, backward: Site) -> bool:
+    def _loss_rescaled(facts: ModuleFacts, view: LoopView, backward: Site) -> bool:
         """A division or multiplication in the backward receiver or in any assignment
         of the backpropagated loss in the loop."""
         assert isinstance(backward.op, Backward)
@@ -184,6 +198,6 @@ class AccumulatedLossNotScaled(Rule):
         return any(
             isinstance(site.op, Assign)
             and (site.op.target == tensor or site.op.target.startswith(tensor + "."))
-            and _rescales(site.op.node)
+            and (_rescales(site.op.node) or _returned_rescaled(facts, site.op.node))
             for site in view.sites
         )

@@ -13,6 +13,7 @@ from looplint.analysis.operations import (
     LoopView,
     Site,
     Step,
+    condition_of,
 )
 from looplint.analysis.syntax import argument, call_display, source_of
 from looplint.identity import CLIPPING_WITHOUT_EFFECT
@@ -35,9 +36,23 @@ def _training_view(site: Site, views: dict[int, LoopView]) -> LoopView | None:
 
 
 def _always_with(other: Site, clip: Site, view: LoopView) -> bool:
-    """`other` runs whenever the clip does: no condition of its own inside the loop."""
+    """`other` runs whenever the clip does: every condition of its own inside the loop is
+    one the clip is under too (`if args.fp16:` written twice, once around the backward
+    pass and once around the clip)."""
     clip_guards = {id(g) for g in clip.guards}
-    return all(id(g) in clip_guards for g in other.guards_within(view.loop))
+    held = set(clip.conditions)
+    arms = dict(other.arms)
+    for guard in other.guards_within(view.loop):
+        if id(guard) in clip_guards:
+            continue
+        condition = condition_of(guard.test) if len(guard.arms) <= 2 else None
+        if condition is None:
+            return False
+        name, polarity = condition
+        holds = polarity if arms.get(id(guard.node)) == 0 else not polarity
+        if (name, holds) not in held:
+            return False
+    return True
 
 
 class ClippingWithoutEffect(Rule):

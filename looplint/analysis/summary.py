@@ -33,6 +33,10 @@ class ModuleSummary:
     takes_input_gradients: bool = False
     """`torch.autograd.grad(...)`, `x.requires_grad_()` or `x.requires_grad = True`:
     something other than parameters needs gradients (saliency, adversarial inputs)."""
+    turns_requires_grad_off: bool = False
+    """`requires_grad_(False)` or `.requires_grad = False` written out: a module may run
+    without building any graph (unlike `freezes_parameters`, not guessed from names such
+    as `print_trainable_parameters`)."""
 
 
 _FREEZING_WORDS = ("freeze", "trainable")
@@ -46,6 +50,7 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
     instances: dict[str, list[str]] = {}
     switches_outside_with = False
     input_gradients = False
+    requires_grad_off = False
     with_items: set[int] = set()
     for function in program.functions:
         for event in all_events(function.events):
@@ -64,7 +69,9 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
                 if last == "requires_grad_":
                     # `model.eval().requires_grad_(False)` too: no dotted chain needed.
                     first = argument(call, 0, "requires_grad")
-                    freezes |= isinstance(first, cst.Name) and first.value == "False"
+                    off = isinstance(first, cst.Name) and first.value == "False"
+                    freezes |= off
+                    requires_grad_off |= off
                     input_gradients |= first is None or _is_true(first)
                 chain = dotted_name(func)
                 if chain is None:
@@ -81,9 +88,9 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
             elif isinstance(event, AssignEvent) and event.value is not None:
                 for target in event.targets:
                     if isinstance(target, cst.Attribute) and target.attr.value == "requires_grad":
-                        freezes |= (
-                            isinstance(event.value, cst.Name) and event.value.value == "False"
-                        )
+                        off = isinstance(event.value, cst.Name) and event.value.value == "False"
+                        freezes |= off
+                        requires_grad_off |= off
                         input_gradients |= _is_true(event.value)
                     text = dotted_name(target)
                     value = event.value
@@ -101,6 +108,7 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
         {key: tuple(value) for key, value in instances.items()},
         switches_outside_with,
         input_gradients,
+        requires_grad_off,
     )
 
 
@@ -138,21 +146,31 @@ def _is_true(node: cst.BaseExpression) -> bool:
 
 
 def divisors(module: cst.Module) -> frozenset[str]:
-    """The last names of what anything in the module is divided by: `accum_steps` for
-    `loss / args.accum_steps`, `loss /= accum_steps`, `loss.div(accum_steps)` or
-    `loss * (1.0 / accum_steps)`; integers by their text (`loss / 4` → `4`)."""
+    """The names a loss is divided by anywhere in the module: `accum_steps` (and `args`)
+    for `loss / args.accum_steps`, `loss /= accum_steps`, `loss.div(accum_steps)` or
+    `outputs.loss * (1.0 / accum_steps)`; integers by their text (`loss / 4` → `4`). Only
+    divisions whose dividend (or target) mentions a loss count: `1 / accum_steps` kept
+    for logging says nothing about the loss."""
     found: set[str] = set()
     for node in descendants(module):
         divisor: cst.BaseExpression | None = None
         if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Divide):
-            divisor = node.right
-        elif isinstance(node, cst.AugAssign) and isinstance(node.operator, cst.DivideAssign):
-            divisor = node.value
+            if _mentions_loss(node.left):
+                divisor = node.right
+        elif isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Multiply):
+            if _mentions_loss(node.left) or _mentions_loss(node.right):
+                divisor = node.right if _mentions_loss(node.left) else node.left
+        elif isinstance(node, cst.AugAssign) and isinstance(
+            node.operator, (cst.DivideAssign, cst.MultiplyAssign)
+        ):
+            if _mentions_loss(node.target):
+                divisor = node.value
         elif (
             isinstance(node, cst.Call)
             and isinstance(node.func, cst.Attribute)
-            and node.func.attr.value in ("div", "div_", "true_divide")
+            and node.func.attr.value in ("div", "div_", "true_divide", "mul", "mul_")
             and node.args
+            and _mentions_loss(node.func.value)
         ):
             divisor = node.args[-1].value
         if divisor is None:
@@ -165,3 +183,7 @@ def divisors(module: cst.Module) -> frozenset[str]:
             elif isinstance(part, cst.Attribute):
                 found.add(part.attr.value)
     return frozenset(found)
+
+
+def _mentions_loss(node: cst.CSTNode) -> bool:
+    return "loss" in cst.Module([]).code_for_node(node).lower()
