@@ -8,6 +8,7 @@ import libcst as cst
 
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import Assign, Backward, Branch, Clear, LoopView, Site, Step
+from looplint.analysis.summary import named_parts
 from looplint.analysis.syntax import call_display, descendants, source_of
 from looplint.identity import ACCUMULATED_LOSS_NOT_SCALED
 from looplint.rule import Rule, Violation
@@ -24,16 +25,9 @@ def _window(guard: Branch) -> cst.BaseExpression | None:
 
 
 def _names(expression: cst.BaseExpression) -> set[str]:
-    """`accum_steps` and `args` for `args.accum_steps`; an integer by its text."""
-    found: set[str] = set()
-    for node in (expression, *descendants(expression)):
-        if isinstance(node, cst.Integer):
-            found.add(node.value)
-        elif isinstance(node, cst.Name):
-            found.add(node.value)
-        elif isinstance(node, cst.Attribute):
-            found.add(node.attr.value)
-    return found
+    """`accum_steps` for `args.accum_steps` (the last name of each chain, as
+    `summary.divisors` keeps them); an integer by its text."""
+    return named_parts(expression)
 
 
 def _rescales(node: cst.CSTNode) -> bool:
@@ -162,15 +156,19 @@ class AccumulatedLossNotScaled(Rule):
 
     @staticmethod
     def _every_iteration(view: LoopView, step: Site, guard: Branch) -> Iterator[Site]:
-        """Plain backward passes outside the step's window guard, under no condition the
-        step is not under too."""
+        """Plain backward passes outside the step's window guard and under no other
+        window."""
         step_guards = {id(g) for g in step.guards}
         for site in view.ops(Backward):
             assert isinstance(site.op, Backward)
             if site.in_closure or not _plain_backward(site.op):
                 continue
-            guards = {id(g) for g in site.guards_within(view.loop)}
-            if id(guard) not in guards and guards <= step_guards:
+            guards = site.guards_within(view.loop)
+            if id(guard) in {id(g) for g in guards}:
+                continue
+            # A backward under a condition of its own runs every micro-batch too when the
+            # condition picks a path (`if args.fp16:`), not a schedule (`% n_critic`).
+            if all(id(g) in step_guards or _window(g) is None for g in guards):
                 yield site
 
     @staticmethod

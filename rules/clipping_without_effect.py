@@ -65,8 +65,9 @@ class ClippingWithoutEffect(Rule):
     step, so the next iteration's backward comes first) or a `zero_grad()`
     (the clipped gradients are cleared right away).
 
-    Only loops that step one optimizer are checked; a step hidden in code
-    looplint cannot see (the optimizer handed to an unknown function), a
+    Only loops that step one optimizer are checked; a step that may be hidden in
+    code looplint cannot see (the optimizer handed to an unknown function after the
+    clip), a
     condition that only the clip or only the next operation is under, and a clip
     with an infinite bound (a norm measured for logging) are never reported.
 
@@ -128,8 +129,6 @@ class ClippingWithoutEffect(Rule):
                 view = _training_view(site, facts.loop_views(function))
                 if view is None or not facts.sole_optimizer(view):
                     continue
-                if any(isinstance(s.op, Escape) for s in view.sites):
-                    continue
                 message = self._no_effect(facts, site, view)
                 if message is not None:
                     yield Violation(
@@ -150,8 +149,8 @@ class ClippingWithoutEffect(Rule):
             op = later.op
             if later.exclusive_with(site):
                 continue
-            if isinstance(op, Step):
-                return None
+            if isinstance(op, (Step, Escape)):
+                return None  # stepped, or handed to code that may step it
             if isinstance(op, Backward):
                 if not _always_with(later, site, view):
                     return None

@@ -173,16 +173,28 @@ def divisors(module: cst.Module) -> frozenset[str]:
             and _mentions_loss(node.func.value)
         ):
             divisor = node.args[-1].value
-        if divisor is None:
-            continue
-        for part in (divisor, *descendants(divisor)):
-            if isinstance(part, cst.Integer):
-                found.add(part.value)
-            elif isinstance(part, cst.Name):
-                found.add(part.value)
-            elif isinstance(part, cst.Attribute):
-                found.add(part.attr.value)
+        if divisor is not None:
+            found |= named_parts(divisor)
     return frozenset(found)
+
+
+def named_parts(expression: cst.BaseExpression) -> set[str]:
+    """The last name of every name chain in an expression (`accum` for `args.accum`, not
+    `args`), and integers by their text: how a divisor is matched to a window."""
+    found: set[str] = set()
+    heads: set[int] = set()
+    for part in (expression, *descendants(expression)):
+        if isinstance(part, cst.Call):
+            heads.add(id(part.func))  # `float(n)`: `n`, not `float`
+        elif isinstance(part, cst.Attribute):
+            heads.add(id(part.value))
+            if id(part) not in heads:
+                found.add(part.attr.value)
+        elif isinstance(part, cst.Integer):
+            found.add(part.value)
+        elif isinstance(part, cst.Name) and id(part) not in heads:
+            found.add(part.value)
+    return found
 
 
 def _mentions_loss(node: cst.CSTNode) -> bool:
