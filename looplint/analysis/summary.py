@@ -182,17 +182,16 @@ def named_parts(expression: cst.BaseExpression) -> set[str]:
     """The last name of every name chain in an expression (`accum` for `args.accum`, not
     `args`), and integers by their text: how a divisor is matched to a window."""
     found: set[str] = set()
-    heads: set[int] = set()
-    for part in (expression, *descendants(expression)):
-        if isinstance(part, cst.Call):
-            heads.add(id(part.func))  # `float(n)`: `n`, not `float`
-        elif isinstance(part, cst.Attribute):
-            heads.add(id(part.value))
-            if id(part) not in heads:
-                found.add(part.attr.value)
-        elif isinstance(part, cst.Integer):
-            found.add(part.value)
-        elif isinstance(part, cst.Name) and id(part) not in heads:
+    parts = (expression, *descendants(expression))
+    heads = {id(p.value) for p in parts if isinstance(p, cst.Attribute)}
+    heads |= {id(p.attr) for p in parts if isinstance(p, cst.Attribute)}  # read via its chain
+    heads |= {id(p.func) for p in parts if isinstance(p, cst.Call)}  # `float(n)`: `n`
+    for part in parts:
+        if id(part) in heads:
+            continue
+        if isinstance(part, cst.Attribute):
+            found.add(part.attr.value)
+        elif isinstance(part, (cst.Integer, cst.Name)):
             found.add(part.value)
     return found
 
