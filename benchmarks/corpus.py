@@ -218,6 +218,56 @@ def corpus_dirs(only: Iterable[str] | None = None) -> list[Path]:
     return [package_dir(n, v) for n, v in select_packages(only)]
 
 
+# --------------------------------------------------------------------------- training-repos
+
+# The second real corpus: 69 public training repositories at pinned commits (research and
+# example code, where training loops live), shipped as `training-repos.tar.xz` with its
+# `unpack.sh` in a `shared/` folder beside the clone. It is unpacked once into the gitignored
+# cache; `LOOPLINT_TRAINING_REPOS` may name an already unpacked copy instead.
+TRAINING_REPOS_ENV = "LOOPLINT_TRAINING_REPOS"
+TRAINING_REPOS_CACHE = BENCH_DIR / ".cache" / "training-repos"
+
+
+def _training_repos_archive() -> Path | None:
+    """The `shared/training-repos` folder of the nearest ancestor of the clone that has one
+    (`../shared` for a clone, further up for a worktree nested in a workspace)."""
+    for parent in REPO_ROOT.parents:
+        candidate = parent / "shared" / "training-repos"
+        if (candidate / "unpack.sh").is_file():
+            return candidate
+    return None
+
+
+def prepare_training_repos() -> Path:
+    """The root holding one unpacked folder per training repository (`owner__repo`)."""
+    named = os.environ.get(TRAINING_REPOS_ENV)
+    if named:
+        root = Path(named)
+        if not root.is_dir():
+            raise CorpusError(f"{TRAINING_REPOS_ENV}={named} is not a directory")
+        return root.resolve()
+    archive = _training_repos_archive()
+    if archive is None:
+        raise CorpusError(
+            "no shared/training-repos/unpack.sh beside the clone or above it; set"
+            f" {TRAINING_REPOS_ENV} to an unpacked copy"
+        )
+    print(f"[corpus] unpacking {archive} into {TRAINING_REPOS_CACHE}", file=sys.stderr)
+    proc = subprocess.run(
+        ["bash", str(archive / "unpack.sh"), str(TRAINING_REPOS_CACHE)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise CorpusError(f"unpack.sh failed (rc={proc.returncode}): {proc.stderr[-2000:]}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def training_repo_dirs(root: Path) -> list[Path]:
+    """The repository folders under an unpacked training-repos root, sorted."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and "__" in p.name)
+
+
 def iter_py_files(dirs: Iterable[Path]) -> Iterator[Path]:
     """All ``.py`` files under ``dirs``, in a stable (sorted) order."""
     for d in dirs:

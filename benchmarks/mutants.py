@@ -19,17 +19,11 @@ from __future__ import annotations
 import builtins
 import re
 import textwrap
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
-
-RULES: tuple[str, ...] = (
-    "LL001", "LL002", "LL004", "LL005", "LL006", "LL007", "LL010", "LL011", "LL012", "LL013",
-    "LL014", "LL016",
-)  # fmt: skip
-"""The rules with a natural mutation, in report order."""
 
 EXCLUSION_CRITERIA: dict[str, str] = {
     "already-flagged": "any rule: the unmutated file already has a finding of this rule (a "
@@ -56,8 +50,47 @@ EXCLUSION_CRITERIA: dict[str, str] = {
     "backward-under-if": "LL010: the backward pass runs under the same condition as the step "
     "(e.g. an `n_critic` schedule), so clearing there is required",
     "helper-may-train": "LL011: the loop calls a helper that may switch back to train mode",
-    "train-in-chain": "LL011: `.train()` ends a call chain (`model.to(d).train()`) that cannot "
-    "be removed alone",
+    "train-in-chain": "LL011/LL021: `.train()` ends a call chain (`model.to(d).train()`) that "
+    "cannot be removed alone",
+    "handed-to-unseen-code": "LL015/LL021: the loader or model is given to a function defined "
+    "in no visible file (Accelerate's `prepare` shards a loader; a trainer may call `.train()`)",
+    "set-epoch-in-expression": "LL015: a `set_epoch` call is part of a larger expression",
+    "no-shuffle": "LL015: the file builds a `DistributedSampler(shuffle=False)`: the order does "
+    "not depend on the epoch",
+    "base-elsewhere": "LL017: the class derives from a base defined in another file; from the "
+    "file alone it may not be an nn.Module, and a plain list may be what it wants",
+    "no-fresh-layers": "LL017: the container holds no layer built there (existing submodules or "
+    "modules passed in, registered elsewhere)",
+    "parameterless-layers": "LL017: every layer in it has no parameters (`nn.ReLU()`), so "
+    "nothing is lost",
+    "rebound": "LL017: the attribute is assigned again elsewhere in the class",
+    "handed-on": "LL017: the attribute is given to a call (`nn.Sequential(*self.x)`, "
+    "`add_module`) that may register its layers anyway",
+    "training-forced": "LL019: `training=True/False` is a literal: removing it changes the mode "
+    "only for `False`, on purpose",
+    "guarded-by-mode": "LL019: the dropout runs only under an `if` testing the training mode",
+    "callee-not-imported": "LL019: the functional module (`F`) is not imported in the file: "
+    "the call raises `NameError`, it cannot drop silently",
+    "open-ended-arguments": "LL015: the loader also takes `**kwargs`, which may carry a sampler",
+    "custom-from-pretrained": "LL021: the model class is the codebase's own (defined or imported "
+    "from outside transformers/diffusers/peft): its `from_pretrained` may return it in train mode",
+    "receiver-not-tensor": "LL020: the receiver is not recognisably a tensor or parameter (a "
+    "module, a config): the assignment already has no effect on gradients",
+    "model-class-unknown": "LL003: the model's class is not defined in the file, so which "
+    "submodules it has and whether they train is not visible",
+    "one-trained-submodule": "LL003: the model's class has fewer than two submodules with "
+    "parameters that its `forward` uses, so no narrowing leaves a trained part out",
+    "may-freeze": "LL003: the file freezes parameters (`requires_grad = False`, "
+    "`requires_grad_(False)`, `.freeze()`) or detaches inside `forward`, so the parts left "
+    "out may not train",
+    "no-optimizer-restore": "LL008: the file never restores the optimizer "
+    "(`opt.load_state_dict(...)`), so whether it resumes from this checkpoint is not visible",
+    "stateless-optimizer": "LL008: the optimizer is plain SGD without momentum: it has no state "
+    "to lose",
+    "optimizer-not-built-here": "LL008: the optimizer is not built in the file, so whether it "
+    "keeps state (plain SGD keeps none) is not visible",
+    "restore-not-removable": "LL008: the optimizer's `load_state_dict` is part of a larger "
+    "expression that cannot be removed alone",
     "gradients-wanted": "LL014: the file asks for gradients outside training "
     "(`torch.autograd.grad`, `requires_grad_()`, `.requires_grad = True`) or freezes parameters "
     "(`requires_grad_(False)`): without `no_grad` the evaluation may build no graph, or need one",
@@ -555,7 +588,9 @@ def _apply(ix: _Index, rewrite: _Rewrite) -> str | None:
         for original, new in rewrite.replace:
             where = ix.pos[original]
             code = _EMPTY.code_for_node(new.with_changes(leading_lines=())).strip("\n")
-            replaced[where.start.line] = (where.end.line, indent_of(where.start.line) + code + "\n")
+            # continuation lines keep the statement's indentation (inside brackets it is free)
+            code = textwrap.indent(code, indent_of(where.start.line))
+            replaced[where.start.line] = (where.end.line, code + "\n")
         for statement, code in rewrite.before:
             insert(statement, code)
         for block, code in rewrite.top:
@@ -1216,6 +1251,357 @@ def _may_train(
     return False
 
 
+# ---------------------------------------------------------------- parameters (LL003, LL009)
+
+
+def _parameters_of(expr: cst.BaseExpression, ix: _Index) -> str | None:
+    """`model` for `model.parameters()` (no arguments), else None."""
+    if (
+        isinstance(expr, cst.Call)
+        and not expr.args
+        and isinstance(expr.func, cst.Attribute)
+        and expr.func.attr.value == "parameters"
+    ):
+        return ix.code(expr.func.value)
+    return None
+
+
+def _params_arg(call: cst.Call) -> cst.Arg | None:
+    """The argument an optimizer takes its parameters from: the first, or `params=`."""
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == "params":
+            return arg
+    first = call.args[0] if call.args else None
+    return first if first is not None and first.keyword is None and not first.star else None
+
+
+def _unwrapped(expr: cst.BaseExpression) -> cst.BaseExpression:
+    """`Net()` in `Net().to(device).train()`: the construction under device/mode moves."""
+    while (
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, cst.Attribute)
+        and expr.func.attr.value in {"to", "cuda", "cpu", "float", "double", "half", "train"}
+    ):
+        expr = expr.func.value
+    return expr
+
+
+_PARAMETERLESS = re.compile(
+    r"^(ReLU6?|LeakyReLU|ELU|SELU|CELU|GELU|SiLU|Mish|Tanh|Sigmoid|Softmax2?d?|LogSoftmax|"
+    r"Softplus|Hardtanh|Hardswish|Hardsigmoid|Tanhshrink|Softsign|\w*Dropout\w*|\w*Pool\w*|"
+    r"Flatten|Unflatten|Identity|Upsample\w*|PixelShuffle|PixelUnshuffle|\w*Pad\dd|\w*Loss)$"
+)
+_CONTAINERS = frozenset({"Sequential", "ModuleList", "ModuleDict", "OrderedDict"})
+_FREEZES = re.compile(
+    r"requires_grad\s*=\s*False|requires_grad_\(\s*(requires_grad\s*=\s*)?False|\.freeze\w*\("
+)
+
+
+def _bears_parameters(value: cst.BaseExpression, ix: _Index) -> bool:
+    """Whether `self.x = value` (a module construction) gives the model parameters."""
+    value = _unwrapped(value)
+    if not isinstance(value, cst.Call):
+        return False
+    own = _callee_name(value)
+    if not own[:1].isupper() or _PARAMETERLESS.match(own):
+        return False
+    if own not in _CONTAINERS:
+        return True
+    inner = [_callee_name(c) for c in _walkall(value) if isinstance(c, cst.Call)]
+    inner = [n for n in inner if n[:1].isupper() and n not in _CONTAINERS]
+    if not inner:
+        return bool(value.args)  # `nn.Sequential(*layers)`: layers built elsewhere
+    return any(not _PARAMETERLESS.match(n) for n in inner)
+
+
+def _trained_submodules(klass: cst.ClassDef, ix: _Index) -> list[str]:
+    """`self.x` submodules with parameters built in `__init__` that another method (the
+    forward pass) reads, in construction order."""
+    init = next(
+        (
+            n
+            for n in _walk(klass, into_functions=True)
+            if isinstance(n, cst.FunctionDef) and n.name.value == "__init__"
+        ),
+        None,
+    )
+    if init is None:
+        return []
+    others = " ".join(
+        ix.code(n)
+        for n in _walk(klass, into_functions=False)
+        if isinstance(n, cst.FunctionDef) and n is not init
+    )
+    found: list[str] = []
+    for node in _walk(init, into_functions=False):
+        if not isinstance(node, cst.Assign) or len(node.targets) != 1:
+            continue
+        target = ix.code(node.targets[0].target)
+        if not re.fullmatch(r"self\.\w+", target) or not _bears_parameters(node.value, ix):
+            continue
+        name = target.removeprefix("self.")
+        if name not in found and re.search(rf"self\.{name}\b(?!\s*=[^=])", others):
+            found.append(name)
+    return found
+
+
+def _model_class(f: _File, model: str) -> cst.ClassDef | None:
+    """The class of the file that `model` is built from (`model = Net(...)`)."""
+    classes = {n.name.value: n for n in _walkall(f.ix.module) if isinstance(n, cst.ClassDef)}
+    for node in _walkall(f.ix.module):
+        if not isinstance(node, cst.Assign) or len(node.targets) != 1:
+            continue
+        if f.ix.code(node.targets[0].target) != model:
+            continue
+        built = _unwrapped(node.value)
+        if isinstance(built, cst.Call) and _callee_name(built) in classes:
+            return classes[_callee_name(built)]
+    return None
+
+
+def _ll003(f: _File, out: FileMutations) -> None:
+    ix = f.ix
+    keys = {u.key for u in f.units}
+    for node in _walkall(ix.module):
+        if not isinstance(node, cst.Assign) or len(node.targets) != 1:
+            continue
+        if ix.code(node.targets[0].target) not in keys or not isinstance(node.value, cst.Call):
+            continue
+        if not _builds_optimizer(ix, node.value):
+            continue
+        arg = _params_arg(node.value)
+        model = _parameters_of(arg.value, ix) if arg is not None else None
+        line_node = ix.parent.get(node)
+        if model is None or arg is None or not isinstance(line_node, cst.SimpleStatementLine):
+            continue
+        line = ix.line(node)
+        klass = _model_class(f, model)
+        if klass is None:
+            out.exclusions.append(Exclusion("LL003", line, "model-class-unknown"))
+            continue
+        trained = _trained_submodules(klass, ix)
+        if len(trained) < 2:
+            out.exclusions.append(Exclusion("LL003", line, "one-trained-submodule"))
+            continue
+        if _FREEZES.search(f.text) or re.search(r"\.detach\(|no_grad", ix.code(klass)):
+            out.exclusions.append(Exclusion("LL003", line, "may-freeze"))
+            continue
+        kept = trained[0]
+        narrowed = cst.parse_expression(f"{model}.{kept}.parameters()")
+        new_line = line_node.deep_replace(arg.value, narrowed)
+        assert isinstance(new_line, cst.SimpleStatementLine)
+        text = _apply(ix, _Rewrite(replace=[(line_node, new_line)]))
+        if text is not None:
+            out.mutants.append(
+                Mutant(
+                    "LL003",
+                    line,
+                    f"`{ix.code(node.targets[0].target)}` built over `{model}.{kept}.parameters()`"
+                    f" instead of `{model}.parameters()`; `{model}.{trained[1]}` trains too",
+                    text,
+                    ix.code(node.targets[0].target),
+                )
+            )
+
+
+def _fresh_name(f: _File, scope: cst.CSTNode, attribute: bool) -> str | None:
+    """A name for the shared generator that the scope (or, for `self.`, the file) lacks."""
+    taken = _bound_names(scope) | f.module_names()
+    for name in ("params", "parameters", "model_params", "trainable_params"):
+        if attribute and not re.search(rf"\bself\.{name}\b", f.text):
+            return f"self.{name}"
+        if not attribute and name not in taken and not re.search(rf"\b{name}\b", f.ix.code(scope)):
+            return name
+    return None
+
+
+def _ll009(f: _File, unit: _Unit, out: FileMutations) -> None:
+    ix = f.ix
+    built = _construction(f, unit)
+    if built is None:
+        return
+    assign = built.body[0]
+    assert isinstance(assign, cst.Assign) and isinstance(assign.value, cst.Call)
+    arg = _params_arg(assign.value)
+    model = _parameters_of(arg.value, ix) if arg is not None else None
+    if model is None or arg is None:
+        return
+    local = ix.scope_of(built) is unit.scope and not unit.callers
+    if not local and not model.startswith("self."):
+        return
+    clips = [
+        c
+        for c in unit.calls()
+        if _CLIP.search(_callee_name(c))
+        and c.args
+        and _parameters_of(c.args[0].value, ix) == model
+        and (not local or ix.scope_of(c) is unit.scope)
+    ]
+    clip_line = ix.statement(clips[0]) if clips else None
+    if not isinstance(clip_line, cst.SimpleStatementLine):
+        return
+    name = _fresh_name(f, unit.scope, attribute=not local)
+    if name is None:
+        return
+    shared = cst.parse_expression(name)
+    new_built = built.deep_replace(arg.value, shared)
+    new_clip = clip_line.deep_replace(clips[0].args[0].value, shared)
+    assert isinstance(new_built, cst.SimpleStatementLine)
+    assert isinstance(new_clip, cst.SimpleStatementLine)
+    rewrite = _Rewrite(
+        replace=[(built, new_built), (clip_line, new_clip)],
+        before=[(built, f"{name} = {model}.parameters()")],
+    )
+    text = _apply(ix, rewrite)
+    if text is not None:
+        out.mutants.append(
+            Mutant(
+                "LL009",
+                ix.line(clips[0]),
+                f"`{name} = {model}.parameters()` (line {ix.line(built)}) handed to"
+                f" `{unit.key}` and again to `{_callee_name(clips[0])}` (line"
+                f" {ix.line(clips[0])})",
+                text,
+                name,
+                _shape(unit),
+            )
+        )
+
+
+# ---------------------------------------------------------------- checkpoints (LL008)
+
+
+def _periodic(f: _File, node: cst.CSTNode) -> bool:
+    """Whether `node` runs during training: in a loop that steps an optimizer (or a unit),
+    or in a function of the file that such a loop calls."""
+    ix = f.ix
+
+    def in_training_loop(n: cst.CSTNode) -> bool:
+        return any(
+            isinstance(up, _LOOPS)
+            and any(ix.within(s, up) or ix.within(up, u.region) for u in f.units for s in u.steps)
+            for up in ix.ancestors(n)
+        ) or any(ix.within(n, u.region) for u in f.units if u.callers)
+
+    if in_training_loop(node):
+        return True
+    function = next((a for a in ix.ancestors(node) if isinstance(a, cst.FunctionDef)), None)
+    if function is None:
+        return False
+    return any(
+        _callee_name(c) == function.name.value and in_training_loop(c)
+        for c in f.all_calls
+        if not ix.within(c, function)
+    )
+
+
+def _stateless_only(f: _File, optimizer: str) -> bool | None:
+    """True when every construction of `optimizer` in the file is plain SGD without momentum,
+    False when one keeps state, None when none is visible."""
+    found: list[cst.Call] = []
+    for node in _walkall(f.ix.module):
+        if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
+            targets = {_last(f.ix.code(t.target)) for t in node.targets}
+            if _last(optimizer) in targets and _builds_optimizer(f.ix, node.value):
+                found.append(node.value)
+    if not found:
+        return None
+
+    def stateless(call: cst.Call) -> bool:
+        momentum = next(
+            (a.value for a in call.args if a.keyword and a.keyword.value == "momentum"), None
+        )
+        no_momentum = momentum is None or (
+            isinstance(momentum, (cst.Integer, cst.Float)) and float(momentum.value) == 0
+        )
+        return _callee_name(call) == "SGD" and no_momentum
+
+    return all(stateless(c) for c in found)
+
+
+def _state_of_optimizer(expr: cst.BaseExpression, ix: _Index) -> str | None:
+    """`opt` for `opt.state_dict()` when `opt` is named like an optimizer."""
+    if (
+        isinstance(expr, cst.Call)
+        and not expr.args
+        and isinstance(expr.func, cst.Attribute)
+        and expr.func.attr.value == "state_dict"
+    ):
+        receiver = ix.code(expr.func.value)
+        return receiver if is_optimizer_expr(receiver) else None
+    return None
+
+
+def _ll008(f: _File, out: FileMutations) -> None:
+    ix = f.ix
+    restores = [
+        c
+        for c in f.all_calls
+        if _method(c) == "load_state_dict" and is_optimizer_expr(ix.code(c.func.value))  # type: ignore[attr-defined]
+    ]
+    for node in _walkall(ix.module):
+        entry: cst.CSTNode | None = None
+        optimizer: str | None = None
+        if isinstance(node, cst.DictElement):
+            optimizer = _state_of_optimizer(node.value, ix)
+            entry = node
+        elif isinstance(node, cst.Assign) and len(node.targets) == 1:
+            if isinstance(node.targets[0].target, cst.Subscript):
+                optimizer = _state_of_optimizer(node.value, ix)
+                entry = node
+        if optimizer is None or entry is None:
+            continue
+        line_node = ix.statement(entry)
+        if not isinstance(line_node, cst.SimpleStatementLine):
+            continue
+        line = ix.line(entry)
+        if not _periodic(f, entry):
+            continue
+        mine = [c for c in restores if _last(ix.code(c.func.value)) == _last(optimizer)]  # type: ignore[attr-defined]
+        if not mine:
+            out.exclusions.append(Exclusion("LL008", line, "no-optimizer-restore"))
+            continue
+        stateless = _stateless_only(f, optimizer)
+        if stateless is None:
+            out.exclusions.append(Exclusion("LL008", line, "optimizer-not-built-here"))
+            continue
+        if stateless:
+            out.exclusions.append(Exclusion("LL008", line, "stateless-optimizer"))
+            continue
+        smalls = [_statement_of_call(ix, c) for c in mine]
+        if any(s is None for s in smalls) or any(ix.within(c, line_node) for c in mine):
+            out.exclusions.append(Exclusion("LL008", line, "restore-not-removable"))
+            continue
+        if isinstance(entry, cst.DictElement):
+            literal = ix.parent[entry]
+            assert isinstance(literal, cst.Dict)
+            kept = [e for e in literal.elements if e is not entry]
+            if kept and literal.elements[-1] is entry:
+                kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+            new_line = line_node.deep_replace(literal, literal.with_changes(elements=kept))
+            assert isinstance(new_line, cst.SimpleStatementLine)
+            replaced = [(line_node, new_line)]
+        else:
+            replaced = _removal(ix, [entry])
+        restore_lines = {id(ix.parent[s]) for s in smalls if s is not None}
+        if id(line_node) in restore_lines:
+            continue
+        rewrite = _Rewrite(replace=replaced + _removal(ix, [s for s in smalls if s is not None]))
+        text = _apply(ix, rewrite)
+        if text is not None:
+            where = ", ".join(str(ix.line(c)) for c in mine)
+            out.mutants.append(
+                Mutant(
+                    "LL008",
+                    line,
+                    f"removed `{ix.code(entry)[:60]}` from the checkpoint (line {line}) and"
+                    f" `{optimizer}`'s restore (line {where})",
+                    text,
+                    optimizer,
+                )
+            )
+
+
 _CLIPPERS = frozenset({"clip_grad_norm_", "clip_grad_value_"})
 
 
@@ -1475,7 +1861,616 @@ def _ll012(f: _File, out: FileMutations) -> None:
             return
 
 
+# --------------------------------------------------------------------------- network definitions
+# LL017-LL020 are about how a module is *defined*: their sites are the `nn.Module` classes of
+# a file (recognised here by their bases, generously: `nn.Module`, `LightningModule`,
+# `PreTrainedModel`, or a class of the same file that is one).
+
+_MODULE_BASES = re.compile(
+    r"^(?:(?:torch\.)?nn\.)?Module$|^(?:\w+\.)?LightningModule$|^(?:\w+\.)?PreTrainedModel$"
+)
+_CONSTRUCTOR = re.compile(r"^(?:(?:torch\.)?nn\.)?[A-Z]\w*$")
+_NO_PARAMETER_LAYERS = re.compile(
+    r"^(?:(?:torch\.)?nn\.)?(?:ReLU6?|GELU|SiLU|Mish|Tanh|Sigmoid|Softmax|LogSoftmax|Softplus|"
+    r"LeakyReLU|ELU|SELU|CELU|Hardswish|Hardsigmoid|Hardtanh|Dropout\w*|AlphaDropout|Identity|"
+    r"Flatten|Unflatten|\w*Pool\dd|Upsample|PixelShuffle|PixelUnshuffle|ZeroPad2d)$"
+)
+_DROPOUT_CALL = re.compile(
+    r"^(?:(?:torch\.)?(?:nn\.)?functional\.|F\.)?dropout[123]?d?$|^(?:torch\.)?nn\.functional\.dropout[123]?d?$"
+)
+
+
+def _module_classes(f: _File) -> tuple[list[cst.ClassDef], list[cst.ClassDef]]:
+    """The file's classes that are `nn.Module`s, and those deriving from a base defined
+    elsewhere (which may or may not be one)."""
+    classes = [n for n in _walkall(f.ix.module) if isinstance(n, cst.ClassDef)]
+    by_name = {c.name.value: c for c in classes}
+    known: dict[str, bool] = {}
+
+    def is_module(klass: cst.ClassDef, seen: frozenset[str]) -> bool:
+        if klass.name.value in known:
+            return known[klass.name.value]
+        result = False
+        for base in klass.bases:
+            text = f.ix.code(base.value)
+            local = by_name.get(text)
+            if local is not None and text not in seen:
+                result = is_module(local, seen | {text})
+            else:
+                result = bool(_MODULE_BASES.match(text))
+            if result:
+                break
+        known[klass.name.value] = result
+        return result
+
+    modules = [c for c in classes if is_module(c, frozenset({c.name.value}))]
+    elsewhere = [
+        c
+        for c in classes
+        if c not in modules
+        and c.bases
+        and not all(f.ix.code(b.value) in ("object", "ABC", "abc.ABC") for b in c.bases)
+    ]
+    return modules, elsewhere
+
+
+def _methods(klass: cst.ClassDef) -> list[cst.FunctionDef]:
+    body = klass.body.body if isinstance(klass.body, cst.IndentedBlock) else ()
+    return [s for s in body if isinstance(s, cst.FunctionDef)]
+
+
+def _self_stores(f: _File, klass: cst.ClassDef, attribute: str) -> list[cst.CSTNode]:
+    """Assignments to `self.<attribute>` anywhere in the class."""
+    found: list[cst.CSTNode] = []
+    for node in _walk(klass, into_functions=True):
+        if isinstance(node, (cst.Assign, cst.AnnAssign)):
+            targets = (
+                [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+            )
+            flat: list[cst.CSTNode] = []
+            for target in targets:
+                flat.extend(_walkall(target) if isinstance(target, cst.Tuple) else [target])
+            if any(f.ix.code(t) == f"self.{attribute}" for t in flat):  # type: ignore[arg-type]
+                found.append(node)
+    return found
+
+
+def _handed_on(f: _File, klass: cst.ClassDef, attribute: str) -> bool:
+    """Whether `self.<attribute>` is an argument of a call in the class (other than `len`)."""
+    for call in _calls(klass, into_functions=True):
+        if _callee_name(call) in ("len", "isinstance"):
+            continue
+        for arg in call.args:
+            if re.search(rf"\bself\.{re.escape(attribute)}\b", f.ix.code(arg.value)):
+                return True
+    return False
+
+
+def _fresh_layers(f: _File, node: cst.CSTNode) -> list[str]:
+    """Constructor calls (`nn.Linear(...)`, `Block(cfg)`) inside a container expression."""
+    return [
+        f.ix.code(c.func)
+        for c in _calls(node)
+        if _CONSTRUCTOR.match(f.ix.code(c.func)) and not f.ix.code(c.func).startswith("ModuleList")
+    ]
+
+
+def _ll017(f: _File, out: FileMutations) -> None:
+    modules, elsewhere = _module_classes(f)
+    for klass in elsewhere:
+        for method in _methods(klass):
+            if method.name.value == "__init__" and any(
+                re.search(r"Module(?:List|Dict)\(", f.ix.code(c.func) + "(") for c in _calls(method)
+            ):
+                out.exclusions.append(Exclusion("LL017", f.ix.line(klass), "base-elsewhere"))
+    for klass in modules:
+        init = next((m for m in _methods(klass) if m.name.value == "__init__"), None)
+        if init is None:
+            continue
+        for node in _walk(init):
+            if not (isinstance(node, cst.Assign) and len(node.targets) == 1):
+                continue
+            target = f.ix.code(node.targets[0].target)
+            value = node.value
+            if not (target.startswith("self.") and isinstance(value, cst.Call)):
+                continue
+            callee = f.ix.code(value.func)
+            kind = re.sub(r"^(?:torch\.)?(?:nn\.)?", "", callee)
+            if kind not in ("ModuleList", "ModuleDict") or len(value.args) > 1:
+                continue
+            attribute = target.removeprefix("self.")
+            line = f.ix.line(node)
+            replacement = _plain_container(f, init, value, attribute)
+            if replacement is None:
+                out.exclusions.append(Exclusion("LL017", line, "no-fresh-layers"))
+                continue
+            layers = _fresh_layers(f, replacement[1])
+            if layers and all(_without_parameters(f, name) for name in layers):
+                out.exclusions.append(Exclusion("LL017", line, "parameterless-layers"))
+                continue
+            if len(_self_stores(f, klass, attribute)) > 1:
+                out.exclusions.append(Exclusion("LL017", line, "rebound"))
+                continue
+            if _handed_on(f, klass, attribute):
+                out.exclusions.append(Exclusion("LL017", line, "handed-on"))
+                continue
+            statement = f.ix.statement(node)
+            new = cst.parse_statement(
+                _source_of(f.ix, statement).replace(f.ix.code(value), replacement[0], 1)
+            )
+            text = _apply(f.ix, _Rewrite(replace=[(statement, new)]))
+            if text is not None:
+                out.mutants.append(
+                    Mutant(
+                        "LL017",
+                        line,
+                        f"`{target} = {callee}(...)` became a plain "
+                        + ("dict" if "Dict" in kind else "list"),
+                        text,
+                        target,
+                        "module",
+                    )
+                )
+
+
+def _without_parameters(f: _File, name: str) -> bool:
+    """A layer with no parameters: a torch one (`nn.ReLU`), or a class of the file whose
+    code builds no layer and no `Parameter` (buffers only, like a fixed transform)."""
+    if _NO_PARAMETER_LAYERS.match(name):
+        return True
+    local = next(
+        (c for c in _walkall(f.ix.module) if isinstance(c, cst.ClassDef) and c.name.value == name),
+        None,
+    )
+    if local is None:
+        return False
+    code = f.ix.code(local)
+    return not re.search(r"\bParameter\(|\bnn\.(?!ReLU|GELU|Dropout|Identity)[A-Z]\w*\(", code)
+
+
+def _plain_container(
+    f: _File, init: cst.FunctionDef, value: cst.Call, attribute: str
+) -> tuple[str, cst.CSTNode] | None:
+    """The text replacing `nn.ModuleList(arg)` and the node holding its layers, when the
+    layers are built fresh there (or in a local list of `__init__`, or appended later)."""
+    if not value.args:
+        appended = [
+            c
+            for c in _calls(init)
+            if _method(c) in ("append", "insert", "extend")
+            and f.ix.code(c.func.value) == f"self.{attribute}"  # type: ignore[attr-defined]
+        ]
+        if appended and all(_fresh_layers(f, c.args[-1].value) for c in appended if c.args):
+            return "[]", appended[0]
+        return None
+    arg = value.args[0].value
+    if isinstance(arg, (cst.List, cst.ListComp, cst.Dict, cst.DictComp)):
+        return (f.ix.code(arg), arg) if _fresh_layers(f, arg) else None
+    if isinstance(arg, cst.GeneratorExp):
+        text = f.ix.code(arg)
+        if not _fresh_layers(f, arg):
+            return None
+        return ("[" + text[1:-1] + "]" if text.startswith("(") else f"[{text}]"), arg
+    if isinstance(arg, cst.Name):
+        for node in _walk(init):
+            if isinstance(node, cst.Assign) and any(
+                f.ix.code(t.target) == arg.value for t in node.targets
+            ):
+                held = node.value
+                if isinstance(held, (cst.List, cst.ListComp)) and _fresh_layers(f, held):
+                    return arg.value, held
+                if isinstance(held, cst.List) and not held.elements:
+                    appends = [
+                        c
+                        for c in _calls(init)
+                        if _method(c) == "append" and f.ix.code(c.func.value) == arg.value  # type: ignore[attr-defined]
+                    ]
+                    if appends and all(
+                        _fresh_layers(f, c.args[0].value) for c in appends if c.args
+                    ):
+                        return arg.value, appends[0]
+    return None
+
+
+def _ll018(f: _File, out: FileMutations) -> None:
+    modules, _ = _module_classes(f)
+    for klass in modules:
+        for node in _walk(klass, into_functions=True):
+            if not (isinstance(node, cst.Assign) and len(node.targets) == 1):
+                continue
+            target = f.ix.code(node.targets[0].target)
+            value = node.value
+            if not (
+                target.startswith("self.")
+                and isinstance(value, cst.Call)
+                and re.match(r"^(?:(?:torch\.)?nn\.)?Parameter$", f.ix.code(value.func))
+                and value.args
+            ):
+                continue
+            tensor = value.args[0].value
+            device = None
+            if isinstance(tensor, cst.Call):
+                device = next(
+                    (
+                        a
+                        for a in tensor.args
+                        if a.keyword is not None and a.keyword.value == "device"
+                    ),
+                    None,
+                )
+            call_text = f.ix.code(value)
+            if device is not None:
+                assert isinstance(tensor, cst.Call)
+                kept = [a for a in tensor.args if a is not device]
+                if kept:
+                    kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+                inner = _EMPTY.code_for_node(tensor.with_changes(args=kept))
+                moved = call_text.replace(f.ix.code(tensor), inner, 1)
+                new_text = f"{moved}.to({f.ix.code(device.value)})"
+                how = f"`device={f.ix.code(device.value)}` moved to `.to(...)` after the wrap"
+            else:
+                new_text = f"{call_text}.cuda()"
+                how = "`.cuda()` added after the wrap"
+            statement = f.ix.statement(node)
+            new = cst.parse_statement(_source_of(f.ix, statement).replace(call_text, new_text, 1))
+            text = _apply(f.ix, _Rewrite(replace=[(statement, new)]))
+            if text is not None:
+                out.mutants.append(
+                    Mutant(
+                        "LL018",
+                        f.ix.line(node),
+                        f"`{target} = nn.Parameter(...)`: {how}",
+                        text,
+                        target,
+                        "module",
+                    )
+                )
+
+
+def _ll019(f: _File, out: FileMutations) -> None:
+    modules, _ = _module_classes(f)
+    for klass in modules:
+        for call in _calls(klass, into_functions=True):
+            if not _DROPOUT_CALL.match(f.ix.code(call.func)):
+                continue
+            alias = f.ix.code(call.func).split(".", 1)[0]
+            if "." in f.ix.code(call.func) and not re.search(
+                rf"^\s*(?:import|from)\s.*\b{re.escape(alias)}\b", f.text, re.MULTILINE
+            ):
+                out.exclusions.append(Exclusion("LL019", f.ix.line(call), "callee-not-imported"))
+                continue
+            training = next(
+                (a for a in call.args if a.keyword is not None and a.keyword.value == "training"),
+                None,
+            )
+            positional = [a for a in call.args if a.keyword is None]
+            if training is None and len(positional) >= 3:
+                training = positional[2]
+            if training is None:
+                continue
+            line = f.ix.line(call)
+            if f.ix.code(training.value) in ("True", "False"):
+                out.exclusions.append(Exclusion("LL019", line, "training-forced"))
+                continue
+            guards = [
+                up
+                for up in f.ix.ancestors(call)
+                if isinstance(up, cst.If) and "training" in f.ix.code(up.test)
+            ]
+            if guards:
+                out.exclusions.append(Exclusion("LL019", line, "guarded-by-mode"))
+                continue
+            kept = [
+                a
+                for a in call.args
+                if a is not training and (a.keyword is not None or positional.index(a) < 2)
+            ]
+            if kept:
+                kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+            statement = f.ix.statement(call)
+            if not isinstance(statement, cst.SimpleStatementLine):
+                continue
+            new_call = _EMPTY.code_for_node(call.with_changes(args=kept))
+            source = _source_of(f.ix, statement)
+            if f.ix.code(call) not in source:
+                continue
+            new = cst.parse_statement(source.replace(f.ix.code(call), new_call, 1))
+            text = _apply(f.ix, _Rewrite(replace=[(statement, new)]))
+            if text is not None:
+                out.mutants.append(
+                    Mutant(
+                        "LL019",
+                        line,
+                        f"removed the `training` argument of `{f.ix.code(call.func)}`",
+                        text,
+                        f.ix.code(call.func),
+                        "module",
+                    )
+                )
+
+
+_TENSOR_RECEIVER = re.compile(r"(?:^|\.)(?:weight|bias)$|param|^p$|^w$|^v$|^tensor|embedding")
+
+
+def _ll020(f: _File, out: FileMutations) -> None:
+    for node in _walkall(f.ix.module):
+        if not (isinstance(node, cst.Assign) and len(node.targets) == 1):
+            continue
+        target = node.targets[0].target
+        if not (isinstance(target, cst.Attribute) and target.attr.value == "requires_grad"):
+            continue
+        receiver = f.ix.code(target.value)
+        line = f.ix.line(node)
+        if not _TENSOR_RECEIVER.search(receiver.split(".")[-1]) and not _iterates_parameters(
+            f, node, receiver
+        ):
+            out.exclusions.append(Exclusion("LL020", line, "receiver-not-tensor"))
+            continue
+        statement = f.ix.statement(node)
+        source = _source_of(f.ix, statement)
+        new = cst.parse_statement(source.replace(".requires_grad", ".require_grad", 1))
+        text = _apply(f.ix, _Rewrite(replace=[(statement, new)]))
+        if text is not None:
+            out.mutants.append(
+                Mutant(
+                    "LL020",
+                    line,
+                    f"`{receiver}.requires_grad` misspelt `require_grad`",
+                    text,
+                    receiver,
+                    "definition",
+                )
+            )
+
+
+def _iterates_parameters(f: _File, node: cst.CSTNode, receiver: str) -> bool:
+    for up in f.ix.ancestors(node):
+        if isinstance(up, cst.For) and receiver in f.ix.code(up.target).replace(" ", "").split(","):
+            return "parameters(" in f.ix.code(up.iter) or "param" in f.ix.code(up.iter)
+    return False
+
+
+# --------------------------------------------------------------------------- LL015, LL021
+
+_KEEPS_MODE = re.compile(
+    r"^(?:prepare|prepare_model|DistributedDataParallel|DataParallel|DDP|FSDP|compile|"
+    r"get_peft_model|print|len|isinstance|hasattr|type|id|str|repr)$"
+)
+
+
+def _ll021(f: _File, out: FileMutations) -> None:
+    """Remove every `.train()` of a model loaded with `from_pretrained` and trained here."""
+    ix = f.ix
+    loaded: set[str] = set()
+    for node in _walkall(ix.module):
+        if (
+            isinstance(node, cst.Assign)
+            and len(node.targets) == 1
+            and ".from_pretrained(" in ix.code(node.value)
+            and isinstance(node.value, cst.Call)
+        ):
+            receiver = ix.code(node.value).split(".from_pretrained(", 1)[0].split(".")[0]
+            if re.search(
+                rf"^\s*(?:from|import)\s+(?!transformers|diffusers|peft)[\w.]*\s*(?:import\s[^\n]*)?"
+                rf"\b{re.escape(receiver)}\b|^class\s+{re.escape(receiver)}\b",
+                f.text,
+                re.MULTILINE,
+            ):
+                out.exclusions.append(Exclusion("LL021", ix.line(node), "custom-from-pretrained"))
+                continue
+            loaded.add(ix.code(node.targets[0].target))
+    if not loaded or not f.units:
+        return
+    trained_calls = [c for u in f.units for c in u.calls()]
+    for model in sorted(loaded):
+        if not any(model in ix.code(c) for c in trained_calls):
+            continue
+        trains = [
+            c
+            for c in f.all_calls
+            if _method(c) == "train"
+            and isinstance(c.func, cst.Attribute)
+            and ix.code(c.func.value) == model
+            and (not c.args or ix.code(c.args[0].value) in ("True", "mode=True"))
+        ]
+        if not trains:
+            continue
+        line = ix.line(trains[0])
+        smalls = [_statement_of_call(ix, t) for t in trains]
+        if any(s is None for s in smalls):
+            out.exclusions.append(Exclusion("LL021", line, "train-in-chain"))
+            continue
+        handed = [
+            c
+            for c in f.all_calls
+            if any(ix.code(a.value) == model for a in c.args)
+            and not _KEEPS_MODE.match(_callee_name(c))
+            and not f.functions.get(_callee_name(c))
+        ]
+        if handed:
+            out.exclusions.append(Exclusion("LL021", line, "handed-to-unseen-code"))
+            continue
+        if _helper_trains(f, model):
+            out.exclusions.append(Exclusion("LL021", line, "helper-may-train"))
+            continue
+        text = _apply(ix, _Rewrite(replace=_removal(ix, [s for s in smalls if s is not None])))
+        if text is not None:
+            where = ", ".join(str(ix.line(t)) for t in trains)
+            out.mutants.append(
+                Mutant(
+                    "LL021",
+                    line,
+                    f"removed `{model}.train()` (line {where}) of a "
+                    "`from_pretrained` model trained in this file",
+                    text,
+                    model,
+                )
+            )
+
+
+def _helper_trains(f: _File, model: str) -> bool:
+    """Whether `model` is given to a function of the file that calls `.train()` on something
+    (its parameter), or a `self.train()` stays in a class method."""
+    for call in f.all_calls:
+        if not any(f.ix.code(a.value) == model for a in call.args):
+            continue
+        for function in f.functions.get(_callee_name(call), []):
+            if any(_method(c) == "train" for c in _calls(function, True)):
+                return True
+    return any(
+        _method(c) == "train" and f.ix.code(c.func.value) == "self"  # type: ignore[attr-defined]
+        for c in f.all_calls
+    )
+
+
+def _loader_calls(f: _File) -> list[tuple[str, cst.Call]]:
+    """`name = DataLoader(...)` assignments of the file."""
+    found: list[tuple[str, cst.Call]] = []
+    for node in _walkall(f.ix.module):
+        if (
+            isinstance(node, cst.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.value, cst.Call)
+            and _callee_name(node.value) == "DataLoader"
+        ):
+            found.append((f.ix.code(node.targets[0].target), node.value))
+    return found
+
+
+def _iterated_in_units(f: _File, name: str) -> list[cst.For]:
+    """`for` loops over `name` (through `enumerate`/`tqdm`) that hold or call a training unit."""
+    loops: list[cst.For] = []
+    for node in _walkall(f.ix.module):
+        if isinstance(node, cst.For) and re.search(
+            rf"(?:^|\()\s*{re.escape(name)}\s*(?:$|[,)])", f.ix.code(node.iter)
+        ):
+            if any(f.ix.within(u.region, node) or u.region is node for u in f.units):
+                loops.append(node)
+            elif any(f.ix.within(c, node) for u in f.units for c in u.callers):
+                loops.append(node)
+    return loops
+
+
+def _ll015(f: _File, out: FileMutations) -> None:
+    ix = f.ix
+    text = f.text
+    for name, call in _loader_calls(f):
+        loops = _iterated_in_units(f, name)
+        if not loops:
+            continue
+        line = ix.line(call)
+        sampler = next(
+            (a for a in call.args if a.keyword is not None and a.keyword.value == "sampler"), None
+        )
+        if sampler is None:
+            continue
+        handed = [
+            c
+            for c in f.all_calls
+            if any(ix.code(a.value) == name for a in c.args)
+            and _callee_name(c) not in ("len", "enumerate", "tqdm", "iter", "zip", "print")
+            and not f.functions.get(_callee_name(c))
+        ]
+        if handed:
+            out.exclusions.append(Exclusion("LL015", line, "handed-to-unseen-code"))
+            continue
+        if any(a.star for a in call.args):
+            out.exclusions.append(Exclusion("LL015", line, "open-ended-arguments"))
+            continue
+        sampler_text = ix.code(sampler.value)
+        # (a) the sampler removed, in a DDP script: every rank iterates everything
+        if "DistributedDataParallel" in text and not re.search(
+            r"rank|world|shard|split_dataset|IterableDataset",
+            ix.code(call.args[0].value) if call.args else "",
+        ):
+            kept = [a for a in call.args if a is not sampler]
+            kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+            new_call = _EMPTY.code_for_node(call.with_changes(args=kept))
+            statement = ix.statement(call)
+            source = _source_of(ix, statement)
+            if ix.code(call) in source:
+                new = cst.parse_statement(source.replace(ix.code(call), new_call, 1))
+                mutated = _apply(ix, _Rewrite(replace=[(statement, new)]))
+                if mutated is not None:
+                    out.mutants.append(
+                        Mutant(
+                            "LL015",
+                            line,
+                            f"removed `sampler={sampler_text}` from the DDP "
+                            f"training loader `{name}`",
+                            mutated,
+                            name,
+                        )
+                    )
+        # (b) set_epoch removed: the same order every epoch
+        sets = [c for c in f.all_calls if _method(c) == "set_epoch"]
+        if not sets or not any(
+            isinstance(up, _LOOPS) for loop in loops for up in ix.ancestors(loop)
+        ):
+            continue
+        smalls = [_statement_of_call(ix, c) for c in sets]
+        set_line = ix.line(sets[0])
+        if any(s is None for s in smalls):
+            out.exclusions.append(Exclusion("LL015", set_line, "set-epoch-in-expression"))
+            continue
+        if "shuffle=False" in text and "DistributedSampler" in text:
+            out.exclusions.append(Exclusion("LL015", set_line, "no-shuffle"))
+            continue
+        mutated = _apply(ix, _Rewrite(replace=_removal(ix, [s for s in smalls if s is not None])))
+        if mutated is not None:
+            out.mutants.append(
+                Mutant(
+                    "LL015",
+                    set_line,
+                    f"removed every `set_epoch(...)` call (sampler of `{name}`)",
+                    mutated,
+                    name,
+                )
+            )
+
+
 # --------------------------------------------------------------------------- entry point
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """How one rule's bug is injected: once per training unit, or once per file (the operator
+    finds its own sites, e.g. every `.train()` of a loop that also evaluates)."""
+
+    rule: str
+    per_unit: Callable[[_File, _Unit, FileMutations], None] | None = None
+    per_file: Callable[[_File, FileMutations], None] | None = None
+    needs_units: bool = True
+    """False when the operator may find sites in a file without any training unit."""
+
+
+OPERATORS: tuple[Operator, ...] = (
+    Operator("LL001", per_unit=_ll001),
+    Operator("LL002", per_unit=_ll002),
+    Operator("LL003", per_file=_ll003),
+    Operator("LL004", per_file=_ll004),
+    Operator("LL005", per_unit=_ll005),
+    Operator("LL006", per_file=_ll006),
+    Operator("LL007", per_file=_ll007),
+    Operator("LL008", per_file=_ll008),
+    Operator("LL009", per_unit=_ll009),
+    Operator("LL010", per_unit=_ll010),
+    Operator("LL011", per_file=_ll011, needs_units=False),
+    Operator("LL012", per_file=_ll012, needs_units=False),
+    Operator("LL013", per_unit=_ll013),
+    Operator("LL014", per_file=_ll014, needs_units=False),
+    Operator("LL015", per_file=_ll015),
+    Operator("LL016", per_unit=_ll016),
+    Operator("LL017", per_file=_ll017, needs_units=False),
+    Operator("LL018", per_file=_ll018, needs_units=False),
+    Operator("LL019", per_file=_ll019, needs_units=False),
+    Operator("LL020", per_file=_ll020, needs_units=False),
+    Operator("LL021", per_file=_ll021),
+)
+"""One row per rule with a natural mutation, in report order. A new rule's mutation is one
+function and one row here."""
+
+RULES: tuple[str, ...] = tuple(o.rule for o in OPERATORS)
 
 
 def mutate(text: str, rules: Sequence[str] = RULES) -> FileMutations:
@@ -1484,24 +2479,17 @@ def mutate(text: str, rules: Sequence[str] = RULES) -> FileMutations:
     Raises `cst.ParserSyntaxError` for a file LibCST cannot parse.
     """
     out = FileMutations()
+    chosen = [o for o in OPERATORS if o.rule in rules]
     f = _File(text)
-    if not f.units and not {"LL011", "LL012", "LL014"} & set(rules):
+    if not f.units and all(o.needs_units for o in chosen):
         return out
-    per_unit = {
-        "LL001": _ll001, "LL002": _ll002, "LL005": _ll005, "LL010": _ll010, "LL013": _ll013,
-        "LL016": _ll016,
-    }  # fmt: skip
     for unit in f.units:
-        for rule, operator in per_unit.items():
-            if rule in rules:
-                operator(f, unit, out)
-    per_file = {
-        "LL004": _ll004, "LL006": _ll006, "LL007": _ll007, "LL011": _ll011, "LL012": _ll012,
-        "LL014": _ll014,
-    }  # fmt: skip
-    for rule, whole in per_file.items():
-        if rule in rules:
-            whole(f, out)
+        for operator in chosen:
+            if operator.per_unit is not None:
+                operator.per_unit(f, unit, out)
+    for operator in chosen:
+        if operator.per_file is not None:
+            operator.per_file(f, out)
     # units nested in one another can propose the same edit twice
     unique = {(m.rule, m.line, m.description): m for m in out.mutants}
     out.mutants = list(unique.values())

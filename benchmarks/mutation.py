@@ -47,12 +47,62 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus
 import mutants
 
-# Every mutation needs a backward pass and a step in the same file (a training unit): the
-# other files are not even parsed.
+# Every training-loop mutation needs a backward pass and a step in the same file (a training
+# unit): the other files are not even parsed ...
 _HAS_TRAINING = re.compile(r"backward")
 _HAS_STEP = re.compile(r"\.step\(")
+# ... except the rules about how a network is defined, whose sites are in model files.
+_DEFINITION_RULES = frozenset({"LL017", "LL018", "LL019", "LL020"})
+_DEFINITIONS = re.compile(
+    r"Module(?:List|Dict)\(|Parameter\(|dropout\w*\([^)]*training|\.requires_grad\s*=[^=]"
+)
 _RELEVANT = re.compile(r"optim|GradScaler|scaler|AdamW|Adafactor|_schedule|lion_pytorch")
 _MAX_IMPORTERS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One unit of the corpus: a pinned wheel's unpacked package, or one training repository."""
+
+    name: str
+    """The package (`skorch`) or the repository folder (`owner__repo`)."""
+    version: str
+    """The pinned wheel version; empty for a repository (its commit is in its MANIFEST.md)."""
+    directory: Path
+    root: Path
+    """Reported paths are relative to this (the wheels' source root, or the repositories')."""
+    group: str
+    """`wheels` or `training-repos`."""
+
+
+REPOS_GROUP = "repos"
+"""The `--only` name of the whole training-repos corpus (a repository folder name selects one)."""
+
+
+def select_sources(only: Sequence[str] | None) -> list[Source]:
+    """The wheels and training repositories `--only` names (all of both by default); the
+    wheels are downloaded and the repositories unpacked when missing (both cached)."""
+    names = [n.strip() for item in only or () for n in item.split(",") if n.strip()]
+    repo_names = [n for n in names if n == REPOS_GROUP or "__" in n]
+    wheel_names = [n for n in names if n not in repo_names]
+    sources: list[Source] = []
+    if not names or wheel_names:
+        corpus.prepare_corpus(wheel_names or None)
+        sources += [
+            Source(n, v, corpus.package_dir(n, v), corpus.SRC_ROOT, "wheels")
+            for n, v in corpus.select_packages(wheel_names or None)
+        ]
+    if not names or repo_names:
+        root = corpus.prepare_training_repos()
+        repos = corpus.training_repo_dirs(root)
+        if REPOS_GROUP not in repo_names and repo_names:
+            known = {d.name for d in repos}
+            unknown = sorted(set(repo_names) - known)
+            if unknown:
+                raise corpus.CorpusError(f"unknown training repositories: {', '.join(unknown)}")
+            repos = [d for d in repos if d.name in repo_names]
+        sources += [Source(d.name, "", d, root, "training-repos") for d in repos]
+    return sources
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +111,7 @@ class Site:
 
     package: str
     path: str
-    """Relative to the corpus root (`skorch-1.4.0/skorch/net.py`)."""
+    """Relative to its corpus root (`skorch-1.4.0/skorch/net.py`, `owner__repo/train.py`)."""
     line: int
     rule: str
     description: str
@@ -144,24 +194,30 @@ def _mutations_of(data: bytes, text: str) -> mutants.FileMutations | None:
     return result
 
 
+def _relative(path: Path, source: Source) -> str:
+    return path.relative_to(source.root).as_posix()
+
+
 def generate(
-    package_root: Path, rules: Sequence[str], per_file: int
+    source: Source, rules: Sequence[str], per_file: int
 ) -> tuple[dict[Path, list[mutants.Mutant]], PackageRun]:
-    """The sampled mutants of every file of one unpacked package, by file."""
+    """The sampled mutants of every file of one unpacked package or repository, by file."""
     run = PackageRun()
     by_file: dict[Path, list[mutants.Mutant]] = {}
-    for path in corpus.iter_py_files([package_root]):
+    for path in corpus.iter_py_files([source.directory]):
         data = path.read_bytes()
         run.files += 1
         run.lines += corpus.count_lines(data)
         text = data.decode("utf-8", errors="replace")
-        if not (_HAS_TRAINING.search(text) and _HAS_STEP.search(text)):
+        if not (_HAS_TRAINING.search(text) and _HAS_STEP.search(text)) and not (
+            _DEFINITIONS.search(text) and set(rules) & _DEFINITION_RULES
+        ):
             continue
         result = _mutations_of(data, text)
         if result is None:
-            run.unparsable.append(corpus.relpath(str(path)))
+            run.unparsable.append(_relative(path, source))
             continue
-        rel = corpus.relpath(str(path))
+        rel = _relative(path, source)
         run.exclusions.extend(
             (rel, e.rule, e.line, e.reason) for e in result.exclusions if e.rule in rules
         )
@@ -242,20 +298,18 @@ def _key(finding: dict[str, Any], root: Path) -> tuple[str, str, str]:
 
 
 def check_package(
-    name: str,
-    version: str,
+    source: Source,
     by_file: dict[Path, list[mutants.Mutant]],
     run: PackageRun,
     checker: Checker,
     progress: bool,
 ) -> None:
     """Check every mutant of one package in a temporary copy of its tree."""
-    source = corpus.package_dir(name, version)
     if not by_file:
         return
     with tempfile.TemporaryDirectory(prefix="looplint-mutation-") as tmp:
-        copy = Path(tmp) / source.name
-        shutil.copytree(source, copy)
+        copy = Path(tmp) / source.directory.name
+        shutil.copytree(source.directory, copy, symlinks=True)
         texts: dict[Path, str] = {}
         for path in corpus.iter_py_files([copy]):
             text = path.read_text(encoding="utf-8", errors="replace")
@@ -263,18 +317,18 @@ def check_package(
                 texts[path] = text
         seen_original: set[tuple[str, str, str, int]] = set()
         for original_path, file_mutants in sorted(by_file.items()):
-            target = copy / original_path.relative_to(source)
+            target = copy / original_path.relative_to(source.directory)
             checked = [target, *_importers(target, copy, texts)]
             baseline = checker.findings(checked)
             for f in baseline:
-                rel = f"{source.name}/{_key(f, copy)[0]}"
+                rel = f"{source.directory.name}/{_key(f, copy)[0]}"
                 key = (rel, str(f["code"]), str(f["message"]), int(f["line"]))
                 if key not in seen_original:
                     seen_original.add(key)
                     run.original_findings.append({**f, "path": rel})
             before = collections.Counter(_key(f, copy) for f in baseline)
             data = target.read_bytes()
-            rel_path = corpus.relpath(str(original_path))
+            rel_path = _relative(original_path, source)
             flagged = {str(f["code"]) for f in baseline if Path(str(f["path"])) == target}
             try:
                 for mutant in file_mutants:
@@ -289,7 +343,7 @@ def check_package(
                     new = after - before
                     codes = sorted({code for _, code, _ in new.elements()})
                     site = Site(
-                        name,
+                        source.name,
                         rel_path,
                         mutant.line,
                         mutant.rule,
@@ -315,8 +369,21 @@ def _pct(found: int, total: int) -> str:
     return f"{100 * found / total:.0f} %" if total else "-"
 
 
+def _corpus_line(sources: Sequence[Source], runs: dict[str, PackageRun], group: str) -> str:
+    chosen = [s for s in sources if s.group == group]
+    files = sum(runs[s.name].files for s in chosen)
+    lines_total = sum(runs[s.name].lines for s in chosen)
+    if group == "wheels":
+        what = f"{len(chosen)} packages"
+        names = ", ".join(f"{s.name}=={s.version}" for s in chosen)
+    else:
+        what = f"{len(chosen)} training repositories (`../shared/training-repos`, `.py` files)"
+        names = "the folders of its MANIFEST.md"
+    return f"- {group}: {what} ({files:,} files, {lines_total:,} lines): {names}."
+
+
 def render(
-    packages: Sequence[tuple[str, str]],
+    sources: Sequence[Source],
     runs: dict[str, PackageRun],
     rules: Sequence[str],
     wall_s: float,
@@ -325,23 +392,35 @@ def render(
     outcomes = [o for r in runs.values() for o in r.outcomes]
     exclusions = [e for r in runs.values() for e in r.exclusions]
     originals = [f for r in runs.values() for f in r.original_findings]
-    files = sum(r.files for r in runs.values())
-    lines_total = sum(r.lines for r in runs.values())
+    groups = [g for g in ("wheels", "training-repos") if any(s.group == g for s in sources)]
+    group_of = {s.name: s.group for s in sources}
     lines = [
         "## Mutation benchmark (`benchmarks/mutation.py`)",
         "",
-        f"Corpus: {len(packages)} packages ({files:,} files, {lines_total:,} lines):"
-        f" {', '.join(f'{n}=={v}' for n, v in packages)}.",
+        "Corpus:",
+        "",
+        *(_corpus_line(sources, runs, g) for g in groups),
         "",
         f"Command: `{command}` ({wall_s:.0f} s on {os.cpu_count()} cores). One bug per mutant,"
         " injected into a real training loop by `benchmarks/mutants.py` and checked in place"
-        " (a temporary copy of the package tree; the mutated file linted with the package"
-        " files that import it). Found = a finding of the injected rule that the unmutated"
-        " files do not have.",
+        " (a temporary copy of the package or repository tree; the mutated file linted with"
+        " the files that import it). Found = a finding of the injected rule that the"
+        " unmutated files do not have.",
         "",
-        "| rule | mutants | found | recall | excluded (not a real bug) |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| rule | mutants | found | recall | "
+        + "".join(f"{g} | " for g in groups)
+        + "excluded (not a real bug) |",
+        "| --- | ---: | ---: | ---: | " + "---: | " * len(groups) + "---: |",
     ]
+
+    def split(got: list[Outcome]) -> str:
+        cells = []
+        for g in groups:
+            mine = [o for o in got if group_of[o.site.package] == g]
+            found = sum(o.found for o in mine)
+            cells.append(f"{found}/{len(mine)} ({_pct(found, len(mine))}) | ")
+        return "".join(cells)
+
     by_rule = collections.defaultdict(list)
     for o in outcomes:
         by_rule[o.site.rule].append(o)
@@ -350,18 +429,27 @@ def render(
         got = by_rule.get(rule, [])
         found = sum(o.found for o in got)
         lines.append(
-            f"| {rule} | {len(got)} | {found} | {_pct(found, len(got))} | {excluded[rule]} |"
+            f"| {rule} | {len(got)} | {found} | {_pct(found, len(got))} | {split(got)}"
+            f"{excluded[rule]} |"
         )
     found_all = sum(o.found for o in outcomes)
     lines.append(
         f"| **all** | {len(outcomes)} | {found_all} | {_pct(found_all, len(outcomes))} |"
-        f" {len(exclusions)} |"
+        f" {split(outcomes)}{len(exclusions)} |"
     )
-    lines += ["", "| package | mutants | found | recall |", "| --- | ---: | ---: | ---: |"]
-    for name, _ in packages:
-        got = runs[name].outcomes if name in runs else []
+    lines += [
+        "",
+        "Where the mutants are (sources without any are left out):",
+        "",
+        "| package or repository | mutants | found | recall |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for source in sources:
+        got = runs[source.name].outcomes if source.name in runs else []
+        if not got:
+            continue
         found = sum(o.found for o in got)
-        lines.append(f"| {name} | {len(got)} | {found} | {_pct(found, len(got))} |")
+        lines.append(f"| {source.name} | {len(got)} | {found} | {_pct(found, len(got))} |")
     lines += ["", "Exclusions by criterion:", ""]
     reasons = collections.Counter(e[3] for e in exclusions)
     for reason, count in reasons.most_common():
@@ -434,7 +522,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only",
         action="append",
         metavar="NAME",
-        help="packages or groups (libraries, training), comma-separated",
+        help="packages, wheel groups (libraries, training), training repositories"
+        f" (`owner__repo`) or `{REPOS_GROUP}` for all of them; comma-separated",
     )
     parser.add_argument(
         "--rules",
@@ -462,8 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
-        packages = corpus.select_packages(args.only)
-        corpus.prepare_corpus(args.only)
+        sources = select_sources(args.only)
     except corpus.CorpusError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -471,27 +559,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     runs: dict[str, PackageRun] = {}
     by_package: dict[str, dict[Path, list[mutants.Mutant]]] = {}
-    for name, version in packages:
-        by_package[name], runs[name] = generate(
-            corpus.package_dir(name, version), rules, args.per_file
-        )
+    for source in sources:
+        by_package[source.name], runs[source.name] = generate(source, rules, args.per_file)
     if args.limit is not None:
         _thin(by_package, args.limit)
     if args.list:
-        for files in by_package.values():
-            for path, ms in sorted(files.items()):
+        for source in sources:
+            for path, ms in sorted(by_package[source.name].items()):
                 for m in ms:
-                    print(f"{m.rule} {corpus.relpath(str(path))}:{m.line}: {m.description}")
+                    print(f"{m.rule} {_relative(path, source)}:{m.line}: {m.description}")
         total = sum(len(ms) for files in by_package.values() for ms in files.values())
         excluded = sum(len(r.exclusions) for r in runs.values())
         print(f"{total} mutants, {excluded} exclusions", file=sys.stderr)
         return 0
     checker = Checker()
-    for name, version in packages:
-        check_package(name, version, by_package[name], runs[name], checker, not args.quiet)
+    for source in sources:
+        check_package(source, by_package[source.name], runs[source.name], checker, not args.quiet)
     wall = time.perf_counter() - t0
     shown = ["python", "benchmarks/mutation.py", *(argv if argv is not None else sys.argv[1:])]
-    report = render(packages, runs, rules, wall, " ".join(shown))
+    report = render(sources, runs, rules, wall, " ".join(shown))
     print(report)
     if args.json is not None:
         args.json.write_text(json.dumps(_report_json(runs), indent=1), encoding="utf-8")

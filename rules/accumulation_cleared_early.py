@@ -57,6 +57,49 @@ def _flat(items: tuple[object, ...]) -> Iterator[object]:
                 yield from _flat(arm)
 
 
+def _in_accumulate(site: Site) -> bool:
+    """Inside `with accelerator.accumulate(model):` (Accelerate decides there, per
+    micro-batch, whether the prepared optimizer's `step`/`zero_grad` really run)."""
+    return any(context.rsplit(".", 1)[-1] == "accumulate" for context in site.contexts)
+
+
+def _early_in_accumulate(site: Site, clear: Clear, steps: list[Site], view: LoopView) -> str | None:
+    """Under `accelerator.accumulate`, the prepared optimizer's `zero_grad()` runs only on
+    the sync step, together with its `step()`. Two placements still lose micro-batches:
+    a model's `zero_grad()` (or `p.grad = None`), which Accelerate does not hold back, and
+    an optimizer clear *before* the backward pass, which on the sync step wipes what the
+    earlier micro-batches accumulated."""
+    stepped = [s for s in steps if s.loop is site.loop and _in_accumulate(s)]
+    if not stepped:
+        return None
+    name = source_of(clear.node)
+    if clear.optimizer is None:
+        return (
+            f"`{name}` clears the gradients on every micro-batch inside "
+            "`accelerator.accumulate(...)`: only the prepared optimizer's `zero_grad()` waits "
+            "for the sync step, so each micro-batch throws the previous ones away; call "
+            "`optimizer.zero_grad()` after `optimizer.step()` instead"
+        )
+    backward = next(
+        (
+            s
+            for s in view.sites
+            if isinstance(s.op, Backward) and s.order > site.order and _in_accumulate(s)
+        ),
+        None,
+    )
+    if backward is None or not any(
+        isinstance(s.op, Step) and s.op.optimizer == clear.optimizer and s.order > backward.order
+        for s in stepped
+    ):
+        return None
+    return (
+        f"`{name}` runs before the backward pass inside `accelerator.accumulate(...)`: on the "
+        "sync step it really clears, wiping the micro-batches accumulated so far, and the step "
+        "uses only the last one; clear after `optimizer.step()`"
+    )
+
+
 class AccumulationClearedEarly(Rule):
     """
     ## What it does
@@ -125,6 +168,11 @@ class AccumulationClearedEarly(Rule):
             for site in sites:
                 clear = site.op
                 if not isinstance(clear, Clear) or site.loop is None or site.in_closure:
+                    continue
+                if _in_accumulate(site):
+                    message = _early_in_accumulate(site, clear, steps, views[id(site.loop)])
+                    if message is not None:
+                        yield Violation(clear.node, message)
                     continue
                 for step_site in steps:
                     step = step_site.op
@@ -197,6 +245,15 @@ class AccumulationClearedEarly(Rule):
         # that does not step: one under the step's own guard (WGAN's generator under
         # `if i % n_critic == 0:`) is always stepped on.
         guard_ids = {id(g) for g in step_guards}
+        if any(
+            isinstance(s.op, Backward)
+            and s.order < step.order
+            and guard_ids <= {id(g) for g in s.guards}
+            for s in order
+        ):
+            # A skip schedule: the step's own backward runs under its condition too; the
+            # backward passes outside it (the critic's, every iteration) are another loss.
+            return None
         backward_between = any(
             isinstance(s.op, Backward)
             and s.order > clear.order

@@ -7,31 +7,24 @@ from dataclasses import replace
 
 import libcst as cst
 
-from looplint.analysis.catalog import ObjectKind
+from looplint.analysis.catalog import ObjectKind, optimizer_keeps_state
+from looplint.analysis.conditions import is_loop_invariant
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import Assign, LoadState, Loop, Save, Site, Step, display_name
-from looplint.analysis.program import FunctionInfo
-from looplint.analysis.syntax import descendants, keyword_arg
+from looplint.analysis.program import CallEvent, FunctionInfo, all_events
+from looplint.analysis.syntax import descendants
 from looplint.identity import CHECKPOINT_WITHOUT_OPTIMIZER_STATE
 from looplint.rule import Rule, Violation
-
-_STATELESS = frozenset({"SGD"})
 
 
 def _stateful(facts: ModuleFacts, optimizer: str) -> bool:
     """Momentum, Adam moments, … — an optimizer whose state a resume must restore."""
-    for info in facts.objects.get(optimizer, ()):
-        if info.kind is not ObjectKind.OPTIMIZER or info.call is None:
-            continue
-        name = info.qualified.rsplit(".", 1)[-1]
-        if name not in _STATELESS:
-            return True
-        momentum = keyword_arg(info.call, "momentum")
-        if momentum is not None and not (
-            isinstance(momentum, (cst.Integer, cst.Float)) and float(momentum.value) == 0
-        ):
-            return True
-    return False
+    return any(
+        info.kind is ObjectKind.OPTIMIZER
+        and info.call is not None
+        and optimizer_keeps_state(info.qualified, info.call)
+        for info in facts.objects.get(optimizer, ())
+    )
 
 
 def _holds_optimizer_state(save: Save, facts: ModuleFacts) -> bool:
@@ -81,17 +74,81 @@ def _written_out(site: Site, view: list[Site]) -> Save | None:
     return None
 
 
+def _copies_live_weights(load: LoadState) -> bool:
+    """`target.load_state_dict(online.state_dict())`: the state comes from a model in memory."""
+    return any(
+        isinstance(node, cst.Call)
+        and isinstance(node.func, cst.Attribute)
+        and node.func.attr.value == "state_dict"
+        for node in descendants(load.node)
+    )
+
+
 def _resumes(site: Site, sites: list[Site], function: FunctionInfo, facts: ModuleFacts) -> bool:
     """A load that resumes training, as opposed to loading weights for evaluation.
 
     Either training steps follow it in the same function, or it sits in a helper that
     is handed the optimizer (`resume(model, optimizer, path)`) and still leaves it be.
+    Copying a live model's weights (`target_net.load_state_dict(q_net.state_dict())`, a
+    DQN target network or an EMA) restores nothing from a file.
     """
+    load = site.op
+    assert isinstance(load, LoadState)
+    if _copies_live_weights(load):
+        return False
     if any(isinstance(s.op, Step) and s.loop is not None and s.order > site.order for s in sites):
         return True
     return "resume" in function.name.lower() or any(
         ObjectKind.OPTIMIZER in facts.kinds(f"{function.qualname}:{param}")
         for param in function.params
+    )
+
+
+def _trains_after(site: Site, function: FunctionInfo, facts: ModuleFacts) -> bool:
+    """A load in the module body followed by a call of a function of the module that trains
+    (`model.load_state_dict(torch.load(path)); train(...)` under `if __name__ ==
+    "__main__":`): the run continues from the loaded weights. A load after the training
+    (the best weights reloaded for a test) is no resume."""
+    if not isinstance(function.node, cst.Module):
+        return False
+    program = facts.program
+    seen = False
+    for event in all_events(function.events):
+        if not isinstance(event, CallEvent):
+            continue
+        if event.node is site.op.node:
+            seen = True
+        elif seen and isinstance(event.node.func, cst.Name):
+            callee = program.module_functions.get(event.node.func.value)
+            if callee is not None and any(
+                isinstance(s.op, Step) and s.loop is not None for s in facts.sites(callee)
+            ):
+                return True
+    return False
+
+
+def _loads_trained_model(
+    target: str, stepped: set[str], function: FunctionInfo, facts: ModuleFacts
+) -> bool:
+    """Whether a load fills a model that an optimizer of the module trains. A network no
+    optimizer updates (a distillation teacher, a frozen reference) is loaded for use, not
+    resumed. When no optimizer's parameters are visible, or the load fills a model handed
+    to a helper (`resume(model, optimizer, path)`), any model may be the trained one."""
+    known = [o for o in stepped if facts.table.updates(o)]
+    handed_in = target.split(".")[0] in {f"{function.qualname}:{p}" for p in function.params}
+    trains_here = any(o.startswith(f"{function.qualname}:") for o in known)
+    if not known or (handed_in and not trains_here):
+        return True
+    return any(facts.optimizes(o, target) for o in known)
+
+
+def _scheduler_saved(view: list[Site], facts: ModuleFacts) -> bool:
+    """The same iteration saves a scheduler's state (`model.save_pretrained(dir)` next to
+    `torch.save(scheduler.state_dict(), ...)`): a checkpoint meant for resuming."""
+    return any(
+        isinstance(site.op, Save)
+        and any(ObjectKind.SCHEDULER in facts.kinds(state) for state in site.op.states)
+        for site in view
     )
 
 
@@ -109,12 +166,57 @@ def _best_weights(site: Site, loop: Loop) -> bool:
     """`if val_acc > best_acc: torch.save(model.state_dict(), "best.pt")`: weights for later use."""
     for guard in site.guards_within(loop):
         test = guard.test
-        if isinstance(test, cst.Comparison) and not any(
-            isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Modulo)
-            for node in (test, *descendants(test))
+        if (
+            isinstance(test, cst.Comparison)
+            and not any(
+                isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Modulo)
+                for node in (test, *descendants(test))
+            )
+            # `if cfg.GPUS > 1:` compares configuration, not a metric the loop measures
+            and not is_loop_invariant(test, loop.node)
         ):
             return True
     return False
+
+
+def _partial_optimizer_state(facts: ModuleFacts, reported: set[int]) -> Iterator[Violation]:
+    """A checkpoint that holds some optimizers' state but not that of another stateful
+    optimizer stepped in the same loop over a model it saves (a GAN's `optim_d` saved,
+    `optim_g` forgotten): resuming restarts that one optimizer."""
+    for function, sites in facts.all_sites():
+        views = facts.loop_views(function)
+        loops = {id(loop): loop for s in sites if isinstance(s.op, Save) for loop in s.loops}
+        for key in loops:
+            view = views[key].sites
+            saves = [
+                (site, full)
+                for site in view
+                if isinstance(site.op, Save) and (full := _written_out(site, view)) is not None
+            ]
+            saved = {state for _, full in saves for state in full.states}
+            if not any(ObjectKind.OPTIMIZER in facts.kinds(state) for state in saved):
+                continue
+            stepped = {
+                s.op.optimizer
+                for s in view
+                if isinstance(s.op, Step) and _stateful(facts, s.op.optimizer)
+            }
+            for optimizer in sorted(stepped - saved):
+                for site, full in saves:
+                    model = next(
+                        (m for m in sorted(full.states, key=len) if facts.optimizes(optimizer, m)),
+                        None,
+                    )
+                    if model is None or id(site.op.node) in reported:
+                        continue
+                    reported.add(id(site.op.node))
+                    yield Violation(
+                        site.op.node,
+                        f"this checkpoint saves `{display_name(model)}.state_dict()` and other "
+                        f"optimizers' state but not `{display_name(optimizer)}.state_dict()`, so "
+                        "a resumed run restarts that optimizer's momentum and moments; save it too",
+                    )
+                    break
 
 
 class CheckpointWithoutOptimizerState(Rule):
@@ -189,9 +291,20 @@ class CheckpointWithoutOptimizerState(Rule):
                 if isinstance(site.op, LoadState):
                     loads.append((site, sites, function))
         # Weights-only snapshots matter only where training is resumed from a load.
+        stepped = {
+            s.op.optimizer
+            for _, sites in facts.all_sites()
+            for s in sites
+            if isinstance(s.op, Step) and s.loop is not None
+        }
         resumes = any(
             not facts.is_optimizer(site.op.target)  # type: ignore[union-attr]
-            and _resumes(site, sites, function, facts)
+            and not _copies_live_weights(site.op)  # type: ignore[arg-type]
+            and _loads_trained_model(site.op.target, stepped, function, facts)  # type: ignore[union-attr]
+            and (
+                _resumes(site, sites, function, facts)
+                or _trains_after(site, function, facts)  # `if __name__ == "__main__":` resume
+            )
             for site, sites, function in loads
         )
         for function, sites in facts.all_sites():
@@ -207,7 +320,7 @@ class CheckpointWithoutOptimizerState(Rule):
                     save = _written_out(site, view)
                     if save is None or _holds_optimizer_state(save, facts):
                         break
-                    if not save.keys and not resumes:
+                    if not save.keys and not resumes and not _scheduler_saved(view, facts):
                         break  # `torch.save(model.state_dict(), ...)` nobody resumes from
                     if _full_checkpoint_elsewhere(site, view, facts):
                         break
@@ -229,9 +342,12 @@ class CheckpointWithoutOptimizerState(Rule):
                             save.node,
                             f"this checkpoint saves `{display_name(model)}.state_dict()` but "
                             f"not `{display_name(optimizer)}.state_dict()`, so a resumed run "
-                            "restarts the optimizer's momentum and moments; save both",
+                            "restarts the optimizer's momentum and moments; save both "
+                            f"`{display_name(model)}.state_dict()` and "
+                            f"`{display_name(optimizer)}.state_dict()` in the checkpoint",
                         )
                         break
+        yield from _partial_optimizer_state(facts, reported)
         if not full_keys:
             return
         restores_optimizer = any(
@@ -246,6 +362,8 @@ class CheckpointWithoutOptimizerState(Rule):
             assert isinstance(load, LoadState)
             if site.loops or not _resumes(site, sites, function, facts):
                 continue
+            if not _loads_trained_model(load.target, stepped, function, facts):
+                continue  # a teacher or reference network, not the model being trained
             key = _loaded_key(load)
             if key is not None and key in full_keys and "optim" not in key.lower():
                 yield Violation(

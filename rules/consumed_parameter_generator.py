@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,8 +18,10 @@ from looplint.analysis.program import (
     FunctionInfo,
     LoopEvent,
     WithEvent,
+    all_events,
 )
-from looplint.analysis.syntax import source_of
+from looplint.analysis.syntax import children, dotted_name, source_of
+from looplint.files.screening import Glance, Screen
 from looplint.identity import CONSUMED_PARAMETER_GENERATOR
 from looplint.rule import Fix, Rule, Violation
 
@@ -45,12 +49,49 @@ class _Use:
     loops: tuple[int, ...]
 
 
-def _generator_call(value: cst.BaseExpression | None) -> bool:
-    return (
-        isinstance(value, cst.Call)
-        and isinstance(value.func, cst.Attribute)
-        and value.func.attr.value in _GENERATORS
+_Tracked = dict[str, tuple[cst.BaseExpression, tuple[int, ...], list["_Use"]]]
+"""A generator's name → (its creating expression, the loops it was created in, its uses)."""
+
+
+_LAZY_WRAPPERS = frozenset({"filter", "map", "iter"})
+"""Builtins that return another one-shot iterator over their (last) argument."""
+
+
+_GENERATOR_CALL = re.compile(r"(?:parameters|buffers)\s*\(")
+
+
+def _stores_a_generator(glance: Glance) -> bool:
+    """Whether some assignment's value calls `parameters()` (or another generator method):
+    `params = model.parameters()`, `self.params = filter(f, model.parameters())`, `(p for p
+    in model.parameters())`. The rule starts from such a store, and needs no optimizer."""
+    stores: list[ast.Assign | ast.AnnAssign] = [
+        *glance.nodes(ast.Assign),
+        *glance.nodes(ast.AnnAssign),
+    ]
+    return any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in _GENERATORS
+        for store in stores
+        if store.value is not None
+        for node in ast.walk(store.value)
     )
+
+
+def _generator_call(value: cst.BaseExpression | None) -> bool:
+    """`model.parameters()`, and what stays a one-shot iterator over it:
+    `filter(lambda p: p.requires_grad, model.parameters())`, `map(...)`,
+    `(p for p in model.parameters() if ...)`."""
+    if isinstance(value, cst.Call):
+        func = value.func
+        if isinstance(func, cst.Attribute):
+            return func.attr.value in _GENERATORS
+        if isinstance(func, cst.Name) and func.value in _LAZY_WRAPPERS and value.args:
+            return _generator_call(value.args[-1].value)
+        return False
+    if isinstance(value, cst.GeneratorExp):
+        return _generator_call(value.for_in.iter)
+    return False
 
 
 def _iterates(expression: cst.BaseExpression, name: str) -> bool:
@@ -59,10 +100,26 @@ def _iterates(expression: cst.BaseExpression, name: str) -> bool:
         return False
     clause: cst.CompFor | None = expression.for_in
     while clause is not None:
-        if isinstance(clause.iter, cst.Name) and clause.iter.value == name:
+        if dotted_name(clause.iter) == name:
             return True
         clause = clause.inner_for_in
     return False
+
+
+def _comprehensions_over(value: cst.BaseExpression, name: str) -> Iterator[cst.BaseExpression]:
+    """Every comprehension over `name` inside `value`, outermost first: the parameter groups
+    of one literal (`[{"params": [p for n, p in params if ...]}, {"params": [...]}]`) iterate
+    it once each. Lambdas are not entered (they run later, or never), nor calls (each call is
+    an event of its own, whose comprehension arguments `consumer_of` counts)."""
+    stack: list[cst.CSTNode] = [value]
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, (cst.Lambda, cst.Call)):
+            continue
+        if isinstance(node, cst.BaseExpression) and _iterates(node, name):
+            yield node
+            continue
+        stack.extend(children(node))
 
 
 def _exclusive(a: _Use, b: _Use) -> bool:
@@ -97,6 +154,7 @@ class ConsumedParameterGenerator(Rule):
     """
 
     identity = CONSUMED_PARAMETER_GENERATOR
+    screen = Screen(_GENERATOR_CALL, _stores_a_generator)
     fix_safety = """
         Safe. The fix stores `list(model.parameters())` instead of the generator: the
         same parameters, materialised once, so every consumer sees all of them.
@@ -148,16 +206,53 @@ class ConsumedParameterGenerator(Rule):
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
         for function in facts.program.functions:
-            yield from self._check_function(function, facts)
+            yield from self._check_function(function, facts, {}, set(), attributes=False)
+        for owner in facts.program.classes.values():
+            yield from self._check_class_attributes(owner.methods, facts)
 
-    def _check_function(self, function: FunctionInfo, facts: ModuleFacts) -> Iterator[Violation]:
-        tracked: dict[str, tuple[cst.BaseExpression, tuple[int, ...], list[_Use]]] = {}
+    def _check_class_attributes(
+        self, methods: dict[str, FunctionInfo], facts: ModuleFacts
+    ) -> Iterator[Violation]:
+        """`self.params = model.parameters()` in `__init__`, consumed there by the optimizer
+        and again in the method that clips: the attribute holds the same spent generator
+        in every method. Each other method starts from the state `__init__` leaves."""
+        init = methods.get("__init__")
+        if init is None:
+            return
+        tracked: _Tracked = {}
         reported: set[str] = set()
+        yield from self._check_function(init, facts, tracked, reported, attributes=True)
+        others = [m for name, m in methods.items() if name != "__init__"]
+        reassigned = {
+            dotted_name(target)
+            for method in others
+            for event in all_events(method.events)
+            if isinstance(event, AssignEvent)
+            for target in event.targets
+        }
+        for method in others:
+            state = {
+                key: (v, loops, list(uses))
+                for key, (v, loops, uses) in tracked.items()
+                if key not in reassigned  # another method may renew it first
+            }
+            if not state:
+                continue
+            yield from self._check_function(method, facts, state, reported, attributes=True)
+
+    def _check_function(
+        self,
+        function: FunctionInfo,
+        facts: ModuleFacts,
+        tracked: _Tracked,
+        reported: set[str],
+        attributes: bool,
+    ) -> Iterator[Violation]:
+        """Walk one function's events in order; `attributes` tracks `self.x` generators
+        (across methods, see `_check_class_attributes`), else local names."""
 
         def consumer_of(call: cst.Call, name: str) -> str | None:
-            passes = any(
-                isinstance(arg.value, cst.Name) and arg.value.value == name for arg in call.args
-            )
+            passes = any(dotted_name(arg.value) == name for arg in call.args)
             comprehended = any(_iterates(arg.value, name) for arg in call.args)
             if comprehended:
                 return f"`{source_of(call.func)}(... for ... in {name})`"
@@ -216,27 +311,35 @@ class ConsumedParameterGenerator(Rule):
                 elif isinstance(event, AssignEvent):
                     value = event.value
                     for name in list(tracked):
-                        if value is not None and _iterates(value, name):
-                            yield from use(name, value, "a comprehension", arms, loops)
+                        for comprehension in _comprehensions_over(value, name) if value else ():
+                            yield from use(name, comprehension, "a comprehension", arms, loops)
+                    alias = dotted_name(value) if value is not None else None
                     for target in event.targets:
-                        if isinstance(target, cst.Name):
-                            tracked.pop(target.value, None)
-                            reported.discard(target.value)
-                            if (
-                                len(event.targets) == 1
-                                and _generator_call(value)
-                                and not event.augmented
-                            ):
-                                assert value is not None
-                                tracked[target.value] = (value, loops, [])
+                        key = dotted_name(target)
+                        if key is None or (
+                            not key.startswith("self.") if attributes else "." in key
+                        ):
+                            continue
+                        tracked.pop(key, None)
+                        reported.discard(key)
+                        if len(event.targets) != 1 or event.augmented:
+                            continue
+                        if (
+                            value is not None
+                            and _generator_call(value)
+                            and (
+                                not isinstance(value, cst.Call)
+                                or facts.hands_out_generator(value, Frame(function, {}))
+                            )
+                        ):
+                            tracked[key] = (value, loops, [])
+                        elif alias is not None and alias in tracked:
+                            tracked[key] = tracked[alias]  # one generator, two names
                 elif isinstance(event, LoopEvent):
                     node = event.node
-                    if (
-                        isinstance(node, cst.For)
-                        and isinstance(node.iter, cst.Name)
-                        and node.iter.value in tracked
-                    ):
-                        yield from use(node.iter.value, node, "a `for` loop", arms, loops)
+                    iterated = dotted_name(node.iter) if isinstance(node, cst.For) else None
+                    if iterated is not None and iterated in tracked:
+                        yield from use(iterated, node, "a `for` loop", arms, loops)
                     yield from walk(event.body, arms, (*loops, id(node)))
                 elif isinstance(event, WithEvent):
                     yield from walk(event.body, arms, loops)

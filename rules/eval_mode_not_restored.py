@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from looplint.analysis.facts import ModuleFacts
-from looplint.analysis.operations import ModeSwitch, Step, display_name
+from looplint.analysis.operations import LoopView, ModeSwitch, Step, display_name
+from looplint.analysis.program import FunctionInfo
 from looplint.analysis.syntax import source_of
 from looplint.identity import EVAL_MODE_NOT_RESTORED
 from looplint.rule import Rule, Violation
@@ -14,6 +15,22 @@ from looplint.rule import Rule, Violation
 def _restores(trained: str, evaluated: str) -> bool:
     """`model.train()` restores `model.eval()`; `model.head.train()` restores only the head."""
     return trained == evaluated or evaluated.startswith(trained + ".")
+
+
+def _probing(facts: ModuleFacts, module: str) -> bool:
+    """A linear probe: part of `module` is frozen and nothing ever puts the whole of it
+    in train mode (at most its head), so eval mode is kept on purpose and changes nothing
+    that trains."""
+    if not facts.partly_frozen(module):
+        return False
+    name = display_name(module)
+    return not any(
+        isinstance(site.op, ModeSwitch)
+        and site.op.training
+        and (_restores(site.op.module, module) or display_name(site.op.module) == name)
+        for _, sites in facts.all_sites()
+        for site in sites
+    )
 
 
 class EvalModeNotRestored(Rule):
@@ -78,6 +95,8 @@ class EvalModeNotRestored(Rule):
                 switch = site.op
                 if not isinstance(switch, ModeSwitch) or switch.training or not site.loops:
                     continue
+                if _probing(facts, switch.module):
+                    continue
                 if views is None:
                     views = facts.loop_views(function)
                 for loop in reversed(site.loops):
@@ -86,7 +105,10 @@ class EvalModeNotRestored(Rule):
                         s
                         for s in view.sites
                         if isinstance(s.op, Step)
-                        and facts.optimizes(s.op.optimizer, switch.module, whole=True)
+                        and (
+                            facts.optimizes(s.op.optimizer, switch.module, whole=True)
+                            or _passed_along(s.op.optimizer, switch.module, function, view, facts)
+                        )
                     ]
                     if not trained:
                         continue
@@ -107,3 +129,18 @@ class EvalModeNotRestored(Rule):
                             "training",
                         )
                     break
+
+
+def _passed_along(
+    optimizer: str, module: str, function: FunctionInfo, view: LoopView, facts: ModuleFacts
+) -> bool:
+    """`fit(model, optimizer, ...)`: an optimizer handed in, whose parameters are not
+    visible, trains the model handed in with it. Not when the loop puts some module back
+    in train mode itself: then it manages modes per module (a linear probe keeps its
+    frozen backbone in eval mode on purpose)."""
+    if facts.table.updates(optimizer):
+        return False
+    params = {f"{function.qualname}:{name}" for name in function.params}
+    if optimizer not in params or module not in params:
+        return False
+    return not any(isinstance(s.op, ModeSwitch) and s.op.training for s in view.sites)

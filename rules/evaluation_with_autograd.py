@@ -19,6 +19,7 @@ from looplint.analysis.operations import (
     display_name,
 )
 from looplint.analysis.syntax import call_display, descendants, source_of
+from looplint.files.screening import Screen
 from looplint.identity import EVALUATION_WITH_AUTOGRAD
 from looplint.rule import Rule, Violation
 
@@ -121,7 +122,7 @@ class EvaluationWithAutograd(Rule):
             return [model(x).argmax(1) for x in loader]
         """,
     )
-    markers = re.compile(r"\.eval\(|\.train\(False\)|\.train\(mode=False\)")
+    screen = Screen(re.compile(r"\.eval\(|\.train\(False\)|\.train\(mode=False\)"))
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
         summary = facts.summary

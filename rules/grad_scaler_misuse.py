@@ -124,30 +124,46 @@ class GradScalerMisuse(Rule):
     )
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
+        reported: set[int] = set()
+        wrappers: list[tuple[Site, Step, list[Site]]] = []
+        updates = False
         for function, sites in facts.all_sites():
-            scaled_steps = [
-                s
-                for s in sites
-                if isinstance(s.op, Step) and s.op.via_scaler and s.loop is not None
-            ]
+            updates |= any(isinstance(s.op, ScalerCall) and s.op.method == "update" for s in sites)
+            scaled_steps = [s for s in sites if isinstance(s.op, Step) and s.op.via_scaler]
             if not scaled_steps:
                 continue
-            views = facts.loop_views(function)
-            reported: set[int] = set()
+            views = facts.loop_views(function) if any(s.loop for s in scaled_steps) else {}
             for site in scaled_steps:
                 step = site.op
-                assert isinstance(step, Step) and site.loop is not None
+                assert isinstance(step, Step)
+                if site.loop is None:
+                    # A wrapper the trainer calls once per step (`self.backward_and_step(loss)`),
+                    # no loop in sight: its own sequence is judged, after every loop.
+                    if any(isinstance(s.op, Backward) for s in sites):
+                        wrappers.append((site, step, [s for s in sites if not s.loops]))
+                    continue
                 view = views[id(site.loop)].sites
                 for violation in self._violations(site, step, view):
                     if id(violation.node) not in reported:
                         reported.add(id(violation.node))
                         yield violation
+        for site, step, sequence in wrappers:
+            for violation in self._violations(site, step, sequence, check_update=not updates):
+                if id(violation.node) not in reported:
+                    reported.add(id(violation.node))
+                    yield violation
 
     @staticmethod
-    def _violations(site: Site, step: Step, view: list[Site]) -> Iterator[Violation]:
+    def _violations(
+        site: Site, step: Step, view: list[Site], check_update: bool = True
+    ) -> Iterator[Violation]:
+        """What is wrong around one scaled step in `view` (its loop's sites, or a wrapper's
+        own sequence). `check_update=False` when `update()` may run in the caller."""
         name = display_name(step.optimizer)
         call = call_display(step.node)
-        if not any(isinstance(s.op, ScalerCall) and s.op.method == "update" for s in view):
+        if check_update and not any(
+            isinstance(s.op, ScalerCall) and s.op.method == "update" for s in view
+        ):
             yield Violation(
                 step.node,
                 f"`{call}` runs every iteration but `scaler.update()` is never called, so "

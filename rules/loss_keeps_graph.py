@@ -19,6 +19,29 @@ def _refers_to(sources: frozenset[str], tensor: str) -> bool:
     return any(s == tensor or s.startswith(tensor + ".") for s in sources)
 
 
+def _holds(node: cst.CSTNode, sources: frozenset[str], tensor: str) -> bool:
+    """Whether what `node` accumulates holds `tensor`. For an entry of a container
+    (`out["loss"]`), that is the container itself or the same entry, not its other
+    entries (`out["correct"]` may hold no graph)."""
+    container, bracket, key = tensor.partition("[")
+    if not bracket:
+        return _refers_to(sources, tensor)
+    if container not in sources:
+        return False
+    value = _accumulated(node)
+    operands = (value.left, value.right) if isinstance(value, cst.BinaryOperation) else (value,)
+    for operand in operands:
+        if operand is None:
+            continue
+        if isinstance(operand, cst.Subscript) and len(operand.slice) == 1:
+            index = operand.slice[0].slice
+            if isinstance(index, cst.Index) and source_of(index.value) == key.removesuffix("]"):
+                return True
+        elif dotted_name(operand) == display_name(container):
+            return True  # the whole container: `outputs.append(out)`
+    return False
+
+
 def _without_grad(site: Site) -> bool:
     return any(context.rsplit(".", 1)[-1] in _NO_GRAD for context in site.contexts)
 
@@ -173,7 +196,7 @@ class LossKeepsGraph(Rule):
                             or op.detached
                             or op.target == tensor
                             or op.target in renewed
-                            or not _refers_to(op.sources, tensor)
+                            or not _holds(op.node, op.sources, tensor)
                         ):
                             continue
                         holder = display_name(op.target)
@@ -181,7 +204,7 @@ class LossKeepsGraph(Rule):
                         if (
                             op.detached
                             or op.container in renewed
-                            or not _refers_to(op.sources, tensor)
+                            or not _holds(op.node, op.sources, tensor)
                         ):
                             continue
                         holder = display_name(op.container)

@@ -12,11 +12,25 @@ from looplint.analysis.catalog import (
     ObjectKind,
     takes_model_not_parameters,
 )
-from looplint.analysis.facts import ModuleFacts
+from looplint.analysis.facts import Frame, ModuleFacts
 from looplint.analysis.operations import Construct
-from looplint.analysis.program import CallEvent, ClassInfo, ModuleProgram, WithEvent, all_events
+from looplint.analysis.program import (
+    AssignEvent,
+    CallEvent,
+    ClassInfo,
+    ModuleProgram,
+    WithEvent,
+    all_events,
+)
 from looplint.analysis.summary import ModuleSummary
-from looplint.analysis.syntax import argument, dotted_name, keyword_arg, positional_args
+from looplint.analysis.syntax import (
+    argument,
+    descendants,
+    dotted_name,
+    keyword_arg,
+    positional_args,
+    source_of,
+)
 from looplint.identity import PARTIAL_PARAMETERS
 from looplint.rule import Rule, Violation
 
@@ -113,12 +127,27 @@ def _blocks_gradients(cls: ClassInfo, program: ModuleProgram) -> bool:
     )
 
 
-def _model_of(receiver: str, summary: ModuleSummary) -> tuple[str, str] | None:
+def _is_run(chain: str, summary: ModuleSummary, program: ModuleProgram) -> bool:
+    """Whether the model `chain` is run: called itself (`model(x)`), or through a method
+    its same-module class defines (`agent.get_action_and_value(x)`)."""
+    if chain in summary.called_chains:
+        return True
+    classes = set(summary.instances.get(chain, ()))
+    return len(classes) == 1 and any(
+        f"{chain}.{method}" in summary.called_chains
+        for method in program.classes[next(iter(classes))].methods
+        if method != "__init__"
+    )
+
+
+def _model_of(
+    receiver: str, summary: ModuleSummary, program: ModuleProgram
+) -> tuple[str, str] | None:
     """Split `model.encoder` into the model that is run (`model`) and the part (`encoder`)."""
     parts = receiver.split(".")
     for size in range(1, len(parts)):
         prefix = ".".join(parts[:size])
-        if prefix in summary.called_chains and prefix != "self":
+        if prefix != "self" and _is_run(prefix, summary, program):
             return prefix, parts[size]
     return None
 
@@ -207,7 +236,9 @@ class PartialParameters(Rule):
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
         constructs: dict[int, Construct] = {}
-        for _function, sites in facts.all_sites():
+        lightning: dict[int, ClassInfo] = {}
+        """Constructs in a LightningModule's method: `self` is the model the trainer runs."""
+        for function, sites in facts.all_sites():
             for site in sites:
                 op = site.op
                 if (
@@ -216,6 +247,8 @@ class PartialParameters(Rule):
                     and not takes_model_not_parameters(op.qualified)
                 ):
                     constructs.setdefault(id(op.node), op)
+                    if function.owner is not None and _lightning_trained(function.owner):
+                        lightning[id(op.node)] = function.owner
         if not constructs:
             return
         coverage: dict[str, set[str] | None] = {}
@@ -243,10 +276,24 @@ class PartialParameters(Rule):
                 continue
             parts: dict[str, set[str]] = {}
             for receiver in receivers:
-                if receiver in summary.called_chains:
-                    coverage[receiver] = None  # the whole model
+                if id(construct.node) in lightning and receiver.startswith("self."):
+                    part = receiver.split(".")[1]
+                    parts.setdefault("self", set()).add(part)
+                    self_covered = coverage.setdefault("self", set())
+                    if self_covered is not None:
+                        self_covered.add(part)
                     continue
-                split = _model_of(receiver, summary)
+                if _is_run(receiver, summary, facts.program):
+                    coverage[receiver] = None  # the whole model
+                    # ... and a part of its parent (`model.discriminator(x)` is run, and
+                    # its optimizer covers that part of `model`).
+                    split = _model_of(receiver, summary, facts.program)
+                    if split is not None:
+                        covered = coverage.setdefault(split[0], set())
+                        if covered is not None:
+                            covered.add(split[1])
+                    continue
+                split = _model_of(receiver, summary, facts.program)
                 if split is None:
                     parts = {}
                     break
@@ -257,20 +304,30 @@ class PartialParameters(Rule):
                     covered.add(part)
             if parts:
                 parsed.append((construct, parts))
-        if summary.freezes_parameters or not summary.has_backward:
+        yield from _built_before_sharding(facts, constructs)
+        if summary.freezes_parameters or not (summary.has_backward or lightning):
             return
+        yield from _union_left_aside(facts)
+        yield from _group_left_aside(facts)
         for construct, parts in parsed:
             for model, given in parts.items():
                 covered = coverage.get(model)
                 if covered is None:
                     continue
-                classes = summary.instances.get(model, ())
-                if len(set(classes)) != 1 or classes[0] not in facts.program.classes:
-                    continue
-                model_class = facts.program.classes[classes[0]]
+                if model == "self" and id(construct.node) in lightning:
+                    model_class = lightning[id(construct.node)]
+                else:
+                    classes = summary.instances.get(model, ())
+                    if len(set(classes)) != 1 or classes[0] not in facts.program.classes:
+                        continue
+                    model_class = facts.program.classes[classes[0]]
                 if _blocks_gradients(model_class, facts.program):
                     continue
                 members = _submodules(model_class, facts.program)
+                if model == "self":
+                    # Only layers certainly trained by the loss: a LightningModule also holds
+                    # metrics and other helpers that are modules without being layers.
+                    members = [m for m in members if _torch_layer(model_class, m, facts.program)]
                 omitted = [m for m in members if m not in covered]
                 if not omitted or not any(m in given for m in members):
                     continue
@@ -311,6 +368,204 @@ class PartialParameters(Rule):
                     f"trained but never updated; pass `{prefix}.parameters()`"
                 )
         return None
+
+
+def _torch_layer(owner: ClassInfo, attribute: str, program: ModuleProgram) -> bool:
+    """Whether `self.attribute` is built as a `torch.nn` layer or a class of this module."""
+    for value in owner.attribute_values.get(attribute, ()):
+        if not isinstance(value, cst.Call):
+            return False
+        qualified = program.imports.qualify(value.func) or dotted_name(value.func) or ""
+        if not (qualified.startswith("torch.nn.") or qualified in program.classes):
+            return False
+    return attribute in owner.attribute_values
+
+
+_SHARDERS = frozenset({"fully_shard", "parallelize_module", "FullyShardedDataParallel", "FSDP"})
+"""Calls that replace a module's parameters with sharded ones (DTensors, flat parameters)."""
+
+
+def _built_before_sharding(
+    facts: ModuleFacts, constructs: dict[int, Construct]
+) -> Iterator[Violation]:
+    """`optimizer = AdamW(model.parameters())` and then `fully_shard(model)`: sharding swaps
+    the module's parameters for new tensors, so the optimizer holds the old ones, which no
+    longer receive gradients."""
+    for function in facts.program.functions:
+        frame = Frame(function, {})
+        built: list[Construct] = []
+        for event in all_events(function.events):
+            if not isinstance(event, CallEvent):
+                continue
+            construct = constructs.get(id(event.node))
+            if construct is not None:
+                built.append(construct)
+                continue
+            name = (dotted_name(event.node.func) or "").rsplit(".", 1)[-1]
+            module = argument(event.node, 0, "module")
+            if name not in _SHARDERS or module is None or not built:
+                continue
+            sharded = facts.scopes.identity(module, frame)
+            if sharded is None:
+                continue
+            for construct in built:
+                if _covered(sharded, set(construct.parameter_sources)):
+                    yield Violation(
+                        construct.node,
+                        f"the optimizer is built over `{source_of(module)}`'s parameters before "
+                        f"`{name}(...)` replaces them with sharded ones, so it updates tensors "
+                        "that no longer train; build the optimizer after sharding",
+                    )
+            built = [c for c in built if not _covered(sharded, set(c.parameter_sources))]
+
+
+def _lightning_trained(owner: ClassInfo) -> bool:
+    """A LightningModule with a `training_step`: the trainer runs it as a whole and
+    backpropagates the loss that method returns."""
+    return "training_step" in owner.methods and any(
+        base.rsplit(".", 1)[-1] == "LightningModule" for base in owner.bases
+    )
+
+
+def _covered(receiver: str, sources: set[str]) -> bool:
+    """Whether an optimizer built from `sources` updates the module `receiver`."""
+    for source in sources:
+        base = source.removesuffix(".parameters").removesuffix(".named_parameters")
+        if base == receiver or receiver.startswith(base + ".") or base.startswith(receiver + "."):
+            return True
+    return False
+
+
+def _union_left_aside(facts: ModuleFacts) -> Iterator[Violation]:
+    """`params = list(model.parameters()) + list(criterion.parameters())` gathered, then an
+    optimizer built over `model.parameters()` alone: the union says `criterion` (a loss with
+    weights of its own, an ArcFace head) is meant to train, yet no optimizer updates it."""
+    program = facts.program
+    for function, sites in facts.all_sites():
+        constructs = [
+            s.op for s in sites if isinstance(s.op, Construct) and s.op.kind is ObjectKind.OPTIMIZER
+        ]
+        if not constructs:
+            continue
+        sources = {source for c in constructs for source in c.parameter_sources}
+        frame = Frame(function, {})
+        for event in all_events(function.events):
+            if not isinstance(event, AssignEvent) or event.value is None:
+                continue
+            if len(event.targets) != 1 or event.augmented:
+                continue
+            union = facts.scopes.identity(event.targets[0], frame)
+            receivers: list[str] = []
+            try:
+                _parameter_receivers(event.value, receivers)
+            except _Unknown:
+                continue
+            if union is None or len(set(receivers)) < 2 or _covered(union, sources):
+                continue
+            identities = [facts.scopes.identity(cst.parse_expression(r), frame) for r in receivers]
+            given = [
+                r for r, i in zip(receivers, identities, strict=True) if i and _covered(i, sources)
+            ]
+            missing = [
+                r
+                for r, i in zip(receivers, identities, strict=True)
+                if i is not None
+                and not _covered(i, sources)
+                and _trains_own_weights(r, facts, program)
+            ]
+            if not given or not missing:
+                continue
+            construct = next(
+                c
+                for c in constructs
+                if any(_covered(i or "", set(c.parameter_sources)) for i in identities)
+            )
+            names = ", ".join(f"`{m}`" for m in missing)
+            yield Violation(
+                construct.node,
+                f"`{source_of(event.targets[0])}` gathers the parameters of "
+                f"{', '.join(f'`{r}`' for r in receivers)}, but the optimizer is built over "
+                f"{', '.join(f'`{g}`' for g in given)} only, so {names} is never updated; pass "
+                f"`{source_of(event.targets[0])}`",
+            )
+
+
+def _group_left_aside(facts: ModuleFacts) -> Iterator[Violation]:
+    """`no_decay = {"params": [], "weight_decay": 0.0}` filled with parameters and never
+    appended to the groups the optimizer gets: those parameters are never updated."""
+    for function, sites in facts.all_sites():
+        constructs = [
+            s.op for s in sites if isinstance(s.op, Construct) and s.op.kind is ObjectKind.OPTIMIZER
+        ]
+        if len(constructs) != 1 or not constructs[0].parameter_sources:
+            continue
+        sources = set(constructs[0].parameter_sources)
+        frame = Frame(function, {})
+        groups: dict[str, cst.BaseExpression] = {}
+        used: set[str] = set()
+        filled: set[str] = set()
+        for event in all_events(function.events):
+            if isinstance(event, AssignEvent) and isinstance(event.value, cst.Dict):
+                target = event.targets[0] if len(event.targets) == 1 else None
+                identity = facts.scopes.identity(target, frame) if target is not None else None
+                if identity is not None and _entry_of(event.value, "params") is not None:
+                    groups[identity] = event.targets[0]
+            elif isinstance(event, CallEvent):
+                func = event.node.func
+                receiver = func.value if isinstance(func, cst.Attribute) else None
+                if (
+                    isinstance(func, cst.Attribute)
+                    and func.attr.value in ("append", "extend")
+                    and isinstance(receiver, cst.Subscript)
+                ):
+                    holder = facts.scopes.identity(receiver.value, frame)
+                    if holder is not None:
+                        filled.add(holder)
+                for arg in event.node.args:
+                    for chain in (arg.value, *_chains(arg.value)):
+                        identity = facts.scopes.identity(chain, frame)
+                        if identity is not None:
+                            used.add(identity)
+        returned = {
+            identity
+            for value in function.returns
+            for chain in (value, *_chains(value))
+            if (identity := facts.scopes.identity(chain, frame)) is not None
+        }
+        for identity, target in groups.items():
+            if identity in filled and identity not in used | returned | sources:
+                yield Violation(
+                    constructs[0].node,
+                    f"the parameter group `{source_of(target)}` is filled but never handed to "
+                    f"the optimizer, so its parameters are never updated; add it to the groups",
+                )
+
+
+def _chains(value: cst.BaseExpression) -> Iterator[cst.BaseExpression]:
+    for node in descendants(value):
+        if isinstance(node, (cst.Name, cst.Attribute)):
+            yield node
+
+
+def _entry_of(literal: cst.Dict, key: str) -> cst.BaseExpression | None:
+    for element in literal.elements:
+        if (
+            isinstance(element, cst.DictElement)
+            and isinstance(element.key, cst.SimpleString)
+            and element.key.evaluated_value == key
+        ):
+            return element.value
+    return None
+
+
+def _trains_own_weights(receiver: str, facts: ModuleFacts, program: ModuleProgram) -> bool:
+    """Whether `receiver` is an instance of a class of this module that has parameters of
+    its own and is run (a loss with a weight matrix, a head)."""
+    classes = set(facts.summary.instances.get(receiver, ()))
+    if len(classes) != 1 or receiver not in facts.summary.called_chains:
+        return False
+    owner = program.classes[next(iter(classes))]
+    return bool(_submodules(owner, program)) and not _blocks_gradients(owner, program)
 
 
 def _built_without_bias(prefix: str, facts: ModuleFacts) -> bool:

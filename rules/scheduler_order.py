@@ -7,10 +7,16 @@ from collections.abc import Callable, Iterator
 import libcst as cst
 
 from looplint.analysis.catalog import PER_BATCH_SCHEDULERS, PLATEAU_SCHEDULERS
-from looplint.analysis.facts import ModuleFacts, ObjectInfo
+from looplint.analysis.facts import Frame, ModuleFacts, ObjectInfo
 from looplint.analysis.operations import SchedulerStep, Site, Step, display_name
 from looplint.analysis.program import AssignEvent, all_events
-from looplint.analysis.syntax import descendants, dotted_name, is_none_check, statement_of
+from looplint.analysis.syntax import (
+    descendants,
+    dotted_name,
+    is_none_check,
+    source_of,
+    statement_of,
+)
 from looplint.identity import SCHEDULER_ORDER
 from looplint.rule import Fix, Rule, Violation
 
@@ -36,6 +42,64 @@ def _mentions_batches(
                 if _mentions_batches(assigned[node.value], assigned, depth + 1):
                     return True
     return False
+
+
+def _entry(literal: cst.Dict, key: str) -> cst.BaseExpression | None:
+    for element in literal.elements:
+        if (
+            isinstance(element, cst.DictElement)
+            and isinstance(element.key, cst.SimpleString)
+            and element.key.evaluated_value == key
+        ):
+            return element.value
+    return None
+
+
+def _epoch_interval_schedulers(returned: cst.BaseExpression) -> Iterator[cst.BaseExpression]:
+    """Schedulers a Lightning `configure_optimizers` return value leaves at Lightning's
+    default interval, once per epoch: `[opt], [sched]`, `{"lr_scheduler": sched}`, or a
+    scheduler config without `"interval": "step"`."""
+    configs: list[cst.BaseExpression] = []
+    if isinstance(returned, (cst.Tuple, cst.List)) and len(returned.elements) == 2:
+        second = returned.elements[1].value
+        if isinstance(second, (cst.List, cst.Tuple)):
+            configs = [e.value for e in second.elements]
+    elif isinstance(returned, cst.Dict):
+        found = _entry(returned, "lr_scheduler")
+        configs = [found] if found is not None else []
+    for config in configs:
+        if isinstance(config, cst.Dict):
+            interval = _entry(config, "interval")
+            scheduler = _entry(config, "scheduler")
+            if interval is None and scheduler is not None:
+                yield scheduler
+        else:
+            yield config
+
+
+def _lightning_epoch_interval(facts: ModuleFacts) -> Iterator[Violation]:
+    """A per-batch schedule returned from a LightningModule's `configure_optimizers`
+    without `"interval": "step"`: Lightning steps it once per epoch."""
+    for function in facts.program.functions:
+        owner = function.owner
+        if function.name != "configure_optimizers" or owner is None:
+            continue
+        if not any(base.rsplit(".", 1)[-1] == "LightningModule" for base in owner.bases):
+            continue
+        frame = Frame(function, {})
+        for returned in function.returns:
+            for scheduler in _epoch_interval_schedulers(returned):
+                identity = facts.scopes.identity(scheduler, frame)
+                info = facts.scheduler_info(identity) if identity is not None else None
+                if info is None or info.call is None or not _is_per_batch(info, facts):
+                    continue
+                name = source_of(scheduler)
+                yield Violation(
+                    scheduler,
+                    f"`{name}` is a per-batch schedule but `configure_optimizers` returns it "
+                    'without `"interval": "step"`, so Lightning steps it once per epoch; '
+                    f'return `{{"scheduler": {name}, "interval": "step"}}`',
+                )
 
 
 def _is_per_batch(info: ObjectInfo, facts: ModuleFacts) -> bool:
@@ -209,6 +273,7 @@ class SchedulerOrder(Rule):
     )
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
+        yield from _lightning_epoch_interval(facts)
         for function, sites in facts.all_sites():
             views = None
             for site in sites:
@@ -253,7 +318,10 @@ class SchedulerOrder(Rule):
                 # shares with the optimizer step (`if step % accum == 0:`) does not.
                 shared = {id(g) for g in steps[0].guards}
                 if (
-                    all(s.order > site.order for s in steps)
+                    # `sched.step(epoch)` (timm's contract) says where in the schedule it
+                    # is, and `plateau.step(val_loss)` follows a metric: neither skips one.
+                    not op.has_metric
+                    and all(s.order > site.order for s in steps)
                     and not any(
                         isinstance(g.test, cst.Comparison)
                         and id(g) not in shared

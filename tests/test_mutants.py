@@ -59,10 +59,11 @@ def _diff(before: str, after: str) -> tuple[list[str], list[str]]:
 def test_textbook_loop_gets_one_mutant_per_rule() -> None:
     found = mutants.mutate(TEXTBOOK)
     assert sorted(m.rule for m in found.mutants) == sorted(
-        ["LL001", "LL002", "LL004", "LL005", "LL006", "LL007", "LL007", "LL010", "LL011",
+        ["LL001", "LL002", "LL004", "LL005", "LL006", "LL007", "LL007", "LL009", "LL010", "LL011",
          "LL013", "LL016"]
     )  # fmt: skip
-    assert found.exclusions == []
+    # `model` is a parameter: its submodules are not visible, so no LL003 narrowing
+    assert [(e.rule, e.reason) for e in found.exclusions] == [("LL003", "model-class-unknown")]
     by_rule = {m.rule: m for m in found.mutants}
     assert _diff(TEXTBOOK, by_rule["LL006"].text) == (
         ["total += loss.item()"],
@@ -99,61 +100,125 @@ def test_every_textbook_mutant_is_reported_by_the_cli(tmp_path: Path) -> None:
         assert name.split("_")[1].removesuffix(".py") in found, (name, found)
 
 
-ACCUMULATING_CLASSIFIER = """\
+SCRIPT = """\
 import torch
-import torch.nn.functional as F
+import torch.nn as nn
 
 
-def evaluate(model, loader):
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for x, y in loader:
-            correct += (model(x).argmax(1) == y).sum().item()
-    return correct
+class AutoEncoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(784, 128), nn.ReLU())
+        self.act = nn.ReLU()
+        self.decoder = nn.Linear(128, 784)
+
+    def forward(self, x):
+        return self.decoder(self.act(self.encoder(x)))
 
 
-def train(model, loader, val_loader, accum=4):
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    for epoch in range(3):
-        model.train()
-        for i, (x, y) in enumerate(loader):
-            loss = F.cross_entropy(model(x), y) / accum
+def main(loader, args):
+    model = AutoEncoder().to("cuda")
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    start = 0
+    if args.resume:
+        ckpt = torch.load(args.resume)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start = ckpt["epoch"]
+    for epoch in range(start, 10):
+        for x in loader:
+            optimizer.zero_grad()
+            loss = nn.functional.mse_loss(model(x), x)
             loss.backward()
-            if (i + 1) % accum == 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                optimizer.zero_grad()
-        print(evaluate(model, val_loader))
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+        torch.save(
+            {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict()},
+            "ckpt.pt",
+        )
 """
 
 
-def test_activation_accumulation_evaluation_and_clip_mutants_are_reported(tmp_path: Path) -> None:
-    """LL012-LL016's mutations of a correct loop: a softmax before the cross-entropy, the
-    division by the window removed, the `no_grad` around evaluation removed, the clip moved
-    after the step — each one reported by its rule, the original silent."""
-    rules = ["LL012", "LL013", "LL014", "LL016"]
-    found = mutants.mutate(ACCUMULATING_CLASSIFIER, rules)
-    assert sorted(m.rule for m in found.mutants) == rules
-    by_rule = {m.rule: m for m in found.mutants}
-    assert _diff(ACCUMULATING_CLASSIFIER, by_rule["LL013"].text) == (
-        ["loss = F.cross_entropy(model(x), y) / accum"],
-        ["loss = F.cross_entropy(model(x), y)"],
+def test_parameter_and_checkpoint_mutations() -> None:
+    found = {m.rule: m for m in mutants.mutate(SCRIPT, ["LL003", "LL008", "LL009"]).mutants}
+    assert sorted(found) == ["LL003", "LL008", "LL009"]
+    assert _diff(SCRIPT, found["LL003"].text) == (
+        ["optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)"],
+        ["optimizer = torch.optim.Adam(model.encoder.parameters(), lr=1e-3)"],
     )
-    assert "with torch.no_grad():" not in by_rule["LL014"].text
-    files = {"original.py": ACCUMULATING_CLASSIFIER}
-    files.update({f"m_{m.rule}.py": m.text for m in found.mutants})
+    removed, added = _diff(SCRIPT, found["LL008"].text)
+    assert removed == [
+        'optimizer.load_state_dict(ckpt["optimizer"])',
+        '{"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict()},',
+    ]
+    assert added == ["pass", '{"epoch": epoch, "model": model.state_dict()},']
+    removed, added = _diff(SCRIPT, found["LL009"].text)
+    assert added == [
+        "params = model.parameters()",
+        "optimizer = torch.optim.Adam(params, lr=1e-3)",
+        "torch.nn.utils.clip_grad_norm_(params, 1.0)",
+    ]
+
+
+def test_every_script_mutant_is_reported_by_the_cli(tmp_path: Path) -> None:
+    """The premise again, for the operators that need a model class and a checkpoint."""
+    files = {"original.py": SCRIPT}
+    for mutant in mutants.mutate(SCRIPT).mutants:
+        files[f"m{len(files)}_{mutant.rule}.py"] = mutant.text
     for name, text in files.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
     proc = subprocess.run(
         [sys.executable, "-m", "looplint", "check", "--format", "json", "--exit-zero",
-         "--no-cache", "--select", ",".join(rules), str(tmp_path)],
+         "--no-cache", str(tmp_path)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     codes: dict[str, set[str]] = {name: set() for name in files}
     for finding in json.loads(proc.stdout):
         codes[Path(finding["path"]).name].add(finding["code"])
-    assert codes == {"original.py": set(), **{f"m_{r}.py": {r} for r in rules}}
+    assert codes.pop("original.py") == set()
+    assert {name.split("_")[1].removesuffix(".py") for name in codes} >= {"LL003", "LL008", "LL009"}
+    for name, found in codes.items():
+        assert name.split("_")[1].removesuffix(".py") in found, (name, found)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "rule", "reason"),
+    [
+        (  # plain SGD keeps no state: dropping it from the checkpoint loses nothing
+            "torch.optim.Adam(model.parameters(), lr=1e-3)",
+            "torch.optim.SGD(model.parameters(), lr=1e-3)",
+            "LL008",
+            "stateless-optimizer",
+        ),
+        (  # the optimizer is never restored: no resume from this checkpoint is visible
+            '        optimizer.load_state_dict(ckpt["optimizer"])\n',
+            "",
+            "LL008",
+            "no-optimizer-restore",
+        ),
+        (  # the decoder is frozen: an optimizer over the encoder alone may be intended
+            "        self.decoder = nn.Linear(128, 784)\n",
+            "        self.decoder = nn.Linear(128, 784)\n"
+            "        self.decoder.requires_grad_(False)\n",
+            "LL003",
+            "may-freeze",
+        ),
+        (  # one trained submodule: nothing to leave out
+            "        return self.decoder(self.act(self.encoder(x)))",
+            "        return self.act(self.encoder(x))",
+            "LL003",
+            "one-trained-submodule",
+        ),
+    ],
+)
+def test_parameter_and_checkpoint_non_bugs_are_excluded(
+    old: str, new: str, rule: str, reason: str
+) -> None:
+    assert old in SCRIPT
+    found = mutants.mutate(SCRIPT.replace(old, new), [rule])
+    assert [e.reason for e in found.exclusions] == [reason]
+    assert found.mutants == []
+    assert reason in mutants.EXCLUSION_CRITERIA
 
 
 @pytest.mark.parametrize(
@@ -237,34 +302,6 @@ for epoch in range(3):
             "LL004",
             "sched-already-first",
         ),
-        (  # saliency in eval mode: the file asks for input gradients on purpose
-            """
-import torch
-
-def explain(model, loader):
-    model.eval()
-    with torch.no_grad():
-        for x in loader:
-            model(x)
-    x.requires_grad_()
-""",
-            "LL014",
-            "gradients-wanted",
-        ),
-        (  # a GAN: moving the clip after one optimizer's step may keep it before the other's
-            """
-for x in loader:
-    loss_d(x).backward()
-    torch.nn.utils.clip_grad_norm_(disc.parameters(), 1.0)
-    opt_d.step()
-    opt_d.zero_grad()
-    loss_g(x).backward()
-    opt_g.step()
-    opt_g.zero_grad()
-""",
-            "LL016",
-            "several-optimizers",
-        ),
     ],
 )
 def test_mutations_that_would_not_be_bugs_are_excluded(source: str, rule: str, reason: str) -> None:
@@ -331,3 +368,170 @@ for x in loader:
     ]
     assert mutant.text.splitlines()[5] == "    optimizer.step()"
     compile(mutant.text, "LL004", "exec")
+
+
+ACCUMULATING_CLASSIFIER = """\
+import torch
+import torch.nn.functional as F
+
+
+def evaluate(model, loader):
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in loader:
+            correct += (model(x).argmax(1) == y).sum().item()
+    return correct
+
+
+def train(model, loader, val_loader, accum=4):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for epoch in range(3):
+        model.train()
+        for i, (x, y) in enumerate(loader):
+            loss = F.cross_entropy(model(x), y) / accum
+            loss.backward()
+            if (i + 1) % accum == 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                optimizer.zero_grad()
+        print(evaluate(model, val_loader))
+"""
+
+
+def test_activation_accumulation_evaluation_and_clip_mutants_are_reported(tmp_path: Path) -> None:
+    """LL012-LL016's mutations of a correct loop: a softmax before the cross-entropy, the
+    division by the window removed, the `no_grad` around evaluation removed, the clip moved
+    after the step — each one reported by its rule, the original silent."""
+    rules = ["LL012", "LL013", "LL014", "LL016"]
+    found = mutants.mutate(ACCUMULATING_CLASSIFIER, rules)
+    assert sorted(m.rule for m in found.mutants) == rules
+    by_rule = {m.rule: m for m in found.mutants}
+    assert _diff(ACCUMULATING_CLASSIFIER, by_rule["LL013"].text) == (
+        ["loss = F.cross_entropy(model(x), y) / accum"],
+        ["loss = F.cross_entropy(model(x), y)"],
+    )
+    assert "with torch.no_grad():" not in by_rule["LL014"].text
+    files = {"original.py": ACCUMULATING_CLASSIFIER}
+    files.update({f"m_{m.rule}.py": m.text for m in found.mutants})
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "looplint", "check", "--format", "json", "--exit-zero",
+         "--no-cache", "--select", ",".join(rules), str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    codes: dict[str, set[str]] = {name: set() for name in files}
+    for finding in json.loads(proc.stdout):
+        codes[Path(finding["path"]).name].add(finding["code"])
+    assert codes == {"original.py": set(), **{f"m_{r}.py": {r} for r in rules}}
+
+
+NETWORKS = """\
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from transformers import AutoModel
+
+
+class Encoder(nn.Module):
+    def __init__(self, dim, depth):
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Linear(dim, dim) for _ in range(depth)])
+        self.scale = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = F.dropout(block(x), 0.1, training=self.training)
+        return x * self.scale
+
+
+def freeze(model):
+    for param in model.parameters():
+        param.requires_grad = False
+
+
+def main(dataset, rank):
+    model = DistributedDataParallel(Encoder(8, 2), device_ids=[rank])
+    optimizer = torch.optim.AdamW(model.parameters())
+    sampler = DistributedSampler(dataset)
+    loader = DataLoader(dataset, batch_size=8, sampler=sampler)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        for x in loader:
+            optimizer.zero_grad()
+            model(x).sum().backward()
+            optimizer.step()
+
+
+def finetune(loader):
+    bert = AutoModel.from_pretrained("bert-base-uncased")
+    optimizer = torch.optim.AdamW(bert.parameters())
+    bert.train()
+    for batch in loader:
+        optimizer.zero_grad()
+        bert(**batch).loss.backward()
+        optimizer.step()
+"""
+
+
+def test_network_definition_and_distributed_mutants_are_reported(tmp_path: Path) -> None:
+    """One mutant per site of LL015 and LL017-LL021 on a small model file, each reported by
+    the CLI with its rule, and the original clean."""
+    rules = ["LL015", "LL017", "LL018", "LL019", "LL020", "LL021"]
+    found = mutants.mutate(NETWORKS, rules)
+    assert sorted(m.rule for m in found.mutants) == [
+        "LL015", "LL015", "LL017", "LL018", "LL019", "LL020", "LL021"
+    ]  # fmt: skip
+    by_description = {m.description: m for m in found.mutants}
+    assert any("set_epoch" in d for d in by_description)
+    files = {"original.py": NETWORKS}
+    for index, mutant in enumerate(found.mutants):
+        compile(mutant.text, mutant.rule, "exec")
+        files[f"m{index}_{mutant.rule}.py"] = mutant.text
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "looplint", "check", "--format", "json", "--exit-zero",
+         "--no-cache", "--select", ",".join(rules), str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    codes: dict[str, set[str]] = {name: set() for name in files}
+    for finding in json.loads(proc.stdout):
+        codes[Path(finding["path"]).name].add(finding["code"])
+    assert codes.pop("original.py") == set()
+    for name, reported in codes.items():
+        assert name.split("_")[1].removesuffix(".py") in reported, (name, reported)
+
+
+@pytest.mark.parametrize(
+    ("source", "rule", "reason"),
+    [
+        (
+            "import torch.nn as nn\nclass A(Base):\n    def __init__(self):\n"
+            "        self.l = nn.ModuleList([nn.Linear(1, 1)])\n",
+            "LL017",
+            "base-elsewhere",
+        ),
+        (
+            "import torch.nn as nn\nclass A(nn.Module):\n    def __init__(self, blocks):\n"
+            "        self.l = nn.ModuleList(blocks)\n",
+            "LL017",
+            "no-fresh-layers",
+        ),
+        (
+            "import torch.nn.functional as F\nimport torch.nn as nn\nclass A(nn.Module):\n"
+            "    def forward(self, x):\n        if self.training:\n"
+            "            x = F.dropout(x, 0.1, training=self.training)\n        return x\n",
+            "LL019",
+            "guarded-by-mode",
+        ),
+        ("model.requires_grad = False\n", "LL020", "receiver-not-tensor"),
+    ],
+)
+def test_definition_non_bugs_are_excluded(source: str, rule: str, reason: str) -> None:
+    found = mutants.mutate(source, [rule])
+    assert found.mutants == []
+    assert [(e.rule, e.reason) for e in found.exclusions] == [(rule, reason)]

@@ -40,6 +40,19 @@ class ModuleSummary:
 
 
 _FREEZING_WORDS = ("freeze", "trainable")
+_MOVES = frozenset({"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "train"})
+
+
+def _built(value: cst.BaseExpression) -> cst.BaseExpression:
+    """`Net(...)` in `Net(...).to(device).train()`: moving a new model to a device or a mode
+    returns the same instance."""
+    while (
+        isinstance(value, cst.Call)
+        and isinstance(value.func, cst.Attribute)
+        and value.func.attr.value in _MOVES
+    ):
+        value = value.func.value
+    return value
 
 
 def summarise(program: ModuleProgram) -> ModuleSummary:
@@ -93,7 +106,7 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
                         requires_grad_off |= off
                         input_gradients |= _is_true(event.value)
                     text = dotted_name(target)
-                    value = event.value
+                    value = _built(event.value)
                     if (
                         text is not None
                         and isinstance(value, cst.Call)

@@ -186,3 +186,20 @@ def is_none_check(test: cst.BaseExpression) -> bool:
         isinstance(c.operator, (cst.Is, cst.IsNot)) and is_none(c.comparator)
         for c in test.comparisons
     )
+
+
+SELF_RETURNING_METHODS = frozenset(
+    {"to", "cuda", "cpu", "float", "half", "double", "bfloat16", "train", "eval", "requires_grad_"}
+)
+"""Module methods that return the module itself: `Net().to(device)` is still the `Net`."""
+
+
+def unchained(expression: cst.BaseExpression) -> cst.BaseExpression:
+    """`model` in `model.to(device).cuda()`: methods that return the module itself."""
+    while (
+        isinstance(expression, cst.Call)
+        and isinstance(expression.func, cst.Attribute)
+        and expression.func.attr.value in SELF_RETURNING_METHODS
+    ):
+        expression = expression.func.value
+    return expression

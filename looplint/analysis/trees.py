@@ -9,6 +9,8 @@ what one iteration of a loop really runs.
 
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 
 from looplint.analysis.callers import grad_switches
@@ -54,10 +56,12 @@ from looplint.analysis.scopes import Frame, Scopes, parameters_of, symbolic
 from looplint.analysis.summary import mode_switched
 from looplint.analysis.syntax import (
     argument,
+    call_name,
     children,
     descendants,
     dotted_name,
     positional_args,
+    unchained,
 )
 
 MAX_INLINE_DEPTH = 4
@@ -118,9 +122,22 @@ _READS_ONLY = frozenset(
     }
 )  # fmt: skip
 """Calls known to read an optimizer handed to them, never to step or clear it."""
-_SELF_RETURNING = frozenset(
-    {"to", "cuda", "cpu", "float", "half", "double", "bfloat16", "train", "eval", "requires_grad_"}
+_ACTING_WORDS = re.compile(r"step|zero|clear|reset|update|train|optimi[sz]e|backward|apply|fit|run")
+_READING_WORDS = re.compile(
+    r"clip|log|print|learning_rate|save|checkpoint|ckpt|warm_?up|summar|record|plot|dump|write"
 )
+
+
+def reads_by_name(name: str) -> bool:
+    """Whether an unknown helper's name says it only reads or adjusts the optimizer it is
+    handed (`clip_gradient(optimizer, max_norm)`, `adjust_learning_rate(optimizer, epoch)`,
+    `save_checkpoint(model, optimizer)`) and says nothing of stepping or clearing."""
+    lowered = name.lower()
+    if _ACTING_WORDS.search(lowered):
+        return False
+    return _READING_WORDS.search(lowered) is not None or "lr" in lowered.split("_")
+
+
 _REINITIALISERS = frozenset(
     {
         "reset_parameters", "init_weights", "_init_weights", "apply", "normal_", "uniform_",
@@ -134,15 +151,34 @@ _PARAMETER_ITERATORS = frozenset(
 )
 
 
-def _unchained(expression: cst.BaseExpression) -> cst.BaseExpression:
-    """`model` in `model.to(device).cuda()`: methods that return the module itself."""
-    while (
-        isinstance(expression, cst.Call)
-        and isinstance(expression.func, cst.Attribute)
-        and expression.func.attr.value in _SELF_RETURNING
-    ):
-        expression = expression.func.value
-    return expression
+def _reinitialises(items: tuple[Item, ...]) -> bool:
+    """Whether a resolved body re-initialises weights in place anywhere."""
+    pending = list(items)
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Reinit):
+            return True
+        if isinstance(item, (Loop, Context)):
+            pending.extend(item.body)
+        elif isinstance(item, Branch):
+            for arm in item.arms:
+                pending.extend(arm)
+    return False
+
+
+def _clears_anywhere(items: tuple[Item, ...]) -> bool:
+    """Whether a resolved body clears gradients on some path (`p.grad = None`, `zero_()`)."""
+    pending = list(items)
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Clear):
+            return True
+        if isinstance(item, (Loop, Context)):
+            pending.extend(item.body)
+        elif isinstance(item, Branch):
+            for arm in item.arms:
+                pending.extend(arm)
+    return False
 
 
 def _is_zero(node: cst.BaseExpression | None) -> bool:
@@ -161,7 +197,14 @@ def _is_grad_attribute(node: cst.BaseExpression) -> bool:
 
 
 def _scaled_loss(value: cst.BaseExpression) -> cst.BaseExpression | None:
-    """The loss inside `scaler.scale(loss)`, else None."""
+    """The loss inside `scaler.scale(loss)` (also through `typing.cast(Tensor, ...)`, which
+    returns its value unchanged), else None."""
+    if (
+        isinstance(value, cst.Call)
+        and dotted_name(value.func) in ("cast", "typing.cast")
+        and len(value.args) == 2
+    ):
+        value = value.args[1].value
     if (
         isinstance(value, cst.Call)
         and isinstance(value.func, cst.Attribute)
@@ -189,11 +232,59 @@ def backward_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Backward:
     if engine:
         first = argument(call, 0, "loss")
         return Backward(call, scopes.identity(first, frame) if first is not None else None)
-    return Backward(call, scopes.identity(receiver, frame))
+    return Backward(
+        call, scopes.identity(receiver, frame) or _entry_identity(receiver, frame, scopes)
+    )
 
 
-def save_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Save:
-    payload = argument(call, 0, "obj")
+def _entry_identity(receiver: cst.BaseExpression, frame: Frame, scopes: Scopes) -> str | None:
+    """`out["loss"]` for `out["loss"].backward()`: the entry of a container (a model's
+    output dict) that holds the graph; its container keeps the graph too."""
+    if not isinstance(receiver, cst.Subscript) or len(receiver.slice) != 1:
+        return None
+    index = receiver.slice[0].slice
+    if not isinstance(index, cst.Index) or not isinstance(
+        index.value, (cst.SimpleString, cst.Integer)
+    ):
+        return None
+    container = scopes.identity(receiver.value, frame)
+    return f"{container}[{index.value.value}]" if container is not None else None
+
+
+_SAVE_HELPER = re.compile(r"^save(_\w*)?$|_save$|^save\w*(checkpoint|ckpt|state|model)\w*$")
+"""`save_checkpoint`, `save_ckpt`, `save_state`, `accelerator.save`, `xm.save`, ...: helpers
+that write what they are handed to disk."""
+
+
+_OPAQUE_CHECKPOINTS = frozenset({"save_state", "save_checkpoint"})
+"""Methods of engines and accelerators that write the whole training state themselves."""
+
+
+def checkpoint_helper_payload(call: cst.Call) -> cst.Dict | None:
+    """The dict literal holding `state_dict()`s that a save helper is handed
+    (`save_checkpoint(path, {"model": model.state_dict(), ...})`), else None."""
+    func = call.func
+    name = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", "")
+    if not isinstance(name, str) or not _SAVE_HELPER.search(name):
+        return None
+    for arg in call.args:
+        value = arg.value
+        if isinstance(value, cst.Dict) and any(
+            isinstance(node, cst.Call)
+            and isinstance(node.func, cst.Attribute)
+            and node.func.attr.value == "state_dict"
+            for node in descendants(value)
+        ):
+            return value
+    return None
+
+
+def save_of(
+    call: cst.Call, frame: Frame, scopes: Scopes, payload: cst.BaseExpression | None = None
+) -> Save:
+    """What `torch.save(payload, ...)` (or a save helper handed `payload`) writes."""
+    if payload is None:
+        payload = argument(call, 0, "obj")
     states: set[str] = set()
     keys: set[str] = set()
     literal = False
@@ -205,9 +296,18 @@ def save_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Save:
                 and node.func.attr.value == "state_dict"
             ):
                 literal = True
-                owner = scopes.identity(node.func.value, frame)
-                if owner is not None:
-                    states.add(owner)
+                owner_node = node.func.value
+                # `(model.module if distributed else model).state_dict()`: either is the model
+                owners = (
+                    (owner_node.body, owner_node.orelse)
+                    if isinstance(owner_node, cst.IfExp)
+                    else (owner_node,)
+                )
+                for one in owners:
+                    owner = scopes.identity(one, frame)
+                    if owner is not None:
+                        states.add(owner)
+                        states.add(owner.removesuffix(".module"))
             elif isinstance(node, cst.Dict):
                 literal = True
             elif isinstance(node, cst.SimpleString):
@@ -276,7 +376,43 @@ def member_frame(event: LoopEvent, frame: Frame, scopes: Scopes) -> Frame | None
         target = target.elements[1].value
     if owner is None or not isinstance(target, cst.Name):
         return None
-    return Frame(frame.function, {**frame.env, target.value: owner}, frame.scaled)
+    env = {**frame.env, target.value: owner}
+    # `w = p.data; w.normal_()` re-initialises through an alias of the member.
+    for inner in all_events(event.body):
+        if isinstance(inner, AssignEvent) and len(inner.targets) == 1 and inner.value is not None:
+            alias, value = inner.targets[0], dotted_name(inner.value)
+            if isinstance(alias, cst.Name) and value is not None:
+                if value.partition(".")[0] == target.value:
+                    env[alias.value] = owner
+    return Frame(frame.function, env, frame.scaled)
+
+
+_ITERATION_WRAPPERS = frozenset({"enumerate", "tqdm", "iter", "zip", "track", "progress_bar"})
+"""Calls that iterate their first argument for the loop (`enumerate(loader)`)."""
+
+
+def loop_targets(event: LoopEvent, frame: Frame, scopes: Scopes) -> frozenset[str]:
+    """The identities a loop rebinds every iteration."""
+    return frozenset(
+        identity
+        for target in event.targets
+        if (identity := scopes.identity(target, frame)) is not None
+    )
+
+
+def iterated(node: cst.For | cst.While, frame: Frame, scopes: Scopes) -> str | None:
+    """The identity a `for` loop iterates, through `enumerate`/`tqdm`/`zip` wrappers."""
+    if not isinstance(node, cst.For):
+        return None
+    current = node.iter
+    while (
+        isinstance(current, cst.Call)
+        and call_name(current) in _ITERATION_WRAPPERS
+        and current.args
+        and not current.args[0].star
+    ):
+        current = current.args[0].value
+    return scopes.identity(current, frame)
 
 
 def bind_callee(
@@ -315,6 +451,50 @@ def _within_decorators(
         return body
     assert isinstance(function.node, cst.FunctionDef)
     return (Context(function.node, switches, body),)
+
+
+def methods_called(program: ModuleProgram) -> frozenset[str]:
+    """Every method name this module calls. A per-batch method (`training_step`,
+    `train_step`, `_run_batch`, `update`) that none of them names lives in a class whose loop
+    is elsewhere — a framework or a base class of another module: its body runs once per
+    batch, as if in a loop. One this module calls is checked at its call sites instead."""
+    return frozenset(
+        event.node.func.attr.value
+        for caller in program.functions
+        for event in all_events(caller.events)
+        if isinstance(event, CallEvent) and isinstance(event.node.func, cst.Attribute)
+    )
+
+
+def clears_by_name(func: cst.BaseExpression) -> bool:
+    """`model.zero_grads()`, `net.clear_grads()`, and a helper imported bare:
+    `zero_grad(params)`."""
+    if isinstance(func, cst.Attribute):
+        called = func.attr.value
+    elif isinstance(func, cst.Name):
+        called = func.value
+    else:
+        return False
+    return "zero_grad" in called or ("clear" in called and "grad" in called)
+
+
+def renewed_receiver(
+    call: cst.Call, callee: FunctionInfo, body: tuple[Item, ...], frame: Frame, scopes: Scopes
+) -> Reinit | None:
+    """`model.reset_parameters()` of a class of the codebase whose body re-initialises its
+    layers: as good as a new model, like torch's own `reset_parameters()`."""
+    if callee.self_name is None or not isinstance(call.func, cst.Attribute):
+        return None
+    owner = scopes.identity(call.func.value, frame)
+    return Reinit(call, owner) if owner is not None and _reinitialises(body) else None
+
+
+def own_step(program: ModuleProgram, table: ObjectTable, optimizer: str) -> FunctionInfo | None:
+    """The `step()` of the optimizer class of this module that `optimizer` is built from:
+    one that clears the gradients it used (`p.grad = None`) needs no `zero_grad()`."""
+    info = table.info(optimizer, ObjectKind.OPTIMIZER)
+    owner = program.classes.get(info.qualified) if info is not None else None
+    return program.method(owner, "step") if owner is not None else None
 
 
 class TreeBuilder:
@@ -366,19 +546,10 @@ class TreeBuilder:
         return cached
 
     def _called_per_batch(self, function: FunctionInfo) -> bool:
-        """A per-batch method (`training_step`, `train_step`, `_run_batch`, `update`) of a
-        class whose loop lives elsewhere — in a framework or a base class of another
-        module: its body runs once per batch, as if in a loop. One this module calls
-        itself is checked at its call sites instead."""
         if function.owner is None or function.name not in PER_BATCH_METHODS:
             return False
         if self._called_here is None:
-            self._called_here = frozenset(
-                event.node.func.attr.value
-                for caller in self.program.functions
-                for event in all_events(caller.events)
-                if isinstance(event, CallEvent) and isinstance(event.node.func, cst.Attribute)
-            )
+            self._called_here = methods_called(self.program)
         return function.name not in self._called_here
 
     def _resolve(
@@ -395,22 +566,17 @@ class TreeBuilder:
             elif isinstance(event, AssignEvent):
                 assignment_ops(event, frame, in_loop, self.scopes, out)
             elif isinstance(event, LoopEvent):
-                targets = frozenset(
-                    identity
-                    for target in event.targets
-                    if (identity := self.scopes.identity(target, frame)) is not None
-                )
+                targets = loop_targets(event, frame, self.scopes)
                 members = member_frame(event, frame, self.scopes)
-                if members is not None:
-                    body = self._resolve(event.body, members, True, stack)
-                    out.append(Loop(event.node, targets, body))
-                    continue
-                if any(self.table.kinds(target) for target in targets):
+                if members is None and any(self.table.kinds(target) for target in targets):
                     # `for opt in optimizers:` steps each optimizer once per iteration of
                     # the loop around it: not a loop of its own, as far as training goes.
                     out.extend(self._resolve(event.body, frame, in_loop, stack))
                     continue
-                out.append(Loop(event.node, targets, self._resolve(event.body, frame, True, stack)))
+                body = self._resolve(event.body, members or frame, True, stack)
+                out.append(
+                    Loop(event.node, targets, body, iterated(event.node, frame, self.scopes))
+                )
             elif isinstance(event, BranchEvent):
                 arms = tuple(self._resolve(arm, frame, in_loop, stack) for arm in event.arms)
                 out.append(Branch(event.node, event.test, arms))
@@ -457,6 +623,20 @@ class TreeBuilder:
         if qualified == "torch.save":
             out.append(save_of(call, frame, self.scopes))
             return
+        helper_payload = checkpoint_helper_payload(call)
+        if helper_payload is not None:
+            out.append(save_of(call, frame, self.scopes, helper_payload))
+            return
+        if isinstance(func, cst.Attribute) and attr == "save_pretrained":
+            # `model.save_pretrained(dir)`: the model's weights, nothing else
+            model = self.scopes.identity(func.value, frame)
+            out.append(Save(call, frozenset({model} if model else ()), frozenset(), True))
+            return
+        if isinstance(func, cst.Attribute) and attr in _OPAQUE_CHECKPOINTS:
+            # `accelerator.save_state(dir)`, `engine.save_checkpoint(dir)`: a whole training
+            # state whose contents looplint does not see
+            out.append(Save(call, frozenset(), frozenset(), False))
+            return
         if qualified is not None and qualified.startswith("torch.nn.init."):
             first = argument(call, 0, "tensor")
             module = self.scopes.identity(first, frame) if first is not None else None
@@ -464,16 +644,15 @@ class TreeBuilder:
                 out.append(Reinit(call, module.removesuffix(".data")))
             return
         if isinstance(func, cst.Attribute):
-            chain = _unchained(func.value) if attr in ("train", "eval") else func.value
+            chain = unchained(func.value) if attr in ("train", "eval") else func.value
             receiver = self.scopes.identity(chain, frame)
             kinds = self.table.kinds(receiver)
             if attr == "step" and receiver is not None:
                 if ObjectKind.OPTIMIZER in kinds:
-                    closure_arg = argument(call, 0, "closure")
-                    closure = (
-                        self._closure(closure_arg, frame, stack) if closure_arg is not None else ()
-                    )
-                    out.append(Step(call, receiver, closure))
+                    out.append(Step(call, receiver, self._closure(call, frame, stack)))
+                    own = self._alone(own_step(self.program, self.table, receiver), stack)
+                    if _clears_anywhere(own):  # `p.grad = None` in its own `step()`
+                        out.append(Clear(call, receiver))
                     return
                 if ObjectKind.SCHEDULER in kinds:
                     out.append(SchedulerStep(call, receiver, bool(call.args)))
@@ -489,11 +668,7 @@ class TreeBuilder:
                 if symbolic(receiver) and not kinds and not is_scaler:
                     # A parameter's `.step()`: an optimizer's or a scheduler's, as the
                     # caller's argument decides (see `_instantiate`).
-                    closure_arg = argument(call, 0, "closure")
-                    closure = (
-                        self._closure(closure_arg, frame, stack) if closure_arg is not None else ()
-                    )
-                    out.append(Step(call, receiver, closure))
+                    out.append(Step(call, receiver, self._closure(call, frame, stack)))
                     return
             if (
                 attr in _SCALER_METHODS
@@ -561,13 +736,15 @@ class TreeBuilder:
                     if _scaled_loss(value) is not None
                 )
                 inner = Frame(function, env, scaled)
-                out.extend(
-                    _within_decorators(
-                        function,
-                        self.imports,
-                        self._resolve(function.events, inner, True, (*stack, function)),
-                    )
+                body = _within_decorators(
+                    function,
+                    self.imports,
+                    self._resolve(function.events, inner, True, (*stack, function)),
                 )
+                out.extend(body)
+                renewed = renewed_receiver(call, function, body, frame, self.scopes)
+                if renewed is not None:
+                    out.append(renewed)
             return
         if in_loop:
             target = self.linker.external(func)
@@ -577,10 +754,11 @@ class TreeBuilder:
                     mapping = self.linker.arguments(target.function, call, frame)
                     out.extend(instantiate(summary, mapping, call, self.table))
                     return
-        if attr is not None and ("zero_grad" in attr or ("clear" in attr and "grad" in attr)):
+        if clears_by_name(func):
             out.append(Clear(call, None))
             return
-        if attr in _READS_ONLY or (isinstance(func, cst.Name) and func.value in _READS_ONLY):
+        name = attr if attr is not None else (func.value if isinstance(func, cst.Name) else "")
+        if name in _READS_ONLY or reads_by_name(name):
             return  # `fabric.clip_gradients(model, optimizer, ...)`, `log(optimizer)`
         for arg in call.args:
             identity = self.scopes.identity(arg.value, frame)
@@ -592,17 +770,23 @@ class TreeBuilder:
         return Construct(call, info.kind, info.qualified, info.parameter_sources, info.optimizer)
 
     def _closure(
-        self, closure: cst.BaseExpression, frame: Frame, stack: tuple[FunctionInfo, ...]
+        self, call: cst.Call, frame: Frame, stack: tuple[FunctionInfo, ...]
     ) -> tuple[Item, ...]:
+        """What the closure handed to `opt.step(closure)` runs."""
+        closure = argument(call, 0, "closure")
         if isinstance(closure, cst.Lambda):
             events: list[Event] = []
             calls_in(closure.body, events)
             return self._resolve(tuple(events), frame, True, stack)
         if isinstance(closure, cst.Name):
-            function = self.program.function_named(closure.value, frame.function)
-            if function is not None and function not in stack:
-                inner = self._resolve(
-                    function.events, Frame(function, {}), True, (*stack, function)
-                )
-                return _within_decorators(function, self.imports, inner)
+            return self._alone(self.program.function_named(closure.value, frame.function), stack)
         return ()
+
+    def _alone(
+        self, function: FunctionInfo | None, stack: tuple[FunctionInfo, ...]
+    ) -> tuple[Item, ...]:
+        """`function` run on its own (a step closure, an optimizer class's own `step()`)."""
+        if function is None or function in stack:
+            return ()
+        inner = self._resolve(function.events, Frame(function, {}), True, (*stack, function))
+        return _within_decorators(function, self.imports, inner)
