@@ -112,13 +112,29 @@ DISTRIBUTED_SAMPLING = RuleIdentity(
 UNREGISTERED_SUBMODULES = RuleIdentity(
     "LL017",
     "unregistered-submodules",
-    "A module keeps submodules in a plain list/dict/tuple, so their parameters are not "
-    "registered.",
+    "An nn.Module keeps layers in a plain list, dict or tuple: their parameters are never "
+    "trained, moved or saved.",
 )
-PRETRAINED_IN_EVAL_MODE = RuleIdentity(
+PARAMETER_UNREGISTERED_BY_MOVE = RuleIdentity(
+    "LL018",
+    "parameter-unregistered-by-move",
+    "`nn.Parameter(t).cuda()` / `.to(...)` / `.double()` stores a plain tensor, not a parameter.",
+)
+FUNCTIONAL_DROPOUT_ALWAYS_ON = RuleIdentity(
+    "LL019",
+    "functional-dropout-always-on",
+    "`F.dropout` in a module without `training=self.training` drops activations at evaluation too.",
+)
+REQUIRES_GRAD_TYPO = RuleIdentity(
+    "LL020",
+    "requires-grad-typo",
+    "A misspelt `requires_grad` is assigned: a new attribute is created and nothing is frozen.",
+)
+PRETRAINED_MODEL_IN_EVAL_MODE = RuleIdentity(
     "LL021",
-    "pretrained-in-eval-mode",
-    "A from_pretrained model (returned in eval mode) is trained without calling .train().",
+    "pretrained-model-in-eval-mode",
+    "A `from_pretrained` model (returned in eval mode) is trained by a hand-written loop that "
+    "never calls `.train()`.",
 )
 
 ALL_IDENTITIES: tuple[RuleIdentity, ...] = (
@@ -137,5 +153,11 @@ ALL_IDENTITIES: tuple[RuleIdentity, ...] = (
     ACTIVATION_BEFORE_LOSS,
     ACCUMULATED_LOSS_NOT_SCALED,
     EVALUATION_WITH_AUTOGRAD,
+    DISTRIBUTED_SAMPLING,
     CLIPPING_WITHOUT_EFFECT,
+    UNREGISTERED_SUBMODULES,
+    PARAMETER_UNREGISTERED_BY_MOVE,
+    FUNCTIONAL_DROPOUT_ALWAYS_ON,
+    REQUIRES_GRAD_TYPO,
+    PRETRAINED_MODEL_IN_EVAL_MODE,
 )

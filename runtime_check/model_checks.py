@@ -27,7 +27,7 @@ from torch.optim import Optimizer
 
 from looplint.identity import (
     EVAL_MODE_NOT_RESTORED,
-    PRETRAINED_IN_EVAL_MODE,
+    PRETRAINED_MODEL_IN_EVAL_MODE,
     UNREGISTERED_SUBMODULES,
 )
 
@@ -145,7 +145,7 @@ class ModelChecks:
         name = known.names.get(id(container), type(container).__name__)
         off = [known.names[id(layer)] for layer in known.layers if not layer.training]
         pretrained = _looks_pretrained(container)
-        identity = PRETRAINED_IN_EVAL_MODE if pretrained else EVAL_MODE_NOT_RESTORED
+        identity = PRETRAINED_MODEL_IN_EVAL_MODE if pretrained else EVAL_MODE_NOT_RESTORED
         cause = (
             f"`{name}` ({type(container).__name__}) came from `from_pretrained`, which returns "
             "models in eval mode, and was never switched to `.train()`"
@@ -155,7 +155,7 @@ class ModelChecks:
         )
         self._issues.note(
             identity,
-            "pretrained-in-eval-mode" if pretrained else "eval-mode-step",
+            "pretrained-model-in-eval-mode" if pretrained else "eval-mode-step",
             f"{tracker.label} updates {len(updated)} parameter(s) of a model trained in eval "
             f"mode: {cause}, so its dropout is off and batch-norm uses running statistics "
             f"({describe_names(off)}). Call `.train()` before the training loop resumes.",

@@ -425,3 +425,113 @@ def test_activation_accumulation_evaluation_and_clip_mutants_are_reported(tmp_pa
     for finding in json.loads(proc.stdout):
         codes[Path(finding["path"]).name].add(finding["code"])
     assert codes == {"original.py": set(), **{f"m_{r}.py": {r} for r in rules}}
+
+
+NETWORKS = """\
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from transformers import AutoModel
+
+
+class Encoder(nn.Module):
+    def __init__(self, dim, depth):
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Linear(dim, dim) for _ in range(depth)])
+        self.scale = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = F.dropout(block(x), 0.1, training=self.training)
+        return x * self.scale
+
+
+def freeze(model):
+    for param in model.parameters():
+        param.requires_grad = False
+
+
+def main(dataset, rank):
+    model = DistributedDataParallel(Encoder(8, 2), device_ids=[rank])
+    optimizer = torch.optim.AdamW(model.parameters())
+    sampler = DistributedSampler(dataset)
+    loader = DataLoader(dataset, batch_size=8, sampler=sampler)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        for x in loader:
+            optimizer.zero_grad()
+            model(x).sum().backward()
+            optimizer.step()
+
+
+def finetune(loader):
+    bert = AutoModel.from_pretrained("bert-base-uncased")
+    optimizer = torch.optim.AdamW(bert.parameters())
+    bert.train()
+    for batch in loader:
+        optimizer.zero_grad()
+        bert(**batch).loss.backward()
+        optimizer.step()
+"""
+
+
+def test_network_definition_and_distributed_mutants_are_reported(tmp_path: Path) -> None:
+    """One mutant per site of LL015 and LL017-LL021 on a small model file, each reported by
+    the CLI with its rule, and the original clean."""
+    rules = ["LL015", "LL017", "LL018", "LL019", "LL020", "LL021"]
+    found = mutants.mutate(NETWORKS, rules)
+    assert sorted(m.rule for m in found.mutants) == [
+        "LL015", "LL015", "LL017", "LL018", "LL019", "LL020", "LL021"
+    ]  # fmt: skip
+    by_description = {m.description: m for m in found.mutants}
+    assert any("set_epoch" in d for d in by_description)
+    files = {"original.py": NETWORKS}
+    for index, mutant in enumerate(found.mutants):
+        compile(mutant.text, mutant.rule, "exec")
+        files[f"m{index}_{mutant.rule}.py"] = mutant.text
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "looplint", "check", "--format", "json", "--exit-zero",
+         "--no-cache", "--select", ",".join(rules), str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    codes: dict[str, set[str]] = {name: set() for name in files}
+    for finding in json.loads(proc.stdout):
+        codes[Path(finding["path"]).name].add(finding["code"])
+    assert codes.pop("original.py") == set()
+    for name, reported in codes.items():
+        assert name.split("_")[1].removesuffix(".py") in reported, (name, reported)
+
+
+@pytest.mark.parametrize(
+    ("source", "rule", "reason"),
+    [
+        (
+            "import torch.nn as nn\nclass A(Base):\n    def __init__(self):\n"
+            "        self.l = nn.ModuleList([nn.Linear(1, 1)])\n",
+            "LL017",
+            "base-elsewhere",
+        ),
+        (
+            "import torch.nn as nn\nclass A(nn.Module):\n    def __init__(self, blocks):\n"
+            "        self.l = nn.ModuleList(blocks)\n",
+            "LL017",
+            "no-fresh-layers",
+        ),
+        (
+            "import torch.nn.functional as F\nimport torch.nn as nn\nclass A(nn.Module):\n"
+            "    def forward(self, x):\n        if self.training:\n"
+            "            x = F.dropout(x, 0.1, training=self.training)\n        return x\n",
+            "LL019",
+            "guarded-by-mode",
+        ),
+        ("model.requires_grad = False\n", "LL020", "receiver-not-tensor"),
+    ],
+)
+def test_definition_non_bugs_are_excluded(source: str, rule: str, reason: str) -> None:
+    found = mutants.mutate(source, [rule])
+    assert found.mutants == []
+    assert [(e.rule, e.reason) for e in found.exclusions] == [(rule, reason)]

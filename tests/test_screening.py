@@ -114,3 +114,19 @@ def test_the_switch_turns_screening_off_in_the_real_cli(tmp_path: Path) -> None:
     screened = {k: v for k, v in os.environ.items() if k != DISABLE_VARIABLE}
     assert codes(screened) == []
     assert codes({**screened, DISABLE_VARIABLE: "1"}) == ["LL000"]
+
+
+def test_definition_rules_bring_in_model_files_by_their_own_screens() -> None:
+    """A model file without any optimizer is parsed only when a network-definition rule's
+    bug could be written in it."""
+    typo = "for p in net.parameters():\n    p.require_grad = False\n"
+    moved = "self.w = nn.Parameter(torch.zeros(3, 4)).cuda()\n"
+    listed = "self.layers = [nn.Linear(4, 4) for _ in range(3)]\n"
+    dropout = "def forward(self, x):\n    return F.dropout(x, 0.1)\n"
+    for text in (typo, moved, listed, dropout):
+        assert not passes(text, [TRAINING_CODE]), text
+        assert passes(text, SCREENS), text
+    clean_model = (
+        "class Net(nn.Module):\n    def __init__(self):\n        self.fc = nn.Linear(4, 4)\n"
+    )
+    assert not passes(clean_model, SCREENS)

@@ -18,6 +18,7 @@ from looplint.analysis.callers import CallGraph
 from looplint.analysis.catalog import ObjectKind
 from looplint.analysis.evidence import fill
 from looplint.analysis.linking import Binding, Linker, ModuleResolver
+from looplint.analysis.networks import Networks, pretrained_models
 from looplint.analysis.operations import (
     Assign,
     Clear,
@@ -32,6 +33,7 @@ from looplint.analysis.operations import (
 )
 from looplint.analysis.program import CallEvent, FunctionInfo, ModuleProgram, all_events
 from looplint.analysis.recognition import ObjectInfo, ObjectTable
+from looplint.analysis.sampling import Sampling
 from looplint.analysis.scopes import Frame, Scopes
 from looplint.analysis.summary import ModuleSummary, divisors, summarise
 from looplint.analysis.syntax import descendants
@@ -63,6 +65,9 @@ class ModuleFacts:
         self._sites: dict[int, list[Site]] = {}
         self._views: dict[int, dict[int, LoopView]] = {}
         self._summary: ModuleSummary | None = None
+        self._networks: Networks | None = None
+        self._pretrained: dict[str, cst.Call] | None = None
+        self._sampling: Sampling | None = None
         self._frozen: frozenset[str] | None = None
         self._calls: CallGraph | None = None
         self._divisors: frozenset[str] | None = None
@@ -84,6 +89,27 @@ class ModuleFacts:
         if self._summary is None:
             self._summary = summarise(self.program)
         return self._summary
+
+    @property
+    def networks(self) -> Networks:
+        """The module's `nn.Module` classes (`Networks`), computed on first use."""
+        if self._networks is None:
+            self._networks = Networks(self.program, self.linker.foreign_layer)
+        return self._networks
+
+    @property
+    def pretrained(self) -> dict[str, cst.Call]:
+        """Identities holding a model loaded by `from_pretrained(...)`, with the call."""
+        if self._pretrained is None:
+            self._pretrained = pretrained_models(self.program, self.scopes)
+        return self._pretrained
+
+    @property
+    def sampling(self) -> Sampling:
+        """DDP, data loaders and their samplers (`Sampling`), computed on first use."""
+        if self._sampling is None:
+            self._sampling = Sampling(self.program, self.scopes)
+        return self._sampling
 
     @property
     def calls(self) -> CallGraph:

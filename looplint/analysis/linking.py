@@ -103,6 +103,10 @@ class ModuleResolver(Protocol):
         """Whether that definition was found to mention nothing a rule tracks."""
         ...
 
+    def holds_parameters(self, path: str, attribute: str) -> bool:
+        """Whether that definition is an `nn.Module` class building layers of its own."""
+        ...
+
 
 class Linker:
     """One module's view of the rest of the codebase."""
@@ -155,6 +159,24 @@ class Linker:
             else:
                 self.consulted[path] = None
         return found
+
+    def foreign_layer(self, func: cst.BaseExpression) -> bool:
+        """Whether `func` names an `nn.Module` class of another module of the codebase that
+        holds parameters (`from .layers import LinearNorm`; see `holds_parameters`)."""
+        if self.resolver is None or self.path is None:
+            return False
+        written = self.imports.target(func)
+        if written is None or written.split(".", 1)[0] in NEVER_FOLLOWED:
+            return False
+        located = self.resolver.locate(self.path, written)
+        if located is None:
+            return False
+        path, attribute = located
+        names = self.consulted.get(path, set())
+        if names is not None:
+            names.add(attribute)
+            self.consulted[path] = names
+        return self.resolver.holds_parameters(path, attribute)
 
     def arguments(self, function: FunctionInfo, call: cst.Call, frame: Frame) -> dict[str, str]:
         """The caller's identity each of `function`'s parameters is bound to by `call`."""

@@ -181,6 +181,8 @@ class Loop:
     node: cst.For | cst.While | cst.FunctionDef
     targets: frozenset[str]
     body: tuple[Item, ...]
+    iterates: str | None = None
+    """The identity a `for` loop iterates (`loader` in `for x, y in enumerate(loader):`)."""
 
     @property
     def runs_once(self) -> bool:

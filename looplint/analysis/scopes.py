@@ -16,6 +16,7 @@ import libcst as cst
 
 from looplint.analysis.program import (
     AssignEvent,
+    CallEvent,
     ClassInfo,
     FunctionInfo,
     ModuleProgram,
@@ -144,3 +145,35 @@ class Scopes:
         if method is None or method.self_name is None:
             return None
         return method, receiver
+
+
+def argument_flows(program: ModuleProgram, scopes: Scopes) -> dict[str, set[str]]:
+    """For each parameter of a same-module function (`train:loader`), the caller identities
+    passed to it (`main:train_loader`), whether or not the call sits in a loop."""
+    flows: dict[str, set[str]] = {}
+    for function in program.functions:
+        frame = Frame(function, {})
+        for event in all_events(function.events):
+            if not isinstance(event, CallEvent):
+                continue
+            callee = scopes.callee(event.node, frame)
+            if callee is None:
+                continue
+            target = callee[0]
+            for param, value in parameters_of(target, event.node):
+                identity = scopes.identity(value, frame)
+                if identity is not None:
+                    flows.setdefault(f"{target.qualname}:{param}", set()).add(identity)
+    return flows
+
+
+def origins(identity: str, flows: dict[str, set[str]]) -> set[str]:
+    """`identity` and every caller identity that reaches it through `argument_flows`."""
+    found = {identity}
+    pending = [identity]
+    while pending:
+        for source in flows.get(pending.pop(), ()):
+            if source not in found:
+                found.add(source)
+                pending.append(source)
+    return found

@@ -56,6 +56,7 @@ from looplint.analysis.scopes import Frame, Scopes, parameters_of, symbolic
 from looplint.analysis.summary import mode_switched
 from looplint.analysis.syntax import (
     argument,
+    call_name,
     children,
     descendants,
     dotted_name,
@@ -386,6 +387,34 @@ def member_frame(event: LoopEvent, frame: Frame, scopes: Scopes) -> Frame | None
     return Frame(frame.function, env, frame.scaled)
 
 
+_ITERATION_WRAPPERS = frozenset({"enumerate", "tqdm", "iter", "zip", "track", "progress_bar"})
+"""Calls that iterate their first argument for the loop (`enumerate(loader)`)."""
+
+
+def loop_targets(event: LoopEvent, frame: Frame, scopes: Scopes) -> frozenset[str]:
+    """The identities a loop rebinds every iteration."""
+    return frozenset(
+        identity
+        for target in event.targets
+        if (identity := scopes.identity(target, frame)) is not None
+    )
+
+
+def iterated(node: cst.For | cst.While, frame: Frame, scopes: Scopes) -> str | None:
+    """The identity a `for` loop iterates, through `enumerate`/`tqdm`/`zip` wrappers."""
+    if not isinstance(node, cst.For):
+        return None
+    current = node.iter
+    while (
+        isinstance(current, cst.Call)
+        and call_name(current) in _ITERATION_WRAPPERS
+        and current.args
+        and not current.args[0].star
+    ):
+        current = current.args[0].value
+    return scopes.identity(current, frame)
+
+
 def bind_callee(
     scopes: Scopes,
     table: ObjectTable,
@@ -537,22 +566,17 @@ class TreeBuilder:
             elif isinstance(event, AssignEvent):
                 assignment_ops(event, frame, in_loop, self.scopes, out)
             elif isinstance(event, LoopEvent):
-                targets = frozenset(
-                    identity
-                    for target in event.targets
-                    if (identity := self.scopes.identity(target, frame)) is not None
-                )
+                targets = loop_targets(event, frame, self.scopes)
                 members = member_frame(event, frame, self.scopes)
-                if members is not None:
-                    body = self._resolve(event.body, members, True, stack)
-                    out.append(Loop(event.node, targets, body))
-                    continue
-                if any(self.table.kinds(target) for target in targets):
+                if members is None and any(self.table.kinds(target) for target in targets):
                     # `for opt in optimizers:` steps each optimizer once per iteration of
                     # the loop around it: not a loop of its own, as far as training goes.
                     out.extend(self._resolve(event.body, frame, in_loop, stack))
                     continue
-                out.append(Loop(event.node, targets, self._resolve(event.body, frame, True, stack)))
+                body = self._resolve(event.body, members or frame, True, stack)
+                out.append(
+                    Loop(event.node, targets, body, iterated(event.node, frame, self.scopes))
+                )
             elif isinstance(event, BranchEvent):
                 arms = tuple(self._resolve(arm, frame, in_loop, stack) for arm in event.arms)
                 out.append(Branch(event.node, event.test, arms))

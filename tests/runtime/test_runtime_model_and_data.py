@@ -89,7 +89,7 @@ def test_a_pretrained_model_trained_as_it_came_is_ll021() -> None:
             optimizer.zero_grad()
             loss_of(model, batch).backward()
             optimizer.step()
-    assert _codes(caught) == [("LL021", "pretrained-in-eval-mode")]
+    assert _codes(caught) == [("LL021", "pretrained-model-in-eval-mode")]
     assert "came from `from_pretrained`" in caught.value.findings[0].message
 
 
