@@ -62,7 +62,9 @@ class GradientsClearedBeforeStep(Rule):
     `loss.backward(); opt.zero_grad(); opt.step()` (reported at the clear), or
     `opt.zero_grad(); opt.step(); loss.backward()` where the step always runs
     before the backward pass of its iteration (reported at the step). A
-    `zero_grad()` after the backward inside an optimizer closure is reported too.
+    `zero_grad()` after the backward inside an optimizer closure is reported too,
+    and so is a clear between the backward pass and the step of a method that runs
+    both once per call (an optimizer wrapper's `step(loss)`), loop or not.
 
     Clearing at the start or the end of the iteration is correct and not
     reported; so are two optimizers whose clears and steps interleave (GANs):

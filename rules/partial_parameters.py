@@ -160,7 +160,13 @@ class PartialParameters(Rule):
     `model.fc.bias`), or over the parameters of only some submodules of a model
     that is run and trained as a whole (`model.encoder.parameters()` while
     `model.decoder` also has trainable parameters), when the omitted parts are
-    not frozen anywhere in the module.
+    not frozen anywhere in the module. A model run through its own methods
+    (`agent.get_value(x)`) is run; in a LightningModule, `self` is the model the
+    trainer runs. Also reported: a union of parameters gathered
+    (`list(net.parameters()) + list(margin.parameters())`) while the optimizer is
+    built over part of it; a parameter group filled and never handed to the
+    optimizer; an optimizer built before `fully_shard`/`parallelize_module`/FSDP
+    replaces the parameters it holds.
 
     Not reported: frozen parts (`requires_grad = False`, `requires_grad_(False)`),
     `filter(lambda p: p.requires_grad, ...)`, parameter groups built from
