@@ -111,6 +111,7 @@ _READS_ONLY = frozenset(
         "unscale_gradients", "log", "log_dict", "print", "info", "debug", "warning", "len",
         "isinstance", "getattr", "hasattr", "type", "id", "str", "repr", "get_lr",
         "get_last_lr", "state_dict", "add_scalar", "add_scalars",
+        "scale_loss", "master_params",  # apex.amp: scales the loss, lists fp32 parameters
     }
 )  # fmt: skip
 """Calls known to read an optimizer handed to them, never to step or clear it."""
