@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from looplint.analysis.naming import reads_by_name
 from looplint.analysis.program import AssignEvent, CallEvent, ModuleProgram, all_events
 from looplint.analysis.syntax import argument, dotted_name
 
@@ -20,6 +21,9 @@ class ModuleSummary:
     has_backward: bool
     instances: Mapping[str, tuple[str, ...]]
     """Dotted target text (`model`, `self.net`) → same-module classes assigned to it."""
+    handed_together: tuple[frozenset[str], ...] = ()
+    """The dotted arguments of each call given two or more (`Trainer(model=model,
+    optimizer=optimizer)`): what is handed along together."""
 
 
 _FREEZING_WORDS = ("freeze", "trainable")
@@ -44,6 +48,7 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
     freezes = False
     has_backward = False
     instances: dict[str, list[str]] = {}
+    together: list[frozenset[str]] = []
     for function in program.functions:
         for event in all_events(function.events):
             if isinstance(event, CallEvent):
@@ -65,6 +70,11 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
                 elif any(word in last.lower() for word in _FREEZING_WORDS):
                     freezes = True
                 called.add(chain.removesuffix(".forward"))
+                handed = frozenset(
+                    text for arg in call.args if (text := dotted_name(arg.value)) is not None
+                )
+                if len(handed) >= 2 and not reads_by_name(last):  # not `save(model, opt)`
+                    together.append(handed)
             elif isinstance(event, AssignEvent) and event.value is not None:
                 for target in event.targets:
                     if isinstance(target, cst.Attribute) and target.attr.value == "requires_grad":
@@ -85,4 +95,5 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
         freezes,
         has_backward,
         {key: tuple(value) for key, value in instances.items()},
+        tuple(together),
     )

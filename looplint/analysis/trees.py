@@ -15,6 +15,7 @@ import libcst as cst
 
 from looplint.analysis.catalog import PER_BATCH_METHODS, ObjectKind
 from looplint.analysis.linking import Linker, instantiate
+from looplint.analysis.naming import reads_by_name
 from looplint.analysis.operations import (
     Append,
     Assign,
@@ -115,20 +116,6 @@ _READS_ONLY = frozenset(
     }
 )  # fmt: skip
 """Calls known to read an optimizer handed to them, never to step or clear it."""
-_ACTING_WORDS = re.compile(r"step|zero|clear|reset|update|train|optimi[sz]e|backward|apply|fit|run")
-_READING_WORDS = re.compile(
-    r"clip|log|print|learning_rate|save|checkpoint|ckpt|warm_?up|summar|record|plot|dump|write"
-)
-
-
-def reads_by_name(name: str) -> bool:
-    """Whether an unknown helper's name says it only reads or adjusts the optimizer it is
-    handed (`clip_gradient(optimizer, max_norm)`, `adjust_learning_rate(optimizer, epoch)`,
-    `save_checkpoint(model, optimizer)`) and says nothing of stepping or clearing."""
-    lowered = name.lower()
-    if _ACTING_WORDS.search(lowered):
-        return False
-    return _READING_WORDS.search(lowered) is not None or "lr" in lowered.split("_")
 
 
 _SELF_RETURNING = frozenset(
