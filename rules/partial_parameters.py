@@ -310,10 +310,12 @@ class PartialParameters(Rule):
                     if self_covered is not None:
                         self_covered.add(part)
                     continue
-                if _is_run(receiver, summary, facts.program, optimizer_names):
+                # `model.encoder` is a part of `model` when `model` is run, even if the part
+                # is also run on its own somewhere (greedy decoding calls `model.encoder`).
+                split = _model_of(receiver, summary, facts.program, optimizer_names)
+                if split is None and _is_run(receiver, summary, facts.program, optimizer_names):
                     coverage[_scope(scopes[id(construct.node)], receiver)] = None  # the whole model
                     continue
-                split = _model_of(receiver, summary, facts.program, optimizer_names)
                 if split is None:
                     parts = {}
                     break
