@@ -172,11 +172,23 @@ def _scaled_loss(value: cst.BaseExpression) -> cst.BaseExpression | None:
     return None
 
 
+def _uncast(value: cst.BaseExpression) -> cst.BaseExpression:
+    """`x` in `cast(torch.Tensor, x)` / `typing.cast(...)`: a cast for the type checker
+    returns its argument unchanged."""
+    while (
+        isinstance(value, cst.Call)
+        and dotted_name(value.func) in ("cast", "typing.cast")
+        and len(value.args) == 2
+    ):
+        value = value.args[1].value
+    return value
+
+
 def backward_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Backward:
     """The backward pass `call` runs: what it differentiates, and whether it is scaled."""
     func = call.func
     assert isinstance(func, cst.Attribute)
-    receiver = func.value
+    receiver = _uncast(func.value)
     loss = _scaled_loss(receiver)
     if loss is not None:
         return Backward(call, scopes.identity(loss, frame), scaled=True)
