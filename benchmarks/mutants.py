@@ -50,8 +50,32 @@ EXCLUSION_CRITERIA: dict[str, str] = {
     "backward-under-if": "LL010: the backward pass runs under the same condition as the step "
     "(e.g. an `n_critic` schedule), so clearing there is required",
     "helper-may-train": "LL011: the loop calls a helper that may switch back to train mode",
-    "train-in-chain": "LL011: `.train()` ends a call chain (`model.to(d).train()`) that cannot "
-    "be removed alone",
+    "train-in-chain": "LL011/LL021: `.train()` ends a call chain (`model.to(d).train()`) that "
+    "cannot be removed alone",
+    "handed-to-unseen-code": "LL015/LL021: the loader or model is given to a function defined "
+    "in no visible file (Accelerate's `prepare` shards a loader; a trainer may call `.train()`)",
+    "set-epoch-in-expression": "LL015: a `set_epoch` call is part of a larger expression",
+    "no-shuffle": "LL015: the file builds a `DistributedSampler(shuffle=False)`: the order does "
+    "not depend on the epoch",
+    "base-elsewhere": "LL017: the class derives from a base defined in another file; from the "
+    "file alone it may not be an nn.Module, and a plain list may be what it wants",
+    "no-fresh-layers": "LL017: the container holds no layer built there (existing submodules or "
+    "modules passed in, registered elsewhere)",
+    "parameterless-layers": "LL017: every layer in it has no parameters (`nn.ReLU()`), so "
+    "nothing is lost",
+    "rebound": "LL017: the attribute is assigned again elsewhere in the class",
+    "handed-on": "LL017: the attribute is given to a call (`nn.Sequential(*self.x)`, "
+    "`add_module`) that may register its layers anyway",
+    "training-forced": "LL019: `training=True/False` is a literal: removing it changes the mode "
+    "only for `False`, on purpose",
+    "guarded-by-mode": "LL019: the dropout runs only under an `if` testing the training mode",
+    "callee-not-imported": "LL019: the functional module (`F`) is not imported in the file: "
+    "the call raises `NameError`, it cannot drop silently",
+    "open-ended-arguments": "LL015: the loader also takes `**kwargs`, which may carry a sampler",
+    "custom-from-pretrained": "LL021: the model class is the codebase's own (defined or imported "
+    "from outside transformers/diffusers/peft): its `from_pretrained` may return it in train mode",
+    "receiver-not-tensor": "LL020: the receiver is not recognisably a tensor or parameter (a "
+    "module, a config): the assignment already has no effect on gradients",
     "model-class-unknown": "LL003: the model's class is not defined in the file, so which "
     "submodules it has and whether they train is not visible",
     "one-trained-submodule": "LL003: the model's class has fewer than two submodules with "
@@ -67,6 +91,13 @@ EXCLUSION_CRITERIA: dict[str, str] = {
     "keeps state (plain SGD keeps none) is not visible",
     "restore-not-removable": "LL008: the optimizer's `load_state_dict` is part of a larger "
     "expression that cannot be removed alone",
+    "gradients-wanted": "LL014: the file asks for gradients outside training "
+    "(`torch.autograd.grad`, `requires_grad_()`, `.requires_grad = True`) or freezes parameters "
+    "(`requires_grad_(False)`): without `no_grad` the evaluation may build no graph, or need one",
+    "backward-after-eval": "LL014: the function runs a backward pass after `eval()`: the "
+    "evaluation's outputs may be what it differentiates",
+    "several-optimizers": "LL016: other optimizers step in the same loop: the clip moved after "
+    "one step may still precede another optimizer's backward and step",
 }
 
 
@@ -1566,6 +1597,819 @@ def _ll008(f: _File, out: FileMutations) -> None:
             )
 
 
+_CLIPPERS = frozenset({"clip_grad_norm_", "clip_grad_value_"})
+
+
+def _ll016(f: _File, unit: _Unit, out: FileMutations) -> None:
+    """Move the clip that sits between the backward pass and the step to right after the step."""
+    ix = f.ix
+    step = unit.steps[0]
+    step_line = ix.statement(step)
+    if not isinstance(step_line, cst.SimpleStatementLine) or len(step_line.body) != 1:
+        return
+    clips = [
+        c
+        for c in _calls(unit.region, into_functions=False)
+        if _callee_name(c) in _CLIPPERS and ix.line(c) < ix.line(step)
+    ]
+    for clip in clips:
+        small = _statement_of_call(ix, clip)
+        if small is None:
+            continue
+        line = ix.line(clip)
+        if len(unit.keys_in_region) > 1:
+            out.exclusions.append(Exclusion("LL016", line, "several-optimizers"))
+            return
+        moved = cst.SimpleStatementLine(body=[step_line.body[0], small])
+        rewrite = _Rewrite(replace=[*_removal(ix, [small]), (step_line, moved)])
+        text = _apply(ix, rewrite)
+        if text is not None:
+            out.mutants.append(
+                Mutant(
+                    "LL016",
+                    line,
+                    f"moved `{ix.code(clip)[:60]}` (line {line}) to right after"
+                    f" `{ix.code(step)}` (line {ix.line(step)})",
+                    text,
+                    unit.key,
+                    _shape(unit),
+                )
+            )
+        return
+
+
+def _window_test(f: _File, guard: cst.If) -> str | None:
+    """`N` of a step guard `(i + 1) % N == 0`."""
+    for node in _walkall(guard.test):
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Modulo):
+            return f.ix.code(node.right)
+    return None
+
+
+class _Undivide(cst.CSTTransformer):
+    """`x / N` -> `x`, for the window `N` of an accumulation."""
+
+    def __init__(self, window: str) -> None:
+        self.window = window
+        self.changed = False
+
+    def leave_BinaryOperation(
+        self, original: cst.BinaryOperation, updated: cst.BinaryOperation
+    ) -> cst.BaseExpression:
+        if isinstance(updated.operator, cst.Divide) and _EMPTY.code_for_node(updated.right).strip(
+            "() "
+        ) in (self.window, f"float({self.window})"):
+            self.changed = True
+            return updated.left
+        return updated
+
+
+def _ll013(f: _File, unit: _Unit, out: FileMutations) -> None:
+    """Remove the division of the loss by the accumulation window `N` of a unit whose step
+    runs under `if ... % N == 0:` and whose backward runs outside that `if`."""
+    ix = f.ix
+    step = unit.steps[0]
+    guard = next((a for a in ix.ancestors(step) if isinstance(a, cst.If)), None)
+    if guard is None or not ix.within(guard, unit.region):
+        return
+    window = _window_test(f, guard)
+    backwards = [b for b in f.backwards(unit.region, into_functions=False) if _is_backward(b)]
+    if window is None or not backwards or any(ix.within(b, guard) for b in backwards):
+        return
+    losses = _loss_names(f, unit.region)
+    for node in _walk(unit.region):
+        replacement: cst.CSTNode | None = None
+        if (
+            isinstance(node, cst.AugAssign)
+            and isinstance(node.operator, cst.DivideAssign)
+            and ix.code(node.value).strip("() ") == window
+            and ix.code(node.target) in losses
+        ):
+            replacement = cst.Pass()
+        elif (isinstance(node, cst.Call) and any(node is b for b in backwards)) or (
+            isinstance(node, cst.Assign) and any(ix.code(t.target) in losses for t in node.targets)
+        ):
+            undivide = _Undivide(window)
+            changed = node.visit(undivide)
+            if undivide.changed:
+                replacement = changed
+        if replacement is None:
+            continue
+        statement = ix.statement(node)
+        if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
+            continue
+        if isinstance(replacement, cst.Call):
+            new_line = statement.with_changes(body=[cst.Expr(replacement)])
+        else:
+            assert isinstance(replacement, cst.BaseSmallStatement)
+            new_line = statement.with_changes(body=[replacement])
+        text = _apply(ix, _Rewrite(replace=[(statement, new_line)]))
+        if text is not None:
+            out.mutants.append(
+                Mutant(
+                    "LL013",
+                    ix.line(node),
+                    f"removed the division by `{window}` from `{ix.code(node)[:60]}`"
+                    f" (line {ix.line(node)}); the step runs under"
+                    f" `if {ix.code(guard.test)[:40]}:`",
+                    text,
+                    unit.key,
+                    _shape(unit),
+                )
+            )
+        return
+
+
+_NO_GRAD = re.compile(r"(?:^|\.)(?:no_grad|inference_mode)\(\)$")
+_WANTS_GRADIENTS = re.compile(
+    r"autograd\.grad\(|requires_grad_\(|\.requires_grad\s*=(?!=)|set_grad_enabled"
+)
+
+
+def _ll014(f: _File, out: FileMutations) -> None:
+    """Remove the `with torch.no_grad():` (the body dedented) around an evaluation loop: a
+    loop calling a model that the same function switched to `eval()` before."""
+    ix = f.ix
+    for node in _walkall(ix.module):
+        if not (isinstance(node, cst.With) and len(node.items) == 1):
+            continue
+        if not _NO_GRAD.search(ix.code(node.items[0].item)):
+            continue
+        scope = ix.scope_of(node)
+        evaluated = {
+            ix.code(c.func.value)  # type: ignore[attr-defined]
+            for c in _calls(scope)
+            if _method(c) == "eval" and not c.args and ix.line(c) < ix.line(node)
+        }
+        loops = [n for n in _walk(node) if isinstance(n, _LOOPS)]
+        inner_loop = ix.innermost_loop(node, scope)
+        runs = [
+            c
+            for c in _calls(node)
+            if ix.code(c.func) in evaluated
+            and (any(ix.within(c, loop) for loop in loops) or inner_loop is not None)
+        ]
+        if not runs:
+            continue
+        line = ix.line(runs[0])
+        if _WANTS_GRADIENTS.search(f.text):
+            out.exclusions.append(Exclusion("LL014", line, "gradients-wanted"))
+            continue
+        if any(_is_backward(c) and ix.line(c) > ix.line(node) for c in _calls(scope)):
+            out.exclusions.append(Exclusion("LL014", line, "backward-after-eval"))
+            continue
+        where = ix.pos[node]
+        body = node.body
+        if not isinstance(body, cst.IndentedBlock) or not body.body:
+            continue
+        first = ix.pos[body.body[0]].start.line
+        header = ix.lines[where.start.line - 1]
+        indent = len(header) - len(header.lstrip())
+        inner = ix.lines[first - 1]
+        shift = len(inner) - len(inner.lstrip()) - indent
+        lines = list(ix.lines)
+        kept = [
+            text[shift:] if text[:shift].strip() == "" else text
+            for text in lines[first - 1 : where.end.line]
+        ]
+        lines[where.start.line - 1 : where.end.line] = kept
+        text = "".join(lines)
+        try:
+            compile(text, "<mutant>", "exec")
+        except (SyntaxError, ValueError):
+            continue
+        out.mutants.append(
+            Mutant(
+                "LL014",
+                line,
+                f"removed `with {ix.code(node.items[0].item)}:` (line {where.start.line}) around"
+                f" the evaluation of `{ix.code(runs[0].func)}`",
+                text,
+                ix.code(runs[0].func),
+            )
+        )
+
+
+_CE_CLASSES = re.compile(r"(?:^|\.)(CrossEntropyLoss|BCEWithLogitsLoss)\(")
+_CE_FUNCTIONS = {"cross_entropy": "softmax", "binary_cross_entropy_with_logits": "sigmoid"}
+
+
+def _ll012(f: _File, out: FileMutations) -> None:
+    """Wrap the input of a cross-entropy loss in `torch.softmax(..., dim=-1)` (of a
+    `BCEWithLogitsLoss` in `torch.sigmoid(...)`), in the training units' files."""
+    ix = f.ix
+    if not re.search(r"^import torch$", f.text, re.M):
+        return
+    losses: dict[str, str] = {}
+    for node in _walkall(ix.module):
+        if isinstance(node, cst.Assign) and len(node.targets) == 1:
+            found = _CE_CLASSES.search(ix.code(node.value))
+            if found is not None and isinstance(node.value, cst.Call):
+                activation = "softmax" if found.group(1) == "CrossEntropyLoss" else "sigmoid"
+                losses[ix.code(node.targets[0].target)] = activation
+    done = 0
+    for call in f.all_calls:
+        name = _callee_name(call)
+        activation = _CE_FUNCTIONS.get(name) or losses.get(ix.code(call.func))
+        if activation is None or not call.args or call.args[0].keyword is not None:
+            continue
+        first = call.args[0].value
+        statement = ix.statement(call)
+        if not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        wrapped = cst.parse_expression(
+            f"torch.{activation}({ix.code(first)}, dim=-1)"
+            if activation == "softmax"
+            else f"torch.sigmoid({ix.code(first)})"
+        )
+        new_line = statement.deep_replace(first, wrapped)
+        assert isinstance(new_line, cst.SimpleStatementLine)
+        text = _apply(ix, _Rewrite(replace=[(statement, new_line)]))
+        if text is None:
+            continue
+        out.mutants.append(
+            Mutant(
+                "LL012",
+                ix.line(call),
+                f"wrapped the input `{ix.code(first)[:40]}` of `{ix.code(call.func)}` in"
+                f" `torch.{activation}` (line {ix.line(call)})",
+                text,
+                ix.code(call.func),
+            )
+        )
+        done += 1
+        if done >= 4:
+            return
+
+
+# --------------------------------------------------------------------------- network definitions
+# LL017-LL020 are about how a module is *defined*: their sites are the `nn.Module` classes of
+# a file (recognised here by their bases, generously: `nn.Module`, `LightningModule`,
+# `PreTrainedModel`, or a class of the same file that is one).
+
+_MODULE_BASES = re.compile(
+    r"^(?:(?:torch\.)?nn\.)?Module$|^(?:\w+\.)?LightningModule$|^(?:\w+\.)?PreTrainedModel$"
+)
+_CONSTRUCTOR = re.compile(r"^(?:(?:torch\.)?nn\.)?[A-Z]\w*$")
+_NO_PARAMETER_LAYERS = re.compile(
+    r"^(?:(?:torch\.)?nn\.)?(?:ReLU6?|GELU|SiLU|Mish|Tanh|Sigmoid|Softmax|LogSoftmax|Softplus|"
+    r"LeakyReLU|ELU|SELU|CELU|Hardswish|Hardsigmoid|Hardtanh|Dropout\w*|AlphaDropout|Identity|"
+    r"Flatten|Unflatten|\w*Pool\dd|Upsample|PixelShuffle|PixelUnshuffle|ZeroPad2d)$"
+)
+_DROPOUT_CALL = re.compile(
+    r"^(?:(?:torch\.)?(?:nn\.)?functional\.|F\.)?dropout[123]?d?$|^(?:torch\.)?nn\.functional\.dropout[123]?d?$"
+)
+
+
+def _module_classes(f: _File) -> tuple[list[cst.ClassDef], list[cst.ClassDef]]:
+    """The file's classes that are `nn.Module`s, and those deriving from a base defined
+    elsewhere (which may or may not be one)."""
+    classes = [n for n in _walkall(f.ix.module) if isinstance(n, cst.ClassDef)]
+    by_name = {c.name.value: c for c in classes}
+    known: dict[str, bool] = {}
+
+    def is_module(klass: cst.ClassDef, seen: frozenset[str]) -> bool:
+        if klass.name.value in known:
+            return known[klass.name.value]
+        result = False
+        for base in klass.bases:
+            text = f.ix.code(base.value)
+            local = by_name.get(text)
+            if local is not None and text not in seen:
+                result = is_module(local, seen | {text})
+            else:
+                result = bool(_MODULE_BASES.match(text))
+            if result:
+                break
+        known[klass.name.value] = result
+        return result
+
+    modules = [c for c in classes if is_module(c, frozenset({c.name.value}))]
+    elsewhere = [
+        c
+        for c in classes
+        if c not in modules
+        and c.bases
+        and not all(f.ix.code(b.value) in ("object", "ABC", "abc.ABC") for b in c.bases)
+    ]
+    return modules, elsewhere
+
+
+def _methods(klass: cst.ClassDef) -> list[cst.FunctionDef]:
+    body = klass.body.body if isinstance(klass.body, cst.IndentedBlock) else ()
+    return [s for s in body if isinstance(s, cst.FunctionDef)]
+
+
+def _self_stores(f: _File, klass: cst.ClassDef, attribute: str) -> list[cst.CSTNode]:
+    """Assignments to `self.<attribute>` anywhere in the class."""
+    found: list[cst.CSTNode] = []
+    for node in _walk(klass, into_functions=True):
+        if isinstance(node, (cst.Assign, cst.AnnAssign)):
+            targets = (
+                [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+            )
+            flat: list[cst.CSTNode] = []
+            for target in targets:
+                flat.extend(_walkall(target) if isinstance(target, cst.Tuple) else [target])
+            if any(f.ix.code(t) == f"self.{attribute}" for t in flat):  # type: ignore[arg-type]
+                found.append(node)
+    return found
+
+
+def _handed_on(f: _File, klass: cst.ClassDef, attribute: str) -> bool:
+    """Whether `self.<attribute>` is an argument of a call in the class (other than `len`)."""
+    for call in _calls(klass, into_functions=True):
+        if _callee_name(call) in ("len", "isinstance"):
+            continue
+        for arg in call.args:
+            if re.search(rf"\bself\.{re.escape(attribute)}\b", f.ix.code(arg.value)):
+                return True
+    return False
+
+
+def _fresh_layers(f: _File, node: cst.CSTNode) -> list[str]:
+    """Constructor calls (`nn.Linear(...)`, `Block(cfg)`) inside a container expression."""
+    return [
+        f.ix.code(c.func)
+        for c in _calls(node)
+        if _CONSTRUCTOR.match(f.ix.code(c.func)) and not f.ix.code(c.func).startswith("ModuleList")
+    ]
+
+
+def _ll017(f: _File, out: FileMutations) -> None:
+    modules, elsewhere = _module_classes(f)
+    for klass in elsewhere:
+        for method in _methods(klass):
+            if method.name.value == "__init__" and any(
+                re.search(r"Module(?:List|Dict)\(", f.ix.code(c.func) + "(") for c in _calls(method)
+            ):
+                out.exclusions.append(Exclusion("LL017", f.ix.line(klass), "base-elsewhere"))
+    for klass in modules:
+        init = next((m for m in _methods(klass) if m.name.value == "__init__"), None)
+        if init is None:
+            continue
+        for node in _walk(init):
+            if not (isinstance(node, cst.Assign) and len(node.targets) == 1):
+                continue
+            target = f.ix.code(node.targets[0].target)
+            value = node.value
+            if not (target.startswith("self.") and isinstance(value, cst.Call)):
+                continue
+            callee = f.ix.code(value.func)
+            kind = re.sub(r"^(?:torch\.)?(?:nn\.)?", "", callee)
+            if kind not in ("ModuleList", "ModuleDict") or len(value.args) > 1:
+                continue
+            attribute = target.removeprefix("self.")
+            line = f.ix.line(node)
+            replacement = _plain_container(f, init, value, attribute)
+            if replacement is None:
+                out.exclusions.append(Exclusion("LL017", line, "no-fresh-layers"))
+                continue
+            layers = _fresh_layers(f, replacement[1])
+            if layers and all(_without_parameters(f, name) for name in layers):
+                out.exclusions.append(Exclusion("LL017", line, "parameterless-layers"))
+                continue
+            if len(_self_stores(f, klass, attribute)) > 1:
+                out.exclusions.append(Exclusion("LL017", line, "rebound"))
+                continue
+            if _handed_on(f, klass, attribute):
+                out.exclusions.append(Exclusion("LL017", line, "handed-on"))
+                continue
+            statement = f.ix.statement(node)
+            new = cst.parse_statement(
+                _source_of(f.ix, statement).replace(f.ix.code(value), replacement[0], 1)
+            )
+            text = _apply(f.ix, _Rewrite(replace=[(statement, new)]))
+            if text is not None:
+                out.mutants.append(
+                    Mutant(
+                        "LL017",
+                        line,
+                        f"`{target} = {callee}(...)` became a plain "
+                        + ("dict" if "Dict" in kind else "list"),
+                        text,
+                        target,
+                        "module",
+                    )
+                )
+
+
+def _without_parameters(f: _File, name: str) -> bool:
+    """A layer with no parameters: a torch one (`nn.ReLU`), or a class of the file whose
+    code builds no layer and no `Parameter` (buffers only, like a fixed transform)."""
+    if _NO_PARAMETER_LAYERS.match(name):
+        return True
+    local = next(
+        (c for c in _walkall(f.ix.module) if isinstance(c, cst.ClassDef) and c.name.value == name),
+        None,
+    )
+    if local is None:
+        return False
+    code = f.ix.code(local)
+    return not re.search(r"\bParameter\(|\bnn\.(?!ReLU|GELU|Dropout|Identity)[A-Z]\w*\(", code)
+
+
+def _plain_container(
+    f: _File, init: cst.FunctionDef, value: cst.Call, attribute: str
+) -> tuple[str, cst.CSTNode] | None:
+    """The text replacing `nn.ModuleList(arg)` and the node holding its layers, when the
+    layers are built fresh there (or in a local list of `__init__`, or appended later)."""
+    if not value.args:
+        appended = [
+            c
+            for c in _calls(init)
+            if _method(c) in ("append", "insert", "extend")
+            and f.ix.code(c.func.value) == f"self.{attribute}"  # type: ignore[attr-defined]
+        ]
+        if appended and all(_fresh_layers(f, c.args[-1].value) for c in appended if c.args):
+            return "[]", appended[0]
+        return None
+    arg = value.args[0].value
+    if isinstance(arg, (cst.List, cst.ListComp, cst.Dict, cst.DictComp)):
+        return (f.ix.code(arg), arg) if _fresh_layers(f, arg) else None
+    if isinstance(arg, cst.GeneratorExp):
+        text = f.ix.code(arg)
+        if not _fresh_layers(f, arg):
+            return None
+        return ("[" + text[1:-1] + "]" if text.startswith("(") else f"[{text}]"), arg
+    if isinstance(arg, cst.Name):
+        for node in _walk(init):
+            if isinstance(node, cst.Assign) and any(
+                f.ix.code(t.target) == arg.value for t in node.targets
+            ):
+                held = node.value
+                if isinstance(held, (cst.List, cst.ListComp)) and _fresh_layers(f, held):
+                    return arg.value, held
+                if isinstance(held, cst.List) and not held.elements:
+                    appends = [
+                        c
+                        for c in _calls(init)
+                        if _method(c) == "append" and f.ix.code(c.func.value) == arg.value  # type: ignore[attr-defined]
+                    ]
+                    if appends and all(
+                        _fresh_layers(f, c.args[0].value) for c in appends if c.args
+                    ):
+                        return arg.value, appends[0]
+    return None
+
+
+def _ll018(f: _File, out: FileMutations) -> None:
+    modules, _ = _module_classes(f)
+    for klass in modules:
+        for node in _walk(klass, into_functions=True):
+            if not (isinstance(node, cst.Assign) and len(node.targets) == 1):
+                continue
+            target = f.ix.code(node.targets[0].target)
+            value = node.value
+            if not (
+                target.startswith("self.")
+                and isinstance(value, cst.Call)
+                and re.match(r"^(?:(?:torch\.)?nn\.)?Parameter$", f.ix.code(value.func))
+                and value.args
+            ):
+                continue
+            tensor = value.args[0].value
+            device = None
+            if isinstance(tensor, cst.Call):
+                device = next(
+                    (
+                        a
+                        for a in tensor.args
+                        if a.keyword is not None and a.keyword.value == "device"
+                    ),
+                    None,
+                )
+            call_text = f.ix.code(value)
+            if device is not None:
+                assert isinstance(tensor, cst.Call)
+                kept = [a for a in tensor.args if a is not device]
+                if kept:
+                    kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+                inner = _EMPTY.code_for_node(tensor.with_changes(args=kept))
+                moved = call_text.replace(f.ix.code(tensor), inner, 1)
+                new_text = f"{moved}.to({f.ix.code(device.value)})"
+                how = f"`device={f.ix.code(device.value)}` moved to `.to(...)` after the wrap"
+            else:
+                new_text = f"{call_text}.cuda()"
+                how = "`.cuda()` added after the wrap"
+            statement = f.ix.statement(node)
+            new = cst.parse_statement(_source_of(f.ix, statement).replace(call_text, new_text, 1))
+            text = _apply(f.ix, _Rewrite(replace=[(statement, new)]))
+            if text is not None:
+                out.mutants.append(
+                    Mutant(
+                        "LL018",
+                        f.ix.line(node),
+                        f"`{target} = nn.Parameter(...)`: {how}",
+                        text,
+                        target,
+                        "module",
+                    )
+                )
+
+
+def _ll019(f: _File, out: FileMutations) -> None:
+    modules, _ = _module_classes(f)
+    for klass in modules:
+        for call in _calls(klass, into_functions=True):
+            if not _DROPOUT_CALL.match(f.ix.code(call.func)):
+                continue
+            alias = f.ix.code(call.func).split(".", 1)[0]
+            if "." in f.ix.code(call.func) and not re.search(
+                rf"^\s*(?:import|from)\s.*\b{re.escape(alias)}\b", f.text, re.MULTILINE
+            ):
+                out.exclusions.append(Exclusion("LL019", f.ix.line(call), "callee-not-imported"))
+                continue
+            training = next(
+                (a for a in call.args if a.keyword is not None and a.keyword.value == "training"),
+                None,
+            )
+            positional = [a for a in call.args if a.keyword is None]
+            if training is None and len(positional) >= 3:
+                training = positional[2]
+            if training is None:
+                continue
+            line = f.ix.line(call)
+            if f.ix.code(training.value) in ("True", "False"):
+                out.exclusions.append(Exclusion("LL019", line, "training-forced"))
+                continue
+            guards = [
+                up
+                for up in f.ix.ancestors(call)
+                if isinstance(up, cst.If) and "training" in f.ix.code(up.test)
+            ]
+            if guards:
+                out.exclusions.append(Exclusion("LL019", line, "guarded-by-mode"))
+                continue
+            kept = [
+                a
+                for a in call.args
+                if a is not training and (a.keyword is not None or positional.index(a) < 2)
+            ]
+            if kept:
+                kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+            statement = f.ix.statement(call)
+            if not isinstance(statement, cst.SimpleStatementLine):
+                continue
+            new_call = _EMPTY.code_for_node(call.with_changes(args=kept))
+            source = _source_of(f.ix, statement)
+            if f.ix.code(call) not in source:
+                continue
+            new = cst.parse_statement(source.replace(f.ix.code(call), new_call, 1))
+            text = _apply(f.ix, _Rewrite(replace=[(statement, new)]))
+            if text is not None:
+                out.mutants.append(
+                    Mutant(
+                        "LL019",
+                        line,
+                        f"removed the `training` argument of `{f.ix.code(call.func)}`",
+                        text,
+                        f.ix.code(call.func),
+                        "module",
+                    )
+                )
+
+
+_TENSOR_RECEIVER = re.compile(r"(?:^|\.)(?:weight|bias)$|param|^p$|^w$|^v$|^tensor|embedding")
+
+
+def _ll020(f: _File, out: FileMutations) -> None:
+    for node in _walkall(f.ix.module):
+        if not (isinstance(node, cst.Assign) and len(node.targets) == 1):
+            continue
+        target = node.targets[0].target
+        if not (isinstance(target, cst.Attribute) and target.attr.value == "requires_grad"):
+            continue
+        receiver = f.ix.code(target.value)
+        line = f.ix.line(node)
+        if not _TENSOR_RECEIVER.search(receiver.split(".")[-1]) and not _iterates_parameters(
+            f, node, receiver
+        ):
+            out.exclusions.append(Exclusion("LL020", line, "receiver-not-tensor"))
+            continue
+        statement = f.ix.statement(node)
+        source = _source_of(f.ix, statement)
+        new = cst.parse_statement(source.replace(".requires_grad", ".require_grad", 1))
+        text = _apply(f.ix, _Rewrite(replace=[(statement, new)]))
+        if text is not None:
+            out.mutants.append(
+                Mutant(
+                    "LL020",
+                    line,
+                    f"`{receiver}.requires_grad` misspelt `require_grad`",
+                    text,
+                    receiver,
+                    "definition",
+                )
+            )
+
+
+def _iterates_parameters(f: _File, node: cst.CSTNode, receiver: str) -> bool:
+    for up in f.ix.ancestors(node):
+        if isinstance(up, cst.For) and receiver in f.ix.code(up.target).replace(" ", "").split(","):
+            return "parameters(" in f.ix.code(up.iter) or "param" in f.ix.code(up.iter)
+    return False
+
+
+# --------------------------------------------------------------------------- LL015, LL021
+
+_KEEPS_MODE = re.compile(
+    r"^(?:prepare|prepare_model|DistributedDataParallel|DataParallel|DDP|FSDP|compile|"
+    r"get_peft_model|print|len|isinstance|hasattr|type|id|str|repr)$"
+)
+
+
+def _ll021(f: _File, out: FileMutations) -> None:
+    """Remove every `.train()` of a model loaded with `from_pretrained` and trained here."""
+    ix = f.ix
+    loaded: set[str] = set()
+    for node in _walkall(ix.module):
+        if (
+            isinstance(node, cst.Assign)
+            and len(node.targets) == 1
+            and ".from_pretrained(" in ix.code(node.value)
+            and isinstance(node.value, cst.Call)
+        ):
+            receiver = ix.code(node.value).split(".from_pretrained(", 1)[0].split(".")[0]
+            if re.search(
+                rf"^\s*(?:from|import)\s+(?!transformers|diffusers|peft)[\w.]*\s*(?:import\s[^\n]*)?"
+                rf"\b{re.escape(receiver)}\b|^class\s+{re.escape(receiver)}\b",
+                f.text,
+                re.MULTILINE,
+            ):
+                out.exclusions.append(Exclusion("LL021", ix.line(node), "custom-from-pretrained"))
+                continue
+            loaded.add(ix.code(node.targets[0].target))
+    if not loaded or not f.units:
+        return
+    trained_calls = [c for u in f.units for c in u.calls()]
+    for model in sorted(loaded):
+        if not any(model in ix.code(c) for c in trained_calls):
+            continue
+        trains = [
+            c
+            for c in f.all_calls
+            if _method(c) == "train"
+            and isinstance(c.func, cst.Attribute)
+            and ix.code(c.func.value) == model
+            and (not c.args or ix.code(c.args[0].value) in ("True", "mode=True"))
+        ]
+        if not trains:
+            continue
+        line = ix.line(trains[0])
+        smalls = [_statement_of_call(ix, t) for t in trains]
+        if any(s is None for s in smalls):
+            out.exclusions.append(Exclusion("LL021", line, "train-in-chain"))
+            continue
+        handed = [
+            c
+            for c in f.all_calls
+            if any(ix.code(a.value) == model for a in c.args)
+            and not _KEEPS_MODE.match(_callee_name(c))
+            and not f.functions.get(_callee_name(c))
+        ]
+        if handed:
+            out.exclusions.append(Exclusion("LL021", line, "handed-to-unseen-code"))
+            continue
+        if _helper_trains(f, model):
+            out.exclusions.append(Exclusion("LL021", line, "helper-may-train"))
+            continue
+        text = _apply(ix, _Rewrite(replace=_removal(ix, [s for s in smalls if s is not None])))
+        if text is not None:
+            where = ", ".join(str(ix.line(t)) for t in trains)
+            out.mutants.append(
+                Mutant(
+                    "LL021",
+                    line,
+                    f"removed `{model}.train()` (line {where}) of a "
+                    "`from_pretrained` model trained in this file",
+                    text,
+                    model,
+                )
+            )
+
+
+def _helper_trains(f: _File, model: str) -> bool:
+    """Whether `model` is given to a function of the file that calls `.train()` on something
+    (its parameter), or a `self.train()` stays in a class method."""
+    for call in f.all_calls:
+        if not any(f.ix.code(a.value) == model for a in call.args):
+            continue
+        for function in f.functions.get(_callee_name(call), []):
+            if any(_method(c) == "train" for c in _calls(function, True)):
+                return True
+    return any(
+        _method(c) == "train" and f.ix.code(c.func.value) == "self"  # type: ignore[attr-defined]
+        for c in f.all_calls
+    )
+
+
+def _loader_calls(f: _File) -> list[tuple[str, cst.Call]]:
+    """`name = DataLoader(...)` assignments of the file."""
+    found: list[tuple[str, cst.Call]] = []
+    for node in _walkall(f.ix.module):
+        if (
+            isinstance(node, cst.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.value, cst.Call)
+            and _callee_name(node.value) == "DataLoader"
+        ):
+            found.append((f.ix.code(node.targets[0].target), node.value))
+    return found
+
+
+def _iterated_in_units(f: _File, name: str) -> list[cst.For]:
+    """`for` loops over `name` (through `enumerate`/`tqdm`) that hold or call a training unit."""
+    loops: list[cst.For] = []
+    for node in _walkall(f.ix.module):
+        if isinstance(node, cst.For) and re.search(
+            rf"(?:^|\()\s*{re.escape(name)}\s*(?:$|[,)])", f.ix.code(node.iter)
+        ):
+            if any(f.ix.within(u.region, node) or u.region is node for u in f.units):
+                loops.append(node)
+            elif any(f.ix.within(c, node) for u in f.units for c in u.callers):
+                loops.append(node)
+    return loops
+
+
+def _ll015(f: _File, out: FileMutations) -> None:
+    ix = f.ix
+    text = f.text
+    for name, call in _loader_calls(f):
+        loops = _iterated_in_units(f, name)
+        if not loops:
+            continue
+        line = ix.line(call)
+        sampler = next(
+            (a for a in call.args if a.keyword is not None and a.keyword.value == "sampler"), None
+        )
+        if sampler is None:
+            continue
+        handed = [
+            c
+            for c in f.all_calls
+            if any(ix.code(a.value) == name for a in c.args)
+            and _callee_name(c) not in ("len", "enumerate", "tqdm", "iter", "zip", "print")
+            and not f.functions.get(_callee_name(c))
+        ]
+        if handed:
+            out.exclusions.append(Exclusion("LL015", line, "handed-to-unseen-code"))
+            continue
+        if any(a.star for a in call.args):
+            out.exclusions.append(Exclusion("LL015", line, "open-ended-arguments"))
+            continue
+        sampler_text = ix.code(sampler.value)
+        # (a) the sampler removed, in a DDP script: every rank iterates everything
+        if "DistributedDataParallel" in text and not re.search(
+            r"rank|world|shard|split_dataset|IterableDataset",
+            ix.code(call.args[0].value) if call.args else "",
+        ):
+            kept = [a for a in call.args if a is not sampler]
+            kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+            new_call = _EMPTY.code_for_node(call.with_changes(args=kept))
+            statement = ix.statement(call)
+            source = _source_of(ix, statement)
+            if ix.code(call) in source:
+                new = cst.parse_statement(source.replace(ix.code(call), new_call, 1))
+                mutated = _apply(ix, _Rewrite(replace=[(statement, new)]))
+                if mutated is not None:
+                    out.mutants.append(
+                        Mutant(
+                            "LL015",
+                            line,
+                            f"removed `sampler={sampler_text}` from the DDP "
+                            f"training loader `{name}`",
+                            mutated,
+                            name,
+                        )
+                    )
+        # (b) set_epoch removed: the same order every epoch
+        sets = [c for c in f.all_calls if _method(c) == "set_epoch"]
+        if not sets or not any(
+            isinstance(up, _LOOPS) for loop in loops for up in ix.ancestors(loop)
+        ):
+            continue
+        smalls = [_statement_of_call(ix, c) for c in sets]
+        set_line = ix.line(sets[0])
+        if any(s is None for s in smalls):
+            out.exclusions.append(Exclusion("LL015", set_line, "set-epoch-in-expression"))
+            continue
+        if "shuffle=False" in text and "DistributedSampler" in text:
+            out.exclusions.append(Exclusion("LL015", set_line, "no-shuffle"))
+            continue
+        mutated = _apply(ix, _Rewrite(replace=_removal(ix, [s for s in smalls if s is not None])))
+        if mutated is not None:
+            out.mutants.append(
+                Mutant(
+                    "LL015",
+                    set_line,
+                    f"removed every `set_epoch(...)` call (sampler of `{name}`)",
+                    mutated,
+                    name,
+                )
+            )
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -1593,6 +2437,16 @@ OPERATORS: tuple[Operator, ...] = (
     Operator("LL009", per_unit=_ll009),
     Operator("LL010", per_unit=_ll010),
     Operator("LL011", per_file=_ll011, needs_units=False),
+    Operator("LL012", per_file=_ll012, needs_units=False),
+    Operator("LL013", per_unit=_ll013),
+    Operator("LL014", per_file=_ll014, needs_units=False),
+    Operator("LL015", per_file=_ll015),
+    Operator("LL016", per_unit=_ll016),
+    Operator("LL017", per_file=_ll017, needs_units=False),
+    Operator("LL018", per_file=_ll018, needs_units=False),
+    Operator("LL019", per_file=_ll019, needs_units=False),
+    Operator("LL020", per_file=_ll020, needs_units=False),
+    Operator("LL021", per_file=_ll021),
 )
 """One row per rule with a natural mutation, in report order. A new rule's mutation is one
 function and one row here."""

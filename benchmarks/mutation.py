@@ -48,10 +48,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus
 import mutants
 
-# Every mutation needs a backward pass and a step in the same file (a training unit): the
-# other files are not even parsed.
+# Every training-loop mutation needs a backward pass and a step in the same file (a training
+# unit): the other files are not even parsed ...
 _HAS_TRAINING = re.compile(r"backward")
 _HAS_STEP = re.compile(r"\.step\(")
+# ... except the rules about how a network is defined, whose sites are in model files.
+_DEFINITION_RULES = frozenset({"LL017", "LL018", "LL019", "LL020"})
+_DEFINITIONS = re.compile(
+    r"Module(?:List|Dict)\(|Parameter\(|dropout\w*\([^)]*training|\.requires_grad\s*=[^=]"
+)
 _RELEVANT = re.compile(r"optim|GradScaler|scaler|AdamW|Adafactor|_schedule|lion_pytorch")
 _MAX_IMPORTERS = 8
 
@@ -205,7 +210,9 @@ def generate(
         run.files += 1
         run.lines += corpus.count_lines(data)
         text = data.decode("utf-8", errors="replace")
-        if not (_HAS_TRAINING.search(text) and _HAS_STEP.search(text)):
+        if not (_HAS_TRAINING.search(text) and _HAS_STEP.search(text)) and not (
+            _DEFINITIONS.search(text) and set(rules) & _DEFINITION_RULES
+        ):
             continue
         result = _mutations_of(data, text)
         if result is None:

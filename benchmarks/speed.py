@@ -1,14 +1,24 @@
-"""Time looplint against TorchFix and against the cost of parsing alone, on the pinned corpus.
+"""Time looplint against ruff, TorchFix and the cost of parsing alone, on the pinned corpus.
 
 Why: a linter's speed claim means nothing without a reference. This script measures, in one
 run and on the same files (``corpus.prepare_corpus()``):
 
 1. looplint, cold (``--no-cache`` when the CLI has it), with its default jobs (all cores);
-   with a cache, also a warm run and a run after one file changed;
-2. TorchFix, the other LibCST-based PyTorch linter, from its own virtualenv;
-3. the floor: ``libcst.parse_module`` of the files looplint's prefilter keeps, in a
-   ``multiprocessing.Pool`` of ``os.cpu_count()`` workers. A LibCST linter cannot be faster
-   than parsing the files it must parse, so looplint/floor says how much the rules cost.
+   with a cache, also a warm run, a run after one file changed, and that file checked alone
+   (its own cost);
+2. ruff (``ruff check --select ALL --isolated --no-cache``), the linter looplint runs next to
+   in a pre-commit hook, from its own virtualenv (pip-installed there when missing);
+3. TorchFix, the other LibCST-based PyTorch linter, from its own virtualenv;
+4. the floor: ``libcst.parse_module`` of the files looplint's text screen keeps (stage 1 of
+   ``looplint.files.screening``: every enabled rule's words), in a ``multiprocessing.Pool``
+   of ``os.cpu_count()`` workers. Without its second, ``ast``-based stage, a LibCST linter
+   could not be faster than parsing these files, so looplint/floor says what the rest of the
+   engine costs or, below 1, what the second stage saves.
+
+Each run's CPU time (user + system, the process and every child it reaped) is reported next
+to its wall time: on a machine shared with other work the wall time of one run says as much
+about the neighbours as about the tool, while CPU time barely moves. The load average before
+and after is printed with the numbers.
 
 Repetitions are interleaved (round 1 runs every tool once, then round 2, ...), with the tool
 order rotated per round, so slow drift of the machine (thermal, page cache, a neighbour's
@@ -51,6 +61,8 @@ CACHE_DIR = corpus.BENCH_DIR / ".cache"
 TORCHFIX_VENV = CACHE_DIR / "torchfix-venv"
 # Latest TorchFix at the time of writing; pinned so the reference does not move under us.
 TORCHFIX_REQ = "torchfix==0.7.0"
+RUFF_VENV = CACHE_DIR / "ruff-venv"
+RUFF_REQ = "ruff==0.17.6"
 LOOPLINT_CACHE = CACHE_DIR / "looplint-speed-cache"
 
 # Small, quick-to-lint packages for --quick (about 400 files).
@@ -76,6 +88,8 @@ class RunResult:
     returncode: int
     maxrss_kib: int
     stderr: str
+    cpu_s: float = 0.0
+    """User + system time of the process and the children it reaped (its worker pool)."""
 
 
 def run_timed(cmd: Sequence[str], cwd: Path | None = None) -> RunResult:
@@ -93,7 +107,8 @@ def run_timed(cmd: Sequence[str], cwd: Path | None = None) -> RunResult:
         proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         stderr = err.read().decode("utf-8", errors="replace")
-    return RunResult(wall, proc.returncode, int(usage.ru_maxrss), stderr)
+    cpu = usage.ru_utime + usage.ru_stime
+    return RunResult(wall, proc.returncode, int(usage.ru_maxrss), stderr, cpu)
 
 
 def _children_map() -> dict[int, list[int]]:
@@ -184,6 +199,22 @@ def ensure_torchfix() -> Path:
     return exe
 
 
+def ensure_ruff() -> tuple[Path, str]:
+    """``benchmarks/.cache/ruff-venv`` with ruff in it (pip-installed when missing): its CLI
+    and version. Pinned, like TorchFix, so the reference does not move under us."""
+    exe = RUFF_VENV / "bin" / "ruff"
+    if not exe.exists():
+        print(f"[speed] creating {RUFF_VENV} with {RUFF_REQ}", file=sys.stderr)
+        venv.EnvBuilder(with_pip=True, clear=True).create(RUFF_VENV)
+        subprocess.run(
+            [str(RUFF_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet",
+             "--disable-pip-version-check", RUFF_REQ],
+            check=True,
+        )  # fmt: skip
+    version = subprocess.run([str(exe), "--version"], capture_output=True, text=True).stdout
+    return exe, version.strip() or "ruff (version ?)"
+
+
 def torchfix_versions(exe: Path) -> str:
     py = exe.parent / "python"
     code = "import importlib.metadata as m;print(m.version('torchfix'), m.version('libcst'))"
@@ -191,15 +222,36 @@ def torchfix_versions(exe: Path) -> str:
     return f"TorchFix {out[0]} (libcst {out[1]})" if len(out) == 2 else "TorchFix (version ?)"
 
 
-def prefilter_candidates(files: Sequence[Path]) -> tuple[list[Path], str]:
-    """The files looplint would parse, using its own prefilter when it exists."""
+@dataclass
+class Screening:
+    """What looplint's two-stage screen keeps of the corpus, and what each stage costs."""
+
+    text_kept: list[Path]
+    syntax_kept: list[Path]
+    text_s: float
+    syntax_s: float
+    note: str
+
+
+def screen_corpus(files: Sequence[Path]) -> Screening:
+    """Stage 1 (every enabled rule's words) and stage 2 (their ``ast`` predicates), timed in
+    this process, one core; all files when looplint's screening is not importable."""
     try:
-        from looplint.files.prefilter import is_candidate  # type: ignore[import-not-found]
+        from looplint.files.screening import Screen, passes
+        from looplint.registry import rule_classes
     except ImportError as exc:
-        reason = f"looplint.files.prefilter not importable ({exc}): floor parses ALL files"
-        return list(files), reason
-    kept = [f for f in files if is_candidate(f.read_bytes().decode("utf-8", errors="replace"))]
-    return kept, "files kept by looplint.files.prefilter.is_candidate"
+        note = f"looplint.files.screening not importable ({exc}): floor parses ALL files"
+        return Screening(list(files), list(files), 0.0, 0.0, note)
+    screens = list(dict.fromkeys(rule.screen for rule in rule_classes()))
+    words_only = [Screen(screen.words) for screen in screens]
+    texts = [(f, f.read_bytes().decode("utf-8", errors="replace")) for f in files]
+    start = time.process_time()
+    text_kept = [(f, text) for f, text in texts if passes(text, words_only)]
+    middle = time.process_time()
+    syntax_kept = [f for f, text in text_kept if passes(text, screens)]
+    end = time.process_time()
+    note = "files whose text passes stage 1 of looplint.files.screening (every rule's words)"
+    return Screening([f for f, _ in text_kept], syntax_kept, middle - start, end - middle, note)
 
 
 def _parse_one(path: str) -> tuple[str, str | None]:
@@ -254,13 +306,24 @@ class Bench:
                 f"{res.stderr[-3000:]}"
             )
         self.walls.append(res.wall_s)
+        self.cpus.append(res.cpu_s)
         self.maxrss_kib.append(res.maxrss_kib)
         self.last = res
         return res
 
+    cpus: list[float] = field(default_factory=list)
+
     @property
     def median(self) -> float:
         return statistics.median(self.walls)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpus) if self.cpus else 0.0
+
+
+def _load(average: tuple[float, float, float]) -> str:
+    return ", ".join(f"{value:.1f}" for value in average)
 
 
 def _mib(n_bytes: float) -> str:
@@ -273,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_PACKAGES)}")
     parser.add_argument("--only", action="append", metavar="NAME", help="restrict packages")
     parser.add_argument("--no-torchfix", action="store_true", help="skip TorchFix")
+    parser.add_argument("--no-ruff", action="store_true", help="skip ruff")
     parser.add_argument(
         "--torchfix-select", default=None, metavar="SEL",
         help="pass --select SEL to TorchFix (default: its default rule set)",
@@ -321,6 +385,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     benches: list[Bench] = [looplint]
 
+    ruff: Bench | None = None
+    ruff_version = ""
+    if not args.no_ruff:
+        ruff_exe, ruff_version = ensure_ruff()
+        # --isolated: no configuration file of the checkout or the corpus applies to ruff.
+        ruff_cmd = [str(ruff_exe), "check", "--select", "ALL", "--isolated", "--no-cache",
+                    "--exit-zero", "--quiet", *dir_args]  # fmt: skip
+        ruff = Bench("ruff check --select ALL", ruff_cmd, (0, 1))
+        benches.append(ruff)
+
     torchfix: Bench | None = None
     tf_version = ""
     if not args.no_torchfix:
@@ -331,7 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         torchfix = Bench("TorchFix", [str(exe), *select, *dir_args], (0, 1))
         benches.append(torchfix)
 
-    candidates, floor_note = prefilter_candidates(files)
+    screening = screen_corpus(files)
+    candidates, floor_note = screening.text_kept, screening.note
     list_file = CACHE_DIR / "floor-files.txt"
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     list_file.write_text("".join(f"{p}\n" for p in candidates), encoding="utf-8")
@@ -343,6 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     warm: Bench | None = None
     edited: Bench | None = None
+    alone: Bench | None = None
     edit_file: Path | None = None
     if has_no_cache:
         cache_flags: list[str] = []
@@ -356,7 +432,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         warm = Bench("looplint warm cache", warm_cmd, (0, 1))
         edited = Bench("looplint, one file changed", warm_cmd, (0, 1))
         edit_file = _pick_edit_target(candidates or files)
+        alone_cmd = corpus.looplint_cmd("check", "--exit-zero", *cold_flags, str(edit_file))
+        alone = Bench("looplint, the changed file alone (its own cost)", alone_cmd, (0, 1))
 
+    load_before = os.getloadavg()
     print(
         f"[speed] {stats.files:,} files, {stats.lines:,} lines; floor parses "
         f"{len(candidates):,} ({floor_note}); {args.rounds} rounds",
@@ -379,6 +458,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             res = _with_edit(edit_file, edited.measure)
             print(f"[speed] round {rnd + 1}: {edited.name}: {res.wall_s:.2f} s", file=sys.stderr)
             run_timed(warm.cmd, cwd=corpus.REPO_ROOT)  # re-warm after restoring the file
+            if alone is not None:
+                res = alone.measure()
+                print(f"[speed] round {rnd + 1}: {alone.name}: {res.wall_s:.2f} s", file=sys.stderr)
+    load_after = os.getloadavg()
 
     floor_failures: list[tuple[str, str]] = []
     try:
@@ -404,10 +487,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         stats=stats,
         rounds=args.rounds,
         torchfix_rounds=min(args.rounds, args.torchfix_rounds),
-        benches=[b for b in (looplint, torchfix, floor, warm, edited) if b is not None],
+        benches=[
+            b for b in (looplint, ruff, torchfix, floor, warm, edited, alone) if b is not None
+        ],
         looplint=looplint,
+        ruff=ruff,
+        ruff_version=ruff_version,
         torchfix=torchfix,
         floor=floor,
+        warm=warm,
+        edited=edited,
+        alone=alone,
+        screening=screening,
+        load=(load_before, load_after),
         n_candidates=len(candidates),
         floor_note=floor_note,
         floor_failures=floor_failures,
@@ -454,8 +546,15 @@ def render(
     torchfix_rounds: int,
     benches: Sequence[Bench],
     looplint: Bench,
+    ruff: Bench | None,
+    ruff_version: str,
     torchfix: Bench | None,
     floor: Bench,
+    warm: Bench | None,
+    edited: Bench | None,
+    alone: Bench | None,
+    screening: Screening,
+    load: tuple[tuple[float, float, float], tuple[float, float, float]],
     n_candidates: int,
     floor_note: str,
     floor_failures: Sequence[tuple[str, str]],
@@ -473,30 +572,55 @@ def render(
         "Corpus: " + ", ".join(f"{n}=={v}" for n, v in packages),
         f"({stats.files:,} files, {stats.lines:,} lines). Machine: {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, libcst {libcst_version}"
+        + (f"; {ruff_version}" if ruff_version else "")
         + (f"; {tf_version}" if tf_version else "")
         + f". Median of {rounds} interleaved round(s)"
         + (f" (TorchFix: {torchfix_rounds})" if torchfix and torchfix_rounds < rounds else "")
-        + ".",
+        + f". Load average (1, 5, 15 min) before: {_load(load[0])}; after: {_load(load[1])}.",
         "",
-        "| run | median wall | all rounds | files/s | max RSS, one process | "
+        "| run | median wall | all rounds | median CPU | files/s | max RSS, one process | "
         "peak RSS, whole tree |",
-        "| --- | ---: | --- | ---: | ---: | ---: |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for b in benches:
-        n_files = n_candidates if b is floor else stats.files
+        n_files = n_candidates if b is floor else 1 if b is alone else stats.files
         tree = tree_peak.get(b.name)
         lines.append(
             f"| {b.name} | {b.median:.2f} s | "
             + ", ".join(f"{w:.2f}" for w in b.walls)
+            + f" | {b.cpu_median:.2f} s"
             + f" | {n_files / b.median:,.0f} | {_mib(max(b.maxrss_kib) * 1024)} | "
             + (_mib(tree) if tree else "-")
             + " |"
         )
     lines += [
         "",
-        f"- looplint / floor: **{looplint.median / floor.median:.2f}x**"
-        f" (floor = {floor_note}: {n_candidates:,} of {stats.files:,} files).",
+        f"- screening: stage 1 (text) keeps {len(screening.text_kept):,} of {stats.files:,} "
+        f"files ({screening.text_s:.2f} s CPU, one core), stage 2 (`ast`) keeps "
+        f"{len(screening.syntax_kept):,} of those ({screening.syntax_s:.2f} s CPU): only "
+        f"these are parsed with LibCST.",
     ]
+    if ruff is not None:
+        lines.append(
+            f"- looplint / ruff: **{looplint.median / ruff.median:.2f}x** wall, "
+            f"**{looplint.cpu_median / ruff.cpu_median:.2f}x** CPU (goal: at most 1.0x)."
+        )
+    lines.append(
+        f"- looplint / floor: **{looplint.median / floor.median:.2f}x** wall, "
+        f"**{looplint.cpu_median / floor.cpu_median:.2f}x** CPU (goal: at most 1.0x;"
+        f" floor = {floor_note}: {n_candidates:,} of {stats.files:,} files)."
+    )
+    if warm is not None:
+        lines.append(
+            f"- warm: **{warm.median:.2f} s** wall, {warm.cpu_median:.2f} s CPU (goal: 0.3 s)."
+        )
+    if edited is not None and alone is not None:
+        lines.append(
+            f"- one file changed: **{edited.median:.2f} s** wall ({edited.cpu_median:.2f} s CPU);"
+            f" that file alone, cold: {alone.median:.2f} s ({alone.cpu_median:.2f} s CPU);"
+            f" the difference: **{edited.median - alone.median:.2f} s** wall,"
+            f" {edited.cpu_median - alone.cpu_median:.2f} s CPU (goal: 0.5 s)."
+        )
     if torchfix is not None:
         lines.append(
             f"- TorchFix / looplint: **{torchfix.median / looplint.median:.2f}x**"

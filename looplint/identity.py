@@ -81,6 +81,61 @@ EVAL_MODE_NOT_RESTORED = RuleIdentity(
     "eval-mode-not-restored",
     "The model is switched to eval() for validation and never back to train().",
 )
+ACTIVATION_BEFORE_LOSS = RuleIdentity(
+    "LL012",
+    "activation-before-loss",
+    "A softmax or sigmoid output is fed to a loss that applies its own activation, or "
+    "probabilities to `NLLLoss`.",
+)
+ACCUMULATED_LOSS_NOT_SCALED = RuleIdentity(
+    "LL013",
+    "accumulated-loss-not-scaled",
+    "Gradients are accumulated over N micro-batches but the loss is never divided by N.",
+)
+EVALUATION_WITH_AUTOGRAD = RuleIdentity(
+    "LL014",
+    "evaluation-with-autograd",
+    "An evaluation loop runs the model in eval mode with autograd on, building a graph "
+    "every batch.",
+)
+CLIPPING_WITHOUT_EFFECT = RuleIdentity(
+    "LL016",
+    "clipping-without-effect",
+    "Gradients are clipped where the clip cannot reach the step: after it, before the "
+    "backward pass, or right before a clear.",
+)
+DISTRIBUTED_SAMPLING = RuleIdentity(
+    "LL015",
+    "distributed-sampling",
+    "A DDP run's data is not split by a DistributedSampler, or its set_epoch is never called.",
+)
+UNREGISTERED_SUBMODULES = RuleIdentity(
+    "LL017",
+    "unregistered-submodules",
+    "An nn.Module keeps layers in a plain list, dict or tuple: their parameters are never "
+    "trained, moved or saved.",
+)
+PARAMETER_UNREGISTERED_BY_MOVE = RuleIdentity(
+    "LL018",
+    "parameter-unregistered-by-move",
+    "`nn.Parameter(t).cuda()` / `.to(...)` / `.double()` stores a plain tensor, not a parameter.",
+)
+FUNCTIONAL_DROPOUT_ALWAYS_ON = RuleIdentity(
+    "LL019",
+    "functional-dropout-always-on",
+    "`F.dropout` in a module without `training=self.training` drops activations at evaluation too.",
+)
+REQUIRES_GRAD_TYPO = RuleIdentity(
+    "LL020",
+    "requires-grad-typo",
+    "A misspelt `requires_grad` is assigned: a new attribute is created and nothing is frozen.",
+)
+PRETRAINED_MODEL_IN_EVAL_MODE = RuleIdentity(
+    "LL021",
+    "pretrained-model-in-eval-mode",
+    "A `from_pretrained` model (returned in eval mode) is trained by a hand-written loop that "
+    "never calls `.train()`.",
+)
 
 ALL_IDENTITIES: tuple[RuleIdentity, ...] = (
     PARSE_ERROR,
@@ -95,4 +150,14 @@ ALL_IDENTITIES: tuple[RuleIdentity, ...] = (
     CONSUMED_PARAMETER_GENERATOR,
     ACCUMULATION_CLEARED_EARLY,
     EVAL_MODE_NOT_RESTORED,
+    ACTIVATION_BEFORE_LOSS,
+    ACCUMULATED_LOSS_NOT_SCALED,
+    EVALUATION_WITH_AUTOGRAD,
+    DISTRIBUTED_SAMPLING,
+    CLIPPING_WITHOUT_EFFECT,
+    UNREGISTERED_SUBMODULES,
+    PARAMETER_UNREGISTERED_BY_MOVE,
+    FUNCTIONAL_DROPOUT_ALWAYS_ON,
+    REQUIRES_GRAD_TYPO,
+    PRETRAINED_MODEL_IN_EVAL_MODE,
 )

@@ -14,17 +14,27 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from looplint.identity import (
+    ACCUMULATED_LOSS_NOT_SCALED,
     ACCUMULATION_CLEARED_EARLY,
+    ACTIVATION_BEFORE_LOSS,
     CHECKPOINT_WITHOUT_OPTIMIZER_STATE,
+    CLIPPING_WITHOUT_EFFECT,
     CONSUMED_PARAMETER_GENERATOR,
+    DISTRIBUTED_SAMPLING,
     EVAL_MODE_NOT_RESTORED,
+    EVALUATION_WITH_AUTOGRAD,
+    FUNCTIONAL_DROPOUT_ALWAYS_ON,
     GRAD_SCALER_MISUSE,
     GRADIENTS_CLEARED_BEFORE_STEP,
     LOSS_KEEPS_GRAPH,
     MISSING_ZERO_GRAD,
     OPTIMIZER_IN_LOOP,
+    PARAMETER_UNREGISTERED_BY_MOVE,
     PARTIAL_PARAMETERS,
+    PRETRAINED_MODEL_IN_EVAL_MODE,
+    REQUIRES_GRAD_TYPO,
     SCHEDULER_ORDER,
+    UNREGISTERED_SUBMODULES,
     RuleIdentity,
 )
 
@@ -70,6 +80,34 @@ RULES: tuple[RuleEntry, ...] = (
         "looplint.rules.accumulation_cleared_early:AccumulationClearedEarly",
     ),
     RuleEntry(EVAL_MODE_NOT_RESTORED, "looplint.rules.eval_mode_not_restored:EvalModeNotRestored"),
+    RuleEntry(ACTIVATION_BEFORE_LOSS, "looplint.rules.activation_before_loss:ActivationBeforeLoss"),
+    RuleEntry(
+        ACCUMULATED_LOSS_NOT_SCALED,
+        "looplint.rules.accumulated_loss_not_scaled:AccumulatedLossNotScaled",
+    ),
+    RuleEntry(
+        EVALUATION_WITH_AUTOGRAD, "looplint.rules.evaluation_with_autograd:EvaluationWithAutograd"
+    ),
+    RuleEntry(DISTRIBUTED_SAMPLING, "looplint.rules.distributed_sampling:DistributedSampling"),
+    RuleEntry(
+        CLIPPING_WITHOUT_EFFECT, "looplint.rules.clipping_without_effect:ClippingWithoutEffect"
+    ),
+    RuleEntry(
+        UNREGISTERED_SUBMODULES, "looplint.rules.unregistered_submodules:UnregisteredSubmodules"
+    ),
+    RuleEntry(
+        PARAMETER_UNREGISTERED_BY_MOVE,
+        "looplint.rules.parameter_unregistered_by_move:ParameterUnregisteredByMove",
+    ),
+    RuleEntry(
+        FUNCTIONAL_DROPOUT_ALWAYS_ON,
+        "looplint.rules.functional_dropout_always_on:FunctionalDropoutAlwaysOn",
+    ),
+    RuleEntry(REQUIRES_GRAD_TYPO, "looplint.rules.requires_grad_typo:RequiresGradTypo"),
+    RuleEntry(
+        PRETRAINED_MODEL_IN_EVAL_MODE,
+        "looplint.rules.pretrained_model_in_eval_mode:PretrainedModelInEvalMode",
+    ),
 )
 
 

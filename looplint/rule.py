@@ -11,6 +11,8 @@ from typing import ClassVar
 import libcst as cst
 
 from looplint.analysis.facts import ModuleFacts
+from looplint.analysis.training_screen import TRAINING_CODE
+from looplint.files.screening import Screen
 from looplint.identity import RuleIdentity
 
 EXPECT_MARKER = re.compile(r"\s*#\s*expect:\s*[A-Z]{2}\d{3}(?:\s*,\s*[A-Z]{2}\d{3})*")
@@ -59,6 +61,10 @@ class Rule:
     FIXES: ClassVar[tuple[tuple[str, str], ...]] = ()
     """(before, after) examples of the autofix; a rule with fixes documents `fix_safety`."""
     fix_safety: ClassVar[str | None] = None
+    screen: ClassVar[Screen] = TRAINING_CODE
+    """What a file must show, in its text and then its `ast` tree, before this rule is worth
+    a LibCST parse (`looplint.files.screening`). Training-loop rules need an optimizer,
+    scheduler or scaler; a rule about something else declares its own `Screen`."""
 
     @property
     def code(self) -> str:

@@ -248,6 +248,15 @@ class AccumulationClearedEarly(Rule):
         # that does not step: one under the step's own guard (WGAN's generator under
         # `if i % n_critic == 0:`) is always stepped on.
         guard_ids = {id(g) for g in step_guards}
+        if any(
+            isinstance(s.op, Backward)
+            and s.order < step.order
+            and guard_ids <= {id(g) for g in s.guards}
+            for s in order
+        ):
+            # A skip schedule: the step's own backward runs under its condition too; the
+            # backward passes outside it (the critic's, every iteration) are another loss.
+            return None
         backward_between = any(
             isinstance(s.op, Backward)
             and s.order > clear.order

@@ -7,32 +7,24 @@ from dataclasses import replace
 
 import libcst as cst
 
-from looplint.analysis.catalog import ObjectKind
+from looplint.analysis.catalog import ObjectKind, optimizer_keeps_state
 from looplint.analysis.conditions import is_loop_invariant
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import Assign, LoadState, Loop, Save, Site, Step, display_name
 from looplint.analysis.program import CallEvent, FunctionInfo, all_events
-from looplint.analysis.syntax import descendants, keyword_arg
+from looplint.analysis.syntax import descendants
 from looplint.identity import CHECKPOINT_WITHOUT_OPTIMIZER_STATE
 from looplint.rule import Rule, Violation
-
-_STATELESS = frozenset({"SGD"})
 
 
 def _stateful(facts: ModuleFacts, optimizer: str) -> bool:
     """Momentum, Adam moments, … — an optimizer whose state a resume must restore."""
-    for info in facts.objects.get(optimizer, ()):
-        if info.kind is not ObjectKind.OPTIMIZER or info.call is None:
-            continue
-        name = info.qualified.rsplit(".", 1)[-1]
-        if name not in _STATELESS:
-            return True
-        momentum = keyword_arg(info.call, "momentum")
-        if momentum is not None and not (
-            isinstance(momentum, (cst.Integer, cst.Float)) and float(momentum.value) == 0
-        ):
-            return True
-    return False
+    return any(
+        info.kind is ObjectKind.OPTIMIZER
+        and info.call is not None
+        and optimizer_keeps_state(info.qualified, info.call)
+        for info in facts.objects.get(optimizer, ())
+    )
 
 
 def _holds_optimizer_state(save: Save, facts: ModuleFacts) -> bool:
@@ -82,12 +74,28 @@ def _written_out(site: Site, view: list[Site]) -> Save | None:
     return None
 
 
+def _copies_live_weights(load: LoadState) -> bool:
+    """`target.load_state_dict(online.state_dict())`: the state comes from a model in memory."""
+    return any(
+        isinstance(node, cst.Call)
+        and isinstance(node.func, cst.Attribute)
+        and node.func.attr.value == "state_dict"
+        for node in descendants(load.node)
+    )
+
+
 def _resumes(site: Site, sites: list[Site], function: FunctionInfo, facts: ModuleFacts) -> bool:
     """A load that resumes training, as opposed to loading weights for evaluation.
 
     Either training steps follow it in the same function, or it sits in a helper that
     is handed the optimizer (`resume(model, optimizer, path)`) and still leaves it be.
+    Copying a live model's weights (`target_net.load_state_dict(q_net.state_dict())`, a
+    DQN target network or an EMA) restores nothing from a file.
     """
+    load = site.op
+    assert isinstance(load, LoadState)
+    if _copies_live_weights(load):
+        return False
     if any(isinstance(s.op, Step) and s.loop is not None and s.order > site.order for s in sites):
         return True
     return "resume" in function.name.lower() or any(
@@ -300,6 +308,7 @@ class CheckpointWithoutOptimizerState(Rule):
         }
         resumes = any(
             not facts.is_optimizer(site.op.target)  # type: ignore[union-attr]
+            and not _copies_live_weights(site.op)  # type: ignore[arg-type]
             and _loads_trained_model(site.op.target, stepped, function, facts)  # type: ignore[union-attr]
             and (
                 _resumes(site, sites, function, facts)
@@ -342,7 +351,9 @@ class CheckpointWithoutOptimizerState(Rule):
                             save.node,
                             f"this checkpoint saves `{display_name(model)}.state_dict()` but "
                             f"not `{display_name(optimizer)}.state_dict()`, so a resumed run "
-                            "restarts the optimizer's momentum and moments; save both",
+                            "restarts the optimizer's momentum and moments; save both "
+                            f"`{display_name(model)}.state_dict()` and "
+                            f"`{display_name(optimizer)}.state_dict()` in the checkpoint",
                         )
                         break
         yield from _partial_optimizer_state(facts, reported)

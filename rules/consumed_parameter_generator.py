@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,6 +21,7 @@ from looplint.analysis.program import (
     all_events,
 )
 from looplint.analysis.syntax import children, dotted_name, source_of
+from looplint.files.screening import Glance, Screen
 from looplint.identity import CONSUMED_PARAMETER_GENERATOR
 from looplint.rule import Fix, Rule, Violation
 
@@ -52,6 +55,27 @@ _Tracked = dict[str, tuple[cst.BaseExpression, tuple[int, ...], list["_Use"]]]
 
 _LAZY_WRAPPERS = frozenset({"filter", "map", "iter"})
 """Builtins that return another one-shot iterator over their (last) argument."""
+
+
+_GENERATOR_CALL = re.compile(r"(?:parameters|buffers)\s*\(")
+
+
+def _stores_a_generator(glance: Glance) -> bool:
+    """Whether some assignment's value calls `parameters()` (or another generator method):
+    `params = model.parameters()`, `self.params = filter(f, model.parameters())`, `(p for p
+    in model.parameters())`. The rule starts from such a store, and needs no optimizer."""
+    stores: list[ast.Assign | ast.AnnAssign] = [
+        *glance.nodes(ast.Assign),
+        *glance.nodes(ast.AnnAssign),
+    ]
+    return any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in _GENERATORS
+        for store in stores
+        if store.value is not None
+        for node in ast.walk(store.value)
+    )
 
 
 def _generator_call(value: cst.BaseExpression | None) -> bool:
@@ -133,6 +157,7 @@ class ConsumedParameterGenerator(Rule):
     """
 
     identity = CONSUMED_PARAMETER_GENERATOR
+    screen = Screen(_GENERATOR_CALL, _stores_a_generator)
     fix_safety = """
         Safe. The fix stores `list(model.parameters())` instead of the generator: the
         same parameters, materialised once, so every consumer sees all of them.
@@ -302,8 +327,14 @@ class ConsumedParameterGenerator(Rule):
                         reported.discard(key)
                         if len(event.targets) != 1 or event.augmented:
                             continue
-                        if _generator_call(value):
-                            assert value is not None
+                        if (
+                            value is not None
+                            and _generator_call(value)
+                            and (
+                                not isinstance(value, cst.Call)
+                                or facts.hands_out_generator(value, Frame(function, {}))
+                            )
+                        ):
                             tracked[key] = (value, loops, [])
                         elif alias is not None and alias in tracked:
                             tracked[key] = tracked[alias]  # one generator, two names

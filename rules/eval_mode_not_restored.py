@@ -17,6 +17,22 @@ def _restores(trained: str, evaluated: str) -> bool:
     return trained == evaluated or evaluated.startswith(trained + ".")
 
 
+def _probing(facts: ModuleFacts, module: str) -> bool:
+    """A linear probe: part of `module` is frozen and nothing ever puts the whole of it
+    in train mode (at most its head), so eval mode is kept on purpose and changes nothing
+    that trains."""
+    if not facts.partly_frozen(module):
+        return False
+    name = display_name(module)
+    return not any(
+        isinstance(site.op, ModeSwitch)
+        and site.op.training
+        and (_restores(site.op.module, module) or display_name(site.op.module) == name)
+        for _, sites in facts.all_sites()
+        for site in sites
+    )
+
+
 class EvalModeNotRestored(Rule):
     """
     ## What it does
@@ -81,6 +97,8 @@ class EvalModeNotRestored(Rule):
             for site in sites:
                 switch = site.op
                 if not isinstance(switch, ModeSwitch) or switch.training or not site.loops:
+                    continue
+                if _probing(facts, switch.module):
                     continue
                 if views is None:
                     views = facts.loop_views(function)

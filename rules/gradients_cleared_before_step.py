@@ -130,8 +130,11 @@ class GradientsClearedBeforeStep(Rule):
             relevant = [
                 s
                 for s in view.sites
-                if isinstance(s.op, Backward)
-                or (isinstance(s.op, Clear) and facts.clears(s.op, step.optimizer, sole))
+                if (
+                    isinstance(s.op, Backward)
+                    or (isinstance(s.op, Clear) and facts.clears(s.op, step.optimizer, sole))
+                )
+                and not s.exclusive_with(site)  # `if frozen: clear` / `else: step` never meet
             ]
             if not any(isinstance(s.op, Backward) for s in relevant):
                 continue

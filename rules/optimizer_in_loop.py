@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from looplint.analysis.catalog import ObjectKind
+import libcst as cst
+
+from looplint.analysis.catalog import ObjectKind, optimizer_keeps_state
 from looplint.analysis.conditions import holds_on_many_iterations
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import (
@@ -177,10 +179,15 @@ class OptimizerInLoop(Rule):
             for guard in site.guards_within(view.loop)
         ):
             return True  # one-off or lazy construction
-        if _is_phase_loop(view):
-            return True  # each iteration is a whole training run (stages, phases)
+        if _is_phase_loop(view) or _is_sweep(view):
+            return True  # each iteration is a whole training run (stages, phases, settings)
         constructed_here = [s.op for s in view.sites if isinstance(s.op, Construct)]
         if op.kind is ObjectKind.OPTIMIZER:
+            if not optimizer_keeps_state(op.qualified, op.node) and not any(
+                isinstance(s.op, Construct) and s.op.kind is ObjectKind.SCHEDULER
+                for s in view.sites
+            ):
+                return True  # plain SGD has nothing to lose (and no schedule is attached here)
             return not op.parameter_sources or _recreated(op.parameter_sources, view)
         if op.kind is ObjectKind.SCHEDULER:
             if op.optimizer is None:
@@ -200,6 +207,15 @@ def _is_phase_loop(view: LoopView) -> bool:
         if isinstance(site.op, Step)
     ]
     return bool(depths) and min(depths) >= 2
+
+
+def _is_sweep(view: LoopView) -> bool:
+    """`for lr in (1e-3, 1e-4):` around the loop that steps: one run per listed setting."""
+    node = view.loop.node
+    if not (isinstance(node, cst.For) and isinstance(node.iter, (cst.List, cst.Tuple, cst.Set))):
+        return False
+    steps = [site for site in view.sites if isinstance(site.op, Step)]
+    return bool(steps) and all(site.loops[-1] is not view.loop for site in steps)
 
 
 def _assigned_to(construct: Construct, identity: str, view: LoopView) -> bool:

@@ -320,7 +320,10 @@ class SchedulerOrder(Rule):
                 # shares with the optimizer step (`if step % accum == 0:`) does not.
                 shared = {id(g) for g in steps[0].guards}
                 if (
-                    all(s.order > site.order for s in steps)
+                    # `sched.step(epoch)` (timm's contract) says where in the schedule it
+                    # is, and `plateau.step(val_loss)` follows a metric: neither skips one.
+                    not op.has_metric
+                    and all(s.order > site.order for s in steps)
                     and not any(
                         isinstance(g.test, cst.Comparison)
                         and id(g) not in shared

@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import LoopLintRuntimeError, LoopLintRuntimeWarning
-from .findings import Finding, Report
+from .finding import Finding
+from .report import Report
 
 if TYPE_CHECKING:
     from .session import Watch, watch

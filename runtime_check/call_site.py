@@ -61,6 +61,16 @@ def _skipped(file: str) -> bool:
     return resolved.startswith(_package_dirs())
 
 
+def is_own_file(file: str) -> bool:
+    """Whether `file` is torch's, looplint's or Python's own (never the user's line)."""
+    return _skipped(file)
+
+
+def is_library_file(file: str) -> bool:
+    """Whether `file` belongs to an installed library (site-packages / dist-packages)."""
+    return any(marker in file for marker in _LIBRARY_MARKERS)
+
+
 def user_call_site(skip: int = 1) -> CallSite | None:
     """The innermost frame of the user's own code on the current stack, if any.
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .findings import Finding
+    from .finding import Finding
 
 
 class LoopLintRuntimeError(AssertionError):

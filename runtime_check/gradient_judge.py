@@ -18,9 +18,10 @@ from torch.utils.hooks import RemovableHandle
 from looplint.identity import GRADIENTS_CLEARED_BEFORE_STEP, MISSING_ZERO_GRAD
 
 from .call_site import CallSite, user_call_site
-from .findings import Finding, IssueLog
+from .finding import Finding
 from .gradients import make_probe, take_census
 from .records import OptimizerTracker, ParamRecord, Verdict
+from .report import IssueLog
 
 
 def evaluates_closure_once(optimizer: Optimizer) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .errors import LoopLintRuntimeError
+from .errors import LoopLintRuntimeError, LoopLintRuntimeWarning
 
 _MARKER_HELP = (
     "looplint(mode='raise', accumulation_steps=None): check the training loops this test "
@@ -86,6 +86,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
     outcome = yield
     try:
         watcher.__exit__(None, None, None)
+        _say_what_went_unchecked(item, watcher.report)
     except LoopLintRuntimeError as error:
         test_error = outcome.excinfo[1] if outcome.excinfo is not None else None
         if test_error is None:
@@ -94,6 +95,18 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
             outcome.force_exception(error)
         elif not isinstance(test_error, LoopLintRuntimeError) and hasattr(test_error, "add_note"):
             test_error.add_note(str(error))
+
+
+def _say_what_went_unchecked(item: pytest.Item, report: Any) -> None:
+    """Warn (in pytest's summary, at the test) when a test trained but coverage went unjudged.
+
+    A green test is otherwise read as "the optimizer covers the model"; when no
+    model was found next to the optimizer, nobody looked.
+    """
+    from .conclusion import NO_MODEL
+
+    if report.steps and NO_MODEL in report.unchecked:
+        item.warn(LoopLintRuntimeWarning(NO_MODEL))
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -114,6 +114,7 @@ class OptimizerTracker:
     __slots__ = (
         "__weakref__",
         "attempts",
+        "built_at",
         "cleared_steps",
         "cuda",
         "depth",
@@ -164,6 +165,8 @@ class OptimizerTracker:
         self.setup: tuple[object, ...] = ()
         self.short_site: CallSite | None = None
         self.pending_order: list[tuple[str, str, CallSite | None]] = []
+        self.built_at: CallSite | None = None
+        """The user's line that built the optimizer (when a block saw it built)."""
 
 
 class SchedulerTracker:

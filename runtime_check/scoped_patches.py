@@ -1,11 +1,20 @@
-"""The only patches the checker makes: LR scheduler and GradScaler `step`, scoped to `watch`.
+"""The only patches the checker makes, scoped to `watch`: where torch offers no hook.
 
-Torch has no hook for a scheduler step nor for a step that `GradScaler` skipped,
-and both are needed to judge scheduler order without torch's own false alarm.
-The class attributes are wrapped while at least one `watch` block is open and
-restored when the last one closes (a reference count, so nested and overlapping
-blocks restore correctly). `optimizer.step` is never touched: LR schedulers wrap
-it themselves, and replacing it would fight them.
+Torch has no hook for a scheduler step, a step that `GradScaler` skipped, an
+optimizer being built, a gradient clip, a pass over a `DistributedSampler` or a
+`backward()` call, and the checks need each of them. These attributes are
+wrapped while at least one `watch` block is open and restored when the last one
+closes (a reference count, so nested and overlapping blocks restore correctly).
+A wrapper that outlives the block (a script that imported `clip_grad_value_`
+while it was patched) only calls the original once nobody listens.
+`optimizer.step` is never touched: LR schedulers wrap it themselves, and
+replacing it would fight them.
+
+torch's own "`lr_scheduler.step()` before `optimizer.step()`" warning is kept
+quiet while a block is open: LL004 judges the same order, counts the steps a
+GradScaler skipped (where torch's check is a false alarm) and points at the
+user's line, whereas torch's warning, issued from inside the wrapper, would
+name this file.
 """
 
 from __future__ import annotations
@@ -17,8 +26,22 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import torch
+from torch.nn.utils import clip_grad
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+from torch.utils.data.distributed import DistributedSampler
+
+is_compiling = torch.compiler.is_compiling
+_CLIP_VALUE = clip_grad.clip_grad_value_
+_CLIP_WITH_NORM = getattr(clip_grad, "_clip_grads_with_norm_", None)
+_CLIP_ENTRY_POINTS = (
+    (clip_grad, "_clip_grads_with_norm_"),  # what `clip_grad_norm_` calls, however imported
+    (torch.nn.utils, "clip_grads_with_norm_"),  # accelerate's `clip_grad_norm_`
+    (clip_grad, "clip_grad_value_"),
+    (torch.nn.utils, "clip_grad_value_"),
+)
+"""The module attributes through which gradients are clipped (torch >= 2.6 splits the
+norm's computation from the clip; older versions are left unpatched)."""
 
 
 class StepListener(Protocol):
@@ -36,9 +59,28 @@ class StepListener(Protocol):
     def on_inner_report(self, reported: list[tuple[str, str, object]]) -> None:
         """A block opened inside this one reported `(code, check, optimizer)` findings."""
 
+    def on_optimizer_built(self, optimizer: Optimizer) -> None:
+        """`Optimizer.__init__` completed for `optimizer`."""
+
+    def on_clip(self, parameters: list[torch.Tensor], limit: float | None) -> None:
+        """A gradient clip is about to run on `parameters`."""
+
+    def on_sampler_pass(self, sampler: Any) -> None:
+        """A pass over a `DistributedSampler` starts."""
+
+    def on_sampler_pass_end(self, sampler: Any) -> None:
+        """A pass over a `DistributedSampler` ran to its end."""
+
+    def on_backward(self, loss: torch.Tensor) -> None:
+        """`loss.backward()` is about to run (its caller is two frames out)."""
+
 
 _listeners: weakref.WeakSet[StepListener] = weakref.WeakSet()
-_originals: list[tuple[type, Any]] = []
+_snapshot: tuple[weakref.ref[StepListener], ...] = ()
+"""The open blocks as weak references, rebuilt on attach/detach: the wrappers read this
+plain tuple (iterating a `WeakSet` costs microseconds, on every backward pass)."""
+_originals: list[tuple[Any, str, Any]] = []
+"""`(owner, attribute, original)` for every patched class or module attribute."""
 _users = 0
 _lock = threading.Lock()
 _nesting = threading.local()
@@ -52,6 +94,7 @@ def attach(listener: StepListener) -> None:
             _install()
         _users += 1
         _listeners.add(listener)
+        _refresh()
 
 
 def detach(listener: StepListener) -> None:
@@ -59,9 +102,20 @@ def detach(listener: StepListener) -> None:
     global _users
     with _lock:
         _listeners.discard(listener)
+        _refresh()
         _users -= 1
         if _users == 0:
             _restore()
+
+
+def _refresh() -> None:
+    global _snapshot
+    _snapshot = tuple(weakref.ref(listener) for listener in _listeners)
+
+
+def _open() -> tuple[StepListener, ...]:
+    """The listeners alive right now, without taking the lock (read by every wrapper)."""
+    return tuple(listener for ref in _snapshot if (listener := ref()) is not None)
 
 
 def listeners() -> tuple[StepListener, ...]:
@@ -88,21 +142,33 @@ def _scheduler_classes() -> Iterator[type]:
             yield cls
 
 
+def _patch(owner: Any, attribute: str, wrap: Callable[[Any], Any]) -> None:
+    original = owner.__dict__[attribute]
+    _originals.append((owner, attribute, original))
+    setattr(owner, attribute, wrap(original))
+
+
 def _install() -> None:
     for cls in _scheduler_classes():
-        original = cls.__dict__["step"]
-        _originals.append((cls, original))
-        type.__setattr__(cls, "step", _wrap_scheduler_step(original))
-    scaler_cls = torch.amp.GradScaler
-    original = scaler_cls.__dict__["step"]
-    _originals.append((scaler_cls, original))
-    type.__setattr__(scaler_cls, "step", _wrap_scaler_step(original))
+        _patch(cls, "step", _wrap_scheduler_step)
+    _patch(torch.amp.GradScaler, "step", _wrap_scaler_step)
+    _patch(Optimizer, "__init__", _wrap_optimizer_init)
+    _patch(torch.Tensor, "backward", _wrap_backward)
+    for owner, attribute in _CLIP_ENTRY_POINTS:
+        original = owner.__dict__.get(attribute)
+        if original is None:
+            continue
+        if original is _CLIP_WITH_NORM:
+            _patch(owner, attribute, _wrap_clip_with_norm)
+        elif original is _CLIP_VALUE:
+            _patch(owner, attribute, _wrap_clip_value)
+    _patch(DistributedSampler, "__iter__", _wrap_sampler_iter)
 
 
 def _restore() -> None:
     while _originals:
-        cls, original = _originals.pop()
-        type.__setattr__(cls, "step", original)
+        owner, attribute, original = _originals.pop()
+        setattr(owner, attribute, original)
 
 
 def _depth() -> int:
@@ -126,22 +192,127 @@ def _wrap_scheduler_step(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def step(self: Any, *args: Any, **kwargs: Any) -> Any:
         depth = _depth()
+        listeners = _open()
         if depth == 0 and not _is_constructor_step(self):
-            for listener in tuple(_listeners):
+            for listener in listeners:
                 listener.on_scheduler_step(self)
         _nesting.depth = depth + 1
+        quieted = _quiet_torch_order_warning(self) if listeners else None
         try:
             return original(self, *args, **kwargs)
         finally:
             _nesting.depth = depth
+            if quieted is not None:
+                _restore_order_flag(*quieted)
 
     return step
+
+
+_ABSENT = object()
+
+
+def _quiet_torch_order_warning(scheduler: Any) -> tuple[Any, Any] | None:
+    """Mark the optimizer as stepped for the one call where torch would warn about order.
+
+    torch warns when a scheduler's first `step()` finds its optimizer's
+    `_opt_called` flag unset (the flag its own `optimizer.step` wrapper sets).
+    The flag is restored right after the call, so nothing else sees it.
+    """
+    optimizer = getattr(scheduler, "optimizer", None)
+    if getattr(scheduler, "_step_count", None) != 1 or optimizer is None:
+        return None
+    previous = getattr(optimizer, "__dict__", {}).get("_opt_called", _ABSENT)
+    if previous is True:
+        return None
+    try:
+        optimizer._opt_called = True
+    except AttributeError:
+        return None
+    return optimizer, previous
+
+
+def _restore_order_flag(optimizer: Any, previous: Any) -> None:
+    if previous is _ABSENT:
+        optimizer.__dict__.pop("_opt_called", None)
+    else:
+        optimizer._opt_called = previous
+
+
+def _wrap_optimizer_init(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def __init__(self: Optimizer, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        for listener in _open():
+            listener.on_optimizer_built(self)
+
+    return __init__
+
+
+def _wrap_backward(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def backward(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if _snapshot and not is_compiling():
+            for ref in _snapshot:
+                listener = ref()
+                if listener is not None:
+                    listener.on_backward(self)
+        return original(self, *args, **kwargs)
+
+    return backward
+
+
+def _wrap_clip_with_norm(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def clip(parameters: Any, max_norm: float, *args: Any, **kwargs: Any) -> Any:
+        listeners = () if torch.compiler.is_compiling() else _open()
+        if listeners:
+            parameters = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
+            for listener in listeners:
+                listener.on_clip(parameters, float(max_norm))
+        return original(parameters, max_norm, *args, **kwargs)
+
+    return clip
+
+
+def _wrap_clip_value(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def clip(parameters: Any, clip_value: float, *args: Any, **kwargs: Any) -> Any:
+        listeners = () if torch.compiler.is_compiling() else _open()
+        if listeners:
+            parameters = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
+            for listener in listeners:
+                listener.on_clip(parameters, float(clip_value))
+        return original(parameters, clip_value, *args, **kwargs)
+
+    return clip
+
+
+def _wrap_sampler_iter(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def __iter__(self: Any) -> Iterator[Any]:
+        listeners = _open()
+        for listener in listeners:
+            listener.on_sampler_pass(self)
+        indices = original(self)
+        if not listeners:
+            return indices  # type: ignore[no-any-return]
+        return _until_the_end(self, indices, listeners)
+
+    return __iter__
+
+
+def _until_the_end(
+    sampler: Any, indices: Iterator[Any], listeners: tuple[StepListener, ...]
+) -> Iterator[Any]:
+    yield from indices
+    for listener in listeners:
+        listener.on_sampler_pass_end(sampler)
 
 
 def _wrap_scaler_step(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def step(self: Any, optimizer: Optimizer, *args: Any, **kwargs: Any) -> Any:
-        listeners = tuple(_listeners)
+        listeners = _open()
         for listener in listeners:
             listener.before_scaler_step(optimizer)
         result = original(self, optimizer, *args, **kwargs)

@@ -244,3 +244,31 @@ def test_the_readme_workflow_passes_only_declared_inputs() -> None:
     assert set(ours["with"]) <= set(ACTION["inputs"])
     [upload] = [step for step in steps if "upload-sarif" in step["uses"]]
     assert upload["with"]["sarif_file"] == ours["with"]["sarif-file"]
+
+
+def test_the_readme_names_a_commit_of_this_repository_that_installs_its_own_code() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## GitHub Action", 1)[1].split("\n## ", 1)[0]
+    [block] = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    [ours] = [s for s in yaml.safe_load(block)["jobs"]["looplint"]["steps"]
+              if s["uses"].startswith("looplint/looplint@")]  # fmt: skip
+    ref = ours["uses"].split("@", 1)[1]
+    # No release tag exists: the README pins a full commit hash, and says so.
+    assert re.fullmatch(r"[0-9a-f]{40}", ref), ref
+    assert "pin the action to a commit" in section
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout: the commit cannot be looked up")
+    shallow = subprocess.run(
+        ["git", "rev-parse", "--is-shallow-repository"], cwd=REPO, capture_output=True, text=True
+    )
+    if shallow.stdout.strip() == "true":
+        pytest.skip("shallow clone: history not available")
+    shown = subprocess.run(
+        ["git", "show", f"{ref}:action.yml"], cwd=REPO, capture_output=True, text=True
+    )
+    assert shown.returncode == 0, f"{ref} is not a commit of this repository: {shown.stderr}"
+    # The action at that commit installs the code it ships, not a package from an index.
+    pinned = yaml.safe_load(shown.stdout)
+    install = pinned["runs"]["steps"][0]
+    assert "${{ github.action_path }}" in install["env"].values()
+    assert "pip install" in install["run"]

@@ -29,6 +29,7 @@ ANALYSIS_MAY_IMPORT = (
     "looplint.identity",
     "looplint.files.notebook",
     "looplint.files.parse_guard",
+    "looplint.files.screening",
     "looplint.files.source",
 )
 MAX_CLASS_LINES = 300
@@ -139,5 +140,72 @@ def test_no_analysis_class_is_too_long_to_read_alone() -> None:
         if isinstance(node, ast.ClassDef)
         and node.end_lineno is not None
         and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES
+    ]
+    assert long == []
+
+
+RUNTIME = REPO / "runtime_check"
+MAX_RUNTIME_MODULE_LINES = 400
+
+
+def _runtime_module(path: Path) -> str:
+    """The installed name of a runtime checker module (`pyproject.toml`'s package-dir)."""
+    parts = path.relative_to(RUNTIME).with_suffix("").parts
+    prefix = ("looplint",) if parts[0] == "integrations" else ("looplint", "runtime_check")
+    parts = (*prefix, *parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """What a runtime module imports, relative imports resolved; `from package import name`
+    counts as importing `package.name`, which is the module when there is one."""
+    module = _runtime_module(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0]
+                base = f"{anchor}.{base}" if base else anchor
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return found
+
+
+def _runtime_graph() -> dict[str, set[str]]:
+    """Who imports whom in the runtime checker; a module's enclosing packages are left out
+    (Python imports them first whatever the module does: no arrow the code chose)."""
+    modules = {_runtime_module(path): _runtime_imports(path) for path in RUNTIME.rglob("*.py")}
+    return {
+        name: {i for i in imports if i in modules and i != name and not name.startswith(f"{i}.")}
+        for name, imports in modules.items()
+    }
+
+
+def test_no_import_circle_in_the_runtime_checker() -> None:
+    graph = _runtime_graph()
+    assert "looplint.runtime_check.finding" in graph["looplint.runtime_check.errors"]
+    cycles = []
+    for start in graph:
+        pending, seen = list(graph[start]), set()
+        while pending:
+            module = pending.pop()
+            if module == start:
+                cycles.append(start)
+                break
+            if module not in seen:
+                seen.add(module)
+                pending.extend(graph.get(module, ()))
+    assert cycles == []
+
+
+def test_no_runtime_module_grows_past_what_a_newcomer_can_read_alone() -> None:
+    long = [
+        (path.name, lines)
+        for path in RUNTIME.rglob("*.py")
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_RUNTIME_MODULE_LINES
     ]
     assert long == []

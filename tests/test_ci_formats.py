@@ -122,7 +122,11 @@ def test_sarif_is_valid_and_rooted_at_the_repository(
     notebook_result, notebook_region = by_uri["proj/src/nb.ipynb"]
     step = _raw_line(_notebook(), '"    optimizer.step()\\n"')
     assert notebook_region == {"startLine": step, "endLine": step}
-    assert notebook_result["properties"] == {"cell": 3, "cellLine": 4, "cellColumn": 5}
+    assert notebook_result["properties"] == {
+        "cell": 3, "cellLine": 4, "cellColumn": 5,
+        "evidence": [{"name": "optimizer", "kind": "optimizer",
+                      "recognised_by": "construction", "evidence": "built by `torch.optim.SGD`"}],
+    }  # fmt: skip
     rules = run["tool"]["driver"]["rules"]
     assert rules[0]["id"] == "LL000" and "## What it does" in rules[0]["help"]["markdown"]
 

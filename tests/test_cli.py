@@ -257,6 +257,46 @@ def test_rules_and_explain(run_looplint: RunLooplint) -> None:
     assert unknown.returncode == 2 and "LL999" in unknown.stderr
 
 
+
+def test_rule_and_rules_code_print_the_doc_as_ruff_rule_does(run_looplint: RunLooplint) -> None:
+    explained = run_looplint("explain", "LL001").stdout
+    for args in (("rule", "LL001"), ("rules", "LL001"), ("rule", "missing-zero-grad")):
+        result = run_looplint(*args)
+        assert (result.returncode, result.stdout) == (0, explained), args
+    as_json = json.loads(run_looplint("rule", "LL006", "--output-format", "json").stdout)
+    assert as_json["code"] == "LL006" and as_json["fixable"] is True
+    assert as_json["explanation"] == run_looplint("explain", "LL006").stdout
+    unknown = run_looplint("rule", "LL999")
+    assert unknown.returncode == 2 and "`looplint rules` lists them" in unknown.stderr
+
+
+def test_clean_removes_every_cache_and_nothing_else(
+    run_looplint: RunLooplint, tmp_path: Path
+) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.looplint]\ncache-dir = "build/lint"\n')
+    (tmp_path / "train.py").write_text(BUGGY)
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "looplint.toml").write_text("ignore = []\n")
+    (sub / "train.py").write_text(BUGGY)
+    assert run_looplint("check", ".", cwd=tmp_path).returncode == 1
+    caches = [tmp_path / "build" / "lint", sub / ".looplint_cache"]
+    assert all(any(cache.glob("results-*.json")) for cache in caches)
+    # a folder that only shares the name is someone else's
+    foreign = tmp_path / "other" / ".looplint_cache"
+    foreign.mkdir(parents=True)
+    (foreign / "notes.txt").write_text("mine")
+    result = run_looplint("clean", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == [
+        f"Removed {Path('build/lint')}", f"Removed {Path('sub/.looplint_cache')}"
+    ]  # fmt: skip
+    assert not any(cache.exists() for cache in caches)
+    assert (foreign / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "build").is_dir()  # only the cache inside it went
+    again = run_looplint("clean", cwd=tmp_path)
+    assert (again.returncode, again.stdout) == (0, "No looplint cache found.\n")
+
 def test_python_dash_m(tmp_path: Path) -> None:
     (tmp_path / "t.py").write_text(BUGGY)
     result = subprocess.run(

@@ -23,3 +23,4 @@ def test_rules_reference_is_generated() -> None:
     committed = (REPO / "docs" / "rules.md").read_text(encoding="utf-8")
     drifted = "docs/rules.md drifted: run `python -m looplint.reporting.docs`"
     assert committed == rules_markdown(), drifted
+

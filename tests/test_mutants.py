@@ -37,7 +37,7 @@ def train(model, loader, epochs):
         model.train()
         total = 0.0
         for i, x in enumerate(loader):
-            loss = model(x).sum()
+            loss = model(x).sum() / 4
             scaler.scale(loss).backward()
             total += loss.item()
             if (i + 1) % 4 == 0:
@@ -59,8 +59,9 @@ def _diff(before: str, after: str) -> tuple[list[str], list[str]]:
 def test_textbook_loop_gets_one_mutant_per_rule() -> None:
     found = mutants.mutate(TEXTBOOK)
     assert sorted(m.rule for m in found.mutants) == sorted(
-        ["LL001", "LL002", "LL004", "LL005", "LL006", "LL007", "LL007", "LL009", "LL010", "LL011"]
-    )
+        ["LL001", "LL002", "LL004", "LL005", "LL006", "LL007", "LL007", "LL009", "LL010", "LL011",
+         "LL013", "LL016"]
+    )  # fmt: skip
     # `model` is a parameter: its submodules are not visible, so no LL003 narrowing
     assert [(e.rule, e.reason) for e in found.exclusions] == [("LL003", "model-class-unknown")]
     by_rule = {m.rule: m for m in found.mutants}
@@ -367,3 +368,170 @@ for x in loader:
     ]
     assert mutant.text.splitlines()[5] == "    optimizer.step()"
     compile(mutant.text, "LL004", "exec")
+
+
+ACCUMULATING_CLASSIFIER = """\
+import torch
+import torch.nn.functional as F
+
+
+def evaluate(model, loader):
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in loader:
+            correct += (model(x).argmax(1) == y).sum().item()
+    return correct
+
+
+def train(model, loader, val_loader, accum=4):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for epoch in range(3):
+        model.train()
+        for i, (x, y) in enumerate(loader):
+            loss = F.cross_entropy(model(x), y) / accum
+            loss.backward()
+            if (i + 1) % accum == 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                optimizer.zero_grad()
+        print(evaluate(model, val_loader))
+"""
+
+
+def test_activation_accumulation_evaluation_and_clip_mutants_are_reported(tmp_path: Path) -> None:
+    """LL012-LL016's mutations of a correct loop: a softmax before the cross-entropy, the
+    division by the window removed, the `no_grad` around evaluation removed, the clip moved
+    after the step — each one reported by its rule, the original silent."""
+    rules = ["LL012", "LL013", "LL014", "LL016"]
+    found = mutants.mutate(ACCUMULATING_CLASSIFIER, rules)
+    assert sorted(m.rule for m in found.mutants) == rules
+    by_rule = {m.rule: m for m in found.mutants}
+    assert _diff(ACCUMULATING_CLASSIFIER, by_rule["LL013"].text) == (
+        ["loss = F.cross_entropy(model(x), y) / accum"],
+        ["loss = F.cross_entropy(model(x), y)"],
+    )
+    assert "with torch.no_grad():" not in by_rule["LL014"].text
+    files = {"original.py": ACCUMULATING_CLASSIFIER}
+    files.update({f"m_{m.rule}.py": m.text for m in found.mutants})
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "looplint", "check", "--format", "json", "--exit-zero",
+         "--no-cache", "--select", ",".join(rules), str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    codes: dict[str, set[str]] = {name: set() for name in files}
+    for finding in json.loads(proc.stdout):
+        codes[Path(finding["path"]).name].add(finding["code"])
+    assert codes == {"original.py": set(), **{f"m_{r}.py": {r} for r in rules}}
+
+
+NETWORKS = """\
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from transformers import AutoModel
+
+
+class Encoder(nn.Module):
+    def __init__(self, dim, depth):
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Linear(dim, dim) for _ in range(depth)])
+        self.scale = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = F.dropout(block(x), 0.1, training=self.training)
+        return x * self.scale
+
+
+def freeze(model):
+    for param in model.parameters():
+        param.requires_grad = False
+
+
+def main(dataset, rank):
+    model = DistributedDataParallel(Encoder(8, 2), device_ids=[rank])
+    optimizer = torch.optim.AdamW(model.parameters())
+    sampler = DistributedSampler(dataset)
+    loader = DataLoader(dataset, batch_size=8, sampler=sampler)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        for x in loader:
+            optimizer.zero_grad()
+            model(x).sum().backward()
+            optimizer.step()
+
+
+def finetune(loader):
+    bert = AutoModel.from_pretrained("bert-base-uncased")
+    optimizer = torch.optim.AdamW(bert.parameters())
+    bert.train()
+    for batch in loader:
+        optimizer.zero_grad()
+        bert(**batch).loss.backward()
+        optimizer.step()
+"""
+
+
+def test_network_definition_and_distributed_mutants_are_reported(tmp_path: Path) -> None:
+    """One mutant per site of LL015 and LL017-LL021 on a small model file, each reported by
+    the CLI with its rule, and the original clean."""
+    rules = ["LL015", "LL017", "LL018", "LL019", "LL020", "LL021"]
+    found = mutants.mutate(NETWORKS, rules)
+    assert sorted(m.rule for m in found.mutants) == [
+        "LL015", "LL015", "LL017", "LL018", "LL019", "LL020", "LL021"
+    ]  # fmt: skip
+    by_description = {m.description: m for m in found.mutants}
+    assert any("set_epoch" in d for d in by_description)
+    files = {"original.py": NETWORKS}
+    for index, mutant in enumerate(found.mutants):
+        compile(mutant.text, mutant.rule, "exec")
+        files[f"m{index}_{mutant.rule}.py"] = mutant.text
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "looplint", "check", "--format", "json", "--exit-zero",
+         "--no-cache", "--select", ",".join(rules), str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    codes: dict[str, set[str]] = {name: set() for name in files}
+    for finding in json.loads(proc.stdout):
+        codes[Path(finding["path"]).name].add(finding["code"])
+    assert codes.pop("original.py") == set()
+    for name, reported in codes.items():
+        assert name.split("_")[1].removesuffix(".py") in reported, (name, reported)
+
+
+@pytest.mark.parametrize(
+    ("source", "rule", "reason"),
+    [
+        (
+            "import torch.nn as nn\nclass A(Base):\n    def __init__(self):\n"
+            "        self.l = nn.ModuleList([nn.Linear(1, 1)])\n",
+            "LL017",
+            "base-elsewhere",
+        ),
+        (
+            "import torch.nn as nn\nclass A(nn.Module):\n    def __init__(self, blocks):\n"
+            "        self.l = nn.ModuleList(blocks)\n",
+            "LL017",
+            "no-fresh-layers",
+        ),
+        (
+            "import torch.nn.functional as F\nimport torch.nn as nn\nclass A(nn.Module):\n"
+            "    def forward(self, x):\n        if self.training:\n"
+            "            x = F.dropout(x, 0.1, training=self.training)\n        return x\n",
+            "LL019",
+            "guarded-by-mode",
+        ),
+        ("model.requires_grad = False\n", "LL020", "receiver-not-tensor"),
+    ],
+)
+def test_definition_non_bugs_are_excluded(source: str, rule: str, reason: str) -> None:
+    found = mutants.mutate(source, [rule])
+    assert found.mutants == []
+    assert [(e.rule, e.reason) for e in found.exclusions] == [(rule, reason)]

@@ -127,3 +127,35 @@ def test_config_errors_name_the_file_and_the_key(
     assert result.stderr.startswith(f"looplint: error: {monorepo / 'a' / 'pyproject.toml'}: ")
     assert needle in result.stderr, result.stderr
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_looplint_toml_files_are_read_and_win_over_pyproject_as_ruff_toml_does(
+    run_looplint: RunLooplint, monorepo: Path
+) -> None:
+    # a/ has a pyproject.toml ignoring LL001; a looplint.toml beside it wins
+    (monorepo / "a" / "looplint.toml").write_text('select = ["LL001"]\n')
+    # c/ had nothing: a .looplint.toml there applies, and wins over looplint.toml
+    (monorepo / "c" / "looplint.toml").write_text('select = ["LL001"]\n')
+    (monorepo / "c" / ".looplint.toml").write_text('ignore = ["LL001"]\n')
+    found = _codes_by_file(run_looplint, monorepo, ".")
+    assert found == {"a/src/train.py": {"LL001"}, "a/src/gen/x.py": {"LL001"}}
+    settings = run_looplint("check", "--show-settings", "c/src/train.py", cwd=monorepo).stdout
+    assert ".looplint.toml" in settings
+    # the project root (and its cache) is the folder of the file that applies
+    assert (monorepo / "c" / ".looplint_cache").is_dir()
+
+
+def test_looplint_toml_takes_its_settings_at_the_top_level(
+    run_looplint: RunLooplint, tmp_path: Path
+) -> None:
+    (tmp_path / "train.py").write_text(BUGGY)
+    (tmp_path / "looplint.toml").write_text('[tool.looplint]\nignore = ["LL001"]\n')
+    nested = run_looplint("check", ".", cwd=tmp_path)
+    assert nested.returncode == 2
+    assert "top level of looplint.toml, without a [tool.looplint] header" in nested.stderr
+    (tmp_path / "looplint.toml").write_text('ignore = "LL001"\n')
+    wrong = run_looplint("check", ".", cwd=tmp_path)
+    assert wrong.returncode == 2
+    assert wrong.stderr.startswith("looplint: error: ")
+    assert "looplint.toml: `ignore` must be a list of strings" in wrong.stderr
+    assert "[tool.looplint]" not in wrong.stderr

@@ -150,10 +150,12 @@ def test_a_whole_editing_session(session: LspSession, project: Path) -> None:
             "context": {"diagnostics": [keeps_graph]},
         },
     )
-    by_kind = {action["kind"]: action for action in actions}
-    assert set(by_kind) == {"quickfix", "source.fixAll.looplint"}
-    quick_fix = by_kind["quickfix"]
-    assert quick_fix["title"] == "looplint: fix LL006 (loss-keeps-graph)"
+    assert [(action["kind"], action["title"]) for action in actions] == [
+        ("quickfix", "looplint: fix LL006 (loss-keeps-graph)"),
+        ("quickfix", "looplint: disable LL006 for this line (# noqa: LL006)"),
+        ("source.fixAll.looplint", "looplint: fix all auto-fixable problems"),
+    ]
+    quick_fix, silence_graph, _ = actions
     assert quick_fix["diagnostics"] == [keeps_graph] and quick_fix["isPreferred"] is True
     edits = quick_fix["edit"]["changes"][uri]
     assert len(edits) == 1 and edits[0]["range"]["start"]["line"] == 14  # just the line
@@ -162,7 +164,7 @@ def test_a_whole_editing_session(session: LspSession, project: Path) -> None:
     # A client that re-counted the columns it sends back still gets the fix.
     end = {**keeps_graph["range"]["end"], "character": keeps_graph["range"]["end"]["character"] + 2}
     recounted = {**keeps_graph, "range": {**keeps_graph["range"], "end": end}}
-    [again] = session.request(
+    again, silence_again = session.request(
         "textDocument/codeAction",
         {
             "textDocument": {"uri": uri},
@@ -171,19 +173,32 @@ def test_a_whole_editing_session(session: LspSession, project: Path) -> None:
         },
     )
     assert again["edit"] == quick_fix["edit"]
-
-    # No quick fix for a finding without one; "fix all" on request (as on save).
-    assert (
-        session.request(
-            "textDocument/codeAction",
-            {
-                "textDocument": {"uri": uri},
-                "range": missing_clear["range"],
-                "context": {"diagnostics": [missing_clear]},
-            },
-        )
-        == []
+    assert silence_again["title"].startswith("looplint: disable LL006")
+    assert "isPreferred" not in silence_graph  # the fix is preferred over silencing
+    [noqa_graph] = silence_graph["edit"]["changes"][uri]
+    assert apply_text_edits(BUGGY, [noqa_graph]).splitlines()[14] == (
+        "        total += loss * x.size(0)  # noqa: LL006"
     )
+
+    # A finding without a fix still gets an action: "disable for this line", as ruff
+    # offers on every diagnostic; "fix all" on request (as on save).
+    [silence] = session.request(
+        "textDocument/codeAction",
+        {
+            "textDocument": {"uri": uri},
+            "range": missing_clear["range"],
+            "context": {"diagnostics": [missing_clear]},
+        },
+    )
+    assert silence["kind"] == "quickfix" and silence["diagnostics"] == [missing_clear]
+    assert silence["title"] == "looplint: disable LL001 for this line (# noqa: LL001)"
+    silenced = apply_text_edits(BUGGY, silence["edit"]["changes"][uri])
+    assert silenced.splitlines()[13] == '        _ = "😋"; apply_update(optimizer)  # noqa: LL001'
+    session.notify(
+        "textDocument/didChange",
+        {"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": silenced}]},
+    )
+    assert [d["code"] for d in _diagnostics(session, uri, 2)] == ["LL006"]  # LL001 silenced
     [fix_all] = session.request(
         "textDocument/codeAction",
         {
@@ -197,11 +212,11 @@ def test_a_whole_editing_session(session: LspSession, project: Path) -> None:
     session.notify(
         "textDocument/didChange",
         {
-            "textDocument": {"uri": uri, "version": 2},
+            "textDocument": {"uri": uri, "version": 3},
             "contentChanges": [{"text": CLEAN}],
         },
     )
-    assert _diagnostics(session, uri, 2) == []
+    assert _diagnostics(session, uri, 3) == []
     assert session.requests == []  # this client cannot watch files: nothing registered
 
     assert session.request("shutdown") is None
@@ -285,6 +300,64 @@ def test_a_changed_config_on_disk_rechecks_open_buffers(project: Path) -> None:
             "workspace/didChangeWatchedFiles", {"changes": [{"uri": config.as_uri(), "type": 2}]}
         )
         assert [d["code"] for d in _diagnostics(session, uri, 1)] == ["LL001"]
+        assert {"**/looplint.toml", "**/.looplint.toml"} <= watched
+
+        # A looplint.toml created beside it wins over pyproject.toml: noticed at once,
+        # without an edit of the buffer.
+        dedicated = project / "looplint.toml"
+        dedicated.write_text('ignore = ["LL001", "LL004"]\n')
+        session.notify(
+            "workspace/didChangeWatchedFiles",
+            {"changes": [{"uri": dedicated.as_uri(), "type": 1}]},
+        )
+        assert [d["code"] for d in _diagnostics(session, uri, 1)] == ["LL006"]
+        session.request("shutdown")
+        session.notify("exit")
+        assert session.finish()[0] == 0
+
+
+@needs_lsp
+def test_a_client_that_cannot_watch_files_still_sees_a_changed_config(project: Path) -> None:
+    # Neovim on Linux, Helix: no file watching for servers. The server looks itself.
+    with _start(project, cwd=project, watches=False) as session:
+        uri = (project / "train.py").as_uri()
+        _open(session, uri, BUGGY)
+        assert [d["code"] for d in _diagnostics(session, uri, 1)] == ["LL001", "LL006"]
+        (project / ".looplint.toml").write_text('ignore = ["LL004", "LL006"]\n')
+        # no notification, no edit: the next diagnostics come from the server's own look
+        assert [d["code"] for d in _diagnostics(session, uri, 1)] == ["LL001"]
+        (project / ".looplint.toml").unlink()
+        assert [d["code"] for d in _diagnostics(session, uri, 1)] == ["LL001", "LL006"]
+        assert session.requests == []
+        session.request("shutdown")
+        session.notify("exit")
+        assert session.finish()[0] == 0
+
+
+@needs_lsp
+def test_a_file_that_does_not_parse_can_be_silenced_for_the_file(project: Path) -> None:
+    with _start(project, cwd=project) as session:
+        uri = (project / "train.py").as_uri()
+        broken = "#!/usr/bin/env python\nfor x in data\n    optimizer.step()\n"
+        _open(session, uri, broken)
+        [problem] = _diagnostics(session, uri, 1)
+        assert problem["code"] == "LL000"
+        [action] = session.request(
+            "textDocument/codeAction",
+            {
+                "textDocument": {"uri": uri},
+                "range": problem["range"],
+                "context": {"diagnostics": [problem]},
+            },
+        )
+        assert action["title"] == "looplint: disable LL000 for this file"
+        silenced = apply_text_edits(broken, action["edit"]["changes"][uri])
+        assert silenced.splitlines()[:2] == ["#!/usr/bin/env python", "# looplint: noqa: LL000"]
+        session.notify(
+            "textDocument/didChange",
+            {"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": silenced}]},
+        )
+        assert _diagnostics(session, uri, 2) == []
         session.request("shutdown")
         session.notify("exit")
         assert session.finish()[0] == 0

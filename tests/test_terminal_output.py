@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunLooplint, looplint_command
+from tests.conftest import FIXTURES, RunLooplint, looplint_command
 from tests.test_cli import BUGGY, FIXED, LEAKY, STEP_LINE
 
 ESC = "\x1b["
@@ -127,10 +127,18 @@ def test_warning_when_no_python_files(run_looplint: RunLooplint, tmp_path: Path)
 def test_statistics_as_json(run_looplint: RunLooplint, project: Path) -> None:
     result = run_looplint("check", "--statistics", "--output-format", "json", cwd=project)
     assert result.returncode == 1
-    assert json.loads(result.stdout) == [
-        {"code": "LL001", "name": "missing-zero-grad", "count": 1, "fixable": 0},
-        {"code": "LL006", "name": "loss-keeps-graph", "count": 1, "fixable": 1},
-    ]
+    rows = json.loads(result.stdout)
+    assert rows == [
+        {"code": "LL001", "name": "missing-zero-grad", "count": 1, "fixable": False,
+         "fixable_count": 0},
+        {"code": "LL006", "name": "loss-keeps-graph", "count": 1, "fixable": True,
+         "fixable_count": 1},
+    ]  # fmt: skip
+    # `fixable` means what it means in each finding: a boolean, never a count
+    findings = json.loads(run_looplint("check", "--format", "json", cwd=project).stdout)
+    for row in rows:
+        same = [f["fixable"] for f in findings if f["code"] == row["code"]]
+        assert row["fixable"] is any(same) and row["fixable_count"] == sum(same)
 
 
 def test_fixable_marker_is_in_json_and_matches_what_fix_does(
@@ -147,3 +155,14 @@ def _strip_ansi(text: str) -> str:
     import re
 
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def test_every_help_line_says_what_to_do_with_what(run_looplint: RunLooplint) -> None:
+    result = run_looplint(
+        "check", "--no-cache", "--output-format", "full", str(FIXTURES), "--exit-zero"
+    )
+    helps = [line for line in result.stdout.splitlines() if line.lstrip(" ").startswith("= help")]
+    assert helps
+    # "save both" alone leaves the reader guessing: both of what?
+    saves = [line for line in helps if "Save both" in line]
+    assert saves and all(line.count(".state_dict()`") == 2 for line in saves), saves

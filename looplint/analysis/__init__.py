@@ -13,6 +13,8 @@ Layers, each importing only those above it in this list:
   and the evidence it was recognised by;
 * `linking`: calls into other modules of the codebase and what this module passes them;
 * `trees`: each function's events resolved to operations, same-module calls inlined;
+* `networks`: the module's own `nn.Module` classes and the models it loads pretrained;
+* `sampling`: DDP, data loaders and the samplers they are given;
 * `facts`: `ModuleFacts`, the one object rules query;
 * `project`: the checked codebase as importable modules, building `ModuleFacts` on demand.
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 import enum
 import re
 
+import libcst as cst
+
+from looplint.analysis.syntax import dotted_name, keyword_arg
+
 
 class ObjectKind(enum.Enum):
     """The stateful objects of a training loop whose misuse the rules detect."""
@@ -235,3 +239,30 @@ PER_BATCH_METHODS = frozenset(
 """Methods that frameworks and trainer base classes call once per batch."""
 LIGHTNING_ACCESSORS = {"optimizers": ObjectKind.OPTIMIZER, "lr_schedulers": ObjectKind.SCHEDULER}
 """`self.optimizers()` / `self.lr_schedulers()` in a LightningModule."""
+
+
+_STATELESS_OPTIMIZERS = frozenset({"SGD"})
+
+
+def optimizer_keeps_state(qualified: str, call: cst.Call) -> bool:
+    """Whether the optimizer `call` builds keeps state across steps (momentum buffers, Adam's
+    moments): all do but plain SGD without momentum (or with a literal `momentum=0`)."""
+    written = dotted_name(call.func) or ""
+    if qualified.rsplit(".", 1)[-1] not in _STATELESS_OPTIMIZERS or not written.endswith("SGD"):
+        return True  # a factory's call site does not show the arguments
+    momentum = keyword_arg(call, "momentum")
+    return momentum is not None and not (
+        isinstance(momentum, (cst.Integer, cst.Float)) and float(momentum.value) == 0
+    )
+
+
+_GRAD_MODE_SWITCHES = ("no_grad", "inference_mode", "set_grad_enabled")
+
+
+def switches_grad_mode(context: str) -> bool:
+    """Whether a `with` context or decorator (qualified) can turn autograd off:
+    `torch.no_grad`, `torch.inference_mode`, `torch.set_grad_enabled(flag)` (whatever
+    the flag: what it holds at run time is not known here), and project wrappers named
+    after them (YOLO's `smart_inference_mode()`)."""
+    last = context.rsplit(".", 1)[-1]
+    return any(switch in last for switch in _GRAD_MODE_SWITCHES)

@@ -47,6 +47,7 @@ from looplint.analysis.program import (
     all_events,
 )
 from looplint.analysis.recognition import (
+    Basis,
     ObjectInfo,
     ObjectTable,
     call_arguments_renamed,
@@ -105,7 +106,9 @@ def _annotations(table: ObjectTable, function: FunctionInfo) -> None:
         if kind is None:
             continue
         written = f"type[{qualified}]" if holds_class else qualified
-        info = ObjectInfo(kind, qualified or "", None, evidence=f"annotated `{written}`")
+        info = ObjectInfo(
+            kind, qualified or "", None, evidence=f"annotated `{written}`", basis=Basis.ANNOTATION
+        )
         if holds_class:
             table.record_class(identity, info)
         else:
@@ -127,6 +130,10 @@ def _class_attributes(table: ObjectTable, program: ModuleProgram, scopes: Scopes
 def _assignment(table: ObjectTable, event: AssignEvent, frame: Frame) -> bool:
     assert event.value is not None
     value = event.value
+    if isinstance(event.node, cst.WithItem):
+        # `with LocalSGD(model) as averager:` — no optimizer, scheduler or scaler is a
+        # context manager, whatever its name says: how it is used wins.
+        return False
     targets = [table.scopes.identity(target, frame) for target in event.targets]
     if len(targets) == 1:
         target = targets[0]
@@ -179,8 +186,10 @@ def _class_value(table: ObjectTable, value: cst.BaseExpression, frame: Frame) ->
         return ObjectInfo(built, imported, None, evidence=f"the class `{imported}`")
     if named_class_kind(imported.rsplit(".", 1)[-1]) is ObjectKind.OPTIMIZER:
         return ObjectInfo(
-            ObjectKind.OPTIMIZER, imported, None, evidence=f"the optimizer class `{imported}`"
-        )
+            ObjectKind.OPTIMIZER, imported, None,
+            evidence=f"the optimizer class `{imported}`, an optimizer by its name",
+            basis=Basis.NAME,
+        )  # fmt: skip
     return None
 
 
@@ -431,10 +440,11 @@ def _roles(table: ObjectTable, uses: _Uses) -> bool:
     for identity, reason in found.items():
         if not table.kinds(identity):
             evidence = _ROLE_EVIDENCE[reason]
-            changed |= table.record(
-                identity,
-                ObjectInfo(ObjectKind.OPTIMIZER, "<used as optimizer>", None, evidence=evidence),
+            basis = Basis.PROTOCOL if reason == "protocol" else Basis.ROLE
+            info = ObjectInfo(
+                ObjectKind.OPTIMIZER, "<used as optimizer>", None, evidence=evidence, basis=basis
             )
+            changed |= table.record(identity, info)
     for identity in (uses.stepped & uses.last_lr) - uses.cleared:
         if not table.kinds(identity):
             changed |= table.record(
@@ -442,6 +452,7 @@ def _roles(table: ObjectTable, uses: _Uses) -> bool:
                 ObjectInfo(
                     ObjectKind.SCHEDULER, "<used as scheduler>", None,
                     evidence="has both `.step()` and `.get_last_lr()` called",
+                    basis=Basis.PROTOCOL,
                 ),
             )  # fmt: skip
     return changed
@@ -495,4 +506,5 @@ def _names(table: ObjectTable, program: ModuleProgram, scopes: Scopes) -> None:
             if kind is ObjectKind.OPTIMIZER
             else "named like a learning-rate scheduler and stepped without arguments"
         )
-        table.record(identity, ObjectInfo(kind, f"<named {kind.value}>", None, evidence=evidence))
+        info = ObjectInfo(kind, f"<named {kind.value}>", None, evidence=evidence, basis=Basis.NAME)
+        table.record(identity, info)

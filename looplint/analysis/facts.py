@@ -13,10 +13,14 @@ from collections.abc import Iterable, Iterator
 
 import libcst as cst
 
+from looplint.analysis.activations import LossInput, loss_inputs
+from looplint.analysis.callers import CallGraph
 from looplint.analysis.catalog import ObjectKind
 from looplint.analysis.evidence import fill
 from looplint.analysis.linking import Binding, Linker, ModuleResolver
+from looplint.analysis.networks import Networks, pretrained_models
 from looplint.analysis.operations import (
+    Assign,
     Clear,
     Item,
     LoopView,
@@ -27,10 +31,12 @@ from looplint.analysis.operations import (
     _Place,
     loop_views,
 )
-from looplint.analysis.program import FunctionInfo, ModuleProgram
+from looplint.analysis.program import CallEvent, FunctionInfo, ModuleProgram, all_events
 from looplint.analysis.recognition import ObjectInfo, ObjectTable
+from looplint.analysis.sampling import Sampling
 from looplint.analysis.scopes import Frame, Scopes
-from looplint.analysis.summary import ModuleSummary, summarise
+from looplint.analysis.summary import ModuleSummary, divisors, summarise
+from looplint.analysis.syntax import descendants
 from looplint.analysis.trees import TreeBuilder
 
 __all__ = ["Binding", "Frame", "ModuleFacts", "ObjectInfo"]
@@ -59,6 +65,13 @@ class ModuleFacts:
         self._sites: dict[int, list[Site]] = {}
         self._views: dict[int, dict[int, LoopView]] = {}
         self._summary: ModuleSummary | None = None
+        self._networks: Networks | None = None
+        self._pretrained: dict[str, cst.Call] | None = None
+        self._sampling: Sampling | None = None
+        self._frozen: frozenset[str] | None = None
+        self._calls: CallGraph | None = None
+        self._divisors: frozenset[str] | None = None
+        self._loss_inputs: list[LossInput] | None = None
 
     @property
     def consulted(self) -> dict[str, set[str] | None]:
@@ -76,6 +89,48 @@ class ModuleFacts:
         if self._summary is None:
             self._summary = summarise(self.program)
         return self._summary
+
+    @property
+    def networks(self) -> Networks:
+        """The module's `nn.Module` classes (`Networks`), computed on first use."""
+        if self._networks is None:
+            self._networks = Networks(self.program, self.linker.foreign_layer)
+        return self._networks
+
+    @property
+    def pretrained(self) -> dict[str, cst.Call]:
+        """Identities holding a model loaded by `from_pretrained(...)`, with the call."""
+        if self._pretrained is None:
+            self._pretrained = pretrained_models(self.program, self.scopes)
+        return self._pretrained
+
+    @property
+    def sampling(self) -> Sampling:
+        """DDP, data loaders and their samplers (`Sampling`), computed on first use."""
+        if self._sampling is None:
+            self._sampling = Sampling(self.program, self.scopes)
+        return self._sampling
+
+    @property
+    def calls(self) -> CallGraph:
+        """Who calls each function of the module, computed on first use."""
+        if self._calls is None:
+            self._calls = CallGraph(self.program, self.scopes)
+        return self._calls
+
+    @property
+    def divisors(self) -> frozenset[str]:
+        """What the module divides anything by (`summary.divisors`), computed on first use."""
+        if self._divisors is None:
+            self._divisors = divisors(self.program.module)
+        return self._divisors
+
+    @property
+    def loss_inputs(self) -> list[LossInput]:
+        """Every loss call whose input's last activation is known (`activations`)."""
+        if self._loss_inputs is None:
+            self._loss_inputs = loss_inputs(self.program, self.scopes, self.linker, self.calls)
+        return self._loss_inputs
 
     # -- objects -------------------------------------------------------------------------
     def kinds(self, identity: str | None) -> set[ObjectKind]:
@@ -119,6 +174,60 @@ class ModuleFacts:
     def sole_optimizer(self, view: LoopView) -> bool:
         """Whether one optimizer alone is stepped in the loop `view` shows."""
         return len({s.op.optimizer for s in view.sites if isinstance(s.op, Step)}) == 1
+
+    def hands_out_generator(self, call: cst.Call, frame: Frame) -> bool:
+        """Whether `x.parameters()` (or `named_parameters()`, …) gives a one-shot generator.
+
+        torch's modules do. An instance of a class of this module that defines the method
+        itself gets what that method returns: hand-written layers in autograd lessons
+        return a list (`return [self.weight, self.bias]`), which can be read any number
+        of times.
+        """
+        func = call.func
+        if not isinstance(func, cst.Attribute):
+            return True  # `filter(...)`, `map(...)`: one-shot whatever they wrap
+        receiver = self.scopes.identity(func.value, frame)
+        owner = self.scopes.instance_class(receiver) if receiver is not None else None
+        method = self.program.method(owner, func.attr.value) if owner is not None else None
+        return method is None or _returns_generator(method)
+
+    def partly_frozen(self, module: str) -> bool:
+        """Whether this module freezes parameters of `module` or of a part of it (also
+        through the class it is an instance of): `p.requires_grad = False` over its
+        parameters, `module.encoder.requires_grad_(False)`. A linear probe does this."""
+        if self._frozen is None:
+            self._frozen = frozenset(self._frozen_modules())
+        owner = self.scopes.instance_class(module)
+        prefixes = [module] if owner is None else [module, self.scopes.class_self(owner)]
+        return any(
+            frozen == prefix or frozen.startswith(prefix + ".")
+            for frozen in self._frozen
+            for prefix in prefixes
+        )
+
+    def _frozen_modules(self) -> Iterator[str]:
+        for function, sites in self.all_sites():
+            for site in sites:
+                op = site.op
+                if (
+                    isinstance(op, Assign)
+                    and op.target.endswith(".requires_grad")
+                    and isinstance(op.node, cst.Assign)
+                    and _is_false(op.node.value)
+                ):
+                    yield op.target.removesuffix(".requires_grad")
+            for event in all_events(function.events):
+                call = event.node if isinstance(event, CallEvent) else None
+                if (
+                    call is not None
+                    and isinstance(call.func, cst.Attribute)
+                    and call.func.attr.value == "requires_grad_"
+                    and call.args
+                    and _is_false(call.args[0].value)
+                ):
+                    identity = self.scopes.identity(call.func.value, Frame(function, {}))
+                    if identity is not None:
+                        yield identity
 
     # -- what this module gives others --------------------------------------------------
     def factory_info(self, function: FunctionInfo) -> ObjectInfo | None:
@@ -174,3 +283,19 @@ class ModuleFacts:
         """Sites of every function and the module body."""
         for function in self.program.functions:
             yield function, self.sites(function)
+
+
+def _returns_generator(method: FunctionInfo) -> bool:
+    """A generator function, or one returning a generator expression or another
+    module's `parameters()`; a list, a tuple or a comprehension is not one."""
+    if any(isinstance(node, (cst.Yield)) for node in descendants(method.node)):
+        return True
+    return any(
+        isinstance(value, cst.GeneratorExp)
+        or (isinstance(value, cst.Call) and not isinstance(value.func, cst.Name))
+        for value in method.returns
+    )
+
+
+def _is_false(node: cst.BaseExpression) -> bool:
+    return isinstance(node, cst.Name) and node.value == "False"

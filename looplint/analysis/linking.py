@@ -17,6 +17,7 @@ from typing import Protocol
 
 import libcst as cst
 
+from looplint.analysis.binding import Binding as Binding  # re-exported: its old home
 from looplint.analysis.catalog import ObjectKind
 from looplint.analysis.operations import (
     Backward,
@@ -26,6 +27,7 @@ from looplint.analysis.operations import (
     Construct,
     Context,
     Escape,
+    Forward,
     Item,
     Loop,
     ModeSwitch,
@@ -44,49 +46,6 @@ from looplint.analysis.scopes import Frame, Scopes, parameters_of, symbolic
 
 NEVER_FOLLOWED = frozenset({"torch", "numpy", "__future__", "typing"})
 """Libraries the catalog already knows: their source is never followed."""
-
-
-@dataclass(frozen=True, slots=True)
-class Binding:
-    """An object another module passes to one of this module's functions.
-
-    `train_one_epoch(model, opt, loader)` in `train.py`, with `opt` an AdamW, tells
-    `engine.py` that `train_one_epoch`'s `optimizer` parameter holds an optimizer.
-    Plain data, so it can travel between processes and into the cache.
-    """
-
-    path: str
-    """The file of the function that receives the object."""
-    function: str
-    """Its qualified name in that file (`train_one_epoch`, `Trainer.__init__`)."""
-    param: str
-    kind: str
-    qualified: str
-    parameter_sources: tuple[str, ...] = ()
-    """For an optimizer: what it updates, as identities of the receiving function."""
-
-    def to_json(self) -> list[object]:
-        """A compact JSON form, for the cache."""
-        return [self.path, self.function, self.param, self.kind, self.qualified,
-                list(self.parameter_sources)]  # fmt: skip
-
-    @classmethod
-    def from_json(cls, data: list[object]) -> Binding:
-        """Inverse of `to_json`."""
-        path, function, param, kind, qualified, sources = data
-        assert isinstance(sources, list)
-        return cls(str(path), str(function), str(param), str(kind), str(qualified),
-                   tuple(str(s) for s in sources))  # fmt: skip
-
-    def info(self) -> ObjectInfo:
-        """What the receiving module records for its parameter."""
-        return ObjectInfo(
-            ObjectKind(self.kind),
-            self.qualified,
-            None,
-            parameter_sources=frozenset(self.parameter_sources),
-            evidence=f"passed in as `{self.param}` by another module (`{self.qualified}`)",
-        )
 
 
 class ForeignFacts(Protocol):
@@ -144,6 +103,10 @@ class ModuleResolver(Protocol):
         """Whether that definition was found to mention nothing a rule tracks."""
         ...
 
+    def holds_parameters(self, path: str, attribute: str) -> bool:
+        """Whether that definition is an `nn.Module` class building layers of its own."""
+        ...
+
 
 class Linker:
     """One module's view of the rest of the codebase."""
@@ -197,6 +160,24 @@ class Linker:
                 self.consulted[path] = None
         return found
 
+    def foreign_layer(self, func: cst.BaseExpression) -> bool:
+        """Whether `func` names an `nn.Module` class of another module of the codebase that
+        holds parameters (`from .layers import LinearNorm`; see `holds_parameters`)."""
+        if self.resolver is None or self.path is None:
+            return False
+        written = self.imports.target(func)
+        if written is None or written.split(".", 1)[0] in NEVER_FOLLOWED:
+            return False
+        located = self.resolver.locate(self.path, written)
+        if located is None:
+            return False
+        path, attribute = located
+        names = self.consulted.get(path, set())
+        if names is not None:
+            names.add(attribute)
+            self.consulted[path] = names
+        return self.resolver.holds_parameters(path, attribute)
+
     def arguments(self, function: FunctionInfo, call: cst.Call, frame: Frame) -> dict[str, str]:
         """The caller's identity each of `function`'s parameters is bound to by `call`."""
         return {
@@ -230,7 +211,9 @@ class Linker:
             # come from what the caller passed, as far as the caller can tell.
             sources |= frozenset(mapping.values())
         optimizer = translate(info.optimizer) if info.optimizer is not None else None
-        return ObjectInfo(info.kind, info.qualified, call, optimizer, sources, info.evidence)
+        return ObjectInfo(
+            info.kind, info.qualified, call, optimizer, sources, info.evidence, basis=info.basis
+        )
 
     def bindings(self, program: ModuleProgram, table: ObjectTable) -> list[Binding]:
         """What this module passes to functions and classes of other modules: the
@@ -340,6 +323,10 @@ def instantiate(
                 out.append(ScalerCall(call, scaler, item.method, bind(item.optimizer)))
         elif isinstance(item, Clip):
             out.append(Clip(call))
+        elif isinstance(item, Forward):
+            module = bind(item.module)
+            if module is not None:
+                out.append(Forward(call, module))
         # Assignments, appends, saves and loads stay the callee's own business.
     return out
 

@@ -124,6 +124,15 @@ class Clip:
 
 
 @dataclass(frozen=True, slots=True)
+class Forward:
+    """`model(x)`: a module that is switched between train and eval mode somewhere in
+    the module, run forward (its autograd graph is built unless gradients are off)."""
+
+    node: cst.Call
+    module: str
+
+
+@dataclass(frozen=True, slots=True)
 class Save:
     """`torch.save(payload, ...)`: `states` are the objects whose `state_dict()` it holds."""
 
@@ -172,6 +181,20 @@ class Loop:
     node: cst.For | cst.While | cst.FunctionDef
     targets: frozenset[str]
     body: tuple[Item, ...]
+    iterates: str | None = None
+    """The identity a `for` loop iterates (`loader` in `for x, y in enumerate(loader):`)."""
+
+    @property
+    def runs_once(self) -> bool:
+        """`for x, y in loader: ...; break`: the body ends with an unconditional `break`,
+        so it runs at most once (a peek at one batch, not a loop)."""
+        node = self.node
+        if isinstance(node, cst.FunctionDef) or not isinstance(node.body, cst.IndentedBlock):
+            return False
+        last = node.body.body[-1] if node.body.body else None
+        return isinstance(last, cst.SimpleStatementLine) and any(
+            isinstance(small, cst.Break) for small in last.body
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +208,10 @@ class Branch:
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """A `with` block and what it enters."""
+    """A `with` block and what it enters; or a function's grad-mode decorators
+    (`@torch.no_grad()`), which hold around its whole body."""
 
-    node: cst.With
+    node: cst.With | cst.FunctionDef
     contexts: tuple[str, ...]
     body: tuple[Item, ...]
 
@@ -204,6 +228,7 @@ Operation = (
     | Append
     | ScalerCall
     | Clip
+    | Forward
     | Save
     | LoadState
     | Reinit
@@ -343,6 +368,13 @@ class LoopView:
     def ops(self, kind: type[Operation]) -> Iterator[Site]:
         """Sites of one operation type."""
         return (site for site in self.sites if isinstance(site.op, kind))
+
+    def following(self, site: Site) -> Iterator[Site]:
+        """What runs after `site`: the rest of this iteration, then the next iteration
+        from its start up to `site` (closure bodies left out: the step runs them)."""
+        later = [s for s in self.sites if s.order > site.order]
+        earlier = [s for s in self.sites if s.order < site.order]
+        return (s for s in (*later, *earlier) if not s.in_closure)
 
 
 def loop_views(sites: list[Site]) -> dict[int, LoopView]:

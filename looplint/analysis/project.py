@@ -34,10 +34,19 @@ _CACHED_SOURCE = 4_000_000
 
 # A definition none of whose text mentions these cannot step, clear, build or
 # evaluate anything a rule tracks, so calls into it are left as they are (unseen
-# code) and its module is not even parsed. The first five are the prefilter's words.
+# code) and its module is not even parsed. The first five are the prefilter's words;
+# the activations are what a model class's `forward` can end in (LL012).
 _BUILDS = r"optim|GradScaler|scaler|AdamW|Adafactor|_schedule|lion_pytorch"
-_RELEVANT_TEXT = re.compile(_BUILDS + r"|zero_grad|\.step\(|backward|\.grad\b|\.eval\(|\.train\(")
+_RELEVANT_TEXT = re.compile(
+    _BUILDS
+    + r"|zero_grad|\.step\(|backward|\.grad\b|\.eval\(|\.train\(|softmax|sigmoid|Softmax|Sigmoid"
+)
 _FACTORY_TEXT = re.compile(rf"\breturn\b[^\n]*(?:{_BUILDS})|(?:{_BUILDS})[\s\S]*\breturn\b")
+_MODULE_HEADER = re.compile(r"\(\s*(?:torch\.)?(?:nn\.)?Module\s*[,)]")
+_LAYER_TEXT = re.compile(
+    r"\b(?:torch\.)?nn\.(?!ReLU|GELU|SiLU|Tanh|Sigmoid|Dropout|Identity|Softmax|Module\b)"
+    r"[A-Z]\w*\(|\bParameter\("
+)
 _NOT_CODE = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|#[^\n]*')
 
 
@@ -200,26 +209,44 @@ class Project:
             return None
         return Target(path, facts, function, owner)
 
+    def _text(self, path: str) -> str:
+        text = self._texts.get(path)
+        if text is None:
+            try:
+                data, info = read_bytes(path)
+                # What was read decides what is followed: a dependency either way.
+                self._stamps.setdefault(
+                    path, FileStamp(info.st_size, info.st_mtime_ns, content_digest(data))
+                )
+                text = source_from_bytes(path, data).text
+            except SourceError:
+                text = ""
+            if len(self._texts) > _CACHED_MODULES:
+                self._texts.clear()
+            self._texts[path] = text
+        return text
+
+    def holds_parameters(self, path: str, attribute: str) -> bool:
+        """Whether `attribute` in `path` is an `nn.Module` class that builds layers or
+        parameters of its own, read from its source text (no parse): its bases name a
+        `Module` and its code builds a capitalised `nn.`/`torch.nn.` class or a `Parameter`."""
+        text = self._text(path)
+        definition = definition_text(text, attribute) if text else None
+        if definition is None or not definition.startswith("class"):
+            return False
+        header, _, body = definition.partition("\n")
+        return (
+            _MODULE_HEADER.search(header) is not None
+            and _LAYER_TEXT.search(_NOT_CODE.sub("", body)) is not None
+        )
+
     def _relevant(self, path: str, attribute: str, factory: bool) -> bool:
         """Whether the code of `attribute`'s definition in `path` mentions anything a rule
         tracks (with `factory`: whether it may return an optimizer, scheduler or scaler)."""
         key = (path, attribute)
         known = self._relevance.get(key)
         if known is None:
-            text = self._texts.get(path)
-            if text is None:
-                try:
-                    data, info = read_bytes(path)
-                    # What was read decides what is followed: a dependency either way.
-                    self._stamps.setdefault(
-                        path, FileStamp(info.st_size, info.st_mtime_ns, content_digest(data))
-                    )
-                    text = source_from_bytes(path, data).text
-                except SourceError:
-                    text = ""
-                if len(self._texts) > _CACHED_MODULES:
-                    self._texts.clear()
-                self._texts[path] = text
+            text = self._text(path)
             definition = definition_text(text, attribute) if text else None
             code = _NOT_CODE.sub("", definition) if definition is not None else ""
             known = (

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from enum import Enum
 
 import libcst as cst
 
@@ -38,6 +39,24 @@ from looplint.analysis.scopes import Frame, Scopes, parameters_of
 from looplint.analysis.syntax import argument, dotted_name
 
 
+class Basis(Enum):
+    """The kind of evidence an object was recognised by, strongest first."""
+
+    CONSTRUCTION = "construction"
+    """Built by a known class or factory, or a class of the codebase subclassing one."""
+    ANNOTATION = "annotation"
+    """A parameter annotated `Optimizer`, `type[Optimizer]`, …"""
+    CALLER = "caller"
+    """Passed in by another module that knows what it passes."""
+    ROLE = "role"
+    """The role it plays in torch's APIs: `scaler.step(x)`, a scheduler built over `x`."""
+    PROTOCOL = "protocol"
+    """The methods called on it: `x.step()` with `x.zero_grad()`."""
+    NAME = "name"
+    """Its name (with the call shape that goes with it): `optimizer.step()` after a
+    backward pass, a vendored `Lamb(params)`, a function called `build_optimizer`."""
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     """How one identity came to hold an optimizer, scheduler or scaler."""
@@ -53,6 +72,8 @@ class ObjectInfo:
     """How it was recognised, for a reader: `built by torch.optim.AdamW`."""
     fresh: bool = True
     """Whether the call builds a new object (`self.optimizers()` only hands one back)."""
+    basis: Basis = Basis.CONSTRUCTION
+    """What kind of evidence `evidence` is."""
 
 
 ForeignFactory = Callable[[cst.Call, Frame], ObjectInfo | None]
@@ -129,7 +150,7 @@ class ObjectTable:
         held = self.classes.get(identity) if identity is not None else None
         if held is not None:
             evidence = f"a call of `{dotted_name(call.func)}`, {held.evidence}"
-            return self._built(call, held.kind, held.qualified, frame, evidence)
+            return self._built(call, held.kind, held.qualified, frame, evidence, held.basis)
         callee = self.scopes.callee(call, frame)
         if callee is not None:
             # A function of this module: what it returns, or else what its name says
@@ -204,6 +225,9 @@ class ObjectTable:
         if written is None or not self.names_count:
             return None
         last = written.rsplit(".", 1)[-1]
+        own = self.program.classes.get(last) if isinstance(call.func, cst.Name) else None
+        if own is not None and "__enter__" in own.methods:
+            return None  # a context manager of this codebase, whatever its name says
         factory = named_factory_kind(last)
         if factory is not None:
             return self._from_named_factory(call, factory, written, frame)
@@ -212,15 +236,17 @@ class ObjectTable:
             if not call.args:
                 return None
             return self._built(
-                call, kind, qualified or last, frame, f"`{last}(...)`, an optimizer by its name"
-            )
+                call, kind, qualified or last, frame, f"`{last}(...)`, an optimizer by its name",
+                Basis.NAME,
+            )  # fmt: skip
         if kind is ObjectKind.SCHEDULER:
             first = argument(call, 0, "optimizer")
             if first is None or not self.is_optimizer(self.scopes.identity(first, frame)):
                 return None
             return self._built(
-                call, kind, qualified or last, frame, f"`{last}(...)` built over an optimizer"
-            )
+                call, kind, qualified or last, frame,
+                f"`{last}(...)` built over an optimizer, a scheduler by its name", Basis.NAME,
+            )  # fmt: skip
         return None
 
     def _from_named_factory(
@@ -242,18 +268,25 @@ class ObjectTable:
             first = argument(call, 0, "optimizer")
             optimizer = self.scopes.identity(first, frame) if first is not None else None
             sources = frozenset()
-        evidence = f"built by `{written}(...)`, a {kind.value} factory by its name"
-        return ObjectInfo(kind, written, call, optimizer, sources, evidence)
+        article = "an" if kind.value[0] in "aeiou" else "a"
+        evidence = f"built by `{written}(...)`, {article} {kind.value} factory by its name"
+        return ObjectInfo(kind, written, call, optimizer, sources, evidence, basis=Basis.NAME)
 
     def _built(
-        self, call: cst.Call, kind: ObjectKind, qualified: str, frame: Frame, evidence: str
+        self,
+        call: cst.Call,
+        kind: ObjectKind,
+        qualified: str,
+        frame: Frame,
+        evidence: str,
+        basis: Basis = Basis.CONSTRUCTION,
     ) -> ObjectInfo:
         optimizer = None
         if kind is ObjectKind.SCHEDULER:
             first = argument(call, 0, "optimizer")
             optimizer = self.scopes.identity(first, frame) if first is not None else None
         sources = parameter_sources(call, kind, qualified, frame, self.scopes)
-        return ObjectInfo(kind, qualified, call, optimizer, sources, evidence)
+        return ObjectInfo(kind, qualified, call, optimizer, sources, evidence, basis=basis)
 
     def factory_info(self, function: FunctionInfo) -> ObjectInfo | None:
         """What a same-module function returns, when it returns a tracked object."""

@@ -16,12 +16,13 @@ import libcst as cst
 
 from looplint.analysis.program import (
     AssignEvent,
+    CallEvent,
     ClassInfo,
     FunctionInfo,
     ModuleProgram,
     all_events,
 )
-from looplint.analysis.syntax import dotted_name, positional_args
+from looplint.analysis.syntax import dotted_name, positional_args, unchained
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +100,7 @@ class Scopes:
             for event in all_events(function.events):
                 if not isinstance(event, AssignEvent) or len(event.targets) != 1:
                     continue
-                value = event.value
+                value = unchained(event.value) if event.value is not None else None
                 if not (isinstance(value, cst.Call) and isinstance(value.func, cst.Name)):
                     continue
                 owner = self.program.classes.get(value.func.value)
@@ -144,3 +145,35 @@ class Scopes:
         if method is None or method.self_name is None:
             return None
         return method, receiver
+
+
+def argument_flows(program: ModuleProgram, scopes: Scopes) -> dict[str, set[str]]:
+    """For each parameter of a same-module function (`train:loader`), the caller identities
+    passed to it (`main:train_loader`), whether or not the call sits in a loop."""
+    flows: dict[str, set[str]] = {}
+    for function in program.functions:
+        frame = Frame(function, {})
+        for event in all_events(function.events):
+            if not isinstance(event, CallEvent):
+                continue
+            callee = scopes.callee(event.node, frame)
+            if callee is None:
+                continue
+            target = callee[0]
+            for param, value in parameters_of(target, event.node):
+                identity = scopes.identity(value, frame)
+                if identity is not None:
+                    flows.setdefault(f"{target.qualname}:{param}", set()).add(identity)
+    return flows
+
+
+def origins(identity: str, flows: dict[str, set[str]]) -> set[str]:
+    """`identity` and every caller identity that reaches it through `argument_flows`."""
+    found = {identity}
+    pending = [identity]
+    while pending:
+        for source in flows.get(pending.pop(), ()):
+            if source not in found:
+                found.add(source)
+                pending.append(source)
+    return found

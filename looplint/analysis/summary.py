@@ -1,4 +1,5 @@
-"""Module-wide textual facts: what is run as a model, frozen, or instantiated where."""
+"""Module-wide textual facts: what is run as a model, frozen, or instantiated where;
+how autograd is switched; what losses are divided by."""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ from dataclasses import dataclass
 import libcst as cst
 
 from looplint.analysis.naming import reads_by_name
-from looplint.analysis.program import AssignEvent, CallEvent, ModuleProgram, all_events
-from looplint.analysis.syntax import argument, dotted_name
+from looplint.analysis.program import (
+    AssignEvent,
+    CallEvent,
+    ModuleProgram,
+    WithEvent,
+    all_events,
+)
+from looplint.analysis.syntax import argument, descendants, dotted_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +31,12 @@ class ModuleSummary:
     handed_together: tuple[frozenset[str], ...] = ()
     """The dotted arguments of each call given two or more (`Trainer(model=model,
     optimizer=optimizer)`): what is handed along together."""
+    switches_grad_outside_with: bool = False
+    """`torch.set_grad_enabled(...)` called as a statement: autograd may be off for
+    everything after it, where no `with` shows it."""
+    takes_input_gradients: bool = False
+    """`torch.autograd.grad(...)`, `x.requires_grad_()` or `x.requires_grad = True`:
+    something other than parameters needs gradients (saliency, adversarial inputs)."""
 
 
 _FREEZING_WORDS = ("freeze", "trainable")
@@ -49,9 +62,14 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
     has_backward = False
     instances: dict[str, list[str]] = {}
     together: list[frozenset[str]] = []
+    switches_outside_with = False
+    input_gradients = False
+    with_items: set[int] = set()
     for function in program.functions:
         for event in all_events(function.events):
-            if isinstance(event, CallEvent):
+            if isinstance(event, WithEvent):
+                with_items.update(id(context) for context in event.contexts)
+            elif isinstance(event, CallEvent):
                 call = event.node
                 func = call.func
                 last = (
@@ -61,13 +79,21 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
                 )
                 if last in ("backward", "manual_backward"):
                     has_backward = True
+                if last == "requires_grad_":
+                    # `model.eval().requires_grad_(False)` too: no dotted chain needed.
+                    first = argument(call, 0, "requires_grad")
+                    freezes |= isinstance(first, cst.Name) and first.value == "False"
+                    input_gradients |= first is None or _is_true(first)
                 chain = dotted_name(func)
                 if chain is None:
                     continue
-                if last == "requires_grad_":
-                    first = argument(call, 0, "requires_grad")
-                    freezes |= isinstance(first, cst.Name) and first.value == "False"
-                elif any(word in last.lower() for word in _FREEZING_WORDS):
+                if last == "set_grad_enabled" and id(call) not in with_items:
+                    switches_outside_with = True
+                if (program.imports.qualify(func) or chain).endswith("autograd.grad"):
+                    input_gradients = True
+                if last != "requires_grad_" and any(
+                    word in last.lower() for word in _FREEZING_WORDS
+                ):
                     freezes = True
                 called.add(chain.removesuffix(".forward"))
                 handed = frozenset(
@@ -81,6 +107,7 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
                         freezes |= (
                             isinstance(event.value, cst.Name) and event.value.value == "False"
                         )
+                        input_gradients |= _is_true(event.value)
                     text = dotted_name(target)
                     value = _built(event.value)
                     if (
@@ -96,4 +123,69 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
         has_backward,
         {key: tuple(value) for key, value in instances.items()},
         tuple(together),
+        switches_outside_with,
+        input_gradients,
     )
+
+
+def mode_switched(program: ModuleProgram) -> frozenset[str]:
+    """What the module switches between train and eval mode, as written (`model`,
+    `self.net`; `model.to(device).eval()` counts for `model`): calling one of these runs
+    a model forward."""
+    found: set[str] = set()
+    for function in program.functions:
+        for event in all_events(function.events):
+            if not (
+                isinstance(event, CallEvent)
+                and isinstance(event.node.func, cst.Attribute)
+                and event.node.func.attr.value in ("train", "eval")
+            ):
+                continue
+            receiver = event.node.func.value
+            while (
+                isinstance(receiver, cst.Call)
+                and isinstance(receiver.func, cst.Attribute)
+                and receiver.func.attr.value in _MODULE_RETURNING
+            ):
+                receiver = receiver.func.value
+            name = dotted_name(receiver)
+            if name is not None:
+                found.add(name)
+    return frozenset(found)
+
+
+_MODULE_RETURNING = frozenset({"to", "cuda", "cpu", "float", "half", "double", "train", "eval"})
+
+
+def _is_true(node: cst.BaseExpression) -> bool:
+    return isinstance(node, cst.Name) and node.value == "True"
+
+
+def divisors(module: cst.Module) -> frozenset[str]:
+    """The last names of what anything in the module is divided by: `accum_steps` for
+    `loss / args.accum_steps`, `loss /= accum_steps`, `loss.div(accum_steps)` or
+    `loss * (1.0 / accum_steps)`; integers by their text (`loss / 4` → `4`)."""
+    found: set[str] = set()
+    for node in descendants(module):
+        divisor: cst.BaseExpression | None = None
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Divide):
+            divisor = node.right
+        elif isinstance(node, cst.AugAssign) and isinstance(node.operator, cst.DivideAssign):
+            divisor = node.value
+        elif (
+            isinstance(node, cst.Call)
+            and isinstance(node.func, cst.Attribute)
+            and node.func.attr.value in ("div", "div_", "true_divide")
+            and node.args
+        ):
+            divisor = node.args[-1].value
+        if divisor is None:
+            continue
+        for part in (divisor, *descendants(divisor)):
+            if isinstance(part, cst.Integer):
+                found.add(part.value)
+            elif isinstance(part, cst.Name):
+                found.add(part.value)
+            elif isinstance(part, cst.Attribute):
+                found.add(part.attr.value)
+    return frozenset(found)

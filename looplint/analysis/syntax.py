@@ -122,6 +122,12 @@ def argument(call: cst.Call, index: int, name: str) -> cst.BaseExpression | None
     return None
 
 
+def called(expression: cst.BaseExpression) -> cst.BaseExpression:
+    """`torch.no_grad` in `torch.no_grad()` (a decorator, a `with` item); the expression
+    itself when it is no call (`@torch.no_grad`)."""
+    return expression.func if isinstance(expression, cst.Call) else expression
+
+
 def is_none(node: cst.BaseExpression) -> bool:
     """Whether `node` is the literal `None`."""
     return isinstance(node, cst.Name) and node.value == "None"
@@ -180,3 +186,20 @@ def is_none_check(test: cst.BaseExpression) -> bool:
         isinstance(c.operator, (cst.Is, cst.IsNot)) and is_none(c.comparator)
         for c in test.comparisons
     )
+
+
+SELF_RETURNING_METHODS = frozenset(
+    {"to", "cuda", "cpu", "float", "half", "double", "bfloat16", "train", "eval", "requires_grad_"}
+)
+"""Module methods that return the module itself: `Net().to(device)` is still the `Net`."""
+
+
+def unchained(expression: cst.BaseExpression) -> cst.BaseExpression:
+    """`model` in `model.to(device).cuda()`: methods that return the module itself."""
+    while (
+        isinstance(expression, cst.Call)
+        and isinstance(expression.func, cst.Attribute)
+        and expression.func.attr.value in SELF_RETURNING_METHODS
+    ):
+        expression = expression.func.value
+    return expression

@@ -13,7 +13,9 @@ import re
 
 import libcst as cst
 
+from looplint.analysis.callers import grad_switches
 from looplint.analysis.catalog import PER_BATCH_METHODS, ObjectKind
+from looplint.analysis.imports import ImportTable
 from looplint.analysis.linking import Linker, instantiate
 from looplint.analysis.naming import reads_by_name
 from looplint.analysis.operations import (
@@ -26,6 +28,7 @@ from looplint.analysis.operations import (
     Construct,
     Context,
     Escape,
+    Forward,
     Item,
     LoadState,
     Loop,
@@ -51,12 +54,15 @@ from looplint.analysis.program import (
 )
 from looplint.analysis.recognition import ObjectInfo, ObjectTable
 from looplint.analysis.scopes import Frame, Scopes, parameters_of, symbolic
+from looplint.analysis.summary import mode_switched
 from looplint.analysis.syntax import (
     argument,
+    call_name,
     children,
     descendants,
     dotted_name,
     positional_args,
+    unchained,
 )
 
 MAX_INLINE_DEPTH = 4
@@ -72,6 +78,8 @@ _CLIPPERS = frozenset(
         "torch.nn.utils.clip_grad.clip_grad_value_",
     }
 )
+_CLIPPING_METHODS = frozenset({"clip_grad_norm_", "clip_grad_value_"})
+"""`accelerator.clip_grad_norm_(...)`, FSDP's `model.clip_grad_norm_(...)`: clips all the same."""
 _SCALER_METHODS = frozenset({"scale", "unscale_", "update"})
 _DETACHING_METHODS = frozenset({"item", "detach", "cpu", "tolist", "numpy", "detach_"})
 _DETACHING_FUNCTIONS = frozenset({"float", "int", "bool", "str"})
@@ -118,9 +126,6 @@ _READS_ONLY = frozenset(
 """Calls known to read an optimizer handed to them, never to step or clear it."""
 
 
-_SELF_RETURNING = frozenset(
-    {"to", "cuda", "cpu", "float", "half", "double", "bfloat16", "train", "eval", "requires_grad_"}
-)
 _REINITIALISERS = frozenset(
     {
         "reset_parameters", "init_weights", "_init_weights", "apply", "normal_", "uniform_",
@@ -134,15 +139,34 @@ _PARAMETER_ITERATORS = frozenset(
 )
 
 
-def _unchained(expression: cst.BaseExpression) -> cst.BaseExpression:
-    """`model` in `model.to(device).cuda()`: methods that return the module itself."""
-    while (
-        isinstance(expression, cst.Call)
-        and isinstance(expression.func, cst.Attribute)
-        and expression.func.attr.value in _SELF_RETURNING
-    ):
-        expression = expression.func.value
-    return expression
+def _reinitialises(items: tuple[Item, ...]) -> bool:
+    """Whether a resolved body re-initialises weights in place anywhere."""
+    pending = list(items)
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Reinit):
+            return True
+        if isinstance(item, (Loop, Context)):
+            pending.extend(item.body)
+        elif isinstance(item, Branch):
+            for arm in item.arms:
+                pending.extend(arm)
+    return False
+
+
+def _clears_anywhere(items: tuple[Item, ...]) -> bool:
+    """Whether a resolved body clears gradients on some path (`p.grad = None`, `zero_()`)."""
+    pending = list(items)
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Clear):
+            return True
+        if isinstance(item, (Loop, Context)):
+            pending.extend(item.body)
+        elif isinstance(item, Branch):
+            for arm in item.arms:
+                pending.extend(arm)
+    return False
 
 
 def _is_zero(node: cst.BaseExpression | None) -> bool:
@@ -161,7 +185,14 @@ def _is_grad_attribute(node: cst.BaseExpression) -> bool:
 
 
 def _scaled_loss(value: cst.BaseExpression) -> cst.BaseExpression | None:
-    """The loss inside `scaler.scale(loss)`, else None."""
+    """The loss inside `scaler.scale(loss)` (also through `typing.cast(Tensor, ...)`, which
+    returns its value unchanged), else None."""
+    if (
+        isinstance(value, cst.Call)
+        and dotted_name(value.func) in ("cast", "typing.cast")
+        and len(value.args) == 2
+    ):
+        value = value.args[1].value
     if (
         isinstance(value, cst.Call)
         and isinstance(value.func, cst.Attribute)
@@ -345,7 +376,125 @@ def member_frame(event: LoopEvent, frame: Frame, scopes: Scopes) -> Frame | None
         target = target.elements[1].value
     if owner is None or not isinstance(target, cst.Name):
         return None
-    return Frame(frame.function, {**frame.env, target.value: owner}, frame.scaled)
+    env = {**frame.env, target.value: owner}
+    # `w = p.data; w.normal_()` re-initialises through an alias of the member.
+    for inner in all_events(event.body):
+        if isinstance(inner, AssignEvent) and len(inner.targets) == 1 and inner.value is not None:
+            alias, value = inner.targets[0], dotted_name(inner.value)
+            if isinstance(alias, cst.Name) and value is not None:
+                if value.partition(".")[0] == target.value:
+                    env[alias.value] = owner
+    return Frame(frame.function, env, frame.scaled)
+
+
+_ITERATION_WRAPPERS = frozenset({"enumerate", "tqdm", "iter", "zip", "track", "progress_bar"})
+"""Calls that iterate their first argument for the loop (`enumerate(loader)`)."""
+
+
+def loop_targets(event: LoopEvent, frame: Frame, scopes: Scopes) -> frozenset[str]:
+    """The identities a loop rebinds every iteration."""
+    return frozenset(
+        identity
+        for target in event.targets
+        if (identity := scopes.identity(target, frame)) is not None
+    )
+
+
+def iterated(node: cst.For | cst.While, frame: Frame, scopes: Scopes) -> str | None:
+    """The identity a `for` loop iterates, through `enumerate`/`tqdm`/`zip` wrappers."""
+    if not isinstance(node, cst.For):
+        return None
+    current = node.iter
+    while (
+        isinstance(current, cst.Call)
+        and call_name(current) in _ITERATION_WRAPPERS
+        and current.args
+        and not current.args[0].star
+    ):
+        current = current.args[0].value
+    return scopes.identity(current, frame)
+
+
+def bind_callee(
+    scopes: Scopes,
+    table: ObjectTable,
+    callee: FunctionInfo,
+    call: cst.Call,
+    frame: Frame,
+    receiver: str | None,
+) -> dict[str, str]:
+    """The callee's parameters bound to the caller's identities (`self` to `receiver`)."""
+    env: dict[str, str] = {}
+    if callee.self_name is not None and receiver is not None:
+        env[callee.self_name] = receiver
+    for param, value in parameters_of(callee, call):
+        identity = scopes.identity(value, frame)
+        if identity is None:
+            continue
+        if (
+            not symbolic(identity)
+            and not table.kinds(identity)
+            and table.kinds(f"{callee.qualname}:{param}")
+        ):
+            continue  # the callee knows more (annotation or usage) than the caller
+        env[param] = identity
+    return env
+
+
+def _within_decorators(
+    function: FunctionInfo, imports: ImportTable, body: tuple[Item, ...]
+) -> tuple[Item, ...]:
+    """A function's resolved body inside the grad-mode decorators it carries:
+    `@torch.no_grad()` holds for everything the body runs, as a `with` would."""
+    switches = grad_switches(function, imports)
+    if not switches:
+        return body
+    assert isinstance(function.node, cst.FunctionDef)
+    return (Context(function.node, switches, body),)
+
+
+def methods_called(program: ModuleProgram) -> frozenset[str]:
+    """Every method name this module calls. A per-batch method (`training_step`,
+    `train_step`, `_run_batch`, `update`) that none of them names lives in a class whose loop
+    is elsewhere — a framework or a base class of another module: its body runs once per
+    batch, as if in a loop. One this module calls is checked at its call sites instead."""
+    return frozenset(
+        event.node.func.attr.value
+        for caller in program.functions
+        for event in all_events(caller.events)
+        if isinstance(event, CallEvent) and isinstance(event.node.func, cst.Attribute)
+    )
+
+
+def clears_by_name(func: cst.BaseExpression) -> bool:
+    """`model.zero_grads()`, `net.clear_grads()`, and a helper imported bare:
+    `zero_grad(params)`."""
+    if isinstance(func, cst.Attribute):
+        called = func.attr.value
+    elif isinstance(func, cst.Name):
+        called = func.value
+    else:
+        return False
+    return "zero_grad" in called or ("clear" in called and "grad" in called)
+
+
+def renewed_receiver(
+    call: cst.Call, callee: FunctionInfo, body: tuple[Item, ...], frame: Frame, scopes: Scopes
+) -> Reinit | None:
+    """`model.reset_parameters()` of a class of the codebase whose body re-initialises its
+    layers: as good as a new model, like torch's own `reset_parameters()`."""
+    if callee.self_name is None or not isinstance(call.func, cst.Attribute):
+        return None
+    owner = scopes.identity(call.func.value, frame)
+    return Reinit(call, owner) if owner is not None and _reinitialises(body) else None
+
+
+def own_step(program: ModuleProgram, table: ObjectTable, optimizer: str) -> FunctionInfo | None:
+    """The `step()` of the optimizer class of this module that `optimizer` is built from:
+    one that clears the gradients it used (`p.grad = None`) needs no `zero_grad()`."""
+    info = table.info(optimizer, ObjectKind.OPTIMIZER)
+    owner = program.classes.get(info.qualified) if info is not None else None
+    return program.method(owner, "step") if owner is not None else None
 
 
 class TreeBuilder:
@@ -361,6 +510,8 @@ class TreeBuilder:
         self.linker = linker
         self._trees: dict[int, tuple[Item, ...]] = {}
         self._called_here: frozenset[str] | None = None
+        self.switched = mode_switched(program)
+        """What calling runs a model forward (`summary.mode_switched`)."""
         self._summaries: dict[int, tuple[Item, ...] | None] = {}
 
     def summary_tree(self, function: FunctionInfo) -> tuple[Item, ...] | None:
@@ -373,29 +524,10 @@ class TreeBuilder:
         self._summaries[key] = None
         params = function.params[1:] if function.self_name is not None else function.params
         env = {param: f"${param}" for param in params}
-        tree = self._resolve(function.events, Frame(function, env), True, (function,))
+        body = self._resolve(function.events, Frame(function, env), True, (function,))
+        tree = _within_decorators(function, self.imports, body)
         self._summaries[key] = tree
         return tree
-
-    def _bind(
-        self, callee: FunctionInfo, call: cst.Call, frame: Frame, receiver: str | None
-    ) -> dict[str, str]:
-        """The callee's parameters bound to the caller's identities (`self` to `receiver`)."""
-        env: dict[str, str] = {}
-        if callee.self_name is not None and receiver is not None:
-            env[callee.self_name] = receiver
-        for param, value in parameters_of(callee, call):
-            identity = self.scopes.identity(value, frame)
-            if identity is None:
-                continue
-            if (
-                not symbolic(identity)
-                and not self.table.kinds(identity)
-                and self.table.kinds(f"{callee.qualname}:{param}")
-            ):
-                continue  # the callee knows more (annotation or usage) than the caller
-            env[param] = identity
-        return env
 
     def tree(self, function: FunctionInfo) -> tuple[Item, ...]:
         """`function`'s body as resolved operations, calls inside loops inlined."""
@@ -404,27 +536,20 @@ class TreeBuilder:
         if cached is None:
             if self._called_per_batch(function):
                 body = self._resolve(function.events, Frame(function, {}), True, (function,))
+                body = _within_decorators(function, self.imports, body)
                 assert isinstance(function.node, cst.FunctionDef)
                 cached = (Loop(function.node, frozenset(), body),)
             else:
-                cached = self._resolve(function.events, Frame(function, {}), False, (function,))
+                body = self._resolve(function.events, Frame(function, {}), False, (function,))
+                cached = _within_decorators(function, self.imports, body)
             self._trees[key] = cached
         return cached
 
     def _called_per_batch(self, function: FunctionInfo) -> bool:
-        """A per-batch method (`training_step`, `train_step`, `_run_batch`, `update`) of a
-        class whose loop lives elsewhere — in a framework or a base class of another
-        module: its body runs once per batch, as if in a loop. One this module calls
-        itself is checked at its call sites instead."""
         if function.owner is None or function.name not in PER_BATCH_METHODS:
             return False
         if self._called_here is None:
-            self._called_here = frozenset(
-                event.node.func.attr.value
-                for caller in self.program.functions
-                for event in all_events(caller.events)
-                if isinstance(event, CallEvent) and isinstance(event.node.func, cst.Attribute)
-            )
+            self._called_here = methods_called(self.program)
         return function.name not in self._called_here
 
     def _resolve(
@@ -441,22 +566,17 @@ class TreeBuilder:
             elif isinstance(event, AssignEvent):
                 assignment_ops(event, frame, in_loop, self.scopes, out)
             elif isinstance(event, LoopEvent):
-                targets = frozenset(
-                    identity
-                    for target in event.targets
-                    if (identity := self.scopes.identity(target, frame)) is not None
-                )
+                targets = loop_targets(event, frame, self.scopes)
                 members = member_frame(event, frame, self.scopes)
-                if members is not None:
-                    body = self._resolve(event.body, members, True, stack)
-                    out.append(Loop(event.node, targets, body))
-                    continue
-                if any(self.table.kinds(target) for target in targets):
+                if members is None and any(self.table.kinds(target) for target in targets):
                     # `for opt in optimizers:` steps each optimizer once per iteration of
                     # the loop around it: not a loop of its own, as far as training goes.
                     out.extend(self._resolve(event.body, frame, in_loop, stack))
                     continue
-                out.append(Loop(event.node, targets, self._resolve(event.body, frame, True, stack)))
+                body = self._resolve(event.body, members or frame, True, stack)
+                out.append(
+                    Loop(event.node, targets, body, iterated(event.node, frame, self.scopes))
+                )
             elif isinstance(event, BranchEvent):
                 arms = tuple(self._resolve(arm, frame, in_loop, stack) for arm in event.arms)
                 out.append(Branch(event.node, event.test, arms))
@@ -492,9 +612,14 @@ class TreeBuilder:
                 Backward(call, self.scopes.identity(first, frame) if first is not None else None)
             )
             return
-        if qualified in _CLIPPERS:
+        if qualified in _CLIPPERS or (qualified is None and attr in _CLIPPING_METHODS):
             out.append(Clip(call))
             return
+        if qualified is None and dotted_name(func) in self.switched:
+            module = self.scopes.identity(func, frame)
+            if module is not None and not self.table.kinds(module):
+                out.append(Forward(call, module))
+                return
         if qualified == "torch.save":
             out.append(save_of(call, frame, self.scopes))
             return
@@ -519,16 +644,15 @@ class TreeBuilder:
                 out.append(Reinit(call, module.removesuffix(".data")))
             return
         if isinstance(func, cst.Attribute):
-            chain = _unchained(func.value) if attr in ("train", "eval") else func.value
+            chain = unchained(func.value) if attr in ("train", "eval") else func.value
             receiver = self.scopes.identity(chain, frame)
             kinds = self.table.kinds(receiver)
             if attr == "step" and receiver is not None:
                 if ObjectKind.OPTIMIZER in kinds:
-                    closure_arg = argument(call, 0, "closure")
-                    closure = (
-                        self._closure(closure_arg, frame, stack) if closure_arg is not None else ()
-                    )
-                    out.append(Step(call, receiver, closure))
+                    out.append(Step(call, receiver, self._closure(call, frame, stack)))
+                    own = self._alone(own_step(self.program, self.table, receiver), stack)
+                    if _clears_anywhere(own):  # `p.grad = None` in its own `step()`
+                        out.append(Clear(call, receiver))
                     return
                 if ObjectKind.SCHEDULER in kinds:
                     out.append(SchedulerStep(call, receiver, bool(call.args)))
@@ -544,11 +668,7 @@ class TreeBuilder:
                 if symbolic(receiver) and not kinds and not is_scaler:
                     # A parameter's `.step()`: an optimizer's or a scheduler's, as the
                     # caller's argument decides (see `_instantiate`).
-                    closure_arg = argument(call, 0, "closure")
-                    closure = (
-                        self._closure(closure_arg, frame, stack) if closure_arg is not None else ()
-                    )
-                    out.append(Step(call, receiver, closure))
+                    out.append(Step(call, receiver, self._closure(call, frame, stack)))
                     return
             if (
                 attr in _SCALER_METHODS
@@ -609,14 +729,22 @@ class TreeBuilder:
         if callee is not None:
             function, receiver_identity = callee
             if in_loop and len(stack) < MAX_INLINE_DEPTH and function not in stack:
-                env = self._bind(function, call, frame, receiver_identity)
+                env = bind_callee(self.scopes, self.table, function, call, frame, receiver_identity)
                 scaled = frozenset(
                     param
                     for param, value in parameters_of(function, call)
                     if _scaled_loss(value) is not None
                 )
                 inner = Frame(function, env, scaled)
-                out.extend(self._resolve(function.events, inner, True, (*stack, function)))
+                body = _within_decorators(
+                    function,
+                    self.imports,
+                    self._resolve(function.events, inner, True, (*stack, function)),
+                )
+                out.extend(body)
+                renewed = renewed_receiver(call, function, body, frame, self.scopes)
+                if renewed is not None:
+                    out.append(renewed)
             return
         if in_loop:
             target = self.linker.external(func)
@@ -626,7 +754,7 @@ class TreeBuilder:
                     mapping = self.linker.arguments(target.function, call, frame)
                     out.extend(instantiate(summary, mapping, call, self.table))
                     return
-        if attr is not None and ("zero_grad" in attr or ("clear" in attr and "grad" in attr)):
+        if clears_by_name(func):
             out.append(Clear(call, None))
             return
         name = attr if attr is not None else (func.value if isinstance(func, cst.Name) else "")
@@ -642,14 +770,23 @@ class TreeBuilder:
         return Construct(call, info.kind, info.qualified, info.parameter_sources, info.optimizer)
 
     def _closure(
-        self, closure: cst.BaseExpression, frame: Frame, stack: tuple[FunctionInfo, ...]
+        self, call: cst.Call, frame: Frame, stack: tuple[FunctionInfo, ...]
     ) -> tuple[Item, ...]:
+        """What the closure handed to `opt.step(closure)` runs."""
+        closure = argument(call, 0, "closure")
         if isinstance(closure, cst.Lambda):
             events: list[Event] = []
             calls_in(closure.body, events)
             return self._resolve(tuple(events), frame, True, stack)
         if isinstance(closure, cst.Name):
-            function = self.program.function_named(closure.value, frame.function)
-            if function is not None and function not in stack:
-                return self._resolve(function.events, Frame(function, {}), True, (*stack, function))
+            return self._alone(self.program.function_named(closure.value, frame.function), stack)
         return ()
+
+    def _alone(
+        self, function: FunctionInfo | None, stack: tuple[FunctionInfo, ...]
+    ) -> tuple[Item, ...]:
+        """`function` run on its own (a step closure, an optimizer class's own `step()`)."""
+        if function is None or function in stack:
+            return ()
+        inner = self._resolve(function.events, Frame(function, {}), True, (*stack, function))
+        return _within_decorators(function, self.imports, inner)

@@ -27,10 +27,12 @@ from looplint.files.source import FileStamp, content_digest
 from looplint.finding import Finding
 
 if TYPE_CHECKING:
-    from looplint.checking.checker import FileResult
+    from looplint.checking.result import FileResult
 
 CACHE_DIR_NAME = ".looplint_cache"
-_FORMAT = 3
+_FORMAT = 4
+_IGNORE_NOTE = "# Created by looplint: the cache is not for version control.\n*\n"
+_NOT_SEARCHED = frozenset({".git", ".hg", ".svn", "node_modules", "__pycache__", "site-packages"})
 
 
 def _implementation_digest() -> str:
@@ -121,8 +123,8 @@ class ResultCache:
     def lookup(self, path: str) -> FileResult | None:
         """The cached result of `path` if neither it nor any module its findings were
         drawn from has changed, else None."""
-        from looplint.analysis.linking import Binding
-        from looplint.checking.checker import FileResult
+        from looplint.analysis.binding import Binding
+        from looplint.checking.result import FileResult
         from looplint.settings.suppression import Notice
 
         entry = self._entries.get(os.path.abspath(path))
@@ -184,9 +186,7 @@ class ResultCache:
             self.directory.mkdir(parents=True, exist_ok=True)
             ignore = self.directory / ".gitignore"
             if not ignore.exists():
-                ignore.write_text(
-                    "# Created by looplint: the cache is not for version control.\n*\n"
-                )
+                ignore.write_text(_IGNORE_NOTE)
             payload = json.dumps(
                 {"format": _FORMAT, "entries": self._entries}, separators=(",", ":")
             )
@@ -200,3 +200,30 @@ class ResultCache:
                 raise
         except OSError:
             return
+
+
+def is_cache_folder(folder: Path) -> bool:
+    """Whether `folder` is a result cache looplint wrote (its own `.gitignore` note, or
+    nothing but cache files), so that `looplint clean` never removes anything else."""
+    try:
+        names = os.listdir(folder)
+        if (folder / ".gitignore").read_text(encoding="utf-8") == _IGNORE_NOTE:
+            return True
+    except (OSError, UnicodeDecodeError):
+        return False
+    return bool(names) and all(
+        name.startswith(("results-", ".tmp-")) and name.endswith(".json") for name in names
+    )
+
+
+def caches_under(root: Path) -> list[Path]:
+    """Every `.looplint_cache` folder under `root` (itself included), not descending into
+    version-control folders, `node_modules` or installed packages."""
+    found = []
+    for folder, subfolders, _ in os.walk(root):
+        if CACHE_DIR_NAME in subfolders and is_cache_folder(Path(folder) / CACHE_DIR_NAME):
+            found.append(Path(folder) / CACHE_DIR_NAME)
+        subfolders[:] = [
+            name for name in subfolders if name not in _NOT_SEARCHED and name != CACHE_DIR_NAME
+        ]
+    return found

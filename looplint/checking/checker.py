@@ -1,22 +1,26 @@
-"""Checking one file: read, prefilter, parse once, compute facts, run rules, locate."""
+"""Checking one file: read, screen, parse once, compute facts, run rules, locate."""
 
 from __future__ import annotations
 
 import ast
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from looplint.analysis.binding import Binding
+from looplint.analysis.explanation import FindingExplainer
 from looplint.analysis.facts import ModuleFacts
-from looplint.analysis.linking import Binding
+from looplint.analysis.operations import display_name
 from looplint.analysis.program import compile_module
+from looplint.checking.result import FileResult, error_finding
 from looplint.errors import SourceError
+from looplint.files.notebook import NotebookProgram, UnmappableFix, fixed_notebook
 from looplint.files.parse_guard import refusal
-from looplint.files.prefilter import is_candidate
+from looplint.files.screening import passes, screening_enabled
 from looplint.files.source import (
     FileStamp,
     SourceFile,
@@ -24,50 +28,12 @@ from looplint.files.source import (
     read_bytes,
     source_from_bytes,
 )
-from looplint.finding import Finding
-from looplint.identity import PARSE_ERROR
+from looplint.finding import Finding, ObjectEvidence
 from looplint.rule import Rule, Violation
 from looplint.settings.suppression import NO_DIRECTIVES, FileDirectives, Notice, is_suppressed, scan
 
 if TYPE_CHECKING:
-    from looplint.analysis.project import Dependency, Project
-
-
-@dataclass(slots=True)
-class FileResult:
-    """What checking one file produced: findings, and tracebacks kept for `--debug`."""
-
-    path: str
-    findings: list[Finding] = field(default_factory=list)
-    tracebacks: list[str] = field(default_factory=list)
-    stamp: FileStamp | None = None
-    """How the file looked when read; None when it could not be read (never cached)."""
-    fixed_source: str | None = None
-    """With `fix=True`: the file's text after the fixes, when any was applied."""
-    fixes: int = 0
-    bindings: list[Binding] = field(default_factory=list)
-    """What the file passes to functions of other modules (see `Binding`)."""
-    dependencies: dict[str, Dependency] = field(default_factory=dict)
-    """Other files whose content the findings depend on, as they were read."""
-    incoming: tuple[Binding, ...] = ()
-    """The bindings from other files it was checked with."""
-    notices: list[Notice] = field(default_factory=list)
-    """Suppression comments that misfire (`# noqa LL001` without its colon, unknown codes)."""
-
-
-def error_finding(path: str, message: str, line: int = 1, column: int = 1) -> Finding:
-    """An `LL000` finding: the file could not be checked, and why."""
-    return Finding(
-        path=path,
-        cell=None,
-        line=line,
-        column=column,
-        code=PARSE_ERROR.code,
-        name=PARSE_ERROR.name,
-        message=message,
-        end_line=line,
-        end_column=column,
-    )
+    from looplint.analysis.project import Project
 
 
 def _syntax_error_message(error: cst.ParserSyntaxError) -> str:
@@ -122,7 +88,8 @@ def check_source(
     """
     directives, notices = scan(source.text)
     result = _check_text(source, rules, use_prefilter, fix, project, incoming, stamp, directives)
-    result.notices = [_notice_in_cell(source, notice) for notice in notices]
+    # Notices of the check itself (a fix that could not be applied) follow the comments'.
+    result.notices = [_notice_in_cell(source, notice) for notice in (*notices, *result.notices)]
     if directives.everything or directives.codes:
         result.findings = [f for f in result.findings if not directives.silences(f.code)]
     return result
@@ -146,8 +113,8 @@ def _check_text(
     directives: FileDirectives,
 ) -> FileResult:
     result = FileResult(source.path, incoming=tuple(incoming))
-    # What other modules pass in can make any file relevant; otherwise the text decides.
-    if not rules or (use_prefilter and not incoming and not is_candidate(source.text)):
+    # What other modules pass in can make any file relevant; otherwise the rules' screens decide.
+    if not rules or (use_prefilter and not incoming and not _worth_parsing(source, rules)):
         return result
     # Facts built with bindings from elsewhere are not what the module says by itself.
     lend = stamp if not incoming and source.notebook is None else None
@@ -157,11 +124,20 @@ def _check_text(
         return result
     located = _locate_violations(source, *analysis, directives=directives)
     if fix and source.fixable:
+        notebook = source.notebook
         for _ in range(MAX_FIX_ROUNDS):
             fixed_text = _apply_first_fix(analysis[0], located)
             if fixed_text is None or fixed_text == source.text:
                 break
             candidate = SourceFile(source.path, fixed_text)
+            if notebook is not None:
+                refused = _unmappable(notebook, fixed_text)
+                if refused is not None:
+                    result.notices.append(Notice(refused.line, f"fix not applied: {refused}"))
+                    break
+                # Fixes keep every line in its cell: the same map locates the fixed program.
+                mapped = replace(notebook, source=fixed_text)
+                candidate = replace(source, text=fixed_text, notebook=mapped)
             probe = FileResult(source.path)
             fixed_analysis = _analyse(candidate, rules, probe, replace(context, lend=None))
             if fixed_analysis is None or probe.findings:
@@ -169,9 +145,25 @@ def _check_text(
             source, analysis, result.fixes = candidate, fixed_analysis, result.fixes + 1
             located = _locate_violations(source, *analysis, directives=directives)
         if result.fixes:
-            result.fixed_source = source.text
+            result.fixed_source = (
+                source.text if notebook is None else fixed_notebook(notebook, source.text)
+            )
     result.findings.extend(finding for _, finding in located if finding is not None)
     return result
+
+
+def _worth_parsing(source: SourceFile, rules: Sequence[Rule]) -> bool:
+    """Whether any rule's screen lets the file through (always, with screening turned off)."""
+    if not screening_enabled():
+        return True
+    return passes(source.text, dict.fromkeys(rule.screen for rule in rules))
+def _unmappable(notebook: NotebookProgram, fixed_text: str) -> UnmappableFix | None:
+    """Why a fix of a notebook's program cannot go back into its cells (None: it can)."""
+    try:
+        fixed_notebook(notebook, fixed_text)
+    except UnmappableFix as error:
+        return error
+    return None
 
 
 def _apply_first_fix(
@@ -199,7 +191,7 @@ class _Context:
 
 def _analyse(
     source: SourceFile, rules: Sequence[Rule], result: FileResult, context: _Context
-) -> tuple[cst.Module, list[tuple[Rule, Violation]]] | None:
+) -> tuple[cst.Module, list[Reported]] | None:
     """Parse and run the rules; failures become `LL000` findings on `result`."""
     refused = refusal(source.text)
     if refused is not None:
@@ -255,6 +247,7 @@ def _analyse(
                     source.path, f"internal error in {rule.code} ({rule.name}): {_describe(error)}"
                 )
             )
+    explained = _explained(facts, reported, result)
     if context.project is not None:
         try:
             result.bindings = facts.bindings()
@@ -268,7 +261,38 @@ def _analyse(
         result.dependencies = context.project.dependencies(facts.consulted)
         if context.lend is not None:
             context.project.adopt(source.path, context.lend, facts, len(source.text))
-    return module, reported
+    return module, explained
+
+
+Reported = tuple[Rule, Violation, tuple[ObjectEvidence, ...]]
+"""A rule's violation with the evidence of the objects it involves."""
+
+
+def _explained(
+    facts: ModuleFacts, reported: list[tuple[Rule, Violation]], result: FileResult
+) -> list[Reported]:
+    """Each violation with what the objects it involves were recognised by. Explaining
+    is a courtesy: if it fails, the finding is reported without it."""
+    if not reported:
+        return []
+    try:
+        explainer = FindingExplainer(facts, (violation.node for _, violation in reported))
+        return [
+            (rule, violation, _evidence(explainer, violation)) for rule, violation in reported
+        ]
+    except RecursionError:
+        return [(rule, violation, ()) for rule, violation in reported]
+    except Exception:
+        result.tracebacks.append(traceback.format_exc())
+        return [(rule, violation, ()) for rule, violation in reported]
+
+
+def _evidence(explainer: FindingExplainer, violation: Violation) -> tuple[ObjectEvidence, ...]:
+    return tuple(
+        ObjectEvidence(display_name(identity), info.kind.value, info.basis.value, info.evidence)
+        for identity, info in explainer.involved(violation.node, violation.message)
+        if info.evidence
+    )
 
 
 def _describe(error: BaseException) -> str:
@@ -343,7 +367,7 @@ def _has_fix(violation: Violation) -> bool:
 def _locate_violations(
     source: SourceFile,
     module: cst.Module,
-    reported: list[tuple[Rule, Violation]],
+    reported: list[Reported],
     directives: FileDirectives = NO_DIRECTIVES,
 ) -> list[tuple[Violation, Finding | None]]:
     """Each violation with its finding, or None where a `# noqa` suppresses it."""
@@ -352,7 +376,7 @@ def _locate_violations(
     positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
     findings: list[tuple[Violation, Finding | None]] = []
     lines = source.text.splitlines()
-    for rule, violation in reported:
+    for rule, violation, evidence in reported:
         where = positions[violation.node]
         start, end = where.start, where.end
         text = lines[start.line - 1] if 0 < start.line <= len(lines) else ""
@@ -380,6 +404,7 @@ def _locate_violations(
                     end_line=end_line,
                     end_column=end.column + 1,
                     fixable=source.fixable and _has_fix(violation),
+                    evidence=evidence,
                 ),
             )
         )

@@ -16,10 +16,10 @@ from looplint.registry import rule_classes
 from looplint.settings.suppression import Notice
 
 if TYPE_CHECKING:
-    from looplint.analysis.linking import Binding
+    from looplint.analysis.binding import Binding
     from looplint.analysis.project import Project
     from looplint.checking.cache import ResultCache
-    from looplint.checking.checker import FileResult
+    from looplint.checking.result import FileResult
     from looplint.rule import Rule
 
 _SMALL_RUN = 8
@@ -182,11 +182,11 @@ def check_paths(
     incoming: Incoming | None = None,
 ) -> list[FileResult]:
     """Check files in this process (few files or `--jobs 1`) or in a process pool."""
+    if not paths:
+        return []  # a warm run: nothing here imports LibCST
     from looplint.analysis.project import Project
     from looplint.checking.checker import check_file
 
-    if not paths:
-        return []
     incoming = incoming or {}
     if jobs <= 1 or len(paths) <= _SMALL_RUN:
         _fewer_collections()
@@ -235,7 +235,7 @@ def _check_isolated(
         with _pool(1, codes, fix) as pool:
             return pool.submit(_check_chunk, [path], {path: incoming}).result()[0]
     except BrokenProcessPool:
-        from looplint.checking.checker import FileResult, error_finding
+        from looplint.checking.result import FileResult, error_finding
 
         message = "the parser crashed on this file; it was not checked"
         return FileResult(path, [error_finding(path, message)])

@@ -23,6 +23,7 @@ from looplint.checking.cache import CACHE_DIR_NAME, ResultCache
 from looplint.checking.runner import RunResult, rules_for, run
 from looplint.errors import ConfigError, SourceError
 from looplint.files.discovery import FileFinder
+from looplint.files.notebook import changed_cells
 from looplint.finding import Finding
 from looplint.identity import ALL_IDENTITIES
 from looplint.reporting.report_context import ReportContext, repository_root
@@ -125,8 +126,12 @@ def _check_files(
 ) -> tuple[RunResult, list[Finding]]:
     """Run each project's files with its settings; the merged result and kept findings."""
     groups: dict[int, tuple[ProjectSettings, list[str]]] = {}
+    by_folder: dict[str, ProjectSettings] = {}
     for path in files:
-        project = resolver.for_folder(os.path.dirname(os.path.abspath(path)))
+        folder = os.path.dirname(path)
+        project = by_folder.get(folder)
+        if project is None:
+            project = by_folder[folder] = resolver.for_folder(os.path.abspath(folder or "."))
         groups.setdefault(id(project), (project, []))[1].append(path)
     merged = RunResult()
     findings: list[Finding] = []
@@ -181,7 +186,8 @@ def apply_per_file_ignores(findings: Sequence[Finding], settings: Settings) -> l
 def _check_stdin(request: CheckRequest, resolver: SettingsResolver, cwd: Path) -> int:
     """Check (and with `--fix`/`--diff`, fix) a buffer piped in under a file's name."""
     from looplint.analysis.project import Project
-    from looplint.checking.checker import check_source, error_finding
+    from looplint.checking.checker import check_source
+    from looplint.checking.result import error_finding
     from looplint.files.source import source_from_bytes
 
     filename = request.stdin_filename or "<stdin>"
@@ -323,13 +329,23 @@ def _add_noqa(request: CheckRequest, result: RunResult, findings: Sequence[Findi
 
 
 def _echo_diff(path: str, original: str, fixed: str) -> None:
-    lines = difflib.unified_diff(
-        original.splitlines(keepends=True),
-        fixed.splitlines(keepends=True),
-        fromfile=f"a/{path}",
-        tofile=f"b/{path}",
+    """A unified diff; for a notebook, one per changed cell (`a/nb.ipynb:cell 3`), of the
+    cell's code rather than of the JSON around it."""
+    if path.endswith(".ipynb"):
+        for cell, before, after in changed_cells(original, fixed):
+            _echo_text_diff(f"{path}:cell {cell}", before, after)
+        return
+    _echo_text_diff(path, original, fixed)
+
+
+def _echo_text_diff(name: str, original: str, fixed: str) -> None:
+    def lines(text: str) -> list[str]:
+        return (text if text.endswith("\n") or not text else text + "\n").splitlines(True)
+
+    diff = difflib.unified_diff(
+        lines(original), lines(fixed), fromfile=f"a/{name}", tofile=f"b/{name}"
     )
-    click.echo("".join(lines), nl=False)
+    click.echo("".join(diff), nl=False)
 
 
 def _show_diffs(fixed: list[tuple[str, str]]) -> None:

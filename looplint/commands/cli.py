@@ -1,4 +1,4 @@
-"""The `looplint` command line: `check`, `rules`, `explain`."""
+"""The `looplint` command line: `check`, `rules`, `rule`/`explain`, `objects`, `clean`, `server`."""
 
 from __future__ import annotations
 
@@ -167,6 +167,7 @@ def check(
 
 
 @main.command()
+@click.argument("rule", required=False)
 @click.option(
     "--format",
     "output_format",
@@ -174,11 +175,15 @@ def check(
     default="text",
     show_default=True,
 )
-def rules(output_format: str) -> None:
-    """List every code (LL000 and the rules): code, name and summary."""
+def rules(rule: str | None, output_format: str) -> None:
+    """List every code (LL000 and the rules): code, name and summary; with RULE, show
+    that rule's documentation (as `looplint explain RULE`)."""
     from looplint.reporting.docs import rules_markdown
     from looplint.settings.resolver import SHIPPED
 
+    if rule is not None:
+        _explain(rule, output_format)
+        return
     if output_format == "markdown":
         click.echo(rules_markdown(), nl=False)
         return
@@ -194,17 +199,48 @@ def rules(output_format: str) -> None:
         click.echo(f"{identity.code}  {identity.name:<{width}}  {identity.summary}")
 
 
-@main.command()
-@click.argument("rule")
-def explain(rule: str) -> None:
-    """Show the full documentation of RULE (a code such as LL001, or a name)."""
+def _explain(rule: str, output_format: str = "text") -> None:
+    """Print one rule's documentation (Markdown; with `json`, an object like ruff's)."""
     from looplint.reporting.docs import find_rule
 
     found = find_rule(rule)
     if found is None:
         _fail(f"unknown rule `{rule}`; `looplint rules` lists them")
         return
+    if output_format == "json":
+        identity = found.identity
+        payload = {
+            "code": identity.code,
+            "name": identity.name,
+            "summary": identity.summary,
+            "fixable": bool(found.FIXES),
+            "explanation": found.documentation(),
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
     click.echo(found.documentation(), nl=False)
+
+
+@main.command()
+@click.argument("rule")
+def explain(rule: str) -> None:
+    """Show the full documentation of RULE (a code such as LL001, or a name)."""
+    _explain(rule)
+
+
+@main.command("rule")
+@click.argument("rule_selector", metavar="RULE")
+@click.option(
+    "--output-format",
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+def rule_command(rule_selector: str, output_format: str) -> None:
+    """Show the documentation of RULE, as `ruff rule` does (same as `looplint explain`)."""
+    _explain(rule_selector, output_format)
 
 
 @main.command()
@@ -214,7 +250,7 @@ def objects(paths: tuple[str, ...]) -> None:
     from looplint.analysis.project import Project
     from looplint.errors import ConfigError, SourceError
     from looplint.files.discovery import FileFinder
-    from looplint.reporting.objects_view import recognised_objects
+    from looplint.reporting.objects_view import recognised_objects, render_objects
 
     cwd = Path.cwd()
     try:
@@ -235,10 +271,58 @@ def objects(paths: tuple[str, ...]) -> None:
             continue
         if found:
             click.echo(path)
-            for recognised in found:
-                click.echo(recognised.render())
+            for line in render_objects(found):
+                click.echo(line)
     if failed:
         raise SystemExit(2)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after this many optimizer steps (default: run to the end).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["warn", "raise"]),
+    default="warn",
+    show_default=True,
+    help="warn: report at the end; raise: stop at the first step with a finding.",
+)
+@click.option("-m", "as_module", is_flag=True, help="Run a module, as `python -m` does.")
+@click.argument("script")
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+def run(
+    steps: int | None, mode: str, as_module: bool, script: str, arguments: tuple[str, ...]
+) -> None:
+    """Run a training script unmodified under the runtime checks and report what they find.
+
+    `looplint run train.py --lr 0.1` or `looplint run -m package.train`: exit 0 clean,
+    1 with findings, 2 when the script cannot start.
+    """
+    from looplint.runtime_check.script_run import Target, run_script
+
+    target = Target(script, arguments, is_module=as_module)
+    sys.exit(
+        run_script(target, steps=steps, mode="raise" if mode == "raise" else "warn", out=sys.stdout)
+    )
+
+
+@main.command()
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also remove this cache (one named with `check --cache-dir`).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+def clean(cache_dir: Path | None, quiet: bool) -> None:
+    """Remove the result caches under the current folder (as `ruff clean` does), and the
+    one `cache-dir` of its settings names."""
+    from looplint.commands.clean_command import run_clean
+
+    sys.exit(run_clean(Path.cwd(), cache_dir, quiet))
 
 
 @main.command()

@@ -1,16 +1,19 @@
 """`looplint server`: the Language Server editors talk to over standard input/output.
 
 It publishes a buffer's findings as diagnostics when it is opened, changed (after a
-short pause in typing) and saved, and offers each safe fix as a quick fix plus a
-"fix all" source action. The buffer is checked by `looplint.commands.buffer`, exactly as
+short pause in typing) and saved, and again for every open buffer when a settings file,
+a `.gitignore` or a module changes on disk; it offers each safe fix as a quick fix, a
+"disable for this line" (`# noqa: CODE`) for every finding, and a "fix all" source
+action. The buffer is checked by `looplint.commands.buffer`, exactly as
 `looplint check --stdin-filename` checks it, with the settings of the nearest
-`pyproject.toml` above the file. Needs the `lsp` extra (pygls, lsprotocol).
+settings file above the file. Needs the `lsp` extra (pygls, lsprotocol).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import tokenize
 import traceback
 from collections.abc import Sequence
 from functools import cache
@@ -21,12 +24,14 @@ from pygls.uris import to_fs_path
 from pygls.workspace import PositionCodec, TextDocument
 
 from looplint import __version__
+from looplint.commands.add_noqa import with_file_noqa, with_noqa
 from looplint.commands.buffer import buffer_fixes, check_buffer, fix_buffer, is_checkable
 from looplint.errors import ConfigError
 from looplint.finding import Finding
 from looplint.identity import PARSE_ERROR
 from looplint.registry import rule_classes
 from looplint.reporting.reporters import DOCS_URL
+from looplint.settings.config import CONFIG_FILE_NAMES
 from looplint.text_edit import TextPosition, replacement_between, split_lines
 
 SOURCE = "looplint"
@@ -34,6 +39,11 @@ SOURCE = "looplint"
 FIX_ALL = f"{types.CodeActionKind.SourceFixAll.value}.looplint"
 CHANGE_PAUSE_S = 0.2
 """How long typing must pause before a changed buffer is checked again."""
+SETTINGS_POLL_S = 1.0
+"""How often the server looks at the settings files itself, for a client that cannot
+watch files for it."""
+WATCHED_NAMES = (*CONFIG_FILE_NAMES, ".gitignore")
+"""The files besides the buffer that decide its findings, in each folder above it."""
 
 
 @cache
@@ -49,6 +59,9 @@ class LooplintServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__("looplint", __version__)
         self.pending: dict[str, asyncio.Task[None]] = {}
+        self.settings_watch: asyncio.Task[None] | None = None
+        self.settings_seen: dict[str, tuple[int, int] | None] = {}
+        """Settings files (present or not) and how each looked: see `watch_settings`."""
 
     def open_document(self, uri: str) -> TextDocument | None:
         """The buffer the client has open at `uri` (None once it was closed)."""
@@ -103,9 +116,65 @@ class LooplintServer(LanguageServer):
             if self.pending.get(uri) is asyncio.current_task():
                 del self.pending[uri]
 
+    def recheck_all(self, pause: float) -> None:
+        """Check every open buffer again (something they all depend on changed)."""
+        for uri in self.open_uris():
+            self.schedule(uri, pause)
+
+    def remember_settings(self, path: str) -> None:
+        """With the server watching for itself: note how the settings files above `path`
+        look now (the buffer is about to be checked with them)."""
+        if self.settings_watch is None:
+            return
+        for candidate in settings_candidates(path):
+            self.settings_seen.setdefault(candidate, file_stamp(candidate))
+
+    async def watch_settings(self) -> None:
+        """For a client that cannot watch files: look at the settings files above the
+        open buffers every `SETTINGS_POLL_S` and re-check them all when one changed,
+        appeared or went away, so a saved `pyproject.toml` shows without an edit."""
+        while True:
+            await asyncio.sleep(SETTINGS_POLL_S)
+            known = list(self.settings_seen)
+            now = await asyncio.to_thread(file_stamps, known)
+            changed = False
+            for path, stamp in zip(known, now, strict=True):
+                if self.settings_seen.get(path) != stamp:
+                    self.settings_seen[path] = stamp
+                    changed = True
+            if changed:
+                self.recheck_all(0)
+
     def log(self, kind: types.MessageType, message: str) -> None:
         """Write to the client's log (the editor's output panel for this server)."""
         self.window_log_message(types.LogMessageParams(type=kind, message=message))
+
+
+def settings_candidates(path: str) -> list[str]:
+    """Every file, present or not, whose change can change the findings of the buffer
+    saved as `path`: the settings files and `.gitignore` of each folder above it."""
+    found = []
+    folder = os.path.dirname(os.path.abspath(path))
+    while True:
+        found += [os.path.join(folder, name) for name in WATCHED_NAMES]
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return found
+        folder = parent
+
+
+def file_stamps(paths: Sequence[str]) -> list[tuple[int, int] | None]:
+    """`file_stamp` of each path."""
+    return [file_stamp(path) for path in paths]
+
+
+def file_stamp(path: str) -> tuple[int, int] | None:
+    """(modification time, size) of a file; None when there is none."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
 
 
 def _diagnose(
@@ -188,16 +257,14 @@ def _wanted(kind: str, only: Sequence[str] | None) -> bool:
 def code_actions(
     uri: str, path: str, text: str, codec: PositionCodec, context: types.CodeActionContext
 ) -> list[types.CodeAction]:
-    """Quick fixes for the fixable findings the client points at, and "fix all", for the
-    buffer `text` at `uri` saved as `path`."""
+    """For the buffer `text` at `uri` saved as `path`: a quick fix for each fixable finding
+    the client points at, "disable for this line" (`# noqa: CODE`) for every finding it
+    points at, and "fix all"."""
     if not is_checkable(path):
         return []
     only = [str(kind) for kind in context.only] if context.only else None
-    ours = [
-        d
-        for d in context.diagnostics
-        if d.source == SOURCE and isinstance(d.code, str) and d.code in fixable_codes()
-    ]
+    mine = [d for d in context.diagnostics if d.source == SOURCE and isinstance(d.code, str)]
+    ours = [d for d in mine if d.code in fixable_codes()]
     actions: list[types.CodeAction] = []
     try:
         if ours and _wanted(types.CodeActionKind.QuickFix.value, only):
@@ -226,6 +293,8 @@ def code_actions(
                             is_preferred=True,
                         )
                     )
+        if mine and _wanted(types.CodeActionKind.QuickFix.value, only):
+            actions += _suppressions(uri, text, codec, mine)
         # Unasked, "fix all" is offered next to a fixable finding; a client that asks
         # for it by kind (fix on save) gets it whatever the cursor is on.
         if (ours or only is not None) and _wanted(FIX_ALL, only):
@@ -244,13 +313,52 @@ def code_actions(
     return actions
 
 
+def _suppressions(
+    uri: str, text: str, codec: PositionCodec, diagnostics: Sequence[types.Diagnostic]
+) -> list[types.CodeAction]:
+    """"Disable CODE for this line" for each finding, as ruff's server offers for every
+    diagnostic: the `# noqa: CODE` that `looplint check --add-noqa` would write. A file
+    that cannot be parsed (`LL000`) has no line to silence; it gets the file-wide
+    `# looplint: noqa: LL000` instead."""
+    actions: list[types.CodeAction] = []
+    offered: set[tuple[str, int]] = set()
+    for diagnostic in diagnostics:
+        code = str(diagnostic.code)
+        line = diagnostic.range.start.line
+        if (code, line) in offered:
+            continue
+        offered.add((code, line))
+        if code == PARSE_ERROR.code:
+            title = f"looplint: disable {code} for this file"
+            silenced = with_file_noqa(text, code)
+        else:
+            title = f"looplint: disable {code} for this line (# noqa: {code})"
+            try:
+                silenced, added = with_noqa(text, {line + 1: [code]})
+            except (tokenize.TokenError, SyntaxError):
+                continue
+            if not added:
+                continue  # the line ends inside a string: a comment cannot go there
+        edit = _text_edit(text, silenced, codec)
+        if edit is not None:
+            actions.append(
+                types.CodeAction(
+                    title=title,
+                    kind=types.CodeActionKind.QuickFix,
+                    diagnostics=[diagnostic],
+                    edit=types.WorkspaceEdit(changes={uri: [edit]}),
+                )
+            )
+    return actions
+
+
 WATCH_REGISTRATION = types.Registration(
     id="looplint-watched-files",
     method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
     register_options=types.DidChangeWatchedFilesRegistrationOptions(
         watchers=[
             types.FileSystemWatcher(glob_pattern=pattern)
-            for pattern in ("**/pyproject.toml", "**/.gitignore", "**/*.py")
+            for pattern in (*(f"**/{name}" for name in WATCHED_NAMES), "**/*.py")
         ]
     ),
 )
@@ -273,17 +381,21 @@ def build_server() -> LooplintServer:
             await ls.client_register_capability_async(
                 types.RegistrationParams(registrations=[WATCH_REGISTRATION])
             )
+        else:
+            ls.settings_watch = asyncio.ensure_future(ls.watch_settings())
 
     @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
     async def watched_files_changed(
         ls: LooplintServer, params: types.DidChangeWatchedFilesParams
     ) -> None:
         # A config, a .gitignore or an imported module changed on disk.
-        for uri in ls.open_uris():
-            ls.schedule(uri, CHANGE_PAUSE_S)
+        ls.recheck_all(CHANGE_PAUSE_S)
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     async def did_open(ls: LooplintServer, params: types.DidOpenTextDocumentParams) -> None:
+        document = ls.open_document(params.text_document.uri)
+        if document is not None:
+            ls.remember_settings(ls.path_of(document))
         ls.schedule(params.text_document.uri, 0)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
@@ -293,8 +405,7 @@ def build_server() -> LooplintServer:
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     async def did_save(ls: LooplintServer, params: types.DidSaveTextDocumentParams) -> None:
         # Other open buffers may import the module just saved: their facts came from disk.
-        for uri in ls.open_uris():
-            ls.schedule(uri, 0)
+        ls.recheck_all(0)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     async def did_close(ls: LooplintServer, params: types.DidCloseTextDocumentParams) -> None:

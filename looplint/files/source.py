@@ -7,6 +7,7 @@ import io
 import os
 import stat
 import tokenize
+from codecs import BOM_UTF8
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,8 @@ class SourceFile:
     text: str
     notebook: NotebookProgram | None = None
     fixable: bool = True
-    """Whether fixed text can be written back as is (plain UTF-8 `.py`, no notebook)."""
+    """Whether fixed text can be written back (plain UTF-8 `.py`, or a notebook without a
+    byte-order mark, whose fixes go back into its cells)."""
 
     def line(self, number: int) -> str:
         """The 1-based program line `number` (empty when out of range)."""
@@ -80,7 +82,9 @@ def source_from_bytes(path: str, data: bytes) -> SourceFile:
         except UnicodeDecodeError as error:
             raise SourceError(f"notebook is not UTF-8: {error}") from None
         program = notebook_program(text)
-        return SourceFile(path, program.source, program, fixable=False)
+        # A fix is written back into the cells (`fixed_notebook`); a byte-order mark
+        # would not survive that.
+        return SourceFile(path, program.source, program, fixable=not data.startswith(BOM_UTF8))
     text = decode_python(data)
     return SourceFile(path, text, fixable=text.encode("utf-8") == data)
 

@@ -35,9 +35,17 @@ class RecognisedObject:
     """The same place as a reader finds it: `12`, or `cell 3:4` in a notebook."""
     evidence: str
 
-    def render(self) -> str:
-        """One line of the terminal view."""
-        return f"{self.where:>10}  {self.kind:<9}  `{self.name}` ({self.scope}): {self.evidence}"
+    def render(self, width: int = 10) -> str:
+        """One line of the terminal view, the location right-aligned in `width` columns."""
+        where = f"{self.where:>{width}}"
+        return f"{where}  {self.kind:<9}  `{self.name}` ({self.scope}): {self.evidence}"
+
+
+def render_objects(found: list[RecognisedObject]) -> list[str]:
+    """The lines of one file's view, columns aligned however long its locations are
+    (`cell 12:140` in a notebook is longer than a line number)."""
+    width = max([10, *(len(recognised.where) for recognised in found)])
+    return [recognised.render(width) for recognised in found]
 
 
 def _scope_of(identity: str) -> str:

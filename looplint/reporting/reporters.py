@@ -24,7 +24,7 @@ FORMATS = ("full", "concise", "text", "json", "github", "sarif", "gitlab", "juni
 
 
 def json_report(findings: Sequence[Finding], context: ReportContext) -> str:
-    """A JSON array of finding objects."""
+    """A JSON array of finding objects, each with the evidence of the objects it involves."""
     return json.dumps([f.to_json() for f in findings], indent=2) + "\n"
 
 
@@ -93,8 +93,13 @@ def sarif_report(findings: Sequence[Finding], context: ReportContext) -> str:
             "locations": [{"physicalLocation": {"artifactLocation": location, "region": region}}],
             "partialFingerprints": {"looplint/v1": _fingerprint(f, context)},
         }
+        properties: dict[str, object] = {}
         if f.cell is not None:
-            result["properties"] = {"cell": f.cell, "cellLine": f.line, "cellColumn": f.column}
+            properties = {"cell": f.cell, "cellLine": f.line, "cellColumn": f.column}
+        if f.evidence:
+            properties["evidence"] = [item.to_json() for item in f.evidence]
+        if properties:
+            result["properties"] = properties
         results.append(result)
     document = {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
@@ -186,9 +191,10 @@ def junit_report(findings: Sequence[Finding], context: ReportContext) -> str:
 
 
 def statistics_json(findings: Sequence[Finding], context: ReportContext) -> str:
-    """`--statistics --output-format json`: counts per rule as JSON."""
+    """`--statistics --output-format json`: counts per rule as JSON. `fixable` is a
+    boolean as in each finding (some of them `--fix` can fix); `fixable_count` says how many."""
     rows = [
-        {"code": code, "name": name, "count": count, "fixable": fixed}
+        {"code": code, "name": name, "count": count, "fixable": fixed > 0, "fixable_count": fixed}
         for code, name, count, fixed in statistics_rows(findings)
     ]
     return json.dumps(rows, indent=2) + "\n"

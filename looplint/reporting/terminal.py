@@ -1,9 +1,11 @@
 """What a person reads in a terminal: `concise` one-liners and `full` source excerpts.
 
 Shaped like ruff's output, which users already read without thinking: `[*]` marks a
-finding `--fix` can fix, `full` shows the line with a caret span and a `help:` line
-with the remedy, and the run ends with "Found N findings (M fixable with `--fix`)."
-or "All checks passed!". Colour is the caller's decision (`ReportContext.color`).
+finding `--fix` can fix, `full` shows the line with a caret span, a `help:` line with the
+remedy and a `note:` line for each object taken for an optimizer (scheduler, scaler) on
+weaker evidence than its construction, and the run ends with
+"Found N findings (M fixable with `--fix`)." or "All checks passed!". Colour is the
+caller's decision (`ReportContext.color`).
 """
 
 from __future__ import annotations
@@ -96,12 +98,30 @@ def full_report(findings: Sequence[Finding], context: ReportContext) -> str:
     for finding in findings:
         headline, remedy = split_message(finding.message)
         block = [_header(finding, context, headline), *_excerpt(finding, context)]
+        gutter = " " * len(str(finding.line))
+        equals = style("=", fg="blue", bold=True)
         if remedy is not None:
-            gutter = " " * len(str(finding.line))
-            block.append(f"{gutter} {style('=', fg='blue', bold=True)} "
-                         f"{style('help', bold=True)}: {remedy}")  # fmt: skip
+            block.append(f"{gutter} {equals} {style('help', bold=True)}: {remedy}")
+        for note in evidence_notes(finding):
+            block.append(f"{gutter} {equals} {style('note', bold=True)}: {note}")
         blocks.append("\n".join(block))
     return "".join(block + "\n\n" for block in blocks) + _joined([summary(findings, context)])
+
+
+def evidence_notes(finding: Finding) -> list[str]:
+    """A note for each object the finding involves that was recognised by weaker evidence
+    than its construction (its name, the methods called on it, its role in torch's APIs),
+    so a reader can see why `x` is taken for an optimizer, and disagree:
+    "`opt` is taken for an optimizer (by name): named like an optimizer and ..."."""
+    notes = []
+    for item in finding.evidence:
+        if item.inferred:
+            article = "an" if item.kind[:1] in ("a", "e", "i", "o", "u") else "a"
+            notes.append(
+                f"`{item.name}` is taken for {article} {item.kind} (by {item.basis}): "
+                f"{item.evidence}"
+            )
+    return notes
 
 
 def summary(findings: Sequence[Finding], context: ReportContext) -> str:

@@ -1,4 +1,5 @@
-"""Which settings apply to a file: the nearest `[tool.looplint]` above it, as ruff does.
+"""Which settings apply to a file: the nearest settings file above it, as ruff does
+(`.looplint.toml`, `looplint.toml`, or a `pyproject.toml` with `[tool.looplint]`).
 
 `looplint check project/src` run from a parent folder uses `project/pyproject.toml`;
 a monorepo whose sub-projects carry their own tables checks each file with its own
@@ -16,7 +17,13 @@ from looplint.errors import ConfigError
 from looplint.files.discovery import Exclusions
 from looplint.identity import PARSE_ERROR, RuleIdentity
 from looplint.registry import RULES
-from looplint.settings.config import Settings, has_looplint_table, settings_from_file
+from looplint.settings.config import (
+    CONFIG_FILE_NAMES,
+    DEDICATED_FILE_NAMES,
+    Settings,
+    has_looplint_table,
+    settings_from_file,
+)
 from looplint.settings.selection import selected_codes
 
 SHIPPED: tuple[RuleIdentity, ...] = (PARSE_ERROR, *(entry.identity for entry in RULES))
@@ -113,18 +120,23 @@ class SettingsResolver:
         return self.for_folder(folder).exclusions
 
     def _lookup(self, folder: str) -> tuple[Path | None, Path | None]:
-        """(nearest pyproject.toml with `[tool.looplint]`, nearest pyproject.toml at all)."""
+        """(nearest settings file, nearest project file at all): in each folder, a
+        `.looplint.toml` or `looplint.toml` always holds settings, a `pyproject.toml` only
+        with a `[tool.looplint]` table (else it still marks the project's root)."""
         found = self._nearest.get(folder)
         if found is not None:
             return found
-        candidate = Path(folder) / "pyproject.toml"
         parent = os.path.dirname(folder)
         above = self._lookup(parent) if parent != folder else (None, None)
-        if candidate.is_file():
-            config = candidate if has_looplint_table(candidate) else above[0]
-            found = (config, candidate)
-        else:
-            found = above
+        found = above
+        for name in CONFIG_FILE_NAMES:
+            candidate = Path(folder) / name
+            if not candidate.is_file():
+                continue
+            if name in DEDICATED_FILE_NAMES or has_looplint_table(candidate):
+                found = (candidate, candidate)
+                break
+            found = (above[0], candidate)
         self._nearest[folder] = found
         return found
 

@@ -21,7 +21,7 @@ except ImportError as error:  # one line naming what to install, not a bare modu
         "looplint.integrations.lightning needs `lightning`: pip install lightning"
     ) from error
 
-from looplint.runtime_check.session import Mode
+from looplint.runtime_check.delivery import Mode
 
 from .lightning_hooks import LightningHooks
 

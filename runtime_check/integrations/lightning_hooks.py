@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from looplint.runtime_check.findings import Report
-from looplint.runtime_check.session import Mode
+from looplint.runtime_check.delivery import Mode
+from looplint.runtime_check.report import Report
 
 from .trainer_run import TrainerRun
 

@@ -22,7 +22,7 @@ except ImportError as error:  # one line naming what to install, not a bare modu
         "pip install pytorch-lightning"
     ) from error
 
-from looplint.runtime_check.session import Mode
+from looplint.runtime_check.delivery import Mode
 
 from .lightning_hooks import LightningHooks
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from looplint.runtime_check.findings import Report
-from looplint.runtime_check.session import Mode, Watch
+from looplint.runtime_check.delivery import Mode
+from looplint.runtime_check.report import Report
+from looplint.runtime_check.session import Watch
 from torch import nn
 from torch.optim import Optimizer
 

@@ -22,8 +22,8 @@ except ImportError as error:  # one line naming what to install, not a bare modu
 
 from typing import Any
 
-from looplint.runtime_check.findings import Report
-from looplint.runtime_check.session import Mode
+from looplint.runtime_check.delivery import Mode
+from looplint.runtime_check.report import Report
 from torch.optim import Optimizer
 
 from .trainer_run import TrainerRun

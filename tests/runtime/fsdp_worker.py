@@ -63,7 +63,7 @@ def kept_buffers(model: nn.Module, optimizer: Optimizer, data: Batches) -> None:
 
 def accumulated(model: nn.Module, optimizer: Optimizer, data: Batches) -> None:
     for index, x in enumerate(data):
-        loss_of(model, x).backward()
+        (loss_of(model, x) / 2).backward()
         if index % 2 == 1:
             optimizer.step()
             optimizer.zero_grad()
@@ -73,7 +73,7 @@ def unsynced_micro_batches(model: nn.Module, optimizer: Optimizer, data: Batches
     """Accumulate without reduce-scatter until the last micro-batch (FSDP2's no-sync)."""
     for index, x in enumerate(data):
         model.set_requires_gradient_sync(index % 2 == 1)
-        loss_of(model, x).backward()
+        (loss_of(model, x) / 2).backward()
         if index % 2 == 1:
             optimizer.step()
             optimizer.zero_grad()
@@ -82,7 +82,7 @@ def unsynced_micro_batches(model: nn.Module, optimizer: Optimizer, data: Batches
 def unsynced_without_zero_grad(model: nn.Module, optimizer: Optimizer, data: Batches) -> None:
     for index, x in enumerate(data):
         model.set_requires_gradient_sync(index % 2 == 1)
-        loss_of(model, x).backward()
+        (loss_of(model, x) / 2).backward()
         if index % 2 == 1:
             optimizer.step()
 

@@ -21,11 +21,12 @@ def closure_for(
     *,
     clear_before: bool = True,
     clear_after: bool = False,
+    scale: int = 1,
 ) -> Callable[[], torch.Tensor]:
     def closure() -> torch.Tensor:
         if clear_before:
             optimizer.zero_grad()
-        loss = loss_of(model, batch)  # type: ignore[arg-type]
+        loss = loss_of(model, batch) / scale  # type: ignore[arg-type]
         loss.backward()
         if clear_after:
             optimizer.zero_grad()
@@ -58,7 +59,7 @@ def test_closure_accumulating_four_micro_batches_is_silent() -> None:
     optimizer = torch.optim.Adam(model.parameters())
     with watch(model, optimizer, accumulation_steps=4) as report:
         for index, batch in enumerate(batches(8)):
-            closure = closure_for(model, optimizer, batch, clear_before=index % 4 == 0)
+            closure = closure_for(model, optimizer, batch, clear_before=index % 4 == 0, scale=4)
             if (index + 1) % 4 == 0:
                 optimizer.step(closure=closure)
             else:

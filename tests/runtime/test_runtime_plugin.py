@@ -169,8 +169,6 @@ def test_buggy():
     result.stdout.fnmatch_lines(
         [
             f"*test_p.py:{line}: LL001 missing-zero-grad (stale-gradient)*",
-            "*not checked: LL003 coverage (parameters no optimizer updates) is not checked: "
-            "no model was given*",
             "FAILED test_p.py::test_buggy - LL001 missing-zero-grad: looplint found 1*",
         ]
     )
@@ -254,3 +252,63 @@ def test_correct():
     assert "1 failed, 1 passed" in result.stdout, result.stdout[-2000:]
     assert "AttributeError" not in result.stdout
     assert "FAILED test_old.py::test_buggy - LL001 missing-zero-grad" in result.stdout
+
+
+HALF_MODEL = """
+import pytest
+import torch
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(3, 4)
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+def train(model, optimizer):
+    for _ in range(2):
+        optimizer.zero_grad()
+        nn.functional.mse_loss(model(torch.randn(4, 3)), torch.randn(4, 1)).backward()
+        optimizer.step()
+
+@pytest.fixture
+def prebuilt():
+    model = Net()
+    return model, torch.optim.SGD(model.head.parameters(), lr=0.1)
+
+@pytest.mark.looplint
+def test_half_of_the_model():
+    model = Net()
+    optimizer = torch.optim.SGD(model.head.parameters(), lr=0.1)  # half the model
+    train(model, optimizer)
+
+@pytest.mark.looplint
+def test_built_before_the_test(prebuilt):
+    train(*prebuilt)
+"""
+
+
+def test_marker_finds_the_model_of_a_half_model_optimizer_or_says_it_could_not(
+    pytester: pytest.Pytester,
+) -> None:
+    path = pytester.makepyfile(HALF_MODEL)
+    line = (
+        path.read_text()
+        .splitlines()
+        .index("    optimizer = torch.optim.SGD(model.head.parameters(), lr=0.1)  # half the model")
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rf")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"*{path.name}:{line + 1}: LL003 partial-parameters (uncovered-parameters)*"
+            f"`SGD #0` (built at {path.name}:{line + 1})*",
+            "*parameters: `body.weight`, `body.bias`*",
+            "*warnings summary*",
+            "*test_built_before_the_test*",
+            "*LoopLintRuntimeWarning: LL003 coverage*is not checked: no model was given*",
+        ]
+    )

@@ -377,7 +377,8 @@ def test_coverage_without_a_model_is_said_plainly() -> None:
         train(model, optimizer, batches(2))
     assert report.unchecked == [
         "LL003 coverage (parameters no optimizer updates) is not checked: no model was given "
-        "(`watch(model)`, `looplint_watch(model)`)."
+        "(`watch(model)`, `looplint_watch(model)`) and none was found next to an optimizer "
+        "built while the block was open."
     ]
     assert "unchecked: LL003 coverage" in str(report)
 

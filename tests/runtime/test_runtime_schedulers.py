@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -28,12 +31,15 @@ def test_scheduler_before_optimizer_is_caught() -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.9)
     with (
+        warnings.catch_warnings(record=True) as seen,
         pytest.raises(LoopLintRuntimeError) as caught,
         watch(model, optimizer, schedulers=[scheduler]),
     ):
+        warnings.simplefilter("always")
         for batch in batches():
             optimizer.zero_grad()
             loss_of(model, batch).backward()
+            scheduler_line = sys._getframe().f_lineno + 1
             scheduler.step()
             optimizer.step()
     (finding,) = caught.value.findings
@@ -42,7 +48,21 @@ def test_scheduler_before_optimizer_is_caught() -> None:
         "scheduler-order",
         "scheduler-before-optimizer",
     )
-    assert finding.step == 0
+    assert finding.step == 0 and (finding.file, finding.line) == (__file__, scheduler_line)
+    # LL004 at the user's line replaces torch's warning, which would name looplint's wrapper.
+    assert [str(w.message) for w in seen if "lr_scheduler.step()" in str(w.message)] == []
+    assert not hasattr(optimizer, "_opt_called") or optimizer._opt_called is True
+
+
+def test_torchs_own_order_warning_is_untouched_outside_a_block() -> None:
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.9)
+    with watch(model, optimizer):
+        pass
+    with pytest.warns(UserWarning, match=r"before `optimizer.step\(\)`") as seen:
+        scheduler.step()
+    assert seen[0].filename == __file__
 
 
 def test_scheduler_stepping_twice_per_iteration_is_caught() -> None:

@@ -1,0 +1,232 @@
+"""The screen of the training-loop rules: can this module hold an optimizer, scheduler or scaler?
+
+Every training-loop rule (LL001 to LL011) reports on an object `ObjectTable` recognised — built,
+annotated, handed back by a factory, or used in a role only such an object plays — or on one
+another module passes in (the runner re-checks those files whatever their screen says). So a
+module in which none of the evidence `recognition` and `evidence` accept can occur is skipped.
+
+Stage 1 (`TRAINING_WORDS`) is the text test the analysis always relied on: it recognises an
+object only through code containing one of these words. Stage 2 (`may_hold_training_objects`)
+asks the standard library's `ast` tree whether they occur where evidence can:
+
+- a call whose callee is telling: `torch.optim.AdamW(...)`, `self.optimizer_cls(...)`,
+  `OPTIMIZERS[name](...)`, `build_optimizer(...)`, `self.optimizers()`, a name imported from
+  a module or under a name that is (`from torch.optim import SGD`), `instantiate(cfg.optim)`;
+- an argument that names an optimizer or scheduler class (`Trainer(opt_cls=torch.optim.Adam)`),
+  or any telling argument of `instantiate(cfg.optimizer, ...)`;
+- an annotation that does (`optimizer: Optimizer`, `-> LRScheduler`);
+- a method only these objects have: `step`, `zero_grad`, `unscale_`, `add_param_group`,
+  `param_groups`, `state_dict` of a telling receiver;
+- a call's result stored under a telling name (`opt = make(model)`: a factory of another module).
+
+Mentions in docstrings, comments, log messages and names that merely contain the words
+(`optimize_graph()`, `self.optimization_level`) are none of these.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from looplint.analysis.catalog import (
+    OPTIMIZER_NAME,
+    SCHEDULER_NAME,
+    named_class_kind,
+    named_factory_kind,
+)
+from looplint.files.screening import Glance, Screen
+
+TRAINING_WORDS = re.compile(r"optim|GradScaler|scaler|AdamW|Adafactor|_schedule|lion_pytorch")
+"""`optim`: `torch.optim` (schedulers and `Optimizer` annotations included),
+`torch.distributed.optim`, `bitsandbytes.optim`, `apex.optimizers`, `torch_optimizer`,
+`timm.optim`, `diffusers.optimization`; `GradScaler` and `scaler` (a parameter passed to
+`scaler.step(x)` is an optimizer); transformers' `AdamW`, `Adafactor`,
+`get_*_schedule*`/`get_scheduler` (`_schedule`), and `lion_pytorch`. A parameter used as
+`x.step()` with `x.zero_grad()` needs none of them, but it clears its own gradients and has
+no scheduler, so no rule can fire on it alone."""
+
+_OBJECT_METHODS = frozenset({"step", "zero_grad", "add_param_group"})
+"""Methods that make a receiver named like an optimizer or scheduler one."""
+_SCALER_METHODS = frozenset({"step", "unscale_", "scale", "update"})
+"""Methods that make a receiver named like a scaler one (and its argument an optimizer)."""
+_BUILDS_BY_CONFIG = frozenset({"deepspeed"})
+"""Libraries whose factories return tracked objects whatever they are called
+(`deepspeed.initialize` hands back an optimizer and a scheduler)."""
+_TELLING_PARTS = frozenset(
+    {"optim", "optimizer", "optimizers", "optimiser", "optimisers", "scheduler", "schedulers"}
+)
+"""Parts of an identifier (split at `_` and case changes) that name the objects themselves;
+`optimize`, `optimal` and `schedule` do not."""
+_ANNOTATION_WORDS = frozenset(
+    {"Optimizer", "LRScheduler", "_LRScheduler", "ReduceLROnPlateau", "GradScaler", "optim",
+     "lr_scheduler"}
+)  # fmt: skip
+"""`Optimizer`, `torch.optim.Optimizer`, `lr_scheduler.LRScheduler`: annotations that tell."""
+_PARTS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+
+
+def _parts(word: str) -> set[str]:
+    return {part.lower() for part in _PARTS.findall(word)}
+
+
+def _telling(word: str) -> bool:
+    """Whether an identifier can name an optimizer, scheduler, scaler or their factory."""
+    return (
+        not _TELLING_PARTS.isdisjoint(_parts(word))
+        or "GradScaler" in word
+        or "lion_pytorch" in word
+        or named_class_kind(word) is not None
+        or named_factory_kind(word) is not None
+        or OPTIMIZER_NAME.match(word) is not None
+        or SCHEDULER_NAME.match(word) is not None
+    )
+
+
+def _words(node: ast.AST) -> list[str]:
+    """The identifiers of an expression: names, attributes, and short strings (`cfg["optim"]`,
+    `getattr(torch.optim, "AdamW")`, quoted annotations)."""
+    found: list[str] = []
+    for child in ast.walk(node):
+        if isinstance(child, ast.Name):
+            found.append(child.id)
+        elif isinstance(child, ast.Attribute):
+            found.append(child.attr)
+        elif isinstance(child, ast.Constant) and isinstance(child.value, str):
+            if len(child.value) <= 80 and "\n" not in child.value:
+                found.extend(re.findall(r"\w+", child.value))
+    return found
+
+
+def _callee_words(func: ast.expr) -> list[str]:
+    """The names a callee is spelled with, the called name first: `optimizer_cls` of
+    `self.optimizer_cls`, `OPTIMIZERS` of `OPTIMIZERS[name]`; for `getattr(torch.optim, name)`
+    the words of its arguments; never the arguments of a call it is made from
+    (`super(AdaBelief, self).__init__`)."""
+    found: list[str] = []
+    while True:
+        if isinstance(func, ast.Attribute):
+            found.append(func.attr)
+            func = func.value
+        elif isinstance(func, ast.Subscript):
+            func = func.value
+        elif isinstance(func, ast.Call):
+            if not found and isinstance(func.func, ast.Name) and func.func.id == "getattr":
+                words = [word for arg in func.args for word in _words(arg)]
+                return sorted(words, key=lambda word: not _telling(word))
+            func = func.func
+        elif isinstance(func, ast.Name):
+            found.append(func.id)
+            return found
+        else:
+            return found
+
+
+def _receiver_name(func: ast.Attribute) -> str:
+    """`self.scaler` of `self.scaler.step(opt)`: the receiver's last name."""
+    value = func.value
+    if isinstance(value, ast.Attribute):
+        return value.attr
+    if isinstance(value, ast.Name):
+        return value.id
+    if isinstance(value, ast.Subscript):
+        return _receiver_name(ast.Attribute(value.value, "", ast.Load()))
+    return ""
+
+
+class _Evidence:
+    """A look at a module's `ast` nodes for anything a rule could start from."""
+
+    def __init__(self, glance: Glance) -> None:
+        self.glance = glance
+        self.imported: set[str] = set()
+        """Local names bound by a telling import (`SGD` of `from torch.optim import SGD`)."""
+        for node in glance.nodes(ast.ImportFrom):
+            module = node.module or ""
+            for alias in node.names:
+                if any(_telling(part) for part in module.split(".")) or _telling(alias.name):
+                    self.imported.add(alias.asname or alias.name)
+        for statement in glance.nodes(ast.Import):
+            for alias in statement.names:
+                if any(_telling(part) for part in alias.name.split(".")):
+                    self.imported.add((alias.asname or alias.name).split(".")[0])
+
+    def telling(self, words: list[str]) -> bool:
+        return any(_telling(word) or word in self.imported for word in words)
+
+    def found(self) -> bool:
+        glance = self.glance
+        functions: list[ast.FunctionDef | ast.AsyncFunctionDef] = [
+            *glance.nodes(ast.FunctionDef),
+            *glance.nodes(ast.AsyncFunctionDef),
+        ]
+        return (
+            any(self._telling_call(call) for call in glance.nodes(ast.Call))
+            or any(
+                arg.annotation is not None and self._telling_annotation(arg.annotation)
+                for arg in glance.nodes(ast.arg)
+            )
+            or any(
+                function.returns is not None and self._telling_annotation(function.returns)
+                for function in functions
+            )
+            or any(self._telling_annotation(a.annotation) for a in glance.nodes(ast.AnnAssign))
+            or any(
+                attribute.attr == "param_groups" and _receiver_name(attribute) != "self"
+                for attribute in glance.nodes(ast.Attribute)
+            )
+            or any(
+                isinstance(assign.value, ast.Call)
+                and any(
+                    OPTIMIZER_NAME.match(word) or SCHEDULER_NAME.match(word)
+                    for target in assign.targets
+                    for word in _words(target)
+                )
+                for assign in glance.nodes(ast.Assign)
+            )
+        )
+
+    def _telling_annotation(self, annotation: ast.expr) -> bool:
+        return any(
+            word in _ANNOTATION_WORDS or word in self.imported for word in _words(annotation)
+        )
+
+    def _telling_call(self, call: ast.Call) -> bool:
+        func = call.func
+        if isinstance(func, ast.Attribute):
+            receiver = _receiver_name(func)
+            if func.attr in _SCALER_METHODS and "scaler" in receiver.lower():
+                return True
+            if func.attr in _OBJECT_METHODS:
+                return self.telling([receiver]) or func.attr == "add_param_group"
+        callee = _callee_words(func)
+        if self.telling(callee[:1]) or _BUILDS_BY_CONFIG.intersection(callee):
+            return True  # what is called names a tracked class or factory
+        values = [*call.args, *(keyword.value for keyword in call.keywords)]
+        if callee[:1] in (["instantiate"], ["call"]):
+            return any(self.telling(_words(value)) for value in values)
+        return any(self._names_a_class(value) for value in values)
+
+    def _names_a_class(self, value: ast.expr) -> bool:
+        """`torch.optim.Adam`, `optim.lr_scheduler.StepLR`, an imported `AdamW`: a class
+        handed over to be built elsewhere."""
+        chain: list[str] = []
+        while isinstance(value, ast.Attribute):
+            chain.append(value.attr)
+            value = value.value
+        if not isinstance(value, ast.Name):
+            return False
+        chain.append(value.id)
+        return (
+            named_class_kind(chain[0]) is not None
+            or chain[0] in self.imported
+            or bool({"optim", "lr_scheduler"} & set(chain))
+        )
+
+
+def may_hold_training_objects(glance: Glance) -> bool:
+    """Whether evidence of an optimizer, LR scheduler or GradScaler can occur in a module."""
+    return _Evidence(glance).found()
+
+
+TRAINING_CODE = Screen(TRAINING_WORDS, may_hold_training_objects)
+"""The screen of every rule about training loops (the default of `Rule.screen`)."""

@@ -1,0 +1,112 @@
+"""Two-stage screening: deciding, before paying for a LibCST parse, whether a file can matter.
+
+Parsing with LibCST and building the analysis cost about as much again as each other, and
+most files of a codebase hold no training code. Each rule therefore declares a `Screen`:
+what it cannot fire without, checked in two stages an order of magnitude cheaper than the
+parse it spares.
+
+1. `words`: a regular expression over the raw text. Most files fail it for every rule and
+   are never parsed at all.
+2. `syntax` (optional): a predicate over the standard library's `ast` tree (a `Glance`),
+   which is built in C and thrown away at once. It tells code from prose (an `optimizer`
+   in a docstring or a log message) and can ask for structure (a construction, an
+   annotation, a `step()` call). Only a file that passes stage 1 is `ast`-parsed, and its
+   nodes are listed only once, however many screens look at them.
+
+A file passes when any enabled rule's screen passes it. Files the standard parser cannot
+read are always passed on: LibCST must report (or parse) them itself.
+
+Across modules, what another file passes in (an optimizer handed to `train(model, opt)`)
+can make any file matter; the runner checks such a file again with those bindings, and no
+screen is asked then. `LOOPLINT_NO_SCREEN=1` in the environment turns screening off (every
+file is parsed), so that a run with and without it can be compared: they must agree.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+DISABLE_VARIABLE = "LOOPLINT_NO_SCREEN"
+
+
+@dataclass(frozen=True, slots=True)
+class Screen:
+    """What one rule needs to see in a file's text, then in its syntax, to be worth running."""
+
+    words: re.Pattern[str]
+    """Text without which the rule cannot fire (stage 1)."""
+    syntax: Callable[[Glance], bool] | None = None
+    """A sharper look at the standard library's tree, for files that pass `words` (stage 2);
+    None when the words alone decide."""
+
+
+class Glance:
+    """A module's stdlib `ast` tree, with its nodes listed by type once for every screen."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        self.tree = tree
+        self._by_type: dict[type[ast.AST], list[ast.AST]] | None = None
+
+    def nodes(self, kind: type[AstNode]) -> list[AstNode]:
+        """Every node of type `kind` (exactly), in no particular order."""
+        if self._by_type is None:
+            self._by_type = _nodes_by_type(self.tree)
+        return self._by_type.get(kind, [])  # type: ignore[return-value]
+
+
+AstNode = TypeVar("AstNode", bound=ast.AST)
+
+
+def _nodes_by_type(tree: ast.AST) -> dict[type[ast.AST], list[ast.AST]]:
+    """All nodes of `tree` grouped by exact type: one walk, cheaper than `ast.walk`."""
+    grouped: dict[type[ast.AST], list[ast.AST]] = {}
+    pending: list[ast.AST] = [tree]
+    while pending:
+        node = pending.pop()
+        grouped.setdefault(type(node), []).append(node)
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, ast.AST):
+                pending.append(value)
+            elif isinstance(value, list):
+                pending.extend(item for item in value if isinstance(item, ast.AST))
+    return grouped
+
+
+def screening_enabled() -> bool:
+    """False when `LOOPLINT_NO_SCREEN` asks for every file to be parsed (for comparisons)."""
+    return os.environ.get(DISABLE_VARIABLE, "") in ("", "0")
+
+
+def passes(text: str, screens: Iterable[Screen]) -> bool:
+    """Whether any of `screens` lets `text` through to the full analysis."""
+    sharper: list[Callable[[Glance], bool]] = []
+    for screen in screens:
+        if screen.words.search(text) is None:
+            continue
+        if screen.syntax is None:
+            return True
+        sharper.append(screen.syntax)
+    if not sharper:
+        return False
+    tree = _standard_tree(text)
+    if tree is None:
+        return True
+    glance = Glance(tree)
+    return any(look(glance) for look in sharper)
+
+
+def _standard_tree(text: str) -> ast.Module | None:
+    """The stdlib tree of `text`, or None when the standard parser cannot build it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid escapes in old code: not ours to report
+            return ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None

@@ -1,0 +1,170 @@
+"""LL019: `F.dropout(x, p)` in a module's code keeps dropping at evaluation time."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+import libcst as cst
+
+from looplint.analysis.facts import ModuleFacts
+from looplint.analysis.networks import runs_only_in_training, self_name_of
+from looplint.analysis.program import CallEvent, all_events
+from looplint.analysis.syntax import keyword_arg, positional_args, source_of
+from looplint.files.screening import Screen
+from looplint.identity import FUNCTIONAL_DROPOUT_ALWAYS_ON
+from looplint.rule import Fix, Rule, Violation
+
+DROPOUTS = frozenset(
+    {
+        "torch.nn.functional.dropout",
+        "torch.nn.functional.dropout1d",
+        "torch.nn.functional.dropout2d",
+        "torch.nn.functional.dropout3d",
+    }
+)
+"""Functional dropouts whose `training` argument (third) defaults to True. (`alpha_dropout`
+and `feature_alpha_dropout` default to False: the opposite mistake.)"""
+_TRAINING_POSITION = 2
+
+
+def _training_fix(call: cst.Call, self_name: str) -> Callable[[], Fix | None]:
+    def build() -> Fix | None:
+        flag = cst.Arg(
+            keyword=cst.Name("training"),
+            value=cst.Attribute(cst.Name(self_name), cst.Name("training")),
+            equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")),
+        )
+        return Fix(((call, call.with_changes(args=(*call.args, flag))),))
+
+    return build
+
+
+class FunctionalDropoutAlwaysOn(Rule):
+    """
+    ## What it does
+    Reports `F.dropout(x, p)` (also `dropout1d/2d/3d`) called in a method of an
+    `nn.Module` subclass — `forward` or a method it uses — without a `training`
+    argument. Passing `training=self.training` (or any explicit value, such as
+    `training=True` for Monte-Carlo dropout) is fine, so is a call that runs only
+    in training mode (under `if self.training:`), the `nn.Dropout` module, and
+    functional dropout in plain functions outside a module.
+
+    ## Why is this bad?
+    Unlike `nn.Dropout`, the functional form does not look at the module's mode:
+    its `training` argument defaults to `True`. `model.eval()` therefore leaves
+    it on, and every validation score, test score and prediction is computed
+    with activations randomly zeroed — noisy and lower than the model really is,
+    with no error raised.
+
+    ## References
+    - [`torch.nn.functional.dropout`](https://pytorch.org/docs/stable/generated/torch.nn.functional.dropout.html)
+    - [`nn.Dropout`](https://pytorch.org/docs/stable/generated/torch.nn.Dropout.html)
+    """
+
+    identity = FUNCTIONAL_DROPOUT_ALWAYS_ON
+    screen = Screen(
+        re.compile(r"(?:\bF|functional)\.dropout[123]?d?\(|(?<![\w.])dropout[123]?d?\(")
+    )
+    fix_safety = """
+        Safe: `training=self.training` is added, so the call drops activations in
+        training mode only, as `nn.Dropout` does. Training itself is unchanged;
+        evaluation after `model.eval()` becomes deterministic.
+    """
+    INVALID = (
+        """
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+        class Classifier(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc1 = nn.Linear(784, 256)
+                self.fc2 = nn.Linear(256, 10)
+
+            def forward(self, x):
+                x = F.relu(self.fc1(x))
+                x = F.dropout(x, p=0.5)  # expect: LL019
+                return self.fc2(x)
+        """,
+    )
+    VALID = (
+        """
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+        class Classifier(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc1 = nn.Linear(784, 256)
+                self.fc2 = nn.Linear(256, 10)
+
+            def forward(self, x):
+                x = F.relu(self.fc1(x))
+                x = F.dropout(x, p=0.5, training=self.training)
+                return self.fc2(x)
+        """,
+        """
+        import torch.nn.functional as F
+
+        def augment(x):
+            return F.dropout(x, 0.1)
+        """,
+    )
+    FIXES = (
+        (
+            """
+            import torch.nn as nn
+            import torch.nn.functional as F
+
+            class Head(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc = nn.Linear(8, 2)
+
+                def forward(self, x):
+                    return self.fc(F.dropout(x, 0.2))
+            """,
+            """
+            import torch.nn as nn
+            import torch.nn.functional as F
+
+            class Head(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.fc = nn.Linear(8, 2)
+
+                def forward(self, x):
+                    return self.fc(F.dropout(x, 0.2, training=self.training))
+            """,
+        ),
+    )
+
+    def check(self, facts: ModuleFacts) -> Iterator[Violation]:
+        networks = facts.networks
+        for network in networks.classes.values():
+            for method in network.methods:
+                self_name = self_name_of(method)
+                if self_name is None:
+                    continue
+                for event in all_events(method.events):
+                    if not isinstance(event, CallEvent):
+                        continue
+                    call = event.node
+                    if facts.imports.qualify(call.func) not in DROPOUTS:
+                        continue
+                    if keyword_arg(call, "training") is not None or any(
+                        arg.star for arg in call.args
+                    ):
+                        continue
+                    if len(positional_args(call)) > _TRAINING_POSITION:
+                        continue
+                    if runs_only_in_training(method, call):
+                        continue
+                    yield Violation(
+                        call,
+                        f"`{source_of(call)}` in `{network.info.name}.{method.name}` has no "
+                        "`training` argument, so it keeps dropping activations after "
+                        f"`.eval()`; pass `training={self_name}.training`",
+                        fix=_training_fix(call, self_name),
+                    )

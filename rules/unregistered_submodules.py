@@ -1,0 +1,270 @@
+"""LL017: layers kept in a plain list, dict or tuple attribute of an `nn.Module`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import libcst as cst
+
+from looplint.analysis.facts import ModuleFacts
+from looplint.analysis.networks import AttributeStore, NetworkClass, Networks
+from looplint.analysis.program import AssignEvent, CallEvent, FunctionInfo, all_events
+from looplint.analysis.syntax import call_name, descendants
+from looplint.files.screening import Screen
+from looplint.identity import UNREGISTERED_SUBMODULES
+from looplint.rule import Rule, Violation
+
+_CONTAINERS = {cst.List: "list", cst.Tuple: "tuple", cst.ListComp: "list", cst.Dict: "dict"}
+_CONTAINERS_ALSO = {cst.DictComp: "dict", cst.GeneratorExp: "tuple"}
+_HARMLESS_READERS = frozenset({"len", "isinstance"})
+_FILLERS = ("append", "insert")
+_CONTAINER_READS = frozenset({"values", "items", "keys", "index", "count", "get", "__getitem__"})
+"""Calls that read a container without registering or handing on its modules."""
+
+
+def _elements(value: cst.BaseExpression) -> list[cst.BaseExpression]:
+    """The expressions a container display or comprehension holds."""
+    if isinstance(value, (cst.List, cst.Tuple)):
+        return [e.value for e in value.elements if not isinstance(e, cst.StarredElement)]
+    if isinstance(value, (cst.ListComp, cst.GeneratorExp)):
+        return [value.elt]
+    if isinstance(value, cst.Dict):
+        return [e.value for e in value.elements if isinstance(e, cst.DictElement)]
+    if isinstance(value, cst.DictComp):
+        return [value.value]
+    return []
+
+
+def _container_kind(value: cst.BaseExpression) -> str | None:
+    if isinstance(value, cst.Call) and call_name(value) in ("tuple", "list") and value.args:
+        inner = value.args[0].value
+        if isinstance(inner, (cst.ListComp, cst.GeneratorExp, cst.List)):
+            return call_name(value)
+        return None
+    for kinds in (_CONTAINERS, _CONTAINERS_ALSO):
+        for node_type, kind in kinds.items():
+            if isinstance(value, node_type):
+                return kind
+    return None
+
+
+def _layers_in(networks: Networks, value: cst.BaseExpression) -> list[str]:
+    """The layer classes a container expression builds fresh (`[nn.Linear(..) for ..]`)."""
+    if isinstance(value, cst.Call) and value.args:
+        value = value.args[0].value
+    return [name for e in _elements(value) if (name := networks.layer_built(e)) is not None]
+
+
+def _local_layers(networks: Networks, method: FunctionInfo, name: str) -> list[str] | None:
+    """The layers a local container `name` of `method` receives (`layers = []` then
+    `layers.append(nn.Linear(...))`), or None when it is bound to anything else or handed
+    to a call (`nn.Sequential(*layers)` registers them)."""
+    layers: list[str] = []
+    for event in all_events(method.events):
+        if isinstance(event, AssignEvent):
+            if not any(isinstance(t, cst.Name) and t.value == name for t in event.targets):
+                continue
+            if event.value is None or _container_kind(event.value) is None or event.augmented:
+                return None
+            if len(event.targets) != 1:
+                return None
+            layers += _layers_in(networks, event.value)
+        elif isinstance(event, CallEvent):
+            call = event.node
+            func = call.func
+            if (
+                isinstance(func, cst.Attribute)
+                and isinstance(func.value, cst.Name)
+                and func.value.value == name
+            ):
+                if func.attr.value in _FILLERS and call.args:
+                    built = networks.layer_built(call.args[-1].value)
+                    if built is not None:
+                        layers.append(built)
+                continue
+            if call_name(call) in _HARMLESS_READERS:
+                continue
+            if any(_mentions(arg.value, name) for arg in call.args):
+                return None
+    return layers
+
+
+def _mentions(expression: cst.BaseExpression, name: str) -> bool:
+    return any(
+        isinstance(node, cst.Name) and node.value == name
+        for node in (expression, *descendants(expression))
+    )
+
+
+def _handed_on(networks: Networks, network: NetworkClass, attribute: str) -> bool:
+    """Whether `self.<attribute>` is given to a call (`nn.ModuleList(self.blocks)`,
+    `nn.Sequential(*self.layers)`, `enumerate(self.blocks)` feeding `add_module`), or has
+    something other than a fresh layer appended, either of which may register its modules.
+    `len(...)` and appending fresh layers (`self.blocks.append(nn.Linear(...))`) do not."""
+    for call in network.uses.get(attribute, ()):
+        name = call_name(call)
+        if name in _HARMLESS_READERS:
+            continue
+        if name in _FILLERS and call.args and networks.layer_built(call.args[-1].value):
+            continue
+        if _method_of(call, attribute) and name in _CONTAINER_READS:
+            continue  # `self.heads.values()`, `self.blocks.index(b)`: the container is read
+        return True
+    return False
+
+
+def _method_of(call: cst.Call, attribute: str) -> bool:
+    """Whether `call` is a method of `self.<attribute>` given nothing that mentions it."""
+    func = call.func
+    return (
+        isinstance(func, cst.Attribute)
+        and isinstance(func.value, cst.Attribute)
+        and func.value.attr.value == attribute
+        and isinstance(func.value.value, cst.Name)
+        and not any(
+            isinstance(n, cst.Attribute) and n.attr.value == attribute
+            for arg in call.args
+            for n in (arg.value, *descendants(arg.value))
+        )
+    )
+
+
+class UnregisteredSubmodules(Rule):
+    """
+    ## What it does
+    Reports an attribute of an `nn.Module` subclass that `__init__` sets to a
+    plain `list`, `tuple` or `dict` of freshly built layers —
+    `self.blocks = [nn.Linear(d, d) for _ in range(n)]`, a dict of layers, or a
+    local list filled with `append` and then stored. Layers without parameters
+    (`nn.ReLU()`), containers of existing attributes (`[self.conv1, self.conv2]`),
+    a list later wrapped (`nn.ModuleList(self.blocks)`) or handed to any other
+    call, and classes that are not modules are not reported.
+
+    ## Why is this bad?
+    `nn.Module` registers a submodule only when it is assigned directly or held
+    by `nn.ModuleList` / `nn.ModuleDict`. Layers in a plain container are
+    invisible to `parameters()`: the optimizer never updates them (they keep
+    their random initial weights), `model.to(device)` leaves them behind,
+    `state_dict()` does not save them and `model.eval()` does not reach them.
+    The forward pass still runs, so nothing fails.
+
+    ## References
+    - [`nn.ModuleList`](https://pytorch.org/docs/stable/generated/torch.nn.ModuleList.html)
+    - [`nn.ModuleDict`](https://pytorch.org/docs/stable/generated/torch.nn.ModuleDict.html)
+    """
+
+    identity = UNREGISTERED_SUBMODULES
+    screen = Screen(
+        re.compile(
+            r"self\.\w+\s*=\s*(?:(?:list|tuple)\()?[\[\(\{]\s*(?:[\w.]*\.)?[A-Z]\w*\("
+            r"|self\.\w+\s*=\s*\{[^}]*:\s*(?:[\w.]*\.)?[A-Z]\w*\("
+            r"|\.append\(\s*(?:nn\.|torch\.nn\.)?[A-Z]\w*\("
+        )
+    )
+    INVALID = (
+        """
+        import torch.nn as nn
+
+        class MLP(nn.Module):
+            def __init__(self, width, depth):
+                super().__init__()
+                self.layers = [nn.Linear(width, width) for _ in range(depth)]  # expect: LL017
+                self.head = nn.Linear(width, 1)
+
+            def forward(self, x):
+                for layer in self.layers:
+                    x = layer(x).relu()
+                return self.head(x)
+        """,
+        """
+        import torch.nn as nn
+
+        class TwoTower(nn.Module):
+            def __init__(self):
+                super().__init__()
+                towers = []
+                for _ in range(2):
+                    towers.append(nn.Linear(16, 8))
+                self.towers = towers  # expect: LL017
+                self.heads = {"a": nn.Linear(8, 1), "b": nn.Linear(8, 1)}  # expect: LL017
+        """,
+    )
+    VALID = (
+        """
+        import torch.nn as nn
+
+        class MLP(nn.Module):
+            def __init__(self, width, depth):
+                super().__init__()
+                self.layers = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
+                self.head = nn.Linear(width, 1)
+
+            def forward(self, x):
+                for layer in self.layers:
+                    x = layer(x).relu()
+                return self.head(x)
+        """,
+        """
+        import torch.nn as nn
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv1 = nn.Conv2d(3, 8, 3)
+                self.conv2 = nn.Conv2d(8, 8, 3)
+                self.convs = [self.conv1, self.conv2]
+                self.activations = [nn.ReLU(), nn.GELU()]
+                blocks = [nn.Linear(8, 8) for _ in range(3)]
+                self.body = nn.Sequential(*blocks)
+        """,
+    )
+
+    def check(self, facts: ModuleFacts) -> Iterator[Violation]:
+        networks = facts.networks
+        for network in networks.classes.values():
+            for store in network.stores_in("__init__"):
+                layers = self._layers_stored(networks, network, store)
+                if not layers or _handed_on(networks, network, store.attribute):
+                    continue
+                if _rebound_elsewhere(network, store):
+                    continue
+                kind = _container_kind(store.value) or "list"
+                shown = ", ".join(f"`{name}`" for name in dict.fromkeys(layers))
+                wrapper = "nn.ModuleDict" if kind == "dict" else "nn.ModuleList"
+                yield Violation(
+                    store.node,
+                    f"`self.{store.attribute}` keeps {shown} layers in a plain {kind}, so "
+                    f"`{network.info.name}.parameters()` does not include them: they are never "
+                    f"trained, moved by `.to()` or saved; use `{wrapper}`",
+                )
+
+    @staticmethod
+    def _layers_stored(
+        networks: Networks, network: NetworkClass, store: AttributeStore
+    ) -> list[str]:
+        value = store.value
+        if isinstance(value, cst.List) and not value.elements:
+            # `self.blocks = []`, then `self.blocks.append(nn.Linear(...))`
+            return [
+                built
+                for call in network.uses.get(store.attribute, ())
+                if call_name(call) in _FILLERS
+                and isinstance(call.func, cst.Attribute)
+                and call.args
+                and (built := networks.layer_built(call.args[-1].value)) is not None
+            ]
+        if _container_kind(value) is not None:
+            return _layers_in(networks, value)
+        if isinstance(value, cst.Name):
+            return _local_layers(networks, store.method, value.value) or []
+        return []
+
+
+def _rebound_elsewhere(network: NetworkClass, store: AttributeStore) -> bool:
+    """Whether another store of the same attribute may replace the container
+    (`self.blocks = nn.ModuleList(self.blocks)`)."""
+    return any(
+        other.attribute == store.attribute and other.node is not store.node
+        for other in network.stores
+    )

@@ -1,0 +1,162 @@
+"""Accumulation not scaled (LL013): N backward passes per step, the loss never divided by N.
+
+Accumulating gradients over N micro-batches sums them; unless each loss is
+divided by N the step is N times larger than with one large batch. At run time
+the counts are exact (backward passes between two optimizer steps) and the loss
+graph shows the scaling: a loss handed to `backward()` straight from a loss
+function (`NllLossBackward0`, `MseLossBackward0`, a `.mean()`) was not divided;
+one whose last operation is a division (`DivBackward0`, also under a
+GradScaler's multiplication) was. Anything else (a multiplication alone, a sum
+of losses) cannot be told apart from a deliberate weighting and is listed in
+`report.unchecked` instead of guessed.
+
+Only one `backward()` line repeated within each step counts as accumulation:
+two different losses backpropagated before one step (two domains, two heads)
+are a sum on purpose. A loop whose first `_SETTLED` steps each consumed one
+backward pass does not accumulate; from then on the block stops listening
+(no per-step cost).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch.optim import Optimizer
+
+from looplint.identity import ACCUMULATED_LOSS_NOT_SCALED
+
+from .call_site import CallSite, user_call_site
+from .records import OptimizerTracker
+from .report import IssueLog
+
+_UNSCALED = re.compile(r"(Loss|Entropy\w*|KlDiv|Mean)Backward\d*$")
+_SCALED = "DivBackward"
+_SCALE = "MulBackward"
+_SETTLED = 8
+
+
+_KINDS: dict[type, str] = {}
+"""The scaling a loss's last operation tells, per autograd node type (read once per type)."""
+
+
+def _kind_of(node_type: type) -> str:
+    kind = _KINDS.get(node_type)
+    if kind is None:
+        name = node_type.__name__
+        if name.startswith(_SCALED):
+            kind = "scaled"
+        elif name.startswith(_SCALE):
+            kind = "product"
+        elif _UNSCALED.search(name):
+            kind = "unscaled"
+        else:
+            kind = name
+        _KINDS[node_type] = kind
+    return kind
+
+
+def scaling_of(loss: torch.Tensor) -> str:
+    """`"scaled"`, `"unscaled"` or the name of the operation that leaves it open."""
+    node = loss.grad_fn
+    if node is None:
+        return "none"
+    kind = _kind_of(type(node))
+    if kind != "product":
+        return kind
+    inner = [_kind_of(type(n)) for n, _ in node.next_functions if n is not None]
+    return "scaled" if "scaled" in inner else type(node).__name__
+
+
+@dataclass(slots=True)
+class _Window:
+    """The backward passes since the last optimizer step."""
+
+    count: int = 0
+    callers: set[tuple[object, int]] = field(default_factory=set)
+    kinds: set[str] = field(default_factory=set)
+    site: CallSite | None = None
+    in_step: bool = False
+
+
+class AccumulationScale:
+    """Counts backward passes per step and reads how each loss was scaled."""
+
+    def __init__(self, issues: IssueLog, note_unchecked: Callable[[str], None]) -> None:
+        self._issues = issues
+        self._note_unchecked = note_unchecked
+        self._window = _Window()
+        self._accumulating: list[_Window] = []
+        self._single = 0
+        self.listening = True
+
+    def on_backward(self, loss: torch.Tensor, caller: tuple[object, int], *, in_step: bool) -> None:
+        """`loss.backward()` is about to run, called from `caller` (code object, line).
+
+        Inside a step (a closure) only the first pass counts: LBFGS re-evaluates
+        its closure for a line search, which is no micro-batch.
+        """
+        window = self._window
+        if in_step:
+            if window.in_step:
+                return
+            window.in_step = True
+        window.callers.add(caller)
+        window.count += 1
+        window.kinds.add(scaling_of(loss))
+        if window.count == 2 and window.site is None:
+            window.site = user_call_site()
+
+    def on_step(self, optimizer: Optimizer, tracker: OptimizerTracker) -> None:
+        """An optimizer stepped: close the window of backward passes it consumed.
+
+        A window is accumulation only when the gradients summed exactly its passes:
+        cleared in between, scaling would not matter; never cleared, it is LL001's
+        stale gradient, not a choice of scale.
+        """
+        window = self._window
+        if window.count == 0:
+            return
+        if window.count == 1:  # the common case: reuse the window, allocate nothing
+            self._single += 1
+            if self._single >= _SETTLED and not self._accumulating:
+                self.listening = False
+            window.count = 0
+            window.callers.clear()
+            window.kinds.clear()
+            window.in_step = False
+            return
+        if len(window.callers) == 1 and any(
+            record.run == window.count for record in tracker.records
+        ):
+            self._accumulating.append(window)
+        self._window = _Window()
+
+    def conclude(self) -> None:
+        """Report unscaled accumulation seen in at least two full windows, or say it is open."""
+        windows = self._accumulating
+        if len(windows) < 2 or self._single > len(windows):
+            return
+        kinds = set().union(*(window.kinds for window in windows))
+        sizes = sorted({window.count for window in windows})
+        every = "/".join(str(size) for size in sizes)
+        if kinds == {"unscaled"}:
+            self._issues.note(
+                ACCUMULATED_LOSS_NOT_SCALED,
+                "accumulated-loss-not-scaled",
+                f"the optimizer stepped once every {every} backward passes ({len(windows)} "
+                "times) and each loss came straight from the loss function, never divided by "
+                f"the number of passes: every step is {every} times too large. Divide the loss "
+                "by the accumulation steps before `backward()`.",
+                group="accumulation",
+                site=windows[0].site,
+            )
+        elif "scaled" not in kinds:
+            opened = ", ".join(sorted(kind for kind in kinds if kind != "unscaled"))
+            self._note_unchecked(
+                f"LL013 accumulation scaling is not judged: the optimizer stepped once every "
+                f"{every} backward passes, and the loss handed to `backward()` ends in "
+                f"{opened}, which may or may not divide it."
+            )

@@ -1,0 +1,132 @@
+"""Screening may skip a file only when no rule could fire on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from looplint.analysis.training_screen import TRAINING_CODE
+from looplint.checking.checker import check_file
+from looplint.files.screening import DISABLE_VARIABLE, Screen, passes
+from looplint.registry import rule_classes
+from tests.conftest import FIXTURES
+
+ALL_RULES = rule_classes()
+SCREENS = list(dict.fromkeys(rule.screen for rule in ALL_RULES))
+
+
+def _fixtures_with_expectations() -> list[Path]:
+    return [
+        path
+        for path in sorted(FIXTURES.rglob("*.py"))
+        if "# expect:" in path.read_text(encoding="utf-8")
+    ]
+
+
+def test_the_screen_keeps_every_fixture_with_an_expectation() -> None:
+    dropped = [
+        str(path.relative_to(FIXTURES))
+        for path in _fixtures_with_expectations()
+        if not passes(path.read_text(encoding="utf-8"), SCREENS)
+    ]
+    assert dropped == []
+
+
+def test_screening_loses_no_finding_on_fixtures() -> None:
+    rules = [rule() for rule in ALL_RULES]
+    for path in sorted(FIXTURES.rglob("*.py")):
+        with_screen = check_file(str(path), rules, use_prefilter=True).findings
+        without = check_file(str(path), rules, use_prefilter=False).findings
+        assert with_screen == without, path
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "opt = torch.optim.AdamW(model.parameters())\n",
+        "from torch.optim import SGD as Plain\nthing = Plain(params)\n",
+        "optimizer = self.optimizer_cls(self.model.parameters(), lr=1e-3)\n",
+        "train(optim_registry[name](params))\n",
+        "opt = getattr(torch.optim, cfg.name)(params)\n",
+        "opt = make(model)  # an optimizer factory of another module\n",
+        "def train(model, optimizer: Optimizer):\n    pass\n",
+        "opts = self.optimizers()\n",
+        "scaler.scale(loss).backward()\n",
+        "trainer = Trainer(optimizer_cls=torch.optim.Adam)\n",
+        "opt = hydra.utils.instantiate(cfg.optim, params)\n",
+        "# optimizer and scheduler come back\nengine, o, _, s = deepspeed.initialize(model=m)\n",
+        "# warm up the optimizer\nfor group in o.param_groups:\n    group['lr'] = 0.1\n",
+        "scheduler = get_linear_schedule_with_warmup(o, 10, 100)\n",
+    ],
+)
+def test_the_training_screen_keeps_what_recognition_can_start_from(source: str) -> None:
+    assert passes(source, [TRAINING_CODE])
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import numpy as np\nfor x in range(3):\n    env.step(x)\n",
+        '"""Uses torch.optim: an optimizer is built elsewhere."""\nx = 1\n',
+        "# optimizer settings live in the config\nlr = 1e-3\n",
+        "logger.info('optimizer state saved')\n",
+        "graph = optimize_graph(graph, level=optimization_level)\n",
+        "from scipy.optimize import linear_sum_assignment\nrows = linear_sum_assignment(cost)\n",
+        "self.scaler = MeanScaler(config)\nx = self.scaler(x)\n",
+    ],
+)
+def test_the_training_screen_skips_prose_and_lookalikes(source: str) -> None:
+    assert not passes(source, [TRAINING_CODE])
+
+
+def test_a_rule_with_its_own_screen_plugs_in() -> None:
+    import re
+
+    dropout = Screen(re.compile(r"dropout"))
+    source = "y = F.dropout(x)\n"
+    assert not passes(source, [TRAINING_CODE])
+    assert passes(source, [TRAINING_CODE, dropout])
+
+
+def test_code_the_standard_parser_rejects_is_passed_on_to_libcst() -> None:
+    assert passes("optimizer = (\n", [TRAINING_CODE])
+
+
+def test_the_switch_turns_screening_off_in_the_real_cli(tmp_path: Path) -> None:
+    # A comment mentions an optimizer, so the text passes; the code holds none, so the
+    # syntax does not. A file too large for LibCST makes parsing it visible: `LL000`.
+    padding = "# generated\n" * 100_000
+    (tmp_path / "table.py").write_text("# optimizer settings\nx = 1\n" + padding, encoding="utf-8")
+
+    def codes(environment: dict[str, str]) -> list[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "looplint", "check", "--no-cache", "--format", "json",
+             "--exit-zero", str(tmp_path)],
+            capture_output=True, text=True, env=environment, check=True,
+        )  # fmt: skip
+        return [finding["code"] for finding in json.loads(proc.stdout)]
+
+    screened = {k: v for k, v in os.environ.items() if k != DISABLE_VARIABLE}
+    assert codes(screened) == []
+    assert codes({**screened, DISABLE_VARIABLE: "1"}) == ["LL000"]
+
+
+def test_definition_rules_bring_in_model_files_by_their_own_screens() -> None:
+    """A model file without any optimizer is parsed only when a network-definition rule's
+    bug could be written in it."""
+    typo = "for p in net.parameters():\n    p.require_grad = False\n"
+    moved = "self.w = nn.Parameter(torch.zeros(3, 4)).cuda()\n"
+    listed = "self.layers = [nn.Linear(4, 4) for _ in range(3)]\n"
+    dropout = "def forward(self, x):\n    return F.dropout(x, 0.1)\n"
+    for text in (typo, moved, listed, dropout):
+        assert not passes(text, [TRAINING_CODE]), text
+        assert passes(text, SCREENS), text
+    clean_model = (
+        "class Net(nn.Module):\n    def __init__(self):\n        self.fc = nn.Linear(4, 4)\n"
+    )
+    assert not passes(clean_model, SCREENS)
