@@ -187,12 +187,7 @@ def _is_grad_attribute(node: cst.BaseExpression) -> bool:
 def _scaled_loss(value: cst.BaseExpression) -> cst.BaseExpression | None:
     """The loss inside `scaler.scale(loss)` (also through `typing.cast(Tensor, ...)`, which
     returns its value unchanged), else None."""
-    if (
-        isinstance(value, cst.Call)
-        and dotted_name(value.func) in ("cast", "typing.cast")
-        and len(value.args) == 2
-    ):
-        value = value.args[1].value
+    value = _uncast(value)
     if (
         isinstance(value, cst.Call)
         and isinstance(value.func, cst.Attribute)
