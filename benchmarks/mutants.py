@@ -64,6 +64,8 @@ EXCLUSION_CRITERIA: dict[str, str] = {
     "parameterless-layers": "LL017: every layer in it has no parameters (`nn.ReLU()`), so "
     "nothing is lost",
     "rebound": "LL017: the attribute is assigned again elsewhere in the class",
+    "module-method-called": "LL017: a module method is called on the container "
+    "(`self.convs.apply(init)`, `.to()`): a plain list raises there, the bug is not silent",
     "handed-on": "LL017: the attribute is given to a call (`nn.Sequential(*self.x)`, "
     "`add_module`) that may register its layers anyway",
     "training-forced": "LL019: `training=True/False` is a literal: removing it changes the mode "
@@ -1975,6 +1977,9 @@ def _ll017(f: _File, out: FileMutations) -> None:
             if _handed_on(f, klass, attribute):
                 out.exclusions.append(Exclusion("LL017", line, "handed-on"))
                 continue
+            if re.search(rf"\bself\.{re.escape(attribute)}\.(?!{_CONTAINER_METHODS})\w+\(", f.text):
+                out.exclusions.append(Exclusion("LL017", line, "module-method-called"))
+                continue
             statement = f.ix.statement(node)
             new = cst.parse_statement(
                 _source_of(f.ix, statement).replace(f.ix.code(value), replacement[0], 1)
@@ -2007,6 +2012,10 @@ def _without_parameters(f: _File, name: str) -> bool:
         return False
     code = f.ix.code(local)
     return not re.search(r"\bParameter\(|\bnn\.(?!ReLU|GELU|Dropout|Identity)[A-Z]\w*\(", code)
+
+
+_CONTAINER_METHODS = r"(?:append|extend|insert|values|items|keys|index|count|get|pop|update)\b"
+"""Methods a plain list or dict has too: calling them on the container cannot fail."""
 
 
 def _plain_container(

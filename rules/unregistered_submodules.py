@@ -157,7 +157,8 @@ class UnregisteredSubmodules(Rule):
     identity = UNREGISTERED_SUBMODULES
     screen = Screen(
         re.compile(
-            r"self\.\w+\s*=\s*(?:(?:list|tuple)\()?[\[\(\{]\s*(?:[\w.]*\.)?[A-Z]\w*\("
+            r"self\.\w+\s*=\s*(?:(?:list|tuple)\()?[\[\(\{]\s*"
+            r"(?:[a-z_][\w.]*\(\s*)?(?:[\w.]*\.)?[A-Z]\w*\("
             r"|self\.\w+\s*=\s*\{[^}]*:\s*(?:[\w.]*\.)?[A-Z]\w*\("
             r"|\.append\(\s*(?:nn\.|torch\.nn\.)?[A-Z]\w*\("
         )

@@ -39,7 +39,8 @@ def _write_hostile_inputs(root: Path) -> None:
     (root / "undecodable.py").write_bytes(MARKER.encode() + b"x = '\xff\xfe'\n")
     (root / "binary.py").write_bytes(b"\x7fELF\x00\x00optim")
     (root / "python2.py").write_text(MARKER + "print 'hello'\n")
-    (root / "huge.py").write_text(MARKER + "x = 1\n" * 3_500_000)  # ~21 MB
+    # ~21 MB of generated code that builds an optimizer: screening keeps it, LibCST must not
+    (root / "huge.py").write_text(MARKER + "opt = torch.optim.SGD(p)\n" + "x = 1\n" * 3_500_000)
     (root / "huge_unrelated.py").write_text("x = 1\n" * 3_500_000)
     (root / "nested_blocks.py").write_text(
         MARKER + "".join(" " * i + "if x:\n" for i in range(2000)) + " " * 2000 + "pass\n"

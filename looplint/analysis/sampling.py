@@ -28,8 +28,13 @@ _DDP = frozenset(
     {
         "torch.nn.parallel.DistributedDataParallel",
         "torch.nn.parallel.distributed.DistributedDataParallel",
+        "apex.parallel.DistributedDataParallel",
+        "deepscale.distributed_apex.DistributedDataParallel",
+        "deepspeed.initialize",
     }
 )
+"""Data-parallel wrappers that leave splitting the data to the loader (DeepSpeed's engine
+does too, unless given `training_data`: then the loader it returns is the one iterated)."""
 _LOADERS = frozenset({"torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader"})
 _SAMPLERS = frozenset(
     {
@@ -40,7 +45,7 @@ _SAMPLERS = frozenset(
 _ITERABLE_BASES = frozenset(
     {"torch.utils.data.IterableDataset", "torch.utils.data.dataset.IterableDataset"}
 )
-_SHARDING = re.compile(r"rank|world|shard|node|replica|split|iterable|stream|wds|webdataset", re.I)
+_SHARDING = re.compile(r"rank|world|shard|node|replica|iterable|stream|wds|webdataset", re.I)
 """Words in a dataset's construction that say it is split per process already."""
 _READERS = frozenset({"len", "enumerate", "tqdm", "iter", "zip", "print", "next", "isinstance"})
 """Calls given a loader or sampler that only read it."""
@@ -136,10 +141,13 @@ class Sampling:
         """Whether the function that builds `loader` wraps a model in DDP (for a method: any
         method of its class does)."""
         owner = loader.function.owner
-        return any(
+        if any(
             f is loader.function or (owner is not None and f.owner is owner)
             for f in self.ddp_functions
-        )
+        ):
+            return True
+        # DDP set up elsewhere in the module, and this function works per process
+        return bool(self.ddp_functions) and _per_process(loader.function)
 
     def handed_away(self, identity: str) -> bool:
         """Whether `identity` is given to a call this module cannot see into (another
@@ -173,6 +181,17 @@ class Sampling:
             ):
                 return sampler
         return None
+
+
+_PROCESS_WORDS = re.compile(r"rank|world_size|distributed", re.I)
+
+
+def _per_process(function: FunctionInfo) -> bool:
+    """Whether a function reads its process's place (`args.local_rank`, `world_size`)."""
+    return any(
+        isinstance(node, cst.Name) and _PROCESS_WORDS.search(node.value) is not None
+        for node in descendants(function.node)
+    )
 
 
 def _shuffles(call: cst.Call) -> bool:
