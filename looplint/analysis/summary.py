@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from looplint.analysis.naming import reads_by_name
 from looplint.analysis.program import (
     AssignEvent,
     CallEvent,
@@ -27,6 +28,9 @@ class ModuleSummary:
     has_backward: bool
     instances: Mapping[str, tuple[str, ...]]
     """Dotted target text (`model`, `self.net`) → same-module classes assigned to it."""
+    handed_together: tuple[frozenset[str], ...] = ()
+    """The dotted arguments of each call given two or more (`Trainer(model=model,
+    optimizer=optimizer)`): what is handed along together."""
     switches_grad_outside_with: bool = False
     """`torch.set_grad_enabled(...)` called as a statement: autograd may be off for
     everything after it, where no `with` shows it."""
@@ -61,6 +65,7 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
     freezes = False
     has_backward = False
     instances: dict[str, list[str]] = {}
+    together: list[frozenset[str]] = []
     switches_outside_with = False
     input_gradients = False
     requires_grad_off = False
@@ -98,6 +103,11 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
                 ):
                     freezes = True
                 called.add(chain.removesuffix(".forward"))
+                handed = frozenset(
+                    text for arg in call.args if (text := dotted_name(arg.value)) is not None
+                )
+                if len(handed) >= 2 and not reads_by_name(last):  # not `save(model, opt)`
+                    together.append(handed)
             elif isinstance(event, AssignEvent) and event.value is not None:
                 for target in event.targets:
                     if isinstance(target, cst.Attribute) and target.attr.value == "requires_grad":
@@ -119,6 +129,7 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
         freezes,
         has_backward,
         {key: tuple(value) for key, value in instances.items()},
+        tuple(together),
         switches_outside_with,
         input_gradients,
         requires_grad_off,
