@@ -183,23 +183,68 @@ def _fills_with_a_layer(node: ast.AST) -> bool:
     )
 
 
+def _assignments(function: ast.AST) -> list[tuple[list[ast.expr], ast.expr | None]]:
+    """Each assignment in `function` (nested blocks included): its targets, its value."""
+    found: list[tuple[list[ast.expr], ast.expr | None]] = []
+    for node in ast.walk(function):
+        if isinstance(node, ast.Assign):
+            found.append((node.targets, node.value))
+        elif isinstance(node, ast.AnnAssign):
+            found.append(([node.target], node.value))
+    return found
+
+
+def _attribute_targets(targets: list[ast.expr]) -> list[ast.Attribute]:
+    """`self.x` of `self.x = ...` and of `self.a, self.b = ...`."""
+    flat = [e for t in targets for e in (t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t])]
+    return [target for target in flat if isinstance(target, ast.Attribute)]
+
+
+def _init_keeps_layers_in_a_container(init: ast.AST, cls: ast.ClassDef) -> bool:
+    """What a report starts from, in one `__init__`: an attribute set to a container of layers,
+    or to a local container given layers (`towers.append(nn.Linear(..))`, `self.towers =
+    towers`), or to `[]` that a method of the class appends layers to."""
+    assignments = _assignments(init)
+    stored_locals: set[str] = set()
+    emptied: set[str] = set()
+    for targets, value in assignments:
+        attributes = _attribute_targets(targets)
+        if attributes and isinstance(value, ast.Name):
+            stored_locals.add(value.id)
+        if attributes and isinstance(value, ast.List) and not value.elts:
+            emptied.update(attribute.attr for attribute in attributes)
+    for targets, value in assignments:
+        if not _holds_a_layer(value):
+            continue
+        names = {target.id for target in targets if isinstance(target, ast.Name)}
+        if _attribute_targets(targets) or names & stored_locals:
+            return True
+    for node in ast.walk(init):
+        if _fills_with_a_layer(node):
+            receiver = node.func.value  # type: ignore[attr-defined]
+            if isinstance(receiver, ast.Name) and receiver.id in stored_locals:
+                return True
+    if not emptied:
+        return False
+    for node in ast.walk(cls):
+        if _fills_with_a_layer(node):
+            receiver = node.func.value  # type: ignore[attr-defined]
+            if isinstance(receiver, ast.Attribute) and receiver.attr in emptied:
+                return True
+    return False
+
+
 def _layers_in_a_container_of_a_class(glance: Glance) -> bool:
-    """Whether a class's `__init__` puts a layer into a container (a display or comprehension
-    assigned to anything, or `append`/`insert`), or any of its methods appends one (to a
-    `self.blocks = []` of `__init__`): what every report of the rule starts from."""
+    """Whether some class's `__init__` keeps layers in a plain container attribute, as far
+    as the standard tree shows without knowing which classes are modules."""
     for cls in glance.nodes(ast.ClassDef):
         for node in ast.walk(cls):
-            if _fills_with_a_layer(node):
-                return True
             if (
                 isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
                 and node.name == "__init__"
+                and _init_keeps_layers_in_a_container(node, cls)
             ):
-                for inner in ast.walk(node):
-                    if isinstance(inner, (ast.Assign, ast.AnnAssign)) and _holds_a_layer(
-                        inner.value
-                    ):
-                        return True
+                return True
     return False
 
 

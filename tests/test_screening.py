@@ -174,6 +174,10 @@ def test_the_submodule_screen_keeps_layers_in_containers_of_a_class(source: str)
         _in_init("self.blocks = nn.ModuleList([])")
         + "    def forward(self, x):\n        outs = [Block(x)]\n",  # not in __init__
         _in_init("self.sizes = [len(x), max(y)]"),
+        _in_init("self.layers = nn.ModuleList()", "self.layers.append(Block(4))"),
+        _in_init("tokens = []", "tokens.append(AddedToken('a'))", "self.add(tokens)"),
+        _in_init("self.blocks = []")
+        + "    def build(self):\n        self.other.append(Block(4))\n",
         '"""self.blocks = [nn.Linear(4, 4)] in a docstring"""\n',
     ],
 )
