@@ -98,6 +98,11 @@ EXCLUSION_CRITERIA: dict[str, str] = {
     "(`requires_grad_(False)`): without `no_grad` the evaluation may build no graph, or need one",
     "backward-after-eval": "LL014: the function runs a backward pass after `eval()`: the "
     "evaluation's outputs may be what it differentiates",
+    "engine-backward": "LL013: the backward pass is an engine's (`accelerator.backward(loss)`, "
+    "`engine.backward(loss)`), which divides by the accumulation steps it is configured with: "
+    "whether the manual division is needed depends on that configuration",
+    "loss-not-known": "LL012: the name the loss is called through is also bound to another "
+    "loss, or bound in another scope (a parameter): which loss it computes is not known",
     "several-optimizers": "LL016: other optimizers step in the same loop: the clip moved after "
     "one step may still precede another optimizer's backward and step",
 }
@@ -1678,6 +1683,9 @@ def _ll013(f: _File, unit: _Unit, out: FileMutations) -> None:
     backwards = [b for b in f.backwards(unit.region, into_functions=False) if _is_backward(b)]
     if window is None or not backwards or any(ix.within(b, guard) for b in backwards):
         return
+    if any(b.args and b.args[0].keyword is None for b in backwards):
+        out.exclusions.append(Exclusion("LL013", ix.line(step), "engine-backward"))
+        return
     losses = _loss_names(f, unit.region)
     for node in _walk(unit.region):
         replacement: cst.CSTNode | None = None
@@ -1802,17 +1810,28 @@ def _ll012(f: _File, out: FileMutations) -> None:
     ix = f.ix
     if not re.search(r"^import torch$", f.text, re.M):
         return
-    losses: dict[str, str] = {}
+    losses: dict[tuple[int, str], str | None] = {}
     for node in _walkall(ix.module):
         if isinstance(node, cst.Assign) and len(node.targets) == 1:
+            target = ix.code(node.targets[0].target)
             found = _CE_CLASSES.search(ix.code(node.value))
+            kind = None
             if found is not None and isinstance(node.value, cst.Call):
-                activation = "softmax" if found.group(1) == "CrossEntropyLoss" else "sigmoid"
-                losses[ix.code(node.targets[0].target)] = activation
+                kind = "softmax" if found.group(1) == "CrossEntropyLoss" else "sigmoid"
+            scope = ix.module if target.startswith("self.") else ix.scope_of(node)
+            key = (id(scope), target)
+            if key in losses and losses[key] != kind:
+                kind = None  # bound to two losses (or to something else too)
+            losses[key] = kind
     done = 0
     for call in f.all_calls:
         name = _callee_name(call)
-        activation = _CE_FUNCTIONS.get(name) or losses.get(ix.code(call.func))
+        written = ix.code(call.func)
+        scope = ix.module if written.startswith("self.") else ix.scope_of(call)
+        activation = _CE_FUNCTIONS.get(name) or losses.get((id(scope), written))
+        if activation is None and any(k[1] == written and v for k, v in losses.items()):
+            out.exclusions.append(Exclusion("LL012", ix.line(call), "loss-not-known"))
+            continue
         if activation is None or not call.args or call.args[0].keyword is not None:
             continue
         first = call.args[0].value

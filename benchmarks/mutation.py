@@ -30,6 +30,7 @@ import collections
 import gzip
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -484,6 +485,21 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+_WORKER_CHECKER: Checker | None = None
+
+
+def _check_source(
+    item: tuple[Source, dict[Path, list[mutants.Mutant]], PackageRun, bool],
+) -> tuple[str, PackageRun]:
+    """Check one source's mutants (in a pool worker, or in this process)."""
+    global _WORKER_CHECKER
+    if _WORKER_CHECKER is None:
+        _WORKER_CHECKER = Checker()
+    source, by_file, run, progress = item
+    check_package(source, by_file, run, _WORKER_CHECKER, progress)
+    return source.name, run
+
+
 def _report_json(runs: dict[str, PackageRun]) -> dict[str, Any]:
     return {
         "mutants": [
@@ -537,6 +553,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=4,
         help="at most this many mutants of one rule per file (default 4)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="check packages and repositories in this many processes (default 1)",
+    )
     parser.add_argument("--list", action="store_true", help="list the mutants, check nothing")
     parser.add_argument("--json", type=Path, default=None, help="write every outcome here")
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
@@ -572,9 +594,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         excluded = sum(len(r.exclusions) for r in runs.values())
         print(f"{total} mutants, {excluded} exclusions", file=sys.stderr)
         return 0
-    checker = Checker()
-    for source in sources:
-        check_package(source, by_package[source.name], runs[source.name], checker, not args.quiet)
+    work = [(s, by_package[s.name], runs[s.name], not args.quiet) for s in sources]
+    if args.jobs > 1:
+        # Sources are independent (each checked in its own temporary copy): a pool of
+        # workers, each with its own in-process checker, takes them largest first.
+        work.sort(key=lambda w: -sum(len(ms) for ms in w[1].values()))
+        with multiprocessing.Pool(args.jobs) as pool:
+            for name, run in pool.imap_unordered(_check_source, work):
+                runs[name] = run
+    else:
+        for item in work:
+            name, run = _check_source(item)
+            runs[name] = run
     wall = time.perf_counter() - t0
     shown = ["python", "benchmarks/mutation.py", *(argv if argv is not None else sys.argv[1:])]
     report = render(sources, runs, rules, wall, " ".join(shown))

@@ -107,7 +107,8 @@ CLIPPING_WITHOUT_EFFECT = RuleIdentity(
 DISTRIBUTED_SAMPLING = RuleIdentity(
     "LL015",
     "distributed-sampling",
-    "A DDP run's data is not split by a DistributedSampler, or its set_epoch is never called.",
+    "A DDP training loader has no DistributedSampler, or its sampler's `set_epoch` is never "
+    "called, so ranks see the same data or every epoch the same order.",
 )
 UNREGISTERED_SUBMODULES = RuleIdentity(
     "LL017",

@@ -8,6 +8,7 @@ import libcst as cst
 
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import Assign, Backward, Branch, Clear, LoopView, Site, Step
+from looplint.analysis.summary import named_parts
 from looplint.analysis.syntax import call_display, descendants, source_of
 from looplint.identity import ACCUMULATED_LOSS_NOT_SCALED
 from looplint.rule import Rule, Violation
@@ -24,16 +25,9 @@ def _window(guard: Branch) -> cst.BaseExpression | None:
 
 
 def _names(expression: cst.BaseExpression) -> set[str]:
-    """`accum_steps` and `args` for `args.accum_steps`; an integer by its text."""
-    found: set[str] = set()
-    for node in (expression, *descendants(expression)):
-        if isinstance(node, cst.Integer):
-            found.add(node.value)
-        elif isinstance(node, cst.Name):
-            found.add(node.value)
-        elif isinstance(node, cst.Attribute):
-            found.add(node.attr.value)
-    return found
+    """`accum_steps` for `args.accum_steps` (the last name of each chain, as
+    `summary.divisors` keeps them); an integer by its text."""
+    return named_parts(expression)
 
 
 def _rescales(node: cst.CSTNode) -> bool:
@@ -53,6 +47,20 @@ def _rescales(node: cst.CSTNode) -> bool:
             and part.func.attr.value in ("div", "div_", "mul", "mul_", "true_divide")
         )
         for part in descendants(node)
+    )
+
+
+def _returned_rescaled(facts: ModuleFacts, assignment: cst.CSTNode) -> bool:
+    """`loss = self.compute_loss(batch)` where a function of this module by that name
+    returns a divided or multiplied value."""
+    value = getattr(assignment, "value", None)
+    if not isinstance(value, cst.Call):
+        return False
+    func = value.func
+    name = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", None)
+    return any(
+        function.name == name and any(_rescales(cst.Expr(r)) for r in function.returns)
+        for function in facts.program.functions
     )
 
 
@@ -134,7 +142,7 @@ class AccumulatedLossNotScaled(Rule):
                 continue
             for backward in self._every_iteration(view, site, guard):
                 assert isinstance(backward.op, Backward)
-                if self._loss_rescaled(view, backward):
+                if self._loss_rescaled(facts, view, backward):
                     continue
                 yield Violation(
                     backward.op.node,
@@ -148,15 +156,19 @@ class AccumulatedLossNotScaled(Rule):
 
     @staticmethod
     def _every_iteration(view: LoopView, step: Site, guard: Branch) -> Iterator[Site]:
-        """Plain backward passes outside the step's window guard, under no condition the
-        step is not under too."""
+        """Plain backward passes outside the step's window guard and under no other
+        window."""
         step_guards = {id(g) for g in step.guards}
         for site in view.ops(Backward):
             assert isinstance(site.op, Backward)
             if site.in_closure or not _plain_backward(site.op):
                 continue
-            guards = {id(g) for g in site.guards_within(view.loop)}
-            if id(guard) not in guards and guards <= step_guards:
+            guards = site.guards_within(view.loop)
+            if id(guard) in {id(g) for g in guards}:
+                continue
+            # A backward under a condition of its own runs every micro-batch too when the
+            # condition picks a path (`if args.fp16:`), not a schedule (`% n_critic`).
+            if all(id(g) in step_guards or _window(g) is None for g in guards):
                 yield site
 
     @staticmethod
@@ -171,7 +183,7 @@ class AccumulatedLossNotScaled(Rule):
         )
 
     @staticmethod
-    def _loss_rescaled(view: LoopView, backward: Site) -> bool:
+    def _loss_rescaled(facts: ModuleFacts, view: LoopView, backward: Site) -> bool:
         """A division or multiplication in the backward receiver or in any assignment
         of the backpropagated loss in the loop."""
         assert isinstance(backward.op, Backward)
@@ -184,6 +196,6 @@ class AccumulatedLossNotScaled(Rule):
         return any(
             isinstance(site.op, Assign)
             and (site.op.target == tensor or site.op.target.startswith(tensor + "."))
-            and _rescales(site.op.node)
+            and (_rescales(site.op.node) or _returned_rescaled(facts, site.op.node))
             for site in view.sites
         )

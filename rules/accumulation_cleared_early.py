@@ -106,8 +106,11 @@ class AccumulationClearedEarly(Rule):
     Reports gradient accumulation that clears the gradients more often than the
     optimizer steps: `opt.zero_grad()` every micro-batch while `opt.step()`
     runs only every N iterations (`if (i + 1) % accum == 0:`), or a clear inside
-    an inner micro-batch loop whose step comes after that loop. The finding is
-    on the clear.
+    an inner micro-batch loop whose step comes after that loop. Inside
+    Accelerate's `accelerator.accumulate(...)`, where the prepared optimizer's
+    `zero_grad()` waits for the sync step: a `model.zero_grad()` (not held back)
+    or an optimizer clear before the backward pass (which wipes the window on
+    the sync step). The finding is on the clear.
 
     Clearing together with the step (under the same condition, or right after
     it) is correct and not reported; nor is a step skipped for another reason

@@ -227,13 +227,22 @@ class CheckpointWithoutOptimizerState(Rule):
     the model's `state_dict()` but not the optimizer's. Also reports a resume
     that loads the model from a checkpoint written with optimizer state
     (`model.load_state_dict(ckpt["model"])`) but never calls the optimizer's
-    `load_state_dict`.
+    `load_state_dict`. Saves include helpers handed a dict of `state_dict()`s
+    (`save_checkpoint(path, {...})`) and `model.save_pretrained(dir)`; a
+    checkpoint that holds some optimizers' state but not another stateful
+    optimizer stepped in the same loop (a GAN's generator optimizer) is reported.
+    A file resumes when it loads a model that one of its optimizers trains before
+    training it, also under `if __name__ == "__main__":`; loading a teacher is
+    no resume.
 
     Saving final weights after training ends (outside the loop), loading
     pretrained or best weights for evaluation, and plain SGD without momentum
     are not reported; nor are weights-only snapshots (`torch.save(model.state_dict(),
-    ...)`) in a module that never resumes training from a load. A checkpoint written
-    as several files is reported once.
+    ...)`) in a module that never resumes training from a load (unless the same
+    iteration saves the scheduler's state, which marks a checkpoint meant for
+    resuming). A best-metric guard (`if acc > best:`) must compare something the
+    loop measures; `if cfg.gpus > 1:` is none. A checkpoint written as several
+    files is reported once.
 
     ## Why is this bad?
     A run resumed from such a checkpoint restarts the optimizer from scratch:

@@ -13,6 +13,7 @@ from looplint.analysis.operations import (
     LoopView,
     Site,
     Step,
+    condition_of,
 )
 from looplint.analysis.syntax import argument, call_display, source_of
 from looplint.identity import CLIPPING_WITHOUT_EFFECT
@@ -35,9 +36,23 @@ def _training_view(site: Site, views: dict[int, LoopView]) -> LoopView | None:
 
 
 def _always_with(other: Site, clip: Site, view: LoopView) -> bool:
-    """`other` runs whenever the clip does: no condition of its own inside the loop."""
+    """`other` runs whenever the clip does: every condition of its own inside the loop is
+    one the clip is under too (`if args.fp16:` written twice, once around the backward
+    pass and once around the clip)."""
     clip_guards = {id(g) for g in clip.guards}
-    return all(id(g) in clip_guards for g in other.guards_within(view.loop))
+    held = set(clip.conditions)
+    arms = dict(other.arms)
+    for guard in other.guards_within(view.loop):
+        if id(guard) in clip_guards:
+            continue
+        condition = condition_of(guard.test) if len(guard.arms) <= 2 else None
+        if condition is None:
+            return False
+        name, polarity = condition
+        holds = polarity if arms.get(id(guard.node)) == 0 else not polarity
+        if (name, holds) not in held:
+            return False
+    return True
 
 
 class ClippingWithoutEffect(Rule):
@@ -50,8 +65,9 @@ class ClippingWithoutEffect(Rule):
     step, so the next iteration's backward comes first) or a `zero_grad()`
     (the clipped gradients are cleared right away).
 
-    Only loops that step one optimizer are checked; a step hidden in code
-    looplint cannot see (the optimizer handed to an unknown function), a
+    Only loops that step one optimizer are checked; a step that may be hidden in
+    code looplint cannot see (the optimizer handed to an unknown function after the
+    clip), a
     condition that only the clip or only the next operation is under, and a clip
     with an infinite bound (a norm measured for logging) are never reported.
 
@@ -113,8 +129,6 @@ class ClippingWithoutEffect(Rule):
                 view = _training_view(site, facts.loop_views(function))
                 if view is None or not facts.sole_optimizer(view):
                     continue
-                if any(isinstance(s.op, Escape) for s in view.sites):
-                    continue
                 message = self._no_effect(facts, site, view)
                 if message is not None:
                     yield Violation(
@@ -135,8 +149,8 @@ class ClippingWithoutEffect(Rule):
             op = later.op
             if later.exclusive_with(site):
                 continue
-            if isinstance(op, Step):
-                return None
+            if isinstance(op, (Step, Escape)):
+                return None  # stepped, or handed to code that may step it
             if isinstance(op, Backward):
                 if not _always_with(later, site, view):
                     return None

@@ -136,6 +136,9 @@ class ConsumedParameterGenerator(Rule):
     in a variable: passing it to an optimizer and later to `clip_grad_norm_`,
     to two optimizers, iterating it twice — or consuming it once inside a loop
     that runs many times while the generator was created before the loop.
+    The generator is followed through aliases, `filter`/`map`/generator
+    expressions over it, every comprehension of one literal (parameter groups),
+    and `self.` attributes set in `__init__` and used in other methods.
 
     Only uses that really iterate count: optimizer constructors,
     `clip_grad_norm_`/`clip_grad_value_`, `list`/`tuple`/`sum`/…, `for` loops and

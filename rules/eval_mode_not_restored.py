@@ -39,7 +39,10 @@ class EvalModeNotRestored(Rule):
     Reports `model.eval()` (or `model.train(False)`) inside a training loop that
     steps an optimizer over that model, when nothing in the loop — directly or
     in a same-module function it calls, such as `train_one_epoch()` — ever
-    calls `model.train()` again. The finding is on the `eval()` call.
+    calls `model.train()` again. The finding is on the `eval()` call. An
+    optimizer handed in with parameters looplint cannot see trains the model
+    handed in with it, unless the loop puts some module back in train mode
+    itself (then it manages modes per module).
 
     Switching a *submodule* to eval mode on purpose (frozen batch-norm
     statistics in a backbone) is not reported; only the model the optimizer

@@ -12,6 +12,7 @@ from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import (
     Backward,
     Forward,
+    LoopView,
     ModeSwitch,
     Site,
     Step,
@@ -43,6 +44,18 @@ def _evaluated_span(switch: Site, sites: list[Site]) -> list[Site] | None:
     return span
 
 
+def _evaluates_each_pass(switch: Site, run: Site, views: dict[int, LoopView]) -> bool:
+    """`model.eval()` in the same loop as the forward, in a loop that never trains:
+    no backward pass, no step, no switch back to train mode anywhere in it."""
+    if not switch.loops or not any(loop is switch.loops[-1] for loop in run.loops):
+        return False
+    assert isinstance(switch.op, ModeSwitch)
+    return not any(
+        isinstance(s.op, (Backward, Step)) or (isinstance(s.op, ModeSwitch) and s.op.training)
+        for s in views[id(switch.loops[-1])].sites
+    )
+
+
 def _written_in(call: cst.Call, loop: cst.CSTNode) -> bool:
     """Whether the loop's own source holds the call (not only a helper it calls)."""
     return any(node is call for node in descendants(loop))
@@ -60,7 +73,7 @@ class EvaluationWithAutograd(Rule):
     the model call.
 
     A module that asks for input gradients (`torch.autograd.grad`,
-    `x.requires_grad_()`), freezes parameters, or switches grad mode with a bare
+    `x.requires_grad_()`), turns `requires_grad` off, or switches grad mode with a bare
     `torch.set_grad_enabled(...)` statement is not checked.
 
     ## Why is this bad?
@@ -116,17 +129,17 @@ class EvaluationWithAutograd(Rule):
         if (
             summary.switches_grad_outside_with
             or summary.takes_input_gradients
-            or summary.freezes_parameters
+            or summary.turns_requires_grad_off
         ):
             return
         for function, sites in facts.all_sites():
             if any(isinstance(site.op, Forward) for site in sites) and (
                 not facts.calls.reached_without_grad(function)
             ):
-                yield from self._check_function(sites)
+                yield from self._check_function(sites, facts.loop_views(function))
 
     @staticmethod
-    def _check_function(sites: list[Site]) -> Iterator[Violation]:
+    def _check_function(sites: list[Site], views: dict[int, LoopView]) -> Iterator[Violation]:
         reported: set[int] = set()
         for switch in sites:
             if not isinstance(switch.op, ModeSwitch) or switch.op.training:
@@ -140,6 +153,8 @@ class EvaluationWithAutograd(Rule):
                 if not isinstance(run, Forward) or not _same_model(switch.op.module, run.module):
                     continue
                 inner = [loop for loop in site.loops if id(loop) not in outer]
+                if not inner and _evaluates_each_pass(switch, site, views):
+                    inner = [switch.loops[-1]]  # `for batch in loader: model.eval(); ...`
                 if not inner or id(inner[0]) in reported or site.in_closure:
                     continue
                 if inner[0].runs_once:

@@ -66,6 +66,10 @@ class GradScalerMisuse(Rule):
       iteration (at `opt.step()`); an `if amp: ... else: ...` choice between
       the two is fine.
 
+    A wrapper method that the trainer calls once per step (`backward_and_step(loss)`,
+    no loop in sight) is judged on its own sequence; its `update()` may live in
+    the caller.
+
     ## Why is this bad?
     While a `GradScaler` is active the gradients are multiplied by the loss
     scale (65,536 at first). Clipping them unscaled clips at a threshold

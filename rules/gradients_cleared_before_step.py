@@ -19,6 +19,40 @@ def _unconditional_before(clear: Site, step: Site) -> bool:
     return clear.loops == step.loops[: len(clear.loops)] and len(clear.loops) <= len(step.loops)
 
 
+def _cleared_in_wrapper(facts: ModuleFacts) -> Iterator[Violation]:
+    """A method the trainer calls once per update (`step(loss)`: backward, clip, step), no
+    loop in sight: a clear between its own backward pass and its step wipes the gradients
+    that step was meant to apply, whatever calls it."""
+    for _function, sites in facts.all_sites():
+        for site in sites:
+            step = site.op
+            if not isinstance(step, Step) or site.loops or site.in_closure:
+                continue
+            sequence = [
+                s
+                for s in sites
+                if not s.loops
+                and s.order < site.order
+                and (
+                    isinstance(s.op, Backward)
+                    or (isinstance(s.op, Clear) and facts.clears(s.op, step.optimizer, True))
+                )
+            ]
+            if len(sequence) < 2 or not isinstance(sequence[-1].op, Clear):
+                continue
+            clear = sequence[-1]
+            if not any(isinstance(s.op, Backward) for s in sequence[:-1]):
+                continue
+            if not _unconditional_before(clear, site) or clear.exclusive_with(site):
+                continue
+            yield Violation(
+                clear.op.node,
+                f"`{source_of(clear.op.node)}` clears the gradients after the backward pass and "
+                f"before `{call_display(step.node)}`, so the step sees none; clear at the start "
+                "of the iteration or after the step",
+            )
+
+
 class GradientsClearedBeforeStep(Rule):
     """
     ## What it does
@@ -28,7 +62,9 @@ class GradientsClearedBeforeStep(Rule):
     `loss.backward(); opt.zero_grad(); opt.step()` (reported at the clear), or
     `opt.zero_grad(); opt.step(); loss.backward()` where the step always runs
     before the backward pass of its iteration (reported at the step). A
-    `zero_grad()` after the backward inside an optimizer closure is reported too.
+    `zero_grad()` after the backward inside an optimizer closure is reported too,
+    and so is a clear between the backward pass and the step of a method that runs
+    both once per call (an optimizer wrapper's `step(loss)`), loop or not.
 
     Clearing at the start or the end of the iteration is correct and not
     reported; so are two optimizers whose clears and steps interleave (GANs):
@@ -88,6 +124,7 @@ class GradientsClearedBeforeStep(Rule):
     )
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
+        yield from _cleared_in_wrapper(facts)
         for site, step, view in facts.in_loops(Step):
             sole = facts.sole_optimizer(view)
             relevant = [

@@ -78,7 +78,9 @@ class LossKeepsGraph(Rule):
     ## What it does
     In a loop that runs `loss.backward()`, reports a running total or list of
     that loss tensor which outlives the iteration and is not cut from the
-    graph: `total += loss`, `total = total + loss`, `losses.append(loss)`.
+    graph: `total += loss`, `total = total + loss`, `losses.append(loss)`; for
+    a loss backpropagated through an entry (`out["loss"].backward()`), keeping
+    the container (`outputs.append(out)`) or that entry.
     `loss.item()`, `loss.detach()`, `float(loss)` and `.data` are fine, so is
     anything under `torch.no_grad()`/`torch.inference_mode()`, summing several
     losses within one iteration before a single backward, and a total that the loop

@@ -28,7 +28,9 @@ class MissingZeroGrad(Rule):
     `zero_grad()` inside the closure given to `opt.step(closure)` — directly or in
     a function of the same module that the loop calls, before or after the step.
     Each optimizer is checked on its own, so clearing one optimizer of a GAN does
-    not excuse the other.
+    not excuse the other. An unknown helper handed the optimizer may clear it,
+    unless its name says it only clips, logs, saves or adjusts the learning rate
+    (`clip_gradient(optimizer, max_norm)`, `adjust_learning_rate(optimizer, epoch)`).
 
     ## Why is this bad?
     `backward()` *adds* into `.grad`. Without clearing, every step applies the sum

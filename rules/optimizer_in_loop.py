@@ -76,9 +76,11 @@ class OptimizerInLoop(Rule):
     cross-validation, hyper-parameter sweeps, ensembles) or re-initialised in place
     (`reset_parameters()`, `p.data.normal_()`, `load_state_dict(initial)`); a fresh
     leaf tensor optimised per outer step (adversarial examples); construction under a
-    condition (a one-off rebuild at `if epoch == unfreeze_epoch:`, lazy creation
-    under `if opt is None:`); a scheduler over an optimizer that is itself rebuilt
-    (the optimizer is reported instead).
+    condition that holds once (a one-off rebuild at `if epoch == unfreeze_epoch:`,
+    lazy creation under `if opt is None:` or a flag the loop sets); a scheduler over
+    an optimizer that is itself rebuilt (the optimizer is reported instead). A
+    periodic condition (`if epoch % 30 == 0:`) or one the loop never changes (`if
+    args.optim == "sgd":`) still rebuilds on many iterations and is reported.
 
     ## Why is this bad?
     Optimizers carry state between steps: SGD momentum buffers, Adam's first and

@@ -18,6 +18,7 @@ from looplint.analysis.program import (
     AssignEvent,
     CallEvent,
     ClassInfo,
+    FunctionInfo,
     ModuleProgram,
     WithEvent,
     all_events,
@@ -127,10 +128,19 @@ def _blocks_gradients(cls: ClassInfo, program: ModuleProgram) -> bool:
     )
 
 
-def _is_run(chain: str, summary: ModuleSummary, program: ModuleProgram) -> bool:
-    """Whether the model `chain` is run: called itself (`model(x)`), or through a method
-    its same-module class defines (`agent.get_action_and_value(x)`)."""
+def _is_run(
+    chain: str,
+    summary: ModuleSummary,
+    program: ModuleProgram,
+    optimizers: frozenset[str] = frozenset(),
+) -> bool:
+    """Whether the model `chain` is run: called itself (`model(x)`), through a method
+    its same-module class defines (`agent.get_action_and_value(x)`), or handed along
+    with one of the module's optimizers (`optimizers`, their names) to a trainer
+    (`Naive(model=model, optimizer=optimizer)`), which trains it as a whole."""
     if chain in summary.called_chains:
+        return True
+    if any(chain in handed and handed & optimizers for handed in summary.handed_together):
         return True
     classes = set(summary.instances.get(chain, ()))
     return len(classes) == 1 and any(
@@ -141,13 +151,16 @@ def _is_run(chain: str, summary: ModuleSummary, program: ModuleProgram) -> bool:
 
 
 def _model_of(
-    receiver: str, summary: ModuleSummary, program: ModuleProgram
+    receiver: str,
+    summary: ModuleSummary,
+    program: ModuleProgram,
+    optimizers: frozenset[str] = frozenset(),
 ) -> tuple[str, str] | None:
     """Split `model.encoder` into the model that is run (`model`) and the part (`encoder`)."""
     parts = receiver.split(".")
     for size in range(1, len(parts)):
         prefix = ".".join(parts[:size])
-        if prefix != "self" and _is_run(prefix, summary, program):
+        if prefix != "self" and _is_run(prefix, summary, program, optimizers):
             return prefix, parts[size]
     return None
 
@@ -160,7 +173,13 @@ class PartialParameters(Rule):
     `model.fc.bias`), or over the parameters of only some submodules of a model
     that is run and trained as a whole (`model.encoder.parameters()` while
     `model.decoder` also has trainable parameters), when the omitted parts are
-    not frozen anywhere in the module.
+    not frozen anywhere in the module. A model run through its own methods
+    (`agent.get_value(x)`) is run; in a LightningModule, `self` is the model the
+    trainer runs. Also reported: a union of parameters gathered
+    (`list(net.parameters()) + list(margin.parameters())`) while the optimizer is
+    built over part of it; a parameter group filled and never handed to the
+    optimizer; an optimizer built before `fully_shard`/`parallelize_module`/FSDP
+    replaces the parameters it holds.
 
     Not reported: frozen parts (`requires_grad = False`, `requires_grad_(False)`),
     `filter(lambda p: p.requires_grad, ...)`, parameter groups built from
@@ -237,6 +256,7 @@ class PartialParameters(Rule):
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
         constructs: dict[int, Construct] = {}
         lightning: dict[int, ClassInfo] = {}
+        scopes: dict[int, FunctionInfo] = {}
         """Constructs in a LightningModule's method: `self` is the model the trainer runs."""
         for function, sites in facts.all_sites():
             for site in sites:
@@ -247,11 +267,16 @@ class PartialParameters(Rule):
                     and not takes_model_not_parameters(op.qualified)
                 ):
                     constructs.setdefault(id(op.node), op)
+                    scopes[id(op.node)] = function
                     if function.owner is not None and _lightning_trained(function.owner):
                         lightning[id(op.node)] = function.owner
         if not constructs:
             return
-        coverage: dict[str, set[str] | None] = {}
+        optimizer_names = _names_bound_to(constructs, facts)
+        # What the optimizers of one scope cover, by model: a function's own optimizers
+        # (other functions may build theirs over the same name for another model), or a
+        # class's (`self.` models) across its methods.
+        coverage: dict[tuple[str, str], set[str] | None] = {}
         parsed: list[tuple[Construct, dict[str, set[str]]]] = []
         summary = facts.summary
         for construct in constructs.values():
@@ -279,27 +304,24 @@ class PartialParameters(Rule):
                 if id(construct.node) in lightning and receiver.startswith("self."):
                     part = receiver.split(".")[1]
                     parts.setdefault("self", set()).add(part)
-                    self_covered = coverage.setdefault("self", set())
+                    self_covered = coverage.setdefault(
+                        _scope(scopes[id(construct.node)], "self"), set()
+                    )
                     if self_covered is not None:
                         self_covered.add(part)
                     continue
-                if _is_run(receiver, summary, facts.program):
-                    coverage[receiver] = None  # the whole model
-                    # ... and a part of its parent (`model.discriminator(x)` is run, and
-                    # its optimizer covers that part of `model`).
-                    split = _model_of(receiver, summary, facts.program)
-                    if split is not None:
-                        covered = coverage.setdefault(split[0], set())
-                        if covered is not None:
-                            covered.add(split[1])
+                # `model.encoder` is a part of `model` when `model` is run, even if the part
+                # is also run on its own somewhere (greedy decoding calls `model.encoder`).
+                split = _model_of(receiver, summary, facts.program, optimizer_names)
+                if split is None and _is_run(receiver, summary, facts.program, optimizer_names):
+                    coverage[_scope(scopes[id(construct.node)], receiver)] = None  # the whole model
                     continue
-                split = _model_of(receiver, summary, facts.program)
                 if split is None:
                     parts = {}
                     break
                 model, part = split
                 parts.setdefault(model, set()).add(part)
-                covered = coverage.setdefault(model, set())
+                covered = coverage.setdefault(_scope(scopes[id(construct.node)], model), set())
                 if covered is not None:
                     covered.add(part)
             if parts:
@@ -311,7 +333,7 @@ class PartialParameters(Rule):
         yield from _group_left_aside(facts)
         for construct, parts in parsed:
             for model, given in parts.items():
-                covered = coverage.get(model)
+                covered = coverage.get(_scope(scopes[id(construct.node)], model))
                 if covered is None:
                     continue
                 if model == "self" and id(construct.node) in lightning:
@@ -417,6 +439,25 @@ def _built_before_sharding(
                         "that no longer train; build the optimizer after sharding",
                     )
             built = [c for c in built if not _covered(sharded, set(c.parameter_sources))]
+
+
+def _scope(function: FunctionInfo, model: str) -> tuple[str, str]:
+    """Where optimizers over `model` cover it together: its class for `self` models (an
+    optimizer per method of a GAN trainer), else the function that builds them."""
+    owner = function.owner
+    if owner is not None and (model == "self" or model.startswith("self.")):
+        return owner.name, model
+    return function.qualname, model
+
+
+def _names_bound_to(constructs: dict[int, Construct], facts: ModuleFacts) -> frozenset[str]:
+    """The names the optimizers are bound to where they are built (`optimizer`)."""
+    names: set[str] = set()
+    for function in facts.program.functions:
+        for event in all_events(function.events):
+            if isinstance(event, AssignEvent) and id(event.value) in constructs:
+                names.update(t for target in event.targets if (t := dotted_name(target)))
+    return frozenset(names)
 
 
 def _lightning_trained(owner: ClassInfo) -> bool:

@@ -173,7 +173,9 @@ class SchedulerOrder(Rule):
     - calls `ReduceLROnPlateau.step()` without the metric it reduces on;
     - steps a per-batch schedule (`OneCycleLR`, `CyclicLR`, transformers'
       `get_*_schedule_with_warmup`, or any schedule sized from `len(loader)` or
-      steps per epoch) once per epoch.
+      steps per epoch) once per epoch, including one that a LightningModule's
+      `configure_optimizers` returns without `"interval": "step"` (Lightning
+      steps it once per epoch by default).
 
     ## Why is this bad?
     Since PyTorch 1.1 the scheduler must step *after* the optimizer: stepping it

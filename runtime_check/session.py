@@ -47,6 +47,7 @@ from .following import Following, optimizer_variables
 from .gradient_judge import GradientJudge
 from .guard import never_raises
 from .model_checks import ModelChecks
+from .nesting import Reported, as_reported, keys_of
 from .order_checks import OrderChecks
 from .report import IssueLog, Report
 from .sampler_epochs import SamplerEpochs
@@ -374,26 +375,12 @@ class Watch:
         self._compiled_autograd_seen = True
 
     def _tell_outer_blocks(self, findings: list[Finding]) -> None:
-        if not findings:
-            return
-        optimizers = {tracker.label: tracker.opt_ref() for tracker in self._following.all_trackers}
-        reported: list[tuple[str, str, object]] = [
-            (finding.code, finding.check, optimizers.get(finding.optimizer or ""))
-            for finding in findings
-        ]
-        for listener in scoped_patches.listeners():
+        reported = as_reported(findings, self._following.all_trackers)
+        for listener in scoped_patches.listeners() if reported else ():
             if listener is not self:
                 listener.on_inner_report(reported)
 
-    def on_inner_report(self, reported: list[tuple[str, str, object]]) -> None:
+    def on_inner_report(self, reported: list[Reported]) -> None:
         """Leave bugs an inner block already reported to it (only with `defer_to_inner`)."""
-        if not self._defer_to_inner:
-            return
-        for code, check, optimizer in reported:
-            label: str | None = None
-            if optimizer is not None:
-                tracker = self._following.stepping_tracker(optimizer)
-                if tracker is None:
-                    continue
-                label = tracker.label
-            self._consumed.add((code, check, label))
+        if self._defer_to_inner:
+            self._consumed |= keys_of(reported, self._following)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import json
 import multiprocessing
+import shutil
 from pathlib import Path
+
+import pytest
 
 from looplint.checking.cache import _FORMAT as CACHE_FORMAT
 from looplint.checking.cache import ResultCache
@@ -103,3 +108,32 @@ def test_concurrent_runs_never_corrupt_the_cache(tmp_path: Path) -> None:
     data = json.loads(next(cache_dir.glob("results-*.json")).read_text())
     assert len(data["entries"]) == 30
     assert not list(cache_dir.glob(".tmp-*"))
+
+
+def test_an_edit_anywhere_in_the_engine_or_rules_starts_a_new_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An editable install must never serve results computed by older analysis code: the
+    fingerprint covers every layer of `looplint/` (not only the cache's own folder) and
+    `rules/`."""
+    import looplint
+    from looplint.checking import cache
+
+    package = Path(looplint.__file__).parent
+    copy = tmp_path / "copy"
+    shutil.copytree(package, copy / "looplint")
+    before = cache.fingerprint(["LL001"])
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str) -> importlib.machinery.ModuleSpec | None:
+        spec = real_find_spec(name)
+        if name == "looplint" and spec is not None:
+            spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            spec.submodule_search_locations = [str(copy / "looplint")]
+        return spec
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    assert cache.fingerprint(["LL001"]) == before
+    trees = copy / "looplint" / "analysis" / "trees.py"
+    trees.write_text(trees.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+    assert cache.fingerprint(["LL001"]) != before

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from looplint.analysis.naming import reads_by_name
 from looplint.analysis.program import (
     AssignEvent,
     CallEvent,
@@ -27,12 +28,19 @@ class ModuleSummary:
     has_backward: bool
     instances: Mapping[str, tuple[str, ...]]
     """Dotted target text (`model`, `self.net`) → same-module classes assigned to it."""
+    handed_together: tuple[frozenset[str], ...] = ()
+    """The dotted arguments of each call given two or more (`Trainer(model=model,
+    optimizer=optimizer)`): what is handed along together."""
     switches_grad_outside_with: bool = False
     """`torch.set_grad_enabled(...)` called as a statement: autograd may be off for
     everything after it, where no `with` shows it."""
     takes_input_gradients: bool = False
     """`torch.autograd.grad(...)`, `x.requires_grad_()` or `x.requires_grad = True`:
     something other than parameters needs gradients (saliency, adversarial inputs)."""
+    turns_requires_grad_off: bool = False
+    """`requires_grad_(False)` or `.requires_grad = False` written out: a module may run
+    without building any graph (unlike `freezes_parameters`, not guessed from names such
+    as `print_trainable_parameters`)."""
 
 
 _FREEZING_WORDS = ("freeze", "trainable")
@@ -57,8 +65,10 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
     freezes = False
     has_backward = False
     instances: dict[str, list[str]] = {}
+    together: list[frozenset[str]] = []
     switches_outside_with = False
     input_gradients = False
+    requires_grad_off = False
     with_items: set[int] = set()
     for function in program.functions:
         for event in all_events(function.events):
@@ -77,7 +87,9 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
                 if last == "requires_grad_":
                     # `model.eval().requires_grad_(False)` too: no dotted chain needed.
                     first = argument(call, 0, "requires_grad")
-                    freezes |= isinstance(first, cst.Name) and first.value == "False"
+                    off = isinstance(first, cst.Name) and first.value == "False"
+                    freezes |= off
+                    requires_grad_off |= off
                     input_gradients |= first is None or _is_true(first)
                 chain = dotted_name(func)
                 if chain is None:
@@ -91,12 +103,17 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
                 ):
                     freezes = True
                 called.add(chain.removesuffix(".forward"))
+                handed = frozenset(
+                    text for arg in call.args if (text := dotted_name(arg.value)) is not None
+                )
+                if len(handed) >= 2 and not reads_by_name(last):  # not `save(model, opt)`
+                    together.append(handed)
             elif isinstance(event, AssignEvent) and event.value is not None:
                 for target in event.targets:
                     if isinstance(target, cst.Attribute) and target.attr.value == "requires_grad":
-                        freezes |= (
-                            isinstance(event.value, cst.Name) and event.value.value == "False"
-                        )
+                        off = isinstance(event.value, cst.Name) and event.value.value == "False"
+                        freezes |= off
+                        requires_grad_off |= off
                         input_gradients |= _is_true(event.value)
                     text = dotted_name(target)
                     value = _built(event.value)
@@ -112,8 +129,10 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
         freezes,
         has_backward,
         {key: tuple(value) for key, value in instances.items()},
+        tuple(together),
         switches_outside_with,
         input_gradients,
+        requires_grad_off,
     )
 
 
@@ -151,30 +170,55 @@ def _is_true(node: cst.BaseExpression) -> bool:
 
 
 def divisors(module: cst.Module) -> frozenset[str]:
-    """The last names of what anything in the module is divided by: `accum_steps` for
-    `loss / args.accum_steps`, `loss /= accum_steps`, `loss.div(accum_steps)` or
-    `loss * (1.0 / accum_steps)`; integers by their text (`loss / 4` → `4`)."""
+    """The names a loss is divided by anywhere in the module: `accum_steps` (and `args`)
+    for `loss / args.accum_steps`, `loss /= accum_steps`, `loss.div(accum_steps)` or
+    `outputs.loss * (1.0 / accum_steps)`; integers by their text (`loss / 4` → `4`). Only
+    divisions whose dividend (or target) mentions a loss count: `1 / accum_steps` kept
+    for logging says nothing about the loss."""
     found: set[str] = set()
     for node in descendants(module):
         divisor: cst.BaseExpression | None = None
         if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Divide):
-            divisor = node.right
-        elif isinstance(node, cst.AugAssign) and isinstance(node.operator, cst.DivideAssign):
-            divisor = node.value
+            if _mentions_loss(node.left):
+                divisor = node.right
+        elif isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Multiply):
+            if _mentions_loss(node.left) or _mentions_loss(node.right):
+                divisor = node.right if _mentions_loss(node.left) else node.left
+        elif isinstance(node, cst.AugAssign) and isinstance(
+            node.operator, (cst.DivideAssign, cst.MultiplyAssign)
+        ):
+            if _mentions_loss(node.target):
+                divisor = node.value
         elif (
             isinstance(node, cst.Call)
             and isinstance(node.func, cst.Attribute)
-            and node.func.attr.value in ("div", "div_", "true_divide")
+            and node.func.attr.value in ("div", "div_", "true_divide", "mul", "mul_")
             and node.args
+            and _mentions_loss(node.func.value)
         ):
             divisor = node.args[-1].value
-        if divisor is None:
-            continue
-        for part in (divisor, *descendants(divisor)):
-            if isinstance(part, cst.Integer):
-                found.add(part.value)
-            elif isinstance(part, cst.Name):
-                found.add(part.value)
-            elif isinstance(part, cst.Attribute):
-                found.add(part.attr.value)
+        if divisor is not None:
+            found |= named_parts(divisor)
     return frozenset(found)
+
+
+def named_parts(expression: cst.BaseExpression) -> set[str]:
+    """The last name of every name chain in an expression (`accum` for `args.accum`, not
+    `args`), and integers by their text: how a divisor is matched to a window."""
+    found: set[str] = set()
+    parts = (expression, *descendants(expression))
+    heads = {id(p.value) for p in parts if isinstance(p, cst.Attribute)}
+    heads |= {id(p.attr) for p in parts if isinstance(p, cst.Attribute)}  # read via its chain
+    heads |= {id(p.func) for p in parts if isinstance(p, cst.Call)}  # `float(n)`: `n`
+    for part in parts:
+        if id(part) in heads:
+            continue
+        if isinstance(part, cst.Attribute):
+            found.add(part.attr.value)
+        elif isinstance(part, (cst.Integer, cst.Name)):
+            found.add(part.value)
+    return found
+
+
+def _mentions_loss(node: cst.CSTNode) -> bool:
+    return "loss" in cst.Module([]).code_for_node(node).lower()

@@ -17,6 +17,7 @@ from looplint.analysis.callers import grad_switches
 from looplint.analysis.catalog import PER_BATCH_METHODS, ObjectKind
 from looplint.analysis.imports import ImportTable
 from looplint.analysis.linking import Linker, instantiate
+from looplint.analysis.naming import reads_by_name
 from looplint.analysis.operations import (
     Append,
     Assign,
@@ -119,23 +120,10 @@ _READS_ONLY = frozenset(
         "unscale_gradients", "log", "log_dict", "print", "info", "debug", "warning", "len",
         "isinstance", "getattr", "hasattr", "type", "id", "str", "repr", "get_lr",
         "get_last_lr", "state_dict", "add_scalar", "add_scalars",
+        "scale_loss", "master_params",  # apex.amp: scales the loss, lists fp32 parameters
     }
 )  # fmt: skip
 """Calls known to read an optimizer handed to them, never to step or clear it."""
-_ACTING_WORDS = re.compile(r"step|zero|clear|reset|update|train|optimi[sz]e|backward|apply|fit|run")
-_READING_WORDS = re.compile(
-    r"clip|log|print|learning_rate|save|checkpoint|ckpt|warm_?up|summar|record|plot|dump|write"
-)
-
-
-def reads_by_name(name: str) -> bool:
-    """Whether an unknown helper's name says it only reads or adjusts the optimizer it is
-    handed (`clip_gradient(optimizer, max_norm)`, `adjust_learning_rate(optimizer, epoch)`,
-    `save_checkpoint(model, optimizer)`) and says nothing of stepping or clearing."""
-    lowered = name.lower()
-    if _ACTING_WORDS.search(lowered):
-        return False
-    return _READING_WORDS.search(lowered) is not None or "lr" in lowered.split("_")
 
 
 _REINITIALISERS = frozenset(
@@ -199,12 +187,7 @@ def _is_grad_attribute(node: cst.BaseExpression) -> bool:
 def _scaled_loss(value: cst.BaseExpression) -> cst.BaseExpression | None:
     """The loss inside `scaler.scale(loss)` (also through `typing.cast(Tensor, ...)`, which
     returns its value unchanged), else None."""
-    if (
-        isinstance(value, cst.Call)
-        and dotted_name(value.func) in ("cast", "typing.cast")
-        and len(value.args) == 2
-    ):
-        value = value.args[1].value
+    value = _uncast(value)
     if (
         isinstance(value, cst.Call)
         and isinstance(value.func, cst.Attribute)
@@ -215,11 +198,23 @@ def _scaled_loss(value: cst.BaseExpression) -> cst.BaseExpression | None:
     return None
 
 
+def _uncast(value: cst.BaseExpression) -> cst.BaseExpression:
+    """`x` in `cast(torch.Tensor, x)` / `typing.cast(...)`: a cast for the type checker
+    returns its argument unchanged."""
+    while (
+        isinstance(value, cst.Call)
+        and dotted_name(value.func) in ("cast", "typing.cast")
+        and len(value.args) == 2
+    ):
+        value = value.args[1].value
+    return value
+
+
 def backward_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Backward:
     """The backward pass `call` runs: what it differentiates, and whether it is scaled."""
     func = call.func
     assert isinstance(func, cst.Attribute)
-    receiver = func.value
+    receiver = _uncast(func.value)
     loss = _scaled_loss(receiver)
     if loss is not None:
         return Backward(call, scopes.identity(loss, frame), scaled=True)

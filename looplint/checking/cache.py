@@ -38,10 +38,11 @@ _NOT_SEARCHED = frozenset({".git", ".hg", ".svn", "node_modules", "__pycache__",
 def _implementation_digest() -> str:
     """A hash of looplint's own source: an edited (editable) install never reads stale results."""
     digest = hashlib.blake2b(digest_size=8)
-    folders = [Path(__file__).parent]
-    spec = importlib.util.find_spec("looplint.rules")
-    if spec is not None and spec.submodule_search_locations:
-        folders += [Path(p) for p in spec.submodule_search_locations]
+    folders: list[Path] = []
+    for package in ("looplint", "looplint.rules"):  # the whole engine, and `rules/`
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            folders += [Path(p) for p in spec.submodule_search_locations]
     for folder in folders:
         for source in sorted(folder.rglob("*.py")):
             try:
