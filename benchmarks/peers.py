@@ -44,7 +44,7 @@ import tempfile
 import time
 import venv
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -345,7 +345,9 @@ def run_once(tool: Tool, item: Input) -> float:
             f"error: {tool.name} printed no readable JSON ({exc}):\n{stderr[-3000:]}"
         ) from exc
     previous = item.findings.get(tool.name)
-    if previous is not None and sorted(previous, key=_order) != sorted(findings, key=_order):
+    # Compared by place and code: a message may name things in set order, which varies with
+    # the interpreter's hash seed (looplint's LL008 did); the findings themselves must not.
+    if previous is not None and {f.key for f in previous} != {f.key for f in findings}:
         raise SystemExit(
             f"error: {tool.name} reported different findings on two runs of {item.name}"
         )
@@ -580,7 +582,9 @@ def render(
         for code, name in sorted(tool.rules.items()):
             shared = SHARED_OF_LOOPLINT.get(code) if tool is looplint else SHARED_OF_PEER.get(code)
             counts = [
-                "not run" if item.shared_only and not shared else str(per_input[item.name][code])
+                "not run"
+                if item.shared_only and not shared and not per_input[item.name][code]
+                else str(per_input[item.name][code])
                 for item in inputs
             ]
             lines.append(
@@ -717,6 +721,37 @@ def _shared_repos_table(looplint: Tool, repos: Input, verdicts: Verdicts) -> lis
     return lines
 
 
+LAST_RUN = CACHE_DIR / "peers-last.json"
+
+
+def save_last(tools: Sequence[Tool], fixtures: Input, repos: Input) -> None:
+    """Keep what was measured, so new verdicts can be rendered without half an hour of runs."""
+    data = {
+        "tools": [asdict(tool) for tool in tools],
+        "inputs": [
+            {**asdict(item), "root": str(item.root), "target": str(item.target)}
+            for item in (fixtures, repos)
+        ],
+    }
+    LAST_RUN.write_text(json.dumps(data), encoding="utf-8")
+
+
+def load_last() -> tuple[list[Tool], Input, Input]:
+    if not LAST_RUN.exists():
+        raise SystemExit(f"error: no earlier run in {LAST_RUN}")
+    data = json.loads(LAST_RUN.read_text(encoding="utf-8"))
+    tools = [Tool(**tool) for tool in data["tools"]]
+    inputs = []
+    for raw in data["inputs"]:
+        findings = {
+            name: [Finding(**f) for f in found] for name, found in raw.pop("findings").items()
+        }
+        item = Input(**{**raw, "root": Path(raw["root"]), "target": Path(raw["target"])})
+        item.findings = findings
+        inputs.append(item)
+    return tools, inputs[0], inputs[1]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="timed runs per tool and input")
@@ -734,6 +769,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="on training-repos run each tool with only its rules of the shared bug classes"
         " (torch-preflight's TG008 alone takes most of its time there)",
     )  # fmt: skip
+    parser.add_argument(
+        "--from-last", action="store_true",
+        help=f"render the last run again ({LAST_RUN.name}) with the current verdicts; run nothing",
+    )  # fmt: skip
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     args = parser.parse_args(argv)
     repos_rounds = args.rounds if args.repos_rounds is None else args.repos_rounds
@@ -747,7 +786,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     repos_root = training_repos(args.training_repos)
     fixtures = Input("fixtures", corpus.REPO_ROOT, FIXTURES, args.rounds)
     repos = Input("training-repos", repos_root, repos_root, repos_rounds, args.repos_shared_only)
-    measure(tools, [fixtures, repos])
+    if args.from_last:
+        tools, fixtures, repos = load_last()
+    else:
+        measure(tools, [fixtures, repos])
+        save_last(tools, fixtures, repos)
 
     report = render(tools, [fixtures, repos], Verdicts.load(), fixtures, repos)
     print(report)

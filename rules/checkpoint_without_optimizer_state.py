@@ -204,7 +204,11 @@ def _partial_optimizer_state(facts: ModuleFacts, reported: set[int]) -> Iterator
             for optimizer in sorted(stepped - saved):
                 for site, full in saves:
                     model = next(
-                        (m for m in sorted(full.states, key=len) if facts.optimizes(optimizer, m)),
+                        (
+                            m
+                            for m in sorted(full.states, key=lambda s: (len(s), s))
+                            if facts.optimizes(optimizer, m)
+                        ),
                         None,
                     )
                     if model is None or id(site.op.node) in reported:
@@ -340,8 +344,13 @@ class CheckpointWithoutOptimizerState(Rule):
                         for s in views[id(loop)].sites
                         if isinstance(s.op, Step) and _stateful(facts, s.op.optimizer)
                     }
+                    # Sets have no order: name the most specific state saved (`model.module`
+                    # over `model`), so the message is the same on every run.
                     saved = [
-                        (o, m) for o in optimizers for m in save.states if facts.optimizes(o, m)
+                        (o, m)
+                        for o in sorted(optimizers, key=str)
+                        for m in sorted(save.states, key=lambda s: (-len(str(s)), str(s)))
+                        if facts.optimizes(o, m)
                     ]
                     if saved and id(save.node) not in reported:
                         reported.add(id(save.node))

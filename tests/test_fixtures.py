@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -50,3 +51,21 @@ def test_fixture(path: Path, fixture_report: dict[str, list[dict[str, Any]]]) ->
     expected = expected_findings(path)
     messages = "\n".join(f"{f['line']}: {f['code']} {f['message']}" for f in found)
     assert actual == expected, f"unexpected findings in {relative}:\n{messages}"
+
+
+def test_output_does_not_depend_on_the_hash_seed(
+    fixture_report: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Two runs of the same code must print the same findings, word for word: a message
+    built from a set once named `model` or `model.module` depending on `PYTHONHASHSEED`."""
+    seeded = subprocess.run(
+        [*looplint_command(), "check", "fixtures", "--format", "json", "--exit-zero",
+         "--no-cache"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    )  # fmt: skip
+    assert seeded.returncode == 0, seeded.stderr
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for finding in json.loads(seeded.stdout):
+        grouped.setdefault(Path(finding["path"]).as_posix(), []).append(finding)
+    assert grouped == fixture_report
