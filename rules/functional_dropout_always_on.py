@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Callable, Iterator
 
@@ -11,7 +12,7 @@ from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.networks import runs_only_in_training, self_name_of
 from looplint.analysis.program import CallEvent, all_events
 from looplint.analysis.syntax import keyword_arg, positional_args, source_of
-from looplint.files.screening import Screen
+from looplint.files.screening import Glance, Screen
 from looplint.identity import FUNCTIONAL_DROPOUT_ALWAYS_ON
 from looplint.rule import Fix, Rule, Violation
 
@@ -26,6 +27,37 @@ DROPOUTS = frozenset(
 """Functional dropouts whose `training` argument (third) defaults to True. (`alpha_dropout`
 and `feature_alpha_dropout` default to False: the opposite mistake.)"""
 _TRAINING_POSITION = 2
+_DROPOUT_NAMES = frozenset(name.rpartition(".")[2] for name in DROPOUTS)
+_FUNCTIONAL_RECEIVERS = frozenset({"F", "functional"})
+"""`F.dropout`, `nn.functional.dropout`: the receivers the words of the screen accept."""
+
+
+def _may_drop_always(call: ast.Call) -> bool:
+    """Whether `call` can be a functional dropout the rule reports: named like one, with no
+    `training` argument, no unpacked arguments and at most two positional ones."""
+    func = call.func
+    if isinstance(func, ast.Attribute):
+        receiver = func.value
+        last = receiver.attr if isinstance(receiver, ast.Attribute) else getattr(receiver, "id", "")
+        if func.attr not in _DROPOUT_NAMES or last not in _FUNCTIONAL_RECEIVERS:
+            return False
+    elif not (isinstance(func, ast.Name) and func.id in _DROPOUT_NAMES):
+        return False
+    return (
+        len(call.args) <= _TRAINING_POSITION
+        and not any(isinstance(arg, ast.Starred) for arg in call.args)
+        and all(keyword.arg not in ("training", None) for keyword in call.keywords)
+    )
+
+
+def _dropout_in_a_class(glance: Glance) -> bool:
+    """Whether a call the rule could report sits inside a class: the rule only looks at
+    the methods of `nn.Module` subclasses (functional dropout in a plain function is fine)."""
+    calls = [call for call in glance.nodes(ast.Call) if _may_drop_always(call)]
+    if not calls:
+        return False
+    spans = [(c.lineno, c.end_lineno or c.lineno) for c in glance.nodes(ast.ClassDef)]
+    return any(first <= call.lineno <= last for call in calls for first, last in spans)
 
 
 def _training_fix(call: cst.Call, self_name: str) -> Callable[[], Fix | None]:
@@ -64,7 +96,8 @@ class FunctionalDropoutAlwaysOn(Rule):
 
     identity = FUNCTIONAL_DROPOUT_ALWAYS_ON
     screen = Screen(
-        re.compile(r"(?:\bF|functional)\.dropout[123]?d?\(|(?<![\w.])dropout[123]?d?\(")
+        re.compile(r"(?:\bF|functional)\.dropout[123]?d?\(|(?<![\w.])dropout[123]?d?\("),
+        _dropout_in_a_class,
     )
     fix_safety = """
         Safe: `training=self.training` is added, so the call drops activations in

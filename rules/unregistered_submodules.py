@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterator
 
@@ -11,7 +12,7 @@ from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.networks import AttributeStore, NetworkClass, Networks
 from looplint.analysis.program import AssignEvent, CallEvent, FunctionInfo, all_events
 from looplint.analysis.syntax import call_name, descendants
-from looplint.files.screening import Screen
+from looplint.files.screening import Glance, Screen
 from looplint.identity import UNREGISTERED_SUBMODULES
 from looplint.rule import Rule, Violation
 
@@ -130,6 +131,123 @@ def _method_of(call: cst.Call, attribute: str) -> bool:
     )
 
 
+def _may_build_a_layer(value: ast.expr) -> bool:
+    """`nn.Linear(...)`, `Block(...)`, `weight_norm(Conv1d(...))`: a call `layer_built` can
+    accept (a class is capitalised; a lower-case function wraps a layer in its first argument)."""
+    if not isinstance(value, ast.Call):
+        return False
+    func = value.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    if name[:1].isupper():
+        return True
+    return name[:1].islower() and bool(value.args) and _may_build_a_layer(value.args[0])
+
+
+def _held_by_container(value: ast.expr | None) -> list[ast.expr]:
+    """What a container display, comprehension or `list(...)`/`tuple(...)` of one holds."""
+    if (
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Name)
+        and value.func.id in ("list", "tuple")
+        and value.args
+    ):
+        value = value.args[0]
+    if isinstance(value, (ast.List, ast.Tuple)):
+        return [e for e in value.elts if not isinstance(e, ast.Starred)]
+    if isinstance(value, (ast.ListComp, ast.GeneratorExp)):
+        return [value.elt]
+    if isinstance(value, ast.Dict):
+        return list(value.values)
+    if isinstance(value, ast.DictComp):
+        return [value.value]
+    return []
+
+
+def _holds_a_layer(value: ast.expr | None) -> bool:
+    """Whether a container (or a container of containers: `self.a, self.b = [..], [..]`)
+    holds a call that may build a layer."""
+    return any(
+        _may_build_a_layer(element) or _holds_a_layer(element)
+        for element in _held_by_container(value)
+    )
+
+
+def _fills_with_a_layer(node: ast.AST) -> bool:
+    """`x.append(Block(...))` / `x.insert(i, nn.Linear(...))`."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in _FILLERS
+        and bool(node.args)
+        and _may_build_a_layer(node.args[-1])
+    )
+
+
+def _assignments(function: ast.AST) -> list[tuple[list[ast.expr], ast.expr | None]]:
+    """Each assignment in `function` (nested blocks included): its targets, its value."""
+    found: list[tuple[list[ast.expr], ast.expr | None]] = []
+    for node in ast.walk(function):
+        if isinstance(node, ast.Assign):
+            found.append((node.targets, node.value))
+        elif isinstance(node, ast.AnnAssign):
+            found.append(([node.target], node.value))
+    return found
+
+
+def _attribute_targets(targets: list[ast.expr]) -> list[ast.Attribute]:
+    """`self.x` of `self.x = ...` and of `self.a, self.b = ...`."""
+    flat = [e for t in targets for e in (t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t])]
+    return [target for target in flat if isinstance(target, ast.Attribute)]
+
+
+def _init_keeps_layers_in_a_container(init: ast.AST, cls: ast.ClassDef) -> bool:
+    """What a report starts from, in one `__init__`: an attribute set to a container of layers,
+    or to a local container given layers (`towers.append(nn.Linear(..))`, `self.towers =
+    towers`), or to `[]` that a method of the class appends layers to."""
+    assignments = _assignments(init)
+    stored_locals: set[str] = set()
+    emptied: set[str] = set()
+    for targets, value in assignments:
+        attributes = _attribute_targets(targets)
+        if attributes and isinstance(value, ast.Name):
+            stored_locals.add(value.id)
+        if attributes and isinstance(value, ast.List) and not value.elts:
+            emptied.update(attribute.attr for attribute in attributes)
+    for targets, value in assignments:
+        if not _holds_a_layer(value):
+            continue
+        names = {target.id for target in targets if isinstance(target, ast.Name)}
+        if _attribute_targets(targets) or names & stored_locals:
+            return True
+    for node in ast.walk(init):
+        if _fills_with_a_layer(node):
+            receiver = node.func.value  # type: ignore[attr-defined]
+            if isinstance(receiver, ast.Name) and receiver.id in stored_locals:
+                return True
+    if not emptied:
+        return False
+    for node in ast.walk(cls):
+        if _fills_with_a_layer(node):
+            receiver = node.func.value  # type: ignore[attr-defined]
+            if isinstance(receiver, ast.Attribute) and receiver.attr in emptied:
+                return True
+    return False
+
+
+def _layers_in_a_container_of_a_class(glance: Glance) -> bool:
+    """Whether some class's `__init__` keeps layers in a plain container attribute, as far
+    as the standard tree shows without knowing which classes are modules."""
+    for cls in glance.nodes(ast.ClassDef):
+        for node in ast.walk(cls):
+            if (
+                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.name == "__init__"
+                and _init_keeps_layers_in_a_container(node, cls)
+            ):
+                return True
+    return False
+
+
 class UnregisteredSubmodules(Rule):
     """
     ## What it does
@@ -157,11 +275,12 @@ class UnregisteredSubmodules(Rule):
     identity = UNREGISTERED_SUBMODULES
     screen = Screen(
         re.compile(
-            r"self\.\w+\s*=\s*(?:(?:list|tuple)\()?[\[\(\{]\s*"
+            r"self\.\w+\s*=\s*(?:(?:list|tuple)\(\s*[\[\(\{]?|[\[\(\{])\s*"
             r"(?:[a-z_][\w.]*\(\s*)?(?:[\w.]*\.)?[A-Z]\w*\("
             r"|self\.\w+\s*=\s*\{[^}]*:\s*(?:[\w.]*\.)?[A-Z]\w*\("
             r"|\.append\(\s*(?:nn\.|torch\.nn\.)?[A-Z]\w*\("
-        )
+        ),
+        _layers_in_a_container_of_a_class,
     )
     INVALID = (
         """

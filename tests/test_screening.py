@@ -121,8 +121,11 @@ def test_definition_rules_bring_in_model_files_by_their_own_screens() -> None:
     bug could be written in it."""
     typo = "for p in net.parameters():\n    p.require_grad = False\n"
     moved = "self.w = nn.Parameter(torch.zeros(3, 4)).cuda()\n"
-    listed = "self.layers = [nn.Linear(4, 4) for _ in range(3)]\n"
-    dropout = "def forward(self, x):\n    return F.dropout(x, 0.1)\n"
+    listed = (
+        "class Net(nn.Module):\n    def __init__(self):\n"
+        "        self.layers = [nn.Linear(4, 4) for _ in range(3)]\n"
+    )
+    dropout = "class Net(nn.Module):\n    def forward(self, x):\n        return F.dropout(x, 0.1)\n"
     for text in (typo, moved, listed, dropout):
         assert not passes(text, [TRAINING_CODE]), text
         assert passes(text, SCREENS), text
@@ -130,3 +133,88 @@ def test_definition_rules_bring_in_model_files_by_their_own_screens() -> None:
         "class Net(nn.Module):\n    def __init__(self):\n        self.fc = nn.Linear(4, 4)\n"
     )
     assert not passes(clean_model, SCREENS)
+
+
+_UNREGISTERED = next(rule.screen for rule in ALL_RULES if rule.identity.code == "LL017")
+_DROPOUT = next(rule.screen for rule in ALL_RULES if rule.identity.code == "LL019")
+
+
+def _in_init(*lines: str) -> str:
+    body = "".join(f"        {line}\n" for line in lines)
+    return f"class Net(nn.Module):\n    def __init__(self):\n{body}"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        _in_init("self.blocks = [nn.Linear(4, 4) for _ in range(3)]"),
+        _in_init("self.heads = {'a': Head(4), 'b': Head(4)}"),
+        _in_init("self.towers = tuple(Tower(4) for _ in range(2))"),
+        _in_init("self.norms = [weight_norm(nn.Conv1d(4, 4, 3))]"),
+        _in_init(
+            "towers = []",
+            "for _ in range(2):",
+            "    towers.append(nn.Linear(4, 4))",
+            "self.towers = towers",
+        ),
+        _in_init("self.a, self.b = [nn.Linear(4, 4)], [nn.Linear(4, 4)]"),
+        _in_init("self.blocks = []")
+        + "    def build(self):\n        self.blocks.append(Block(4))\n",
+    ],
+)
+def test_the_submodule_screen_keeps_layers_in_containers_of_a_class(source: str) -> None:
+    assert passes(source, [_UNREGISTERED]), source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "self.blocks = [nn.Linear(4, 4) for _ in range(3)]\n",  # no class
+        "def load(paths):\n    files = [Path(p) for p in paths]\n",  # no class
+        _in_init("self.blocks = nn.ModuleList([])")
+        + "    def forward(self, x):\n        outs = [Block(x)]\n",  # not in __init__
+        _in_init("self.sizes = [len(x), max(y)]"),
+        _in_init("self.layers = nn.ModuleList()", "self.layers.append(Block(4))"),
+        _in_init("tokens = []", "tokens.append(AddedToken('a'))", "self.add(tokens)"),
+        _in_init("self.blocks = []")
+        + "    def build(self):\n        self.other.append(Block(4))\n",
+        '"""self.blocks = [nn.Linear(4, 4)] in a docstring"""\n',
+    ],
+)
+def test_the_submodule_screen_drops_containers_without_layers(source: str) -> None:
+    assert not passes(source, [_UNREGISTERED]), source
+
+
+def _method(*lines: str) -> str:
+    body = "".join(f"        {line}\n" for line in lines)
+    return f"class Net(nn.Module):\n    def forward(self, x):\n{body}"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        _method("return F.dropout(x, 0.1)"),
+        _method("return torch.nn.functional.dropout2d(x, p=0.2)"),
+        _method("return nn.functional.dropout(x)"),
+        _method("return dropout(x, 0.5)"),
+        _method("if self.training:", "    x = F.dropout(x, 0.1)", "return x"),
+    ],
+)
+def test_the_dropout_screen_keeps_calls_without_training_in_a_class(source: str) -> None:
+    assert passes(source, [_DROPOUT]), source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def augment(x):\n    return F.dropout(x, 0.1)\n",  # not in a class
+        _method("return F.dropout(x, 0.1, training=self.training)"),
+        _method("return F.dropout(x, 0.1, self.training)"),
+        _method("return F.dropout(*args, **kwargs)"),
+        _method("return F.dropout(x, **options)"),
+        _method("return self.dropout(x)"),
+        _method("return F.alpha_dropout(x, 0.1)"),
+    ],
+)
+def test_the_dropout_screen_drops_calls_the_rule_cannot_report(source: str) -> None:
+    assert not passes(source, [_DROPOUT]), source
