@@ -139,12 +139,12 @@ _PARAMETER_ITERATORS = frozenset(
 )
 
 
-def _reinitialises(items: tuple[Item, ...]) -> bool:
-    """Whether a resolved body re-initialises weights in place anywhere."""
+def _holds_anywhere(items: tuple[Item, ...], kind: type[Item]) -> bool:
+    """Whether a resolved body holds an operation of `kind` on some path, nested or not."""
     pending = list(items)
     while pending:
         item = pending.pop()
-        if isinstance(item, Reinit):
+        if isinstance(item, kind):
             return True
         if isinstance(item, (Loop, Context)):
             pending.extend(item.body)
@@ -152,21 +152,16 @@ def _reinitialises(items: tuple[Item, ...]) -> bool:
             for arm in item.arms:
                 pending.extend(arm)
     return False
+
+
+def _reinitialises(items: tuple[Item, ...]) -> bool:
+    """Whether a resolved body re-initialises weights in place anywhere."""
+    return _holds_anywhere(items, Reinit)
 
 
 def _clears_anywhere(items: tuple[Item, ...]) -> bool:
     """Whether a resolved body clears gradients on some path (`p.grad = None`, `zero_()`)."""
-    pending = list(items)
-    while pending:
-        item = pending.pop()
-        if isinstance(item, Clear):
-            return True
-        if isinstance(item, (Loop, Context)):
-            pending.extend(item.body)
-        elif isinstance(item, Branch):
-            for arm in item.arms:
-                pending.extend(arm)
-    return False
+    return _holds_anywhere(items, Clear)
 
 
 def _is_zero(node: cst.BaseExpression | None) -> bool:
