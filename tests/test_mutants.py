@@ -79,22 +79,31 @@ def test_textbook_loop_gets_one_mutant_per_rule() -> None:
         assert mutant.subject
 
 
+def _codes_by_file(
+    root: Path, files: dict[str, str], rules: list[str] | None = None
+) -> dict[str, set[str]]:
+    """Write `files` under `root`, run the real CLI over them, and return each file's codes."""
+    for name, text in files.items():
+        (root / name).write_text(text, encoding="utf-8")
+    select = ["--select", ",".join(rules)] if rules else []
+    proc = subprocess.run(
+        [sys.executable, "-m", "looplint", "check", "--format", "json", "--exit-zero",
+         "--no-cache", *select, str(root)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    codes: dict[str, set[str]] = {name: set() for name in files}
+    for finding in json.loads(proc.stdout):
+        codes[Path(finding["path"]).name].add(finding["code"])
+    return codes
+
+
 def test_every_textbook_mutant_is_reported_by_the_cli(tmp_path: Path) -> None:
     """The premise of the benchmark: on code written the textbook way, each mutant holds a
     bug of its rule that looplint reports, and the original holds none."""
     files = {"original.py": TEXTBOOK}
     for index, mutant in enumerate(mutants.mutate(TEXTBOOK).mutants):
         files[f"m{index}_{mutant.rule}.py"] = mutant.text
-    for name, text in files.items():
-        (tmp_path / name).write_text(text, encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, "-m", "looplint", "check", "--format", "json", "--exit-zero",
-         "--no-cache", str(tmp_path)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    codes: dict[str, set[str]] = {name: set() for name in files}
-    for finding in json.loads(proc.stdout):
-        codes[Path(finding["path"]).name].add(finding["code"])
+    codes = _codes_by_file(tmp_path, files)
     assert codes.pop("original.py") == set()
     for name, found in codes.items():
         assert name.split("_")[1].removesuffix(".py") in found, (name, found)
@@ -165,16 +174,7 @@ def test_every_script_mutant_is_reported_by_the_cli(tmp_path: Path) -> None:
     files = {"original.py": SCRIPT}
     for mutant in mutants.mutate(SCRIPT).mutants:
         files[f"m{len(files)}_{mutant.rule}.py"] = mutant.text
-    for name, text in files.items():
-        (tmp_path / name).write_text(text, encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, "-m", "looplint", "check", "--format", "json", "--exit-zero",
-         "--no-cache", str(tmp_path)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    codes: dict[str, set[str]] = {name: set() for name in files}
-    for finding in json.loads(proc.stdout):
-        codes[Path(finding["path"]).name].add(finding["code"])
+    codes = _codes_by_file(tmp_path, files)
     assert codes.pop("original.py") == set()
     assert {name.split("_")[1].removesuffix(".py") for name in codes} >= {"LL003", "LL008", "LL009"}
     for name, found in codes.items():
@@ -414,16 +414,7 @@ def test_activation_accumulation_evaluation_and_clip_mutants_are_reported(tmp_pa
     assert "with torch.no_grad():" not in by_rule["LL014"].text
     files = {"original.py": ACCUMULATING_CLASSIFIER}
     files.update({f"m_{m.rule}.py": m.text for m in found.mutants})
-    for name, text in files.items():
-        (tmp_path / name).write_text(text, encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, "-m", "looplint", "check", "--format", "json", "--exit-zero",
-         "--no-cache", "--select", ",".join(rules), str(tmp_path)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    codes: dict[str, set[str]] = {name: set() for name in files}
-    for finding in json.loads(proc.stdout):
-        codes[Path(finding["path"]).name].add(finding["code"])
+    codes = _codes_by_file(tmp_path, files, rules)
     assert codes == {"original.py": set(), **{f"m_{r}.py": {r} for r in rules}}
 
 
@@ -491,16 +482,7 @@ def test_network_definition_and_distributed_mutants_are_reported(tmp_path: Path)
     for index, mutant in enumerate(found.mutants):
         compile(mutant.text, mutant.rule, "exec")
         files[f"m{index}_{mutant.rule}.py"] = mutant.text
-    for name, text in files.items():
-        (tmp_path / name).write_text(text, encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, "-m", "looplint", "check", "--format", "json", "--exit-zero",
-         "--no-cache", "--select", ",".join(rules), str(tmp_path)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    codes: dict[str, set[str]] = {name: set() for name in files}
-    for finding in json.loads(proc.stdout):
-        codes[Path(finding["path"]).name].add(finding["code"])
+    codes = _codes_by_file(tmp_path, files, rules)
     assert codes.pop("original.py") == set()
     for name, reported in codes.items():
         assert name.split("_")[1].removesuffix(".py") in reported, (name, reported)
