@@ -358,3 +358,31 @@ def test_the_evaluation_screen_drops_files_without_a_switched_model_in_a_loop(
     source: str,
 ) -> None:
     assert not passes(source, [_EVALUATION]), source
+
+
+_GENERATOR = next(rule.screen for rule in ALL_RULES if rule.identity.code == "LL009")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "params = model.parameters()\n",
+        "self.params = filter(lambda p: p.requires_grad,\n    model.parameters())\n",
+        "params: Iterator = (p for p in net.named_parameters() if p[1].requires_grad)\n",
+    ],
+)
+def test_the_generator_screen_keeps_a_stored_generator(source: str) -> None:
+    assert passes(source, [_GENERATOR]), source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "total = sum(p.numel() for p in model.parameters())\n",
+        "params = list(model.parameters())\n",
+        "optimizer = SGD(model.parameters(), lr=0.1)\n",
+        "a = b = model.parameters()\n",  # two targets: the rule follows single stores
+    ],
+)
+def test_the_generator_screen_drops_parameters_used_at_once(source: str) -> None:
+    assert not passes(source, [_GENERATOR]), source

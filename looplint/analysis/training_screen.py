@@ -37,13 +37,17 @@ from looplint.analysis.catalog import (
 )
 from looplint.files.screening import Glance, Screen
 
-TRAINING_WORDS = re.compile(r"optim|GradScaler|scaler|AdamW|Adafactor|_schedule|lion_pytorch")
-"""`optim`: `torch.optim` (schedulers and `Optimizer` annotations included),
-`torch.distributed.optim`, `bitsandbytes.optim`, `apex.optimizers`, `torch_optimizer`,
-`timm.optim`, `diffusers.optimization`; `GradScaler` and `scaler` (a parameter passed to
-`scaler.step(x)` is an optimizer); transformers' `AdamW`, `Adafactor`,
-`get_*_schedule*`/`get_scheduler` (`_schedule`), and `lion_pytorch`. A parameter used as
-`x.step()` with `x.zero_grad()` needs none of them, but it clears its own gradients and has
+TRAINING_WORDS = re.compile(
+    r"[oO]ptim(?![a-z])|[oO]ptimi[sz]er|GradScaler|scaler|AdamW|Adafactor|_schedule|lion_pytorch"
+)
+"""`optim` as a word part (not `optimize`, `optimal`, `optimization`: no evidence accepts
+those), and `optimizer`/`optimiser` anywhere: `torch.optim` (schedulers and `Optimizer`
+annotations included), `optimG`, `get_optimizer`, `torch.distributed.optim`,
+`bitsandbytes.optim`, `apex.optimizers`, `torch_optimizer`, `timm.optim`; `GradScaler` and
+`scaler` (a parameter passed to `scaler.step(x)` is an optimizer); transformers' `AdamW`,
+`Adafactor`, `get_*_schedule*`/`get_scheduler` (`_schedule`, also diffusers' one), and
+`lion_pytorch`. A parameter used as `x.step()` with `x.zero_grad()` needs none of them, but
+it clears its own gradients and has
 no scheduler, so no rule can fire on it alone."""
 
 _OBJECT_METHODS = frozenset({"step", "zero_grad", "add_param_group"})
