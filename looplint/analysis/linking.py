@@ -305,7 +305,7 @@ def instantiate(
             if optimizer is not None and (
                 not symbolic(item.optimizer) or table.is_optimizer(optimizer)
             ):
-                out.append(Escape(call, optimizer))
+                out.append(Escape(call, optimizer, bind(item.first)))
         elif isinstance(item, Construct):
             sources = frozenset(s for s in map(bind, item.parameter_sources) if s is not None)
             out.append(Construct(call, item.kind, item.qualified, sources, bind(item.optimizer)))
