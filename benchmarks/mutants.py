@@ -74,6 +74,9 @@ EXCLUSION_CRITERIA: dict[str, str] = {
     "callee-not-imported": "LL019: the functional module (`F`) is not imported in the file: "
     "the call raises `NameError`, it cannot drop silently",
     "open-ended-arguments": "LL015: the loader also takes `**kwargs`, which may carry a sampler",
+    "single-process-arm": "LL015: the loader is built in one arm of an `if`/`else` whose other "
+    "arm builds a `DistributedSampler` (`if multi_gpu: ... else: DataLoader(ds, sampler=s)`): "
+    "this build serves the single-process run, where its sampler has nothing to do with ranks",
     "custom-from-pretrained": "LL021: the model class is the codebase's own (defined or imported "
     "from outside transformers/diffusers/peft): its `from_pretrained` may return it in train mode",
     "receiver-not-tensor": "LL020: the receiver is not recognisably a tensor or parameter (a "
@@ -2444,6 +2447,23 @@ def _iterated_in_units(f: _File, name: str) -> list[cst.For]:
     return loops
 
 
+def _single_process_arm(f: _File, call: cst.Call) -> bool:
+    """Whether `call` sits in an arm of its innermost `if`/`else` that builds no
+    `DistributedSampler` while the other arm does."""
+    ix = f.ix
+    for up in ix.ancestors(call):
+        if isinstance(up, (*_LOOPS, cst.FunctionDef)):
+            return False
+        if isinstance(up, cst.If) and up.orelse is not None:
+            arms = (up.body, up.orelse)
+            mine = next(a for a in arms if ix.within(call, a))
+            other = next(a for a in arms if a is not mine)
+            return "DistributedSampler" in ix.code(other) and "DistributedSampler" not in ix.code(
+                mine
+            )
+    return False
+
+
 def _ll015(f: _File, out: FileMutations) -> None:
     ix = f.ix
     text = f.text
@@ -2469,6 +2489,9 @@ def _ll015(f: _File, out: FileMutations) -> None:
             continue
         if any(a.star for a in call.args):
             out.exclusions.append(Exclusion("LL015", line, "open-ended-arguments"))
+            continue
+        if _single_process_arm(f, call):
+            out.exclusions.append(Exclusion("LL015", line, "single-process-arm"))
             continue
         sampler_text = ix.code(sampler.value)
         # (a) the sampler removed, in a DDP script: every rank iterates everything
@@ -2506,7 +2529,16 @@ def _ll015(f: _File, out: FileMutations) -> None:
         if any(s is None for s in smalls):
             out.exclusions.append(Exclusion("LL015", set_line, "set-epoch-in-expression"))
             continue
-        if "shuffle=False" in text and "DistributedSampler" in text:
+        if any(
+            _callee_name(c) == "DistributedSampler"
+            and any(
+                a.keyword is not None
+                and a.keyword.value == "shuffle"
+                and ix.code(a.value) == "False"
+                for a in c.args
+            )
+            for c in f.all_calls
+        ):
             out.exclusions.append(Exclusion("LL015", set_line, "no-shuffle"))
             continue
         mutated = _apply(ix, _Rewrite(replace=_removal(ix, [s for s in smalls if s is not None])))
