@@ -260,8 +260,9 @@ class Sampling:
         return any(self._handed.get(alias) for alias in self.aliases(identity))
 
     def dataset_sharded(self, loader: LoaderBuild) -> bool:
-        """Whether the loader's dataset may already be split per process: its construction
-        mentions ranks or shards (`Subset(ds, range(rank, n, world))`,
+        """Whether the loader's dataset may already be split per process: its construction,
+        or that of a name it is built from, mentions ranks or shards (`Subset(ds,
+        range(rank, n, world))`, `dataset[idx]` after `idx = idx.split(n)[rank]`,
         `split_dataset_by_node`), or the module defines an `IterableDataset`."""
         if self.iterable_datasets:
             return True
@@ -269,11 +270,22 @@ class Sampling:
         if dataset is None:
             return True
         frame = Frame(loader.function, {})
-        values: list[cst.BaseExpression] = [dataset]
-        identity = self.scopes.identity(dataset, frame)
-        if identity is not None:
-            values += self._assigned.get(identity, [])
-        return any(_SHARDING.search(_text(value)) for value in values)
+        pending: list[cst.BaseExpression] = [dataset]
+        seen: set[str] = set()
+        for _ in range(_CONSTRUCTION_DEPTH):
+            if any(_SHARDING.search(_text(value)) for value in pending):
+                return True
+            following: list[cst.BaseExpression] = []
+            for value in pending:
+                for name in (value, *descendants(value)):
+                    if not isinstance(name, (cst.Name, cst.Attribute)):
+                        continue
+                    identity = self.scopes.identity(name, frame)
+                    if identity is not None and identity not in seen:
+                        seen.add(identity)
+                        following += self._assigned.get(identity, [])
+            pending = following
+        return False
 
     def sampler_of(self, loader: LoaderBuild) -> SamplerBuild | None:
         """The `DistributedSampler` the loader is given, if it is one built here."""
@@ -315,6 +327,8 @@ def _distributed_arm(branch: BranchEvent, index: int) -> bool:
     )
 
 
+_CONSTRUCTION_DEPTH = 3
+"""How many assignments back a dataset's construction is read for sharding words."""
 _PROCESS_WORDS = re.compile(r"rank|world_size|distributed", re.I)
 
 
