@@ -193,12 +193,18 @@ class Sampling:
         if identity is None or value is None:
             return
         self._assigned.setdefault(identity, []).append(value)
+        if isinstance(value, cst.IfExp):  # `DistributedSampler(ds) if world > 1 else None`
+            for chosen in (value.body, value.orelse):
+                if isinstance(chosen, cst.Call) and (
+                    self.program.imports.qualify(chosen.func) in _SAMPLERS
+                ):
+                    self._bind_sampler(chosen, identity)
+            return
         if not isinstance(value, cst.Call):
             return
         qualified = self.program.imports.qualify(value.func)
         if qualified in _SAMPLERS:
-            self.samplers = [s for s in self.samplers if s.call is not value]
-            self.samplers.append(SamplerBuild(value, identity, _shuffles(value)))
+            self._bind_sampler(value, identity)
         elif qualified in _LOADERS or self._loader_subclass(value.func):
             sampler = keyword_arg(value, "sampler") or keyword_arg(value, "batch_sampler")
             positional = [a for a in value.args if a.keyword is None]
@@ -206,6 +212,11 @@ class Sampling:
             self.loaders.append(
                 LoaderBuild(value, identity, frame.function, sampler, open_ended, flagged)
             )
+
+    def _bind_sampler(self, call: cst.Call, identity: str) -> None:
+        """`identity = DistributedSampler(...)`: the sampler built inline becomes named."""
+        self.samplers = [s for s in self.samplers if s.call is not call]
+        self.samplers.append(SamplerBuild(call, identity, _shuffles(call)))
 
     def _loader_subclass(self, func: cst.BaseExpression) -> bool:
         """`DataLoader(...)` imported from another module of the codebase that subclasses
@@ -261,9 +272,10 @@ class Sampling:
 
     def dataset_sharded(self, loader: LoaderBuild) -> bool:
         """Whether the loader's dataset may already be split per process: its construction,
-        or that of a name it is built from, mentions ranks or shards (`Subset(ds,
+        or that of the indices it is taken at, mentions ranks or shards (`Subset(ds,
         range(rank, n, world))`, `dataset[idx]` after `idx = idx.split(n)[rank]`,
-        `split_dataset_by_node`), or the module defines an `IterableDataset`."""
+        `split_dataset_by_node`), or the module defines an `IterableDataset`. Other names
+        it is built from are not followed: `device` is computed from the rank too."""
         if self.iterable_datasets:
             return True
         dataset = argument(loader.call, 0, "dataset")
@@ -277,9 +289,7 @@ class Sampling:
                 return True
             following: list[cst.BaseExpression] = []
             for value in pending:
-                for name in (value, *descendants(value)):
-                    if not isinstance(name, (cst.Name, cst.Attribute)):
-                        continue
+                for name in (value, *_indices(value)):
                     identity = self.scopes.identity(name, frame)
                     if identity is not None and identity not in seen:
                         seen.add(identity)
@@ -338,6 +348,25 @@ def _per_process(function: FunctionInfo) -> bool:
         isinstance(node, cst.Name) and _PROCESS_WORDS.search(node.value) is not None
         for node in descendants(function.node)
     )
+
+
+def _indices(value: cst.BaseExpression) -> list[cst.BaseExpression]:
+    """The names and attribute chains inside the subscripts of `value`: `train_idx` and
+    `subset_idx` in `dataset[train_idx[subset_idx]]` (a name given as the value itself is
+    followed by the caller)."""
+    found: list[cst.BaseExpression] = []
+    for node in (value, *descendants(value)):
+        if not isinstance(node, cst.Subscript):
+            continue
+        for element in node.slice:
+            index = element.slice
+            if isinstance(index, cst.Index):
+                found += [
+                    part
+                    for part in (index.value, *descendants(index.value))
+                    if isinstance(part, (cst.Name, cst.Attribute))
+                ]
+    return found
 
 
 def _shuffles(call: cst.Call) -> bool:
