@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 import libcst as cst
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
 
+from looplint.analysis.catalog import optimizer_keeps_state
+
 EXCLUSION_CRITERIA: dict[str, str] = {
     "already-flagged": "any rule: the unmutated file already has a finding of this rule (a "
     "verified real bug), so a second one in the same loop cannot be told apart from it",
@@ -87,8 +89,9 @@ EXCLUSION_CRITERIA: dict[str, str] = {
     "out may not train",
     "no-optimizer-restore": "LL008: the file never restores the optimizer "
     "(`opt.load_state_dict(...)`), so whether it resumes from this checkpoint is not visible",
-    "stateless-optimizer": "LL008: the optimizer is plain SGD without momentum: it has no state "
-    "to lose",
+    "stateless-optimizer": "LL002/LL008: the optimizer is plain SGD without momentum: it has no "
+    "state to lose (LL002: and nothing in the file schedules its learning rate, no scheduler "
+    "built over it and no write to its `param_groups`, so rebuilding it loses no schedule either)",
     "optimizer-not-built-here": "LL008: the optimizer is not built in the file, so whether it "
     "keeps state (plain SGD keeps none) is not visible",
     "restore-not-removable": "LL008: the optimizer's `load_state_dict` is part of a larger "
@@ -790,6 +793,30 @@ def _roots(expr: cst.CSTNode) -> set[str]:
     return names.read - names.bound
 
 
+def _keeps_no_state(value: cst.BaseExpression) -> bool:
+    """Plain SGD without momentum, judged by looplint's own definition
+    (`optimizer_keeps_state`, a fact about torch's optimizers, not an inference): the
+    generator and the rules must agree on which optimizers have no state to lose."""
+    return isinstance(value, cst.Call) and not optimizer_keeps_state(_callee_name(value), value)
+
+
+_SCHEDULER_CALL = re.compile(r"sched|Sched|LR|[Ww]armup")
+
+
+def _scheduled(f: _File, optimizer: str) -> bool:
+    """Whether something in the file may drive `optimizer`'s learning rate: a call named
+    like a scheduler given it (`ReduceLROnPlateau(optimizer)`), or a write through its
+    `param_groups` (`for g in optimizer.param_groups: g["lr"] = lr`). Rebuilding the
+    optimizer then loses that schedule, stateless or not."""
+    for call in f.all_calls:
+        if _SCHEDULER_CALL.search(_callee_name(call)) and any(
+            _last(f.ix.code(a.value)) == _last(optimizer) for a in call.args
+        ):
+            return True
+    writes_lr = re.search(r"""\[\s*["']lr["']\s*\]\s*(?:[-+*/]?=)(?!=)""", f.text)
+    return writes_lr is not None and f"{_last(optimizer)}.param_groups" in f.text
+
+
 def _ll002(f: _File, unit: _Unit, out: FileMutations) -> None:
     ix = f.ix
     line = ix.line(unit.steps[0])
@@ -804,6 +831,9 @@ def _ll002(f: _File, unit: _Unit, out: FileMutations) -> None:
         target = outer if outer is not None else unit.region
     assign = built.body[0]
     assert isinstance(assign, cst.Assign)
+    if _keeps_no_state(assign.value) and not _scheduled(f, unit.key):
+        out.exclusions.append(Exclusion("LL002", line, "stateless-optimizer"))
+        return
     scope_names = _bound_names(unit.scope) | f.module_names() | _BUILTINS
     if not _roots(assign.value) <= scope_names:
         out.exclusions.append(Exclusion("LL002", line, "names-not-in-scope"))
@@ -1509,16 +1539,7 @@ def _stateless_only(f: _File, optimizer: str) -> bool | None:
     if not found:
         return None
 
-    def stateless(call: cst.Call) -> bool:
-        momentum = next(
-            (a.value for a in call.args if a.keyword and a.keyword.value == "momentum"), None
-        )
-        no_momentum = momentum is None or (
-            isinstance(momentum, (cst.Integer, cst.Float)) and float(momentum.value) == 0
-        )
-        return _callee_name(call) == "SGD" and no_momentum
-
-    return all(stateless(c) for c in found)
+    return all(_keeps_no_state(c) for c in found)
 
 
 def _state_of_optimizer(expr: cst.BaseExpression, ix: _Index) -> str | None:

@@ -11,7 +11,7 @@ import re
 
 import libcst as cst
 
-from looplint.analysis.syntax import dotted_name, keyword_arg
+from looplint.analysis.syntax import argument, dotted_name
 
 
 class ObjectKind(enum.Enum):
@@ -246,11 +246,12 @@ _STATELESS_OPTIMIZERS = frozenset({"SGD"})
 
 def optimizer_keeps_state(qualified: str, call: cst.Call) -> bool:
     """Whether the optimizer `call` builds keeps state across steps (momentum buffers, Adam's
-    moments): all do but plain SGD without momentum (or with a literal `momentum=0`)."""
+    moments): all do but plain SGD without momentum (or with a literal `momentum=0`), given
+    by keyword or as the third positional argument (`SGD(params, 0.1, 0.9)`)."""
     written = dotted_name(call.func) or ""
     if qualified.rsplit(".", 1)[-1] not in _STATELESS_OPTIMIZERS or not written.endswith("SGD"):
         return True  # a factory's call site does not show the arguments
-    momentum = keyword_arg(call, "momentum")
+    momentum = argument(call, 2, "momentum")
     return momentum is not None and not (
         isinstance(momentum, (cst.Integer, cst.Float)) and float(momentum.value) == 0
     )
