@@ -19,7 +19,7 @@ from looplint.analysis.operations import (
     Site,
     Step,
 )
-from looplint.analysis.syntax import call_display
+from looplint.analysis.syntax import call_display, dotted_name
 from looplint.identity import OPTIMIZER_IN_LOOP
 from looplint.rule import Rule, Violation
 
@@ -58,10 +58,21 @@ def _recreated(sources: frozenset[str], view: LoopView) -> bool:
         for assign in assigns:
             if not _covers(assign.target, source):
                 continue
-            if assign.fresh:
+            if assign.fresh and not _aliases(assign):
                 return True
             pending.update(assign.sources)
     return False
+
+
+def _aliases(assign: Assign) -> bool:
+    """`peft_model = model.module` (or `model.module if distributed else model`): a second
+    name for an existing object, nothing new; what it names decides whether it is new."""
+    value = getattr(assign.node, "value", None)
+    arms = (value.body, value.orelse) if isinstance(value, cst.IfExp) else (value,)
+    return all(
+        isinstance(arm, (cst.Name, cst.Attribute)) and dotted_name(arm) is not None
+        for arm in arms
+    )
 
 
 class OptimizerInLoop(Rule):
