@@ -32,6 +32,8 @@ def _looks_like_accumulation(test: cst.BaseExpression | None) -> bool:
 
 
 def _steps_every_iteration(steps: list[Site], loop: Loop) -> bool:
+    # Only steps this loop runs: PPG's policy phase steps the same optimizer in another loop.
+    steps = [s for s in steps if any(outer is loop for outer in s.loops)]
     if all(any(_looks_like_accumulation(g.test) for g in s.guards_within(loop)) for s in steps):
         return False  # `if (i + 1) % accum == 0:` around every step, whatever is inside
     for step in steps:
@@ -39,6 +41,8 @@ def _steps_every_iteration(steps: list[Site], loop: Loop) -> bool:
             return True
     branches: dict[int, tuple[Branch, set[int]]] = {}
     for step in steps:
+        if any(_looks_like_accumulation(g.test) for g in step.guards_within(loop)):
+            continue  # `if accum > 1: ... if (i + 1) % accum == 0: step()` steps every N
         for guard in step.guards_within(loop):
             entry = branches.setdefault(id(guard), (guard, set()))
             for index, arm in enumerate(guard.arms):
@@ -208,8 +212,8 @@ class AccumulationClearedEarly(Rule):
             and clear.loops[common] is step.loops[common]
         ):
             common += 1
-        if common == 0:
-            return None
+        if common == 0 or clear.exclusive_with(step):
+            return None  # no shared loop, or never both (`if accum > 1: ... else: ...`)
         loop = clear.loops[common - 1]
         view = views[id(loop)]
         order = view.sites
