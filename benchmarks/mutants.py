@@ -47,7 +47,9 @@ EXCLUSION_CRITERIA: dict[str, str] = {
     "closure-step": "LL005: the step takes a closure that clears and backpropagates itself",
     "still-a-number": "LL006: the accumulated value is still converted to a Python number",
     "reset-each-iteration": "LL006: the total is reset inside the loop, so no history builds up",
-    "no-clip": "LL007: nothing clips between `unscale_` and `step` (removing it changes nothing)",
+    "no-clip": "LL007: nothing clips between `unscale_` and `step` (removing it changes "
+    "nothing); a clip with a threshold of `None` (`clip_grad_value_(params, None)`) only "
+    "measures the norm",
     "update-elsewhere": "LL007: another `scaler.update()` stays in the unit",
     "backward-under-if": "LL010: the backward pass runs under the same condition as the step "
     "(e.g. an `n_critic` schedule), so clearing there is required",
@@ -1103,6 +1105,20 @@ def _ll006(f: _File, out: FileMutations) -> None:
                 )
 
 
+def _clips_nothing(call: cst.Call) -> bool:
+    """`clip_grad_value_(params, None)`: a threshold of `None` only measures the norm (VITS
+    logs it), so the gradients it sees being scaled changes no update."""
+    threshold = next(
+        (
+            a.value
+            for a in call.args
+            if a.keyword is not None and a.keyword.value in {"max_norm", "clip_value"}
+        ),
+        call.args[1].value if len(call.args) > 1 and call.args[1].keyword is None else None,
+    )
+    return isinstance(threshold, cst.Name) and threshold.value == "None"
+
+
 def _ll007(f: _File, out: FileMutations) -> None:
     ix = f.ix
     seen: set[int] = set()
@@ -1133,6 +1149,7 @@ def _ll007(f: _File, out: FileMutations) -> None:
                     for c in calls
                     if _CLIP.search(_callee_name(c))
                     and ix.line(call) < ix.line(c) <= ix.line(steps[-1])
+                    and not _clips_nothing(c)
                 ]
                 if not clip:
                     out.exclusions.append(Exclusion("LL007", line, "no-clip"))
