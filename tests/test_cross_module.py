@@ -222,6 +222,7 @@ def test_the_fixture_package_needs_its_siblings(run_looplint: RunLooplint, tmp_p
     found = sorted(line.split(": ")[0] for line in whole.stdout.splitlines() if ": LL" in line)
     assert found == [
         "crossmodule/engine.py:10:9",
+        "crossmodule/factory_dispatch_every_epoch.py:13:24",
         "crossmodule/helper_loops.py:13:9",
         "crossmodule/helper_loops.py:22:9",
         "crossmodule/restart_every_epoch.py:10:21",
