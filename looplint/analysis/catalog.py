@@ -188,6 +188,20 @@ def named_class_kind(name: str) -> ObjectKind | None:
     return None
 
 
+_OPTIMIZER_MAKER_NAME = re.compile(
+    r"^(?!(?:get|create|make|build|is|has|load)_)(?:\w+_)?(?:optimizer|optim|opt)"
+    r"_(?:fn|func|cls|class|constructor)$"
+)
+
+
+def named_optimizer_maker(name: str) -> bool:
+    """Whether a callable's name says that calling it builds an optimizer: a class or
+    function held in a variable or config (`config.optimizer_fn(params)`,
+    `self.optimizer_cls(groups)`, `actor_opt_fn(...)`); not a getter of one
+    (`get_optimizer_class(name)` returns the class)."""
+    return _OPTIMIZER_MAKER_NAME.match(name) is not None
+
+
 _FACTORY_NAME = re.compile(
     r"^_?(?:build|create|make|setup|configure|init|construct|instantiate)_(?:\w+_)?"
     r"(?P<what>optimi[sz]ers?|optim|opt|lr_schedulers?|schedulers?|sched)$"
