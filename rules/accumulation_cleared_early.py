@@ -16,12 +16,14 @@ from looplint.rule import Rule, Violation
 def _looks_like_accumulation(test: cst.BaseExpression | None) -> bool:
     """`(i + 1) % accum_steps == 0`, `step % self.grad_accum == 0`, `if accumulate:`, and
     flags that say a step happens now (`if do_sync_step:`, `if accelerator.sync_gradients:`,
-    `if should_step:`)."""
+    `if should_step:`, `if is_update:`)."""
     if test is None:
         return False
     flag = test.expression if isinstance(test, cst.UnaryOperation) else test
     name = (dotted_name(flag) or "").rsplit(".", 1)[-1].lower()
-    if name and ("sync" in name or name.endswith("step") or name.startswith(("should_", "do_"))):
+    if name and (
+        "sync" in name or name.endswith("step") or name.startswith(("should_", "do_", "is_update"))
+    ):
         return True
     for node in (test, *descendants(test)):
         if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Modulo):
