@@ -45,9 +45,7 @@ def _steps_every_iteration(steps: list[Site], loop: Loop) -> bool:
     for step in steps:
         if any(_looks_like_accumulation(g.test) for g in step.guards_within(loop)):
             continue  # `if accum > 1: ... if (i + 1) % accum == 0: step()` steps every N
-        # Only the outermost branch: one nested under another condition (`if high_loss:`
-        # around `if fp16: scaler.step() else: opt.step()`) runs on some iterations only.
-        for guard in step.guards_within(loop)[:1]:
+        for guard in step.guards_within(loop):
             entry = branches.setdefault(id(guard), (guard, set()))
             for index, arm in enumerate(guard.arms):
                 if any(item is step.op for item in _flat(arm)):
