@@ -190,15 +190,16 @@ def named_class_kind(name: str) -> ObjectKind | None:
 
 _OPTIMIZER_MAKER_NAME = re.compile(
     r"^(?!(?:get|create|make|build|is|has|load)_)(?:\w+_)?(?:optimizer|optim|opt)"
-    r"_(?:fn|func|cls|class|constructor)$"
+    r"_(?:fn|func|constructor)$"
 )
 
 
 def named_optimizer_maker(name: str) -> bool:
-    """Whether a callable's name says that calling it builds an optimizer: a class or
-    function held in a variable or config (`config.optimizer_fn(params)`,
-    `self.optimizer_cls(groups)`, `actor_opt_fn(...)`); not a getter of one
-    (`get_optimizer_class(name)` returns the class)."""
+    """Whether a callable's name says that calling it builds an optimizer: a function held
+    in a variable or config (`config.optimizer_fn(params)`, `actor_opt_fn(...)`); not a
+    getter of one (`get_optimizer_fn(name)`). A class-valued `optimizer_cls` is left to
+    what it was bound to: transformers' Trainer binds it from a getter, and by name alone
+    its optimizer would seem built over parameters other than the model it clears."""
     return _OPTIMIZER_MAKER_NAME.match(name) is not None
 
 
