@@ -4,7 +4,8 @@ Why: a linter's recall can only be measured on bugs whose presence is known. Fix
 written the textbook way; real code builds its optimizer in `__init__`, steps it in a
 per-batch method and clears it through `model.zero_grad()`. This module reads a file the way
 a reviewer does — on its own, with its own (deliberately generous) recognition of optimizers,
-schedulers and scalers by name and role, never with looplint's analysis — and writes *mutants*:
+schedulers and scalers by name and role, never with looplint's analysis (it shares only the
+catalog's statement of which optimizers keep state) — and writes *mutants*:
 copies of the file's text with exactly one bug of one rule injected. A mutation that would not
 be a real bug is not a mutant but an `Exclusion` with its reason (see `EXCLUSION_CRITERIA`).
 
