@@ -223,6 +223,7 @@ def test_the_fixture_package_needs_its_siblings(run_looplint: RunLooplint, tmp_p
     assert found == [
         "crossmodule/ddp_package_loader.py:20:28",
         "crossmodule/engine.py:10:9",
+        "crossmodule/factory_dispatch_every_epoch.py:13:24",
         "crossmodule/helper_loops.py:13:9",
         "crossmodule/helper_loops.py:22:9",
         "crossmodule/restart_every_epoch.py:10:21",
