@@ -51,10 +51,13 @@ class RequiresGradTypo(Rule):
     Reports an assignment to a misspelt `requires_grad` — `require_grad`,
     `requires_grads`, `required_grad`, … — on a tensor or parameter: a loop
     variable over `model.parameters()` / `named_parameters()` (or over a
-    collection named for parameters, `for p in params:`), a layer's
-    `.weight` / `.bias`, or a name bound to `nn.Parameter(...)` or a `torch`
-    tensor in the same function. The same spelling on other objects (a config
-    field, your own class's attribute, a dict key) is not reported.
+    collection named for parameters, `for p in params:`, `for p in
+    group["params"]:`), one element of such a collection (`params[i]`,
+    `module._parameters[name]`), a layer's `.weight` / `.bias`, an argument
+    annotated `Tensor` / `nn.Parameter`, or a name bound to `nn.Parameter(...)`,
+    a `torch` tensor or `model.get_parameter(name)` in the same function. The
+    same spelling on other objects (a config field, your own class's attribute,
+    a dict key) is not reported.
 
     ## Why is this bad?
     Tensors accept any new attribute, so the typo raises nothing: it creates an

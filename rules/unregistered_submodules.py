@@ -306,7 +306,9 @@ class UnregisteredSubmodules(Rule):
     Reports an attribute of an `nn.Module` subclass that `__init__` sets to a
     plain `list`, `tuple` or `dict` of freshly built layers —
     `self.blocks = [nn.Linear(d, d) for _ in range(n)]`, a dict of layers, or a
-    local list filled with `append` and then stored. Layers without parameters
+    local list filled with `append`, `extend`, `+=` or `+` and then stored. A
+    layer is a `torch.nn` layer with parameters or a module class of the
+    codebase (its base may be defined in another file) that builds one. Layers without parameters
     (`nn.ReLU()`), containers of existing attributes (`[self.conv1, self.conv2]`),
     a list later wrapped (`nn.ModuleList(self.blocks)`) or handed to any other
     call, and classes that are not modules are not reported.
