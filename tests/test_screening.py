@@ -62,6 +62,7 @@ def test_screening_loses_no_finding_on_fixtures() -> None:
         "# optimizer and scheduler come back\nengine, o, _, s = deepspeed.initialize(model=m)\n",
         "# warm up the optimizer\nfor group in o.param_groups:\n    group['lr'] = 0.1\n",
         "scheduler = get_linear_schedule_with_warmup(o, 10, 100)\n",
+        "# optimizer\nfrom deepspeed import initialize\nengine, o, _, s = initialize(model=m)\n",
     ],
 )
 def test_the_training_screen_keeps_what_recognition_can_start_from(source: str) -> None:
@@ -78,6 +79,9 @@ def test_the_training_screen_keeps_what_recognition_can_start_from(source: str) 
         "graph = optimize_graph(graph, level=optimization_level)\n",
         "from scipy.optimize import linear_sum_assignment\nrows = linear_sum_assignment(cost)\n",
         "self.scaler = MeanScaler(config)\nx = self.scaler(x)\n",
+        # deepspeed's other helpers in a model file, and another library's `initialize`
+        "with deepspeed.zero.GatheredParameters(self.conv.weight, modifier_rank=0):\n    pass\n",
+        "import deepspeed\nnet = NeuralNet(module)\nnet.initialize()\n",
     ],
 )
 def test_the_training_screen_skips_prose_and_lookalikes(source: str) -> None:
@@ -218,3 +222,167 @@ def test_the_dropout_screen_keeps_calls_without_training_in_a_class(source: str)
 )
 def test_the_dropout_screen_drops_calls_the_rule_cannot_report(source: str) -> None:
     assert not passes(source, [_DROPOUT]), source
+
+
+_ACTIVATION = next(rule.screen for rule in ALL_RULES if rule.identity.code == "LL012")
+
+_CLASSIFIER = """
+import torch.nn as nn
+from torch.nn import CrossEntropyLoss
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dense = nn.Linear(8, 8)
+        self.out = {out}
+
+    def forward(self, x):
+        x = self.dense(x)
+        return {returned}
+
+class Classifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = Head()
+
+    def forward(self, x, labels):
+        scores = torch.matmul(x, x.T).softmax(-1)  # attention-like: far from the loss
+        logits = self.head(scores @ x)
+        logits = logits.view(-1, 8)
+        loss_fct = CrossEntropyLoss()
+        return loss_fct(logits, labels)
+"""
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # the model's last layer, two classes away
+        _CLASSIFIER.format(out="nn.Linear(8, 8)", returned="self.out(x).softmax(dim=-1)"),
+        _CLASSIFIER.format(
+            out="nn.Sequential(nn.Linear(8, 8), nn.Softmax(-1))", returned="self.out(x)"
+        ),
+        _CLASSIFIER.format(out="nn.Linear(8, 8)", returned="torch.sigmoid(self.out(x))"),
+        # a model of another module: its forward is out of sight
+        "from models import Net\nmodel = Net()\nloss = F.cross_entropy(model(x), y)\n",
+        # in the loop, through a helper and a parameter
+        "import torch.nn.functional as F\n"
+        "def probs(x):\n    return F.softmax(x, 1)\n"
+        "def step(p, y):\n    return F.cross_entropy(p, y)\n"
+        "step(probs(model(x)), y)\n",
+        # a loss handed in by the same module
+        "def fit(criterion):\n    return criterion(model(x).sigmoid(), y)\n"
+        "fit(nn.BCEWithLogitsLoss())\n",
+        # losses that raw logits feed wrongly: kept whatever their input
+        "loss = F.nll_loss(self.fc(x), y)\n",
+        "criterion = nn.BCELoss()\nloss = criterion(logits, y)\n",
+    ],
+)
+def test_the_activation_screen_keeps_losses_an_activation_may_reach(source: str) -> None:
+    assert passes(source, [_ACTIVATION]), source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # the classifier head ends in a linear layer; the softmax feeds a matmul
+        _CLASSIFIER.format(out="nn.Linear(8, 8)", returned="self.out(x)"),
+        _CLASSIFIER.format(out="nn.Linear(8, 8)", returned="self.out(x).float()"),
+        # a cycle of reassignments, then a linear layer
+        "import torch.nn.functional as F\nfc = nn.Linear(4, 2)\n"
+        "x = fc(x)\nx = x.view(-1, 2)\nx = x.contiguous()\nloss = F.cross_entropy(x, y)\n",
+        # an unknown value, as in the analysis: no origin
+        "import torch.nn.functional as F\nloss = F.cross_entropy(outputs[0], y)\n",
+        # `self(...)` and a callable parameter no caller passes a loss for
+        "class M(nn.Module):\n    def go(self, fn, x):\n        self(x)\n        return fn(x)\n"
+        "loss = F.cross_entropy(m.go(f, x), y)\n",
+        # a loss named only in prose
+        '"""Use CrossEntropyLoss on the softmax(x) output."""\n',
+    ],
+)
+def test_the_activation_screen_drops_losses_no_activation_reaches(source: str) -> None:
+    assert not passes(source, [_ACTIVATION]), source
+
+
+def test_only_the_rules_whose_screens_pass_run(tmp_path: Path) -> None:
+    """A module with functional dropout and no training code: LL019 runs on it, the
+    training-loop rules do not (they cannot fire), and the result is the same as with
+    every rule run."""
+    path = tmp_path / "net.py"
+    imports = "import torch.nn as nn\nimport torch.nn.functional as F\n"
+    path.write_text(imports + _method("return F.dropout(x, 0.1)"), encoding="utf-8")
+    ran: list[str] = []
+    rules = [rule() for rule in ALL_RULES]
+    for rule in rules:
+        original = rule.check
+
+        def record(facts: object, rule: object = rule, original: object = original) -> object:
+            ran.append(rule.identity.code)  # type: ignore[attr-defined]
+            return original(facts)  # type: ignore[operator]
+
+        rule.check = record  # type: ignore[method-assign]
+    findings = check_file(str(path), rules, use_prefilter=True).findings
+    assert ran == ["LL019"]
+    assert [f.code for f in findings] == ["LL019"]
+    assert findings == check_file(str(path), [r() for r in ALL_RULES], use_prefilter=False).findings
+
+
+_EVALUATION = next(rule.screen for rule in ALL_RULES if rule.identity.code == "LL014")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "model.eval()\nfor x, y in loader:\n    out = model(x)\n",
+        "def evaluate(model, loader):\n    model.eval()\n    return [model(x) for x in loader]\n",
+        "self.net.to(device).eval()\nwhile batches:\n    self.net(batches.pop())\n",
+        # the switch in one function, the loop in a helper of the module
+        "def run(model):\n    model.eval()\n    score(model)\n"
+        "def score(model):\n    for x in loader:\n        model(x)\n",
+    ],
+)
+def test_the_evaluation_screen_keeps_a_switched_model_run_in_a_loop(source: str) -> None:
+    assert passes(source, [_EVALUATION]), source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '"""Set `model.eval()` before predicting."""\nfor x in loader:\n    model(x)\n',
+        "model.eval()\nout = model(x)\n",  # no loop
+        "model.eval()\nfor x in loader:\n    other(x)\n",  # not the switched model
+        "self.self.eval()\nfor h in heads:\n    h.reset()\n",
+    ],
+)
+def test_the_evaluation_screen_drops_files_without_a_switched_model_in_a_loop(
+    source: str,
+) -> None:
+    assert not passes(source, [_EVALUATION]), source
+
+
+_GENERATOR = next(rule.screen for rule in ALL_RULES if rule.identity.code == "LL009")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "params = model.parameters()\n",
+        "self.params = filter(lambda p: p.requires_grad,\n    model.parameters())\n",
+        "params: Iterator = (p for p in net.named_parameters() if p[1].requires_grad)\n",
+    ],
+)
+def test_the_generator_screen_keeps_a_stored_generator(source: str) -> None:
+    assert passes(source, [_GENERATOR]), source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "total = sum(p.numel() for p in model.parameters())\n",
+        "params = list(model.parameters())\n",
+        "optimizer = SGD(model.parameters(), lr=0.1)\n",
+        "a = b = model.parameters()\n",  # two targets: the rule follows single stores
+    ],
+)
+def test_the_generator_screen_drops_parameters_used_at_once(source: str) -> None:
+    assert not passes(source, [_GENERATOR]), source
