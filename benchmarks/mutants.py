@@ -79,6 +79,11 @@ EXCLUSION_CRITERIA: dict[str, str] = {
     "callee-not-imported": "LL019: the functional module (`F`) is not imported in the file: "
     "the call raises `NameError`, it cannot drop silently",
     "open-ended-arguments": "LL015: the loader also takes `**kwargs`, which may carry a sampler",
+    "train-of-another-model": "LL021: every `.train()` on the name is in another function "
+    "than the `from_pretrained` load (a same-named variable or parameter holding another model)",
+    "not-own-attribute": "LL017: the container is stored on another object "
+    "(`self.model.decoder.heads = ...`), not on the class being defined, whose attributes are "
+    "what the rule reads",
     "single-process-arm": "LL015: the loader is built in one arm of an `if`/`else` whose other "
     "arm builds a `DistributedSampler` (`if multi_gpu: ... else: DataLoader(ds, sampler=s)`): "
     "this build serves the single-process run, where its sampler has nothing to do with ranks",
@@ -2108,6 +2113,9 @@ def _ll017(f: _File, out: FileMutations) -> None:
                 continue
             attribute = target.removeprefix("self.")
             line = f.ix.line(node)
+            if not attribute.isidentifier():
+                out.exclusions.append(Exclusion("LL017", line, "not-own-attribute"))
+                continue
             replacement = _plain_container(f, init, value, attribute)
             if replacement is None:
                 out.exclusions.append(Exclusion("LL017", line, "no-fresh-layers"))
@@ -2369,14 +2377,15 @@ def _iterates_parameters(f: _File, node: cst.CSTNode, receiver: str) -> bool:
 
 _KEEPS_MODE = re.compile(
     r"^(?:prepare|prepare_model|DistributedDataParallel|DataParallel|DDP|FSDP|compile|"
-    r"get_peft_model|print|len|isinstance|hasattr|type|id|str|repr)$"
+    r"get_peft_model|accumulate|no_sync|unwrap_model|get_state_dict|save_model|print|len|"
+    r"isinstance|hasattr|type|id|str|repr)$"
 )
 
 
 def _ll021(f: _File, out: FileMutations) -> None:
     """Remove every `.train()` of a model loaded with `from_pretrained` and trained here."""
     ix = f.ix
-    loaded: set[str] = set()
+    loaded: dict[str, set[cst.CSTNode]] = {}
     for node in _walkall(ix.module):
         if (
             isinstance(node, cst.Assign)
@@ -2393,7 +2402,7 @@ def _ll021(f: _File, out: FileMutations) -> None:
             ):
                 out.exclusions.append(Exclusion("LL021", ix.line(node), "custom-from-pretrained"))
                 continue
-            loaded.add(ix.code(node.targets[0].target))
+            loaded.setdefault(ix.code(node.targets[0].target), set()).add(ix.scope_of(node))
     if not loaded or not f.units:
         return
     trained_calls = [c for u in f.units for c in u.calls()]
@@ -2411,6 +2420,11 @@ def _ll021(f: _File, out: FileMutations) -> None:
         if not trains:
             continue
         line = ix.line(trains[0])
+        if not any(
+            _reaches(f, scope, ix.scope_of(t), model) for t in trains for scope in loaded[model]
+        ):
+            out.exclusions.append(Exclusion("LL021", line, "train-of-another-model"))
+            continue
         smalls = [_statement_of_call(ix, t) for t in trains]
         if any(s is None for s in smalls):
             out.exclusions.append(Exclusion("LL021", line, "train-in-chain"))
@@ -2441,6 +2455,19 @@ def _ll021(f: _File, out: FileMutations) -> None:
                     model,
                 )
             )
+
+
+def _reaches(f: _File, loading: cst.CSTNode, training: cst.CSTNode, model: str) -> bool:
+    """Whether a `.train()` in scope `training` can be on the model loaded in scope `loading`:
+    the same scope, a module-level model, or a function of the file that `loading` gives
+    the model to by argument."""
+    if training is loading or isinstance(loading, cst.Module):
+        return True
+    return isinstance(training, cst.FunctionDef) and any(
+        training in f.functions.get(_callee_name(c), [])
+        and any(f.ix.code(a.value) == model for a in c.args)
+        for c in _calls(loading)
+    )
 
 
 def _helper_trains(f: _File, model: str) -> bool:

@@ -568,6 +568,24 @@ def test_network_definition_and_distributed_mutants_are_reported(tmp_path: Path)
             "guarded-by-mode",
         ),
         ("model.requires_grad = False\n", "LL020", "receiver-not-tensor"),
+        (
+            "import torch.nn as nn\nclass A(nn.Module):\n    def __init__(self):\n"
+            "        self.model = B()\n"
+            "        self.model.heads = nn.ModuleList([nn.Linear(1, 1)])\n",
+            "LL017",
+            "not-own-attribute",
+        ),
+        (
+            # the `model` of `build` is loaded pretrained; `main`'s `model` is another one
+            "import torch\nfrom transformers import AutoModel\n"
+            "def build():\n    model = AutoModel.from_pretrained('b')\n    return model\n"
+            "def main(loader):\n    model = Net()\n"
+            "    opt = torch.optim.AdamW(model.parameters())\n    model.train()\n"
+            "    for x in loader:\n        opt.zero_grad()\n        model(x).backward()\n"
+            "        opt.step()\n",
+            "LL021",
+            "train-of-another-model",
+        ),
     ],
 )
 def test_definition_non_bugs_are_excluded(source: str, rule: str, reason: str) -> None:
