@@ -286,6 +286,40 @@ def _init_keeps_layers_in_a_container(init: ast.AST, cls: ast.ClassDef) -> bool:
     return False
 
 
+class _ContainerWords:
+    """Stage 1: text that can store layers in a plain container. Three shapes are one
+    regular expression; the fourth (`layers = [Stem(..)]` ... `self.layers = layers`, with
+    a backreference over up to 80 lines) is tried only at the lines holding `= [Upper(`,
+    found by a literal search: tried at every newline it cost most of the screen's time."""
+
+    _STORED = re.compile(
+        r"self\.\w+\s*=\s*(?:(?:list|tuple)\(\s*[\[\(\{]?|[\[\(\{])\s*"
+        r"(?:[a-z_][\w.]*\(\s*)?(?:[\w.]*\.)?[A-Z]\w*\("
+        r"|self\.\w+\s*=\s*\{[^}]*:\s*(?:[\w.]*\.)?[A-Z]\w*\("
+        r"|\.(?:append|extend)\(\s*\[?\s*(?:nn\.|torch\.nn\.)?[A-Z]\w*\("
+    )
+    _LIST_OF_LAYERS = re.compile(r"=[ \t]*\[\s*(?:[\w.]*\.)?[A-Z]\w*\(")
+    _LOCAL_LIST_STORED = re.compile(
+        r"\n[ \t]+(\w+)[ \t]*=[ \t]*\[\s*(?:[\w.]*\.)?[A-Z]\w*\("
+        r"(?:.*\n){1,80}?[ \t]+self\.\w+[ \t]*=[ \t]*\1[ \t]*\n"
+    )
+
+    def search(self, string: str) -> object | None:
+        found = self._STORED.search(string)
+        if found is not None:
+            return found
+        for candidate in self._LIST_OF_LAYERS.finditer(string):
+            line_start = string.rfind("\n", 0, candidate.start())
+            if line_start >= 0:
+                stored = self._LOCAL_LIST_STORED.match(string, line_start)
+                if stored is not None:
+                    return stored
+        return None
+
+
+_CONTAINER_WORDS = _ContainerWords()
+
+
 def _layers_in_a_container_of_a_class(glance: Glance) -> bool:
     """Whether some class's `__init__` keeps layers in a plain container attribute, as far
     as the standard tree shows without knowing which classes are modules. Each `__init__`
@@ -334,19 +368,7 @@ class UnregisteredSubmodules(Rule):
     """
 
     identity = UNREGISTERED_SUBMODULES
-    screen = Screen(
-        re.compile(
-            r"self\.\w+\s*=\s*(?:(?:list|tuple)\(\s*[\[\(\{]?|[\[\(\{])\s*"
-            r"(?:[a-z_][\w.]*\(\s*)?(?:[\w.]*\.)?[A-Z]\w*\("
-            r"|self\.\w+\s*=\s*\{[^}]*:\s*(?:[\w.]*\.)?[A-Z]\w*\("
-            r"|\.(?:append|extend)\(\s*\[?\s*(?:nn\.|torch\.nn\.)?[A-Z]\w*\("
-            # a local list of layers stored a few lines on: `layers = [Stem(..)]` ...
-            # `self.layers = layers`
-            r"|\n[ \t]+(\w+)[ \t]*=[ \t]*\[\s*(?:[\w.]*\.)?[A-Z]\w*\("
-            r"(?:.*\n){1,80}?[ \t]+self\.\w+[ \t]*=[ \t]*\1[ \t]*\n"
-        ),
-        _layers_in_a_container_of_a_class,
-    )
+    screen = Screen(_CONTAINER_WORDS, _layers_in_a_container_of_a_class)
     INVALID = (
         """
         import torch.nn as nn
