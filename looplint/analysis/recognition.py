@@ -92,6 +92,10 @@ class ObjectTable:
         self.classes: dict[str, ObjectInfo] = {}
         """Identities holding a *class* (or partial) whose calls build a tracked object:
         `optimizer_cls = torch.optim.AdamW`, `self.optimizer: type[Optimizer]`."""
+        self.engines: dict[str, frozenset[str]] = {}
+        """Identities holding a training engine that steps its own optimizer (the first
+        result of `deepspeed.initialize`), with the model identities it trains: the engine
+        itself (it is the model too) and the model it was handed."""
         self._factories: dict[int, ObjectInfo | None] = {}
         roots = program.imports.roots()
         self.names_count = "torch" in roots or not roots & OTHER_FRAMEWORKS
@@ -126,6 +130,13 @@ class ObjectTable:
                 infos[index] = replace(existing, parameter_sources=grown)
                 return True
         infos.append(info)
+        return True
+
+    def record_engine(self, identity: str, trains: frozenset[str]) -> bool:
+        """`identity` holds a training engine over `trains`; True when that is new."""
+        if self.engines.get(identity) == trains:
+            return False
+        self.engines[identity] = trains
         return True
 
     def record_class(self, identity: str, info: ObjectInfo) -> bool:
@@ -346,6 +357,7 @@ class ObjectTable:
             if current in seen:
                 continue
             seen.add(current)
+            found.update(self.engines.get(current, ()))
             for info in self.objects.get(current, ()):
                 if info.kind is not ObjectKind.OPTIMIZER:
                     continue

@@ -205,8 +205,9 @@ def _uncast(value: cst.BaseExpression) -> cst.BaseExpression:
     return value
 
 
-def backward_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Backward:
-    """The backward pass `call` runs: what it differentiates, and whether it is scaled."""
+def backward_of(call: cst.Call, frame: Frame, scopes: Scopes, engine: bool = False) -> Backward:
+    """The backward pass `call` runs: what it differentiates, and whether it is scaled.
+    With `engine`, the receiver is a training engine (`engine.backward(loss)`)."""
     func = call.func
     assert isinstance(func, cst.Attribute)
     receiver = _uncast(func.value)
@@ -216,7 +217,7 @@ def backward_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Backward:
     if isinstance(receiver, cst.Name) and receiver.value in frame.scaled:
         return Backward(call, scopes.identity(receiver, frame), scaled=True)
     receiver_name = (dotted_name(receiver) or "").lower()
-    engine = func.attr.value == "manual_backward" or any(
+    engine = engine or func.attr.value == "manual_backward" or any(
         word in receiver_name.rsplit(".", 1)[-1] for word in _ENGINE_WORDS
     )
     if engine:
@@ -593,7 +594,9 @@ class TreeBuilder:
         func = call.func
         attr = func.attr.value if isinstance(func, cst.Attribute) else None
         if attr in ("backward", "manual_backward"):
-            out.append(backward_of(call, frame, self.scopes))
+            assert isinstance(func, cst.Attribute)
+            engine = self.scopes.identity(func.value, frame) in self.table.engines
+            out.append(backward_of(call, frame, self.scopes, engine))
             return
         qualified = self.imports.qualify(func)
         if qualified == "torch.autograd.backward":
@@ -638,6 +641,12 @@ class TreeBuilder:
             receiver = self.scopes.identity(chain, frame)
             kinds = self.table.kinds(receiver)
             if attr == "step" and receiver is not None:
+                if receiver in self.table.engines and not kinds:
+                    # DeepSpeed's `engine.step()`: steps its optimizer, then clears the
+                    # gradients itself
+                    out.append(Step(call, receiver))
+                    out.append(Clear(call, receiver))
+                    return
                 if ObjectKind.OPTIMIZER in kinds:
                     out.append(Step(call, receiver, self._closure(call, frame, stack)))
                     own = self._alone(own_step(self.program, self.table, receiver), stack)
