@@ -91,6 +91,9 @@ EXCLUSION_CRITERIA: dict[str, str] = {
     "to lose",
     "optimizer-not-built-here": "LL008: the optimizer is not built in the file, so whether it "
     "keeps state (plain SGD keeps none) is not visible",
+    "optimizer-not-stepped": "LL008: nothing in the file steps the saved optimizer, itself or "
+    "through a wrapper built from it (torchtune's `_optim_ckpt_wrapper` only checkpoints "
+    "optimizers stepped in backward hooks): whether it trains here is not visible",
     "restore-not-removable": "LL008: the optimizer's `load_state_dict` is part of a larger "
     "expression that cannot be removed alone",
     "gradients-wanted": "LL014: the file asks for gradients outside training "
@@ -1473,15 +1476,40 @@ def _ll009(f: _File, unit: _Unit, out: FileMutations) -> None:
 # ---------------------------------------------------------------- checkpoints (LL008)
 
 
-def _periodic(f: _File, node: cst.CSTNode) -> bool:
+def _periodic(f: _File, node: cst.CSTNode, optimizer: str = "") -> bool:
     """Whether `node` runs during training: in a loop that steps an optimizer (or a unit),
+    or that runs an epoch of training through a call (a function of the file holding a
+    unit, `train(loader, model, optimizer)`; or, for a function of another file, one
+    named like training and handed `optimizer`: `train_one_epoch(model, optimizer, ...)`);
     or in a function of the file that such a loop calls."""
     ix = f.ix
+    training_functions = {
+        name
+        for name, defs in f.functions.items()
+        if any(ix.within(step, d) for d in defs for u in f.units for step in u.steps)
+    }
+
+    def trains_through_call(loop: cst.CSTNode) -> bool:
+        for call in _calls(loop, into_functions=False):
+            name = _callee_name(call)
+            if name in training_functions:
+                return True
+            if (
+                optimizer
+                and name not in f.functions
+                and "train" in name.lower()
+                and any(_last(ix.code(a.value)) == _last(optimizer) for a in call.args)
+            ):
+                return True
+        return False
 
     def in_training_loop(n: cst.CSTNode) -> bool:
         return any(
             isinstance(up, _LOOPS)
-            and any(ix.within(s, up) or ix.within(up, u.region) for u in f.units for s in u.steps)
+            and (
+                any(ix.within(s, up) or ix.within(up, u.region) for u in f.units for s in u.steps)
+                or trains_through_call(up)
+            )
             for up in ix.ancestors(n)
         ) or any(ix.within(n, u.region) for u in f.units if u.callers)
 
@@ -1521,6 +1549,29 @@ def _stateless_only(f: _File, optimizer: str) -> bool | None:
     return all(stateless(c) for c in found)
 
 
+def _stepped_here(f: _File, optimizer: str) -> bool:
+    """Whether the file steps `optimizer` (`opt.step()`, `scaler.step(opt)`), itself or through
+    a wrapper built from it (`distr_opt` out of `distribute(optimizer=opt)`)."""
+    stepped = {_last(key) for u in f.units for key in [u.key, *u.keys_in_region]}
+    stepped |= {_last(k) for c in f.all_calls if (k := f.step_key(c)) is not None}
+    if _last(optimizer) in stepped:
+        return True
+    for node in _walkall(f.ix.module):
+        if isinstance(node, cst.Assign) and any(
+            isinstance(n, cst.Name) and n.value == _last(optimizer) for n in _walkall(node.value)
+        ):
+            targets = {
+                _last(f.ix.code(el.value if isinstance(el, cst.Element) else el))
+                for t in node.targets
+                for el in (
+                    t.target.elements if isinstance(t.target, (cst.Tuple, cst.List)) else [t.target]
+                )
+            }
+            if targets & stepped:
+                return True
+    return False
+
+
 def _state_of_optimizer(expr: cst.BaseExpression, ix: _Index) -> str | None:
     """`opt` for `opt.state_dict()` when `opt` is named like an optimizer."""
     if (
@@ -1551,17 +1602,29 @@ def _ll008(f: _File, out: FileMutations) -> None:
             if isinstance(node.targets[0].target, cst.Subscript):
                 optimizer = _state_of_optimizer(node.value, ix)
                 entry = node
+        elif (
+            isinstance(node, cst.Arg)
+            and node.keyword is not None
+            and isinstance(call := ix.parent[node], cst.Call)
+            and _callee_name(call) == "dict"
+        ):
+            # `state = dict(epoch=epoch, optimizer=optimizer.state_dict())`
+            optimizer = _state_of_optimizer(node.value, ix)
+            entry = node
         if optimizer is None or entry is None:
             continue
         line_node = ix.statement(entry)
         if not isinstance(line_node, cst.SimpleStatementLine):
             continue
         line = ix.line(entry)
-        if not _periodic(f, entry):
+        if not _periodic(f, entry, optimizer):
             continue
         mine = [c for c in restores if _last(ix.code(c.func.value)) == _last(optimizer)]  # type: ignore[attr-defined]
         if not mine:
             out.exclusions.append(Exclusion("LL008", line, "no-optimizer-restore"))
+            continue
+        if not _stepped_here(f, optimizer):
+            out.exclusions.append(Exclusion("LL008", line, "optimizer-not-stepped"))
             continue
         stateless = _stateless_only(f, optimizer)
         if stateless is None:
@@ -1581,6 +1644,15 @@ def _ll008(f: _File, out: FileMutations) -> None:
             if kept and literal.elements[-1] is entry:
                 kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
             new_line = line_node.deep_replace(literal, literal.with_changes(elements=kept))
+            assert isinstance(new_line, cst.SimpleStatementLine)
+            replaced = [(line_node, new_line)]
+        elif isinstance(entry, cst.Arg):
+            dict_call = ix.parent[entry]
+            assert isinstance(dict_call, cst.Call)
+            args = [a for a in dict_call.args if a is not entry]
+            if args and dict_call.args[-1] is entry:
+                args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+            new_line = line_node.deep_replace(dict_call, dict_call.with_changes(args=args))
             assert isinstance(new_line, cst.SimpleStatementLine)
             replaced = [(line_node, new_line)]
         else:

@@ -12,7 +12,7 @@ from looplint.analysis.conditions import is_loop_invariant
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import Assign, LoadState, Loop, Save, Site, Step, display_name
 from looplint.analysis.program import CallEvent, FunctionInfo, all_events
-from looplint.analysis.syntax import descendants
+from looplint.analysis.syntax import descendants, dotted_name
 from looplint.identity import CHECKPOINT_WITHOUT_OPTIMIZER_STATE
 from looplint.rule import Rule, Violation
 
@@ -55,22 +55,34 @@ def _written_out(site: Site, view: list[Site]) -> Save | None:
     for other in reversed([s for s in view if s.order < site.order]):
         op = other.op
         if isinstance(op, Assign) and op.target == save.payload:
-            node = op.node
-            if not (isinstance(node, cst.Assign) and isinstance(node.value, cst.Dict)):
+            keys = _literal_keys(op.node)
+            if keys is None:
                 return None
-            keys = frozenset(
-                value
-                for element in node.value.elements
-                if isinstance(element, cst.DictElement)
-                and isinstance(element.key, cst.SimpleString)
-                and isinstance(value := element.key.evaluated_value, str)
-            )
             states = frozenset(
                 source.removesuffix(".state_dict")
                 for source in op.sources
                 if source.endswith(".state_dict")
             )
             return replace(save, states=states, keys=keys, literal=True)
+    return None
+
+
+def _literal_keys(node: cst.CSTNode) -> frozenset[str] | None:
+    """The keys of a checkpoint dict built by `state = {...}` or `state = dict(k=...)`,
+    else None (the payload is computed some other way)."""
+    if not isinstance(node, cst.Assign):
+        return None
+    value = node.value
+    if isinstance(value, cst.Dict):
+        return frozenset(
+            key
+            for element in value.elements
+            if isinstance(element, cst.DictElement)
+            and isinstance(element.key, cst.SimpleString)
+            and isinstance(key := element.key.evaluated_value, str)
+        )
+    if isinstance(value, cst.Call) and dotted_name(value.func) == "dict":
+        return frozenset(arg.keyword.value for arg in value.args if arg.keyword is not None)
     return None
 
 

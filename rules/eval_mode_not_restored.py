@@ -137,11 +137,10 @@ def _trains(optimizer: str, module: str, view: LoopView, facts: ModuleFacts) -> 
     or both were handed in together."""
     if facts.optimizes(optimizer, module, whole=True):
         return True
-    built_over = facts.table.updates(optimizer) or facts.assigned_from(optimizer)
-    for source in built_over:
-        base = source.removesuffix(".parameters").removesuffix(".named_parameters")
-        if any(_restores(module, alias) for alias in facts.aliases(base)):
-            return True
+    if not facts.table.updates(optimizer):
+        for source in facts.assigned_from(optimizer):
+            if any(_restores(module, alias) for alias in facts.aliases(source)):
+                return True
     return _passed_along(optimizer, module, view, facts)
 
 

@@ -164,8 +164,25 @@ class ModuleFacts:
         return self.table.constructed(call, frame)
 
     def optimizes(self, optimizer: str, module: str | None, whole: bool = False) -> bool:
-        """Whether `module` holds parameters that `optimizer` updates (`ObjectTable.optimizes`)."""
-        return self.table.optimizes(optimizer, module, whole)
+        """Whether `module` holds parameters that `optimizer` updates (`ObjectTable.optimizes`),
+        also under another name: `g_module = generator.module if distributed else generator`
+        names the generator its optimizer was built over, and an optimizer built over
+        `raw_model` (`raw_model = model.module if ddp else model`) updates `model`."""
+        if module is None:
+            return False
+        if self.table.optimizes(optimizer, module, whole):
+            return True
+        renamed = self.aliases(module) - {module}
+        if any(self.table.optimizes(optimizer, alias, whole) for alias in renamed):
+            return True
+        for source in self.table.updates(optimizer):
+            base = source.removesuffix(".parameters").removesuffix(".named_parameters")
+            for alias in self.aliases(base) - {base}:
+                if alias == module or alias.startswith(module + "."):
+                    return True
+                if not whole and module.startswith(alias + "."):
+                    return True
+        return False
 
     def clears(self, clear: Clear, optimizer: str, sole: bool = False) -> bool:
         """Whether `clear` certainly clears the gradients `optimizer` steps on.
@@ -292,8 +309,8 @@ class ModuleFacts:
             for event in all_events(function.events):
                 if not isinstance(event, AssignEvent) or event.value is None or event.augmented:
                     continue
-                if len(event.targets) != 1:
-                    continue
+                if len(event.targets) != 1 or not isinstance(event.node, (cst.Assign, cst.AnnAssign)):
+                    continue  # `for x in xs` and `with ... as x` bind elements and results
                 arms = _renamed(event.value)
                 if arms is None:
                     continue

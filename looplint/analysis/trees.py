@@ -301,6 +301,10 @@ def save_of(
                         states.add(owner.removesuffix(".module"))
             elif isinstance(node, cst.Dict):
                 literal = True
+            elif isinstance(node, cst.Call) and dotted_name(node.func) == "dict":
+                # `dict(epoch=epoch, model=model.state_dict())`: keywords are its keys
+                literal = True
+                keys.update(arg.keyword.value for arg in node.args if arg.keyword is not None)
             elif isinstance(node, cst.SimpleString):
                 value = node.evaluated_value
                 if isinstance(value, str):
