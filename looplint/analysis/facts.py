@@ -309,7 +309,9 @@ class ModuleFacts:
             for event in all_events(function.events):
                 if not isinstance(event, AssignEvent) or event.value is None or event.augmented:
                     continue
-                if len(event.targets) != 1 or not isinstance(event.node, (cst.Assign, cst.AnnAssign)):
+                if len(event.targets) != 1:
+                    continue
+                if not isinstance(event.node, (cst.Assign, cst.AnnAssign)):
                     continue  # `for x in xs` and `with ... as x` bind elements and results
                 arms = _renamed(event.value)
                 if arms is None:
