@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Iterator
 
+from looplint.analysis.activation_screen import loss_may_get_wrong_activation
 from looplint.analysis.activations import Activation, LossKind
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.syntax import call_display
-from looplint.files.screening import Glance, Screen
+from looplint.files.screening import Screen
 from looplint.identity import ACTIVATION_BEFORE_LOSS
 from looplint.rule import Rule, Violation
 
@@ -43,19 +43,6 @@ _WRONG: dict[LossKind, dict[Activation, str]] = {
 
 
 _LOSS_WORDS = re.compile(r"cross_entropy|CrossEntropyLoss|nll_loss|NLLLoss|BCE")
-
-
-def _names_a_loss(glance: Glance) -> bool:
-    """Whether a loss is named in code (not only in a docstring or comment): the rule
-    starts from a loss call; the activation may sit in another module's `forward`."""
-    return (
-        any(_LOSS_WORDS.search(node.id) for node in glance.nodes(ast.Name))
-        or any(_LOSS_WORDS.search(node.attr) for node in glance.nodes(ast.Attribute))
-        or any(
-            isinstance(node.value, str) and len(node.value) <= 80 and _LOSS_WORDS.search(node.value)
-            for node in glance.nodes(ast.Constant)
-        )
-    )
 
 
 class ActivationBeforeLoss(Rule):
@@ -122,7 +109,7 @@ class ActivationBeforeLoss(Rule):
             loss.backward()
         """,
     )
-    screen = Screen(_LOSS_WORDS, _names_a_loss)
+    screen = Screen(_LOSS_WORDS, loss_may_get_wrong_activation)
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
         for found in facts.loss_inputs:

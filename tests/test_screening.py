@@ -218,3 +218,106 @@ def test_the_dropout_screen_keeps_calls_without_training_in_a_class(source: str)
 )
 def test_the_dropout_screen_drops_calls_the_rule_cannot_report(source: str) -> None:
     assert not passes(source, [_DROPOUT]), source
+
+
+_ACTIVATION = next(rule.screen for rule in ALL_RULES if rule.identity.code == "LL012")
+
+_CLASSIFIER = """
+import torch.nn as nn
+from torch.nn import CrossEntropyLoss
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dense = nn.Linear(8, 8)
+        self.out = {out}
+
+    def forward(self, x):
+        x = self.dense(x)
+        return {returned}
+
+class Classifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = Head()
+
+    def forward(self, x, labels):
+        scores = torch.matmul(x, x.T).softmax(-1)  # attention-like: far from the loss
+        logits = self.head(scores @ x)
+        logits = logits.view(-1, 8)
+        loss_fct = CrossEntropyLoss()
+        return loss_fct(logits, labels)
+"""
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # the model's last layer, two classes away
+        _CLASSIFIER.format(out="nn.Linear(8, 8)", returned="self.out(x).softmax(dim=-1)"),
+        _CLASSIFIER.format(
+            out="nn.Sequential(nn.Linear(8, 8), nn.Softmax(-1))", returned="self.out(x)"
+        ),
+        _CLASSIFIER.format(out="nn.Linear(8, 8)", returned="torch.sigmoid(self.out(x))"),
+        # a model of another module: its forward is out of sight
+        "from models import Net\nmodel = Net()\nloss = F.cross_entropy(model(x), y)\n",
+        # in the loop, through a helper and a parameter
+        "import torch.nn.functional as F\n"
+        "def probs(x):\n    return F.softmax(x, 1)\n"
+        "def step(p, y):\n    return F.cross_entropy(p, y)\n"
+        "step(probs(model(x)), y)\n",
+        # a loss handed in by the same module
+        "def fit(criterion):\n    return criterion(model(x).sigmoid(), y)\n"
+        "fit(nn.BCEWithLogitsLoss())\n",
+        # losses that raw logits feed wrongly: kept whatever their input
+        "loss = F.nll_loss(self.fc(x), y)\n",
+        "criterion = nn.BCELoss()\nloss = criterion(logits, y)\n",
+    ],
+)
+def test_the_activation_screen_keeps_losses_an_activation_may_reach(source: str) -> None:
+    assert passes(source, [_ACTIVATION]), source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # the classifier head ends in a linear layer; the softmax feeds a matmul
+        _CLASSIFIER.format(out="nn.Linear(8, 8)", returned="self.out(x)"),
+        _CLASSIFIER.format(out="nn.Linear(8, 8)", returned="self.out(x).float()"),
+        # a cycle of reassignments, then a linear layer
+        "import torch.nn.functional as F\nfc = nn.Linear(4, 2)\n"
+        "x = fc(x)\nx = x.view(-1, 2)\nx = x.contiguous()\nloss = F.cross_entropy(x, y)\n",
+        # an unknown value, as in the analysis: no origin
+        "import torch.nn.functional as F\nloss = F.cross_entropy(outputs[0], y)\n",
+        # `self(...)` and a callable parameter no caller passes a loss for
+        "class M(nn.Module):\n    def go(self, fn, x):\n        self(x)\n        return fn(x)\n"
+        "loss = F.cross_entropy(m.go(f, x), y)\n",
+        # a loss named only in prose
+        '"""Use CrossEntropyLoss on the softmax(x) output."""\n',
+    ],
+)
+def test_the_activation_screen_drops_losses_no_activation_reaches(source: str) -> None:
+    assert not passes(source, [_ACTIVATION]), source
+
+
+def test_only_the_rules_whose_screens_pass_run(tmp_path: Path) -> None:
+    """A module with functional dropout and no training code: LL019 runs on it, the
+    training-loop rules do not (they cannot fire), and the result is the same as with
+    every rule run."""
+    path = tmp_path / "net.py"
+    imports = "import torch.nn as nn\nimport torch.nn.functional as F\n"
+    path.write_text(imports + _method("return F.dropout(x, 0.1)"), encoding="utf-8")
+    ran: list[str] = []
+    rules = [rule() for rule in ALL_RULES]
+    for rule in rules:
+        original = rule.check
+
+        def record(facts: object, rule: object = rule, original: object = original) -> object:
+            ran.append(rule.identity.code)  # type: ignore[attr-defined]
+            return original(facts)  # type: ignore[operator]
+
+        rule.check = record  # type: ignore[method-assign]
+    findings = check_file(str(path), rules, use_prefilter=True).findings
+    assert ran == ["LL019"]
+    assert [f.code for f in findings] == ["LL019"]
+    assert findings == check_file(str(path), [r() for r in ALL_RULES], use_prefilter=False).findings

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from looplint.analysis.activation_screen import MAX_DEPTH
 from looplint.analysis.callers import CallGraph
 from looplint.analysis.linking import Linker
 from looplint.analysis.program import (
@@ -30,8 +31,6 @@ from looplint.analysis.program import (
 )
 from looplint.analysis.scopes import Frame, Scopes, parameters_of
 from looplint.analysis.syntax import argument, source_of
-
-MAX_DEPTH = 5
 
 
 class Activation(enum.Enum):

@@ -20,7 +20,7 @@ from looplint.checking.result import FileResult, error_finding
 from looplint.errors import SourceError
 from looplint.files.notebook import NotebookProgram, UnmappableFix, fixed_notebook
 from looplint.files.parse_guard import refusal
-from looplint.files.screening import passes, screening_enabled
+from looplint.files.screening import passing, screening_enabled
 from looplint.files.source import (
     FileStamp,
     SourceFile,
@@ -114,7 +114,9 @@ def _check_text(
 ) -> FileResult:
     result = FileResult(source.path, incoming=tuple(incoming))
     # What other modules pass in can make any file relevant; otherwise the rules' screens decide.
-    if not rules or (use_prefilter and not incoming and not _worth_parsing(source, rules)):
+    if use_prefilter and not incoming:
+        rules = _rules_worth_running(source, rules)
+    if not rules:
         return result
     # Facts built with bindings from elsewhere are not what the module says by itself.
     lend = stamp if not incoming and source.notebook is None else None
@@ -152,11 +154,15 @@ def _check_text(
     return result
 
 
-def _worth_parsing(source: SourceFile, rules: Sequence[Rule]) -> bool:
-    """Whether any rule's screen lets the file through (always, with screening turned off)."""
+def _rules_worth_running(source: SourceFile, rules: Sequence[Rule]) -> Sequence[Rule]:
+    """The rules whose screens let the file through (all of them, with screening turned
+    off): a rule whose screen refuses a file cannot fire on it, so running it is waste."""
     if not screening_enabled():
-        return True
-    return passes(source.text, dict.fromkeys(rule.screen for rule in rules))
+        return rules
+    through = passing(source.text, dict.fromkeys(rule.screen for rule in rules))
+    return [rule for rule in rules if rule.screen in through]
+
+
 def _unmappable(notebook: NotebookProgram, fixed_text: str) -> UnmappableFix | None:
     """Why a fix of a notebook's program cannot go back into its cells (None: it can)."""
     try:

@@ -13,8 +13,9 @@ parse it spares.
    annotation, a `step()` call). Only a file that passes stage 1 is `ast`-parsed, and its
    nodes are listed only once, however many screens look at them.
 
-A file passes when any enabled rule's screen passes it. Files the standard parser cannot
-read are always passed on: LibCST must report (or parse) them itself.
+A file passes when any enabled rule's screen passes it, and only the rules whose screens
+pass it are run on it. Files the standard parser cannot read are always passed on: LibCST
+must report (or parse) them itself.
 
 Across modules, what another file passes in (an optimizer handed to `train(model, opt)`)
 can make any file matter; the runner checks such a file again with those bindings, and no
@@ -86,20 +87,35 @@ def screening_enabled() -> bool:
 
 def passes(text: str, screens: Iterable[Screen]) -> bool:
     """Whether any of `screens` lets `text` through to the full analysis."""
-    sharper: list[Callable[[Glance], bool]] = []
+    return bool(passing(text, screens, first_only=True))
+
+
+def passing(text: str, screens: Iterable[Screen], first_only: bool = False) -> set[Screen]:
+    """The `screens` that let `text` through: the rules worth running on it (with
+    `first_only`, stop at the first, for callers that only ask whether any does)."""
+    through: set[Screen] = set()
+    sharper: list[Screen] = []
     for screen in screens:
         if screen.words.search(text) is None:
             continue
         if screen.syntax is None:
-            return True
-        sharper.append(screen.syntax)
+            through.add(screen)
+            if first_only:
+                return through
+        else:
+            sharper.append(screen)
     if not sharper:
-        return False
+        return through
     tree = _standard_tree(text)
     if tree is None:
-        return True
+        return through.union(sharper)  # LibCST must report (or parse) it itself
     glance = Glance(tree)
-    return any(look(glance) for look in sharper)
+    for screen in sharper:
+        if screen.syntax is not None and screen.syntax(glance):
+            through.add(screen)
+            if first_only:
+                return through
+    return through
 
 
 def _standard_tree(text: str) -> ast.Module | None:
