@@ -138,8 +138,8 @@ def _trains(optimizer: str, module: str, view: LoopView, facts: ModuleFacts) -> 
     if facts.optimizes(optimizer, module, whole=True):
         return True
     if not facts.table.updates(optimizer):
-        for source in facts.assigned_from(optimizer):
-            if any(_restores(module, alias) for alias in facts.aliases(source)):
+        for source in facts.assignments.assigned_from(optimizer):
+            if any(_restores(module, alias) for alias in facts.assignments.aliases(source)):
                 return True
     return _passed_along(optimizer, module, view, facts)
 
@@ -152,6 +152,6 @@ def _passed_along(optimizer: str, module: str, view: LoopView, facts: ModuleFact
     purpose)."""
     if facts.table.updates(optimizer):
         return False
-    if not (facts.handed_in(optimizer) and facts.handed_in(module)):
+    if not (facts.assignments.handed_in(optimizer) and facts.assignments.handed_in(module)):
         return False
     return not any(isinstance(s.op, ModeSwitch) and s.op.training for s in view.sites)

@@ -171,7 +171,9 @@ def _engine(
     index, keyword = ENGINE_FACTORIES[qualified]
     model = argument(value, index, keyword)
     wrapped = table.scopes.identity(model, frame) if model is not None else None
-    return table.record_engine(target, frozenset({target} | ({wrapped} if wrapped else set())))
+    trains = frozenset({target} | ({wrapped} if wrapped else set()))
+    known, table.engines[target] = table.engines.get(target), trains
+    return known != trains
 
 
 def _class_value(table: ObjectTable, value: cst.BaseExpression, frame: Frame) -> ObjectInfo | None:

@@ -14,8 +14,10 @@ from collections.abc import Iterable, Iterator
 import libcst as cst
 
 from looplint.analysis.activations import LossInput, loss_inputs
+from looplint.analysis.assignments import Assignments
 from looplint.analysis.callers import CallGraph
 from looplint.analysis.catalog import ObjectKind
+from looplint.analysis.events import Handler, TrainingEngine, handlers, training_engines
 from looplint.analysis.evidence import fill
 from looplint.analysis.linking import Binding, Linker, ModuleResolver
 from looplint.analysis.networks import Networks, pretrained_models
@@ -31,19 +33,12 @@ from looplint.analysis.operations import (
     _Place,
     loop_views,
 )
-from looplint.analysis.parameters import maximal_chains
-from looplint.analysis.program import (
-    AssignEvent,
-    CallEvent,
-    FunctionInfo,
-    ModuleProgram,
-    all_events,
-)
+from looplint.analysis.program import CallEvent, FunctionInfo, ModuleProgram, all_events
 from looplint.analysis.recognition import ObjectInfo, ObjectTable
 from looplint.analysis.sampling import Sampling
 from looplint.analysis.scopes import Frame, Scopes
 from looplint.analysis.summary import ModuleSummary, divisors, summarise
-from looplint.analysis.syntax import descendants, dotted_name
+from looplint.analysis.syntax import descendants
 from looplint.analysis.trees import TreeBuilder
 
 __all__ = ["Binding", "Frame", "ModuleFacts", "ObjectInfo"]
@@ -79,9 +74,9 @@ class ModuleFacts:
         self._calls: CallGraph | None = None
         self._divisors: frozenset[str] | None = None
         self._loss_inputs: list[LossInput] | None = None
-        self._assigned: dict[str, frozenset[str]] | None = None
-        self._plain: dict[str, frozenset[str]] | None = None
-        self._by_name: dict[str, FunctionInfo] | None = None
+        self.assignments = Assignments(program, self.scopes)
+        self._handlers: list[Handler] | None = None
+        self._engines: dict[str, TrainingEngine] | None = None
 
     @property
     def consulted(self) -> dict[str, set[str] | None]:
@@ -172,12 +167,12 @@ class ModuleFacts:
             return False
         if self.table.optimizes(optimizer, module, whole):
             return True
-        renamed = self.aliases(module) - {module}
+        renamed = self.assignments.aliases(module) - {module}
         if any(self.table.optimizes(optimizer, alias, whole) for alias in renamed):
             return True
         for source in self.table.updates(optimizer):
             base = source.removesuffix(".parameters").removesuffix(".named_parameters")
-            for alias in self.aliases(base) - {base}:
+            for alias in self.assignments.aliases(base) - {base}:
                 if alias == module or alias.startswith(module + "."):
                     return True
                 if not whole and module.startswith(alias + "."):
@@ -256,96 +251,19 @@ class ModuleFacts:
                     if identity is not None:
                         yield identity
 
-    def assigned_from(self, identity: str) -> frozenset[str]:
-        """The identities read by the values assigned to `identity` anywhere in the module:
-        `raw_model = model.module if ddp else model` gives `model.module`, `ddp`, `model`;
-        `opt, sched = build(model, cfg)` gives `model` and `cfg` to both targets."""
-        if self._assigned is None:
-            self._assigned = self._assignments()
-        return self._assigned.get(identity, frozenset())
+    @property
+    def handlers(self) -> list[Handler]:
+        """The handlers attached to engines' events (pytorch-ignite's `trainer.on(...)`)."""
+        if self._handlers is None:
+            self._handlers = list(handlers(self.program, self.scopes))
+        return self._handlers
 
-    def _assignments(self) -> dict[str, frozenset[str]]:
-        found: dict[str, set[str]] = {}
-        for function in self.program.functions:
-            frame = Frame(function, {})
-            for event in all_events(function.events):
-                if not isinstance(event, AssignEvent) or event.value is None or event.augmented:
-                    continue
-                read = {
-                    identity
-                    for chain in maximal_chains(event.value)
-                    if (identity := self.scopes.identity(chain, frame)) is not None
-                }
-                for target in event.targets:
-                    identity = self.scopes.identity(target, frame)
-                    if identity is not None:
-                        found.setdefault(identity, set()).update(read)
-        return {identity: frozenset(read) for identity, read in found.items()}
-
-    def aliases(self, identity: str, depth: int = 3) -> frozenset[str]:
-        """`identity` and what it was assigned from by plain renaming, a few steps back:
-        `raw_model` → `model.module`, `model` (one assignment of names and attributes only,
-        so `out = model(x)` makes no alias of `model`)."""
-        found = {identity}
-        frontier = {identity}
-        for _ in range(depth):
-            frontier = {s for current in frontier for s in self._plain_values(current)} - found
-            if not frontier:
-                break
-            found |= frontier
-        return frozenset(found)
-
-    def _plain_values(self, identity: str) -> frozenset[str]:
-        if self._plain is None:
-            self._plain = self._plain_assignments()
-        return self._plain.get(identity, frozenset())
-
-    def _plain_assignments(self) -> dict[str, frozenset[str]]:
-        """Assignments whose value only names things (`a = b`, `a = b.module if c else b`),
-        never calls or computes: renamings, not results."""
-        found: dict[str, set[str]] = {}
-        for function in self.program.functions:
-            frame = Frame(function, {})
-            for event in all_events(function.events):
-                if not isinstance(event, AssignEvent) or event.value is None or event.augmented:
-                    continue
-                if len(event.targets) != 1:
-                    continue
-                if not isinstance(event.node, (cst.Assign, cst.AnnAssign)):
-                    continue  # `for x in xs` and `with ... as x` bind elements and results
-                arms = _renamed(event.value)
-                if arms is None:
-                    continue
-                target = self.scopes.identity(event.targets[0], frame)
-                if target is None:
-                    continue
-                found.setdefault(target, set()).update(
-                    identity
-                    for arm in arms
-                    if (identity := self.scopes.identity(arm, frame)) is not None
-                )
-        return {identity: frozenset(read) for identity, read in found.items()}
-
-    def handed_in(self, identity: str) -> bool:
-        """Whether `identity` holds something a function was handed: one of its parameters,
-        or an attribute stored from one (`self.optimizer = optimizer` in `__init__`)."""
-        pending, seen = [identity], set()
-        while pending:
-            current = pending.pop()
-            if current in seen:
-                continue
-            seen.add(current)
-            qualname, _, name = current.partition(":")
-            function = self._functions_by_name().get(qualname)
-            if function is not None and name in function.params:
-                return True
-            pending.extend(self._plain_values(current))
-        return False
-
-    def _functions_by_name(self) -> dict[str, FunctionInfo]:
-        if self._by_name is None:
-            self._by_name = {function.qualname: function for function in self.program.functions}
-        return self._by_name
+    @property
+    def training_engines(self) -> dict[str, TrainingEngine]:
+        """Engines whose update steps an optimizer, by identity (`Engine(update)`)."""
+        if self._engines is None:
+            self._engines = {e.identity: e for e in training_engines(self.program, self.scopes)}
+        return self._engines
 
     # -- what this module gives others --------------------------------------------------
     def factory_info(self, function: FunctionInfo) -> ObjectInfo | None:
@@ -413,17 +331,6 @@ def _returns_generator(method: FunctionInfo) -> bool:
         or (isinstance(value, cst.Call) and not isinstance(value.func, cst.Name))
         for value in method.returns
     )
-
-
-def _renamed(value: cst.BaseExpression) -> list[cst.BaseExpression] | None:
-    """The names a value merely renames (`b`, `b.module`, either arm of `x if c else y`),
-    or None when it computes something."""
-    if isinstance(value, cst.IfExp):
-        body, orelse = _renamed(value.body), _renamed(value.orelse)
-        return None if body is None or orelse is None else body + orelse
-    if isinstance(value, (cst.Name, cst.Attribute)) and dotted_name(value) is not None:
-        return [value]
-    return None
 
 
 def _is_false(node: cst.BaseExpression) -> bool:

@@ -93,9 +93,8 @@ class ObjectTable:
         """Identities holding a *class* (or partial) whose calls build a tracked object:
         `optimizer_cls = torch.optim.AdamW`, `self.optimizer: type[Optimizer]`."""
         self.engines: dict[str, frozenset[str]] = {}
-        """Identities holding a training engine that steps its own optimizer (the first
-        result of `deepspeed.initialize`), with the model identities it trains: the engine
-        itself (it is the model too) and the model it was handed."""
+        """Training engines stepping their own optimizer (`deepspeed.initialize`'s first
+        result) → the models they train: themselves and the model they were handed."""
         self._factories: dict[int, ObjectInfo | None] = {}
         roots = program.imports.roots()
         self.names_count = "torch" in roots or not roots & OTHER_FRAMEWORKS
@@ -130,13 +129,6 @@ class ObjectTable:
                 infos[index] = replace(existing, parameter_sources=grown)
                 return True
         infos.append(info)
-        return True
-
-    def record_engine(self, identity: str, trains: frozenset[str]) -> bool:
-        """`identity` holds a training engine over `trains`; True when that is new."""
-        if self.engines.get(identity) == trains:
-            return False
-        self.engines[identity] = trains
         return True
 
     def record_class(self, identity: str, info: ObjectInfo) -> bool:

@@ -10,6 +10,7 @@ what one iteration of a loop really runs.
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 
 import libcst as cst
 
@@ -205,9 +206,11 @@ def _uncast(value: cst.BaseExpression) -> cst.BaseExpression:
     return value
 
 
-def backward_of(call: cst.Call, frame: Frame, scopes: Scopes, engine: bool = False) -> Backward:
+def backward_of(
+    call: cst.Call, frame: Frame, scopes: Scopes, engines: Container[str] = ()
+) -> Backward:
     """The backward pass `call` runs: what it differentiates, and whether it is scaled.
-    With `engine`, the receiver is a training engine (`engine.backward(loss)`)."""
+    A receiver among `engines` is a training engine (`engine.backward(loss)`)."""
     func = call.func
     assert isinstance(func, cst.Attribute)
     receiver = _uncast(func.value)
@@ -217,6 +220,7 @@ def backward_of(call: cst.Call, frame: Frame, scopes: Scopes, engine: bool = Fal
     if isinstance(receiver, cst.Name) and receiver.value in frame.scaled:
         return Backward(call, scopes.identity(receiver, frame), scaled=True)
     receiver_name = (dotted_name(receiver) or "").lower()
+    engine = scopes.identity(receiver, frame) in engines
     engine = engine or func.attr.value == "manual_backward" or any(
         word in receiver_name.rsplit(".", 1)[-1] for word in _ENGINE_WORDS
     )
@@ -598,9 +602,7 @@ class TreeBuilder:
         func = call.func
         attr = func.attr.value if isinstance(func, cst.Attribute) else None
         if attr in ("backward", "manual_backward"):
-            assert isinstance(func, cst.Attribute)
-            engine = self.scopes.identity(func.value, frame) in self.table.engines
-            out.append(backward_of(call, frame, self.scopes, engine))
+            out.append(backward_of(call, frame, self.scopes, self.table.engines))
             return
         qualified = self.imports.qualify(func)
         if qualified == "torch.autograd.backward":
@@ -645,11 +647,8 @@ class TreeBuilder:
             receiver = self.scopes.identity(chain, frame)
             kinds = self.table.kinds(receiver)
             if attr == "step" and receiver is not None:
-                if receiver in self.table.engines and not kinds:
-                    # DeepSpeed's `engine.step()`: steps its optimizer, then clears the
-                    # gradients itself
-                    out.append(Step(call, receiver))
-                    out.append(Clear(call, receiver))
+                if receiver in self.table.engines and not kinds:  # DeepSpeed's engine:
+                    out += (Step(call, receiver), Clear(call, receiver))  # it clears, too
                     return
                 if ObjectKind.OPTIMIZER in kinds:
                     out.append(Step(call, receiver, self._closure(call, frame, stack)))
