@@ -1549,6 +1549,22 @@ def _stateless_only(f: _File, optimizer: str) -> bool | None:
     return all(stateless(c) for c in found)
 
 
+_RESTORE_HELPER = re.compile(r"restart|resume|load_checkpoint|load_ckpt", re.IGNORECASE)
+"""Helpers that restore a training state from a checkpoint (`restart_from_checkpoint`)."""
+
+
+def _without_argument(ix: _Index, arg: cst.Arg) -> tuple[cst.CSTNode, cst.CSTNode]:
+    """The statement line holding `arg`'s call, and that line with `arg` dropped from it."""
+    call = ix.parent[arg]
+    assert isinstance(call, cst.Call)
+    args = [a for a in call.args if a is not arg]
+    if args and call.args[-1] is arg:
+        args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    line = ix.statement(arg)
+    new_line = line.deep_replace(call, call.with_changes(args=args))
+    return line, new_line
+
+
 def _stepped_here(f: _File, optimizer: str) -> bool:
     """Whether the file steps `optimizer` (`opt.step()`, `scaler.step(opt)`), itself or through
     a wrapper built from it (`distr_opt` out of `distribute(optimizer=opt)`)."""
@@ -1592,6 +1608,16 @@ def _ll008(f: _File, out: FileMutations) -> None:
         for c in f.all_calls
         if _method(c) == "load_state_dict" and is_optimizer_expr(ix.code(c.func.value))  # type: ignore[attr-defined]
     ]
+    # `restart_from_checkpoint(path, state_dict=model, optimizer=optimizer)`: a restore
+    # helper (of any file) handed the optimizer by keyword, which loads it from the
+    # checkpoint's entry of that name
+    helper_restores = [
+        arg
+        for c in f.all_calls
+        if _RESTORE_HELPER.search(_callee_name(c))
+        for arg in c.args
+        if arg.keyword is not None and is_optimizer_expr(ix.code(arg.value))
+    ]
     for node in _walkall(ix.module):
         entry: cst.CSTNode | None = None
         optimizer: str | None = None
@@ -1620,7 +1646,10 @@ def _ll008(f: _File, out: FileMutations) -> None:
         if not _periodic(f, entry, optimizer):
             continue
         mine = [c for c in restores if _last(ix.code(c.func.value)) == _last(optimizer)]  # type: ignore[attr-defined]
-        if not mine:
+        handed = [
+            arg for arg in helper_restores if _last(ix.code(arg.value)) == _last(optimizer)
+        ]
+        if not mine and not handed:
             out.exclusions.append(Exclusion("LL008", line, "no-optimizer-restore"))
             continue
         if not _stepped_here(f, optimizer):
@@ -1647,23 +1676,20 @@ def _ll008(f: _File, out: FileMutations) -> None:
             assert isinstance(new_line, cst.SimpleStatementLine)
             replaced = [(line_node, new_line)]
         elif isinstance(entry, cst.Arg):
-            dict_call = ix.parent[entry]
-            assert isinstance(dict_call, cst.Call)
-            args = [a for a in dict_call.args if a is not entry]
-            if args and dict_call.args[-1] is entry:
-                args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
-            new_line = line_node.deep_replace(dict_call, dict_call.with_changes(args=args))
-            assert isinstance(new_line, cst.SimpleStatementLine)
-            replaced = [(line_node, new_line)]
+            replaced = [_without_argument(ix, entry)]
         else:
             replaced = _removal(ix, [entry])
         restore_lines = {id(ix.parent[s]) for s in smalls if s is not None}
+        restore_lines |= {id(ix.statement(arg)) for arg in handed}
         if id(line_node) in restore_lines:
             continue
-        rewrite = _Rewrite(replace=replaced + _removal(ix, [s for s in smalls if s is not None]))
+        unhanded = [_without_argument(ix, arg) for arg in handed]
+        rewrite = _Rewrite(
+            replace=replaced + unhanded + _removal(ix, [s for s in smalls if s is not None])
+        )
         text = _apply(ix, rewrite)
         if text is not None:
-            where = ", ".join(str(ix.line(c)) for c in mine)
+            where = ", ".join(str(ix.line(c)) for c in [*mine, *handed])
             out.mutants.append(
                 Mutant(
                     "LL008",

@@ -165,12 +165,30 @@ def _scheduler_saved(view: list[Site], facts: ModuleFacts) -> bool:
 
 
 def _full_checkpoint_elsewhere(site: Site, view: list[Site], facts: ModuleFacts) -> bool:
-    """The same iteration also writes a full checkpoint (or one looplint cannot read)."""
-    return any(
-        other is not site
-        and isinstance(other.op, Save)
-        and ((full := _written_out(other, view)) is None or _holds_optimizer_state(full, facts))
-        for other in view
+    """The same iteration also writes a full checkpoint (or one looplint cannot read, other
+    than a dict of plain numbers and lists: the run's metric history)."""
+    for other in view:
+        if other is site or not isinstance(other.op, Save):
+            continue
+        full = _written_out(other, view)
+        if full is None and not _metrics_only(other.op, facts):
+            return True
+        if full is not None and _holds_optimizer_state(full, facts):
+            return True
+    return False
+
+
+def _metrics_only(save: Save, facts: ModuleFacts) -> bool:
+    """A save of a name only ever assigned a dict of constants and empty lists
+    (`history = {"train_loss": [], "epoch": [0]}`, appended to as training goes)."""
+    values = facts.assignments.values(save.payload) if save.payload is not None else []
+    return bool(values) and all(
+        isinstance(value, cst.Dict)
+        and value.elements
+        and not any(
+            isinstance(node, (cst.Name, cst.Attribute, cst.Call)) for node in descendants(value)
+        )
+        for value in values
     )
 
 

@@ -111,10 +111,13 @@ class EvalModeNotRestored(Rule):
                     ]
                     if not trained:
                         continue
+                    # `test_model = model.module if ddp else model`: `model.train()` restores
+                    # what `test_model.eval()` switched
+                    names = facts.assignments.aliases(switch.module)
                     restored = any(
                         isinstance(s.op, ModeSwitch)
                         and s.op.training
-                        and _restores(s.op.module, switch.module)
+                        and any(_restores(s.op.module, name) for name in names)
                         for s in view.sites
                     )
                     if not restored:

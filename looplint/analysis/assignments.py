@@ -27,6 +27,7 @@ class Assignments:
         self._assigned: dict[str, frozenset[str]] | None = None
         self._plain: dict[str, frozenset[str]] | None = None
         self._by_name: dict[str, FunctionInfo] | None = None
+        self._values: dict[str, list[cst.BaseExpression]] = {}
 
     def assigned_from(self, identity: str) -> frozenset[str]:
         """The identities read by the values assigned to `identity` anywhere in the module:
@@ -36,8 +37,15 @@ class Assignments:
             self._assigned = self._assignments()
         return self._assigned.get(identity, frozenset())
 
+    def values(self, identity: str) -> list[cst.BaseExpression]:
+        """Every value assigned to `identity` as a whole anywhere in the module."""
+        if self._assigned is None:
+            self._assigned = self._assignments()
+        return self._values.get(identity, [])
+
     def _assignments(self) -> dict[str, frozenset[str]]:
         found: dict[str, set[str]] = {}
+        self._values = {}
         for function in self.program.functions:
             frame = Frame(function, {})
             for event in all_events(function.events):
@@ -52,6 +60,7 @@ class Assignments:
                     identity = self.scopes.identity(target, frame)
                     if identity is not None:
                         found.setdefault(identity, set()).update(read)
+                        self._values.setdefault(identity, []).append(event.value)
         return {identity: frozenset(read) for identity, read in found.items()}
 
     def aliases(self, identity: str, depth: int = 3) -> frozenset[str]:

@@ -264,11 +264,14 @@ def checkpoint_helper_payload(call: cst.Call) -> cst.Dict | None:
         return None
     for arg in call.args:
         value = arg.value
-        if isinstance(value, cst.Dict) and any(
-            isinstance(node, cst.Call)
-            and isinstance(node.func, cst.Attribute)
-            and node.func.attr.value == "state_dict"
-            for node in descendants(value)
+        if isinstance(value, cst.Dict) and (
+            any(
+                isinstance(node, cst.Call)
+                and isinstance(node.func, cst.Attribute)
+                and node.func.attr.value == "state_dict"
+                for node in descendants(value)
+            )
+            or any(_state_by_helper(element) is not None for element in value.elements)
         ):
             return value
     return None
@@ -305,6 +308,7 @@ def save_of(
                         states.add(owner.removesuffix(".module"))
             elif isinstance(node, cst.Dict):
                 literal = True
+                states.update(_states_by_helper(node, frame, scopes))
             elif isinstance(node, cst.Call) and dotted_name(node.func) == "dict":
                 # `dict(epoch=epoch, model=model.state_dict())`: keywords are its keys
                 literal = True
@@ -315,6 +319,35 @@ def save_of(
                     keys.add(value)
     name = scopes.identity(payload, frame) if payload is not None and not literal else None
     return Save(call, frozenset(states), frozenset(keys), literal, name)
+
+
+def _states_by_helper(payload: cst.Dict, frame: Frame, scopes: Scopes) -> set[str]:
+    """Models whose state a checkpoint entry gets from a helper handed them:
+    `{"state_dict": weights_without_hooks(model)}` (the key names a state, the value is no
+    `state_dict()` call of its own)."""
+    found: set[str] = set()
+    for element in payload.elements:
+        helper = _state_by_helper(element)
+        for arg in positional_args(helper) if helper is not None else ():
+            identity = scopes.identity(arg, frame)
+            if identity is not None:
+                found.add(identity)
+    return found
+
+
+def _state_by_helper(element: cst.BaseDictElement) -> cst.Call | None:
+    """The helper call of an entry like `"state_dict": weights_of(model)`, else None."""
+    if (
+        isinstance(element, cst.DictElement)
+        and isinstance(element.key, cst.SimpleString)
+        and isinstance(key := element.key.evaluated_value, str)
+        and ("state" in key.lower() or "model" in key.lower())
+        and isinstance(element.value, cst.Call)
+        and positional_args(element.value)
+        and not _calls_method(element.value, frozenset({"state_dict"}))
+    ):
+        return element.value
+    return None
 
 
 def assignment_ops(
