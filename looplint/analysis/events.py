@@ -110,8 +110,8 @@ def handlers(program: ModuleProgram, scopes: Scopes) -> Iterator[Handler]:
     """Every handler the module attaches to an engine's event."""
     for function in program.functions:
         node = function.node
-        if isinstance(node, cst.FunctionDef) and function.parent is not None:
-            outer = Frame(function.parent, {})
+        if isinstance(node, cst.FunctionDef):
+            outer = Frame(function.parent or program.body, {})
             for decorator in node.decorators:
                 if isinstance(decorator.decorator, cst.Call):
                     found = _attachment(decorator.decorator, outer, scopes)
