@@ -107,6 +107,7 @@ class EvalModeNotRestored(Rule):
                         s
                         for s in view.sites
                         if isinstance(s.op, Step)
+                        and not s.exclusive_with(site)  # `if train:` step, `if not train:` eval
                         and _trains(s.op.optimizer, switch.module, view, facts)
                     ]
                     if not trained:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from looplint.analysis.catalog import PASS_THROUGH_METHODS
 from looplint.analysis.parameters import maximal_chains
 from looplint.analysis.program import AssignEvent, FunctionInfo, ModuleProgram, all_events
 from looplint.analysis.scopes import Frame, Scopes
@@ -51,16 +52,17 @@ class Assignments:
             for event in all_events(function.events):
                 if not isinstance(event, AssignEvent) or event.value is None or event.augmented:
                     continue
-                read = {
-                    identity
-                    for chain in maximal_chains(event.value)
-                    if (identity := self.scopes.identity(chain, frame)) is not None
-                }
-                for target in event.targets:
+                parts = _by_position(event.value, len(event.targets))
+                for target, value in zip(event.targets, parts, strict=True):
                     identity = self.scopes.identity(target, frame)
-                    if identity is not None:
-                        found.setdefault(identity, set()).update(read)
-                        self._values.setdefault(identity, []).append(event.value)
+                    if identity is None:
+                        continue
+                    found.setdefault(identity, set()).update(
+                        read
+                        for chain in maximal_chains(value)
+                        if (read := self.scopes.identity(chain, frame)) is not None
+                    )
+                    self._values.setdefault(identity, []).append(value)
         return {identity: frozenset(read) for identity, read in found.items()}
 
     def aliases(self, identity: str, depth: int = 3) -> frozenset[str]:
@@ -138,3 +140,21 @@ def _renamed(value: cst.BaseExpression) -> list[cst.BaseExpression] | None:
     if isinstance(value, (cst.Name, cst.Attribute)) and dotted_name(value) is not None:
         return [value]
     return None
+
+
+def _by_position(value: cst.BaseExpression, targets: int) -> list[cst.BaseExpression]:
+    """What each of `targets` unpacked names is assigned: the matching element of a tuple,
+    or argument of `accelerator.prepare(model, optimizer, ...)` (which hands its arguments
+    back in order); else the whole value for each (`opt, sched = build(model, cfg)`)."""
+    if targets > 1:
+        if isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == targets:
+            return [element.value for element in value.elements]
+        if (
+            isinstance(value, cst.Call)
+            and isinstance(value.func, cst.Attribute)
+            and value.func.attr.value in PASS_THROUGH_METHODS
+            and len(value.args) == targets
+            and all(arg.keyword is None and not arg.star for arg in value.args)
+        ):
+            return [arg.value for arg in value.args]
+    return [value] * targets
