@@ -61,21 +61,29 @@ _GENERATOR_CALL = re.compile(r"(?:parameters|buffers)\s*\(")
 
 
 def _stores_a_generator(glance: Glance) -> bool:
-    """Whether some assignment's value calls `parameters()` (or another generator method):
-    `params = model.parameters()`, `self.params = filter(f, model.parameters())`, `(p for p
-    in model.parameters())`. The rule starts from such a store, and needs no optimizer."""
+    """Whether a single-target assignment stores a generator as the rule tracks one
+    (`_generator_call`): `params = model.parameters()`, `self.params = filter(f,
+    model.parameters())`, `(p for p in model.parameters())`. The rule starts from such a
+    store, and needs no optimizer; `sum(p.numel() for p in model.parameters())` is none."""
     stores: list[ast.Assign | ast.AnnAssign] = [
-        *glance.nodes(ast.Assign),
+        *(node for node in glance.nodes(ast.Assign) if len(node.targets) == 1),
         *glance.nodes(ast.AnnAssign),
     ]
-    return any(
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr in _GENERATORS
-        for store in stores
-        if store.value is not None
-        for node in ast.walk(store.value)
-    )
+    return any(store.value is not None and _makes_a_generator(store.value) for store in stores)
+
+
+def _makes_a_generator(value: ast.expr) -> bool:
+    """`_generator_call` on the standard library's tree."""
+    if isinstance(value, ast.Call):
+        func = value.func
+        if isinstance(func, ast.Attribute):
+            return func.attr in _GENERATORS
+        if isinstance(func, ast.Name) and func.id in _LAZY_WRAPPERS and value.args:
+            return _makes_a_generator(value.args[-1])
+        return False
+    if isinstance(value, ast.GeneratorExp):
+        return _makes_a_generator(value.generators[0].iter)
+    return False
 
 
 def _generator_call(value: cst.BaseExpression | None) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterator
 
@@ -19,9 +20,47 @@ from looplint.analysis.operations import (
     display_name,
 )
 from looplint.analysis.syntax import call_display, descendants, source_of
-from looplint.files.screening import Screen
+from looplint.files.screening import Glance, Screen
 from looplint.identity import EVALUATION_WITH_AUTOGRAD
 from looplint.rule import Rule, Violation
+
+_LOOPS = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp,
+          ast.GeneratorExp)  # fmt: skip
+
+
+def _dotted(node: ast.expr) -> str | None:
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+def _runs_a_switched_model_in_a_loop(glance: Glance) -> bool:
+    """Whether a loop (or comprehension) calls something the module switches with
+    `.train(...)` / `.eval()`: the analysis sees a model forward only in such a call
+    (`model(x)` where `model.eval()` is written), and the rule only where a loop's own
+    source holds it."""
+    switched: set[str] = set()
+    for call in glance.nodes(ast.Call):
+        func = call.func
+        if isinstance(func, ast.Attribute) and func.attr in ("train", "eval"):
+            receiver = func.value
+            while isinstance(receiver, ast.Call) and isinstance(receiver.func, ast.Attribute):
+                receiver = receiver.func.value  # `model.to(device).eval()`
+            name = _dotted(receiver)
+            if name is not None:
+                switched.add(name)
+    if not switched:
+        return False
+    return any(
+        isinstance(node, ast.Call) and _dotted(node.func) in switched
+        for loop in (node for kind in _LOOPS for node in glance.nodes(kind))
+        for node in ast.walk(loop)
+    )
 
 
 def _same_model(evaluated: str, run: str) -> bool:
@@ -122,7 +161,10 @@ class EvaluationWithAutograd(Rule):
             return [model(x).argmax(1) for x in loader]
         """,
     )
-    screen = Screen(re.compile(r"\.eval\(|\.train\(False\)|\.train\(mode=False\)"))
+    screen = Screen(
+        re.compile(r"\.eval\(|\.train\(False\)|\.train\(mode=False\)"),
+        _runs_a_switched_model_in_a_loop,
+    )
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
         summary = facts.summary

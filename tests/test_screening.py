@@ -62,6 +62,7 @@ def test_screening_loses_no_finding_on_fixtures() -> None:
         "# optimizer and scheduler come back\nengine, o, _, s = deepspeed.initialize(model=m)\n",
         "# warm up the optimizer\nfor group in o.param_groups:\n    group['lr'] = 0.1\n",
         "scheduler = get_linear_schedule_with_warmup(o, 10, 100)\n",
+        "# optimizer\nfrom deepspeed import initialize\nengine, o, _, s = initialize(model=m)\n",
     ],
 )
 def test_the_training_screen_keeps_what_recognition_can_start_from(source: str) -> None:
@@ -78,6 +79,9 @@ def test_the_training_screen_keeps_what_recognition_can_start_from(source: str) 
         "graph = optimize_graph(graph, level=optimization_level)\n",
         "from scipy.optimize import linear_sum_assignment\nrows = linear_sum_assignment(cost)\n",
         "self.scaler = MeanScaler(config)\nx = self.scaler(x)\n",
+        # deepspeed's other helpers in a model file, and another library's `initialize`
+        "with deepspeed.zero.GatheredParameters(self.conv.weight, modifier_rank=0):\n    pass\n",
+        "import deepspeed\nnet = NeuralNet(module)\nnet.initialize()\n",
     ],
 )
 def test_the_training_screen_skips_prose_and_lookalikes(source: str) -> None:
@@ -321,3 +325,64 @@ def test_only_the_rules_whose_screens_pass_run(tmp_path: Path) -> None:
     assert ran == ["LL019"]
     assert [f.code for f in findings] == ["LL019"]
     assert findings == check_file(str(path), [r() for r in ALL_RULES], use_prefilter=False).findings
+
+
+_EVALUATION = next(rule.screen for rule in ALL_RULES if rule.identity.code == "LL014")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "model.eval()\nfor x, y in loader:\n    out = model(x)\n",
+        "def evaluate(model, loader):\n    model.eval()\n    return [model(x) for x in loader]\n",
+        "self.net.to(device).eval()\nwhile batches:\n    self.net(batches.pop())\n",
+        # the switch in one function, the loop in a helper of the module
+        "def run(model):\n    model.eval()\n    score(model)\n"
+        "def score(model):\n    for x in loader:\n        model(x)\n",
+    ],
+)
+def test_the_evaluation_screen_keeps_a_switched_model_run_in_a_loop(source: str) -> None:
+    assert passes(source, [_EVALUATION]), source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '"""Set `model.eval()` before predicting."""\nfor x in loader:\n    model(x)\n',
+        "model.eval()\nout = model(x)\n",  # no loop
+        "model.eval()\nfor x in loader:\n    other(x)\n",  # not the switched model
+        "self.self.eval()\nfor h in heads:\n    h.reset()\n",
+    ],
+)
+def test_the_evaluation_screen_drops_files_without_a_switched_model_in_a_loop(
+    source: str,
+) -> None:
+    assert not passes(source, [_EVALUATION]), source
+
+
+_GENERATOR = next(rule.screen for rule in ALL_RULES if rule.identity.code == "LL009")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "params = model.parameters()\n",
+        "self.params = filter(lambda p: p.requires_grad,\n    model.parameters())\n",
+        "params: Iterator = (p for p in net.named_parameters() if p[1].requires_grad)\n",
+    ],
+)
+def test_the_generator_screen_keeps_a_stored_generator(source: str) -> None:
+    assert passes(source, [_GENERATOR]), source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "total = sum(p.numel() for p in model.parameters())\n",
+        "params = list(model.parameters())\n",
+        "optimizer = SGD(model.parameters(), lr=0.1)\n",
+        "a = b = model.parameters()\n",  # two targets: the rule follows single stores
+    ],
+)
+def test_the_generator_screen_drops_parameters_used_at_once(source: str) -> None:
+    assert not passes(source, [_GENERATOR]), source

@@ -61,7 +61,8 @@ def loss_may_get_wrong_activation(glance: Glance) -> bool:
 
 @dataclass(slots=True)
 class _Scope:
-    """A function (or the module body): its assignments by target text, its parameters."""
+    """A function (or the module body): its assignments by target text, its parameters,
+    its returns and its calls."""
 
     node: ast.AST
     owner: ast.ClassDef | None
@@ -69,6 +70,7 @@ class _Scope:
     assigned: dict[str, list[ast.expr]] = field(default_factory=dict)
     params: tuple[str, ...] = ()
     returns: list[ast.expr] = field(default_factory=list)
+    calls: list[ast.Call] = field(default_factory=list)
 
 
 class _ModuleIndex:
@@ -94,39 +96,72 @@ class _ModuleIndex:
         self.attributes: dict[str, list[tuple[ast.expr, _Scope]]] = {}
         """`self.name` stores, by attribute name, across every class of the module."""
         self.scopes: list[_Scope] = []
-        self.module = self._scan(glance.tree, None, None)
+        self.loss_holders: set[str] = set()
+        """Last names of what a loss is stored in (`criterion`, `self.loss_fct`)."""
+        self.calls_by_name: dict[str, list[tuple[ast.Call, _Scope]]] = {}
+        """Every call by the last name of what it calls, with its scope."""
+        self.module = _Scope(glance.tree, None, None)
+        self.scopes.append(self.module)
+        self._index(glance)
         self._visited: dict[tuple[int, bool], int] = {}
         """(value, as a module) → the least depth it was traced at, for the current loss
         call: a cycle (`x = x.view(-1)`) or a longer second path to a value adds nothing."""
 
-    def _scan(self, node: ast.AST, owner: ast.ClassDef | None, parent: _Scope | None) -> _Scope:
-        scope = _Scope(node, owner, parent)
-        if isinstance(node, _Function):
-            arguments = node.args
+    def _index(self, glance: Glance) -> None:
+        """File every store, return and call under its function, found by line: the
+        innermost function whose lines hold the node's first line. No walk of the tree
+        beyond the one `Glance` already made."""
+        for cls in glance.nodes(ast.ClassDef):
+            self.classes.setdefault(cls.name, []).append(cls)
+        owners = {
+            id(item): cls
+            for cls in glance.nodes(ast.ClassDef)
+            for item in cls.body
+            if isinstance(item, _Function)
+        }
+        functions: list[_Function] = [
+            *glance.nodes(ast.FunctionDef),
+            *glance.nodes(ast.AsyncFunctionDef),
+        ]
+        last = max((f.end_lineno or f.lineno for f in functions), default=0)
+        by_line = [self.module] * (last + 2)
+        for function in sorted(functions, key=lambda f: (f.lineno, -(f.end_lineno or 0))):
+            end = function.end_lineno or function.lineno
+            arguments = function.args
+            scope = _Scope(function, owners.get(id(function)), by_line[function.lineno])
             scope.params = tuple(
                 a.arg for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs)
             )
-            self.functions.setdefault(node.name, []).append(scope)
-        self.scopes.append(scope)
-        for child in _own_nodes(node):
-            if isinstance(child, _Function):
-                self._scan(child, owner if isinstance(node, ast.ClassDef) else None, scope)
-            elif isinstance(child, ast.ClassDef):
-                self.classes.setdefault(child.name, []).append(child)
-                for item in _own_nodes(child):
-                    if isinstance(item, _Function):
-                        self._scan(item, child, scope)
-            elif isinstance(child, (ast.Assign, ast.AnnAssign)) and child.value is not None:
-                targets = child.targets if isinstance(child, ast.Assign) else [child.target]
-                for target in targets:
-                    self._store(scope, target, child.value)
-            elif isinstance(child, ast.NamedExpr):
-                self._store(scope, child.target, child.value)
-            elif isinstance(child, ast.Return) and child.value is not None:
-                scope.returns.append(child.value)
-        return scope
+            self.functions.setdefault(function.name, []).append(scope)
+            self.scopes.append(scope)
+            by_line[function.lineno : end + 1] = [scope] * (end + 1 - function.lineno)
+
+        def scope_of(node: ast.AST) -> _Scope:
+            line: int = getattr(node, "lineno", 0)
+            return by_line[line] if line < len(by_line) else self.module
+
+        for assign in glance.nodes(ast.Assign):
+            for target in assign.targets:
+                self._store(scope_of(assign), target, assign.value)
+        for annotated in glance.nodes(ast.AnnAssign):
+            if annotated.value is not None:
+                self._store(scope_of(annotated), annotated.target, annotated.value)
+        for named in glance.nodes(ast.NamedExpr):
+            self._store(scope_of(named), named.target, named.value)
+        for returned in glance.nodes(ast.Return):
+            if returned.value is not None:
+                scope_of(returned).returns.append(returned.value)
+        for call in glance.nodes(ast.Call):
+            scope = scope_of(call)
+            scope.calls.append(call)
+            name = _last_name(call.func)
+            if name:
+                self.calls_by_name.setdefault(name, []).append((call, scope))
 
     def _store(self, scope: _Scope, target: ast.expr, value: ast.expr) -> None:
+        built = _shape_only(value)
+        if isinstance(built, ast.Call) and _last_name(built.func) in _LOSS_CLASSES:
+            self.loss_holders.add(_last_name(target))
         if isinstance(target, ast.Name):
             scope.assigned.setdefault(target.id, []).append(value)
         elif isinstance(target, ast.Attribute):
@@ -139,9 +174,9 @@ class _ModuleIndex:
     # -- losses ------------------------------------------------------------------------
     def loss_calls(self) -> Iterator[tuple[ast.Call, _Scope]]:
         for scope in self.scopes:
-            for node in _own_nodes(scope.node):
-                if isinstance(node, ast.Call) and self._is_loss(node, scope):
-                    yield node, scope
+            for call in scope.calls:
+                if self._is_loss(call, scope):
+                    yield call, scope
 
     def _is_loss(self, call: ast.Call, scope: _Scope) -> bool:
         func = call.func
@@ -154,6 +189,8 @@ class _ModuleIndex:
             if scope.owner is not None and func.id == scope.params[0]:
                 return False  # `self(...)`: the module's own forward
             return self._passed_a_loss(scope, func.id)
+        if _last_name(func) not in self.loss_holders:
+            return False
         for stored, _ in self._values(func, scope) or ():
             built = _shape_only(stored)
             if isinstance(built, ast.Call) and _last_name(built.func) in _LOSS_CLASSES:
@@ -338,32 +375,18 @@ class _ModuleIndex:
         position = [a.arg for a in (*node.args.posonlyargs, *node.args.args)]
         if scope.owner is not None and position[:1] in (["self"], ["cls"]):
             position = position[1:]
-        for caller in self.scopes:
-            for call in _own_nodes(caller.node):
-                if not (isinstance(call, ast.Call) and _last_name(call.func) == node.name):
-                    continue
-                if any(isinstance(a, ast.Starred) for a in call.args) or any(
-                    k.arg is None for k in call.keywords
-                ):
-                    yield None, caller
-                    continue
-                passed = next((k.value for k in call.keywords if k.arg == param), None)
-                if passed is None and param in position:
-                    at = position.index(param)
-                    passed = call.args[at] if at < len(call.args) else None
-                if passed is not None:
-                    yield passed, caller
-
-
-def _own_nodes(node: ast.AST) -> Iterator[ast.AST]:
-    """The nodes of `node`'s body, not descending into nested functions or classes (those
-    are yielded, not entered); lambdas and comprehensions stay part of their function."""
-    pending = list(ast.iter_child_nodes(node))
-    while pending:
-        child = pending.pop()
-        yield child
-        if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            pending.extend(ast.iter_child_nodes(child))
+        for call, caller in self.calls_by_name.get(node.name, ()):
+            if any(isinstance(a, ast.Starred) for a in call.args) or any(
+                k.arg is None for k in call.keywords
+            ):
+                yield None, caller
+                continue
+            passed = next((k.value for k in call.keywords if k.arg == param), None)
+            if passed is None and param in position:
+                at = position.index(param)
+                passed = call.args[at] if at < len(call.args) else None
+            if passed is not None:
+                yield passed, caller
 
 
 def _shape_only(value: ast.expr) -> ast.expr:

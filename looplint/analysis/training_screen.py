@@ -31,27 +31,36 @@ import re
 from looplint.analysis.catalog import (
     OPTIMIZER_NAME,
     SCHEDULER_NAME,
+    TUPLE_FACTORIES,
     named_class_kind,
     named_factory_kind,
 )
 from looplint.files.screening import Glance, Screen
 
-TRAINING_WORDS = re.compile(r"optim|GradScaler|scaler|AdamW|Adafactor|_schedule|lion_pytorch")
-"""`optim`: `torch.optim` (schedulers and `Optimizer` annotations included),
-`torch.distributed.optim`, `bitsandbytes.optim`, `apex.optimizers`, `torch_optimizer`,
-`timm.optim`, `diffusers.optimization`; `GradScaler` and `scaler` (a parameter passed to
-`scaler.step(x)` is an optimizer); transformers' `AdamW`, `Adafactor`,
-`get_*_schedule*`/`get_scheduler` (`_schedule`), and `lion_pytorch`. A parameter used as
-`x.step()` with `x.zero_grad()` needs none of them, but it clears its own gradients and has
+TRAINING_WORDS = re.compile(
+    # Literal alternatives, each searched at C speed (a character class in front is not).
+    r"optim(?![a-z])|Optim(?![a-z])|optimi[sz]er|Optimi[sz]er"
+    r"|GradScaler|scaler|AdamW|Adafactor|_schedule|lion_pytorch"
+)
+"""`optim` as a word part (not `optimize`, `optimal`, `optimization`: no evidence accepts
+those), and `optimizer`/`optimiser` anywhere: `torch.optim` (schedulers and `Optimizer`
+annotations included), `optimG`, `get_optimizer`, `torch.distributed.optim`,
+`bitsandbytes.optim`, `apex.optimizers`, `torch_optimizer`, `timm.optim`; `GradScaler` and
+`scaler` (a parameter passed to `scaler.step(x)` is an optimizer); transformers' `AdamW`,
+`Adafactor`, `get_*_schedule*`/`get_scheduler` (`_schedule`, also diffusers' one), and
+`lion_pytorch`. A parameter used as `x.step()` with `x.zero_grad()` needs none of them, but
+it clears its own gradients and has
 no scheduler, so no rule can fire on it alone."""
 
 _OBJECT_METHODS = frozenset({"step", "zero_grad", "add_param_group"})
 """Methods that make a receiver named like an optimizer or scheduler one."""
 _SCALER_METHODS = frozenset({"step", "unscale_", "scale", "update"})
 """Methods that make a receiver named like a scaler one (and its argument an optimizer)."""
-_BUILDS_BY_CONFIG = frozenset({"deepspeed"})
-"""Libraries whose factories return tracked objects whatever they are called
-(`deepspeed.initialize` hands back an optimizer and a scheduler)."""
+_TUPLE_FACTORY_NAMES = {name.rsplit(".", 1)[-1]: name.split(".", 1)[0] for name in TUPLE_FACTORIES}
+"""Library functions handing back tracked objects whatever they are stored as, with their
+library (`deepspeed.initialize` returns an optimizer and a scheduler): only that call is
+evidence, not every `deepspeed.zero...` helper a model file calls, nor skorch's
+`net.initialize()`."""
 _TELLING_PARTS = frozenset(
     {"optim", "optimizer", "optimizers", "optimiser", "optimisers", "scheduler", "schedulers"}
 )
@@ -145,6 +154,10 @@ class _Evidence:
             for alias in node.names:
                 if any(_telling(part) for part in module.split(".")) or _telling(alias.name):
                     self.imported.add(alias.asname or alias.name)
+        self.libraries = {
+            alias.name.split(".")[0] for node in glance.nodes(ast.Import) for alias in node.names
+        } | {(node.module or "").split(".")[0] for node in glance.nodes(ast.ImportFrom)}
+        """Top-level packages the module imports from."""
         for statement in glance.nodes(ast.Import):
             for alias in statement.names:
                 if any(_telling(part) for part in alias.name.split(".")):
@@ -199,12 +212,17 @@ class _Evidence:
             if func.attr in _OBJECT_METHODS:
                 return self.telling([receiver]) or func.attr == "add_param_group"
         callee = _callee_words(func)
-        if self.telling(callee[:1]) or _BUILDS_BY_CONFIG.intersection(callee):
+        if self.telling(callee[:1]) or self._tuple_factory(callee):
             return True  # what is called names a tracked class or factory
         values = [*call.args, *(keyword.value for keyword in call.keywords)]
         if callee[:1] in (["instantiate"], ["call"]):
             return any(self.telling(_words(value)) for value in values)
         return any(self._names_a_class(value) for value in values)
+
+    def _tuple_factory(self, callee: list[str]) -> bool:
+        """`deepspeed.initialize(...)`, or `initialize(...)` in a module importing deepspeed."""
+        library = _TUPLE_FACTORY_NAMES.get(callee[0]) if callee else None
+        return library is not None and (library in callee or library in self.libraries)
 
     def _names_a_class(self, value: ast.expr) -> bool:
         """`torch.optim.Adam`, `optim.lr_scheduler.StepLR`, an imported `AdamW`: a class
