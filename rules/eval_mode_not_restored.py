@@ -113,12 +113,17 @@ class EvalModeNotRestored(Rule):
                     if not trained:
                         continue
                     # `test_model = model.module if ddp else model`: `model.train()` restores
-                    # what `test_model.eval()` switched
+                    # what `test_model.eval()` switched; `model = self.model` in two methods
+                    # names one model
                     names = facts.assignments.aliases(switch.module)
                     restored = any(
                         isinstance(s.op, ModeSwitch)
                         and s.op.training
-                        and any(_restores(s.op.module, name) for name in names)
+                        and any(
+                            _restores(trained, name)
+                            for trained in facts.assignments.aliases(s.op.module)
+                            for name in names
+                        )
                         for s in view.sites
                     )
                     if not restored:

@@ -167,16 +167,17 @@ class ModuleFacts:
             return False
         if self.table.optimizes(optimizer, module, whole):
             return True
-        renamed = self.assignments.aliases(module) - {module}
-        if any(self.table.optimizes(optimizer, alias, whole) for alias in renamed):
+        modules = self.assignments.aliases(module)
+        if any(self.table.optimizes(optimizer, alias, whole) for alias in modules - {module}):
             return True
         for source in self.table.updates(optimizer):
             base = source.removesuffix(".parameters").removesuffix(".named_parameters")
             for alias in self.assignments.aliases(base) - {base}:
-                if alias == module or alias.startswith(module + "."):
-                    return True
-                if not whole and module.startswith(alias + "."):
-                    return True
+                for name in modules:
+                    if alias == name or alias.startswith(name + "."):
+                        return True
+                    if not whole and name.startswith(alias + "."):
+                        return True
         return False
 
     def clears(self, clear: Clear, optimizer: str, sole: bool = False) -> bool:
