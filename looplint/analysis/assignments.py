@@ -16,7 +16,7 @@ from looplint.analysis.catalog import PASS_THROUGH_METHODS
 from looplint.analysis.parameters import maximal_chains
 from looplint.analysis.program import AssignEvent, FunctionInfo, ModuleProgram, all_events
 from looplint.analysis.scopes import Frame, Scopes
-from looplint.analysis.syntax import dotted_name
+from looplint.analysis.syntax import descendants, dotted_name
 
 
 class Assignments:
@@ -57,10 +57,12 @@ class Assignments:
                     identity = self.scopes.identity(target, frame)
                     if identity is None:
                         continue
+                    keywords = _keywords(value)
                     found.setdefault(identity, set()).update(
                         read
                         for chain in maximal_chains(value)
-                        if (read := self.scopes.identity(chain, frame)) is not None
+                        if id(chain) not in keywords
+                        and (read := self.scopes.identity(chain, frame)) is not None
                     )
                     self._values.setdefault(identity, []).append(value)
         return {identity: frozenset(read) for identity, read in found.items()}
@@ -158,3 +160,13 @@ def _by_position(value: cst.BaseExpression, targets: int) -> list[cst.BaseExpres
         ):
             return [arg.value for arg in value.args]
     return [value] * targets
+
+
+def _keywords(value: cst.BaseExpression) -> set[int]:
+    """The keywords of the arguments in `value` (`model` in `model=net`), by node id: names
+    written there are no values read."""
+    return {
+        id(node.keyword)
+        for node in (value, *descendants(value))
+        if isinstance(node, cst.Arg) and node.keyword is not None
+    }
