@@ -236,16 +236,23 @@ def _init_keeps_layers_in_a_container(init: ast.AST, cls: ast.ClassDef) -> bool:
 
 def _layers_in_a_container_of_a_class(glance: Glance) -> bool:
     """Whether some class's `__init__` keeps layers in a plain container attribute, as far
-    as the standard tree shows without knowing which classes are modules."""
-    for cls in glance.nodes(ast.ClassDef):
-        for node in ast.walk(cls):
-            if (
-                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-                and node.name == "__init__"
-                and _init_keeps_layers_in_a_container(node, cls)
-            ):
-                return True
-    return False
+    as the standard tree shows without knowing which classes are modules. Each `__init__`
+    is judged with every class whose lines hold it (a nested class's too), found from the
+    nodes the glance already lists rather than by walking every class again."""
+    functions: list[ast.FunctionDef | ast.AsyncFunctionDef] = [
+        *glance.nodes(ast.FunctionDef),
+        *glance.nodes(ast.AsyncFunctionDef),
+    ]
+    inits = [function for function in functions if function.name == "__init__"]
+    if not inits:
+        return False
+    classes = glance.nodes(ast.ClassDef)
+    return any(
+        cls.lineno <= init.lineno <= (cls.end_lineno or cls.lineno)
+        and _init_keeps_layers_in_a_container(init, cls)
+        for init in inits
+        for cls in classes
+    )
 
 
 class UnregisteredSubmodules(Rule):

@@ -82,8 +82,16 @@ def _check_chunk(paths: Sequence[str], incoming: Incoming) -> list[FileResult]:
 
 
 def _chunks(items: Sequence[str], jobs: int) -> list[Sequence[str]]:
-    size = max(1, min(64, len(items) // (jobs * 8) or 1))
-    return [items[i : i + size] for i in range(0, len(items), size)]
+    """Guided chunks: large while much is left (little overhead per file), shrinking to
+    single files at the end, so that no worker is left with a long chunk while the others
+    idle (one chunk of big model files can take seconds)."""
+    chunks: list[Sequence[str]] = []
+    start = 0
+    while start < len(items):
+        size = max(1, min(64, (len(items) - start) // (jobs * 4)))
+        chunks.append(items[start : start + size])
+        start += size
+    return chunks
 
 
 def default_jobs() -> int:

@@ -55,7 +55,8 @@ class Glance:
         self._by_type: dict[type[ast.AST], list[ast.AST]] | None = None
 
     def nodes(self, kind: type[AstNode]) -> list[AstNode]:
-        """Every node of type `kind` (exactly), in no particular order."""
+        """Every node of type `kind` (exactly), in no particular order (no expression
+        contexts: `Load`, `Store`)."""
         if self._by_type is None:
             self._by_type = _nodes_by_type(self.tree)
         return self._by_type.get(kind, [])  # type: ignore[return-value]
@@ -64,19 +65,44 @@ class Glance:
 AstNode = TypeVar("AstNode", bound=ast.AST)
 
 
+_NOT_NODES = frozenset(
+    {"ctx", "id", "attr", "arg", "name", "module", "asname", "level", "kind", "type_comment",
+     "conversion", "is_async", "simple", "lineno", "tag"}
+)  # fmt: skip
+"""Fields that hold a string, a number or an expression context (`Load`, `Store`): never a
+node a screen asks for, so the walk does not even look at them."""
+_CHILD_FIELDS: dict[type[ast.AST], tuple[str, ...]] = {}
+
+
 def _nodes_by_type(tree: ast.AST) -> dict[type[ast.AST], list[ast.AST]]:
-    """All nodes of `tree` grouped by exact type: one walk, cheaper than `ast.walk`."""
+    """All nodes of `tree` grouped by exact type (expression contexts left out): one walk,
+    over only the fields that can hold nodes; half the cost of a plain `ast.walk`."""
     grouped: dict[type[ast.AST], list[ast.AST]] = {}
     pending: list[ast.AST] = [tree]
+    pop, push = pending.pop, pending.append
+    node_type = ast.AST
     while pending:
-        node = pending.pop()
-        grouped.setdefault(type(node), []).append(node)
-        for name in node._fields:
+        node = pop()
+        kind = node.__class__
+        bucket = grouped.get(kind)
+        if bucket is None:
+            bucket = grouped[kind] = []
+        bucket.append(node)
+        fields = _CHILD_FIELDS.get(kind)
+        if fields is None:
+            fields = _CHILD_FIELDS[kind] = tuple(
+                name
+                for name in kind._fields
+                if name not in _NOT_NODES and not (kind is ast.Constant and name == "value")
+            )
+        for name in fields:
             value = getattr(node, name, None)
-            if isinstance(value, ast.AST):
-                pending.append(value)
-            elif isinstance(value, list):
-                pending.extend(item for item in value if isinstance(item, ast.AST))
+            if value.__class__ is list:
+                for item in value:
+                    if isinstance(item, node_type):
+                        push(item)
+            elif isinstance(value, node_type):
+                push(value)
     return grouped
 
 
