@@ -74,6 +74,9 @@ EXCLUSION_CRITERIA: dict[str, str] = {
     "callee-not-imported": "LL019: the functional module (`F`) is not imported in the file: "
     "the call raises `NameError`, it cannot drop silently",
     "open-ended-arguments": "LL015: the loader also takes `**kwargs`, which may carry a sampler",
+    "single-process-arm": "LL015: the loader is built in one arm of an `if`/`else` whose other "
+    "arm builds a `DistributedSampler` (`if multi_gpu: ... else: DataLoader(ds, sampler=s)`): "
+    "this build serves the single-process run, where its sampler has nothing to do with ranks",
     "custom-from-pretrained": "LL021: the model class is the codebase's own (defined or imported "
     "from outside transformers/diffusers/peft): its `from_pretrained` may return it in train mode",
     "receiver-not-tensor": "LL020: the receiver is not recognisably a tensor or parameter (a "
@@ -1828,6 +1831,90 @@ def _ll013(f: _File, unit: _Unit, out: FileMutations) -> None:
         return
 
 
+def _handed_window(f: _File, call: cst.Call) -> str | None:
+    """`N` of a keyword argument `update_grad=(i + 1) % N == 0` (`need_update=` in timm)."""
+    for arg in call.args:
+        if arg.keyword is not None and isinstance(arg.value, cst.Comparison):
+            for node in _walkall(arg.value):
+                if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Modulo):
+                    return f.ix.code(node.right)
+    return None
+
+
+def _ll013_scaler_calls(f: _File, out: FileMutations) -> None:
+    """Remove the division of the loss by `N` before a timm-style scaler call that
+    backpropagates every iteration and steps when told (`loss_scaler(loss, optimizer,
+    update_grad=(i + 1) % N == 0)`, ConvNeXt, Swin, MAE): such a loop has no `.step()` of
+    its own, so the per-unit operator never sees it. Only a division on the call's path
+    (in a block that also holds the call) is removed; a loop already mutated by the
+    per-unit operator is left alone."""
+    ix = f.ix
+    taken = {m.line for m in out.mutants if m.rule == "LL013"}
+    for call in f.all_calls:
+        window = _handed_window(f, call)
+        positional = [a for a in call.args if a.keyword is None]
+        if (
+            window is None
+            or len(positional) < 2
+            or not isinstance(positional[0].value, cst.Name)
+            or not any(is_optimizer_expr(ix.code(a.value)) for a in positional[1:])
+        ):
+            continue
+        loop = ix.innermost_loop(call, ix.scope_of(call))
+        if loop is None or any(
+            isinstance(up, cst.If) and "%" in ix.code(up.test)
+            for up in ix.ancestors(call)
+            if ix.within(up, loop) and up is not loop
+        ):
+            continue
+        loss = positional[0].value.value
+        for node in _walk(loop):
+            statement = ix.statement(node) if isinstance(node, cst.BaseSmallStatement) else None
+            if statement is None or not isinstance(statement, cst.SimpleStatementLine):
+                continue
+            if len(statement.body) != 1 or ix.pos[statement].start.line > ix.line(call):
+                continue
+            block = ix.parent.get(statement)
+            if block is None or not ix.within(call, block):
+                continue  # another path of the loop (`else: loss /= N; loss.backward()`)
+            replacement: cst.BaseSmallStatement | None = None
+            if (
+                isinstance(node, cst.AugAssign)
+                and isinstance(node.operator, cst.DivideAssign)
+                and ix.code(node.value).strip("() ") == window
+                and ix.code(node.target) == loss
+            ):
+                replacement = cst.Pass()
+            elif isinstance(node, cst.Assign) and any(
+                ix.code(t.target) == loss for t in node.targets
+            ):
+                undivide = _Undivide(window)
+                changed = node.visit(undivide)
+                if undivide.changed:
+                    assert isinstance(changed, cst.BaseSmallStatement)
+                    replacement = changed
+            if replacement is None:
+                continue
+            if ix.line(node) in taken:
+                break
+            new_line = statement.with_changes(body=[replacement])
+            text = _apply(ix, _Rewrite(replace=[(statement, new_line)]))
+            if text is not None:
+                out.mutants.append(
+                    Mutant(
+                        "LL013",
+                        ix.line(node),
+                        f"removed the division by `{window}` from `{ix.code(node)[:60]}`"
+                        f" (line {ix.line(node)}); `{_callee_name(call)}(...)` backpropagates"
+                        " every iteration and steps when told by"
+                        f" `{ix.code(call.args[-1].value)[:40]}`",
+                        text,
+                        loss,
+                    )
+                )
+            break
+
+
 _NO_GRAD = re.compile(r"(?:^|\.)(?:no_grad|inference_mode)\(\)$")
 _WANTS_GRADIENTS = re.compile(
     r"autograd\.grad\(|requires_grad_\(|\.requires_grad\s*=(?!=)|set_grad_enabled"
@@ -2458,6 +2545,23 @@ def _iterated_in_units(f: _File, name: str) -> list[cst.For]:
     return loops
 
 
+def _single_process_arm(f: _File, call: cst.Call) -> bool:
+    """Whether `call` sits in an arm of its innermost `if`/`else` that builds no
+    `DistributedSampler` while the other arm does."""
+    ix = f.ix
+    for up in ix.ancestors(call):
+        if isinstance(up, (*_LOOPS, cst.FunctionDef)):
+            return False
+        if isinstance(up, cst.If) and up.orelse is not None:
+            arms = (up.body, up.orelse)
+            mine = next(a for a in arms if ix.within(call, a))
+            other = next(a for a in arms if a is not mine)
+            return "DistributedSampler" in ix.code(other) and "DistributedSampler" not in ix.code(
+                mine
+            )
+    return False
+
+
 def _ll015(f: _File, out: FileMutations) -> None:
     ix = f.ix
     text = f.text
@@ -2483,6 +2587,9 @@ def _ll015(f: _File, out: FileMutations) -> None:
             continue
         if any(a.star for a in call.args):
             out.exclusions.append(Exclusion("LL015", line, "open-ended-arguments"))
+            continue
+        if _single_process_arm(f, call):
+            out.exclusions.append(Exclusion("LL015", line, "single-process-arm"))
             continue
         sampler_text = ix.code(sampler.value)
         # (a) the sampler removed, in a DDP script: every rank iterates everything
@@ -2520,7 +2627,16 @@ def _ll015(f: _File, out: FileMutations) -> None:
         if any(s is None for s in smalls):
             out.exclusions.append(Exclusion("LL015", set_line, "set-epoch-in-expression"))
             continue
-        if "shuffle=False" in text and "DistributedSampler" in text:
+        if any(
+            _callee_name(c) == "DistributedSampler"
+            and any(
+                a.keyword is not None
+                and a.keyword.value == "shuffle"
+                and ix.code(a.value) == "False"
+                for a in c.args
+            )
+            for c in f.all_calls
+        ):
             out.exclusions.append(Exclusion("LL015", set_line, "no-shuffle"))
             continue
         mutated = _apply(ix, _Rewrite(replace=_removal(ix, [s for s in smalls if s is not None])))
@@ -2564,7 +2680,7 @@ OPERATORS: tuple[Operator, ...] = (
     Operator("LL010", per_unit=_ll010),
     Operator("LL011", per_file=_ll011, needs_units=False),
     Operator("LL012", per_file=_ll012, needs_units=False),
-    Operator("LL013", per_unit=_ll013),
+    Operator("LL013", per_unit=_ll013, per_file=_ll013_scaler_calls, needs_units=False),
     Operator("LL014", per_file=_ll014, needs_units=False),
     Operator("LL015", per_file=_ll015),
     Operator("LL016", per_unit=_ll016),

@@ -52,6 +52,9 @@ import mutants
 # unit): the other files are not even parsed ...
 _HAS_TRAINING = re.compile(r"backward")
 _HAS_STEP = re.compile(r"\.step\(")
+# ... or a timm-style scaler call that backpropagates and steps itself (LL013's second
+# operator: `loss_scaler(loss, optimizer, update_grad=...)`, no `backward`/`.step(` in sight)
+_SCALER_CALLS = re.compile(r"\b(?:update_grad|need_update)\s*=")
 # ... except the rules about how a network is defined, whose sites are in model files.
 _DEFINITION_RULES = frozenset({"LL017", "LL018", "LL019", "LL020"})
 _DEFINITIONS = re.compile(
@@ -210,8 +213,10 @@ def generate(
         run.files += 1
         run.lines += corpus.count_lines(data)
         text = data.decode("utf-8", errors="replace")
-        if not (_HAS_TRAINING.search(text) and _HAS_STEP.search(text)) and not (
-            _DEFINITIONS.search(text) and set(rules) & _DEFINITION_RULES
+        if (
+            not (_HAS_TRAINING.search(text) and _HAS_STEP.search(text))
+            and not (_DEFINITIONS.search(text) and set(rules) & _DEFINITION_RULES)
+            and not (_SCALER_CALLS.search(text) and "LL013" in rules)
         ):
             continue
         result = _mutations_of(data, text)

@@ -18,6 +18,8 @@ def _training_loaders(facts: ModuleFacts) -> dict[str, bool]:
     with whether such a loop sits inside another (an epoch loop); a helper's parameter
     (`train_one_epoch(loader)`) stands for what its callers pass."""
     flows = argument_flows(facts.program, facts.scopes)
+    for receiver, sources in facts.sampling.returned().items():
+        flows.setdefault(receiver, set()).update(sources)
     found: dict[str, bool] = {}
     for site, _, view in facts.in_loops(Step):
         if not any(isinstance(s.op, Backward) for s in view.sites):
@@ -39,7 +41,9 @@ class DistributedSampling(Rule):
     And anywhere, reports a shuffling `DistributedSampler` given to the loader
     of a training loop that runs inside an epoch loop, when nothing in the
     module calls `set_epoch`. Loops in helpers and trainer methods of the module
-    count (`train_one_epoch(model, loader)`). Not reported: a dataset that is
+    count (`train_one_epoch(model, loader)`), and so do loaders and samplers a
+    helper builds and returns (`train_loader, val_loader = build_loaders()`);
+    PyG's `DataLoader` counts as a `DataLoader`. Not reported: a dataset that is
     already split per process (its construction mentions a rank, shard or
     split, or the module defines an `IterableDataset`), and a loader or sampler
     handed to code looplint cannot see (Accelerate's `prepare`, another
@@ -135,7 +139,7 @@ class DistributedSampling(Rule):
                 or (sampler.identity is not None and sampling.handed_away(sampler.identity))
             ):
                 continue
-            name = display_name(sampler.identity) if sampler.identity else "the sampler"
+            name = display_name(sampler.identity or f"{loader.identity}.sampler")
             yield Violation(
                 sampler.call,
                 f"`{source_of(sampler.call)}` shuffles the data of "
@@ -153,6 +157,8 @@ class DistributedSampling(Rule):
             or sampling.dataset_sharded(loader)
         ):
             return False
+        if loader.distributed_arm:
+            return True  # `if multi_gpu:` picks this build: other builds serve other runs
         return not any(
             other.identity == loader.identity and other.sampler is not None
             for other in sampling.loaders

@@ -221,6 +221,7 @@ def test_the_fixture_package_needs_its_siblings(run_looplint: RunLooplint, tmp_p
     assert whole.returncode == 1
     found = sorted(line.split(": ")[0] for line in whole.stdout.splitlines() if ": LL" in line)
     assert found == [
+        "crossmodule/ddp_package_loader.py:20:28",
         "crossmodule/engine.py:10:9",
         "crossmodule/helper_loops.py:13:9",
         "crossmodule/helper_loops.py:22:9",
@@ -254,6 +255,54 @@ def test_editing_a_callee_invalidates_its_callers_cached_result(tmp_path: Path) 
         "def step_only(optimizer):\n    optimizer.step()\n    optimizer.zero_grad()\n"
     )
     after = run([str(tmp_path / "pkg/train.py")], ALL, 1, ResultCache(cache_dir, ALL))
+    assert after.cached == 0 and after.findings == []
+
+
+def test_editing_a_reexported_loader_class_invalidates_its_users_cached_result(
+    tmp_path: Path,
+) -> None:
+    """`from pkg.data import DataLoader`, defined in `pkg/data/base.py` and re-exported by
+    the package: LL015 reads the class there, so editing it (the loader now splits the data
+    itself) re-checks the DDP script."""
+    base = """
+    import torch.utils.data
+
+
+    class DataLoader(torch.utils.data.DataLoader):
+        def __init__(self, dataset, batch_size=1, sampler=None):
+            super().__init__(dataset, batch_size=batch_size, sampler=sampler)
+    """
+    train = """
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+    from pkg.data import DataLoader
+
+    model = DistributedDataParallel(net)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = DataLoader(train_set, batch_size=32)
+    for epoch in range(10):
+        for x, y in loader:
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+    """
+    _write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/data/__init__.py": "from .base import (\n    DataLoader,\n)\n",
+            "pkg/data/base.py": base,
+            "pkg/train.py": train,
+        },
+    )
+    cache_dir = tmp_path / ".cache"
+    selected = {"LL015"}
+    first = run([str(tmp_path / "pkg/train.py")], selected, 1, ResultCache(cache_dir, selected))
+    assert [(f.line, f.code) for f in first.findings] == [(8, "LL015")]
+    (tmp_path / "pkg/data/base.py").write_text(
+        textwrap.dedent(base).replace("sampler=sampler", "sampler=DistributedSampler(dataset)")
+    )
+    after = run([str(tmp_path / "pkg/train.py")], selected, 1, ResultCache(cache_dir, selected))
     assert after.cached == 0 and after.findings == []
 
 

@@ -574,3 +574,43 @@ def test_a_saved_optimizer_nothing_steps_is_excluded() -> None:
     assert found.mutants == []
     assert [e.reason for e in found.exclusions] == ["optimizer-not-stepped"]
     assert "optimizer-not-stepped" in mutants.EXCLUSION_CRITERIA
+
+
+TIMM_SCALER_LOOP = """\
+import torch
+from utils import NativeScalerWithGradNormCount
+
+
+def train_one_epoch(model, criterion, loader, optimizer, accum):
+    loss_scaler = NativeScalerWithGradNormCount()
+    for idx, (x, y) in enumerate(loader):
+        with torch.cuda.amp.autocast():
+            loss = criterion(model(x), y)
+        loss = loss / accum
+        loss_scaler(loss, optimizer, parameters=model.parameters(),
+                    update_grad=(idx + 1) % accum == 0)
+        if (idx + 1) % accum == 0:
+            optimizer.zero_grad()
+
+
+def main(model, criterion, loader, epochs, accum):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for epoch in range(epochs):
+        train_one_epoch(model, criterion, loader, optimizer, accum)
+"""
+
+
+def test_accumulation_through_a_timm_scaler_call_is_mutated_and_reported(tmp_path: Path) -> None:
+    """A loop with no `.step()` of its own (the scaler call steps when `update_grad` says
+    so): LL013's operator still removes the division, and looplint reports the call."""
+    found = mutants.mutate(TIMM_SCALER_LOOP, ["LL013"])
+    assert [m.rule for m in found.mutants] == ["LL013"]
+    assert _diff(TIMM_SCALER_LOOP, found.mutants[0].text) == (
+        ["loss = loss / accum"],
+        ["loss = loss"],
+    )
+    files = {"original.py": TIMM_SCALER_LOOP, "mutant.py": found.mutants[0].text}
+    assert _codes_by_file(tmp_path, files, ["LL013"]) == {
+        "original.py": set(),
+        "mutant.py": {"LL013"},
+    }

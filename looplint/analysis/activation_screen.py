@@ -55,8 +55,8 @@ _Function = ast.FunctionDef | ast.AsyncFunctionDef
 
 def loss_may_get_wrong_activation(glance: Glance) -> bool:
     """Whether LL012 can fire on this module (see the module docstring)."""
-    index = _ModuleIndex(glance)
-    return any(index.suspect(call, scope) for call, scope in index.loss_calls())
+    tracer = _LossTracer(glance)
+    return any(tracer.suspect(call, scope) for call, scope in tracer.loss_calls())
 
 
 @dataclass(slots=True)
@@ -103,9 +103,6 @@ class _ModuleIndex:
         self.module = _Scope(glance.tree, None, None)
         self.scopes.append(self.module)
         self._index(glance)
-        self._visited: dict[tuple[int, bool], int] = {}
-        """(value, as a module) → the least depth it was traced at, for the current loss
-        call: a cycle (`x = x.view(-1)`) or a longer second path to a value adds nothing."""
 
     def _index(self, glance: Glance) -> None:
         """File every store, return and call under its function, found by line: the
@@ -170,6 +167,94 @@ class _ModuleIndex:
             else:
                 scope.assigned.setdefault(ast.unparse(target), []).append(value)
         # Tuple targets: the analysis follows single targets only.
+
+    # -- losses ------------------------------------------------------------------------
+
+    def _forwards(self, class_name: str) -> list[_Scope] | None:
+        """The `forward` methods a class of this module may run (None: not found here)."""
+        seen: set[str] = set()
+        pending = [class_name]
+        while pending:
+            name = pending.pop(0)
+            if name in seen or name not in self.classes:
+                continue
+            seen.add(name)
+            found = [
+                s
+                for s in self.functions.get("forward", [])
+                if s.owner is not None and s.owner.name == name
+            ]
+            if found:
+                return found
+            for cls in self.classes[name]:
+                pending.extend(_last_name(b) for b in cls.bases)
+        return None
+
+    def _callee(self, func: ast.expr, scope: _Scope) -> list[_Scope] | None:
+        """The same-module functions `func(...)` may reach (None: not one of them)."""
+        if isinstance(func, ast.Name):
+            found = self.functions.get(func.id)
+            return [s for s in found if s.owner is None] or None if found else None
+        if isinstance(func, ast.Attribute):
+            # `self.method(...)`, or `obj.method(...)` on an instance of a class of this
+            # module: any class's method of that name may be the one.
+            methods = [s for s in self.functions.get(func.attr, []) if s.owner is not None]
+            return methods or None
+        return None
+
+    def _values(self, name: ast.expr, scope: _Scope) -> list[tuple[ast.expr, _Scope]] | None:
+        """What a name or attribute may hold: its stores in this function, an enclosing
+        one or the module; for `self.x`, every class's `self.x = ...`."""
+        if (
+            isinstance(name, ast.Attribute)
+            and isinstance(name.value, ast.Name)
+            and (name.value.id in ("self", "cls"))
+        ):
+            return self.attributes.get(name.attr)
+        if isinstance(name, ast.Name):
+            key = name.id
+        elif isinstance(name, ast.Attribute):
+            key = ast.unparse(name)
+        else:
+            return None
+        current: _Scope | None = scope
+        while current is not None:
+            if key in current.assigned:
+                return [(v, current) for v in current.assigned[key]]
+            current = current.parent
+        return None
+
+    def _passed(self, scope: _Scope, param: str) -> Iterator[tuple[ast.expr | None, _Scope]]:
+        """What each same-module call of `scope`'s function passes for `param` (None: it
+        cannot be told, `*args`), with the calling scope. Calls are matched by name."""
+        node = scope.node
+        if not isinstance(node, _Function):
+            return
+        position = [a.arg for a in (*node.args.posonlyargs, *node.args.args)]
+        if scope.owner is not None and position[:1] in (["self"], ["cls"]):
+            position = position[1:]
+        for call, caller in self.calls_by_name.get(node.name, ()):
+            if any(isinstance(a, ast.Starred) for a in call.args) or any(
+                k.arg is None for k in call.keywords
+            ):
+                yield None, caller
+                continue
+            passed = next((k.value for k in call.keywords if k.arg == param), None)
+            if passed is None and param in position:
+                at = position.index(param)
+                passed = call.args[at] if at < len(call.args) else None
+            if passed is not None:
+                yield passed, caller
+
+
+class _LossTracer(_ModuleIndex):
+    """The index, traced back from each loss call as `activations` does."""
+
+    def __init__(self, glance: Glance) -> None:
+        super().__init__(glance)
+        self._visited: dict[tuple[int, bool], int] = {}
+        """(value, as a module) → the least depth it was traced at, for the current loss
+        call: a cycle (`x = x.view(-1)`) or a longer second path to a value adds nothing."""
 
     # -- losses ------------------------------------------------------------------------
     def loss_calls(self) -> Iterator[tuple[ast.Call, _Scope]]:
@@ -290,60 +375,6 @@ class _ModuleIndex:
         # its `forward` is out of sight here; anything else the analysis cannot follow.
         return root in self.imported and root not in self.from_torch
 
-    def _forwards(self, class_name: str) -> list[_Scope] | None:
-        """The `forward` methods a class of this module may run (None: not found here)."""
-        seen: set[str] = set()
-        pending = [class_name]
-        while pending:
-            name = pending.pop(0)
-            if name in seen or name not in self.classes:
-                continue
-            seen.add(name)
-            found = [
-                s
-                for s in self.functions.get("forward", [])
-                if s.owner is not None and s.owner.name == name
-            ]
-            if found:
-                return found
-            for cls in self.classes[name]:
-                pending.extend(_last_name(b) for b in cls.bases)
-        return None
-
-    def _callee(self, func: ast.expr, scope: _Scope) -> list[_Scope] | None:
-        """The same-module functions `func(...)` may reach (None: not one of them)."""
-        if isinstance(func, ast.Name):
-            found = self.functions.get(func.id)
-            return [s for s in found if s.owner is None] or None if found else None
-        if isinstance(func, ast.Attribute):
-            # `self.method(...)`, or `obj.method(...)` on an instance of a class of this
-            # module: any class's method of that name may be the one.
-            methods = [s for s in self.functions.get(func.attr, []) if s.owner is not None]
-            return methods or None
-        return None
-
-    def _values(self, name: ast.expr, scope: _Scope) -> list[tuple[ast.expr, _Scope]] | None:
-        """What a name or attribute may hold: its stores in this function, an enclosing
-        one or the module; for `self.x`, every class's `self.x = ...`."""
-        if (
-            isinstance(name, ast.Attribute)
-            and isinstance(name.value, ast.Name)
-            and (name.value.id in ("self", "cls"))
-        ):
-            return self.attributes.get(name.attr)
-        if isinstance(name, ast.Name):
-            key = name.id
-        elif isinstance(name, ast.Attribute):
-            key = ast.unparse(name)
-        else:
-            return None
-        current: _Scope | None = scope
-        while current is not None:
-            if key in current.assigned:
-                return [(v, current) for v in current.assigned[key]]
-            current = current.parent
-        return None
-
     def _arguments(self, scope: _Scope, param: str, depth: int) -> bool:
         """A parameter: what same-module calls pass for it (unknown calls: yes)."""
         return any(
@@ -365,28 +396,6 @@ class _ModuleIndex:
                 if isinstance(built, ast.Call) and _last_name(built.func) in _LOSS_CLASSES:
                     return True
         return False
-
-    def _passed(self, scope: _Scope, param: str) -> Iterator[tuple[ast.expr | None, _Scope]]:
-        """What each same-module call of `scope`'s function passes for `param` (None: it
-        cannot be told, `*args`), with the calling scope. Calls are matched by name."""
-        node = scope.node
-        if not isinstance(node, _Function):
-            return
-        position = [a.arg for a in (*node.args.posonlyargs, *node.args.args)]
-        if scope.owner is not None and position[:1] in (["self"], ["cls"]):
-            position = position[1:]
-        for call, caller in self.calls_by_name.get(node.name, ()):
-            if any(isinstance(a, ast.Starred) for a in call.args) or any(
-                k.arg is None for k in call.keywords
-            ):
-                yield None, caller
-                continue
-            passed = next((k.value for k in call.keywords if k.arg == param), None)
-            if passed is None and param in position:
-                at = position.index(param)
-                passed = call.args[at] if at < len(call.args) else None
-            if passed is not None:
-                yield passed, caller
 
 
 def _shape_only(value: ast.expr) -> ast.expr:

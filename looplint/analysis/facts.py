@@ -113,7 +113,7 @@ class ModuleFacts:
     def sampling(self) -> Sampling:
         """DDP, data loaders and their samplers (`Sampling`), computed on first use."""
         if self._sampling is None:
-            self._sampling = Sampling(self.program, self.scopes)
+            self._sampling = Sampling(self.program, self.scopes, self.linker.foreign_loader)
         return self._sampling
 
     @property

@@ -88,6 +88,10 @@ class Target:
         return None
 
 
+_REEXPORT_HOPS = 3
+"""How many package `__init__` re-exports a look-up follows to a definition."""
+
+
 class ModuleResolver(Protocol):
     """Finds the other modules of the codebase (`looplint.analysis.project.Project`)."""
 
@@ -105,6 +109,14 @@ class ModuleResolver(Protocol):
 
     def holds_parameters(self, path: str, attribute: str) -> bool:
         """Whether that definition is an `nn.Module` class building layers of its own."""
+        ...
+
+    def plain_loader(self, path: str, attribute: str) -> bool:
+        """Whether that definition subclasses torch's `DataLoader`, sampler left to callers."""
+        ...
+
+    def reexported(self, path: str, attribute: str) -> tuple[str, str] | None:
+        """Where a name that file only imports (a package `__init__`) is defined."""
         ...
 
 
@@ -163,20 +175,49 @@ class Linker:
     def foreign_layer(self, func: cst.BaseExpression) -> bool:
         """Whether `func` names an `nn.Module` class of another module of the codebase that
         holds parameters (`from .layers import LinearNorm`; see `holds_parameters`)."""
+        located = self._foreign(func)
+        return (
+            located is not None
+            and self.resolver is not None
+            and self.resolver.holds_parameters(*located)
+        )
+
+    def foreign_loader(self, func: cst.BaseExpression) -> bool:
+        """Whether `func` names a `DataLoader` subclass of another module of the codebase
+        that takes its sampler from the caller (`from flair.datasets import DataLoader`,
+        re-exported by the package from `flair/datasets/base.py`; see `plain_loader`)."""
+        located = self._foreign(func)
+        for _ in range(_REEXPORT_HOPS):
+            if located is None or self.resolver is None:
+                return False
+            # Any edit of the class may change the answer: not a weak dependency (whose
+            # cache check only asks whether a definition still mentions training code).
+            self.consulted[located[0]] = None
+            if self.resolver.plain_loader(*located):
+                return True
+            located = self.resolver.reexported(*located)
+        return False
+
+    def _foreign(self, func: cst.BaseExpression) -> tuple[str, str] | None:
+        """The file and name of another module's definition that `func` names, recorded
+        as consulted (its definition was read)."""
         if self.resolver is None or self.path is None:
-            return False
+            return None
         written = self.imports.target(func)
         if written is None or written.split(".", 1)[0] in NEVER_FOLLOWED:
-            return False
+            return None
         located = self.resolver.locate(self.path, written)
         if located is None:
-            return False
-        path, attribute = located
+            return None
+        self._consult(*located)
+        return located
+
+    def _consult(self, path: str, attribute: str) -> None:
+        """Record that `attribute`'s definition in `path` was read (a cache dependency)."""
         names = self.consulted.get(path, set())
         if names is not None:
             names.add(attribute)
             self.consulted[path] = names
-        return self.resolver.holds_parameters(path, attribute)
 
     def arguments(self, function: FunctionInfo, call: cst.Call, frame: Frame) -> dict[str, str]:
         """The caller's identity each of `function`'s parameters is bound to by `call`."""
@@ -305,7 +346,7 @@ def instantiate(
             if optimizer is not None and (
                 not symbolic(item.optimizer) or table.is_optimizer(optimizer)
             ):
-                out.append(Escape(call, optimizer))
+                out.append(Escape(call, optimizer, bind(item.first)))
         elif isinstance(item, Construct):
             sources = frozenset(s for s in map(bind, item.parameter_sources) if s is not None)
             out.append(Construct(call, item.kind, item.qualified, sources, bind(item.optimizer)))

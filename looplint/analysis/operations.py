@@ -168,6 +168,10 @@ class Escape:
 
     node: cst.Call
     optimizer: str
+    first: str | None = None
+    """The identity of the call's first positional argument, when it is not the optimizer:
+    the loss that timm-style scalers (`loss_scaler(loss, optimizer, update_grad=...)`)
+    backpropagate before they step."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,12 @@ _LAYER_TEXT = re.compile(
     r"[A-Z]\w*\(|\bParameter\("
 )
 _NOT_CODE = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|#[^\n]*')
+_TORCH_LOADER_BASE = re.compile(r"\(\s*torch\.utils\.data\.(?:dataloader\.)?DataLoader\s*[,)]")
+_LOADER_BASE = re.compile(r"\(\s*DataLoader\s*[,)]")
+_TORCH_LOADER_IMPORT = re.compile(
+    r"^from[ \t]+torch\.utils\.data(?:\.dataloader)?[ \t]+import[^\n]*\bDataLoader\b", re.MULTILINE
+)
+_OWN_SPLITTING = re.compile(r"DistributedSampler|rank|world_size|num_replicas|shard", re.I)
 
 
 def definition_text(text: str, name: str) -> str | None:
@@ -238,6 +244,45 @@ class Project:
         return (
             _MODULE_HEADER.search(header) is not None
             and _LAYER_TEXT.search(_NOT_CODE.sub("", body)) is not None
+        )
+
+    def reexported(self, path: str, attribute: str) -> tuple[str, str] | None:
+        """Where a name that `path` defines only by importing it comes from (a package's
+        `__init__` doing `from .base import (DataLoader, ...)`), read from its text."""
+        text = self._text(path)
+        if not text or definition_text(text, attribute) is not None:
+            return None
+        name = re.escape(attribute)
+        found = re.search(
+            rf"^from[ \t]+([\w.]+)[ \t]+import[ \t]+(?:\([^)]*?\b{name}\b(?![ \t]+as\b)[^)]*\)"
+            rf"|[^\n(]*\b{name}\b(?![ \t]+as\b))",
+            text,
+            re.MULTILINE,
+        )
+        if found is None:
+            return None
+        module = found.group(1)
+        return self.locate(path, f"{module}{'' if module.endswith('.') else '.'}{attribute}")
+
+    def plain_loader(self, path: str, attribute: str) -> bool:
+        """Whether `attribute` in `path` is a subclass of torch's `DataLoader` that takes its
+        sampler from the caller, read from its source text (no parse): its bases name
+        torch's `DataLoader`, its code passes a `sampler` on, and says nothing of ranks,
+        shards or a `DistributedSampler` of its own (flair's `DataLoader`)."""
+        text = self._text(path)
+        definition = definition_text(text, attribute) if text else None
+        if text is None or definition is None or not definition.startswith("class"):
+            return False
+        header, _, body = definition.partition("\n")
+        torch_base = _TORCH_LOADER_BASE.search(header) is not None or (
+            _LOADER_BASE.search(header) is not None
+            and _TORCH_LOADER_IMPORT.search(text) is not None
+        )
+        code = _NOT_CODE.sub("", body)
+        return (
+            torch_base
+            and re.search(r"\bsampler\b", code) is not None
+            and _OWN_SPLITTING.search(code) is None
         )
 
     def _relevant(self, path: str, attribute: str, factory: bool) -> bool:

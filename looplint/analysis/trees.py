@@ -795,11 +795,13 @@ class TreeBuilder:
         name = attr if attr is not None else (func.value if isinstance(func, cst.Name) else "")
         if name in _READS_ONLY or reads_by_name(name):
             return  # `fabric.clip_gradients(model, optimizer, ...)`, `log(optimizer)`
+        leading = positional_args(call)[:1]
         for arg in call.args:
             identity = self.scopes.identity(arg.value, frame)
             if self.table.is_optimizer(identity) or symbolic(identity):
                 assert identity is not None
-                out.append(Escape(call, identity))
+                handed = self.scopes.identity(leading[0], frame) if leading else None
+                out.append(Escape(call, identity, handed if handed != identity else None))
 
     def _construct(self, call: cst.Call, info: ObjectInfo, frame: Frame) -> Construct:
         return Construct(call, info.kind, info.qualified, info.parameter_sources, info.optimizer)
