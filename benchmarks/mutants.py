@@ -105,6 +105,9 @@ EXCLUSION_CRITERIA: dict[str, str] = {
     "built over it and no write to its `param_groups`, so rebuilding it loses no schedule either)",
     "optimizer-not-built-here": "LL008: the optimizer is not built in the file, so whether it "
     "keeps state (plain SGD keeps none) is not visible",
+    "optimizer-not-stepped": "LL008: nothing in the file steps the saved optimizer, itself or "
+    "through a wrapper built from it (torchtune's `_optim_ckpt_wrapper` only checkpoints "
+    "optimizers stepped in backward hooks): whether it trains here is not visible",
     "restore-not-removable": "LL008: the optimizer's `load_state_dict` is part of a larger "
     "expression that cannot be removed alone",
     "gradients-wanted": "LL014: the file asks for gradients outside training "
@@ -1529,15 +1532,40 @@ def _ll009(f: _File, unit: _Unit, out: FileMutations) -> None:
 # ---------------------------------------------------------------- checkpoints (LL008)
 
 
-def _periodic(f: _File, node: cst.CSTNode) -> bool:
+def _periodic(f: _File, node: cst.CSTNode, optimizer: str = "") -> bool:
     """Whether `node` runs during training: in a loop that steps an optimizer (or a unit),
+    or that runs an epoch of training through a call (a function of the file holding a
+    unit, `train(loader, model, optimizer)`; or, for a function of another file, one
+    named like training and handed `optimizer`: `train_one_epoch(model, optimizer, ...)`);
     or in a function of the file that such a loop calls."""
     ix = f.ix
+    training_functions = {
+        name
+        for name, defs in f.functions.items()
+        if any(ix.within(step, d) for d in defs for u in f.units for step in u.steps)
+    }
+
+    def trains_through_call(loop: cst.CSTNode) -> bool:
+        for call in _calls(loop, into_functions=False):
+            name = _callee_name(call)
+            if name in training_functions:
+                return True
+            if (
+                optimizer
+                and name not in f.functions
+                and "train" in name.lower()
+                and any(_last(ix.code(a.value)) == _last(optimizer) for a in call.args)
+            ):
+                return True
+        return False
 
     def in_training_loop(n: cst.CSTNode) -> bool:
         return any(
             isinstance(up, _LOOPS)
-            and any(ix.within(s, up) or ix.within(up, u.region) for u in f.units for s in u.steps)
+            and (
+                any(ix.within(s, up) or ix.within(up, u.region) for u in f.units for s in u.steps)
+                or trains_through_call(up)
+            )
             for up in ix.ancestors(n)
         ) or any(ix.within(n, u.region) for u in f.units if u.callers)
 
@@ -1568,6 +1596,45 @@ def _stateless_only(f: _File, optimizer: str) -> bool | None:
     return all(_keeps_no_state(c) for c in found)
 
 
+_RESTORE_HELPER = re.compile(r"restart|resume|load_checkpoint|load_ckpt", re.IGNORECASE)
+"""Helpers that restore a training state from a checkpoint (`restart_from_checkpoint`)."""
+
+
+def _without_argument(ix: _Index, arg: cst.Arg) -> tuple[cst.CSTNode, cst.CSTNode]:
+    """The statement line holding `arg`'s call, and that line with `arg` dropped from it."""
+    call = ix.parent[arg]
+    assert isinstance(call, cst.Call)
+    args = [a for a in call.args if a is not arg]
+    if args and call.args[-1] is arg:
+        args[-1] = args[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    line = ix.statement(arg)
+    new_line = line.deep_replace(call, call.with_changes(args=args))
+    return line, new_line
+
+
+def _stepped_here(f: _File, optimizer: str) -> bool:
+    """Whether the file steps `optimizer` (`opt.step()`, `scaler.step(opt)`), itself or through
+    a wrapper built from it (`distr_opt` out of `distribute(optimizer=opt)`)."""
+    stepped = {_last(key) for u in f.units for key in [u.key, *u.keys_in_region]}
+    stepped |= {_last(k) for c in f.all_calls if (k := f.step_key(c)) is not None}
+    if _last(optimizer) in stepped:
+        return True
+    for node in _walkall(f.ix.module):
+        if isinstance(node, cst.Assign) and any(
+            isinstance(n, cst.Name) and n.value == _last(optimizer) for n in _walkall(node.value)
+        ):
+            targets = {
+                _last(f.ix.code(el.value if isinstance(el, cst.Element) else el))
+                for t in node.targets
+                for el in (
+                    t.target.elements if isinstance(t.target, (cst.Tuple, cst.List)) else [t.target]
+                )
+            }
+            if targets & stepped:
+                return True
+    return False
+
+
 def _state_of_optimizer(expr: cst.BaseExpression, ix: _Index) -> str | None:
     """`opt` for `opt.state_dict()` when `opt` is named like an optimizer."""
     if (
@@ -1588,6 +1655,16 @@ def _ll008(f: _File, out: FileMutations) -> None:
         for c in f.all_calls
         if _method(c) == "load_state_dict" and is_optimizer_expr(ix.code(c.func.value))  # type: ignore[attr-defined]
     ]
+    # `restart_from_checkpoint(path, state_dict=model, optimizer=optimizer)`: a restore
+    # helper (of any file) handed the optimizer by keyword, which loads it from the
+    # checkpoint's entry of that name
+    helper_restores = [
+        arg
+        for c in f.all_calls
+        if _RESTORE_HELPER.search(_callee_name(c))
+        for arg in c.args
+        if arg.keyword is not None and is_optimizer_expr(ix.code(arg.value))
+    ]
     for node in _walkall(ix.module):
         entry: cst.CSTNode | None = None
         optimizer: str | None = None
@@ -1598,17 +1675,32 @@ def _ll008(f: _File, out: FileMutations) -> None:
             if isinstance(node.targets[0].target, cst.Subscript):
                 optimizer = _state_of_optimizer(node.value, ix)
                 entry = node
+        elif (
+            isinstance(node, cst.Arg)
+            and node.keyword is not None
+            and isinstance(call := ix.parent[node], cst.Call)
+            and _callee_name(call) == "dict"
+        ):
+            # `state = dict(epoch=epoch, optimizer=optimizer.state_dict())`
+            optimizer = _state_of_optimizer(node.value, ix)
+            entry = node
         if optimizer is None or entry is None:
             continue
         line_node = ix.statement(entry)
         if not isinstance(line_node, cst.SimpleStatementLine):
             continue
         line = ix.line(entry)
-        if not _periodic(f, entry):
+        if not _periodic(f, entry, optimizer):
             continue
         mine = [c for c in restores if _last(ix.code(c.func.value)) == _last(optimizer)]  # type: ignore[attr-defined]
-        if not mine:
+        handed = [
+            arg for arg in helper_restores if _last(ix.code(arg.value)) == _last(optimizer)
+        ]
+        if not mine and not handed:
             out.exclusions.append(Exclusion("LL008", line, "no-optimizer-restore"))
+            continue
+        if not _stepped_here(f, optimizer):
+            out.exclusions.append(Exclusion("LL008", line, "optimizer-not-stepped"))
             continue
         stateless = _stateless_only(f, optimizer)
         if stateless is None:
@@ -1630,15 +1722,21 @@ def _ll008(f: _File, out: FileMutations) -> None:
             new_line = line_node.deep_replace(literal, literal.with_changes(elements=kept))
             assert isinstance(new_line, cst.SimpleStatementLine)
             replaced = [(line_node, new_line)]
+        elif isinstance(entry, cst.Arg):
+            replaced = [_without_argument(ix, entry)]
         else:
             replaced = _removal(ix, [entry])
         restore_lines = {id(ix.parent[s]) for s in smalls if s is not None}
+        restore_lines |= {id(ix.statement(arg)) for arg in handed}
         if id(line_node) in restore_lines:
             continue
-        rewrite = _Rewrite(replace=replaced + _removal(ix, [s for s in smalls if s is not None]))
+        unhanded = [_without_argument(ix, arg) for arg in handed]
+        rewrite = _Rewrite(
+            replace=replaced + unhanded + _removal(ix, [s for s in smalls if s is not None])
+        )
         text = _apply(ix, rewrite)
         if text is not None:
-            where = ", ".join(str(ix.line(c)) for c in mine)
+            where = ", ".join(str(ix.line(c)) for c in [*mine, *handed])
             out.mutants.append(
                 Mutant(
                     "LL008",

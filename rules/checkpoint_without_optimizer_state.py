@@ -12,7 +12,7 @@ from looplint.analysis.conditions import is_loop_invariant
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import Assign, LoadState, Loop, Save, Site, Step, display_name
 from looplint.analysis.program import CallEvent, FunctionInfo, all_events
-from looplint.analysis.syntax import descendants
+from looplint.analysis.syntax import descendants, dotted_name
 from looplint.identity import CHECKPOINT_WITHOUT_OPTIMIZER_STATE
 from looplint.rule import Rule, Violation
 
@@ -55,22 +55,34 @@ def _written_out(site: Site, view: list[Site]) -> Save | None:
     for other in reversed([s for s in view if s.order < site.order]):
         op = other.op
         if isinstance(op, Assign) and op.target == save.payload:
-            node = op.node
-            if not (isinstance(node, cst.Assign) and isinstance(node.value, cst.Dict)):
+            keys = _literal_keys(op.node)
+            if keys is None:
                 return None
-            keys = frozenset(
-                value
-                for element in node.value.elements
-                if isinstance(element, cst.DictElement)
-                and isinstance(element.key, cst.SimpleString)
-                and isinstance(value := element.key.evaluated_value, str)
-            )
             states = frozenset(
                 source.removesuffix(".state_dict")
                 for source in op.sources
                 if source.endswith(".state_dict")
             )
             return replace(save, states=states, keys=keys, literal=True)
+    return None
+
+
+def _literal_keys(node: cst.CSTNode) -> frozenset[str] | None:
+    """The keys of a checkpoint dict built by `state = {...}` or `state = dict(k=...)`,
+    else None (the payload is computed some other way)."""
+    if not isinstance(node, cst.Assign):
+        return None
+    value = node.value
+    if isinstance(value, cst.Dict):
+        return frozenset(
+            key
+            for element in value.elements
+            if isinstance(element, cst.DictElement)
+            and isinstance(element.key, cst.SimpleString)
+            and isinstance(key := element.key.evaluated_value, str)
+        )
+    if isinstance(value, cst.Call) and dotted_name(value.func) == "dict":
+        return frozenset(arg.keyword.value for arg in value.args if arg.keyword is not None)
     return None
 
 
@@ -153,12 +165,30 @@ def _scheduler_saved(view: list[Site], facts: ModuleFacts) -> bool:
 
 
 def _full_checkpoint_elsewhere(site: Site, view: list[Site], facts: ModuleFacts) -> bool:
-    """The same iteration also writes a full checkpoint (or one looplint cannot read)."""
-    return any(
-        other is not site
-        and isinstance(other.op, Save)
-        and ((full := _written_out(other, view)) is None or _holds_optimizer_state(full, facts))
-        for other in view
+    """The same iteration also writes a full checkpoint (or one looplint cannot read, other
+    than a dict of plain numbers and lists: the run's metric history)."""
+    for other in view:
+        if other is site or not isinstance(other.op, Save):
+            continue
+        full = _written_out(other, view)
+        if full is None and not _metrics_only(other.op, facts):
+            return True
+        if full is not None and _holds_optimizer_state(full, facts):
+            return True
+    return False
+
+
+def _metrics_only(save: Save, facts: ModuleFacts) -> bool:
+    """A save of a name only ever assigned a dict of constants and empty lists
+    (`history = {"train_loss": [], "epoch": [0]}`, appended to as training goes)."""
+    values = facts.assignments.values(save.payload) if save.payload is not None else []
+    return bool(values) and all(
+        isinstance(value, cst.Dict)
+        and value.elements
+        and not any(
+            isinstance(node, (cst.Name, cst.Attribute, cst.Call)) for node in descendants(value)
+        )
+        for value in values
     )
 
 

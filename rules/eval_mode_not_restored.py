@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.operations import LoopView, ModeSwitch, Step, display_name
-from looplint.analysis.program import FunctionInfo
 from looplint.analysis.syntax import source_of
 from looplint.identity import EVAL_MODE_NOT_RESTORED
 from looplint.rule import Rule, Violation
@@ -108,17 +107,23 @@ class EvalModeNotRestored(Rule):
                         s
                         for s in view.sites
                         if isinstance(s.op, Step)
-                        and (
-                            facts.optimizes(s.op.optimizer, switch.module, whole=True)
-                            or _passed_along(s.op.optimizer, switch.module, function, view, facts)
-                        )
+                        and not s.exclusive_with(site)  # `if train:` step, `if not train:` eval
+                        and _trains(s.op.optimizer, switch.module, view, facts)
                     ]
                     if not trained:
                         continue
+                    # `test_model = model.module if ddp else model`: `model.train()` restores
+                    # what `test_model.eval()` switched; `model = self.model` in two methods
+                    # names one model
+                    names = facts.assignments.aliases(switch.module)
                     restored = any(
                         isinstance(s.op, ModeSwitch)
                         and s.op.training
-                        and _restores(s.op.module, switch.module)
+                        and any(
+                            _restores(trained, name)
+                            for trained in facts.assignments.aliases(s.op.module)
+                            for name in names
+                        )
                         for s in view.sites
                     )
                     if not restored:
@@ -134,16 +139,28 @@ class EvalModeNotRestored(Rule):
                     break
 
 
-def _passed_along(
-    optimizer: str, module: str, function: FunctionInfo, view: LoopView, facts: ModuleFacts
-) -> bool:
-    """`fit(model, optimizer, ...)`: an optimizer handed in, whose parameters are not
-    visible, trains the model handed in with it. Not when the loop puts some module back
-    in train mode itself: then it manages modes per module (a linear probe keeps its
-    frozen backbone in eval mode on purpose)."""
+def _trains(optimizer: str, module: str, view: LoopView, facts: ModuleFacts) -> bool:
+    """Whether stepping `optimizer` trains `module` (or a part of it): it was built over
+    the module, under another name (`raw_model = model.module if ddp else model`), or by
+    code looplint cannot see that was handed the module (`opt, sched = build(model, cfg)`),
+    or both were handed in together."""
+    if facts.optimizes(optimizer, module, whole=True):
+        return True
+    if not facts.table.updates(optimizer):
+        for source in facts.assignments.assigned_from(optimizer):
+            if any(_restores(module, alias) for alias in facts.assignments.aliases(source)):
+                return True
+    return _passed_along(optimizer, module, view, facts)
+
+
+def _passed_along(optimizer: str, module: str, view: LoopView, facts: ModuleFacts) -> bool:
+    """`fit(model, optimizer, ...)`, or a trainer storing both from its `__init__`: an
+    optimizer handed in, whose parameters are not visible, trains the model handed in
+    with it. Not when the loop puts some module back in train mode itself: then it
+    manages modes per module (a linear probe keeps its frozen backbone in eval mode on
+    purpose)."""
     if facts.table.updates(optimizer):
         return False
-    params = {f"{function.qualname}:{name}" for name in function.params}
-    if optimizer not in params or module not in params:
+    if not (facts.assignments.handed_in(optimizer) and facts.assignments.handed_in(module)):
         return False
     return not any(isinstance(s.op, ModeSwitch) and s.op.training for s in view.sites)

@@ -23,7 +23,7 @@ from looplint.analysis.program import (
     WithEvent,
     all_events,
 )
-from looplint.analysis.summary import ModuleSummary
+from looplint.analysis.summary import ModuleSummary, instances_bound, unmoved
 from looplint.analysis.syntax import (
     argument,
     descendants,
@@ -79,7 +79,9 @@ def _parameter_receivers(node: cst.BaseExpression, out: list[str]) -> None:
 
 
 def _attribute_bears_parameters(value: cst.BaseExpression, program: ModuleProgram) -> bool:
-    """Whether `self.x = value` gives the model trainable parameters."""
+    """Whether `self.x = value` gives the model trainable parameters (`GCNConv(...)`, also
+    moved: `GCNConv(...).to(device1)`)."""
+    value = unmoved(value)
     if not isinstance(value, cst.Call):
         return False
     qualified = program.imports.qualify(value.func) or dotted_name(value.func) or ""
@@ -276,7 +278,7 @@ class PartialParameters(Rule):
         # What the optimizers of one scope cover, by model: a function's own optimizers
         # (other functions may build theirs over the same name for another model), or a
         # class's (`self.` models) across its methods.
-        coverage: dict[tuple[str, str], set[str] | None] = {}
+        coverage: dict[tuple[str, str, int | None], set[str] | None] = {}
         parsed: list[tuple[Construct, dict[str, set[str]]]] = []
         summary = facts.summary
         for construct in constructs.values():
@@ -305,7 +307,7 @@ class PartialParameters(Rule):
                     part = receiver.split(".")[1]
                     parts.setdefault("self", set()).add(part)
                     self_covered = coverage.setdefault(
-                        _scope(scopes[id(construct.node)], "self"), set()
+                        _scope(scopes[id(construct.node)], "self", construct, facts), set()
                     )
                     if self_covered is not None:
                         self_covered.add(part)
@@ -314,14 +316,16 @@ class PartialParameters(Rule):
                 # is also run on its own somewhere (greedy decoding calls `model.encoder`).
                 split = _model_of(receiver, summary, facts.program, optimizer_names)
                 if split is None and _is_run(receiver, summary, facts.program, optimizer_names):
-                    coverage[_scope(scopes[id(construct.node)], receiver)] = None  # the whole model
+                    whole = _scope(scopes[id(construct.node)], receiver, construct, facts)
+                    coverage[whole] = None  # the whole model
                     continue
                 if split is None:
                     parts = {}
                     break
                 model, part = split
                 parts.setdefault(model, set()).add(part)
-                covered = coverage.setdefault(_scope(scopes[id(construct.node)], model), set())
+                where = _scope(scopes[id(construct.node)], model, construct, facts)
+                covered = coverage.setdefault(where, set())
                 if covered is not None:
                     covered.add(part)
             if parts:
@@ -333,16 +337,16 @@ class PartialParameters(Rule):
         yield from _group_left_aside(facts)
         for construct, parts in parsed:
             for model, given in parts.items():
-                covered = coverage.get(_scope(scopes[id(construct.node)], model))
+                covered = coverage.get(_scope(scopes[id(construct.node)], model, construct, facts))
                 if covered is None:
                     continue
                 if model == "self" and id(construct.node) in lightning:
                     model_class = lightning[id(construct.node)]
                 else:
-                    classes = summary.instances.get(model, ())
-                    if len(set(classes)) != 1 or classes[0] not in facts.program.classes:
+                    found = _model_class(model, given, construct, scopes[id(construct.node)], facts)
+                    if found is None:
                         continue
-                    model_class = facts.program.classes[classes[0]]
+                    model_class = found
                 if _blocks_gradients(model_class, facts.program):
                     continue
                 members = _submodules(model_class, facts.program)
@@ -390,6 +394,25 @@ class PartialParameters(Rule):
                     f"trained but never updated; pass `{prefix}.parameters()`"
                 )
         return None
+
+
+def _model_class(
+    model: str, given: set[str], construct: Construct, function: FunctionInfo, facts: ModuleFacts
+) -> ClassInfo | None:
+    """The same-module class of `model` when the optimizer is built. A name bound to several
+    classes (`model = GCN()` ... `model = GAT()`, or one class per `--type`) means the one
+    that has every part handed to the optimizer (the others would raise), else the last
+    one bound before the optimizer in the same function."""
+    program = facts.program
+    bound = dict.fromkeys(facts.summary.instances.get(model, ()))
+    classes = [c for c in bound if c in program.classes]
+    if len(classes) == 1:
+        return program.classes[classes[0]]
+    fitting = [c for c in classes if given <= set(_submodules(program.classes[c], program))]
+    if len(fitting) == 1:
+        return program.classes[fitting[0]]
+    latest = _bound_before(model, construct, function, program)
+    return program.classes[latest[0]] if latest is not None and latest[0] in fitting else None
 
 
 def _torch_layer(owner: ClassInfo, attribute: str, program: ModuleProgram) -> bool:
@@ -441,13 +464,33 @@ def _built_before_sharding(
             built = [c for c in built if not _covered(sharded, set(c.parameter_sources))]
 
 
-def _scope(function: FunctionInfo, model: str) -> tuple[str, str]:
+def _scope(
+    function: FunctionInfo, model: str, construct: Construct, facts: ModuleFacts
+) -> tuple[str, str, int | None]:
     """Where optimizers over `model` cover it together: its class for `self` models (an
-    optimizer per method of a GAN trainer), else the function that builds them."""
+    optimizer per method of a GAN trainer), else the function that builds them, for the
+    instance bound to the name then (`model = GCN()` trained, then `model = GAT()`)."""
     owner = function.owner
     if owner is not None and (model == "self" or model.startswith("self.")):
-        return owner.name, model
-    return function.qualname, model
+        return owner.name, model, None
+    bound = _bound_before(model, construct, function, facts.program)
+    return function.qualname, model, None if bound is None else id(bound[1])
+
+
+def _bound_before(
+    model: str, construct: Construct, function: FunctionInfo, program: ModuleProgram
+) -> tuple[str, cst.CSTNode] | None:
+    """The same-module class last bound to `model` in `function` before `construct`, with
+    the assignment that bound it."""
+    latest: tuple[str, cst.CSTNode] | None = None
+    for event in all_events(function.events):
+        if isinstance(event, AssignEvent) and event.value is not None:
+            if any(node is construct.node for node in (event.value, *descendants(event.value))):
+                break
+            for text, owner in instances_bound(event, function, program):
+                if text == model:
+                    latest = owner, event.node
+    return latest
 
 
 def _names_bound_to(constructs: dict[int, Construct], facts: ModuleFacts) -> frozenset[str]:

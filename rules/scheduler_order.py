@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterator
 
 import libcst as cst
 
-from looplint.analysis.catalog import PER_BATCH_SCHEDULERS, PLATEAU_SCHEDULERS
+from looplint.analysis.catalog import PER_BATCH_SCHEDULERS, PLATEAU_SCHEDULERS, ObjectKind
+from looplint.analysis.events import BEFORE_UPDATE, Handler
 from looplint.analysis.facts import Frame, ModuleFacts, ObjectInfo
 from looplint.analysis.operations import SchedulerStep, Site, Step, display_name
 from looplint.analysis.program import AssignEvent, all_events
@@ -175,7 +176,13 @@ class SchedulerOrder(Rule):
       `get_*_schedule_with_warmup`, or any schedule sized from `len(loader)` or
       steps per epoch) once per epoch, including one that a LightningModule's
       `configure_optimizers` returns without `"interval": "step"` (Lightning
-      steps it once per epoch by default).
+      steps it once per epoch by default);
+    - runs in a pytorch-ignite handler of `Events.ITERATION_STARTED` or
+      `Events.EPOCH_STARTED` (`@trainer.on(...)`, `trainer.add_event_handler(...,
+      lambda _: scheduler.step())`) of an engine whose update function steps the
+      optimizer: the engine fires those events before the update. `*_COMPLETED`
+      handlers, one-off filters (`once=`) and ignite's own parameter schedulers
+      are not reported.
 
     ## Why is this bad?
     Since PyTorch 1.1 the scheduler must step *after* the optimizer: stepping it
@@ -276,6 +283,7 @@ class SchedulerOrder(Rule):
 
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
         yield from _lightning_epoch_interval(facts)
+        yield from _handler_before_update(facts)
         for function, sites in facts.all_sites():
             views = None
             for site in sites:
@@ -349,6 +357,54 @@ class SchedulerOrder(Rule):
         return all(
             len(s.loops) > len(site.loops) and s.loops[len(site.loops) - 1] is loop for s in steps
         )
+
+
+def _handler_before_update(facts: ModuleFacts) -> Iterator[Violation]:
+    """A scheduler stepped in a pytorch-ignite handler of `ITERATION_STARTED` (or
+    `EPOCH_STARTED`): the engine fires it before the update function steps the optimizer."""
+    for handler in facts.handlers:
+        if handler.event not in BEFORE_UPDATE or handler.once:
+            continue
+        engine = facts.training_engines.get(handler.engine)
+        if engine is None:
+            continue
+        if engine.update is not None:
+            stepped = {s.op.optimizer for s in facts.sites(engine.update) if isinstance(s.op, Step)}
+        else:
+            stepped = {engine.optimizer} if engine.optimizer is not None else set()
+        if not stepped:
+            continue
+        for call, scheduler, has_metric in _scheduler_steps(handler, facts):
+            info = facts.scheduler_info(scheduler)
+            if has_metric or (info is not None and info.optimizer not in (None, *stepped)):
+                continue
+            name = display_name(scheduler)
+            optimizer = display_name(sorted(stepped)[0])
+            yield Violation(
+                call,
+                f"`{name}.step()` runs in an `Events.{handler.event}` handler, which the engine "
+                f"fires before its update steps `{optimizer}`, so the first value of the "
+                f"schedule is skipped; attach it to "
+                f"`Events.{handler.event.replace('STARTED', 'COMPLETED')}` instead",
+            )
+
+
+def _scheduler_steps(handler: Handler, facts: ModuleFacts) -> Iterator[tuple[cst.Call, str, bool]]:
+    """(call, scheduler, whether it gets a metric) for each scheduler step a handler runs."""
+    if handler.function is not None:
+        for site in facts.sites(handler.function):
+            if isinstance(site.op, SchedulerStep):
+                yield site.op.node, site.op.scheduler, site.op.has_metric
+        return
+    body = handler.body
+    if (
+        isinstance(body, cst.Call)
+        and isinstance(body.func, cst.Attribute)
+        and body.func.attr.value == "step"
+    ):
+        scheduler = facts.scopes.identity(body.func.value, handler.frame)
+        if scheduler is not None and ObjectKind.SCHEDULER in facts.kinds(scheduler):
+            yield body, scheduler, bool(body.args)
 
 
 def _silences_warnings(site: Site) -> bool:

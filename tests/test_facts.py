@@ -191,3 +191,88 @@ def test_scheduler_step_is_never_an_optimizer_step() -> None:
     )
     (op,) = [op for op in ops(facts) if isinstance(op, (Step, SchedulerStep))]
     assert isinstance(op, SchedulerStep) and op.has_metric
+
+
+def test_renamings_are_aliases_and_results_are_not() -> None:
+    facts = facts_of(
+        """
+        import torch
+
+        def train(model, ddp):
+            raw_model = model.module if ddp else model
+            out = model(x)
+            optimizer = torch.optim.AdamW(raw_model.parameters())
+        """
+    )
+    aliases = facts.assignments.aliases("train:raw_model")
+    assert aliases == {"train:raw_model", "train:model.module", "train:model"}
+    assert facts.assignments.aliases("train:out") == {"train:out"}
+    # the optimizer built over the alias updates the model under its own name
+    assert facts.optimizes("train:optimizer", "train:model", whole=True)
+    assert not facts.optimizes("train:optimizer", "train:out")
+
+
+def test_attributes_stored_from_parameters_are_handed_in() -> None:
+    facts = facts_of(
+        """
+        class Solver:
+            def __init__(self, model, optimizer):
+                self.model = model
+                self.optimizer = optimizer
+                self.loss = make_loss()
+        """
+    )
+    assert facts.assignments.handed_in("Solver.self.optimizer")
+    assert facts.assignments.handed_in("Solver.self.model")
+    assert not facts.assignments.handed_in("Solver.self.loss")
+
+
+def test_a_deepspeed_engine_steps_and_clears_the_model_it_wraps() -> None:
+    facts = facts_of(
+        """
+        import deepspeed
+
+        engine, optimizer, _, _ = deepspeed.initialize(model=net, model_parameters=params)
+        for batch in loader:
+            loss = engine(batch)
+            engine.backward(loss)
+            engine.step()
+        """
+    )
+    found = ops(facts)
+    assert [type(op) for op in found[-3:]] == [Backward, Step, Clear]
+    backward = found[-3]
+    assert isinstance(backward, Backward) and backward.tensor == "<module>:loss"
+    assert facts.optimizes("<module>:engine", "<module>:net", whole=True)
+    assert facts.optimizes("<module>:engine", "<module>:engine", whole=True)
+
+
+def test_ignite_handlers_and_the_engines_that_train() -> None:
+    facts = facts_of(
+        """
+        from ignite.engine import Engine, Events
+
+        def update(engine, batch):
+            optimizer.step()
+
+        trainer = Engine(update)
+        evaluator = Engine(lambda e, b: None)
+
+        @trainer.on(Events.ITERATION_STARTED(every=10))
+        def before(engine):
+            scheduler.step()
+
+        trainer.add_event_handler(Events.EPOCH_STARTED(once=1), lambda _: scheduler.step())
+        trainer.on(Events.ITERATION_COMPLETED)(before)
+        """
+    )
+    attached = [(h.event, h.once, h.function is not None) for h in facts.handlers]
+    assert sorted(attached) == [
+        ("EPOCH_STARTED", True, False),
+        ("ITERATION_COMPLETED", False, True),
+        ("ITERATION_STARTED", False, True),
+    ]
+    engines = facts.training_engines
+    assert set(engines) == {"<module>:trainer"}
+    update = engines["<module>:trainer"].update
+    assert update is not None and update.name == "update"

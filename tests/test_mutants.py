@@ -594,6 +594,63 @@ def test_definition_non_bugs_are_excluded(source: str, rule: str, reason: str) -
     assert [(e.rule, e.reason) for e in found.exclusions] == [(rule, reason)]
 
 
+EPOCH_SCRIPT = """\
+import torch
+
+from utils import restart_from_checkpoint
+
+
+def train(loader, model, optimizer):
+    for x, y in loader:
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+
+
+def main(model, loader, args):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    saved = {"epoch": 0}
+    restart_from_checkpoint(args.ckpt, run_variables=saved, model=model, optimizer=optimizer)
+    for epoch in range(saved["epoch"], args.epochs):
+        train(loader, model, optimizer)
+        state = dict(epoch=epoch + 1, model=model.state_dict(), optimizer=optimizer.state_dict())
+        torch.save(state, args.ckpt)
+"""
+
+
+def test_checkpoint_of_an_epoch_loop_training_through_a_call(tmp_path: Path) -> None:
+    """The epoch loop trains through `train(...)`; the checkpoint is a `dict(...)` and the
+    restore a helper handed the optimizer by keyword: both lose the optimizer, and the CLI
+    reports the checkpoint."""
+    (mutant,) = mutants.mutate(EPOCH_SCRIPT, ["LL008"]).mutants
+    removed, added = _diff(EPOCH_SCRIPT, mutant.text)
+    assert removed == [
+        "restart_from_checkpoint(args.ckpt, run_variables=saved, model=model, "
+        "optimizer=optimizer)",
+        "state = dict(epoch=epoch + 1, model=model.state_dict(), "
+        "optimizer=optimizer.state_dict())",
+    ]
+    assert added == [
+        "restart_from_checkpoint(args.ckpt, run_variables=saved, model=model)",
+        "state = dict(epoch=epoch + 1, model=model.state_dict())",
+    ]
+    codes = _codes_by_file(tmp_path, {"original.py": EPOCH_SCRIPT, "mutant.py": mutant.text})
+    assert "LL008" not in codes["original.py"]
+    assert "LL008" in codes["mutant.py"]
+
+
+def test_a_saved_optimizer_nothing_steps_is_excluded() -> None:
+    """torchtune's `_optim_ckpt_wrapper` only checkpoints optimizers stepped in backward
+    hooks: the file never steps it, so whether it trains is not visible."""
+    source = EPOCH_SCRIPT.replace(
+        "optimizer=optimizer.state_dict())", "optim_wrapper=optim_wrapper.state_dict())"
+    ).replace("optimizer=optimizer)", "optim_wrapper=optim_wrapper)")
+    found = mutants.mutate(source, ["LL008"])
+    assert found.mutants == []
+    assert [e.reason for e in found.exclusions] == ["optimizer-not-stepped"]
+    assert "optimizer-not-stepped" in mutants.EXCLUSION_CRITERIA
+
+
 TIMM_SCALER_LOOP = """\
 import torch
 from utils import NativeScalerWithGradNormCount

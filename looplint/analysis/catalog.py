@@ -231,6 +231,9 @@ TUPLE_FACTORIES: dict[str, tuple[ObjectKind | None, ...]] = {
     "timm.scheduler.scheduler_factory.create_scheduler_v2": (ObjectKind.SCHEDULER, None),
 }
 """Library functions returning a tuple with tracked objects at fixed positions."""
+ENGINE_FACTORIES: dict[str, tuple[int, str]] = {"deepspeed.initialize": (1, "model")}
+"""Library functions whose first result is a training engine that steps its own optimizer
+(`engine.backward(loss); engine.step()`), with where the model it wraps is passed."""
 
 CONFIG_INSTANTIATORS = frozenset(
     {"hydra.utils.instantiate", "hydra.utils.call", "instantiate", "config.instantiate"}

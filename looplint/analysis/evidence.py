@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 import libcst as cst
 
 from looplint.analysis.catalog import (
+    ENGINE_FACTORIES,
     LIGHTNING_ACCESSORS,
     OPTIMIZER_NAME,
     PASS_THROUGH_METHODS,
@@ -150,11 +151,29 @@ def _assignment(table: ObjectTable, event: AssignEvent, frame: Frame) -> bool:
             changed |= table.record(target, info)
         return changed
     kinds = _tuple_kinds(table, value, frame)
-    changed = False
+    changed = _engine(table, targets[0], value, frame)
     for target, info in zip(targets, kinds, strict=False):
         if target is not None and info is not None:
             changed |= table.record(target, info)
     return changed
+
+
+def _engine(
+    table: ObjectTable, target: str | None, value: cst.BaseExpression, frame: Frame
+) -> bool:
+    """`engine, optimizer, _, _ = deepspeed.initialize(model=model, ...)`: `engine` trains
+    the model it was handed (and is that model, wrapped)."""
+    if target is None or not isinstance(value, cst.Call):
+        return False
+    qualified = table.imports.qualify(value.func)
+    if qualified not in ENGINE_FACTORIES:
+        return False
+    index, keyword = ENGINE_FACTORIES[qualified]
+    model = argument(value, index, keyword)
+    wrapped = table.scopes.identity(model, frame) if model is not None else None
+    trains = frozenset({target} | ({wrapped} if wrapped else set()))
+    known, table.engines[target] = table.engines.get(target), trains
+    return known != trains
 
 
 def _class_value(table: ObjectTable, value: cst.BaseExpression, frame: Frame) -> ObjectInfo | None:

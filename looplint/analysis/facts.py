@@ -14,8 +14,10 @@ from collections.abc import Iterable, Iterator
 import libcst as cst
 
 from looplint.analysis.activations import LossInput, loss_inputs
+from looplint.analysis.assignments import Assignments
 from looplint.analysis.callers import CallGraph
 from looplint.analysis.catalog import ObjectKind
+from looplint.analysis.events import Handler, TrainingEngine, handlers, training_engines
 from looplint.analysis.evidence import fill
 from looplint.analysis.linking import Binding, Linker, ModuleResolver
 from looplint.analysis.networks import Networks, pretrained_models
@@ -72,6 +74,9 @@ class ModuleFacts:
         self._calls: CallGraph | None = None
         self._divisors: frozenset[str] | None = None
         self._loss_inputs: list[LossInput] | None = None
+        self.assignments = Assignments(program, self.scopes)
+        self._handlers: list[Handler] | None = None
+        self._engines: dict[str, TrainingEngine] | None = None
 
     @property
     def consulted(self) -> dict[str, set[str] | None]:
@@ -156,8 +161,26 @@ class ModuleFacts:
         return self.table.constructed(call, frame)
 
     def optimizes(self, optimizer: str, module: str | None, whole: bool = False) -> bool:
-        """Whether `module` holds parameters that `optimizer` updates (`ObjectTable.optimizes`)."""
-        return self.table.optimizes(optimizer, module, whole)
+        """Whether `module` holds parameters that `optimizer` updates (`ObjectTable.optimizes`),
+        also under another name: `g_module = generator.module if distributed else generator`
+        names the generator its optimizer was built over, and an optimizer built over
+        `raw_model` (`raw_model = model.module if ddp else model`) updates `model`."""
+        if module is None:
+            return False
+        if self.table.optimizes(optimizer, module, whole):
+            return True
+        modules = self.assignments.aliases(module)
+        if any(self.table.optimizes(optimizer, alias, whole) for alias in modules - {module}):
+            return True
+        for source in self.table.updates(optimizer):
+            base = source.removesuffix(".parameters").removesuffix(".named_parameters")
+            for alias in self.assignments.aliases(base) - {base}:
+                for name in modules:
+                    if alias == name or alias.startswith(name + "."):
+                        return True
+                    if not whole and name.startswith(alias + "."):
+                        return True
+        return False
 
     def clears(self, clear: Clear, optimizer: str, sole: bool = False) -> bool:
         """Whether `clear` certainly clears the gradients `optimizer` steps on.
@@ -230,6 +253,20 @@ class ModuleFacts:
                     identity = self.scopes.identity(call.func.value, Frame(function, {}))
                     if identity is not None:
                         yield identity
+
+    @property
+    def handlers(self) -> list[Handler]:
+        """The handlers attached to engines' events (pytorch-ignite's `trainer.on(...)`)."""
+        if self._handlers is None:
+            self._handlers = list(handlers(self.program, self.scopes))
+        return self._handlers
+
+    @property
+    def training_engines(self) -> dict[str, TrainingEngine]:
+        """Engines whose update steps an optimizer, by identity (`Engine(update)`)."""
+        if self._engines is None:
+            self._engines = {e.identity: e for e in training_engines(self.program, self.scopes)}
+        return self._engines
 
     # -- what this module gives others --------------------------------------------------
     def factory_info(self, function: FunctionInfo) -> ObjectInfo | None:

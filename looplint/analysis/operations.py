@@ -325,17 +325,34 @@ def condition_of(test: cst.BaseExpression | None) -> tuple[str, bool] | None:
     return (name, holds) if name is not None else None
 
 
+def conditions_holding(
+    test: cst.BaseExpression | None, outcome: bool
+) -> tuple[tuple[str, bool], ...]:
+    """The simple conditions known to hold (and how) when `test` comes out as `outcome`:
+    `not train and args.valid` true gives `train` false and `args.valid` true; `a or b`
+    false gives both false; anything else, its own `condition_of`."""
+    if isinstance(test, cst.BooleanOperation):
+        if isinstance(test.operator, cst.And) == outcome:
+            return (
+                *conditions_holding(test.left, outcome),
+                *conditions_holding(test.right, outcome),
+            )
+        return ()
+    condition = condition_of(test)
+    if condition is None:
+        return ()
+    return ((condition[0], condition[1] if outcome else not condition[1]),)
+
+
 def _flatten(items: tuple[Item, ...], place: _Place, out: list[Site]) -> None:
     for item in items:
         if isinstance(item, Loop):
             _flatten(item.body, replace(place, loops=(*place.loops, item)), out)
         elif isinstance(item, Branch):
-            condition = condition_of(item.test) if len(item.arms) <= 2 else None
             for index, arm in enumerate(item.arms):
                 conditions = place.conditions
-                if condition is not None:
-                    outcome = condition[1] if index == 0 else not condition[1]
-                    conditions = (*conditions, (condition[0], outcome))
+                if len(item.arms) <= 2:
+                    conditions = (*conditions, *conditions_holding(item.test, index == 0))
                 inner = replace(
                     place,
                     guards=(*place.guards, item),

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from looplint.analysis.catalog import PASS_THROUGH_METHODS, ObjectKind, takes_model_not_parameters
-from looplint.analysis.program import AssignEvent, CallEvent, all_events
+from looplint.analysis.program import AssignEvent, CallEvent, LoopEvent, all_events
 from looplint.analysis.scopes import Frame, Scopes
 from looplint.analysis.syntax import argument, children, descendants, dotted_name
 
@@ -147,9 +147,13 @@ def _root_name(chain: cst.BaseExpression) -> str | None:
 
 
 def _fillers(identity: str, frame: Frame, scopes: Scopes) -> Iterator[cst.BaseExpression]:
-    """Every value assigned, appended or extended into `identity` in the function."""
+    """Every value assigned, appended or extended into `identity` in the function, and
+    what a loop over it iterates (`for param in model.parameters(): decay.append(param)`)."""
     for event in all_events(frame.function.events):
-        if isinstance(event, AssignEvent) and event.value is not None:
+        if isinstance(event, LoopEvent) and isinstance(event.node, cst.For):
+            if any(scopes.identity(target, frame) == identity for target in event.targets):
+                yield event.node.iter
+        elif isinstance(event, AssignEvent) and event.value is not None:
             for index, target in enumerate(event.targets):
                 holder = target.value if isinstance(target, cst.Subscript) else target
                 if scopes.identity(holder, frame) == identity:

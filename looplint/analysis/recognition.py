@@ -93,6 +93,9 @@ class ObjectTable:
         self.classes: dict[str, ObjectInfo] = {}
         """Identities holding a *class* (or partial) whose calls build a tracked object:
         `optimizer_cls = torch.optim.AdamW`, `self.optimizer: type[Optimizer]`."""
+        self.engines: dict[str, frozenset[str]] = {}
+        """Training engines stepping their own optimizer (`deepspeed.initialize`'s first
+        result) → the models they train: themselves and the model they were handed."""
         self._factories: dict[int, ObjectInfo | None] = {}
         roots = program.imports.roots()
         self.names_count = "torch" in roots or not roots & OTHER_FRAMEWORKS
@@ -347,6 +350,7 @@ class ObjectTable:
             if current in seen:
                 continue
             seen.add(current)
+            found.update(self.engines.get(current, ()))
             for info in self.objects.get(current, ()):
                 if info.kind is not ObjectKind.OPTIMIZER:
                     continue

@@ -3,7 +3,7 @@ how autograd is switched; what losses are divided by."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import libcst as cst
@@ -12,6 +12,7 @@ from looplint.analysis.naming import reads_by_name
 from looplint.analysis.program import (
     AssignEvent,
     CallEvent,
+    FunctionInfo,
     ModuleProgram,
     WithEvent,
     all_events,
@@ -47,7 +48,7 @@ _FREEZING_WORDS = ("freeze", "trainable")
 _MOVES = frozenset({"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "train"})
 
 
-def _built(value: cst.BaseExpression) -> cst.BaseExpression:
+def unmoved(value: cst.BaseExpression) -> cst.BaseExpression:
     """`Net(...)` in `Net(...).to(device).train()`: moving a new model to a device or a mode
     returns the same instance."""
     while (
@@ -57,6 +58,48 @@ def _built(value: cst.BaseExpression) -> cst.BaseExpression:
     ):
         value = value.func.value
     return value
+
+
+def _class_built(value: cst.BaseExpression, program: ModuleProgram) -> str | None:
+    """The same-module class `value` builds an instance of (`Net(...).to(device)`)."""
+    value = unmoved(value)
+    if (
+        isinstance(value, cst.Call)
+        and isinstance(value.func, cst.Name)
+        and value.func.value in program.classes
+    ):
+        return value.func.value
+    return None
+
+
+def instances_bound(
+    event: AssignEvent, function: FunctionInfo, program: ModuleProgram
+) -> Iterator[tuple[str, str]]:
+    """(target text, class) for each same-module instance an assignment binds: `model =
+    Net()`, or `benchmark, model = prepare()` where the same-module `prepare` returns a
+    tuple holding `Net(...)` at that position."""
+    assert event.value is not None
+    owner = _class_built(event.value, program)
+    if owner is not None:  # `model = Net()`, `a = b = Net()`
+        for target in event.targets:
+            text = dotted_name(target)
+            if text is not None:
+                yield text, owner
+        return
+    value = event.value
+    if not (isinstance(value, cst.Call) and isinstance(value.func, cst.Name)):
+        return
+    helper = program.function_named(value.func.value, function)
+    if helper is None:
+        return
+    for returned in helper.returns:
+        if not isinstance(returned, cst.Tuple) or len(returned.elements) != len(event.targets):
+            continue
+        for target, element in zip(event.targets, returned.elements, strict=True):
+            text = dotted_name(target)
+            owner = _class_built(element.value, program)
+            if text is not None and owner is not None:
+                yield text, owner
 
 
 def summarise(program: ModuleProgram) -> ModuleSummary:
@@ -115,15 +158,8 @@ def summarise(program: ModuleProgram) -> ModuleSummary:
                         freezes |= off
                         requires_grad_off |= off
                         input_gradients |= _is_true(event.value)
-                    text = dotted_name(target)
-                    value = _built(event.value)
-                    if (
-                        text is not None
-                        and isinstance(value, cst.Call)
-                        and isinstance(value.func, cst.Name)
-                        and value.func.value in program.classes
-                    ):
-                        instances.setdefault(text, []).append(value.func.value)
+                for text, owner in instances_bound(event, function, program):
+                    instances.setdefault(text, []).append(owner)
     return ModuleSummary(
         frozenset(called),
         freezes,

@@ -10,6 +10,7 @@ what one iteration of a loop really runs.
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 
 import libcst as cst
 
@@ -205,8 +206,11 @@ def _uncast(value: cst.BaseExpression) -> cst.BaseExpression:
     return value
 
 
-def backward_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Backward:
-    """The backward pass `call` runs: what it differentiates, and whether it is scaled."""
+def backward_of(
+    call: cst.Call, frame: Frame, scopes: Scopes, engines: Container[str] = ()
+) -> Backward:
+    """The backward pass `call` runs: what it differentiates, and whether it is scaled.
+    A receiver among `engines` is a training engine (`engine.backward(loss)`)."""
     func = call.func
     assert isinstance(func, cst.Attribute)
     receiver = _uncast(func.value)
@@ -216,7 +220,8 @@ def backward_of(call: cst.Call, frame: Frame, scopes: Scopes) -> Backward:
     if isinstance(receiver, cst.Name) and receiver.value in frame.scaled:
         return Backward(call, scopes.identity(receiver, frame), scaled=True)
     receiver_name = (dotted_name(receiver) or "").lower()
-    engine = func.attr.value == "manual_backward" or any(
+    engine = scopes.identity(receiver, frame) in engines
+    engine = engine or func.attr.value == "manual_backward" or any(
         word in receiver_name.rsplit(".", 1)[-1] for word in _ENGINE_WORDS
     )
     if engine:
@@ -259,11 +264,14 @@ def checkpoint_helper_payload(call: cst.Call) -> cst.Dict | None:
         return None
     for arg in call.args:
         value = arg.value
-        if isinstance(value, cst.Dict) and any(
-            isinstance(node, cst.Call)
-            and isinstance(node.func, cst.Attribute)
-            and node.func.attr.value == "state_dict"
-            for node in descendants(value)
+        if isinstance(value, cst.Dict) and (
+            any(
+                isinstance(node, cst.Call)
+                and isinstance(node.func, cst.Attribute)
+                and node.func.attr.value == "state_dict"
+                for node in descendants(value)
+            )
+            or any(_state_by_helper(element) is not None for element in value.elements)
         ):
             return value
     return None
@@ -300,12 +308,46 @@ def save_of(
                         states.add(owner.removesuffix(".module"))
             elif isinstance(node, cst.Dict):
                 literal = True
+                states.update(_states_by_helper(node, frame, scopes))
+            elif isinstance(node, cst.Call) and dotted_name(node.func) == "dict":
+                # `dict(epoch=epoch, model=model.state_dict())`: keywords are its keys
+                literal = True
+                keys.update(arg.keyword.value for arg in node.args if arg.keyword is not None)
             elif isinstance(node, cst.SimpleString):
                 value = node.evaluated_value
                 if isinstance(value, str):
                     keys.add(value)
     name = scopes.identity(payload, frame) if payload is not None and not literal else None
     return Save(call, frozenset(states), frozenset(keys), literal, name)
+
+
+def _states_by_helper(payload: cst.Dict, frame: Frame, scopes: Scopes) -> set[str]:
+    """Models whose state a checkpoint entry gets from a helper handed them:
+    `{"state_dict": weights_without_hooks(model)}` (the key names a state, the value is no
+    `state_dict()` call of its own)."""
+    found: set[str] = set()
+    for element in payload.elements:
+        helper = _state_by_helper(element)
+        for arg in positional_args(helper) if helper is not None else ():
+            identity = scopes.identity(arg, frame)
+            if identity is not None:
+                found.add(identity)
+    return found
+
+
+def _state_by_helper(element: cst.BaseDictElement) -> cst.Call | None:
+    """The helper call of an entry like `"state_dict": weights_of(model)`, else None."""
+    if (
+        isinstance(element, cst.DictElement)
+        and isinstance(element.key, cst.SimpleString)
+        and isinstance(key := element.key.evaluated_value, str)
+        and ("state" in key.lower() or "model" in key.lower())
+        and isinstance(element.value, cst.Call)
+        and positional_args(element.value)
+        and not _calls_method(element.value, frozenset({"state_dict"}))
+    ):
+        return element.value
+    return None
 
 
 def assignment_ops(
@@ -595,7 +637,7 @@ class TreeBuilder:
         # `self.backward(x, y)` of a class here that defines its own `backward` (a
         # hand-written perceptron's error step) calls that method, not autograd.
         if attr in ("backward", "manual_backward") and self.scopes.callee(call, frame) is None:
-            out.append(backward_of(call, frame, self.scopes))
+            out.append(backward_of(call, frame, self.scopes, self.table.engines))
             return
         qualified = self.imports.qualify(func)
         if qualified == "torch.autograd.backward":
@@ -640,6 +682,9 @@ class TreeBuilder:
             receiver = self.scopes.identity(chain, frame)
             kinds = self.table.kinds(receiver)
             if attr == "step" and receiver is not None:
+                if receiver in self.table.engines and not kinds:  # DeepSpeed's engine:
+                    out += (Step(call, receiver), Clear(call, receiver))  # it clears, too
+                    return
                 if ObjectKind.OPTIMIZER in kinds:
                     out.append(Step(call, receiver, self._closure(call, frame, stack)))
                     own = self._alone(own_step(self.program, self.table, receiver), stack)
