@@ -4,7 +4,8 @@ Why: a linter's recall can only be measured on bugs whose presence is known. Fix
 written the textbook way; real code builds its optimizer in `__init__`, steps it in a
 per-batch method and clears it through `model.zero_grad()`. This module reads a file the way
 a reviewer does — on its own, with its own (deliberately generous) recognition of optimizers,
-schedulers and scalers by name and role, never with looplint's analysis — and writes *mutants*:
+schedulers and scalers by name and role, never with looplint's analysis (it shares only the
+catalog's statement of which optimizers keep state) — and writes *mutants*:
 copies of the file's text with exactly one bug of one rule injected. A mutation that would not
 be a real bug is not a mutant but an `Exclusion` with its reason (see `EXCLUSION_CRITERIA`).
 
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
+
+from looplint.analysis.catalog import optimizer_keeps_state
 
 EXCLUSION_CRITERIA: dict[str, str] = {
     "already-flagged": "any rule: the unmutated file already has a finding of this rule (a "
@@ -45,7 +48,9 @@ EXCLUSION_CRITERIA: dict[str, str] = {
     "closure-step": "LL005: the step takes a closure that clears and backpropagates itself",
     "still-a-number": "LL006: the accumulated value is still converted to a Python number",
     "reset-each-iteration": "LL006: the total is reset inside the loop, so no history builds up",
-    "no-clip": "LL007: nothing clips between `unscale_` and `step` (removing it changes nothing)",
+    "no-clip": "LL007: nothing clips between `unscale_` and `step` (removing it changes "
+    "nothing); a clip with a threshold of `None` (`clip_grad_value_(params, None)`) only "
+    "measures the norm",
     "update-elsewhere": "LL007: another `scaler.update()` stays in the unit",
     "backward-under-if": "LL010: the backward pass runs under the same condition as the step "
     "(e.g. an `n_critic` schedule), so clearing there is required",
@@ -74,6 +79,11 @@ EXCLUSION_CRITERIA: dict[str, str] = {
     "callee-not-imported": "LL019: the functional module (`F`) is not imported in the file: "
     "the call raises `NameError`, it cannot drop silently",
     "open-ended-arguments": "LL015: the loader also takes `**kwargs`, which may carry a sampler",
+    "train-of-another-model": "LL021: every `.train()` on the name is in another function "
+    "than the `from_pretrained` load (a same-named variable or parameter holding another model)",
+    "not-own-attribute": "LL017: the container is stored on another object "
+    "(`self.model.decoder.heads = ...`), not on the class being defined, whose attributes are "
+    "what the rule reads",
     "single-process-arm": "LL015: the loader is built in one arm of an `if`/`else` whose other "
     "arm builds a `DistributedSampler` (`if multi_gpu: ... else: DataLoader(ds, sampler=s)`): "
     "this build serves the single-process run, where its sampler has nothing to do with ranks",
@@ -90,8 +100,9 @@ EXCLUSION_CRITERIA: dict[str, str] = {
     "out may not train",
     "no-optimizer-restore": "LL008: the file never restores the optimizer "
     "(`opt.load_state_dict(...)`), so whether it resumes from this checkpoint is not visible",
-    "stateless-optimizer": "LL008: the optimizer is plain SGD without momentum: it has no state "
-    "to lose",
+    "stateless-optimizer": "LL002/LL008: the optimizer is plain SGD without momentum: it has no "
+    "state to lose (LL002: and nothing in the file schedules its learning rate, no scheduler "
+    "built over it and no write to its `param_groups`, so rebuilding it loses no schedule either)",
     "optimizer-not-built-here": "LL008: the optimizer is not built in the file, so whether it "
     "keeps state (plain SGD keeps none) is not visible",
     "restore-not-removable": "LL008: the optimizer's `load_state_dict` is part of a larger "
@@ -793,6 +804,30 @@ def _roots(expr: cst.CSTNode) -> set[str]:
     return names.read - names.bound
 
 
+def _keeps_no_state(value: cst.BaseExpression) -> bool:
+    """Plain SGD without momentum, judged by looplint's own definition
+    (`optimizer_keeps_state`, a fact about torch's optimizers, not an inference): the
+    generator and the rules must agree on which optimizers have no state to lose."""
+    return isinstance(value, cst.Call) and not optimizer_keeps_state(_callee_name(value), value)
+
+
+_SCHEDULER_CALL = re.compile(r"sched|Sched|LR|[Ww]armup")
+
+
+def _scheduled(f: _File, optimizer: str) -> bool:
+    """Whether something in the file may drive `optimizer`'s learning rate: a call named
+    like a scheduler given it (`ReduceLROnPlateau(optimizer)`), or a write through its
+    `param_groups` (`for g in optimizer.param_groups: g["lr"] = lr`). Rebuilding the
+    optimizer then loses that schedule, stateless or not."""
+    for call in f.all_calls:
+        if _SCHEDULER_CALL.search(_callee_name(call)) and any(
+            _last(f.ix.code(a.value)) == _last(optimizer) for a in call.args
+        ):
+            return True
+    writes_lr = re.search(r"""\[\s*["']lr["']\s*\]\s*(?:[-+*/]?=)(?!=)""", f.text)
+    return writes_lr is not None and f"{_last(optimizer)}.param_groups" in f.text
+
+
 def _ll002(f: _File, unit: _Unit, out: FileMutations) -> None:
     ix = f.ix
     line = ix.line(unit.steps[0])
@@ -807,6 +842,9 @@ def _ll002(f: _File, unit: _Unit, out: FileMutations) -> None:
         target = outer if outer is not None else unit.region
     assign = built.body[0]
     assert isinstance(assign, cst.Assign)
+    if _keeps_no_state(assign.value) and not _scheduled(f, unit.key):
+        out.exclusions.append(Exclusion("LL002", line, "stateless-optimizer"))
+        return
     scope_names = _bound_names(unit.scope) | f.module_names() | _BUILTINS
     if not _roots(assign.value) <= scope_names:
         out.exclusions.append(Exclusion("LL002", line, "names-not-in-scope"))
@@ -1076,6 +1114,20 @@ def _ll006(f: _File, out: FileMutations) -> None:
                 )
 
 
+def _clips_nothing(call: cst.Call) -> bool:
+    """`clip_grad_value_(params, None)`: a threshold of `None` only measures the norm (VITS
+    logs it), so the gradients it sees being scaled changes no update."""
+    threshold = next(
+        (
+            a.value
+            for a in call.args
+            if a.keyword is not None and a.keyword.value in {"max_norm", "clip_value"}
+        ),
+        call.args[1].value if len(call.args) > 1 and call.args[1].keyword is None else None,
+    )
+    return isinstance(threshold, cst.Name) and threshold.value == "None"
+
+
 def _ll007(f: _File, out: FileMutations) -> None:
     ix = f.ix
     seen: set[int] = set()
@@ -1106,6 +1158,7 @@ def _ll007(f: _File, out: FileMutations) -> None:
                     for c in calls
                     if _CLIP.search(_callee_name(c))
                     and ix.line(call) < ix.line(c) <= ix.line(steps[-1])
+                    and not _clips_nothing(c)
                 ]
                 if not clip:
                     out.exclusions.append(Exclusion("LL007", line, "no-clip"))
@@ -1512,16 +1565,7 @@ def _stateless_only(f: _File, optimizer: str) -> bool | None:
     if not found:
         return None
 
-    def stateless(call: cst.Call) -> bool:
-        momentum = next(
-            (a.value for a in call.args if a.keyword and a.keyword.value == "momentum"), None
-        )
-        no_momentum = momentum is None or (
-            isinstance(momentum, (cst.Integer, cst.Float)) and float(momentum.value) == 0
-        )
-        return _callee_name(call) == "SGD" and no_momentum
-
-    return all(stateless(c) for c in found)
+    return all(_keeps_no_state(c) for c in found)
 
 
 def _state_of_optimizer(expr: cst.BaseExpression, ix: _Index) -> str | None:
@@ -2069,6 +2113,9 @@ def _ll017(f: _File, out: FileMutations) -> None:
                 continue
             attribute = target.removeprefix("self.")
             line = f.ix.line(node)
+            if not attribute.isidentifier():
+                out.exclusions.append(Exclusion("LL017", line, "not-own-attribute"))
+                continue
             replacement = _plain_container(f, init, value, attribute)
             if replacement is None:
                 out.exclusions.append(Exclusion("LL017", line, "no-fresh-layers"))
@@ -2330,14 +2377,15 @@ def _iterates_parameters(f: _File, node: cst.CSTNode, receiver: str) -> bool:
 
 _KEEPS_MODE = re.compile(
     r"^(?:prepare|prepare_model|DistributedDataParallel|DataParallel|DDP|FSDP|compile|"
-    r"get_peft_model|print|len|isinstance|hasattr|type|id|str|repr)$"
+    r"get_peft_model|accumulate|no_sync|unwrap_model|get_state_dict|save_model|print|len|"
+    r"isinstance|hasattr|type|id|str|repr)$"
 )
 
 
 def _ll021(f: _File, out: FileMutations) -> None:
     """Remove every `.train()` of a model loaded with `from_pretrained` and trained here."""
     ix = f.ix
-    loaded: set[str] = set()
+    loaded: dict[str, set[cst.CSTNode]] = {}
     for node in _walkall(ix.module):
         if (
             isinstance(node, cst.Assign)
@@ -2354,7 +2402,7 @@ def _ll021(f: _File, out: FileMutations) -> None:
             ):
                 out.exclusions.append(Exclusion("LL021", ix.line(node), "custom-from-pretrained"))
                 continue
-            loaded.add(ix.code(node.targets[0].target))
+            loaded.setdefault(ix.code(node.targets[0].target), set()).add(ix.scope_of(node))
     if not loaded or not f.units:
         return
     trained_calls = [c for u in f.units for c in u.calls()]
@@ -2372,6 +2420,11 @@ def _ll021(f: _File, out: FileMutations) -> None:
         if not trains:
             continue
         line = ix.line(trains[0])
+        if not any(
+            _reaches(f, scope, ix.scope_of(t), model) for t in trains for scope in loaded[model]
+        ):
+            out.exclusions.append(Exclusion("LL021", line, "train-of-another-model"))
+            continue
         smalls = [_statement_of_call(ix, t) for t in trains]
         if any(s is None for s in smalls):
             out.exclusions.append(Exclusion("LL021", line, "train-in-chain"))
@@ -2402,6 +2455,19 @@ def _ll021(f: _File, out: FileMutations) -> None:
                     model,
                 )
             )
+
+
+def _reaches(f: _File, loading: cst.CSTNode, training: cst.CSTNode, model: str) -> bool:
+    """Whether a `.train()` in scope `training` can be on the model loaded in scope `loading`:
+    the same scope, a module-level model, or a function of the file that `loading` gives
+    the model to by argument."""
+    if training is loading or isinstance(loading, cst.Module):
+        return True
+    return isinstance(training, cst.FunctionDef) and any(
+        training in f.functions.get(_callee_name(c), [])
+        and any(f.ix.code(a.value) == model for a in c.args)
+        for c in _calls(loading)
+    )
 
 
 def _helper_trains(f: _File, model: str) -> bool:

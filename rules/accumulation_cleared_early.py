@@ -16,12 +16,14 @@ from looplint.rule import Rule, Violation
 def _looks_like_accumulation(test: cst.BaseExpression | None) -> bool:
     """`(i + 1) % accum_steps == 0`, `step % self.grad_accum == 0`, `if accumulate:`, and
     flags that say a step happens now (`if do_sync_step:`, `if accelerator.sync_gradients:`,
-    `if should_step:`)."""
+    `if should_step:`, `if is_update:`)."""
     if test is None:
         return False
     flag = test.expression if isinstance(test, cst.UnaryOperation) else test
     name = (dotted_name(flag) or "").rsplit(".", 1)[-1].lower()
-    if name and ("sync" in name or name.endswith("step") or name.startswith(("should_", "do_"))):
+    if name and (
+        "sync" in name or name.endswith("step") or name.startswith(("should_", "do_", "is_update"))
+    ):
         return True
     for node in (test, *descendants(test)):
         if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Modulo):
@@ -32,6 +34,8 @@ def _looks_like_accumulation(test: cst.BaseExpression | None) -> bool:
 
 
 def _steps_every_iteration(steps: list[Site], loop: Loop) -> bool:
+    # Only steps this loop runs: PPG's policy phase steps the same optimizer in another loop.
+    steps = [s for s in steps if any(outer is loop for outer in s.loops)]
     if all(any(_looks_like_accumulation(g.test) for g in s.guards_within(loop)) for s in steps):
         return False  # `if (i + 1) % accum == 0:` around every step, whatever is inside
     for step in steps:
@@ -39,6 +43,8 @@ def _steps_every_iteration(steps: list[Site], loop: Loop) -> bool:
             return True
     branches: dict[int, tuple[Branch, set[int]]] = {}
     for step in steps:
+        if any(_looks_like_accumulation(g.test) for g in step.guards_within(loop)):
+            continue  # `if accum > 1: ... if (i + 1) % accum == 0: step()` steps every N
         for guard in step.guards_within(loop):
             entry = branches.setdefault(id(guard), (guard, set()))
             for index, arm in enumerate(guard.arms):
@@ -208,8 +214,8 @@ class AccumulationClearedEarly(Rule):
             and clear.loops[common] is step.loops[common]
         ):
             common += 1
-        if common == 0:
-            return None
+        if common == 0 or clear.exclusive_with(step):
+            return None  # no shared loop, or never both (`if accum > 1: ... else: ...`)
         loop = clear.loops[common - 1]
         view = views[id(loop)]
         order = view.sites

@@ -19,7 +19,7 @@ from looplint.analysis.operations import (
     Site,
     Step,
 )
-from looplint.analysis.syntax import call_display
+from looplint.analysis.syntax import call_display, dotted_name
 from looplint.identity import OPTIMIZER_IN_LOOP
 from looplint.rule import Rule, Violation
 
@@ -58,10 +58,21 @@ def _recreated(sources: frozenset[str], view: LoopView) -> bool:
         for assign in assigns:
             if not _covers(assign.target, source):
                 continue
-            if assign.fresh:
+            if assign.fresh and not _aliases(assign):
                 return True
             pending.update(assign.sources)
     return False
+
+
+def _aliases(assign: Assign) -> bool:
+    """`peft_model = model.module` (or `model.module if distributed else model`): a second
+    name for an existing object, nothing new; what it names decides whether it is new."""
+    value = getattr(assign.node, "value", None)
+    arms = (value.body, value.orelse) if isinstance(value, cst.IfExp) else (value,)
+    return all(
+        isinstance(arm, (cst.Name, cst.Attribute)) and dotted_name(arm) is not None
+        for arm in arms
+    )
 
 
 class OptimizerInLoop(Rule):
@@ -156,22 +167,26 @@ class OptimizerInLoop(Rule):
                 if views is None:
                     views = facts.loop_views(function)
                 view = views[id(site.loop)]
-                if self._legitimate(site, op, view):
+                if self._legitimate(site, op, view, facts):
                     continue
                 what = {
                     ObjectKind.OPTIMIZER: "optimizer",
                     ObjectKind.SCHEDULER: "LR scheduler",
                     ObjectKind.SCALER: "GradScaler",
                 }[op.kind]
+                lost = _STATE[op.kind]
+                if op.kind is ObjectKind.OPTIMIZER and not optimizer_keeps_state(
+                    op.qualified, op.node
+                ):
+                    lost = _STATE[ObjectKind.SCHEDULER]  # plain SGD: only its schedule is lost
                 yield Violation(
                     op.node,
                     f"{what} `{call_display(op.node)}` is re-created on every iteration of the "
-                    f"training loop, so {_STATE[op.kind]} reset each time; build it once before "
-                    "the loop",
+                    f"training loop, so {lost} reset each time; build it once before the loop",
                 )
 
     @staticmethod
-    def _legitimate(site: Site, op: Construct, view: LoopView) -> bool:
+    def _legitimate(site: Site, op: Construct, view: LoopView, facts: ModuleFacts) -> bool:
         if not any(isinstance(s.op, (Backward, Step)) for s in view.sites):
             return True  # not a training loop (e.g. building per-parameter optimizers)
         if any(
@@ -183,11 +198,10 @@ class OptimizerInLoop(Rule):
             return True  # each iteration is a whole training run (stages, phases, settings)
         constructed_here = [s.op for s in view.sites if isinstance(s.op, Construct)]
         if op.kind is ObjectKind.OPTIMIZER:
-            if not optimizer_keeps_state(op.qualified, op.node) and not any(
-                isinstance(s.op, Construct) and s.op.kind is ObjectKind.SCHEDULER
-                for s in view.sites
+            if not optimizer_keeps_state(op.qualified, op.node) and not _scheduled(
+                site, view, facts
             ):
-                return True  # plain SGD has nothing to lose (and no schedule is attached here)
+                return True  # plain SGD has nothing to lose (and no schedule drives it)
             return not op.parameter_sources or _recreated(op.parameter_sources, view)
         if op.kind is ObjectKind.SCHEDULER:
             if op.optimizer is None:
@@ -197,6 +211,27 @@ class OptimizerInLoop(Rule):
                 for c in constructed_here
             ) or _recreated(frozenset({op.optimizer}), view)
         return any(c.kind is ObjectKind.OPTIMIZER for c in constructed_here)
+
+
+def _scheduled(site: Site, view: LoopView, facts: ModuleFacts) -> bool:
+    """Whether a learning-rate schedule drives the optimizer `site` builds: a scheduler
+    built beside it in the loop, or one built anywhere over the name it is bound to. The
+    latter keeps adjusting the optimizer it was built over, so the rebuilt one never sees
+    its learning rate change: even plain SGD loses its schedule."""
+    if any(
+        isinstance(s.op, Construct) and s.op.kind is ObjectKind.SCHEDULER for s in view.sites
+    ):
+        return True
+    index = next(i for i, s in enumerate(view.sites) if s.op is site.op)
+    bound = next(
+        (s.op.target for s in view.sites[index + 1 : index + 3] if isinstance(s.op, Assign)),
+        None,
+    )
+    return bound is not None and any(
+        info.kind is ObjectKind.SCHEDULER and info.optimizer == bound
+        for infos in facts.objects.values()
+        for info in infos
+    )
 
 
 def _is_phase_loop(view: LoopView) -> bool:

@@ -24,6 +24,11 @@ _KEEPS_MODE = frozenset(
         "FullyShardedDataParallel",
         "compile",
         "get_peft_model",
+        "accumulate",
+        "no_sync",
+        "unwrap_model",
+        "get_state_dict",
+        "save_model",
         "print",
         "len",
         "isinstance",
@@ -35,8 +40,9 @@ _KEEPS_MODE = frozenset(
     }
 )
 """Calls given the model itself that never switch it to train mode (wrappers keep the
-wrapped modules' mode; Accelerate's `prepare` and PEFT's `get_peft_model` do not call
-`.train()`). Any other call given the model may, so the rule stays silent."""
+wrapped modules' mode; Accelerate's `prepare`, `accumulate`, `no_sync`, `unwrap_model`,
+`get_state_dict` and `save_model` and PEFT's `get_peft_model` do not call `.train()`). Any
+other call given the model may, so the rule stays silent."""
 
 
 def _parameter_base(source: str) -> str:

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 import libcst as cst
 
 from looplint.analysis.facts import ModuleFacts
-from looplint.analysis.networks import parameter_loop_names
-from looplint.analysis.program import AssignEvent, Event, all_events
+from looplint.analysis.networks import parameter_element, parameter_lists, tensor_names
+from looplint.analysis.program import AssignEvent, all_events
 from looplint.analysis.syntax import dotted_name, source_of
 from looplint.files.screening import Screen
 from looplint.identity import REQUIRES_GRAD_TYPO
@@ -36,7 +36,6 @@ TYPOS = frozenset(
 """Misspellings of `requires_grad` seen in real code and issue trackers."""
 
 _TENSOR_ATTRIBUTES = ("weight", "bias")
-_TENSOR_BUILDERS = re.compile(r"^torch\.(?:nn\.(?:parameter\.)?Parameter|[a-z_]+)$")
 
 
 def _rename_fix(target: cst.Attribute) -> Callable[[], Fix | None]:
@@ -52,10 +51,13 @@ class RequiresGradTypo(Rule):
     Reports an assignment to a misspelt `requires_grad` — `require_grad`,
     `requires_grads`, `required_grad`, … — on a tensor or parameter: a loop
     variable over `model.parameters()` / `named_parameters()` (or over a
-    collection named for parameters, `for p in params:`), a layer's
-    `.weight` / `.bias`, or a name bound to `nn.Parameter(...)` or a `torch`
-    tensor in the same function. The same spelling on other objects (a config
-    field, your own class's attribute, a dict key) is not reported.
+    collection named for parameters, `for p in params:`, `for p in
+    group["params"]:`), one element of such a collection (`params[i]`,
+    `module._parameters[name]`), a layer's `.weight` / `.bias`, an argument
+    annotated `Tensor` / `nn.Parameter`, or a name bound to `nn.Parameter(...)`,
+    a `torch` tensor or `model.get_parameter(name)` in the same function. The
+    same spelling on other objects (a config field, your own class's attribute,
+    a dict key) is not reported.
 
     ## Why is this bad?
     Tensors accept any new attribute, so the typo raises nothing: it creates an
@@ -121,10 +123,8 @@ class RequiresGradTypo(Rule):
     def check(self, facts: ModuleFacts) -> Iterator[Violation]:
         imports = facts.imports
         for function in facts.program.functions:
-            tensors: set[str] = set()
-            for _, names in parameter_loop_names(function.events):
-                tensors |= names
-            tensors |= _tensor_names(function.events, imports.qualify)
+            tensors = tensor_names(function, imports.qualify)
+            lists = parameter_lists(function.events)
             for event in all_events(function.events):
                 if not isinstance(event, AssignEvent) or event.augmented:
                     continue
@@ -136,7 +136,11 @@ class RequiresGradTypo(Rule):
                         isinstance(target.value, cst.Attribute)
                         and target.value.attr.value in _TENSOR_ATTRIBUTES
                     )
-                    if dotted_name(target.value) not in tensors and not layer_tensor:
+                    if (
+                        dotted_name(target.value) not in tensors
+                        and not layer_tensor
+                        and not parameter_element(target.value, lists)
+                    ):
                         continue
                     yield Violation(
                         target,
@@ -145,20 +149,3 @@ class RequiresGradTypo(Rule):
                         "is frozen; spell it `requires_grad`",
                         fix=_rename_fix(target),
                     )
-
-
-def _tensor_names(
-    events: tuple[Event, ...], qualify: Callable[[cst.BaseExpression], str | None]
-) -> set[str]:
-    """Plain names a function binds to a tensor: `nn.Parameter(...)`, `torch.zeros(...)`."""
-    found: set[str] = set()
-    for event in all_events(events):
-        if not isinstance(event, AssignEvent) or len(event.targets) != 1:
-            continue
-        target, value = event.targets[0], event.value
-        if not (isinstance(target, cst.Name) and isinstance(value, cst.Call)):
-            continue
-        qualified = qualify(value.func)
-        if qualified is not None and _TENSOR_BUILDERS.match(qualified):
-            found.add(target.value)
-    return found

@@ -38,6 +38,10 @@ def _elements(value: cst.BaseExpression) -> list[cst.BaseExpression]:
 
 
 def _container_kind(value: cst.BaseExpression) -> str | None:
+    if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Add):
+        # `[Stem(..)] + [Block(..) for ..]`: a list when both sides are
+        left, right = _container_kind(value.left), _container_kind(value.right)
+        return left if left is not None and left == right else None
     if isinstance(value, cst.Call) and call_name(value) in ("tuple", "list") and value.args:
         inner = value.args[0].value
         if isinstance(inner, (cst.ListComp, cst.GeneratorExp, cst.List)):
@@ -51,10 +55,34 @@ def _container_kind(value: cst.BaseExpression) -> str | None:
 
 
 def _layers_in(networks: Networks, value: cst.BaseExpression) -> list[str]:
-    """The layer classes a container expression builds fresh (`[nn.Linear(..) for ..]`)."""
+    """The layer classes a container expression builds fresh (`[nn.Linear(..) for ..]`,
+    `[Stem(..)] + [Block(..) for ..]`, `[A(..) if first else B(..) for ..]`)."""
+    if isinstance(value, cst.BinaryOperation):
+        return _layers_in(networks, value.left) + _layers_in(networks, value.right)
     if isinstance(value, cst.Call) and value.args:
         value = value.args[0].value
-    return [name for e in _elements(value) if (name := networks.layer_built(e)) is not None]
+    return [name for e in _elements(value) for name in _layers_built(networks, e)]
+
+
+def _layers_built(networks: Networks, element: cst.BaseExpression) -> list[str]:
+    """The layer one element of a container builds, either of a conditional's."""
+    if isinstance(element, cst.IfExp):
+        return _layers_built(networks, element.body) + _layers_built(networks, element.orelse)
+    built = networks.layer_built(element)
+    return [] if built is None else [built]
+
+
+def _filled_with(networks: Networks, call: cst.Call) -> list[str]:
+    """The layers `x.append(nn.Linear(..))`, `x.insert(i, Block(..))` or
+    `x.extend([Norm(..), Block(..)])` adds (no call of those: nothing)."""
+    func = call.func
+    if not (isinstance(func, cst.Attribute) and call.args):
+        return []
+    if func.attr.value in _FILLERS:
+        return _layers_built(networks, call.args[-1].value)
+    if func.attr.value == "extend" and _container_kind(call.args[0].value) is not None:
+        return _layers_in(networks, call.args[0].value)
+    return []
 
 
 def _local_layers(networks: Networks, method: FunctionInfo, name: str) -> list[str] | None:
@@ -66,9 +94,9 @@ def _local_layers(networks: Networks, method: FunctionInfo, name: str) -> list[s
         if isinstance(event, AssignEvent):
             if not any(isinstance(t, cst.Name) and t.value == name for t in event.targets):
                 continue
-            if event.value is None or _container_kind(event.value) is None or event.augmented:
+            if event.value is None or _container_kind(event.value) is None:
                 return None
-            if len(event.targets) != 1:
+            if len(event.targets) != 1 or (event.augmented and not _extends(event.node)):
                 return None
             layers += _layers_in(networks, event.value)
         elif isinstance(event, CallEvent):
@@ -79,10 +107,7 @@ def _local_layers(networks: Networks, method: FunctionInfo, name: str) -> list[s
                 and isinstance(func.value, cst.Name)
                 and func.value.value == name
             ):
-                if func.attr.value in _FILLERS and call.args:
-                    built = networks.layer_built(call.args[-1].value)
-                    if built is not None:
-                        layers.append(built)
+                layers += _filled_with(networks, call)
                 continue
             if call_name(call) in _HARMLESS_READERS:
                 continue
@@ -91,11 +116,34 @@ def _local_layers(networks: Networks, method: FunctionInfo, name: str) -> list[s
     return layers
 
 
+def _extends(node: cst.CSTNode) -> bool:
+    """`layers += [Block(..)]`: the list grows, it is not replaced."""
+    return isinstance(node, cst.AugAssign) and isinstance(node.operator, cst.AddAssign)
+
+
 def _mentions(expression: cst.BaseExpression, name: str) -> bool:
+    """Whether `expression` reads `name` other than through `len(...)`/`isinstance(...)`
+    (`names.append(f"layers.{len(layers)}")` hands none of its layers on)."""
+    if isinstance(expression, cst.Name):
+        return expression.value == name
+    if isinstance(expression, cst.Call) and call_name(expression) in _HARMLESS_READERS:
+        return False
     return any(
-        isinstance(node, cst.Name) and node.value == name
-        for node in (expression, *descendants(expression))
+        isinstance(child, cst.BaseExpression) and _mentions(child, name)
+        for child in _expression_children(expression)
     )
+
+
+def _expression_children(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """The nodes directly below `node`, looking through the wrappers (arguments, elements,
+    f-string parts) that are not expressions themselves."""
+    found: list[cst.CSTNode] = []
+    for child in node.children:
+        if isinstance(child, cst.BaseExpression):
+            found.append(child)
+        else:
+            found.extend(_expression_children(child))
+    return found
 
 
 def _handed_on(networks: Networks, network: NetworkClass, attribute: str) -> bool:
@@ -107,7 +155,7 @@ def _handed_on(networks: Networks, network: NetworkClass, attribute: str) -> boo
         name = call_name(call)
         if name in _HARMLESS_READERS:
             continue
-        if name in _FILLERS and call.args and networks.layer_built(call.args[-1].value):
+        if _method_of(call, attribute) and _filled_with(networks, call):
             continue
         if _method_of(call, attribute) and name in _CONTAINER_READS:
             continue  # `self.heads.values()`, `self.blocks.index(b)`: the container is read
@@ -152,15 +200,21 @@ def _held_by_container(value: ast.expr | None) -> list[ast.expr]:
         and value.args
     ):
         value = value.args[0]
+    if isinstance(value, ast.BinOp) and isinstance(value.op, ast.Add):
+        return _held_by_container(value.left) + _held_by_container(value.right)
     if isinstance(value, (ast.List, ast.Tuple)):
-        return [e for e in value.elts if not isinstance(e, ast.Starred)]
-    if isinstance(value, (ast.ListComp, ast.GeneratorExp)):
-        return [value.elt]
-    if isinstance(value, ast.Dict):
-        return list(value.values)
-    if isinstance(value, ast.DictComp):
-        return [value.value]
-    return []
+        held = [e for e in value.elts if not isinstance(e, ast.Starred)]
+    elif isinstance(value, (ast.ListComp, ast.GeneratorExp)):
+        held = [value.elt]
+    elif isinstance(value, ast.Dict):
+        held = list(value.values)
+    elif isinstance(value, ast.DictComp):
+        held = [value.value]
+    else:
+        return []
+    # `[A(..) if first else B(..) for ..]`: either may be built
+    branches = [(e.body, e.orelse) if isinstance(e, ast.IfExp) else (e,) for e in held]
+    return [branch for pair in branches for branch in pair]
 
 
 def _holds_a_layer(value: ast.expr | None) -> bool:
@@ -173,14 +227,12 @@ def _holds_a_layer(value: ast.expr | None) -> bool:
 
 
 def _fills_with_a_layer(node: ast.AST) -> bool:
-    """`x.append(Block(...))` / `x.insert(i, nn.Linear(...))`."""
-    return (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr in _FILLERS
-        and bool(node.args)
-        and _may_build_a_layer(node.args[-1])
-    )
+    """`x.append(Block(...))` / `x.insert(i, nn.Linear(...))` / `x.extend([Norm(..), ..])`."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args):
+        return False
+    if node.func.attr == "extend":
+        return _holds_a_layer(node.args[0])
+    return node.func.attr in _FILLERS and _may_build_a_layer(node.args[-1])
 
 
 def _assignments(function: ast.AST) -> list[tuple[list[ast.expr], ast.expr | None]]:
@@ -234,6 +286,40 @@ def _init_keeps_layers_in_a_container(init: ast.AST, cls: ast.ClassDef) -> bool:
     return False
 
 
+class _ContainerWords:
+    """Stage 1: text that can store layers in a plain container. Three shapes are one
+    regular expression; the fourth (`layers = [Stem(..)]` ... `self.layers = layers`, with
+    a backreference over up to 80 lines) is tried only at the lines holding `= [Upper(`,
+    found by a literal search: tried at every newline it cost most of the screen's time."""
+
+    _STORED = re.compile(
+        r"self\.\w+\s*=\s*(?:(?:list|tuple)\(\s*[\[\(\{]?|[\[\(\{])\s*"
+        r"(?:[a-z_][\w.]*\(\s*)?(?:[\w.]*\.)?[A-Z]\w*\("
+        r"|self\.\w+\s*=\s*\{[^}]*:\s*(?:[\w.]*\.)?[A-Z]\w*\("
+        r"|\.(?:append|extend)\(\s*\[?\s*(?:nn\.|torch\.nn\.)?[A-Z]\w*\("
+    )
+    _LIST_OF_LAYERS = re.compile(r"=[ \t]*\[\s*(?:[\w.]*\.)?[A-Z]\w*\(")
+    _LOCAL_LIST_STORED = re.compile(
+        r"\n[ \t]+(\w+)[ \t]*=[ \t]*\[\s*(?:[\w.]*\.)?[A-Z]\w*\("
+        r"(?:.*\n){1,80}?[ \t]+self\.\w+[ \t]*=[ \t]*\1[ \t]*\n"
+    )
+
+    def search(self, string: str) -> object | None:
+        found = self._STORED.search(string)
+        if found is not None:
+            return found
+        for candidate in self._LIST_OF_LAYERS.finditer(string):
+            line_start = string.rfind("\n", 0, candidate.start())
+            if line_start >= 0:
+                stored = self._LOCAL_LIST_STORED.match(string, line_start)
+                if stored is not None:
+                    return stored
+        return None
+
+
+_CONTAINER_WORDS = _ContainerWords()
+
+
 def _layers_in_a_container_of_a_class(glance: Glance) -> bool:
     """Whether some class's `__init__` keeps layers in a plain container attribute, as far
     as the standard tree shows without knowing which classes are modules. Each `__init__`
@@ -261,7 +347,9 @@ class UnregisteredSubmodules(Rule):
     Reports an attribute of an `nn.Module` subclass that `__init__` sets to a
     plain `list`, `tuple` or `dict` of freshly built layers —
     `self.blocks = [nn.Linear(d, d) for _ in range(n)]`, a dict of layers, or a
-    local list filled with `append` and then stored. Layers without parameters
+    local list filled with `append`, `extend`, `+=` or `+` and then stored. A
+    layer is a `torch.nn` layer with parameters or a module class of the
+    codebase (its base may be defined in another file) that builds one. Layers without parameters
     (`nn.ReLU()`), containers of existing attributes (`[self.conv1, self.conv2]`),
     a list later wrapped (`nn.ModuleList(self.blocks)`) or handed to any other
     call, and classes that are not modules are not reported.
@@ -280,15 +368,7 @@ class UnregisteredSubmodules(Rule):
     """
 
     identity = UNREGISTERED_SUBMODULES
-    screen = Screen(
-        re.compile(
-            r"self\.\w+\s*=\s*(?:(?:list|tuple)\(\s*[\[\(\{]?|[\[\(\{])\s*"
-            r"(?:[a-z_][\w.]*\(\s*)?(?:[\w.]*\.)?[A-Z]\w*\("
-            r"|self\.\w+\s*=\s*\{[^}]*:\s*(?:[\w.]*\.)?[A-Z]\w*\("
-            r"|\.append\(\s*(?:nn\.|torch\.nn\.)?[A-Z]\w*\("
-        ),
-        _layers_in_a_container_of_a_class,
-    )
+    screen = Screen(_CONTAINER_WORDS, _layers_in_a_container_of_a_class)
     INVALID = (
         """
         import torch.nn as nn
@@ -376,10 +456,8 @@ class UnregisteredSubmodules(Rule):
             return [
                 built
                 for call in network.uses.get(store.attribute, ())
-                if call_name(call) in _FILLERS
-                and isinstance(call.func, cst.Attribute)
-                and call.args
-                and (built := networks.layer_built(call.args[-1].value)) is not None
+                if _method_of(call, store.attribute)
+                for built in _filled_with(networks, call)
             ]
         if _container_kind(value) is not None:
             return _layers_in(networks, value)

@@ -223,6 +223,7 @@ def test_the_fixture_package_needs_its_siblings(run_looplint: RunLooplint, tmp_p
     assert found == [
         "crossmodule/ddp_package_loader.py:20:28",
         "crossmodule/engine.py:10:9",
+        "crossmodule/factory_dispatch_every_epoch.py:13:24",
         "crossmodule/helper_loops.py:13:9",
         "crossmodule/helper_loops.py:22:9",
         "crossmodule/restart_every_epoch.py:10:21",
@@ -362,3 +363,41 @@ def test_a_module_read_only_for_an_irrelevant_helper_is_a_weak_dependency(
     relevant = run([str(tmp_path / "train.py")], ALL, 1, ResultCache(cache_dir, ALL))
     assert relevant.cached == 0
     assert [(f.line, f.code) for f in relevant.findings] == [(8, "LL001")]
+
+
+def test_a_base_class_is_followed_through_re_exports_to_nn_module(tmp_path: Path) -> None:
+    """`Layer(Checkpointed)`, `Checkpointed` re-exported by `pkg/layers/__init__.py` under
+    another name from `pkg/layers/base.py`, where it derives from `nn.Module`: `Layer` is a
+    module, so a plain list of them is reported; once the far base stops being a module, the
+    cached result of the file that never changed is dropped."""
+    model = """
+    import torch.nn as nn
+    from pkg.layers import Checkpointed
+
+    class Layer(Checkpointed):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 4)
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = [Layer() for _ in range(3)]
+    """
+    _write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/layers/__init__.py": "from .base import CheckpointedBase as Checkpointed\n",
+            "pkg/layers/base.py": "import torch.nn as nn\n\n\n"
+            "class CheckpointedBase(nn.Module):\n    pass\n",
+            "pkg/model.py": model,
+        },
+    )
+    cache_dir = tmp_path / ".cache"
+    codes = {"LL017"}
+    first = run([str(tmp_path / "pkg/model.py")], codes, 1, ResultCache(cache_dir, codes))
+    assert [(f.line, f.code) for f in first.findings] == [(13, "LL017")]
+    (tmp_path / "pkg/layers/base.py").write_text("class CheckpointedBase:\n    pass\n")
+    after = run([str(tmp_path / "pkg/model.py")], codes, 1, ResultCache(cache_dir, codes))
+    assert after.cached == 0 and after.findings == []

@@ -265,6 +265,19 @@ for x in loader:
             "LL007",
             "no-clip",
         ),
+        (  # a threshold of None only measures the norm (VITS logs it): nothing is clipped
+            """
+for x in loader:
+    optimizer.zero_grad()
+    scaler.scale(model(x).sum()).backward()
+    scaler.unscale_(optimizer)
+    grad_norm = commons.clip_grad_value_(model.parameters(), None)
+    scaler.step(optimizer)
+    scaler.update()
+""",
+            "LL007",
+            "no-clip",
+        ),
         (  # a helper of the file clears too: removing the visible clear is not a bug
             """
 def reset(model):
@@ -290,6 +303,18 @@ def fit(model, optimizer, loader):
             "LL002",
             "no-construction",
         ),
+        (  # plain SGD without momentum and no schedule: rebuilding it loses nothing
+            """
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+for epoch in range(3):
+    for x in loader:
+        model(x).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+            "LL002",
+            "stateless-optimizer",
+        ),
         (
             """
 for epoch in range(3):
@@ -312,6 +337,38 @@ def test_mutations_that_would_not_be_bugs_are_excluded(source: str, rule: str, r
     assert reason in mutants.EXCLUSION_CRITERIA
 
 
+def test_plain_sgd_under_a_schedule_is_mutated_and_reported(tmp_path: Path) -> None:
+    """Plain SGD keeps no state, but a scheduler built over it keeps adjusting the first
+    optimizer: a copy rebuilt in the loop never sees the schedule, a real bug. Momentum
+    given by position (`SGD(params, 0.1, 0.9)`) is state as much as by keyword."""
+    scheduled = """\
+import torch
+
+
+def train(model, loader, epochs):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
+    for epoch in range(epochs):
+        total = 0.0
+        for x in loader:
+            optimizer.zero_grad()
+            loss = model(x).sum()
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+        scheduler.step(total)
+"""
+    momentum = scheduled.replace("lr=0.1)", "0.1, 0.9)").replace(
+        "    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)\n", ""
+    ).replace("        scheduler.step(total)\n", "")
+    files = {}
+    for name, source in (("scheduled", scheduled), ("momentum", momentum)):
+        found = mutants.mutate(source, ["LL002"])
+        assert found.exclusions == [] and len(found.mutants) == 1, name
+        files[f"{name}.py"] = found.mutants[0].text
+    assert _codes_by_file(tmp_path, files) == {"scheduled.py": {"LL002"}, "momentum.py": {"LL002"}}
+
+
 def test_per_batch_method_called_from_a_loop_is_a_training_unit() -> None:
     source = """
 import torch
@@ -319,7 +376,7 @@ import torch
 class Trainer:
     def __init__(self, model):
         self.model = model
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9)
 
     def _train_step(self, batch):
         loss = self.model(batch).sum()
@@ -511,6 +568,24 @@ def test_network_definition_and_distributed_mutants_are_reported(tmp_path: Path)
             "guarded-by-mode",
         ),
         ("model.requires_grad = False\n", "LL020", "receiver-not-tensor"),
+        (
+            "import torch.nn as nn\nclass A(nn.Module):\n    def __init__(self):\n"
+            "        self.model = B()\n"
+            "        self.model.heads = nn.ModuleList([nn.Linear(1, 1)])\n",
+            "LL017",
+            "not-own-attribute",
+        ),
+        (
+            # the `model` of `build` is loaded pretrained; `main`'s `model` is another one
+            "import torch\nfrom transformers import AutoModel\n"
+            "def build():\n    model = AutoModel.from_pretrained('b')\n    return model\n"
+            "def main(loader):\n    model = Net()\n"
+            "    opt = torch.optim.AdamW(model.parameters())\n    model.train()\n"
+            "    for x in loader:\n        opt.zero_grad()\n        model(x).backward()\n"
+            "        opt.step()\n",
+            "LL021",
+            "train-of-another-model",
+        ),
     ],
 )
 def test_definition_non_bugs_are_excluded(source: str, rule: str, reason: str) -> None:

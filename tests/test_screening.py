@@ -164,6 +164,8 @@ def _in_init(*lines: str) -> str:
         _in_init("self.a, self.b = [nn.Linear(4, 4)], [nn.Linear(4, 4)]"),
         _in_init("self.blocks = []")
         + "    def build(self):\n        self.blocks.append(Block(4))\n",
+        # a local list of layers, stored lines later (the backreference shape of the words)
+        _in_init("layers = [Stem(4)]", "width = 4", "self.layers = layers"),
     ],
 )
 def test_the_submodule_screen_keeps_layers_in_containers_of_a_class(source: str) -> None:

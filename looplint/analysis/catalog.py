@@ -11,7 +11,7 @@ import re
 
 import libcst as cst
 
-from looplint.analysis.syntax import dotted_name, keyword_arg
+from looplint.analysis.syntax import argument, dotted_name
 
 
 class ObjectKind(enum.Enum):
@@ -188,6 +188,21 @@ def named_class_kind(name: str) -> ObjectKind | None:
     return None
 
 
+_OPTIMIZER_MAKER_NAME = re.compile(
+    r"^(?!(?:get|create|make|build|is|has|load)_)(?:\w+_)?(?:optimizer|optim|opt)"
+    r"_(?:fn|func|constructor)$"
+)
+
+
+def named_optimizer_maker(name: str) -> bool:
+    """Whether a callable's name says that calling it builds an optimizer: a function held
+    in a variable or config (`config.optimizer_fn(params)`, `actor_opt_fn(...)`); not a
+    getter of one (`get_optimizer_fn(name)`). A class-valued `optimizer_cls` is left to
+    what it was bound to: transformers' Trainer binds it from a getter, and by name alone
+    its optimizer would seem built over parameters other than the model it clears."""
+    return _OPTIMIZER_MAKER_NAME.match(name) is not None
+
+
 _FACTORY_NAME = re.compile(
     r"^_?(?:build|create|make|setup|configure|init|construct|instantiate)_(?:\w+_)?"
     r"(?P<what>optimi[sz]ers?|optim|opt|lr_schedulers?|schedulers?|sched)$"
@@ -246,11 +261,12 @@ _STATELESS_OPTIMIZERS = frozenset({"SGD"})
 
 def optimizer_keeps_state(qualified: str, call: cst.Call) -> bool:
     """Whether the optimizer `call` builds keeps state across steps (momentum buffers, Adam's
-    moments): all do but plain SGD without momentum (or with a literal `momentum=0`)."""
+    moments): all do but plain SGD without momentum (or with a literal `momentum=0`), given
+    by keyword or as the third positional argument (`SGD(params, 0.1, 0.9)`)."""
     written = dotted_name(call.func) or ""
     if qualified.rsplit(".", 1)[-1] not in _STATELESS_OPTIMIZERS or not written.endswith("SGD"):
         return True  # a factory's call site does not show the arguments
-    momentum = keyword_arg(call, "momentum")
+    momentum = argument(call, 2, "momentum")
     return momentum is not None and not (
         isinstance(momentum, (cst.Integer, cst.Float)) and float(momentum.value) == 0
     )

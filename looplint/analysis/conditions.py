@@ -42,11 +42,27 @@ def _roots_in(expression: cst.CSTNode) -> set[str]:
     return roots - {"True", "False", "None"}
 
 
+_PURE_STRING_METHODS = frozenset(
+    {"lower", "upper", "casefold", "strip", "lstrip", "rstrip", "startswith", "endswith"}
+)
+"""String methods whose answer depends only on the string and the arguments: a factory's
+dispatch `if optimizer_type == "AdamW".lower():` is decided by configuration alone."""
+
+
+def _pure_call(node: cst.CSTNode) -> bool:
+    return (
+        isinstance(node, cst.Call)
+        and isinstance(node.func, cst.Attribute)
+        and node.func.attr.value in _PURE_STRING_METHODS
+    )
+
+
 def _read_roots(test: cst.BaseExpression) -> set[str] | None:
     """The root names a condition reads; None when it calls something (a call's answer
-    may change from one iteration to the next)."""
+    may change from one iteration to the next) other than a pure string method."""
     if any(
-        isinstance(node, (cst.Call, cst.Lambda, cst.NamedExpr, cst.Await))
+        isinstance(node, (cst.Lambda, cst.NamedExpr, cst.Await))
+        or (isinstance(node, cst.Call) and not _pure_call(node))
         for node in (test, *descendants(test))
     ):
         return None
@@ -72,7 +88,8 @@ def _changed_in(loop: cst.For | cst.While) -> set[str]:
         elif isinstance(node, cst.Del):
             targets.append(node.target)
         elif isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
-            targets.append(node.func.value)
+            if not _pure_call(node):
+                targets.append(node.func.value)
         elif isinstance(node, (cst.Global, cst.Nonlocal)):
             changed.update(n.name.value for n in node.names)
     for target in targets:

@@ -94,7 +94,9 @@ class ModuleFacts:
     def networks(self) -> Networks:
         """The module's `nn.Module` classes (`Networks`), computed on first use."""
         if self._networks is None:
-            self._networks = Networks(self.program, self.linker.foreign_layer)
+            self._networks = Networks(
+                self.program, self.linker.foreign_layer, self.linker.foreign_network
+            )
         return self._networks
 
     @property

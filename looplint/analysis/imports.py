@@ -82,12 +82,14 @@ class ImportTable:
         ):
             return None  # the common case, decided without building the dotted name
         name = dotted_name(node)
-        if name is None:
-            return None
+        return None if name is None else self.target_name(name)
+
+    def target_name(self, name: str) -> str | None:
+        """`target` for a dotted name already written out (a class's base)."""
         head, _, rest = name.partition(".")
         target = self._relative.get(head)
         if target is None:
-            return self.qualify(node)
+            return self.qualify_name(name)
         return f"{target}.{rest}" if rest else target
 
     def roots(self) -> set[str]:

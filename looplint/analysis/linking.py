@@ -92,6 +92,16 @@ _REEXPORT_HOPS = 3
 """How many package `__init__` re-exports a look-up follows to a definition."""
 
 
+@dataclass(frozen=True, slots=True)
+class ClassLineage:
+    """What following a class's bases through the codebase's files found."""
+
+    is_network: bool
+    """Whether the class derives from `nn.Module`."""
+    files: tuple[str, ...]
+    """The files read to decide it (the class's own first)."""
+
+
 class ModuleResolver(Protocol):
     """Finds the other modules of the codebase (`looplint.analysis.project.Project`)."""
 
@@ -109,6 +119,10 @@ class ModuleResolver(Protocol):
 
     def holds_parameters(self, path: str, attribute: str) -> bool:
         """Whether that definition is an `nn.Module` class building layers of its own."""
+        ...
+
+    def lineage(self, path: str, attribute: str) -> ClassLineage:
+        """Whether that definition is a class deriving from `nn.Module`."""
         ...
 
     def plain_loader(self, path: str, attribute: str) -> bool:
@@ -218,6 +232,24 @@ class Linker:
         if names is not None:
             names.add(attribute)
             self.consulted[path] = names
+
+    def foreign_network(self, base: str) -> bool:
+        """Whether the base class written `base` (`GradientCheckpointingLayer`) is imported
+        from another module of the codebase and derives from `nn.Module` there; every file
+        read to decide it becomes a dependency."""
+        if self.resolver is None or self.path is None:
+            return False
+        written = self.imports.target_name(base)
+        if written is None or written.split(".", 1)[0] in NEVER_FOLLOWED:
+            return False
+        located = self.resolver.locate(self.path, written)
+        if located is None:
+            return False
+        lineage = self.resolver.lineage(*located)
+        for path in lineage.files:
+            if path != self.path:
+                self.consulted[path] = None
+        return lineage.is_network
 
     def arguments(self, function: FunctionInfo, call: cst.Call, frame: Frame) -> dict[str, str]:
         """The caller's identity each of `function`'s parameters is bound to by `call`."""

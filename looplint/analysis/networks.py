@@ -10,6 +10,7 @@ answered here once per module, from the compiled program alone.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -85,11 +86,17 @@ class Networks:
     """The `nn.Module` classes of one module and the layers their code constructs."""
 
     def __init__(
-        self, program: ModuleProgram, foreign_layer: Callable[[cst.BaseExpression], bool]
+        self,
+        program: ModuleProgram,
+        foreign_layer: Callable[[cst.BaseExpression], bool],
+        foreign_network: Callable[[str], bool],
     ) -> None:
         self.program = program
         self.foreign_layer = foreign_layer
         """Whether a name imported from another module of the codebase is a layer class."""
+        self.foreign_network = foreign_network
+        """Whether a base class imported from another module of the codebase is a module
+        (`class EncoderLayer(GradientCheckpointingLayer)`, that one an `nn.Module`)."""
         self.imports: ImportTable = program.imports
         self.classes: dict[str, NetworkClass] = {}
         decided: dict[str, bool] = {}
@@ -112,7 +119,9 @@ class Networks:
                 qualified = self.imports.qualify_name(base)
                 target = qualified or self._relative_target(base)
                 found = target is not None and (
-                    target in _NETWORK_BASES or target.endswith(_NETWORK_BASE_TAILS)
+                    target in _NETWORK_BASES
+                    or target.endswith(_NETWORK_BASE_TAILS)
+                    or self.foreign_network(base)
                 )
             if found:
                 break
@@ -322,37 +331,126 @@ def _lists_parameters(expression: cst.BaseExpression) -> bool:
 
 
 def _named_parameters(expression: cst.BaseExpression) -> bool:
-    """`params`, `self.trainable_params`, `model_parameters`: a collection named for them."""
+    """`params`, `self.trainable_params`, `group["params"]`, `module._parameters`,
+    `adapter_params.values()`: a collection named for them."""
+    if (
+        isinstance(expression, cst.Call)
+        and isinstance(expression.func, cst.Attribute)
+        and expression.func.attr.value == "values"
+        and not expression.args
+    ):
+        expression = expression.func.value
+    if isinstance(expression, cst.Subscript):
+        key = _string_key(expression)
+        return key is not None and "param" in key.lower()
     if isinstance(expression, cst.Attribute):
         expression = expression.attr
     return isinstance(expression, cst.Name) and "param" in expression.value.lower()
+
+
+def _string_key(subscript: cst.Subscript) -> str | None:
+    """`"params"` of `group["params"]`."""
+    if len(subscript.slice) != 1:
+        return None
+    index = subscript.slice[0].slice
+    if isinstance(index, cst.Index) and isinstance(index.value, cst.SimpleString):
+        return index.value.evaluated_value if isinstance(index.value.evaluated_value, str) else None
+    return None
+
+
+def parameter_lists(events: tuple[Event, ...]) -> set[str]:
+    """Names bound to a collection built from a model's parameters
+    (`params = list(model.parameters())`, `[(n, p) for n, p in m.named_parameters() if ..]`)."""
+    return {
+        event.targets[0].value
+        for event in all_events(events)
+        if isinstance(event, AssignEvent)
+        and event.value is not None
+        and len(event.targets) == 1
+        and isinstance(event.targets[0], cst.Name)
+        and _lists_parameters(event.value)
+    }
+
+
+def parameter_element(expression: cst.BaseExpression, lists: set[str]) -> bool:
+    """Whether `expression` picks one parameter out of a collection of them: `params[i]`,
+    `module._parameters[name]`, `blocks[i]` where `blocks` lists `named_parameters()`."""
+    if not isinstance(expression, cst.Subscript):
+        return False
+    collection = expression.value
+    return (isinstance(collection, cst.Name) and collection.value in lists) or _named_parameters(
+        collection
+    )
 
 
 def parameter_loop_names(events: tuple[Event, ...]) -> Iterator[tuple[LoopEvent, set[str]]]:
     """Each `for` loop over a model's parameters (`for p in m.parameters()`, `for n, p in
     m.named_parameters()`, `for p in list(m.parameters())[:-1]`) with the names it binds to a
     parameter (the last element of a tuple target)."""
-    lists: set[str] = set()
+    lists = parameter_lists(events)
     for event in all_events(events):
-        if (
-            isinstance(event, AssignEvent)
-            and event.value is not None
-            and len(event.targets) == 1
-            and isinstance(event.targets[0], cst.Name)
-            and _lists_parameters(event.value)
-        ):
-            lists.add(event.targets[0].value)  # `params = list(model.parameters())`
         if not isinstance(event, LoopEvent) or not isinstance(event.node, cst.For):
             continue
         iterated = event.node.iter
         named = isinstance(iterated, cst.Name) and iterated.value in lists
         if not named and not _lists_parameters(iterated) and not _named_parameters(iterated):
             continue
-        target: cst.BaseExpression = event.node.target
-        if isinstance(target, (cst.Tuple, cst.List)) and target.elements:
-            target = target.elements[-1].value
-        if isinstance(target, cst.Name):
-            yield event, {target.value}
+        name = _last_name(event.node.target)
+        if name is not None:
+            yield event, {name}
+
+
+def _last_name(target: cst.BaseExpression) -> str | None:
+    """`p` of `p` and of `name, p` (a `named_parameters()` pair)."""
+    if isinstance(target, (cst.Tuple, cst.List)) and target.elements:
+        target = target.elements[-1].value
+    return target.value if isinstance(target, cst.Name) else None
+
+
+_TENSOR_TYPES = frozenset(
+    {"torch.Tensor", "torch.nn.Parameter", "torch.nn.parameter.Parameter", "torch.FloatTensor"}
+)
+_TENSOR_BUILDERS = re.compile(r"^torch\.(?:nn\.(?:parameter\.)?Parameter|[a-z_]+)$")
+_PARAMETER_GETTERS = frozenset({"get_parameter", "get_buffer"})
+"""`nn.Module` methods returning one of its tensors by its dotted name."""
+
+
+def tensor_names(
+    function: FunctionInfo, qualify: Callable[[cst.BaseExpression], str | None]
+) -> set[str]:
+    """Plain names `function` holds a tensor or parameter in: a loop variable over a model's
+    parameters, a name bound to `nn.Parameter(...)`, `torch.zeros(...)`,
+    `model.get_parameter(name)` or one element of a list of parameters (`_, p = params[i]`),
+    and an argument annotated `Tensor` / `nn.Parameter`."""
+    found = {
+        name
+        for name, annotation in function.annotations.items()
+        if qualify(annotation) in _TENSOR_TYPES
+    }
+    for _, names in parameter_loop_names(function.events):
+        found |= names
+    lists = parameter_lists(function.events)
+    for event in all_events(function.events):
+        if not isinstance(event, AssignEvent) or event.augmented or event.value is None:
+            continue
+        value = event.value
+        if parameter_element(value, lists) and isinstance(event.node, cst.Assign):
+            # `p = params[i]`, `_, p = named[i]` (the written target, not its flattened names)
+            name = _last_name(event.node.targets[-1].target)
+            if name is not None:
+                found.add(name)
+            continue
+        target = event.targets[0]
+        if not (len(event.targets) == 1 and isinstance(target, cst.Name)):
+            continue
+        if not isinstance(value, cst.Call):
+            continue
+        qualified = qualify(value.func)
+        if (qualified is not None and _TENSOR_BUILDERS.match(qualified)) or (
+            isinstance(value.func, cst.Attribute) and value.func.attr.value in _PARAMETER_GETTERS
+        ):
+            found.add(target.value)
+    return found
 
 
 # -- pretrained models ----------------------------------------------------------------------

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from looplint.analysis.catalog import ObjectKind, takes_model_not_parameters
+from looplint.analysis.catalog import PASS_THROUGH_METHODS, ObjectKind, takes_model_not_parameters
 from looplint.analysis.program import AssignEvent, CallEvent, all_events
 from looplint.analysis.scopes import Frame, Scopes
-from looplint.analysis.syntax import argument, children, dotted_name
+from looplint.analysis.syntax import argument, children, descendants, dotted_name
 
 
 def maximal_chains(expression: cst.CSTNode) -> Iterator[cst.BaseExpression]:
@@ -81,7 +81,10 @@ def _built_from(sources: set[str], frame: Frame, scopes: Scopes) -> set[str]:
             continue
         seen.add(wanted)
         for value in _fillers(wanted, frame, scopes):
+            bound = _comprehension_names(value)
             for chain in maximal_chains(value):
+                if _root_name(chain) in bound:
+                    continue  # `p` in `[p for n, p in model.named_parameters()]`
                 identity = scopes.identity(chain, frame)
                 if identity is not None and identity not in found:
                     found.add(identity)
@@ -90,14 +93,67 @@ def _built_from(sources: set[str], frame: Frame, scopes: Scopes) -> set[str]:
     return found
 
 
+def _unpacked(event: AssignEvent, index: int) -> cst.BaseExpression:
+    """What target `index` of an assignment receives: its own element when a flat tuple is
+    unpacked from a tuple (`a, b = x, y`) or from a call handing its arguments back in
+    order (`model, opt = accelerator.prepare(model, opt)`), else the whole value. Without
+    this, `model` would count as built from `opt`."""
+    value = event.value
+    assert value is not None
+    node = event.node
+    if not (isinstance(node, cst.Assign) and len(node.targets) == 1):
+        return value
+    target = node.targets[0].target
+    if not isinstance(target, (cst.Tuple, cst.List)) or any(
+        isinstance(element, cst.StarredElement)
+        or isinstance(element.value, (cst.Tuple, cst.List))
+        for element in target.elements
+    ):
+        return value
+    count = len(target.elements)
+    if isinstance(value, (cst.Tuple, cst.List)):
+        parts = [element.value for element in value.elements]
+        if len(parts) == count and not any(
+            isinstance(element, cst.StarredElement) for element in value.elements
+        ):
+            return parts[index]
+    if (
+        isinstance(value, cst.Call)
+        and isinstance(value.func, cst.Attribute)
+        and value.func.attr.value in PASS_THROUGH_METHODS
+        and len(value.args) == count
+        and all(arg.keyword is None and not arg.star for arg in value.args)
+    ):
+        return value.args[index].value
+    return value
+
+
+def _comprehension_names(value: cst.CSTNode) -> set[str]:
+    """Names the comprehensions inside `value` bind (`n`, `p` in `for n, p in ...`): they
+    live only there, so a local of the same name elsewhere is another variable."""
+    names: set[str] = set()
+    for node in (value, *descendants(value)):
+        if isinstance(node, cst.CompFor):
+            names.update(
+                n.value for n in (node.target, *descendants(node.target)) if isinstance(n, cst.Name)
+            )
+    return names
+
+
+def _root_name(chain: cst.BaseExpression) -> str | None:
+    while isinstance(chain, cst.Attribute):
+        chain = chain.value
+    return chain.value if isinstance(chain, cst.Name) else None
+
+
 def _fillers(identity: str, frame: Frame, scopes: Scopes) -> Iterator[cst.BaseExpression]:
     """Every value assigned, appended or extended into `identity` in the function."""
     for event in all_events(frame.function.events):
         if isinstance(event, AssignEvent) and event.value is not None:
-            for target in event.targets:
+            for index, target in enumerate(event.targets):
                 holder = target.value if isinstance(target, cst.Subscript) else target
                 if scopes.identity(holder, frame) == identity:
-                    yield event.value
+                    yield _unpacked(event, index)
         elif (
             isinstance(event, CallEvent)
             and isinstance(event.node.func, cst.Attribute)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from looplint.analysis.facts import ModuleFacts
-from looplint.analysis.linking import Target
+from looplint.analysis.linking import ClassLineage, Target
 from looplint.analysis.program import compile_module
 from looplint.errors import SourceError
 from looplint.files.parse_guard import refusal
@@ -43,6 +43,12 @@ _RELEVANT_TEXT = re.compile(
 )
 _FACTORY_TEXT = re.compile(rf"\breturn\b[^\n]*(?:{_BUILDS})|(?:{_BUILDS})[\s\S]*\breturn\b")
 _MODULE_HEADER = re.compile(r"\(\s*(?:torch\.)?(?:nn\.)?Module\s*[,)]")
+_BASES = re.compile(r"^class[ \t]+\w+[ \t]*\(([^)]*)\)")
+_FROM_IMPORT = re.compile(
+    r"^from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+(?:\(([^)]*)\)|([^\n(]*))", re.M
+)
+_NETWORK_BASE_HOPS = 3
+"""How many classes up a chain of bases (`X(LayerBase)`, `LayerBase(nn.Module)`) is followed."""
 _LAYER_TEXT = re.compile(
     r"\b(?:torch\.)?nn\.(?!ReLU|GELU|SiLU|Tanh|Sigmoid|Dropout|Identity|Softmax|Module\b)"
     r"[A-Z]\w*\(|\bParameter\("
@@ -68,6 +74,19 @@ def definition_text(text: str, name: str) -> str | None:
     for line in re.finditer(r"^[^ \t\n#@)\]}'\"].*$", text[end:], re.MULTILINE):
         return text[found.start() : end + line.start()]
     return text[found.start() :]
+
+
+def _imported_from(text: str, name: str) -> str | None:
+    """Where `text` imports `name` from, as written (`...modeling_layers.Layer` for `from
+    ...modeling_layers import Layer as name`), or None when it is not imported that way
+    (it may be defined in `text`)."""
+    for found in _FROM_IMPORT.finditer(text):
+        names = found.group(2) if found.group(2) is not None else found.group(3)
+        for imported in names.split(","):
+            words = imported.split()
+            if words and words[-1] == name and (len(words) == 1 or words[1:-1] == ["as"]):
+                return f"{found.group(1)}.{words[0]}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +264,41 @@ class Project:
             _MODULE_HEADER.search(header) is not None
             and _LAYER_TEXT.search(_NOT_CODE.sub("", body)) is not None
         )
+
+    def lineage(self, path: str, attribute: str) -> ClassLineage:
+        """Whether `attribute` in `path` is a class deriving from `nn.Module`, directly or
+        through bases defined in its file or imported into it (`Layer(GradientCheckpointingLayer)`,
+        `GradientCheckpointingLayer(nn.Module)` in `modeling_layers.py`), read from source text
+        (no parse), with every file read on the way."""
+        read: list[str] = []
+        found = self._derives_from_module(path, attribute, _NETWORK_BASE_HOPS, read)
+        return ClassLineage(found, tuple(dict.fromkeys(read)))
+
+    def _derives_from_module(self, path: str, attribute: str, hops: int, read: list[str]) -> bool:
+        read.append(path)
+        text = self._text(path)
+        definition = definition_text(text, attribute) if text else None
+        if definition is None:
+            # re-exported (`from .base import Layer` in a package's `__init__.py`)
+            origin = _imported_from(text, attribute) if hops else None
+            located = self.locate(path, origin) if origin is not None else None
+            return located is not None and self._derives_from_module(*located, hops - 1, read)
+        if not definition.startswith("class"):
+            return False
+        header = definition.partition("\n")[0]
+        if _MODULE_HEADER.search(header) is not None:
+            return True
+        bases = _BASES.match(header)
+        if bases is None or hops == 0:
+            return False
+        for base in (b.strip() for b in bases.group(1).split(",")):
+            if not base.isidentifier():
+                continue
+            origin = _imported_from(text, base)
+            located = (path, base) if origin is None else self.locate(path, origin)
+            if located is not None and self._derives_from_module(*located, hops - 1, read):
+                return True
+        return False
 
     def reexported(self, path: str, attribute: str) -> tuple[str, str] | None:
         """Where a name that `path` defines only by importing it comes from (a package's

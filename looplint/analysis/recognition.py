@@ -29,6 +29,7 @@ from looplint.analysis.catalog import (
     constructed_kind,
     named_class_kind,
     named_factory_kind,
+    named_optimizer_maker,
 )
 from looplint.analysis.parameters import maximal_chains, parameter_sources
 from looplint.analysis.program import (
@@ -231,7 +232,7 @@ class ObjectTable:
         factory = named_factory_kind(last)
         if factory is not None:
             return self._from_named_factory(call, factory, written, frame)
-        kind = named_class_kind(last)
+        kind = ObjectKind.OPTIMIZER if named_optimizer_maker(last) else named_class_kind(last)
         if kind is ObjectKind.OPTIMIZER:
             if not call.args:
                 return None

@@ -592,7 +592,9 @@ class TreeBuilder:
     ) -> None:
         func = call.func
         attr = func.attr.value if isinstance(func, cst.Attribute) else None
-        if attr in ("backward", "manual_backward"):
+        # `self.backward(x, y)` of a class here that defines its own `backward` (a
+        # hand-written perceptron's error step) calls that method, not autograd.
+        if attr in ("backward", "manual_backward") and self.scopes.callee(call, frame) is None:
             out.append(backward_of(call, frame, self.scopes))
             return
         qualified = self.imports.qualify(func)

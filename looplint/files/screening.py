@@ -27,20 +27,26 @@ from __future__ import annotations
 
 import ast
 import os
-import re
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 DISABLE_VARIABLE = "LOOPLINT_NO_SCREEN"
+
+
+class TextTest(Protocol):
+    """Stage 1 of a screen: a compiled regular expression, or anything searched like one."""
+
+    def search(self, string: str) -> object | None:
+        """A match somewhere in `string`, or None."""
 
 
 @dataclass(frozen=True, slots=True)
 class Screen:
     """What one rule needs to see in a file's text, then in its syntax, to be worth running."""
 
-    words: re.Pattern[str]
+    words: TextTest
     """Text without which the rule cannot fire (stage 1)."""
     syntax: Callable[[Glance], bool] | None = None
     """A sharper look at the standard library's tree, for files that pass `words` (stage 2);
