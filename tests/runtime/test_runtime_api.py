@@ -194,3 +194,31 @@ def test_compiled_model_is_watched_with_readable_names() -> None:
     with pytest.raises(LoopLintRuntimeError) as caught, watch(compiled, optimizer):
         stale_loop(compiled, optimizer, steps=3)
     assert "fc.weight" in caught.value.findings[0].parameters
+
+
+def test_compiled_optimizer_step_is_still_checked() -> None:
+    """Inside a compiled `step` the hooks (gated, see `compile_guard`) still judge every
+    step: the stale gradient is found, and the step compiles once, not per step."""
+    from torch._dynamo.utils import counters
+
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    @torch.compile(backend="eager")
+    def compiled_step() -> None:
+        optimizer.step()
+
+    torch._dynamo.reset()
+    counters.clear()
+    try:
+        with pytest.raises(LoopLintRuntimeError) as caught, watch(model, optimizer):
+            for index, batch in enumerate(batches(6)):
+                loss_of(model, batch).backward()  # LL001 bug: never cleared
+                compiled_step()
+                if index == 1:
+                    graphs = counters["stats"]["unique_graphs"]
+        assert counters["stats"]["unique_graphs"] == graphs
+    finally:
+        torch._dynamo.reset()
+    found = [(finding.code, finding.check) for finding in caught.value.findings]
+    assert found == [("LL001", "stale-gradient")]
