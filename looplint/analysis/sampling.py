@@ -287,6 +287,8 @@ class Sampling:
         for _ in range(_CONSTRUCTION_DEPTH):
             if any(_SHARDING.search(_text(value)) for value in pending):
                 return True
+            if any(self._drawn_at_random(value, frame) for value in pending):
+                return True
             following: list[cst.BaseExpression] = []
             for value in pending:
                 for name in (value, *_indices(value)):
@@ -296,6 +298,15 @@ class Sampling:
                         following += self._assigned.get(identity, [])
             pending = following
         return False
+
+    def _drawn_at_random(self, value: cst.BaseExpression, frame: Frame) -> bool:
+        """Whether `value` is synthetic data drawn in each process (`torch.randn(n, d)`,
+        or what a same-module helper builds its returned dataset from): every rank then
+        holds different samples, so none is seen twice and no sampler is missing."""
+        if _draws(value):
+            return True
+        callee = self.scopes.callee(value, frame) if isinstance(value, cst.Call) else None
+        return callee is not None and bool(callee[0].returns) and _draws(callee[0].node)
 
     def sampler_of(self, loader: LoaderBuild) -> SamplerBuild | None:
         """The `DistributedSampler` the loader is given, if it is one built here."""
@@ -334,6 +345,20 @@ def _distributed_arm(branch: BranchEvent, index: int) -> bool:
     last = name.rsplit(".", 1)[-1]
     return (holds if index == 0 else not holds) and (
         last.isidentifier() and _DISTRIBUTED_FLAG.search(last) is not None
+    )
+
+
+_RANDOM_DRAWS = frozenset({"randn", "rand", "randint", "randn_like", "rand_like", "random_"})
+"""Tensor factories and methods drawing fresh random values."""
+
+
+def _draws(node: cst.CSTNode) -> bool:
+    """Whether `node` calls one of `_RANDOM_DRAWS` (`torch.randn(...)`, `t.random_(n)`)."""
+    return any(
+        isinstance(n, cst.Call)
+        and isinstance(n.func, (cst.Name, cst.Attribute))
+        and (n.func.value if isinstance(n.func, cst.Name) else n.func.attr.value) in _RANDOM_DRAWS
+        for n in (node, *descendants(node))
     )
 
 
