@@ -137,3 +137,33 @@ def test_an_edit_anywhere_in_the_engine_or_rules_starts_a_new_cache(
     trees = copy / "looplint" / "analysis" / "trees.py"
     trees.write_text(trees.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
     assert cache.fingerprint(["LL001"]) != before
+
+
+def test_a_warm_run_never_imports_libcst(tmp_path: Path) -> None:
+    """Importing LibCST alone costs more than a warm run of a large codebase should take:
+    a run served entirely from the cache (findings and cross-module bindings included)
+    must not load it."""
+    import subprocess
+    import sys
+
+    (tmp_path / "train.py").write_text(BUGGY)
+    (tmp_path / "helpers.py").write_text("def train(model, opt):\n    opt.step()\n")
+    probe = (
+        "import sys, runpy\n"
+        "sys.argv = ['looplint', 'check', '--exit-zero', sys.argv[1]]\n"
+        "try:\n"
+        "    runpy.run_module('looplint', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('LIBCST' if 'libcst' in sys.modules else 'NO-LIBCST', file=sys.stderr)\n"
+    )
+
+    def loaded() -> str:
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, str(tmp_path)],
+            capture_output=True, text=True, cwd=tmp_path, check=True,
+        )  # fmt: skip
+        return proc.stderr.strip().splitlines()[-1]
+
+    assert loaded() == "LIBCST"  # cold: the files are parsed
+    assert loaded() == "NO-LIBCST"  # warm: everything comes from the cache

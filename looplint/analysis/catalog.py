@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import enum
 import re
+from typing import TYPE_CHECKING
 
-import libcst as cst
-
-from looplint.analysis.syntax import argument, dotted_name
+if TYPE_CHECKING:
+    import libcst as cst
 
 
 class ObjectKind(enum.Enum):
@@ -266,6 +266,11 @@ def optimizer_keeps_state(qualified: str, call: cst.Call) -> bool:
     """Whether the optimizer `call` builds keeps state across steps (momentum buffers, Adam's
     moments): all do but plain SGD without momentum (or with a literal `momentum=0`), given
     by keyword or as the third positional argument (`SGD(params, 0.1, 0.9)`)."""
+    # Imported here: the catalog is read by warm runs (cached bindings), which never parse.
+    import libcst as cst
+
+    from looplint.analysis.syntax import argument, dotted_name
+
     written = dotted_name(call.func) or ""
     if qualified.rsplit(".", 1)[-1] not in _STATELESS_OPTIMIZERS or not written.endswith("SGD"):
         return True  # a factory's call site does not show the arguments
