@@ -37,13 +37,15 @@ _LOSS_FUNCTIONS = frozenset(
 _LOSS_CLASSES = frozenset({"CrossEntropyLoss", "BCEWithLogitsLoss", "NLLLoss", "BCELoss"})
 _ACTIVATIONS = frozenset({"softmax", "sigmoid", "expit", "Softmax", "Sigmoid"})
 """What a loss that applies its own activation must not get (log-softmax is harmless)."""
-_SHAPE_METHODS = frozenset(
+SHAPE_METHODS = frozenset(
     {
         "view", "reshape", "squeeze", "unsqueeze", "flatten", "contiguous", "permute",
         "transpose", "float", "double", "half", "to", "cuda", "cpu", "clone", "view_as",
         "reshape_as", "type_as",
     }
 )  # fmt: skip
+"""Methods that change a tensor's layout, not its values (`activations` imports these:
+the screen must follow exactly the steps the analysis follows)."""
 _WRAPPERS = frozenset({"DataParallel", "DistributedDataParallel", "compile"})
 MAX_DEPTH = 5
 """How many steps back `activations` traces (it imports this). Each step here counts at
@@ -403,7 +405,7 @@ def _shape_only(value: ast.expr) -> ast.expr:
     while (
         isinstance(value, ast.Call)
         and isinstance(value.func, ast.Attribute)
-        and value.func.attr in _SHAPE_METHODS
+        and value.func.attr in SHAPE_METHODS
     ):
         value = value.func.value
     return value

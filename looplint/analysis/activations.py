@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from looplint.analysis.activation_screen import MAX_DEPTH
+from looplint.analysis.activation_screen import MAX_DEPTH, SHAPE_METHODS
 from looplint.analysis.callers import CallGraph
 from looplint.analysis.linking import Linker
 from looplint.analysis.program import (
@@ -82,13 +82,6 @@ _ACTIVATION_LAYERS = {
     "LazyLinear": Activation.LOGITS,
     "Bilinear": Activation.LOGITS,
 }
-_SHAPE_METHODS = frozenset(
-    {
-        "view", "reshape", "squeeze", "unsqueeze", "flatten", "contiguous", "permute",
-        "transpose", "float", "double", "half", "to", "cuda", "cpu", "clone", "view_as",
-        "reshape_as", "type_as",
-    }
-)  # fmt: skip
 _WRAPPERS = frozenset(
     {
         "torch.nn.DataParallel",
@@ -437,7 +430,7 @@ def _shape_only(value: cst.BaseExpression) -> cst.BaseExpression:
     while (
         isinstance(value, cst.Call)
         and isinstance(value.func, cst.Attribute)
-        and value.func.attr.value in _SHAPE_METHODS
+        and value.func.attr.value in SHAPE_METHODS
     ):
         value = value.func.value
     return value

@@ -149,17 +149,17 @@ class _Evidence:
         self.glance = glance
         self.imported: set[str] = set()
         """Local names bound by a telling import (`SGD` of `from torch.optim import SGD`)."""
+        self.libraries: set[str] = set()
+        """Top-level packages the module imports from."""
         for node in glance.nodes(ast.ImportFrom):
             module = node.module or ""
+            self.libraries.add(module.split(".")[0])
             for alias in node.names:
                 if any(_telling(part) for part in module.split(".")) or _telling(alias.name):
                     self.imported.add(alias.asname or alias.name)
-        self.libraries = {
-            alias.name.split(".")[0] for node in glance.nodes(ast.Import) for alias in node.names
-        } | {(node.module or "").split(".")[0] for node in glance.nodes(ast.ImportFrom)}
-        """Top-level packages the module imports from."""
         for statement in glance.nodes(ast.Import):
             for alias in statement.names:
+                self.libraries.add(alias.name.split(".")[0])
                 if any(_telling(part) for part in alias.name.split(".")):
                     self.imported.add((alias.asname or alias.name).split(".")[0])
 
