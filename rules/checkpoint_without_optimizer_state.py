@@ -164,11 +164,19 @@ def _scheduler_saved(view: list[Site], facts: ModuleFacts) -> bool:
     )
 
 
-def _full_checkpoint_elsewhere(site: Site, view: list[Site], facts: ModuleFacts) -> bool:
+def _full_checkpoint_elsewhere(
+    site: Site, view: list[Site], facts: ModuleFacts, steps: list[Site]
+) -> bool:
     """The same iteration also writes a full checkpoint (or one looplint cannot read, other
-    than a dict of plain numbers and lists: the run's metric history)."""
+    than a dict of plain numbers and lists: the run's metric history) where the optimizer
+    steps. One written only under the opposite outcome of a condition every one of its
+    `steps` sits under (`if using_deepspeed: engine.save_checkpoint(dir)` while
+    `optimizer.step()` runs in the `else:`) belongs to another configuration: it saves the
+    engine's own optimizer, never this one."""
     for other in view:
         if other is site or not isinstance(other.op, Save):
+            continue
+        if steps and all(other.exclusive_with(step) for step in steps):
             continue
         full = _written_out(other, view)
         if full is None and not _metrics_only(other.op, facts):
@@ -231,7 +239,11 @@ def _partial_optimizer_state(facts: ModuleFacts, reported: set[int]) -> Iterator
                 for s in view
                 if isinstance(s.op, Step) and _stateful(facts, s.op.optimizer)
             }
-            for optimizer in sorted(stepped - saved):
+            # `distr_opt` stepped is `opt` saved when a call handed `opt` back wrapped
+            originals = facts.table.handed_back.originals
+            held = {original for state in saved for original in originals(state)}
+            missing = {o for o in stepped if not originals(o) & held}
+            for optimizer in sorted(missing):
                 for site, full in saves:
                     model = next(
                         (
@@ -365,15 +377,18 @@ class CheckpointWithoutOptimizerState(Rule):
                         break
                     if not save.keys and not resumes and not _scheduler_saved(view, facts):
                         break  # `torch.save(model.state_dict(), ...)` nobody resumes from
-                    if _full_checkpoint_elsewhere(site, view, facts):
+                    optimizers = {
+                        s.op.optimizer
+                        for s in view
+                        if isinstance(s.op, Step) and _stateful(facts, s.op.optimizer)
+                    }
+                    steps = [
+                        s for s in view if isinstance(s.op, Step) and s.op.optimizer in optimizers
+                    ]
+                    if _full_checkpoint_elsewhere(site, view, facts, steps):
                         break
                     if _best_weights(site, loop) and (full_saves or not resumes):
                         break  # the best weights, beside a resumable checkpoint
-                    optimizers = {
-                        s.op.optimizer
-                        for s in views[id(loop)].sites
-                        if isinstance(s.op, Step) and _stateful(facts, s.op.optimizer)
-                    }
                     # Sets have no order: name the most specific state saved (`model.module`
                     # over `model`), so the message is the same on every run.
                     saved = [
