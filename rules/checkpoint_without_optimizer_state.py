@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -31,6 +32,17 @@ def _holds_optimizer_state(save: Save, facts: ModuleFacts) -> bool:
     return any(ObjectKind.OPTIMIZER in facts.kinds(s) for s in save.states) or any(
         "optim" in key.lower() for key in save.keys
     )
+
+
+_PROGRESS_KEY = re.compile(r"epoch|step|iter", re.IGNORECASE)
+
+
+def _records_progress(save: Save) -> bool:
+    """A checkpoint dict that records how far training went (`"epoch"`, `"global_step"`,
+    `"iteration"`): only a resume reads that back. The weights with what rebuilds the
+    model (`{"hparams": params, "weights": vae.state_dict()}`) are an export for the next
+    script, like a bare `model.state_dict()`."""
+    return any(_PROGRESS_KEY.search(key) for key in save.keys)
 
 
 def _loaded_key(load: LoadState) -> str | None:
@@ -284,9 +296,14 @@ class CheckpointWithoutOptimizerState(Rule):
     Saving final weights after training ends (outside the loop), loading
     pretrained or best weights for evaluation, and plain SGD without momentum
     are not reported; nor are weights-only snapshots (`torch.save(model.state_dict(),
-    ...)`) in a module that never resumes training from a load (unless the same
-    iteration saves the scheduler's state, which marks a checkpoint meant for
-    resuming). A best-metric guard (`if acc > best:`) must compare something the
+    ...)`, or a dict of the weights and the hyperparameters that rebuild the model) in
+    a module that never resumes training from a load (unless the checkpoint records the
+    epoch or step, or the same iteration saves the scheduler's state: both mark a
+    checkpoint meant for resuming). A full checkpoint written only where the optimizer
+    never steps (`if using_deepspeed: engine.save_checkpoint(dir)` while the `else:`
+    steps `optimizer`) does not cover the plain path's save; an optimizer handed to a
+    wrapping call and stepped as what it returns (`distr_opt` from
+    `backend.distribute(optimizer=opt)`) is the same optimizer. A best-metric guard (`if acc > best:`) must compare something the
     loop measures; `if cfg.gpus > 1:` is none. A checkpoint written as several
     files is reported once.
 
@@ -375,8 +392,8 @@ class CheckpointWithoutOptimizerState(Rule):
                     save = _written_out(site, view)
                     if save is None or _holds_optimizer_state(save, facts):
                         break
-                    if not save.keys and not resumes and not _scheduler_saved(view, facts):
-                        break  # `torch.save(model.state_dict(), ...)` nobody resumes from
+                    if not (resumes or _records_progress(save) or _scheduler_saved(view, facts)):
+                        break  # weights (and what rebuilds the model) nobody resumes from
                     optimizers = {
                         s.op.optimizer
                         for s in view
