@@ -303,9 +303,9 @@ class CheckpointWithoutOptimizerState(Rule):
     never steps (`if using_deepspeed: engine.save_checkpoint(dir)` while the `else:`
     steps `optimizer`) does not cover the plain path's save; an optimizer handed to a
     wrapping call and stepped as what it returns (`distr_opt` from
-    `backend.distribute(optimizer=opt)`) is the same optimizer. A best-metric guard (`if acc > best:`) must compare something the
-    loop measures; `if cfg.gpus > 1:` is none. A checkpoint written as several
-    files is reported once.
+    `backend.distribute(optimizer=opt)`) is the same optimizer. A best-metric guard
+    (`if acc > best:`) must compare something the loop measures; `if cfg.gpus > 1:`
+    is none. A checkpoint written as several files is reported once.
 
     ## Why is this bad?
     A run resumed from such a checkpoint restarts the optimizer from scratch:
