@@ -55,6 +55,10 @@ def test_screening_loses_no_finding_on_fixtures() -> None:
         "opt = getattr(torch.optim, cfg.name)(params)\n",
         "opt = make(model)  # an optimizer factory of another module\n",
         "def train(model, optimizer: Optimizer):\n    pass\n",
+        "def train(model, optimizer: torch.optim.Optimizer):\n    pass\n",
+        "def fit(model, sched: lr_scheduler.LRScheduler):\n    pass\n",
+        "def build(params, optimizer_class: type[optim.Optimizer]):\n    pass\n",
+        "from torch.optim import Optimizer as Base\ndef train(opt: Base):\n    pass\n",
         "opts = self.optimizers()\n",
         "scaler.scale(loss).backward()\n",
         "trainer = Trainer(optimizer_cls=torch.optim.Adam)\n",
@@ -82,6 +86,11 @@ def test_the_training_screen_keeps_what_recognition_can_start_from(source: str) 
         # deepspeed's other helpers in a model file, and another library's `initialize`
         "with deepspeed.zero.GatheredParameters(self.conv.weight, modifier_rank=0):\n    pass\n",
         "import deepspeed\nnet = NeuralNet(module)\nnet.initialize()\n",
+        # annotations no parameter's object is taken from (a tuple, a return, a variable)
+        "def __init__(self, optimizers: tuple[Optimizer, LambdaLR] = (None, None)):\n"
+        "    pass\n",
+        "def optimizers(self) -> list[Optimizer]:\n    return self._optimizers\n",
+        "class Config:\n    optimizer: Optimizer | None = None\n",
     ],
 )
 def test_the_training_screen_skips_prose_and_lookalikes(source: str) -> None:

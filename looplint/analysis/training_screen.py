@@ -14,7 +14,8 @@ asks the standard library's `ast` tree whether they occur where evidence can:
   a module or under a name that is (`from torch.optim import SGD`), `instantiate(cfg.optim)`;
 - an argument that names an optimizer or scheduler class (`Trainer(opt_cls=torch.optim.Adam)`),
   or any telling argument of `instantiate(cfg.optimizer, ...)`;
-- an annotation that does (`optimizer: Optimizer`, `-> LRScheduler`);
+- a parameter annotated with a base class (`optimizer: Optimizer`, `type[LRScheduler]`),
+  the only annotations evidence reads;
 - a method only these objects have: `step`, `zero_grad`, `unscale_`, `add_param_group`,
   `param_groups`, `state_dict` of a telling receiver;
 - a call's result stored under a telling name (`opt = make(model)`: a factory of another module).
@@ -66,11 +67,11 @@ _TELLING_PARTS = frozenset(
 )
 """Parts of an identifier (split at `_` and case changes) that name the objects themselves;
 `optimize`, `optimal` and `schedule` do not."""
-_ANNOTATION_WORDS = frozenset(
-    {"Optimizer", "LRScheduler", "_LRScheduler", "ReduceLROnPlateau", "GradScaler", "optim",
-     "lr_scheduler"}
-)  # fmt: skip
-"""`Optimizer`, `torch.optim.Optimizer`, `lr_scheduler.LRScheduler`: annotations that tell."""
+_ANNOTATED_BASES = frozenset(
+    {"Optimizer", "LRScheduler", "_LRScheduler", "ReduceLROnPlateau", "GradScaler"}
+)
+"""The last names of the classes whose annotation `evidence` takes a parameter to hold one
+(`catalog.annotated_kind`): `optimizer: torch.optim.Optimizer`, `sched: LRScheduler`."""
 _PARTS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 
 
@@ -130,6 +131,13 @@ def _callee_words(func: ast.expr) -> list[str]:
             return found
 
 
+def _last_name(node: ast.expr) -> str:
+    """`Type` of `typing.Type`, `type` of `type`; empty for anything else."""
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else ""
+
+
 def _receiver_name(func: ast.Attribute) -> str:
     """`self.scaler` of `self.scaler.step(opt)`: the receiver's last name."""
     value = func.value
@@ -168,21 +176,12 @@ class _Evidence:
 
     def found(self) -> bool:
         glance = self.glance
-        functions: list[ast.FunctionDef | ast.AsyncFunctionDef] = [
-            *glance.nodes(ast.FunctionDef),
-            *glance.nodes(ast.AsyncFunctionDef),
-        ]
         return (
             any(self._telling_call(call) for call in glance.nodes(ast.Call))
             or any(
-                arg.annotation is not None and self._telling_annotation(arg.annotation)
+                arg.annotation is not None and self._names_a_base(arg.annotation)
                 for arg in glance.nodes(ast.arg)
             )
-            or any(
-                function.returns is not None and self._telling_annotation(function.returns)
-                for function in functions
-            )
-            or any(self._telling_annotation(a.annotation) for a in glance.nodes(ast.AnnAssign))
             or any(
                 attribute.attr == "param_groups" and _receiver_name(attribute) != "self"
                 for attribute in glance.nodes(ast.Attribute)
@@ -198,10 +197,25 @@ class _Evidence:
             )
         )
 
-    def _telling_annotation(self, annotation: ast.expr) -> bool:
-        return any(
-            word in _ANNOTATION_WORDS or word in self.imported for word in _words(annotation)
-        )
+    def _names_a_base(self, annotation: ast.expr) -> bool:
+        """A parameter annotation `evidence` accepts: the base class itself
+        (`torch.optim.Optimizer`, `lr_scheduler.LRScheduler`, an alias imported from a
+        telling module), or `type[...]` of one. `Optional[Optimizer]`, `tuple[Optimizer,
+        LambdaLR]`, quoted names, return and variable annotations name no parameter's object."""
+        if (
+            isinstance(annotation, ast.Subscript)
+            and _last_name(annotation.value) in ("type", "Type")
+            and not isinstance(annotation.slice, ast.Tuple)
+        ):
+            annotation = annotation.slice
+        chain: list[str] = []
+        while isinstance(annotation, ast.Attribute):
+            chain.append(annotation.attr)
+            annotation = annotation.value
+        if not isinstance(annotation, ast.Name):
+            return False
+        chain.append(annotation.id)
+        return chain[0] in _ANNOTATED_BASES or chain[-1] in self.imported
 
     def _telling_call(self, call: ast.Call) -> bool:
         func = call.func
