@@ -290,8 +290,9 @@ class _ContainerWords:
     """Stage 1: text that can store layers in a plain container, in the shapes the syntax
     stage looks for, each tried where a literal search finds its anchor:
 
-    - `self.x = [Block(..)]`, `self.x = {"a": Head(..)}`, `self.x = tuple(..)`: one
-      regular expression (a `(` counts when it holds a tuple or a generator);
+    - `self.x = [..]`, `self.x = {..}`, `self.x = tuple(..)`, `self.x = (.., ..)` holding a
+      capitalised call anywhere inside (a `(` only when it holds a tuple or a generator:
+      black wraps `self.proj = (nn.Linear(..) if bias else None)` so);
     - a container filled with a layer (`towers.append(nn.Linear(..))`, `.extend([..])`,
       `.insert(0, ..)`), which the syntax stage only counts when the container is kept:
       a local name stored as an attribute (`self.towers = towers`) or an attribute set to
@@ -299,18 +300,14 @@ class _ContainerWords:
       list that becomes `nn.Sequential(*layers)`, in nearly every model file, is not one;
     - `layers = [Stem(..)]` ... `self.layers = layers` (a backreference over up to 80
       lines), tried only at the lines holding `= [Upper(`: tried at every newline it cost
-      most of the screen's time."""
+      most of the screen's time.
 
-    _STORED = re.compile(
-        r"self\.\w+\s*=\s*(?:(?:list|tuple)\(\s*[\[\(\{]?|(?P<opener>[\[\(\{]))\s*"
-        r"(?:[a-z_][\w.]*\(\s*)?(?:[\w.]*\.)?[A-Z]\w*\("
-        r"|self\.\w+\s*=\s*\{[^}]*:\s*(?:[\w.]*\.)?[A-Z]\w*\("
-    )
-    _FILLED = re.compile(
-        r"\.(?:append|extend|insert)\(\s*(?:[^,()\n]*,\s*)?\[?\s*"
-        r"(?:[a-z_][\w.]*\(\s*)?(?:[\w.]*\.)?[A-Z]\w*\("
-    )
-    _RECEIVER = re.compile(r"([A-Za-z_][\w.]*)$")
+    What a bracket holds is read with strings and comments left out, so a comment before
+    the first layer or an f-string key (`{f"{a}_{b}": Linear(..)}`) changes nothing."""
+
+    _STORED = re.compile(r"self\.\w+\s*=\s*(?:(?P<call>list|tuple)\s*)?(?P<opener>[\[\(\{])")
+    _FILLED = re.compile(r"\.(?:append|extend|insert)\s*\(")
+    _RECEIVER = re.compile(r"([A-Za-z_][\w.]*)\s*$")
     _LIST_OF_LAYERS = re.compile(r"=[ \t]*\[\s*(?:[\w.]*\.)?[A-Z]\w*\(")
     _LOCAL_LIST_STORED = re.compile(
         r"\n[ \t]+(\w+)[ \t]*=[ \t]*\[\s*(?:[\w.]*\.)?[A-Z]\w*\("
@@ -319,10 +316,22 @@ class _ContainerWords:
 
     def search(self, string: str) -> object | None:
         for found in self._STORED.finditer(string):
-            if found.group("opener") != "(" or _tuple_or_generator(string, found.start("opener")):
+            inside = _bracketed(string, found.start("opener"))
+            if inside is None:
+                return found  # not closed nearby: undecided
+            if (
+                found.group("opener") == "("
+                and found.group("call") is None
+                and _TOP_LEVEL_TUPLE.search(_flattened(inside)) is None
+            ):
+                continue  # one parenthesised value, not a tuple
+            if _LAYER_CALL.search(inside) is not None:
                 return found
         kept: dict[str, bool] = {}
         for filled in self._FILLED.finditer(string):
+            inside = _bracketed(string, filled.end() - 1)
+            if inside is not None and _LAYER_CALL.search(inside) is None:
+                continue
             receiver = self._RECEIVER.search(string, max(0, filled.start() - 80), filled.start())
             if receiver is None:
                 continue  # `make().append(..)`, `xs[0].append(..)`: never a kept container
@@ -351,28 +360,33 @@ class _ContainerWords:
         return re.search(store, string, re.MULTILINE) is not None
 
 
-def _tuple_or_generator(string: str, opened: int) -> bool:
-    """Whether the brackets opened at `opened` hold a tuple or a generator expression (a
-    comma or a `for` outside nested brackets), not one parenthesised value: black wraps
-    `self.proj = (\n    nn.Linear(..) if bias else None\n)` so. Undecided (True) when a
-    string or comment is inside or the brackets do not close."""
-    depth = 0
-    for index in range(opened, min(len(string), opened + 5_000)):
-        character = string[index]
-        if character in "'\"#":
-            return True
-        if character in "([{":
-            depth += 1
-        elif character in ")]}":
-            depth -= 1
-            if depth == 0:
-                inside = string[opened + 1 : index]
-                return _TOP_LEVEL_TUPLE.search(_flattened(inside)) is not None
-    return True
-
-
+_TOKENS = re.compile(r"#[^\n]*|\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|[()\[\]{}]")
+"""Comments, one-line strings and brackets: what `_bracketed` reads."""
+_LAYER_CALL = re.compile(r"(?<!\w)[A-Z]\w*\s*\(")
+"""A call of a capitalised name, as `_may_build_a_layer` accepts (directly or wrapped)."""
 _NESTED = re.compile(r"\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}")
 _TOP_LEVEL_TUPLE = re.compile(r",|\bfor\b")
+
+
+def _bracketed(string: str, opened: int) -> str | None:
+    """What the bracket at `opened` holds, without its strings and comments (None when it
+    does not close within 5,000 characters)."""
+    depth = 0
+    pieces: list[str] = []
+    last = opened + 1
+    for token in _TOKENS.finditer(string, opened, min(len(string), opened + 5_000)):
+        text = token.group()
+        if text[0] in "#'\"":
+            pieces.append(string[last : token.start()])
+            last = token.end()
+        elif text in "([{":
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                pieces.append(string[last : token.start()])
+                return "".join(pieces)
+    return None
 
 
 def _flattened(text: str) -> str:

@@ -426,6 +426,12 @@ def test_the_generator_screen_drops_parameters_used_at_once(source: str) -> None
         (_UNREGISTERED, _in_init("self.heads = []", "self.heads.insert(0, Head(4))")),
         (_UNREGISTERED, _in_init("self.pair = (", "    Block(4),", "    Block(8),", ")")),
         (_UNREGISTERED, _in_init("self.gen = (Block(4) for _ in range(3))")),
+        (_UNREGISTERED, _in_init("self.blocks = [", "    # the stem", "    Stem(4),", "]")),
+        (_UNREGISTERED, _in_init("self.heads = {f'{a}_{b}': Head(4) for a, b in pairs}")),
+        (
+            _UNREGISTERED,
+            _in_init("self.blocks = []", "self.blocks.extend([_Norm(4), Linear(4, 4)])"),
+        ),
     ],
 )
 def test_the_words_keep_what_the_syntax_stage_may_accept(screen: Screen, source: str) -> None:
