@@ -194,7 +194,9 @@ class Following:
             tracker.state_len = len(optimizer.state)
             self.rebuild(optimizer, tracker)
             tracker.handles.append(
-                optimizer.register_load_state_dict_post_hook(outside_compile(self._after_load))
+                optimizer.register_load_state_dict_post_hook(
+                    outside_compile(self._after_load, arity=1)
+                )
             )
         except Exception as error:
             for handle in tracker.handles:
@@ -205,4 +207,7 @@ class Following:
             )
             return Unfollowed(None)
         self.all_trackers.append(tracker)
+        # The optimizer about to step is most often the one just followed: its first
+        # step then skips the weakly keyed look-up.
+        self._last = (tracker.opt_ref, tracker)
         return tracker

@@ -92,7 +92,7 @@ def make_accumulate_hook(
         record.version = version
         record.phase = accumulated
 
-    return outside_compile(after_accumulate)
+    return outside_compile(after_accumulate, arity=1)
 
 
 def accumulation_bump(grad: torch.Tensor) -> int:
@@ -151,8 +151,8 @@ def take_census(
     accumulated = Phase.ACCUMULATED
     unknown_phase = Phase.UNKNOWN
     for group in optimizer.param_groups:
-        for param in group["params"]:
-            record = next(records)
+        # `records` is one iterator shared by the groups (aligned by `tracker.layout`).
+        for param, record in zip(group["params"], records, strict=False):
             grad = param.grad
             if grad is None:
                 if param.requires_grad:
@@ -220,7 +220,7 @@ def make_probe(record: ParamRecord) -> Callable[[torch.Tensor], None]:
             return
         record.probe = torch.count_nonzero(old.detach())
 
-    return outside_compile(probe_consumed_gradient)
+    return outside_compile(probe_consumed_gradient, arity=1)
 
 
 def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> None:
@@ -231,14 +231,11 @@ def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> None
     checkpoint restore, e.g. after Lightning's `lr_find`), so starting a new
     optimizer from zero is right.
     """
-    records = tracker.records
-    index = 0
+    records = iter(tracker.records)
     stepped = Phase.STEPPED
     new_ref = weakref.ref
     for group in optimizer.param_groups:
-        for param in group["params"]:
-            record = records[index]
-            index += 1
+        for param, record in zip(group["params"], records, strict=False):
             grad = param.grad
             if grad is None:
                 record.grad_ref = None

@@ -216,10 +216,10 @@ class Watch:
         if model is not None:
             self._add_model(model)
         self._handles.append(
-            register_optimizer_step_pre_hook(outside_compile(self._steps.before_step))
+            register_optimizer_step_pre_hook(outside_compile(self._steps.before_step, arity=3))
         )
         self._handles.append(
-            register_optimizer_step_post_hook(outside_compile(self._steps.after_step))
+            register_optimizer_step_post_hook(outside_compile(self._steps.after_step, arity=3))
         )
         for opt_ref in self._initial_optimizers:
             optimizer = opt_ref()
@@ -313,9 +313,10 @@ class Watch:
         if scaling.listening and self._active and threading.get_ident() == self._steps.thread:
             try:
                 caller = sys._getframe(2)  # the `backward()` call: past the scoped wrapper
-                where = (caller.f_code, caller.f_lineno or 0)
+                code = caller.f_code
+                offset = caller.f_lasti
                 del caller
-                scaling.on_backward(loss, where, in_step=self._steps.in_step)
+                scaling.on_backward(loss, code, offset, self._steps.in_step)
             except Exception as error:
                 self.internal_error(loss, error)
 
