@@ -145,8 +145,8 @@ def take_census(
 ) -> GradientCensus:
     """Classify every trainable gradient of `optimizer` before its step (no sync)."""
     fresh = missing = reused = cleared = assigned = unknown = longest = 0
-    reused_names: list[str] = []
-    stale: list[ParamRecord] = []
+    reused_names: list[str] | None = None  # created on first use: this runs on every step
+    stale: list[ParamRecord] | None = None
     records = iter(tracker.records)
     accumulated = Phase.ACCUMULATED
     unknown_phase = Phase.UNKNOWN
@@ -168,6 +168,8 @@ def take_census(
             if phase is accumulated:
                 fresh += 1
                 if record.stale:
+                    if stale is None:
+                        stale = []
                     stale.append(record)
                 if record.run > longest:
                     longest = record.run
@@ -183,20 +185,26 @@ def take_census(
                     cleared += 1
                 elif record.received:
                     reused += 1
+                    if reused_names is None:
+                        reused_names = []
                     reused_names.append(record.name)
                 else:
                     assigned += 1
                     record.assigned = True
-    return GradientCensus(
-        fresh,
-        missing,
-        reused,
-        cleared,
-        assigned,
-        unknown,
-        longest,
-        tuple(reused_names),
-        tuple(stale),
+    # `tuple.__new__` directly: a named tuple's own `__new__` is a Python function.
+    return tuple.__new__(
+        GradientCensus,
+        (
+            fresh,
+            missing,
+            reused,
+            cleared,
+            assigned,
+            unknown,
+            longest,
+            () if reused_names is None else tuple(reused_names),
+            () if stale is None else tuple(stale),
+        ),
     )
 
 

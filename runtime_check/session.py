@@ -169,11 +169,10 @@ class Watch:
             self._order.confirm_order,
             self.internal_error,
         )
-        self._models = ModelChecks(self._issues, user_call_site)
+        self._models = ModelChecks(self._issues, user_call_site, self._steps.observers)
         self._clips = ClipChecks(self._following, self._issues)
         self._samplers = SamplerEpochs(self._issues, lambda: self.report.steps)
         self._scaling = AccumulationScale(self._issues, self._note_unchecked)
-        self._steps.observers.append(self._models.before_step)
         self._steps.after_observers.append(self._scaling.on_step)
 
     # -- context manager -------------------------------------------------
