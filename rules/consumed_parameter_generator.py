@@ -57,7 +57,105 @@ _LAZY_WRAPPERS = frozenset({"filter", "map", "iter"})
 """Builtins that return another one-shot iterator over their (last) argument."""
 
 
-_GENERATOR_CALL = re.compile(r"(?:parameters|buffers)\s*\(")
+_STATEMENT_ASSIGNMENT = re.compile(r"(?<![=!<>:+\-*/%&|^@])=(?!=)")
+"""An `=` that can bind a name (not `==`, `<=`, `:=`, `+=`, ...)."""
+_CALLED_NAME = re.compile(r"\s*([A-Za-z_][\w.]*)\s*\(")
+_STATEMENT_ONLY = re.compile(
+    r"\s*(?:(?:return|assert|del|raise|elif|while|with|async\s+with)\b"
+    r"|(?:for|async\s+for|if)\b[^\n]*:\s*$)"
+)
+"""Lines that start a statement whatever the brackets before them seem to say: keywords
+that never continue an expression, and a `for`/`if` header ending its line with `:` (a
+comprehension's `for`/`if` clause cannot end in `:`)."""
+_ATTRIBUTES = re.compile(r"(?:\s*\.\s*\w+)+\s*(?:#.*)?")
+
+
+class _StoredGeneratorWords:
+    """Stage 1: `parameters(` / `buffers(` (and the `named_` ones) where a store can take
+    the generator, as `_stores_a_generator` asks. Most occurrences in model code cannot:
+    `for p in self.parameters():`, `clip_grad_norm_(model.parameters(), 1.0)`,
+    `n = sum(p.numel() for p in self.parameters())`, `next(m.parameters()).device`, a
+    comment. A call is passed over only when its line surely starts a statement (a keyword
+    no expression continues with, a `for`/`if` header, or no bracket open before the line
+    and no backslash above it) in which no assignment `=` comes before the call, or in
+    which the value assigned is one call, closed on the line, of a name that is neither
+    `filter`/`map`/`iter` nor a generator method, perhaps followed by attributes. Anything
+    else (a continuation line, a string before the call, a parenthesised value) is passed
+    on to the syntax stage, which decides."""
+
+    _CALL = re.compile(r"(?:parameters|buffers)\s*\(")
+
+    def search(self, string: str) -> object | None:
+        depth = scanned = 0  # brackets open at `scanned`, counted once through the file
+        for call in self._CALL.finditer(string):
+            start = call.start()
+            line_start = string.rfind("\n", 0, start) + 1
+            if line_start > scanned:
+                count = string.count
+                depth += sum(count(bracket, scanned, line_start) for bracket in "([{")
+                depth -= sum(count(bracket, scanned, line_start) for bracket in ")]}")
+                scanned = line_start
+            head = string[line_start:start]
+            if "#" in head and "'" not in head and '"' not in head:
+                continue  # in a comment
+            line_end = string.find("\n", start)
+            line = string[line_start : len(string) if line_end < 0 else line_end]
+            if _STATEMENT_ONLY.match(line) is None and (
+                depth != 0
+                or string[max(0, line_start - 3) : line_start].rstrip("\r\n").endswith("\\")
+            ):
+                return call  # maybe a continuation line (or a string made it look like one)
+            if not self._cannot_be_stored(head, line[len(head) :]):
+                return call
+        return None
+
+    @staticmethod
+    def _cannot_be_stored(head: str, rest: str) -> bool:
+        """Whether a statement starting its line with `head`, the call's line before it
+        (`rest` from the call on), cannot store the call's generator."""
+        if "'" in head or '"' in head:
+            return False
+        assignment = _first_outside_brackets(head, _STATEMENT_ASSIGNMENT)
+        if assignment is None:
+            return True  # the statement binds nothing before the call
+        return _one_plain_call(head[assignment + 1 :] + rest)
+
+
+def _first_outside_brackets(line: str, pattern: re.Pattern[str]) -> int | None:
+    """Where `pattern` first matches in `line` outside any bracket (None: nowhere)."""
+    depth = 0
+    for found in re.finditer(r"[()\[\]{}]|" + pattern.pattern, line):
+        token = found.group()
+        if token in "([{":
+            depth += 1
+        elif token in ")]}":
+            depth -= 1
+        elif depth == 0:
+            return found.start()
+    return None
+
+
+def _one_plain_call(value: str) -> bool:
+    """Whether `value` (the rest of a line after `=`) is exactly one call, closed on the
+    line, of a name that makes no generator (`sum(...)`, `torch.optim.SGD(...)`)."""
+    called = _CALLED_NAME.match(value)
+    if called is None or "'" in value or '"' in value:
+        return False
+    name = called.group(1)
+    if name.rpartition(".")[2] in _GENERATORS or name in _LAZY_WRAPPERS:
+        return False
+    depth = 0
+    for index in range(called.end() - 1, len(value)):
+        character = value[index]
+        if character in "([{":
+            depth += 1
+        elif character in ")]}":
+            depth -= 1
+            if depth == 0:
+                rest = value[index + 1 :].strip()
+                # nothing after it, or plain attributes (`next(m.parameters()).device`)
+                return rest == "" or rest.startswith("#") or _ATTRIBUTES.fullmatch(rest) is not None
+    return False
 
 
 def _stores_a_generator(glance: Glance) -> bool:
@@ -165,7 +263,7 @@ class ConsumedParameterGenerator(Rule):
     """
 
     identity = CONSUMED_PARAMETER_GENERATOR
-    screen = Screen(_GENERATOR_CALL, _stores_a_generator)
+    screen = Screen(_StoredGeneratorWords(), _stores_a_generator)
     fix_safety = """
         Safe. The fix stores `list(model.parameters())` instead of the generator: the
         same parameters, materialised once, so every consumer sees all of them.

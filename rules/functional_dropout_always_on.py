@@ -50,6 +50,58 @@ def _may_drop_always(call: ast.Call) -> bool:
     )
 
 
+class _FunctionalDropoutWords:
+    """Stage 1: a call `_may_drop_always` can accept — `F.dropout(x, p)`,
+    `nn.functional.dropout2d(x)`, a bare `dropout(x)` — and not `self.dropout(x)`, the
+    `nn.Dropout` module call nearly every model file makes, nor a call that already passes
+    `training=` (or `**kwargs`, or a third positional argument). The name is found by a
+    literal search at C speed; only its few occurrences are read, and a call whose
+    arguments hold a string or are not closed in the file is passed on undecided."""
+
+    _CALL = re.compile(r"dropout[123]?d?\s*\(")
+    _FUNCTIONAL_RECEIVER = re.compile(r"(?<!\w)(?:F|functional)\s*\.\s*$")
+    _NESTED = re.compile(r"\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}")
+    _KEYWORD = re.compile(r"\s*\w+\s*=(?!=)")
+
+    def search(self, string: str) -> object | None:
+        for call in self._CALL.finditer(string):
+            if self._named_like_one(string, call.start()) and self._may_omit_training(
+                string, call.end()
+            ):
+                return call
+        return None
+
+    def _named_like_one(self, string: str, start: int) -> bool:
+        before = string[max(0, start - 64) : start]
+        if before[-1:].isidentifier() or before[-1:].isdigit():
+            return False  # `my_dropout(`, `self.spatial_dropout(`: another name
+        if not before.rstrip().endswith("."):
+            return True  # a bare `dropout(`
+        return self._FUNCTIONAL_RECEIVER.search(before) is not None
+
+    def _may_omit_training(self, string: str, opened: int) -> bool:
+        """Whether the arguments after the `(` at `opened` may lack `training`."""
+        depth, end = 1, opened
+        while depth and end < len(string) and end - opened < 2_000:
+            character = string[end]
+            if character in "'\"#":
+                return True  # a string or comment among the arguments: undecided
+            depth += (character in "([{") - (character in ")]}")
+            end += 1
+        if depth:
+            return True
+        flat, previous = string[opened : end - 1], None
+        while flat != previous:
+            flat, previous = self._NESTED.sub("", flat), flat
+        parts = [part for part in flat.split(",") if part.strip()]
+        if any(part.lstrip().startswith("*") for part in parts):
+            return False  # unpacked arguments: never reported
+        keywords = [part for part in parts if self._KEYWORD.match(part)]
+        if any(part.split("=", 1)[0].strip() == "training" for part in keywords):
+            return False
+        return len(parts) - len(keywords) <= _TRAINING_POSITION
+
+
 def _dropout_in_a_class(glance: Glance) -> bool:
     """Whether a call the rule could report sits inside a class: the rule only looks at
     the methods of `nn.Module` subclasses (functional dropout in a plain function is fine)."""
@@ -95,12 +147,7 @@ class FunctionalDropoutAlwaysOn(Rule):
     """
 
     identity = FUNCTIONAL_DROPOUT_ALWAYS_ON
-    screen = Screen(
-        # A plain literal, searched at C speed; the receiver (`F.`, `functional.`, a bare
-        # name, not `self.dropout(`) is left to the syntax stage, which checks it anyway.
-        re.compile(r"dropout[123]?d?\("),
-        _dropout_in_a_class,
-    )
+    screen = Screen(_FunctionalDropoutWords(), _dropout_in_a_class)
     fix_safety = """
         Safe: `training=self.training` is added, so the call drops activations in
         training mode only, as `nn.Dropout` does. Training itself is unchanged;

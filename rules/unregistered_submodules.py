@@ -287,17 +287,30 @@ def _init_keeps_layers_in_a_container(init: ast.AST, cls: ast.ClassDef) -> bool:
 
 
 class _ContainerWords:
-    """Stage 1: text that can store layers in a plain container. Three shapes are one
-    regular expression; the fourth (`layers = [Stem(..)]` ... `self.layers = layers`, with
-    a backreference over up to 80 lines) is tried only at the lines holding `= [Upper(`,
-    found by a literal search: tried at every newline it cost most of the screen's time."""
+    """Stage 1: text that can store layers in a plain container, in the shapes the syntax
+    stage looks for, each tried where a literal search finds its anchor:
+
+    - `self.x = [Block(..)]`, `self.x = {"a": Head(..)}`, `self.x = tuple(..)`: one
+      regular expression;
+    - a container filled with a layer (`towers.append(nn.Linear(..))`, `.extend([..])`,
+      `.insert(0, ..)`), which the syntax stage only counts when the container is kept:
+      a local name stored as an attribute (`self.towers = towers`) or an attribute set to
+      `[]`. So the receiver is read, and the file must hold that store; the `append` of a
+      list that becomes `nn.Sequential(*layers)`, in nearly every model file, is not one;
+    - `layers = [Stem(..)]` ... `self.layers = layers` (a backreference over up to 80
+      lines), tried only at the lines holding `= [Upper(`: tried at every newline it cost
+      most of the screen's time."""
 
     _STORED = re.compile(
         r"self\.\w+\s*=\s*(?:(?:list|tuple)\(\s*[\[\(\{]?|[\[\(\{])\s*"
         r"(?:[a-z_][\w.]*\(\s*)?(?:[\w.]*\.)?[A-Z]\w*\("
         r"|self\.\w+\s*=\s*\{[^}]*:\s*(?:[\w.]*\.)?[A-Z]\w*\("
-        r"|\.(?:append|extend)\(\s*\[?\s*(?:nn\.|torch\.nn\.)?[A-Z]\w*\("
     )
+    _FILLED = re.compile(
+        r"\.(?:append|extend|insert)\(\s*(?:[^,()\n]*,\s*)?\[?\s*"
+        r"(?:[a-z_][\w.]*\(\s*)?(?:[\w.]*\.)?[A-Z]\w*\("
+    )
+    _RECEIVER = re.compile(r"([A-Za-z_][\w.]*)$")
     _LIST_OF_LAYERS = re.compile(r"=[ \t]*\[\s*(?:[\w.]*\.)?[A-Z]\w*\(")
     _LOCAL_LIST_STORED = re.compile(
         r"\n[ \t]+(\w+)[ \t]*=[ \t]*\[\s*(?:[\w.]*\.)?[A-Z]\w*\("
@@ -308,6 +321,16 @@ class _ContainerWords:
         found = self._STORED.search(string)
         if found is not None:
             return found
+        kept: dict[str, bool] = {}
+        for filled in self._FILLED.finditer(string):
+            receiver = self._RECEIVER.search(string, max(0, filled.start() - 80), filled.start())
+            if receiver is None:
+                continue  # `make().append(..)`, `xs[0].append(..)`: never a kept container
+            name = receiver.group(1)
+            if name not in kept:
+                kept[name] = self._kept(string, name)
+            if kept[name]:
+                return filled
         for candidate in self._LIST_OF_LAYERS.finditer(string):
             line_start = string.rfind("\n", 0, candidate.start())
             if line_start >= 0:
@@ -315,6 +338,17 @@ class _ContainerWords:
                 if stored is not None:
                     return stored
         return None
+
+    @staticmethod
+    def _kept(string: str, receiver: str) -> bool:
+        """Whether the file keeps the filled container: `<x>.attr = name` for a local name,
+        `<x>.attr = []` for an attribute."""
+        local, _, attribute = receiver.rpartition(".")
+        if not local:
+            store = r"\.\w+[^=\n]*=[ \t]*" + re.escape(attribute) + r"[ \t]*(?:[#;\r\n]|$)"
+        else:
+            store = r"\." + re.escape(attribute) + r"\b[^=\n]*=[ \t]*\[[ \t]*\]"
+        return re.search(store, string, re.MULTILINE) is not None
 
 
 _CONTAINER_WORDS = _ContainerWords()

@@ -27,6 +27,7 @@ ANALYSIS_MAY_IMPORT = (
     "looplint.analysis",
     "looplint.errors",
     "looplint.identity",
+    "looplint.files.cst_parse",
     "looplint.files.notebook",
     "looplint.files.parse_guard",
     "looplint.files.screening",

@@ -388,3 +388,57 @@ def test_the_generator_screen_keeps_a_stored_generator(source: str) -> None:
 )
 def test_the_generator_screen_drops_parameters_used_at_once(source: str) -> None:
     assert not passes(source, [_GENERATOR]), source
+
+
+# Stage 1 alone: the text test must let through every shape its syntax stage accepts (a
+# file it refuses is never parsed), and should refuse the common shapes no rule reports,
+# so that model files are not even `ast`-parsed.
+@pytest.mark.parametrize(
+    ("screen", "source"),
+    [
+        (_DROPOUT, _method("return F.dropout(x, 0.1)")),
+        (_DROPOUT, _method("return F.dropout(", "    x,", "    p=self.p,", ")")),
+        (_DROPOUT, _method("return nn.functional.dropout2d (x)")),
+        (_DROPOUT, _method("return dropout(x, 0.5)")),
+        (_DROPOUT, _method("return F.dropout(x, p=0.1, inplace='yes')")),  # a string: undecided
+        (_GENERATOR, "params = model.parameters()\n"),
+        (_GENERATOR, "self.params = filter(lambda p: p.requires_grad,\n    model.parameters())\n"),
+        (_GENERATOR, "params = (\n    p\n    for p in model.parameters()\n)\n"),
+        (_GENERATOR, "params = \\\n    model.parameters()\n"),
+        (_GENERATOR, "if frozen: params = model.parameters()\n"),
+        (_GENERATOR, "params = next(iter(models)).parameters()\n"),
+        (_GENERATOR, "params = get(model)  # then\nparams = model.named_buffers()\n"),
+        (
+            _UNREGISTERED,
+            _in_init("towers = []", "towers.append(nn.Linear(4, 4))", "self.towers = towers"),
+        ),
+        (_UNREGISTERED, _in_init("self.blocks: list = []", "self.blocks.append(Block(4))")),
+        (_UNREGISTERED, _in_init("self.heads = []", "self.heads.insert(0, Head(4))")),
+    ],
+)
+def test_the_words_keep_what_the_syntax_stage_may_accept(screen: Screen, source: str) -> None:
+    assert screen.words.search(source) is not None, source
+
+
+@pytest.mark.parametrize(
+    ("screen", "source"),
+    [
+        (_DROPOUT, _method("return self.dropout(x)")),
+        (_DROPOUT, _method("return self.attention_dropout(x)")),
+        (_DROPOUT, _method("return F.dropout(x, p=self.p, training=self.training)")),
+        (_DROPOUT, _method("return nn.functional.dropout(x, self.p, self.training)")),
+        (_DROPOUT, _method("return F.dropout(x, **kwargs)")),
+        (_GENERATOR, "for name, p in model.named_parameters():\n    p.requires_grad = False\n"),
+        (_GENERATOR, "torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n"),
+        (_GENERATOR, "total = sum(p.numel() for p in model.parameters())\n"),
+        (_GENERATOR, "device = next(model.parameters()).device\n"),
+        (_GENERATOR, "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"),
+        (_GENERATOR, "return [p for p in self.buffers()]\n"),
+        (_GENERATOR, "# params = model.parameters() is consumed once\n"),
+        (_GENERATOR, 'doc = """(unbalanced"""\nfor p in model.parameters():\n    pass\n'),
+        (_UNREGISTERED, "layers = []\nlayers.append(Conv(4))\nnet = nn.Sequential(*layers)\n"),
+        (_UNREGISTERED, _in_init("hooks = []", "hooks.append(Hook(4))", "self.n = len(hooks)")),
+    ],
+)
+def test_the_words_refuse_shapes_no_rule_reports(screen: Screen, source: str) -> None:
+    assert screen.words.search(source) is None, source

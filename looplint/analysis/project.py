@@ -19,12 +19,11 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import libcst as cst
-
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.linking import ClassLineage, Target
 from looplint.analysis.program import compile_module
 from looplint.errors import SourceError
+from looplint.files.cst_parse import parse_module
 from looplint.files.parse_guard import refusal
 from looplint.files.source import FileStamp, content_digest, read_bytes, source_from_bytes
 
@@ -430,7 +429,7 @@ class Project:
         if _RELEVANT_TEXT.search(source.text) is None or refusal(source.text) is not None:
             return stamp, None
         try:
-            module = cst.parse_module(source.text)
+            module = parse_module(source.text)
             facts = ModuleFacts(compile_module(module), project=self, path=path)
         except Exception:  # unparsable or too deep: its callers treat it as unseen code
             return stamp, None

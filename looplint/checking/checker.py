@@ -18,6 +18,7 @@ from looplint.analysis.operations import display_name
 from looplint.analysis.program import compile_module
 from looplint.checking.result import FileResult, error_finding
 from looplint.errors import SourceError
+from looplint.files.cst_parse import parse_module
 from looplint.files.notebook import NotebookProgram, UnmappableFix, fixed_notebook
 from looplint.files.parse_guard import refusal
 from looplint.files.screening import passing, screening_enabled
@@ -205,7 +206,7 @@ def _analyse(
         result.findings.append(_located_error(source, refused.message, *where))
         return None
     try:
-        module = cst.parse_module(source.text)
+        module = parse_module(source.text)
     except cst.ParserSyntaxError as error:
         message, line, column = _explain_syntax_error(source.text, error)
         result.findings.append(_located_error(source, message, line, column))
@@ -214,7 +215,7 @@ def _analyse(
             return None
         source = recovered
         try:
-            module = cst.parse_module(source.text)
+            module = parse_module(source.text)
         except cst.ParserSyntaxError:
             return None
     except RecursionError:

@@ -18,6 +18,7 @@ from looplint.analysis.operations import display_name
 from looplint.analysis.program import compile_module
 from looplint.analysis.project import Project
 from looplint.errors import SourceError
+from looplint.files.cst_parse import parse_module
 from looplint.files.parse_guard import refusal
 from looplint.files.source import read_bytes, source_from_bytes
 
@@ -66,7 +67,7 @@ def recognised_objects(path: str, project: Project | None = None) -> list[Recogn
     if refused is not None:
         raise SourceError(refused.message)
     try:
-        module = cst.parse_module(source.text)
+        module = parse_module(source.text)
     except cst.ParserSyntaxError as error:
         raise SourceError(f"syntax error: {str(error.message).strip()}") from None
     facts = ModuleFacts(compile_module(module), project, path)
