@@ -28,20 +28,23 @@ DROPOUTS = frozenset(
 and `feature_alpha_dropout` default to False: the opposite mistake.)"""
 _TRAINING_POSITION = 2
 _DROPOUT_NAMES = frozenset(name.rpartition(".")[2] for name in DROPOUTS)
+_FUNCTIONAL = "torch.nn.functional"
 _FUNCTIONAL_RECEIVERS = frozenset({"F", "functional"})
 """`F.dropout`, `nn.functional.dropout`: the receivers the syntax stage of the screen accepts."""
 
 
-def _may_drop_always(call: ast.Call) -> bool:
-    """Whether `call` can be a functional dropout the rule reports: named like one, with no
-    `training` argument, no unpacked arguments and at most two positional ones."""
+def _may_drop_always(call: ast.Call, bare_names_imported: bool) -> bool:
+    """Whether `call` can be a functional dropout the rule reports: named like one (a bare
+    `dropout(x)` only in a module importing from `torch.nn.functional`: elsewhere it is a
+    local, such as peft's `dropout = self.lora_dropout[name]`), with no `training`
+    argument, no unpacked arguments and at most two positional ones."""
     func = call.func
     if isinstance(func, ast.Attribute):
         receiver = func.value
         last = receiver.attr if isinstance(receiver, ast.Attribute) else getattr(receiver, "id", "")
         if func.attr not in _DROPOUT_NAMES or last not in _FUNCTIONAL_RECEIVERS:
             return False
-    elif not (isinstance(func, ast.Name) and func.id in _DROPOUT_NAMES):
+    elif not (isinstance(func, ast.Name) and func.id in _DROPOUT_NAMES and bare_names_imported):
         return False
     return (
         len(call.args) <= _TRAINING_POSITION
@@ -55,13 +58,15 @@ class _FunctionalDropoutWords:
     `nn.functional.dropout2d(x)`, a bare `dropout(x)` — and not `self.dropout(x)`, the
     `nn.Dropout` module call nearly every model file makes, nor a call that already passes
     `training=` (or `**kwargs`, or a third positional argument). The name is found by a
-    literal search at C speed; only its few occurrences are read, and a call whose
+    literal search at C speed; only its few occurrences are read (a bare `dropout(` counts
+    in a module importing from `torch.nn.functional`), and a call whose
     arguments hold a string or are not closed in the file is passed on undecided."""
 
     _CALL = re.compile(r"dropout[123]?d?\s*\(")
     _FUNCTIONAL_RECEIVER = re.compile(r"(?<!\w)(?:F|functional)\s*\.\s*$")
     _NESTED = re.compile(r"\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}")
     _KEYWORD = re.compile(r"\s*\w+\s*=(?!=)")
+    _IMPORTED = re.compile(r"from\s+torch\.nn\.functional\s+import")
 
     def search(self, string: str) -> object | None:
         for call in self._CALL.finditer(string):
@@ -76,7 +81,8 @@ class _FunctionalDropoutWords:
         if before[-1:].isidentifier() or before[-1:].isdigit():
             return False  # `my_dropout(`, `self.spatial_dropout(`: another name
         if not before.rstrip().endswith("."):
-            return True  # a bare `dropout(`
+            # a bare `dropout(`, which can only be torch's when imported from it
+            return self._IMPORTED.search(string) is not None
         return self._FUNCTIONAL_RECEIVER.search(before) is not None
 
     def _may_omit_training(self, string: str, opened: int) -> bool:
@@ -105,7 +111,8 @@ class _FunctionalDropoutWords:
 def _dropout_in_a_class(glance: Glance) -> bool:
     """Whether a call the rule could report sits inside a class: the rule only looks at
     the methods of `nn.Module` subclasses (functional dropout in a plain function is fine)."""
-    calls = [call for call in glance.nodes(ast.Call) if _may_drop_always(call)]
+    imported = any(node.module == _FUNCTIONAL for node in glance.nodes(ast.ImportFrom))
+    calls = [call for call in glance.nodes(ast.Call) if _may_drop_always(call, imported)]
     if not calls:
         return False
     spans = [(c.lineno, c.end_lineno or c.lineno) for c in glance.nodes(ast.ClassDef)]

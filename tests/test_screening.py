@@ -202,7 +202,7 @@ def _method(*lines: str) -> str:
         _method("return F.dropout(x, 0.1)"),
         _method("return torch.nn.functional.dropout2d(x, p=0.2)"),
         _method("return nn.functional.dropout(x)"),
-        _method("return dropout(x, 0.5)"),
+        "from torch.nn.functional import dropout\n" + _method("return dropout(x, 0.5)"),
         _method("if self.training:", "    x = F.dropout(x, 0.1)", "return x"),
     ],
 )
@@ -220,6 +220,7 @@ def test_the_dropout_screen_keeps_calls_without_training_in_a_class(source: str)
         _method("return F.dropout(x, **options)"),
         _method("return self.dropout(x)"),
         _method("return F.alpha_dropout(x, 0.1)"),
+        _method("dropout = self.dropouts[name]", "return dropout(x)"),  # a local
     ],
 )
 def test_the_dropout_screen_drops_calls_the_rule_cannot_report(source: str) -> None:
@@ -399,7 +400,7 @@ def test_the_generator_screen_drops_parameters_used_at_once(source: str) -> None
         (_DROPOUT, _method("return F.dropout(x, 0.1)")),
         (_DROPOUT, _method("return F.dropout(", "    x,", "    p=self.p,", ")")),
         (_DROPOUT, _method("return nn.functional.dropout2d (x)")),
-        (_DROPOUT, _method("return dropout(x, 0.5)")),
+        (_DROPOUT, "from torch.nn.functional import dropout\n" + _method("return dropout(x, 0.5)")),
         (_DROPOUT, _method("return F.dropout(x, p=0.1, inplace='yes')")),  # a string: undecided
         (_GENERATOR, "params = model.parameters()\n"),
         (_GENERATOR, "self.params = filter(lambda p: p.requires_grad,\n    model.parameters())\n"),
@@ -428,6 +429,7 @@ def test_the_words_keep_what_the_syntax_stage_may_accept(screen: Screen, source:
         (_DROPOUT, _method("return F.dropout(x, p=self.p, training=self.training)")),
         (_DROPOUT, _method("return nn.functional.dropout(x, self.p, self.training)")),
         (_DROPOUT, _method("return F.dropout(x, **kwargs)")),
+        (_DROPOUT, _method("dropout = self.dropouts[name]", "return dropout(x)")),
         (_GENERATOR, "for name, p in model.named_parameters():\n    p.requires_grad = False\n"),
         (_GENERATOR, "torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n"),
         (_GENERATOR, "total = sum(p.numel() for p in model.parameters())\n"),
