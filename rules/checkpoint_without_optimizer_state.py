@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -31,6 +32,17 @@ def _holds_optimizer_state(save: Save, facts: ModuleFacts) -> bool:
     return any(ObjectKind.OPTIMIZER in facts.kinds(s) for s in save.states) or any(
         "optim" in key.lower() for key in save.keys
     )
+
+
+_PROGRESS_KEY = re.compile(r"epoch|step|iter", re.IGNORECASE)
+
+
+def _records_progress(save: Save) -> bool:
+    """A checkpoint dict that records how far training went (`"epoch"`, `"global_step"`,
+    `"iteration"`): only a resume reads that back. The weights with what rebuilds the
+    model (`{"hparams": params, "weights": vae.state_dict()}`) are an export for the next
+    script, like a bare `model.state_dict()`."""
+    return any(_PROGRESS_KEY.search(key) for key in save.keys)
 
 
 def _loaded_key(load: LoadState) -> str | None:
@@ -164,11 +176,19 @@ def _scheduler_saved(view: list[Site], facts: ModuleFacts) -> bool:
     )
 
 
-def _full_checkpoint_elsewhere(site: Site, view: list[Site], facts: ModuleFacts) -> bool:
+def _full_checkpoint_elsewhere(
+    site: Site, view: list[Site], facts: ModuleFacts, steps: list[Site]
+) -> bool:
     """The same iteration also writes a full checkpoint (or one looplint cannot read, other
-    than a dict of plain numbers and lists: the run's metric history)."""
+    than a dict of plain numbers and lists: the run's metric history) where the optimizer
+    steps. One written only under the opposite outcome of a condition every one of its
+    `steps` sits under (`if using_deepspeed: engine.save_checkpoint(dir)` while
+    `optimizer.step()` runs in the `else:`) belongs to another configuration: it saves the
+    engine's own optimizer, never this one."""
     for other in view:
         if other is site or not isinstance(other.op, Save):
+            continue
+        if steps and all(other.exclusive_with(step) for step in steps):
             continue
         full = _written_out(other, view)
         if full is None and not _metrics_only(other.op, facts):
@@ -231,7 +251,11 @@ def _partial_optimizer_state(facts: ModuleFacts, reported: set[int]) -> Iterator
                 for s in view
                 if isinstance(s.op, Step) and _stateful(facts, s.op.optimizer)
             }
-            for optimizer in sorted(stepped - saved):
+            # `distr_opt` stepped is `opt` saved when a call handed `opt` back wrapped
+            originals = facts.table.handed_back.originals
+            held = {original for state in saved for original in originals(state)}
+            missing = {o for o in stepped if not originals(o) & held}
+            for optimizer in sorted(missing):
                 for site, full in saves:
                     model = next(
                         (
@@ -272,11 +296,16 @@ class CheckpointWithoutOptimizerState(Rule):
     Saving final weights after training ends (outside the loop), loading
     pretrained or best weights for evaluation, and plain SGD without momentum
     are not reported; nor are weights-only snapshots (`torch.save(model.state_dict(),
-    ...)`) in a module that never resumes training from a load (unless the same
-    iteration saves the scheduler's state, which marks a checkpoint meant for
-    resuming). A best-metric guard (`if acc > best:`) must compare something the
-    loop measures; `if cfg.gpus > 1:` is none. A checkpoint written as several
-    files is reported once.
+    ...)`, or a dict of the weights and the hyperparameters that rebuild the model) in
+    a module that never resumes training from a load (unless the checkpoint records the
+    epoch or step, or the same iteration saves the scheduler's state: both mark a
+    checkpoint meant for resuming). A full checkpoint written only where the optimizer
+    never steps (`if using_deepspeed: engine.save_checkpoint(dir)` while the `else:`
+    steps `optimizer`) does not cover the plain path's save; an optimizer handed to a
+    wrapping call and stepped as what it returns (`distr_opt` from
+    `backend.distribute(optimizer=opt)`) is the same optimizer. A best-metric guard
+    (`if acc > best:`) must compare something the loop measures; `if cfg.gpus > 1:`
+    is none. A checkpoint written as several files is reported once.
 
     ## Why is this bad?
     A run resumed from such a checkpoint restarts the optimizer from scratch:
@@ -363,17 +392,20 @@ class CheckpointWithoutOptimizerState(Rule):
                     save = _written_out(site, view)
                     if save is None or _holds_optimizer_state(save, facts):
                         break
-                    if not save.keys and not resumes and not _scheduler_saved(view, facts):
-                        break  # `torch.save(model.state_dict(), ...)` nobody resumes from
-                    if _full_checkpoint_elsewhere(site, view, facts):
+                    if not (resumes or _records_progress(save) or _scheduler_saved(view, facts)):
+                        break  # weights (and what rebuilds the model) nobody resumes from
+                    optimizers = {
+                        s.op.optimizer
+                        for s in view
+                        if isinstance(s.op, Step) and _stateful(facts, s.op.optimizer)
+                    }
+                    steps = [
+                        s for s in view if isinstance(s.op, Step) and s.op.optimizer in optimizers
+                    ]
+                    if _full_checkpoint_elsewhere(site, view, facts, steps):
                         break
                     if _best_weights(site, loop) and (full_saves or not resumes):
                         break  # the best weights, beside a resumable checkpoint
-                    optimizers = {
-                        s.op.optimizer
-                        for s in views[id(loop)].sites
-                        if isinstance(s.op, Step) and _stateful(facts, s.op.optimizer)
-                    }
                     # Sets have no order: name the most specific state saved (`model.module`
                     # over `model`), so the message is the same on every run.
                     saved = [

@@ -291,7 +291,7 @@ class _ContainerWords:
     stage looks for, each tried where a literal search finds its anchor:
 
     - `self.x = [Block(..)]`, `self.x = {"a": Head(..)}`, `self.x = tuple(..)`: one
-      regular expression;
+      regular expression (a `(` counts when it holds a tuple or a generator);
     - a container filled with a layer (`towers.append(nn.Linear(..))`, `.extend([..])`,
       `.insert(0, ..)`), which the syntax stage only counts when the container is kept:
       a local name stored as an attribute (`self.towers = towers`) or an attribute set to
@@ -302,7 +302,7 @@ class _ContainerWords:
       most of the screen's time."""
 
     _STORED = re.compile(
-        r"self\.\w+\s*=\s*(?:(?:list|tuple)\(\s*[\[\(\{]?|[\[\(\{])\s*"
+        r"self\.\w+\s*=\s*(?:(?:list|tuple)\(\s*[\[\(\{]?|(?P<opener>[\[\(\{]))\s*"
         r"(?:[a-z_][\w.]*\(\s*)?(?:[\w.]*\.)?[A-Z]\w*\("
         r"|self\.\w+\s*=\s*\{[^}]*:\s*(?:[\w.]*\.)?[A-Z]\w*\("
     )
@@ -318,9 +318,9 @@ class _ContainerWords:
     )
 
     def search(self, string: str) -> object | None:
-        found = self._STORED.search(string)
-        if found is not None:
-            return found
+        for found in self._STORED.finditer(string):
+            if found.group("opener") != "(" or _tuple_or_generator(string, found.start("opener")):
+                return found
         kept: dict[str, bool] = {}
         for filled in self._FILLED.finditer(string):
             receiver = self._RECEIVER.search(string, max(0, filled.start() - 80), filled.start())
@@ -349,6 +349,38 @@ class _ContainerWords:
         else:
             store = r"\." + re.escape(attribute) + r"\b[^=\n]*=[ \t]*\[[ \t]*\]"
         return re.search(store, string, re.MULTILINE) is not None
+
+
+def _tuple_or_generator(string: str, opened: int) -> bool:
+    """Whether the brackets opened at `opened` hold a tuple or a generator expression (a
+    comma or a `for` outside nested brackets), not one parenthesised value: black wraps
+    `self.proj = (\n    nn.Linear(..) if bias else None\n)` so. Undecided (True) when a
+    string or comment is inside or the brackets do not close."""
+    depth = 0
+    for index in range(opened, min(len(string), opened + 5_000)):
+        character = string[index]
+        if character in "'\"#":
+            return True
+        if character in "([{":
+            depth += 1
+        elif character in ")]}":
+            depth -= 1
+            if depth == 0:
+                inside = string[opened + 1 : index]
+                return _TOP_LEVEL_TUPLE.search(_flattened(inside)) is not None
+    return True
+
+
+_NESTED = re.compile(r"\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}")
+_TOP_LEVEL_TUPLE = re.compile(r",|\bfor\b")
+
+
+def _flattened(text: str) -> str:
+    """`text` with every bracketed part removed, innermost first."""
+    previous = None
+    while text != previous:
+        text, previous = _NESTED.sub("", text), text
+    return text
 
 
 _CONTAINER_WORDS = _ContainerWords()

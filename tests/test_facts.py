@@ -247,6 +247,67 @@ def test_a_deepspeed_engine_steps_and_clears_the_model_it_wraps() -> None:
     assert facts.optimizes("<module>:engine", "<module>:engine", whole=True)
 
 
+def test_an_optimizer_handed_to_a_wrapping_call_comes_back_the_same() -> None:
+    facts = facts_of(
+        """
+        import torch
+
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+        net_d, opt_d, loader_d = launcher.wrap(model=net, optimizer=optimizer, data=ds)
+        stats, report = summarize(model=net, optimizer=optimizer)
+        for x in loader_d:
+            opt_d.zero_grad()
+            net_d(x).sum().backward()
+            opt_d.step()
+            report.step()
+        """
+    )
+    # the one result stepped as an optimizer is the Adam handed in: its construction,
+    # what it updates, and one object under two names
+    info = facts.table.info("<module>:opt_d", ObjectKind.OPTIMIZER)
+    assert info is not None and info.qualified == "torch.optim.Adam"
+    assert "handed to `launcher.wrap(...)`" in info.evidence
+    assert facts.optimizes("<module>:opt_d", "<module>:net")
+    originals = facts.table.handed_back.originals("<module>:opt_d")
+    assert originals == {"<module>:opt_d", "<module>:optimizer"}
+    # results never used as an optimizer are not made into one
+    assert not facts.kinds("<module>:net_d") and not facts.kinds("<module>:loader_d")
+    assert not facts.kinds("<module>:report") and not facts.kinds("<module>:stats")
+
+
+def test_two_stepped_results_of_a_call_are_not_guessed_apart() -> None:
+    facts = facts_of(
+        """
+        import torch
+
+        optimizer = torch.optim.Adam(net.parameters())
+        opt_a, opt_b = split(optimizer=optimizer)
+        for x in loader:
+            for opt in (opt_a, opt_b):
+                pass
+            opt_a.zero_grad(); opt_b.zero_grad()
+            net(x).sum().backward()
+            opt_a.step(); opt_b.step()
+        """
+    )
+    for name in ("opt_a", "opt_b"):
+        info = facts.table.info(f"<module>:{name}", ObjectKind.OPTIMIZER)
+        assert info is not None and info.qualified == "<used as optimizer>"
+        assert facts.table.handed_back.originals(f"<module>:{name}") == {f"<module>:{name}"}
+
+
+def test_a_constant_renames_nothing() -> None:
+    facts = facts_of(
+        """
+        scheduler = None
+        vae_params = None
+        raw = model.module if ddp else None
+        """
+    )
+    assert facts.assignments.aliases("<module>:scheduler") == {"<module>:scheduler"}
+    assert facts.assignments.aliases("<module>:raw") == {"<module>:raw", "<module>:model.module"}
+
+
 def test_ignite_handlers_and_the_engines_that_train() -> None:
     facts = facts_of(
         """

@@ -415,6 +415,8 @@ def test_the_generator_screen_drops_parameters_used_at_once(source: str) -> None
         ),
         (_UNREGISTERED, _in_init("self.blocks: list = []", "self.blocks.append(Block(4))")),
         (_UNREGISTERED, _in_init("self.heads = []", "self.heads.insert(0, Head(4))")),
+        (_UNREGISTERED, _in_init("self.pair = (", "    Block(4),", "    Block(8),", ")")),
+        (_UNREGISTERED, _in_init("self.gen = (Block(4) for _ in range(3))")),
     ],
 )
 def test_the_words_keep_what_the_syntax_stage_may_accept(screen: Screen, source: str) -> None:
@@ -440,6 +442,7 @@ def test_the_words_keep_what_the_syntax_stage_may_accept(screen: Screen, source:
         (_GENERATOR, 'doc = """(unbalanced"""\nfor p in model.parameters():\n    pass\n'),
         (_UNREGISTERED, "layers = []\nlayers.append(Conv(4))\nnet = nn.Sequential(*layers)\n"),
         (_UNREGISTERED, _in_init("hooks = []", "hooks.append(Hook(4))", "self.n = len(hooks)")),
+        (_UNREGISTERED, _in_init("self.proj = (", "    nn.Linear(4, 4) if bias else None", ")")),
     ],
 )
 def test_the_words_refuse_shapes_no_rule_reports(screen: Screen, source: str) -> None:

@@ -133,12 +133,17 @@ class Assignments:
         return self._by_name
 
 
+_CONSTANTS = frozenset({"None", "True", "False"})
+
+
 def _renamed(value: cst.BaseExpression) -> list[cst.BaseExpression] | None:
     """The names a value merely renames (`b`, `b.module`, either arm of `x if c else y`),
     or None when it computes something."""
     if isinstance(value, cst.IfExp):
         body, orelse = _renamed(value.body), _renamed(value.orelse)
         return None if body is None or orelse is None else body + orelse
+    if isinstance(value, cst.Name) and value.value in _CONSTANTS:
+        return []  # `scheduler = None` renames nothing: no alias of every other `x = None`
     if isinstance(value, (cst.Name, cst.Attribute)) and dotted_name(value) is not None:
         return [value]
     return None

@@ -73,7 +73,7 @@ def fill(table: ObjectTable, program: ModuleProgram, scopes: Scopes) -> None:
             for event in all_events(function.events):
                 if isinstance(event, AssignEvent) and event.value is not None:
                     if not event.augmented:
-                        changed |= _assignment(table, event, frame)
+                        changed |= _assignment(table, event, frame, uses)
                 elif isinstance(event, LoopEvent):
                     changed |= _loop_targets(table, event, frame)
                 elif isinstance(event, CallEvent):
@@ -128,7 +128,7 @@ def _class_attributes(table: ObjectTable, program: ModuleProgram, scopes: Scopes
 
 
 # -- 2. assignments, tuples, collections, loops -------------------------------------------
-def _assignment(table: ObjectTable, event: AssignEvent, frame: Frame) -> bool:
+def _assignment(table: ObjectTable, event: AssignEvent, frame: Frame, uses: _Uses) -> bool:
     assert event.value is not None
     value = event.value
     if isinstance(event.node, cst.WithItem):
@@ -152,6 +152,8 @@ def _assignment(table: ObjectTable, event: AssignEvent, frame: Frame) -> bool:
         return changed
     kinds = _tuple_kinds(table, value, frame)
     changed = _engine(table, targets[0], value, frame)
+    if not kinds:
+        changed |= _handed_back(table, targets, value, frame, uses)
     for target, info in zip(targets, kinds, strict=False):
         if target is not None and info is not None:
             changed |= table.record(target, info)
@@ -174,6 +176,58 @@ def _engine(
     trains = frozenset({target} | ({wrapped} if wrapped else set()))
     known, table.engines[target] = table.engines.get(target), trains
     return known != trains
+
+
+def _handed_back(
+    table: ObjectTable,
+    targets: list[str | None],
+    value: cst.BaseExpression,
+    frame: Frame,
+    uses: _Uses,
+) -> bool:
+    """`model, opt, loader, sched = backend.distribute(model=model, optimizer=opt, ...)`:
+    a call whose results are unpacked, handed one known optimizer (by keyword or position),
+    of which exactly one result is stepped the way an optimizer is (`.step()` with
+    `.zero_grad()`, or `scaler.step(x)`). That result is the optimizer handed in, wrapped
+    for distributed training, so it keeps its construction: what it updates and whether it
+    keeps state. Nothing is made an optimizer that its use did not already show."""
+    if not isinstance(value, cst.Call):
+        return False
+    handed = {
+        identity: arg.value
+        for arg in value.args
+        if not arg.star
+        and (identity := table.scopes.identity(arg.value, frame)) is not None
+        and table.is_optimizer(identity)
+    }
+    stepped = [
+        target
+        for target in targets
+        if target is not None
+        and uses.found.get(target) in ("protocol", "scaled")
+        and target not in handed
+    ]
+    if len(handed) != 1 or len(stepped) != 1:
+        return False
+    ((optimizer, written),) = handed.items()
+    info = table.info(optimizer, ObjectKind.OPTIMIZER)
+    assert info is not None
+    called = dotted_name(value.func) or "a call"
+    passed = cst.Module([]).code_for_node(written)
+    evidence = f"{info.evidence}; `{passed}` handed to `{called}(...)` and back"
+    target = stepped[0]
+    if table.handed_back.handed.get(target) == optimizer:
+        return False
+    infos = table.objects.setdefault(target, [])
+    index = next((i for i, known in enumerate(infos) if known.kind is info.kind), None)
+    if index is None:
+        infos.append(replace(info, evidence=evidence))
+    elif infos[index].basis in (Basis.PROTOCOL, Basis.ROLE):
+        infos[index] = replace(info, evidence=evidence)  # it now knows what it updates
+    else:
+        return False  # evidence of its own: no proof it is the object handed in
+    table.handed_back.handed[target] = optimizer
+    return True
 
 
 def _class_value(table: ObjectTable, value: cst.BaseExpression, frame: Frame) -> ObjectInfo | None:

@@ -158,11 +158,12 @@ def calls_in(expression: cst.CSTNode, out: list[Event]) -> None:
         if expanded:
             out.append(CallEvent(node))  # type: ignore[arg-type]
             continue
-        if isinstance(node, cst.Lambda):
+        kind = node.__class__  # exact types: `isinstance` on LibCST's ABCs is slow here
+        if kind is cst.Lambda:
             continue
-        if isinstance(node, cst.Call):
+        if kind is cst.Call:
             stack.append((node, True))
-        kids = list(children(node))
+        kids = children(node)
         for kid in reversed(kids):
             stack.append((kid, False))
 

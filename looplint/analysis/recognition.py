@@ -81,6 +81,23 @@ ForeignFactory = Callable[[cst.Call, Frame], ObjectInfo | None]
 """Looks a call up in the other modules of the codebase (see `looplint.analysis.linking`)."""
 
 
+class HandedBack:
+    """Optimizers a call was handed and gave back wrapped (`distr_opt` out of
+    `backend.distribute(optimizer=opt)`): one object under two names."""
+
+    def __init__(self) -> None:
+        self.handed: dict[str, str] = {}
+        """The identity holding what came back → the identity it was handed in as."""
+
+    def originals(self, identity: str) -> frozenset[str]:
+        """`identity` and every identity the same object was handed in as before a call
+        gave it back: `distr_opt`, `opt`."""
+        found = [identity]
+        while (handed := self.handed.get(found[-1])) is not None and handed not in found:
+            found.append(handed)
+        return frozenset(found)
+
+
 class ObjectTable:
     """The optimizers, schedulers and scalers of one module, keyed by identity."""
 
@@ -96,6 +113,8 @@ class ObjectTable:
         self.engines: dict[str, frozenset[str]] = {}
         """Training engines stepping their own optimizer (`deepspeed.initialize`'s first
         result) → the models they train: themselves and the model they were handed."""
+        self.handed_back = HandedBack()
+        """Optimizers handed to a call and given back wrapped, under another name."""
         self._factories: dict[int, ObjectInfo | None] = {}
         roots = program.imports.roots()
         self.names_count = "torch" in roots or not roots & OTHER_FRAMEWORKS
