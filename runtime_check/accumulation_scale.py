@@ -8,11 +8,17 @@ function (`NllLossBackward0`, `MseLossBackward0`, a `.mean()`) was not divided;
 one whose last operation is a division (`DivBackward0`, also under a
 GradScaler's multiplication) was. Anything else (a multiplication alone, a sum
 of losses) cannot be told apart from a deliberate weighting and is listed in
-`report.unchecked` instead of guessed.
+`report.unchecked` instead of guessed. The scaling is read from a window's
+second pass on: the passes of an accumulation window all come from one
+`backward()` call, so they compute their loss the same way, and a step that
+consumed a single pass (the common case) never pays for reading the graph.
 
-Only one `backward()` line repeated within each step counts as accumulation:
+Only one `backward()` call repeated within each step counts as accumulation:
 two different losses backpropagated before one step (two domains, two heads)
-are a sum on purpose. A loop whose first `_SETTLED` steps each consumed one
+are a sum on purpose. A call is told by its code object and instruction offset,
+compared by identity (hashing a code object reads all of its bytecode, and the
+line number needs a walk of the line table): this runs on every backward pass
+of a block's first steps. A loop whose first `_SETTLED` steps each consumed one
 backward pass does not accumulate; from then on the block stops listening
 (no per-step cost).
 """
@@ -75,7 +81,12 @@ class _Window:
     """The backward passes since the last optimizer step."""
 
     count: int = 0
-    callers: set[tuple[object, int]] = field(default_factory=set)
+    code: object = None
+    """The code object of the first `backward()` call (compared by identity)."""
+    offset: int = -1
+    """Its instruction offset in that code (`f_lasti`): one call, one offset."""
+    one_call: bool = True
+    """Whether every pass came from that same call."""
     kinds: set[str] = field(default_factory=set)
     site: CallSite | None = None
     in_step: bool = False
@@ -92,8 +103,8 @@ class AccumulationScale:
         self._single = 0
         self.listening = True
 
-    def on_backward(self, loss: torch.Tensor, caller: tuple[object, int], *, in_step: bool) -> None:
-        """`loss.backward()` is about to run, called from `caller` (code object, line).
+    def on_backward(self, loss: torch.Tensor, code: object, offset: int, in_step: bool) -> None:
+        """`loss.backward()` is about to run, called at instruction `offset` of `code`.
 
         Inside a step (a closure) only the first pass counts: LBFGS re-evaluates
         its closure for a line search, which is no micro-batch.
@@ -103,10 +114,19 @@ class AccumulationScale:
             if window.in_step:
                 return
             window.in_step = True
-        window.callers.add(caller)
-        window.count += 1
+        count = window.count + 1
+        window.count = count
+        if count == 1:
+            # Most windows end here (one pass per step); reading the loss's graph
+            # (`loss.grad_fn` builds a Python object for its node) waits for a second
+            # pass, from which on every pass's scaling is read.
+            window.code = code
+            window.offset = offset
+            return
         window.kinds.add(scaling_of(loss))
-        if window.count == 2 and window.site is None:
+        if code is not window.code or offset != window.offset:
+            window.one_call = False
+        if window.site is None:
             window.site = user_call_site()
 
     def on_step(self, optimizer: Optimizer, tracker: OptimizerTracker) -> None:
@@ -124,13 +144,11 @@ class AccumulationScale:
             if self._single >= _SETTLED and not self._accumulating:
                 self.listening = False
             window.count = 0
-            window.callers.clear()
+            window.code = None
             window.kinds.clear()
             window.in_step = False
             return
-        if len(window.callers) == 1 and any(
-            record.run == window.count for record in tracker.records
-        ):
+        if window.one_call and any(record.run == window.count for record in tracker.records):
             self._accumulating.append(window)
         self._window = _Window()
 

@@ -23,6 +23,14 @@ import torch
 HookT = TypeVar("HookT", bound=Callable[..., Any])
 
 
+def _mark(gate: Callable[..., Any]) -> None:
+    """Put on `gate` the markers `torch.compiler.disable` puts on its wrapper: a trace
+    that reaches the gate breaks the graph instead of inlining it."""
+    gate._torchdynamo_disable = True  # type: ignore[attr-defined]
+    gate._torchdynamo_disable_recursive = True  # type: ignore[attr-defined]
+    gate._torchdynamo_disable_msg = "looplint runtime check hook"  # type: ignore[attr-defined]
+
+
 def _gated(
     hook: Callable[..., Any],
     disabled: Callable[..., Any],
@@ -33,12 +41,49 @@ def _gated(
             return hook(*args, **kwargs)
         return disabled(*args, **kwargs)
 
-    # The markers `torch.compiler.disable` puts on its wrapper: a trace that reaches
-    # the gate breaks the graph instead of inlining it.
-    gate._torchdynamo_disable = True  # type: ignore[attr-defined]
-    gate._torchdynamo_disable_recursive = True  # type: ignore[attr-defined]
-    gate._torchdynamo_disable_msg = "looplint runtime check hook"  # type: ignore[attr-defined]
+    _mark(gate)
     return gate
+
+
+def _gated_one(
+    hook: Callable[[Any], Any],
+    disabled: Callable[[Any], Any],
+    frame_callback: Callable[[], Any],
+) -> Callable[[Any], Any]:
+    """The gate of a hook torch calls with one argument (a gradient hook: once per
+    tensor per backward pass, so no argument packing)."""
+
+    def gate(argument: Any) -> Any:
+        if frame_callback() is None:
+            return hook(argument)
+        return disabled(argument)
+
+    _mark(gate)
+    return gate
+
+
+def _gated_three(
+    hook: Callable[[Any, Any, Any], Any],
+    disabled: Callable[[Any, Any, Any], Any],
+    frame_callback: Callable[[], Any],
+) -> Callable[[Any, Any, Any], Any]:
+    """The gate of an optimizer step hook, which torch calls as `(optimizer, args, kwargs)`."""
+
+    def gate(first: Any, second: Any, third: Any) -> Any:
+        if frame_callback() is None:
+            return hook(first, second, third)
+        return disabled(first, second, third)
+
+    _mark(gate)
+    return gate
+
+
+_GATES: dict[int | None, Callable[..., Callable[..., Any]]] = {
+    None: _gated,
+    1: _gated_one,
+    3: _gated_three,
+}
+"""The gate for each number of positional arguments (None: any call)."""
 
 
 def _frame_callback_reader() -> Callable[[], Any] | None:
@@ -50,7 +95,8 @@ def _frame_callback_reader() -> Callable[[], Any] | None:
         from torch._dynamo.eval_frame import skip_code
     except ImportError:
         return None
-    skip_code(_gated(print, print, print).__code__)  # one code object for all gates
+    for make_gate in _GATES.values():
+        skip_code(make_gate(print, print, print).__code__)  # one code object per kind of gate
     reader: Callable[[], Any] = get_eval_frame_callback
     return reader
 
@@ -58,10 +104,14 @@ def _frame_callback_reader() -> Callable[[], Any] | None:
 _FRAME_CALLBACK = _frame_callback_reader()
 
 
-def outside_compile(hook: HookT) -> HookT:
-    """Return `hook` wrapped so that dynamo never traces it (typed: torch's is not)."""
+def outside_compile(hook: HookT, arity: int | None = None) -> HookT:
+    """Return `hook` wrapped so that dynamo never traces it (typed: torch's is not).
+
+    `arity` (1 or 3) says torch always calls it with that many positional
+    arguments, which gives it a gate without argument packing (hot hooks).
+    """
     disabled: HookT = torch.compiler.disable(hook)  # type: ignore[no-untyped-call]
     if _FRAME_CALLBACK is None:
         return disabled
-    gated: HookT = _gated(hook, disabled, _FRAME_CALLBACK)  # type: ignore[assignment]
+    gated: HookT = _GATES[arity](hook, disabled, _FRAME_CALLBACK)  # type: ignore[assignment]
     return gated

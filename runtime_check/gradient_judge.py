@@ -65,11 +65,13 @@ class GradientJudge:
         self, optimizer: Optimizer, tracker: OptimizerTracker, *, closure: bool = False
     ) -> None:
         """Judge the gradients `optimizer` is about to step on (after a closure ran)."""
-        census = take_census(optimizer, tracker, self._ensure_hooked)
-        settled = census.fresh == 0 and census.unknown == 0 and census.assigned == 0
-        if census.unknown == 0 and census.assigned == 0:
+        (fresh, missing, reused, cleared, assigned, unknown, longest_run, reused_names, stale) = (
+            take_census(optimizer, tracker, self._ensure_hooked)
+        )
+        settled = fresh == 0 and unknown == 0 and assigned == 0
+        if unknown == 0 and assigned == 0:
             tracker.judged_steps += 1
-        if settled and census.reused == 0 and census.missing + census.cleared > 0:
+        if settled and reused == 0 and missing + cleared > 0:
             tracker.cleared_steps += 1
             self._cleared.note(
                 GRADIENTS_CLEARED_BEFORE_STEP,
@@ -81,7 +83,7 @@ class GradientJudge:
                 optimizer=tracker.label,
                 step=tracker.steps,
             )
-        elif settled and census.reused > 0 and census.cleared == 0:
+        elif settled and reused > 0 and cleared == 0:
             self._issues.note(
                 MISSING_ZERO_GRAD,
                 "gradient-reused",
@@ -89,11 +91,11 @@ class GradientJudge:
                 "used: no backward pass ran in between, so the same batch is applied twice.",
                 optimizer=tracker.label,
                 step=tracker.steps,
-                parameters=census.reused_names,
+                parameters=reused_names,
             )
-        if census.stale:
-            self._judge_stale(tracker, census.stale)
-        if self._accumulation is not None and census.longest_run > 0:
+        if stale:
+            self._judge_stale(tracker, stale)
+        if self._accumulation is not None and longest_run > 0:
             if closure and not evaluates_closure_once(optimizer):
                 self._note_unchecked(
                     f"LL001 accumulation-broken is not judged for the closure steps of "
@@ -102,11 +104,11 @@ class GradientJudge:
                 )
                 return
             tracker.judged_runs += 1
-            if census.longest_run < self._accumulation:
+            if longest_run < self._accumulation:
                 if not tracker.short_runs:
                     tracker.short_site = user_call_site()
                 tracker.short_runs += 1
-                tracker.shortest_run = census.longest_run
+                tracker.shortest_run = longest_run
 
     def _judge_stale(self, tracker: OptimizerTracker, stale: Iterable[ParamRecord]) -> None:
         """Report gradients a backward pass added to after a step consumed them.

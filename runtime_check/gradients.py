@@ -92,7 +92,7 @@ def make_accumulate_hook(
         record.version = version
         record.phase = accumulated
 
-    return outside_compile(after_accumulate)
+    return outside_compile(after_accumulate, arity=1)
 
 
 def accumulation_bump(grad: torch.Tensor) -> int:
@@ -145,14 +145,14 @@ def take_census(
 ) -> GradientCensus:
     """Classify every trainable gradient of `optimizer` before its step (no sync)."""
     fresh = missing = reused = cleared = assigned = unknown = longest = 0
-    reused_names: list[str] = []
-    stale: list[ParamRecord] = []
+    reused_names: list[str] | None = None  # created on first use: this runs on every step
+    stale: list[ParamRecord] | None = None
     records = iter(tracker.records)
     accumulated = Phase.ACCUMULATED
     unknown_phase = Phase.UNKNOWN
     for group in optimizer.param_groups:
-        for param in group["params"]:
-            record = next(records)
+        # `records` is one iterator shared by the groups (aligned by `tracker.layout`).
+        for param, record in zip(group["params"], records, strict=False):
             grad = param.grad
             if grad is None:
                 if param.requires_grad:
@@ -168,6 +168,8 @@ def take_census(
             if phase is accumulated:
                 fresh += 1
                 if record.stale:
+                    if stale is None:
+                        stale = []
                     stale.append(record)
                 if record.run > longest:
                     longest = record.run
@@ -183,20 +185,26 @@ def take_census(
                     cleared += 1
                 elif record.received:
                     reused += 1
+                    if reused_names is None:
+                        reused_names = []
                     reused_names.append(record.name)
                 else:
                     assigned += 1
                     record.assigned = True
-    return GradientCensus(
-        fresh,
-        missing,
-        reused,
-        cleared,
-        assigned,
-        unknown,
-        longest,
-        tuple(reused_names),
-        tuple(stale),
+    # `tuple.__new__` directly: a named tuple's own `__new__` is a Python function.
+    return tuple.__new__(
+        GradientCensus,
+        (
+            fresh,
+            missing,
+            reused,
+            cleared,
+            assigned,
+            unknown,
+            longest,
+            () if reused_names is None else tuple(reused_names),
+            () if stale is None else tuple(stale),
+        ),
     )
 
 
@@ -220,7 +228,7 @@ def make_probe(record: ParamRecord) -> Callable[[torch.Tensor], None]:
             return
         record.probe = torch.count_nonzero(old.detach())
 
-    return outside_compile(probe_consumed_gradient)
+    return outside_compile(probe_consumed_gradient, arity=1)
 
 
 def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> None:
@@ -231,14 +239,11 @@ def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> None
     checkpoint restore, e.g. after Lightning's `lr_find`), so starting a new
     optimizer from zero is right.
     """
-    records = tracker.records
-    index = 0
+    records = iter(tracker.records)
     stepped = Phase.STEPPED
     new_ref = weakref.ref
     for group in optimizer.param_groups:
-        for param in group["params"]:
-            record = records[index]
-            index += 1
+        for param, record in zip(group["params"], records, strict=False):
             grad = param.grad
             if grad is None:
                 record.grad_ref = None

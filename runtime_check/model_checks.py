@@ -105,9 +105,17 @@ def _class_site(module: nn.Module) -> CallSite | None:
 class ModelChecks:
     """LL011/LL021 on every step, LL017 once per model, for the models a block knows."""
 
-    def __init__(self, issues: IssueLog, site: Callable[[], CallSite | None]) -> None:
+    def __init__(
+        self,
+        issues: IssueLog,
+        site: Callable[[], CallSite | None],
+        step_observers: list[Callable[[Optimizer, OptimizerTracker], None]],
+    ) -> None:
+        """`before_step` joins `step_observers` with the first model that has
+        dropout or batch-norm layers: until then steps do not call it at all."""
         self._issues = issues
         self._site = site
+        self._step_observers = step_observers
         self._models: list[WatchedModel] = []
         self._layered: list[WatchedModel] = []
 
@@ -118,6 +126,8 @@ class ModelChecks:
         known = WatchedModel(model)
         self._models.append(known)
         if known.layers:
+            if not self._layered:
+                self._step_observers.append(self.before_step)
             self._layered.append(known)
         self._check_containers(model)
 

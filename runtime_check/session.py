@@ -169,11 +169,10 @@ class Watch:
             self._order.confirm_order,
             self.internal_error,
         )
-        self._models = ModelChecks(self._issues, user_call_site)
+        self._models = ModelChecks(self._issues, user_call_site, self._steps.observers)
         self._clips = ClipChecks(self._following, self._issues)
         self._samplers = SamplerEpochs(self._issues, lambda: self.report.steps)
         self._scaling = AccumulationScale(self._issues, self._note_unchecked)
-        self._steps.observers.append(self._models.before_step)
         self._steps.after_observers.append(self._scaling.on_step)
 
     # -- context manager -------------------------------------------------
@@ -216,10 +215,10 @@ class Watch:
         if model is not None:
             self._add_model(model)
         self._handles.append(
-            register_optimizer_step_pre_hook(outside_compile(self._steps.before_step))
+            register_optimizer_step_pre_hook(outside_compile(self._steps.before_step, arity=3))
         )
         self._handles.append(
-            register_optimizer_step_post_hook(outside_compile(self._steps.after_step))
+            register_optimizer_step_post_hook(outside_compile(self._steps.after_step, arity=3))
         )
         for opt_ref in self._initial_optimizers:
             optimizer = opt_ref()
@@ -313,9 +312,10 @@ class Watch:
         if scaling.listening and self._active and threading.get_ident() == self._steps.thread:
             try:
                 caller = sys._getframe(2)  # the `backward()` call: past the scoped wrapper
-                where = (caller.f_code, caller.f_lineno or 0)
+                code = caller.f_code
+                offset = caller.f_lasti
                 del caller
-                scaling.on_backward(loss, where, in_step=self._steps.in_step)
+                scaling.on_backward(loss, code, offset, self._steps.in_step)
             except Exception as error:
                 self.internal_error(loss, error)
 

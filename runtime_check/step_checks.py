@@ -34,10 +34,7 @@ def in_backward() -> bool:
     return bool(torch._C._current_graph_task_id() != -1)
 
 
-def _closure_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """The closure a `step` call was given, if any (positional or keyword)."""
-    return args[1] if len(args) > 1 else kwargs.get("closure")
-
+_get_ident = threading.get_ident  # bound once: the step hooks run on every step
 
 StepObserver = Callable[[Optimizer, OptimizerTracker], None]
 """Told before (or after) each outermost step of a followed optimizer."""
@@ -77,11 +74,14 @@ class StepChecks:
         self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
         """Bring the tracker up to date and judge what the step is about to consume."""
-        if threading.get_ident() != self.thread and not self._ours_elsewhere():
+        if _get_ident() != self.thread and not self._ours_elsewhere():
             return
-        tracker = self._following.tracker_for(optimizer)
+        last = self._following.last
+        tracker = last[1] if last is not None and last[0]() is optimizer else None
         if tracker is None:
-            return
+            tracker = self._following.tracker_for(optimizer)
+            if tracker is None:
+                return
         if tracker.depth:
             # Nested (a subclass's `step` calling `super().step()`), or the previous
             # step raised and its post-hook never ran: only the stack can tell.
@@ -116,7 +116,7 @@ class StepChecks:
             )
         for observer in self.observers:
             observer(optimizer, tracker)
-        if _closure_of(args, kwargs) is None:
+        if (args[1] if len(args) > 1 else kwargs.get("closure")) is None:  # no closure
             self._gradients.judge(optimizer, tracker)
 
     @never_raises
@@ -124,17 +124,20 @@ class StepChecks:
         self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
         """Count the step and remember the gradients it consumed."""
-        if threading.get_ident() != self.thread and not in_backward():
+        if _get_ident() != self.thread and not in_backward():
             return
-        tracker = self._following.tracker_for(optimizer)
+        last = self._following.last
+        tracker = last[1] if last is not None and last[0]() is optimizer else None
         if tracker is None:
-            return
+            tracker = self._following.tracker_for(optimizer)
+            if tracker is None:
+                return
         if tracker.depth > 1:
             tracker.depth -= 1
             return
         tracker.depth = 0
         self.in_step = False
-        if _closure_of(args, kwargs) is not None:
+        if (args[1] if len(args) > 1 else kwargs.get("closure")) is not None:
             # The backward passes ran inside `step` (Lightning's automatic optimization,
             # LBFGS): the gradients are judged as the closure left them; stock
             # optimizers never modify `.grad` in `step`.
@@ -155,7 +158,7 @@ class StepChecks:
     @never_raises
     def after_load(self, optimizer: Optimizer) -> None:
         """A `load_state_dict` restored the optimizer: judge the state it brought."""
-        if threading.get_ident() != self.thread:
+        if _get_ident() != self.thread:
             return
         tracker = self._following.tracker_for(optimizer)
         if tracker is None:

@@ -417,3 +417,30 @@ def test_a_failure_inside_looplint_never_reaches_training() -> None:
     assert report.findings == []
     (line,) = report.unchecked
     assert line.startswith("checking of `Custom` stopped after an internal looplint error")
+
+
+def test_a_failure_inside_a_step_hook_never_reaches_training() -> None:
+    class TensorState(torch.optim.SGD):
+        """Keeps a bare tensor as each parameter's state: looplint's `bool()` of it raises."""
+
+        def step(self, closure=None):  # type: ignore[no-untyped-def]
+            loss = super().step(closure)
+            for group in self.param_groups:
+                for p in group["params"]:
+                    self.state[p] = torch.zeros(3)
+            return loss
+
+    model = Net()
+    twin = copy.deepcopy(model)
+    data = batches(3)
+    optimizer = TensorState(model.parameters(), lr=0.1)
+    with watch(model, optimizer) as report:
+        train(model, optimizer, data)
+    train(twin, TensorState(twin.parameters(), lr=0.1), data)
+    assert report.findings == []
+    (line,) = report.unchecked
+    assert line.startswith("checking of `TensorState` stopped after an internal looplint error")
+    for (name, watched), plain in zip(
+        model.state_dict().items(), twin.state_dict().values(), strict=True
+    ):
+        assert torch.equal(watched, plain), name
