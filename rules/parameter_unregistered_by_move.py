@@ -9,7 +9,7 @@ import libcst as cst
 
 from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.syntax import keyword_arg, source_of
-from looplint.files.screening import Screen
+from looplint.files.screening import Screen, bracketed
 from looplint.identity import PARAMETER_UNREGISTERED_BY_MOVE
 from looplint.rule import Fix, Rule, Violation
 
@@ -56,6 +56,23 @@ def _inside_fix(
     return build
 
 
+class _MovedParameterWords:
+    """Stage 1 (no syntax stage): `Parameter(...)` followed by a move, `.cuda(`, `.to(`,
+    ... The wrapped expression is read to its closing bracket, however deeply it nests
+    (`nn.Parameter(torch.log(torch.expm1(torch.tensor(x))).unsqueeze(0)).cuda()`); one
+    that does not close nearby is let through."""
+
+    _WRAP = re.compile(r"Parameter\s*\(")
+    _MOVE = re.compile(r"\s*\.\s*(?:" + "|".join(sorted(MOVES)) + r")\s*\(")
+
+    def search(self, string: str) -> object | None:
+        for wrap in self._WRAP.finditer(string):
+            found = bracketed(string, wrap.end() - 1, limit=20_000)
+            if found is None or self._MOVE.match(string, found[1] + 1) is not None:
+                return wrap
+        return None
+
+
 class ParameterUnregisteredByMove(Rule):
     """
     ## What it does
@@ -78,13 +95,7 @@ class ParameterUnregisteredByMove(Rule):
     """
 
     identity = PARAMETER_UNREGISTERED_BY_MOVE
-    screen = Screen(
-        re.compile(
-            r"Parameter\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\)\s*\.\s*(?:"
-            + "|".join(sorted(MOVES))
-            + r")\("
-        )
-    )
+    screen = Screen(_MovedParameterWords())
     fix_safety = """
         Safe: the move is applied to the tensor before it is wrapped
         (`nn.Parameter(t.cuda())`), so the module stores a registered parameter on the

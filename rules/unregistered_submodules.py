@@ -12,7 +12,7 @@ from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.networks import AttributeStore, NetworkClass, Networks
 from looplint.analysis.program import AssignEvent, CallEvent, FunctionInfo, all_events
 from looplint.analysis.syntax import call_name, descendants
-from looplint.files.screening import Glance, Screen
+from looplint.files.screening import Glance, Screen, bracketed
 from looplint.identity import UNREGISTERED_SUBMODULES
 from looplint.rule import Rule, Violation
 
@@ -360,8 +360,6 @@ class _ContainerWords:
         return re.search(store, string, re.MULTILINE) is not None
 
 
-_TOKENS = re.compile(r"#[^\n]*|\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|[()\[\]{}]")
-"""Comments, one-line strings and brackets: what `_bracketed` reads."""
 _LAYER_CALL = re.compile(r"(?<!\w)[A-Z]\w*\s*\(")
 """A call of a capitalised name, as `_may_build_a_layer` accepts (directly or wrapped)."""
 _NESTED = re.compile(r"\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}")
@@ -369,24 +367,9 @@ _TOP_LEVEL_TUPLE = re.compile(r",|\bfor\b")
 
 
 def _bracketed(string: str, opened: int) -> str | None:
-    """What the bracket at `opened` holds, without its strings and comments (None when it
-    does not close within 5,000 characters)."""
-    depth = 0
-    pieces: list[str] = []
-    last = opened + 1
-    for token in _TOKENS.finditer(string, opened, min(len(string), opened + 5_000)):
-        text = token.group()
-        if text[0] in "#'\"":
-            pieces.append(string[last : token.start()])
-            last = token.end()
-        elif text in "([{":
-            depth += 1
-        else:
-            depth -= 1
-            if depth == 0:
-                pieces.append(string[last : token.start()])
-                return "".join(pieces)
-    return None
+    """What the bracket at `opened` holds, without its strings and comments."""
+    found = bracketed(string, opened)
+    return None if found is None else found[0]
 
 
 def _flattened(text: str) -> str:

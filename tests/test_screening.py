@@ -373,6 +373,7 @@ def test_the_evaluation_screen_drops_files_without_a_switched_model_in_a_loop(
 
 
 _GENERATOR = next(rule.screen for rule in ALL_RULES if rule.identity.code == "LL009")
+_MOVED = next(rule.screen for rule in ALL_RULES if rule.identity.code == "LL018")
 
 
 @pytest.mark.parametrize(
@@ -424,6 +425,8 @@ def test_the_generator_screen_drops_parameters_used_at_once(source: str) -> None
         ),
         (_UNREGISTERED, _in_init("self.blocks: list = []", "self.blocks.append(Block(4))")),
         (_UNREGISTERED, _in_init("self.heads = []", "self.heads.insert(0, Head(4))")),
+        (_MOVED, "self.w = nn.Parameter(torch.log(torch.exp(torch.tensor(x))).sum(0)).cuda()\n"),
+        (_MOVED, "self.w = nn.Parameter(\n    torch.zeros(3)  # (\n).to(device)\n"),
         (_UNREGISTERED, _in_init("self.pair = (", "    Block(4),", "    Block(8),", ")")),
         (_UNREGISTERED, _in_init("self.gen = (Block(4) for _ in range(3))")),
         (_UNREGISTERED, _in_init("self.blocks = [", "    # the stem", "    Stem(4),", "]")),
@@ -458,6 +461,8 @@ def test_the_words_keep_what_the_syntax_stage_may_accept(screen: Screen, source:
         (_UNREGISTERED, "layers = []\nlayers.append(Conv(4))\nnet = nn.Sequential(*layers)\n"),
         (_UNREGISTERED, _in_init("hooks = []", "hooks.append(Hook(4))", "self.n = len(hooks)")),
         (_UNREGISTERED, _in_init("self.proj = (", "    nn.Linear(4, 4) if bias else None", ")")),
+        (_MOVED, "self.w = nn.Parameter(torch.zeros(3).cuda())\n"),
+        (_MOVED, "self.w = nn.Parameter(torch.zeros(3)).requires_grad_(False)\n"),
     ],
 )
 def test_the_words_refuse_shapes_no_rule_reports(screen: Screen, source: str) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -158,3 +159,29 @@ def _standard_tree(text: str) -> ast.Module | None:
             return ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
+
+
+_TOKENS = re.compile(r"#[^\n]*|\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|[()\[\]{}]")
+"""Comments, one-line strings and brackets: what `bracketed` reads."""
+
+
+def bracketed(string: str, opened: int, limit: int = 5_000) -> tuple[str, int] | None:
+    """For text tests: what the bracket at `opened` holds, without its strings and
+    comments, and the index of the bracket that closes it (None when it does not close
+    within `limit` characters, which a sound test treats as "may be")."""
+    depth = 0
+    pieces: list[str] = []
+    last = opened + 1
+    for token in _TOKENS.finditer(string, opened, min(len(string), opened + limit)):
+        text = token.group()
+        if text[0] in "#'\"":
+            pieces.append(string[last : token.start()])
+            last = token.end()
+        elif text in "([{":
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                pieces.append(string[last : token.start()])
+                return "".join(pieces), token.start()
+    return None
