@@ -18,7 +18,6 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,13 +51,27 @@ def _implementation_digest() -> str:
     return digest.hexdigest()
 
 
+def _libcst_version() -> str:
+    """What identifies the installed LibCST: its generated `_version.py`, read without
+    importing LibCST or `importlib.metadata` (together a tenth of a warm run); the
+    distribution's metadata when that file is missing."""
+    spec = importlib.util.find_spec("libcst")
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        try:
+            return (Path(folder) / "_version.py").read_text(encoding="utf-8")
+        except OSError:
+            continue
+    from importlib import metadata  # pragma: no cover - only without `_version.py`
+
+    try:  # pragma: no cover
+        return metadata.version("libcst")
+    except metadata.PackageNotFoundError:  # pragma: no cover - libcst is a dependency
+        return ""
+
+
 def fingerprint(codes: Iterable[str]) -> str:
     """What, besides a file's content, its findings depend on."""
-    try:
-        libcst_version = metadata.version("libcst")
-    except metadata.PackageNotFoundError:  # pragma: no cover - libcst is a dependency
-        libcst_version = ""
-    key = json.dumps([__version__, _implementation_digest(), libcst_version, sorted(codes)])
+    key = json.dumps([__version__, _implementation_digest(), _libcst_version(), sorted(codes)])
     return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
 
 
