@@ -16,7 +16,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -204,6 +203,8 @@ class ResultCache:
             payload = json.dumps(
                 {"format": _FORMAT, "entries": self._entries}, separators=(",", ":")
             )
+            import tempfile  # only when saving: a warm run that changes nothing never does
+
             handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
             try:
                 with os.fdopen(handle, "w", encoding="utf-8") as out:

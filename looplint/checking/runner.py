@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -16,6 +13,8 @@ from looplint.registry import rule_classes
 from looplint.settings.suppression import Notice
 
 if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
     from looplint.analysis.binding import Binding
     from looplint.analysis.project import Project
     from looplint.checking.cache import ResultCache
@@ -204,6 +203,10 @@ def check_paths(
             check_file(path, rules, fix=fix, project=project, incoming=incoming.get(path, ()))
             for path in paths
         ]
+    # Imported here: a warm run checks nothing and never starts a pool.
+    from concurrent.futures import as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
     chunks = _chunks(paths, jobs)
     done: dict[int, list[FileResult]] = {}
     try:
@@ -228,6 +231,9 @@ def check_paths(
 
 
 def _pool(jobs: int, codes: tuple[str, ...], fix: bool = False) -> ProcessPoolExecutor:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     return ProcessPoolExecutor(
@@ -239,6 +245,8 @@ def _check_isolated(
     path: str, codes: tuple[str, ...], fix: bool, incoming: tuple[Binding, ...] = ()
 ) -> FileResult:
     """Check one file in a process of its own; a crash becomes that file's `LL000`."""
+    from concurrent.futures.process import BrokenProcessPool
+
     try:
         with _pool(1, codes, fix) as pool:
             return pool.submit(_check_chunk, [path], {path: incoming}).result()[0]
