@@ -57,8 +57,8 @@ _LAZY_WRAPPERS = frozenset({"filter", "map", "iter"})
 """Builtins that return another one-shot iterator over their (last) argument."""
 
 
-_STATEMENT_ASSIGNMENT = re.compile(r"(?<![=!<>:+\-*/%&|^@])=(?!=)")
-"""An `=` that can bind a name (not `==`, `<=`, `:=`, `+=`, ...)."""
+_BRACKET_OR_ASSIGNMENT = re.compile(r"[()\[\]{}]|(?<![=!<>:+\-*/%&|^@])=(?!=)")
+"""A bracket, or an `=` that can bind a name (not `==`, `<=`, `:=`, `+=`, ...)."""
 _CALLED_NAME = re.compile(r"\s*([A-Za-z_][\w.]*)\s*\(")
 _STATEMENT_ONLY = re.compile(
     r"\s*(?:(?:return|assert|del|raise|elif|while|with|async\s+with)\b"
@@ -115,16 +115,16 @@ class _StoredGeneratorWords:
         (`rest` from the call on), cannot store the call's generator."""
         if "'" in head or '"' in head:
             return False
-        assignment = _first_outside_brackets(head, _STATEMENT_ASSIGNMENT)
+        assignment = _first_assignment(head)
         if assignment is None:
             return True  # the statement binds nothing before the call
         return _one_plain_call(head[assignment + 1 :] + rest)
 
 
-def _first_outside_brackets(line: str, pattern: re.Pattern[str]) -> int | None:
-    """Where `pattern` first matches in `line` outside any bracket (None: nowhere)."""
+def _first_assignment(line: str) -> int | None:
+    """Where the first assignment `=` of `line` is, outside any bracket (None: nowhere)."""
     depth = 0
-    for found in re.finditer(r"[()\[\]{}]|" + pattern.pattern, line):
+    for found in _BRACKET_OR_ASSIGNMENT.finditer(line):
         token = found.group()
         if token in "([{":
             depth += 1

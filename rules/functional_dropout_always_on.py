@@ -12,7 +12,7 @@ from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.networks import runs_only_in_training, self_name_of
 from looplint.analysis.program import CallEvent, all_events
 from looplint.analysis.syntax import keyword_arg, positional_args, source_of
-from looplint.files.screening import Glance, Screen
+from looplint.files.screening import Glance, Screen, flattened
 from looplint.identity import FUNCTIONAL_DROPOUT_ALWAYS_ON
 from looplint.rule import Fix, Rule, Violation
 
@@ -64,7 +64,6 @@ class _FunctionalDropoutWords:
 
     _CALL = re.compile(r"dropout[123]?d?\s*\(")
     _FUNCTIONAL_RECEIVER = re.compile(r"(?<!\w)(?:F|functional)\s*\.\s*$")
-    _NESTED = re.compile(r"\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}")
     _KEYWORD = re.compile(r"\s*\w+\s*=(?!=)")
     _IMPORTED = re.compile(r"from\s+torch\.nn\.functional\s+import")
 
@@ -96,10 +95,7 @@ class _FunctionalDropoutWords:
             end += 1
         if depth:
             return True
-        flat, previous = string[opened : end - 1], None
-        while flat != previous:
-            flat, previous = self._NESTED.sub("", flat), flat
-        parts = [part for part in flat.split(",") if part.strip()]
+        parts = [part for part in flattened(string[opened : end - 1]).split(",") if part.strip()]
         if any(part.lstrip().startswith("*") for part in parts):
             return False  # unpacked arguments: never reported
         keywords = [part for part in parts if self._KEYWORD.match(part)]

@@ -12,7 +12,7 @@ from looplint.analysis.facts import ModuleFacts
 from looplint.analysis.networks import AttributeStore, NetworkClass, Networks
 from looplint.analysis.program import AssignEvent, CallEvent, FunctionInfo, all_events
 from looplint.analysis.syntax import call_name, descendants
-from looplint.files.screening import Glance, Screen, bracketed
+from looplint.files.screening import Glance, Screen, bracketed, flattened
 from looplint.identity import UNREGISTERED_SUBMODULES
 from looplint.rule import Rule, Violation
 
@@ -322,7 +322,7 @@ class _ContainerWords:
             if (
                 found.group("opener") == "("
                 and found.group("call") is None
-                and _TOP_LEVEL_TUPLE.search(_flattened(inside)) is None
+                and _TOP_LEVEL_TUPLE.search(flattened(inside)) is None
             ):
                 continue  # one parenthesised value, not a tuple
             if _LAYER_CALL.search(inside) is not None:
@@ -362,7 +362,6 @@ class _ContainerWords:
 
 _LAYER_CALL = re.compile(r"(?<!\w)[A-Z]\w*\s*\(")
 """A call of a capitalised name, as `_may_build_a_layer` accepts (directly or wrapped)."""
-_NESTED = re.compile(r"\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}")
 _TOP_LEVEL_TUPLE = re.compile(r",|\bfor\b")
 
 
@@ -370,14 +369,6 @@ def _bracketed(string: str, opened: int) -> str | None:
     """What the bracket at `opened` holds, without its strings and comments."""
     found = bracketed(string, opened)
     return None if found is None else found[0]
-
-
-def _flattened(text: str) -> str:
-    """`text` with every bracketed part removed, innermost first."""
-    previous = None
-    while text != previous:
-        text, previous = _NESTED.sub("", text), text
-    return text
 
 
 _CONTAINER_WORDS = _ContainerWords()

@@ -131,6 +131,19 @@ def _callee_words(func: ast.expr) -> list[str]:
             return found
 
 
+def _dotted(node: ast.expr) -> list[str] | None:
+    """The names of a chain of attributes on a name, the last one first (`["Adam", "optim",
+    "torch"]` for `torch.optim.Adam`); None for any other expression."""
+    chain: list[str] = []
+    while isinstance(node, ast.Attribute):
+        chain.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    chain.append(node.id)
+    return chain
+
+
 def _last_name(node: ast.expr) -> str:
     """`Type` of `typing.Type`, `type` of `type`; empty for anything else."""
     if isinstance(node, ast.Attribute):
@@ -208,14 +221,8 @@ class _Evidence:
             and not isinstance(annotation.slice, ast.Tuple)
         ):
             annotation = annotation.slice
-        chain: list[str] = []
-        while isinstance(annotation, ast.Attribute):
-            chain.append(annotation.attr)
-            annotation = annotation.value
-        if not isinstance(annotation, ast.Name):
-            return False
-        chain.append(annotation.id)
-        return chain[0] in _ANNOTATED_BASES or chain[-1] in self.imported
+        chain = _dotted(annotation)
+        return chain is not None and (chain[0] in _ANNOTATED_BASES or chain[-1] in self.imported)
 
     def _telling_call(self, call: ast.Call) -> bool:
         func = call.func
@@ -241,14 +248,8 @@ class _Evidence:
     def _names_a_class(self, value: ast.expr) -> bool:
         """`torch.optim.Adam`, `optim.lr_scheduler.StepLR`, an imported `AdamW`: a class
         handed over to be built elsewhere."""
-        chain: list[str] = []
-        while isinstance(value, ast.Attribute):
-            chain.append(value.attr)
-            value = value.value
-        if not isinstance(value, ast.Name):
-            return False
-        chain.append(value.id)
-        return (
+        chain = _dotted(value)
+        return chain is not None and (
             named_class_kind(chain[0]) is not None
             or chain[0] in self.imported
             or bool({"optim", "lr_scheduler"} & set(chain))

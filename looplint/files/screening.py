@@ -185,3 +185,15 @@ def bracketed(string: str, opened: int, limit: int = 5_000) -> tuple[str, int] |
                 pieces.append(string[last : token.start()])
                 return "".join(pieces), token.start()
     return None
+
+
+_INNERMOST = re.compile(r"\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}")
+
+
+def flattened(text: str) -> str:
+    """For text tests: `text` with every bracketed part removed, innermost first, so that
+    what is left is its top level (`x, p=f(a, b)` becomes `x, p=f`)."""
+    previous = None
+    while text != previous:
+        text, previous = _INNERMOST.sub("", text), text
+    return text
