@@ -20,7 +20,7 @@ from looplint.analysis.operations import (
     display_name,
 )
 from looplint.analysis.syntax import call_display, descendants, source_of
-from looplint.files.screening import Glance, Screen
+from looplint.files.screening import Glance, Screen, dotted_names
 from looplint.identity import EVALUATION_WITH_AUTOGRAD
 from looplint.rule import Rule, Violation
 
@@ -29,14 +29,8 @@ _LOOPS = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictC
 
 
 def _dotted(node: ast.expr) -> str | None:
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    parts.append(node.id)
-    return ".".join(reversed(parts))
+    names = dotted_names(node)
+    return None if names is None else ".".join(names)
 
 
 def _runs_a_switched_model_in_a_loop(glance: Glance) -> bool:

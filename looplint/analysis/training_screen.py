@@ -36,7 +36,7 @@ from looplint.analysis.catalog import (
     named_class_kind,
     named_factory_kind,
 )
-from looplint.files.screening import Glance, Screen
+from looplint.files.screening import Glance, Screen, dotted_names
 
 TRAINING_WORDS = re.compile(
     # Literal alternatives, each searched at C speed (a character class in front is not).
@@ -131,19 +131,6 @@ def _callee_words(func: ast.expr) -> list[str]:
             return found
 
 
-def _dotted(node: ast.expr) -> list[str] | None:
-    """The names of a chain of attributes on a name, the last one first (`["Adam", "optim",
-    "torch"]` for `torch.optim.Adam`); None for any other expression."""
-    chain: list[str] = []
-    while isinstance(node, ast.Attribute):
-        chain.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    chain.append(node.id)
-    return chain
-
-
 def _last_name(node: ast.expr) -> str:
     """`Type` of `typing.Type`, `type` of `type`; empty for anything else."""
     if isinstance(node, ast.Attribute):
@@ -221,8 +208,8 @@ class _Evidence:
             and not isinstance(annotation.slice, ast.Tuple)
         ):
             annotation = annotation.slice
-        chain = _dotted(annotation)
-        return chain is not None and (chain[0] in _ANNOTATED_BASES or chain[-1] in self.imported)
+        names = dotted_names(annotation)
+        return names is not None and (names[-1] in _ANNOTATED_BASES or names[0] in self.imported)
 
     def _telling_call(self, call: ast.Call) -> bool:
         func = call.func
@@ -248,11 +235,11 @@ class _Evidence:
     def _names_a_class(self, value: ast.expr) -> bool:
         """`torch.optim.Adam`, `optim.lr_scheduler.StepLR`, an imported `AdamW`: a class
         handed over to be built elsewhere."""
-        chain = _dotted(value)
-        return chain is not None and (
-            named_class_kind(chain[0]) is not None
-            or chain[0] in self.imported
-            or bool({"optim", "lr_scheduler"} & set(chain))
+        names = dotted_names(value)
+        return names is not None and (
+            named_class_kind(names[-1]) is not None
+            or names[-1] in self.imported
+            or bool({"optim", "lr_scheduler"} & set(names))
         )
 
 

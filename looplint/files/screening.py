@@ -113,6 +113,20 @@ def _nodes_by_type(tree: ast.AST) -> dict[type[ast.AST], list[ast.AST]]:
     return grouped
 
 
+def dotted_names(node: ast.expr) -> list[str] | None:
+    """For syntax tests: the names of a chain of attributes on a name, in source order
+    (`["torch", "optim", "Adam"]` for `torch.optim.Adam`); None for any other expression."""
+    names: list[str] = []
+    while isinstance(node, ast.Attribute):
+        names.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    names.append(node.id)
+    names.reverse()
+    return names
+
+
 def screening_enabled() -> bool:
     """False when `LOOPLINT_NO_SCREEN` asks for every file to be parsed (for comparisons)."""
     return os.environ.get(DISABLE_VARIABLE, "") in ("", "0")
