@@ -215,16 +215,19 @@ class Linker:
     def _foreign(self, func: cst.BaseExpression) -> tuple[str, str] | None:
         """The file and name of another module's definition that `func` names, recorded
         as consulted (its definition was read)."""
-        if self.resolver is None or self.path is None:
-            return None
-        written = self.imports.target(func)
-        if written is None or written.split(".", 1)[0] in NEVER_FOLLOWED:
-            return None
-        located = self.resolver.locate(self.path, written)
-        if located is None:
-            return None
-        self._consult(*located)
+        located = self._locate(self.imports.target(func))
+        if located is not None:
+            self._consult(*located)
         return located
+
+    def _locate(self, written: str | None) -> tuple[str, str] | None:
+        """The file and name of the definition an imported name (`.engine.train`) refers
+        to, when it is another module of the codebase that may be followed."""
+        if self.resolver is None or self.path is None or written is None:
+            return None
+        if written.split(".", 1)[0] in NEVER_FOLLOWED:
+            return None
+        return self.resolver.locate(self.path, written)
 
     def _consult(self, path: str, attribute: str) -> None:
         """Record that `attribute`'s definition in `path` was read (a cache dependency)."""
@@ -237,13 +240,8 @@ class Linker:
         """Whether the base class written `base` (`GradientCheckpointingLayer`) is imported
         from another module of the codebase and derives from `nn.Module` there; every file
         read to decide it becomes a dependency."""
-        if self.resolver is None or self.path is None:
-            return False
-        written = self.imports.target_name(base)
-        if written is None or written.split(".", 1)[0] in NEVER_FOLLOWED:
-            return False
-        located = self.resolver.locate(self.path, written)
-        if located is None:
+        located = self._locate(self.imports.target_name(base))
+        if located is None or self.resolver is None:
             return False
         lineage = self.resolver.lineage(*located)
         for path in lineage.files:
