@@ -11,6 +11,13 @@ reaches it breaks the graph and runs it eagerly) and whose own frame dynamo is
 told to skip. Run eagerly, the gate calls the hook directly when no dynamo frame
 callback is installed (a plain eager run) and through `torch.compiler.disable`
 otherwise, so nothing the hook calls is ever compiled.
+
+The hottest hooks (the optimizer step hooks and the per-parameter gradient
+hook) are their own gate: they open with `if frame_callback() is not None:
+return <their disabled twin>(...)` and are registered through `self_gated`,
+which gives them the markers and the skipped frame. A gate of its own saves a
+Python frame per call, and the hooks run inside every training step, where
+each frame's cold cache lines cost more than its bytecode.
 """
 
 from __future__ import annotations
@@ -86,6 +93,9 @@ _GATES: dict[int | None, Callable[..., Callable[..., Any]]] = {
 """The gate for each number of positional arguments (None: any call)."""
 
 
+_skip_code: Callable[[Any], None] | None = None
+
+
 def _frame_callback_reader() -> Callable[[], Any] | None:
     """Dynamo's reader of the installed frame callback, or None where this torch
     lacks the private pieces the gate needs (then every hook goes through
@@ -95,6 +105,8 @@ def _frame_callback_reader() -> Callable[[], Any] | None:
         from torch._dynamo.eval_frame import skip_code
     except ImportError:
         return None
+    global _skip_code
+    _skip_code = skip_code
     for make_gate in _GATES.values():
         skip_code(make_gate(print, print, print).__code__)  # one code object per kind of gate
     reader: Callable[[], Any] = get_eval_frame_callback
@@ -102,6 +114,39 @@ def _frame_callback_reader() -> Callable[[], Any] | None:
 
 
 _FRAME_CALLBACK = _frame_callback_reader()
+
+
+def _no_callback() -> None:
+    return None
+
+
+frame_callback: Callable[[], Any] = _FRAME_CALLBACK or _no_callback
+"""What a self-gated hook asks first: dynamo's installed frame callback, or `None` in a
+plain eager run (always `None` where this torch lacks the pieces: the hook is then
+registered inside `torch.compiler.disable`, see `self_gated`)."""
+
+
+def disabled_twin(hook: HookT) -> HookT:
+    """`hook` under `torch.compiler.disable`: what a self-gated hook calls when a dynamo
+    frame callback is installed (inside it the callback reads `None`, so the hook runs)."""
+    disabled: HookT = torch.compiler.disable(hook)  # type: ignore[no-untyped-call]
+    return disabled
+
+
+def self_gated(hook: HookT) -> HookT:
+    """What to register for a hook that opens with its own gate (see the module's docstring).
+
+    Its function gets the markers of `torch.compiler.disable` (a trace that reaches
+    it breaks the graph) and dynamo skips its frame; a bound method is marked
+    through its function, once for all instances.
+    """
+    if _skip_code is None:
+        return disabled_twin(hook)
+    function = getattr(hook, "__func__", hook)
+    if not getattr(function, "_torchdynamo_disable", False):
+        _mark(function)
+        _skip_code(function.__code__)
+    return hook
 
 
 def outside_compile(hook: HookT, arity: int | None = None) -> HookT:

@@ -110,7 +110,9 @@ class GradientJudge:
                 tracker.short_runs += 1
                 tracker.shortest_run = longest_run
 
-    def _judge_stale(self, tracker: OptimizerTracker, stale: Iterable[ParamRecord]) -> None:
+    def _judge_stale(
+        self, tracker: OptimizerTracker, stale: Iterable[tuple[ParamRecord, int]]
+    ) -> None:
         """Report gradients a backward pass added to after a step consumed them.
 
         The first time a parameter is suspected, its next backward pass looks at
@@ -121,7 +123,7 @@ class GradientJudge:
         confirmed: list[str] = []
         zeroed_before_step = False
         site: CallSite | None = None
-        for record in stale:
+        for record, accumulated_version in stale:
             verdict = record.verdict
             if verdict is Verdict.NONE:
                 param = record.param_ref()
@@ -131,7 +133,7 @@ class GradientJudge:
                 if site is None:
                     site = user_call_site()
                 record.verdict = Verdict.PENDING
-                record.moved = grad._version != record.version
+                record.moved = grad._version != accumulated_version
                 record.pending_step = tracker.steps
                 record.pending_site = site
                 handle = param.register_hook(make_probe(record))  # type: ignore[no-untyped-call]

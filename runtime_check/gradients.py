@@ -18,15 +18,17 @@ between backward and step leaves the step nothing but zeros.
 
 from __future__ import annotations
 
+import operator
 import sys
 import weakref
 from collections.abc import Callable
+from itertools import chain
 from typing import NamedTuple
 
 import torch
 from torch.optim import Optimizer
 
-from .compile_guard import outside_compile
+from .compile_guard import disabled_twin, frame_callback, outside_compile, self_gated
 from .records import OptimizerTracker, ParamRecord, Phase
 
 
@@ -55,8 +57,12 @@ def make_accumulate_hook(
     stepped = Phase.STEPPED
     plain = torch.Tensor
     unknown = Phase.UNKNOWN
+    gate = frame_callback
 
     def after_accumulate(param: torch.Tensor) -> None:
+        if gate() is not None:  # its own gate (see `compile_guard`)
+            disabled(param)
+            return
         grad = param.grad
         if grad is None:
             return
@@ -92,7 +98,8 @@ def make_accumulate_hook(
         record.version = version
         record.phase = accumulated
 
-    return outside_compile(after_accumulate, arity=1)
+    disabled = disabled_twin(after_accumulate)
+    return self_gated(after_accumulate)
 
 
 def accumulation_bump(grad: torch.Tensor) -> int:
@@ -123,7 +130,8 @@ class GradientCensus(NamedTuple):
     mid-iteration, not judged. `longest_run`: the most backward passes
     accumulated into one gradient since it was last cleared (0 when unknown).
     `stale`: fresh gradients that were accumulated on top of a gradient an
-    earlier step consumed. (A named tuple rather than a dataclass: it is built on
+    earlier step consumed, each with the version counter it had before the census
+    remembered it as consumed. (A named tuple rather than a dataclass: it is built on
     every step, and cheaply.)
     """
 
@@ -135,7 +143,7 @@ class GradientCensus(NamedTuple):
     unknown: int
     longest_run: int
     reused_names: tuple[str, ...]
-    stale: tuple[ParamRecord, ...]
+    stale: tuple[tuple[ParamRecord, int], ...]
 
 
 def take_census(
@@ -143,13 +151,24 @@ def take_census(
     tracker: OptimizerTracker,
     ensure_hooked: Callable[[torch.Tensor, ParamRecord], None],
 ) -> GradientCensus:
-    """Classify every trainable gradient of `optimizer` before its step (no sync)."""
+    """Classify every trainable gradient of `optimizer` before its step (no sync), and
+    remember each one as consumed by this step.
+
+    Remembering here rather than after the step is one pass over the parameters
+    instead of two, on every step: the step does not change a gradient (stock
+    optimizers never modify `.grad` in `step()`), so each gradient and its version
+    counter are the same before and after it. Each gradient is remembered weakly,
+    with its version, as `Phase.STEPPED` by `tracker`; stale gradients come with the
+    version they had before this census (`GradientCensus.stale`).
+    """
     fresh = missing = reused = cleared = assigned = unknown = longest = 0
     reused_names: list[str] | None = None  # created on first use: this runs on every step
-    stale: list[ParamRecord] | None = None
+    stale: list[tuple[ParamRecord, int]] | None = None
     records = iter(tracker.records)
     accumulated = Phase.ACCUMULATED
     unknown_phase = Phase.UNKNOWN
+    stepped = Phase.STEPPED
+    new_ref = weakref.ref
     for group in optimizer.param_groups:
         # `records` is one iterator shared by the groups (aligned by `tracker.layout`).
         for param, record in zip(group["params"], records, strict=False):
@@ -159,29 +178,34 @@ def take_census(
                     missing += 1
                     if not record.hooked:
                         ensure_hooked(param, record)
-                continue
-            if not record.hooked:
-                if not param.requires_grad:
-                    continue
-                ensure_hooked(param, record)
-            phase = record.phase
-            if phase is accumulated:
-                fresh += 1
-                if record.stale:
-                    if stale is None:
-                        stale = []
-                    stale.append(record)
-                if record.run > longest:
-                    longest = record.run
-            elif phase is unknown_phase:
-                unknown += 1
+                record.grad_ref = None
             else:
                 known = record.grad_ref
-                current: torch.Tensor = grad
-                if known is None or known() is not current:
+                same = known is not None and known() is grad
+                version = grad._version
+                judged = True
+                if not record.hooked:
+                    if param.requires_grad:
+                        ensure_hooked(param, record)
+                    else:
+                        judged = False  # a gradient on a frozen parameter: remembered only
+                phase = record.phase
+                if not judged:
+                    pass
+                elif phase is accumulated:
+                    fresh += 1
+                    if record.stale:
+                        if stale is None:
+                            stale = []
+                        stale.append((record, record.version))
+                    if record.run > longest:
+                        longest = record.run
+                elif phase is unknown_phase:
+                    unknown += 1
+                elif not same:
                     assigned += 1
                     record.assigned = True
-                elif current._version != record.version:
+                elif version != record.version:
                     cleared += 1
                 elif record.received:
                     reused += 1
@@ -191,6 +215,12 @@ def take_census(
                 else:
                     assigned += 1
                     record.assigned = True
+                if not same:
+                    record.grad_ref = new_ref(grad)
+                record.version = version
+            record.phase = stepped
+            record.stale = False
+            record.last_stepper = tracker
     # `tuple.__new__` directly: a named tuple's own `__new__` is a Python function.
     return tuple.__new__(
         GradientCensus,
@@ -231,28 +261,18 @@ def make_probe(record: ParamRecord) -> Callable[[torch.Tensor], None]:
     return outside_compile(probe_consumed_gradient, arity=1)
 
 
-def remember_after_step(optimizer: Optimizer, tracker: OptimizerTracker) -> None:
-    """Remember each gradient the step consumed, weakly, with its version counter.
+_VERSION = operator.attrgetter("_version")
 
-    The parameter's own version is kept too: if it moves before another optimizer
-    first steps these parameters, the weights were overwritten in between (a
-    checkpoint restore, e.g. after Lightning's `lr_find`), so starting a new
-    optimizer from zero is right.
+
+def remember_versions(optimizer: Optimizer, tracker: OptimizerTracker) -> None:
+    """Keep the parameters' version counters as this step left them (read without a
+    Python loop per parameter).
+
+    If a parameter's version moves before another optimizer first steps it, the
+    weights were overwritten in between (a checkpoint restore, e.g. after
+    Lightning's `lr_find`), so starting a new optimizer from zero is right
+    (`state.earlier_stepper`). Aligned with `tracker.records`.
     """
-    records = iter(tracker.records)
-    stepped = Phase.STEPPED
-    new_ref = weakref.ref
-    for group in optimizer.param_groups:
-        for param, record in zip(group["params"], records, strict=False):
-            grad = param.grad
-            if grad is None:
-                record.grad_ref = None
-            else:
-                known = record.grad_ref
-                if known is None or known() is not grad:
-                    record.grad_ref = new_ref(grad)
-                record.version = grad._version
-            record.phase = stepped
-            record.stale = False
-            record.last_stepper = tracker
-            record.param_version = param._version
+    tracker.versions = list(
+        map(_VERSION, chain.from_iterable([group["params"] for group in optimizer.param_groups]))
+    )

@@ -66,7 +66,6 @@ class ParamRecord:
         "moved",
         "name",
         "param_ref",
-        "param_version",
         "pending_site",
         "pending_step",
         "phase",
@@ -92,7 +91,6 @@ class ParamRecord:
         self.hooked = False
         self.last_stepper: OptimizerTracker | None = None
         self.assigned = False
-        self.param_version = -1
         self.verdict = Verdict.NONE
         self.moved = False
         self.pending_step = 0
@@ -138,6 +136,7 @@ class OptimizerTracker:
         "shortest_run",
         "state_len",
         "steps",
+        "versions",
     )
 
     def __init__(self, optimizer: Optimizer, index: int, label: str) -> None:
@@ -165,6 +164,9 @@ class OptimizerTracker:
         self.setup: tuple[object, ...] = ()
         self.short_site: CallSite | None = None
         self.pending_order: list[tuple[str, str, CallSite | None]] = []
+        self.versions: list[int] = []
+        """The parameters' version counters after the last step, aligned with `records`
+        (see `gradients.remember_versions`)."""
         self.built_at: CallSite | None = None
         """The user's line that built the optimizer (when a block saw it built)."""
 

@@ -38,7 +38,7 @@ from . import scoped_patches
 from .accumulation_scale import AccumulationScale
 from .call_site import user_call_site
 from .clipping import ClipChecks
-from .compile_guard import outside_compile
+from .compile_guard import self_gated
 from .conclusion import NO_MODEL, bucket_view_count, coverage_findings, note_nothing_stepped
 from .construction import Constructions
 from .delivery import Mode, deliver
@@ -214,12 +214,8 @@ class Watch:
         model = self._model_ref() if self._model_ref is not None else None
         if model is not None:
             self._add_model(model)
-        self._handles.append(
-            register_optimizer_step_pre_hook(outside_compile(self._steps.before_step, arity=3))
-        )
-        self._handles.append(
-            register_optimizer_step_post_hook(outside_compile(self._steps.after_step, arity=3))
-        )
+        self._handles.append(register_optimizer_step_pre_hook(self_gated(self._steps.before_step)))
+        self._handles.append(register_optimizer_step_post_hook(self_gated(self._steps.after_step)))
         for opt_ref in self._initial_optimizers:
             optimizer = opt_ref()
             if optimizer is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch.optim import Optimizer
 
-from .records import OptimizerTracker
+from .records import OptimizerTracker, ParamRecord
 
 _ELEMENTWISE_STATE = frozenset(
     {
@@ -48,17 +48,33 @@ def earlier_stepper(tracker: OptimizerTracker) -> tuple[OptimizerTracker | None,
     """
     earlier: OptimizerTracker | None = None
     names: list[str] = []
+    positions: dict[OptimizerTracker, dict[int, int]] = {}
     for record in tracker.records:
         previous = record.last_stepper
         if previous is None or previous is tracker or not previous.had_state:
             continue
         param = record.param_ref()
-        if param is not None and param._version != record.param_version:
+        if param is not None and param._version != _version_after(previous, record, positions):
             continue  # overwritten since (weights restored): a fresh start is right
         if earlier is None:
             earlier = previous
         names.append(record.name)
     return earlier, names
+
+
+def _version_after(
+    tracker: OptimizerTracker,
+    record: ParamRecord,
+    positions: dict[OptimizerTracker, dict[int, int]],
+) -> int:
+    """The version counter `tracker`'s last step left on `record`'s parameter (-1 if unknown)."""
+    where = positions.get(tracker)
+    if where is None:
+        where = {id(known): index for index, known in enumerate(tracker.records)}
+        positions[tracker] = where
+    index = where.get(id(record), -1)
+    versions = tracker.versions
+    return versions[index] if 0 <= index < len(versions) else -1
 
 
 def mismatched_state(optimizer: Optimizer, tracker: OptimizerTracker) -> list[str]:

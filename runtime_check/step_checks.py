@@ -19,9 +19,10 @@ from torch.optim import Optimizer
 
 from looplint.identity import OPTIMIZER_IN_LOOP
 
+from .compile_guard import disabled_twin, frame_callback
 from .following import Following
 from .gradient_judge import GradientJudge
-from .gradients import remember_after_step
+from .gradients import remember_versions
 from .guard import never_raises
 from .records import OptimizerTracker
 from .report import IssueLog, Report
@@ -35,6 +36,7 @@ def in_backward() -> bool:
 
 
 _get_ident = threading.get_ident  # bound once: the step hooks run on every step
+_frame_callback = frame_callback
 
 StepObserver = Callable[[Optimizer, OptimizerTracker], None]
 """Told before (or after) each outermost step of a followed optimizer."""
@@ -64,96 +66,120 @@ class StepChecks:
         self.observers: list[StepObserver] = []
         self.after_observers: list[StepObserver] = []
         self.in_step = False
+        self.before_step_eagerly = disabled_twin(self.before_step)
+        self.after_step_eagerly = disabled_twin(self.after_step)
 
     def internal_error(self, subject: Any, error: Exception) -> None:
         """Report a failure of these hooks (see `guard.never_raises`)."""
         self._internal_error(subject, error)
 
-    @never_raises
     def before_step(
         self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        """Bring the tracker up to date and judge what the step is about to consume."""
-        if _get_ident() != self.thread and not self._ours_elsewhere():
-            return
-        last = self._following.last
-        tracker = last[1] if last is not None and last[0]() is optimizer else None
-        if tracker is None:
-            tracker = self._following.tracker_for(optimizer)
-            if tracker is None:
-                return
-        if tracker.depth:
-            # Nested (a subclass's `step` calling `super().step()`), or the previous
-            # step raised and its post-hook never ran: only the stack can tell.
-            depth = steps_in_progress(optimizer)
-            if depth > 1:
-                tracker.depth = depth
-                return
-        tracker.depth = 1
-        self.in_step = True
-        if tracker.cuda:
-            self._check_capture(tracker)
-        groups = optimizer.param_groups
-        layout = tracker.layout
-        if len(groups) != len(layout):
-            self._following.rebuild(optimizer, tracker)
-        else:
-            for group, size in zip(groups, layout, strict=True):
-                if len(group["params"]) != size:
-                    self._following.rebuild(optimizer, tracker)
-                    break
-        if tracker.steps == 0:
-            self._check_first_step(optimizer, tracker)
-        elif tracker.had_state and not tracker.loaded and len(optimizer.state) < tracker.state_len:
-            self._issues.note(
-                OPTIMIZER_IN_LOOP,
-                "state-cleared",
-                f"the state of {tracker.label} (momentum, moment estimates) was emptied "
-                f"during training ({tracker.state_len} -> {len(optimizer.state)} entries) "
-                "without `load_state_dict`, so the optimizer starts over.",
-                optimizer=tracker.label,
-                step=tracker.steps,
-            )
-        for observer in self.observers:
-            observer(optimizer, tracker)
-        if (args[1] if len(args) > 1 else kwargs.get("closure")) is None:  # no closure
-            self._gradients.judge(optimizer, tracker)
+        """Bring the tracker up to date and judge what the step is about to consume.
 
-    @never_raises
+        It runs on every step, so it is its own gate (`compile_guard.self_gated`) and
+        its own guard (`guard.never_raises`), written out: each wrapper's frame would
+        cost more inside a training step than its bytecode suggests.
+        """
+        if _frame_callback() is not None:
+            self.before_step_eagerly(optimizer, args, kwargs)
+            return
+        try:
+            if _get_ident() != self.thread and not self._ours_elsewhere():
+                return
+            last = self._following.last
+            tracker = last[1] if last is not None and last[0]() is optimizer else None
+            if tracker is None:
+                tracker = self._following.tracker_for(optimizer)
+                if tracker is None:
+                    return
+            if tracker.depth:
+                # Nested (a subclass's `step` calling `super().step()`), or the previous
+                # step raised and its post-hook never ran: only the stack can tell.
+                depth = steps_in_progress(optimizer)
+                if depth > 1:
+                    tracker.depth = depth
+                    return
+            tracker.depth = 1
+            self.in_step = True
+            if tracker.cuda:
+                self._check_capture(tracker)
+            groups = optimizer.param_groups
+            layout = tracker.layout
+            if len(groups) != len(layout):
+                self._following.rebuild(optimizer, tracker)
+            else:
+                for group, size in zip(groups, layout, strict=True):
+                    if len(group["params"]) != size:
+                        self._following.rebuild(optimizer, tracker)
+                        break
+            if tracker.steps == 0:
+                self._check_first_step(optimizer, tracker)
+            elif (
+                tracker.had_state
+                and not tracker.loaded
+                and len(optimizer.state) < tracker.state_len
+            ):
+                self._note_state_cleared(optimizer, tracker)
+            for observer in self.observers:
+                observer(optimizer, tracker)
+            if (args[1] if len(args) > 1 else kwargs.get("closure")) is None:  # no closure
+                self._gradients.judge(optimizer, tracker)
+        except Exception as error:
+            self.internal_error(optimizer, error)
+
     def after_step(
         self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        """Count the step and remember the gradients it consumed."""
-        if _get_ident() != self.thread and not in_backward():
+        """Count the step and keep what it left (its own gate and guard, as `before_step`)."""
+        if _frame_callback() is not None:
+            self.after_step_eagerly(optimizer, args, kwargs)
             return
-        last = self._following.last
-        tracker = last[1] if last is not None and last[0]() is optimizer else None
-        if tracker is None:
-            tracker = self._following.tracker_for(optimizer)
-            if tracker is None:
+        try:
+            if _get_ident() != self.thread and not in_backward():
                 return
-        if tracker.depth > 1:
-            tracker.depth -= 1
-            return
-        tracker.depth = 0
-        self.in_step = False
-        if (args[1] if len(args) > 1 else kwargs.get("closure")) is not None:
-            # The backward passes ran inside `step` (Lightning's automatic optimization,
-            # LBFGS): the gradients are judged as the closure left them; stock
-            # optimizers never modify `.grad` in `step`.
-            self._gradients.judge(optimizer, tracker, closure=True)
-        remember_after_step(optimizer, tracker)
-        if tracker.pending_order and not tracker.attempts:
-            self._confirm_order(tracker)
-        tracker.steps += 1
-        tracker.attempts += 1
-        self._report.steps += 1
-        if not tracker.had_state:
-            tracker.had_state = holds_state(optimizer)
-        tracker.state_len = len(optimizer.state)
-        tracker.loaded = False
-        for observer in self.after_observers:
-            observer(optimizer, tracker)
+            last = self._following.last
+            tracker = last[1] if last is not None and last[0]() is optimizer else None
+            if tracker is None:
+                tracker = self._following.tracker_for(optimizer)
+                if tracker is None:
+                    return
+            if tracker.depth > 1:
+                tracker.depth -= 1
+                return
+            tracker.depth = 0
+            self.in_step = False
+            if (args[1] if len(args) > 1 else kwargs.get("closure")) is not None:
+                # The backward passes ran inside `step` (Lightning's automatic
+                # optimization, LBFGS): the gradients are judged as the closure left
+                # them; stock optimizers never modify `.grad` in `step`.
+                self._gradients.judge(optimizer, tracker, closure=True)
+            remember_versions(optimizer, tracker)
+            if tracker.pending_order and not tracker.attempts:
+                self._confirm_order(tracker)
+            tracker.steps += 1
+            tracker.attempts += 1
+            self._report.steps += 1
+            if not tracker.had_state:
+                tracker.had_state = holds_state(optimizer)
+            tracker.state_len = len(optimizer.state)
+            tracker.loaded = False
+            for observer in self.after_observers:
+                observer(optimizer, tracker)
+        except Exception as error:
+            self.internal_error(optimizer, error)
+
+    def _note_state_cleared(self, optimizer: Optimizer, tracker: OptimizerTracker) -> None:
+        self._issues.note(
+            OPTIMIZER_IN_LOOP,
+            "state-cleared",
+            f"the state of {tracker.label} (momentum, moment estimates) was emptied "
+            f"during training ({tracker.state_len} -> {len(optimizer.state)} entries) "
+            "without `load_state_dict`, so the optimizer starts over.",
+            optimizer=tracker.label,
+            step=tracker.steps,
+        )
 
     @never_raises
     def after_load(self, optimizer: Optimizer) -> None:
