@@ -46,6 +46,8 @@ class ClipChecks:
         if not records:
             return
         stepper = records[0].last_stepper
+        if stepper is not None and stepper.depth:
+            return  # inside that optimizer's own step (one that clips), not after it
         label = stepper.label if stepper is not None else None
         when = (
             "after the optimizer step and before the next backward pass: the step already "

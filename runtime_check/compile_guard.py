@@ -22,6 +22,7 @@ each frame's cold cache lines cost more than its bytecode.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -126,11 +127,23 @@ plain eager run (always `None` where this torch lacks the pieces: the hook is th
 registered inside `torch.compiler.disable`, see `self_gated`)."""
 
 
-def disabled_twin(hook: HookT) -> HookT:
-    """`hook` under `torch.compiler.disable`: what a self-gated hook calls when a dynamo
-    frame callback is installed (inside it the callback reads `None`, so the hook runs)."""
-    disabled: HookT = torch.compiler.disable(hook)  # type: ignore[no-untyped-call]
-    return disabled
+_twins: weakref.WeakKeyDictionary[Callable[..., Any], Callable[..., Any]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Each self-gated hook's `torch.compiler.disable`d twin, made on first need: only a run
+under `torch.compile` needs one, and making one costs tens of microseconds."""
+
+
+def call_eagerly(hook: Callable[..., Any], *args: Any) -> Any:
+    """Call `hook` under `torch.compiler.disable`: what a self-gated hook does when a dynamo
+    frame callback is installed (inside, the callback reads `None`, so the hook runs).
+
+    `hook` is a function (a bound method would be a new key at every call).
+    """
+    twin = _twins.get(hook)
+    if twin is None:
+        twin = _twins[hook] = torch.compiler.disable(hook)  # type: ignore[no-untyped-call]
+    return twin(*args)
 
 
 def self_gated(hook: HookT) -> HookT:
@@ -141,7 +154,8 @@ def self_gated(hook: HookT) -> HookT:
     through its function, once for all instances.
     """
     if _skip_code is None:
-        return disabled_twin(hook)
+        disabled: HookT = torch.compiler.disable(hook)  # type: ignore[no-untyped-call]
+        return disabled
     function = getattr(hook, "__func__", hook)
     if not getattr(function, "_torchdynamo_disable", False):
         _mark(function)

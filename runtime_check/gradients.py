@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 from torch.optim import Optimizer
 
-from .compile_guard import disabled_twin, frame_callback, outside_compile, self_gated
+from .compile_guard import call_eagerly, frame_callback, outside_compile, self_gated
 from .records import OptimizerTracker, ParamRecord, Phase
 
 
@@ -61,7 +61,7 @@ def make_accumulate_hook(
 
     def after_accumulate(param: torch.Tensor) -> None:
         if gate() is not None:  # its own gate (see `compile_guard`)
-            disabled(param)
+            call_eagerly(after_accumulate, param)
             return
         grad = param.grad
         if grad is None:
@@ -98,7 +98,6 @@ def make_accumulate_hook(
         record.version = version
         record.phase = accumulated
 
-    disabled = disabled_twin(after_accumulate)
     return self_gated(after_accumulate)
 
 

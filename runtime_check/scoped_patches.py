@@ -78,7 +78,12 @@ class StepListener(Protocol):
 _listeners: weakref.WeakSet[StepListener] = weakref.WeakSet()
 _snapshot: tuple[weakref.ref[StepListener], ...] = ()
 """The open blocks as weak references, rebuilt on attach/detach: the wrappers read this
-plain tuple (iterating a `WeakSet` costs microseconds, on every backward pass)."""
+plain tuple (iterating a `WeakSet` costs microseconds)."""
+_deaf: weakref.WeakSet[StepListener] = weakref.WeakSet()
+"""Open blocks that no longer want to hear of backward passes (`stop_hearing_backward`)."""
+_hearing: tuple[weakref.ref[StepListener], ...] = ()
+"""The open blocks still told of backward passes: once every block has stopped listening,
+the wrapped `backward()` costs one test of an empty tuple."""
 _originals: list[tuple[Any, str, Any]] = []
 """`(owner, attribute, original)` for every patched class or module attribute."""
 _users = 0
@@ -102,15 +107,24 @@ def detach(listener: StepListener) -> None:
     global _users
     with _lock:
         _listeners.discard(listener)
+        _deaf.discard(listener)
         _refresh()
         _users -= 1
         if _users == 0:
             _restore()
 
 
+def stop_hearing_backward(listener: StepListener) -> None:
+    """Stop calling `listener.on_backward` (it has learnt what it needed from them)."""
+    with _lock:
+        _deaf.add(listener)
+        _refresh()
+
+
 def _refresh() -> None:
-    global _snapshot
+    global _snapshot, _hearing
     _snapshot = tuple(weakref.ref(listener) for listener in _listeners)
+    _hearing = tuple(weakref.ref(listener) for listener in _listeners if listener not in _deaf)
 
 
 def _open() -> tuple[StepListener, ...]:
@@ -142,10 +156,18 @@ def _scheduler_classes() -> Iterator[type]:
             yield cls
 
 
+_wrappers: dict[Any, Any] = {}
+"""The wrapper made for each original, kept for the next block: entering a block then
+builds no function (a training run enters once, a test suite thousands of times)."""
+
+
 def _patch(owner: Any, attribute: str, wrap: Callable[[Any], Any]) -> None:
     original = owner.__dict__[attribute]
+    wrapper = _wrappers.get(original)
+    if wrapper is None:
+        wrapper = _wrappers[original] = wrap(original)
     _originals.append((owner, attribute, original))
-    setattr(owner, attribute, wrap(original))
+    setattr(owner, attribute, wrapper)
 
 
 def _install() -> None:
@@ -251,8 +273,8 @@ def _wrap_optimizer_init(original: Callable[..., Any]) -> Callable[..., Any]:
 def _wrap_backward(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def backward(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        if _snapshot and not is_compiling():
-            for ref in _snapshot:
+        if _hearing and not is_compiling():
+            for ref in _hearing:
                 listener = ref()
                 if listener is not None:
                     listener.on_backward(self)

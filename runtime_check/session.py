@@ -303,9 +303,12 @@ class Watch:
 
     def on_backward(self, loss: torch.Tensor) -> None:
         """`loss.backward()` is about to run (LL013's counts); guarded inline, once per
-        backward pass, and nothing at all once LL013 has stopped listening."""
+        backward pass, and never again once LL013 has stopped listening."""
         scaling = self._scaling
-        if scaling.listening and self._active and threading.get_ident() == self._steps.thread:
+        if not scaling.listening:
+            scoped_patches.stop_hearing_backward(self)
+            return
+        if self._active and threading.get_ident() == self._steps.thread:
             try:
                 caller = sys._getframe(2)  # the `backward()` call: past the scoped wrapper
                 code = caller.f_code

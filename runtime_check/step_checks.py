@@ -19,7 +19,7 @@ from torch.optim import Optimizer
 
 from looplint.identity import OPTIMIZER_IN_LOOP
 
-from .compile_guard import disabled_twin, frame_callback
+from .compile_guard import call_eagerly, frame_callback
 from .following import Following
 from .gradient_judge import GradientJudge
 from .gradients import remember_versions
@@ -40,6 +40,15 @@ _frame_callback = frame_callback
 
 StepObserver = Callable[[Optimizer, OptimizerTracker], None]
 """Told before (or after) each outermost step of a followed optimizer."""
+
+
+def _unconsume(tracker: OptimizerTracker) -> None:
+    """The previous step raised after its census (an out-of-memory batch skipped): the
+    gradients it remembered as consumed were not, so accumulating onto them since is no
+    stale gradient."""
+    for record in tracker.records:
+        if record.last_stepper is tracker:
+            record.stale = False
 
 
 class StepChecks:
@@ -66,8 +75,6 @@ class StepChecks:
         self.observers: list[StepObserver] = []
         self.after_observers: list[StepObserver] = []
         self.in_step = False
-        self.before_step_eagerly = disabled_twin(self.before_step)
-        self.after_step_eagerly = disabled_twin(self.after_step)
 
     def internal_error(self, subject: Any, error: Exception) -> None:
         """Report a failure of these hooks (see `guard.never_raises`)."""
@@ -83,7 +90,7 @@ class StepChecks:
         cost more inside a training step than its bytecode suggests.
         """
         if _frame_callback() is not None:
-            self.before_step_eagerly(optimizer, args, kwargs)
+            call_eagerly(StepChecks.before_step, self, optimizer, args, kwargs)
             return
         try:
             if _get_ident() != self.thread and not self._ours_elsewhere():
@@ -101,6 +108,7 @@ class StepChecks:
                 if depth > 1:
                     tracker.depth = depth
                     return
+                _unconsume(tracker)
             tracker.depth = 1
             self.in_step = True
             if tracker.cuda:
@@ -134,7 +142,7 @@ class StepChecks:
     ) -> None:
         """Count the step and keep what it left (its own gate and guard, as `before_step`)."""
         if _frame_callback() is not None:
-            self.after_step_eagerly(optimizer, args, kwargs)
+            call_eagerly(StepChecks.after_step, self, optimizer, args, kwargs)
             return
         try:
             if _get_ident() != self.thread and not in_backward():

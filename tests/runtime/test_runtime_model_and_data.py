@@ -5,6 +5,7 @@ a correct twin that must stay silent, on real torch models, optimizers and sampl
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import pytest
 
@@ -185,6 +186,27 @@ def test_clipping_before_backward_is_ll016_and_between_backward_and_step_is_sile
             optimizer.step()
             nn.utils.clip_grad_norm_(model.parameters(), float("inf"))  # a norm for logging
     assert report.findings == []
+
+
+class ClippingSGD(torch.optim.SGD):
+    """An optimizer that clips the gradients it is about to use, inside its own step."""
+
+    def step(self, closure: Any = None) -> Any:
+        for group in self.param_groups:
+            nn.utils.clip_grad_norm_(group["params"], 0.5)
+        return super().step(closure)
+
+
+def test_an_optimizer_clipping_inside_its_own_step_is_silent() -> None:
+    model = Net()
+    optimizer = ClippingSGD(model.parameters(), lr=0.1)
+    with watch(model, optimizer) as report:
+        for batch in batches(3):
+            optimizer.zero_grad()
+            loss_of(model, batch).backward()
+            optimizer.step()
+    assert report.findings == []
+    assert report.steps == 3
 
 
 def _sampled_epochs(set_epoch: bool, peek: bool) -> None:

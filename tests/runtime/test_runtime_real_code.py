@@ -197,6 +197,29 @@ def test_a_caught_step_error_leaves_the_optimizer_checked() -> None:
     assert checks(caught.value.findings) == [("LL001", "stale-gradient")]
 
 
+def test_a_step_that_raised_consumed_no_gradient() -> None:
+    """The loop keeps the gradient of a batch whose step failed for the next step: nothing
+    was applied twice, so no stale gradient."""
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    failures = iter([False, True])
+
+    def flaky(*_: object) -> None:
+        if next(failures, False):
+            raise RuntimeError("out of memory")
+
+    optimizer.register_step_pre_hook(flaky)
+    with watch(model, optimizer) as report:
+        for _ in range(5):
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            try:
+                optimizer.step()
+            except RuntimeError:
+                continue  # the gradient stays for the next step
+            optimizer.zero_grad()
+    assert report.findings == [] and report.steps == 4
+
+
 def test_subclass_step_calling_super_is_still_one_step() -> None:
     class Clipped(torch.optim.SGD):
         def step(self, closure=None):  # type: ignore[no-untyped-def]
