@@ -101,6 +101,23 @@ def test_everything_is_removed_on_exit_even_after_an_error() -> None:
     assert not any(hasattr(p, "_looplint") for p in model.parameters())
 
 
+def test_hooks_still_judge_where_torch_lacks_the_gate_pieces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a torch without dynamo's private frame-callback reader, the self-gated hooks are
+    registered inside `torch.compiler.disable` instead, and still find the bug."""
+    from looplint.runtime_check import compile_guard
+
+    monkeypatch.setattr(compile_guard, "_skip_code", None)
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    registered = compile_guard.self_gated(optimizer.step)
+    assert registered is not optimizer.step
+    with pytest.raises(LoopLintRuntimeError) as caught, watch(model, optimizer):
+        stale_loop(model, optimizer, steps=3)
+    assert [(f.code, f.check) for f in caught.value.findings] == [("LL001", "stale-gradient")]
+
+
 def test_nested_and_repeated_blocks_work() -> None:
     model = Net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
