@@ -74,8 +74,8 @@ class Following:
         self._after_load = after_load
         self._on_compiled_autograd = on_compiled_autograd
         self.last: tuple[weakref.ref[Optimizer], OptimizerTracker | None] | None = None
-        """The optimizer of the last look-up (weakly) and its tracker: the step hooks
-        read it inline, sparing a call on every step."""
+        """The optimizer of the last look-up (weakly) and its tracker: `tracker_for`
+        answers the step hooks from it without the weakly keyed look-up."""
 
     def record_for(self, param: torch.Tensor, name: str, *, is_model: bool) -> ParamRecord:
         """The record of `param`, created (and its gradient hooked) on first sight."""

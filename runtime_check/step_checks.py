@@ -95,12 +95,9 @@ class StepChecks:
         try:
             if _get_ident() != self.thread and not self._ours_elsewhere():
                 return
-            last = self._following.last
-            tracker = last[1] if last is not None and last[0]() is optimizer else None
+            tracker = self._following.tracker_for(optimizer)
             if tracker is None:
-                tracker = self._following.tracker_for(optimizer)
-                if tracker is None:
-                    return
+                return
             if tracker.depth:
                 # Nested (a subclass's `step` calling `super().step()`), or the previous
                 # step raised and its post-hook never ran: only the stack can tell.
@@ -147,12 +144,9 @@ class StepChecks:
         try:
             if _get_ident() != self.thread and not in_backward():
                 return
-            last = self._following.last
-            tracker = last[1] if last is not None and last[0]() is optimizer else None
+            tracker = self._following.tracker_for(optimizer)
             if tracker is None:
-                tracker = self._following.tracker_for(optimizer)
-                if tracker is None:
-                    return
+                return
             if tracker.depth > 1:
                 tracker.depth -= 1
                 return

@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from looplint.runtime_check import LoopLintRuntimeError, watch  # noqa: E402
-from runtime_loops import Net, batches, loss_of  # noqa: E402
+from runtime_loops import Net, batches, loss_of, train  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 from torch.utils.data.distributed import DistributedSampler  # noqa: E402
@@ -201,10 +201,7 @@ def test_an_optimizer_clipping_inside_its_own_step_is_silent() -> None:
     model = Net()
     optimizer = ClippingSGD(model.parameters(), lr=0.1)
     with watch(model, optimizer) as report:
-        for batch in batches(3):
-            optimizer.zero_grad()
-            loss_of(model, batch).backward()
-            optimizer.step()
+        train(model, optimizer, batches(3))
     assert report.findings == []
     assert report.steps == 3
 
