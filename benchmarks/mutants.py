@@ -1816,6 +1816,33 @@ class _Undivide(cst.CSTTransformer):
         return updated
 
 
+def _without_division(
+    ix: _Index,
+    node: cst.CSTNode,
+    window: str,
+    is_loss: Callable[[str], bool],
+    calls: Sequence[cst.Call] = (),
+) -> cst.CSTNode | None:
+    """`node` without the division of the loss by the window `N`, or None when it holds
+    none: `loss /= N` becomes `pass`; an assignment to the loss, or one of `calls` (the
+    backward calls), loses its `/ N`. Shared by both LL013 operators."""
+    if (
+        isinstance(node, cst.AugAssign)
+        and isinstance(node.operator, cst.DivideAssign)
+        and ix.code(node.value).strip("() ") == window
+        and is_loss(ix.code(node.target))
+    ):
+        return cst.Pass()
+    if (isinstance(node, cst.Call) and any(node is call for call in calls)) or (
+        isinstance(node, cst.Assign) and any(is_loss(ix.code(t.target)) for t in node.targets)
+    ):
+        undivide = _Undivide(window)
+        changed = node.visit(undivide)
+        if undivide.changed and isinstance(changed, cst.CSTNode):
+            return changed
+    return None
+
+
 def _ll013(f: _File, unit: _Unit, out: FileMutations) -> None:
     """Remove the division of the loss by the accumulation window `N` of a unit whose step
     runs under `if ... % N == 0:` and whose backward runs outside that `if`."""
@@ -1833,21 +1860,7 @@ def _ll013(f: _File, unit: _Unit, out: FileMutations) -> None:
         return
     losses = _loss_names(f, unit.region)
     for node in _walk(unit.region):
-        replacement: cst.CSTNode | None = None
-        if (
-            isinstance(node, cst.AugAssign)
-            and isinstance(node.operator, cst.DivideAssign)
-            and ix.code(node.value).strip("() ") == window
-            and ix.code(node.target) in losses
-        ):
-            replacement = cst.Pass()
-        elif (isinstance(node, cst.Call) and any(node is b for b in backwards)) or (
-            isinstance(node, cst.Assign) and any(ix.code(t.target) in losses for t in node.targets)
-        ):
-            undivide = _Undivide(window)
-            changed = node.visit(undivide)
-            if undivide.changed:
-                replacement = changed
+        replacement = _without_division(ix, node, window, losses.__contains__, backwards)
         if replacement is None:
             continue
         statement = ix.statement(node)
@@ -1921,24 +1934,10 @@ def _ll013_scaler_calls(f: _File, out: FileMutations) -> None:
             block = ix.parent.get(statement)
             if block is None or not ix.within(call, block):
                 continue  # another path of the loop (`else: loss /= N; loss.backward()`)
-            replacement: cst.BaseSmallStatement | None = None
-            if (
-                isinstance(node, cst.AugAssign)
-                and isinstance(node.operator, cst.DivideAssign)
-                and ix.code(node.value).strip("() ") == window
-                and ix.code(node.target) == loss
-            ):
-                replacement = cst.Pass()
-            elif isinstance(node, cst.Assign) and any(
-                ix.code(t.target) == loss for t in node.targets
-            ):
-                undivide = _Undivide(window)
-                changed = node.visit(undivide)
-                if undivide.changed:
-                    assert isinstance(changed, cst.BaseSmallStatement)
-                    replacement = changed
+            replacement = _without_division(ix, node, window, loss.__eq__)
             if replacement is None:
                 continue
+            assert isinstance(replacement, cst.BaseSmallStatement)
             if ix.line(node) in taken:
                 break
             new_line = statement.with_changes(body=[replacement])
