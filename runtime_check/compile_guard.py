@@ -53,47 +53,6 @@ def _gated(
     return gate
 
 
-def _gated_one(
-    hook: Callable[[Any], Any],
-    disabled: Callable[[Any], Any],
-    frame_callback: Callable[[], Any],
-) -> Callable[[Any], Any]:
-    """The gate of a hook torch calls with one argument (a gradient hook: once per
-    tensor per backward pass, so no argument packing)."""
-
-    def gate(argument: Any) -> Any:
-        if frame_callback() is None:
-            return hook(argument)
-        return disabled(argument)
-
-    _mark(gate)
-    return gate
-
-
-def _gated_three(
-    hook: Callable[[Any, Any, Any], Any],
-    disabled: Callable[[Any, Any, Any], Any],
-    frame_callback: Callable[[], Any],
-) -> Callable[[Any, Any, Any], Any]:
-    """The gate of an optimizer step hook, which torch calls as `(optimizer, args, kwargs)`."""
-
-    def gate(first: Any, second: Any, third: Any) -> Any:
-        if frame_callback() is None:
-            return hook(first, second, third)
-        return disabled(first, second, third)
-
-    _mark(gate)
-    return gate
-
-
-_GATES: dict[int | None, Callable[..., Callable[..., Any]]] = {
-    None: _gated,
-    1: _gated_one,
-    3: _gated_three,
-}
-"""The gate for each number of positional arguments (None: any call)."""
-
-
 _skip_code: Callable[[Any], None] | None = None
 
 
@@ -108,8 +67,7 @@ def _frame_callback_reader() -> Callable[[], Any] | None:
         return None
     global _skip_code
     _skip_code = skip_code
-    for make_gate in _GATES.values():
-        skip_code(make_gate(print, print, print).__code__)  # one code object per kind of gate
+    skip_code(_gated(print, print, print).__code__)  # one code object for all gates
     reader: Callable[[], Any] = get_eval_frame_callback
     return reader
 
@@ -163,14 +121,13 @@ def self_gated(hook: HookT) -> HookT:
     return hook
 
 
-def outside_compile(hook: HookT, arity: int | None = None) -> HookT:
+def outside_compile(hook: HookT) -> HookT:
     """Return `hook` wrapped so that dynamo never traces it (typed: torch's is not).
 
-    `arity` (1 or 3) says torch always calls it with that many positional
-    arguments, which gives it a gate without argument packing (hot hooks).
+    For hooks that run rarely; the hot ones are `self_gated`.
     """
     disabled: HookT = torch.compiler.disable(hook)  # type: ignore[no-untyped-call]
     if _FRAME_CALLBACK is None:
         return disabled
-    gated: HookT = _GATES[arity](hook, disabled, _FRAME_CALLBACK)  # type: ignore[assignment]
+    gated: HookT = _gated(hook, disabled, _FRAME_CALLBACK)  # type: ignore[assignment]
     return gated

@@ -73,7 +73,7 @@ class Following:
         self._note_unchecked = note_unchecked
         self._after_load = after_load
         self._on_compiled_autograd = on_compiled_autograd
-        self.last: tuple[weakref.ref[Optimizer], OptimizerTracker | None] | None = None
+        self._last: tuple[weakref.ref[Optimizer], OptimizerTracker | None] | None = None
         """The optimizer of the last look-up (weakly) and its tracker: `tracker_for`
         answers the step hooks from it without the weakly keyed look-up."""
 
@@ -102,7 +102,7 @@ class Following:
     def tracker_for(self, optimizer: Optimizer) -> OptimizerTracker | None:
         """The tracker of an optimizer whose own step is checked; `None` for wrappers and
         optimizers looplint cannot follow (their steps are ignored, never a crash)."""
-        last = self.last
+        last = self._last
         if last is not None and last[0]() is optimizer:
             return last[1]
         entry: OptimizerTracker | Unfollowed | None = self.trackers.get(optimizer)  # type: ignore[no-untyped-call]
@@ -110,9 +110,9 @@ class Following:
             entry = self._adopt(optimizer)
         tracker = entry if isinstance(entry, OptimizerTracker) else None
         try:
-            self.last = (weakref.ref(optimizer), tracker)
+            self._last = (weakref.ref(optimizer), tracker)
         except TypeError:
-            self.last = None
+            self._last = None
         return tracker
 
     def stepping_tracker(self, candidate: Any) -> OptimizerTracker | None:
@@ -128,7 +128,7 @@ class Following:
 
     def forget(self, subject: Any) -> None:
         """Stop following `subject` (after an internal error while checking it)."""
-        self.last = None
+        self._last = None
         try:
             self.trackers[subject] = Unfollowed(None)
         except TypeError:
@@ -155,7 +155,7 @@ class Following:
                 handle.remove()
             tracker.handles.clear()
         self.handles.clear()
-        self.last = None
+        self._last = None
 
     def _adopt(self, candidate: Any) -> OptimizerTracker | Unfollowed:
         """Start following an optimizer; never raises into training.
@@ -196,9 +196,7 @@ class Following:
             tracker.state_len = len(optimizer.state)
             self.rebuild(optimizer, tracker)
             tracker.handles.append(
-                optimizer.register_load_state_dict_post_hook(
-                    outside_compile(self._after_load, arity=1)
-                )
+                optimizer.register_load_state_dict_post_hook(outside_compile(self._after_load))
             )
         except Exception as error:
             for handle in tracker.handles:
@@ -211,5 +209,5 @@ class Following:
         self.all_trackers.append(tracker)
         # The optimizer about to step is most often the one just followed: its first
         # step then skips the weakly keyed look-up.
-        self.last = (tracker.opt_ref, tracker)
+        self._last = (tracker.opt_ref, tracker)
         return tracker

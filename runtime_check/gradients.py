@@ -257,7 +257,7 @@ def make_probe(record: ParamRecord) -> Callable[[torch.Tensor], None]:
             return
         record.probe = torch.count_nonzero(old.detach())
 
-    return outside_compile(probe_consumed_gradient, arity=1)
+    return outside_compile(probe_consumed_gradient)
 
 
 _VERSION = operator.attrgetter("_version")

@@ -9,7 +9,6 @@ the object involved is then left unchecked, and the report says so
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, cast
 
@@ -23,31 +22,9 @@ class FailureSink(Protocol):
 
 HookT = TypeVar("HookT", bound=Callable[..., None])
 
-_VARIADIC = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
-
 
 def never_raises(hook: HookT) -> HookT:
-    """Turn an exception in `hook(self, subject, ...)` into `self.internal_error(subject, ...)`.
-
-    A hook of exactly `(self, subject, args, kwargs)` (an optimizer step hook, run
-    twice per step) gets a wrapper of that signature: no argument packing.
-    """
-    code = getattr(hook, "__code__", None)
-    if (
-        code is not None
-        and code.co_argcount == 4
-        and not code.co_kwonlyargcount
-        and not code.co_flags & _VARIADIC
-    ):
-
-        @functools.wraps(hook)
-        def guarded_step(self: FailureSink, subject: Any, second: Any, third: Any) -> None:
-            try:
-                hook(self, subject, second, third)
-            except Exception as error:
-                self.internal_error(subject, error)
-
-        return cast(HookT, guarded_step)
+    """Turn an exception in `hook(self, subject, ...)` into `self.internal_error(subject, ...)`."""
 
     @functools.wraps(hook)
     def guarded(self: FailureSink, subject: Any, *args: Any, **kwargs: Any) -> None:

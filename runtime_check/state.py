@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch.optim import Optimizer
 
-from .records import OptimizerTracker, ParamRecord
+from .records import OptimizerTracker
 
 _ELEMENTWISE_STATE = frozenset(
     {
@@ -48,33 +48,24 @@ def earlier_stepper(tracker: OptimizerTracker) -> tuple[OptimizerTracker | None,
     """
     earlier: OptimizerTracker | None = None
     names: list[str] = []
-    positions: dict[OptimizerTracker, dict[int, int]] = {}
+    left: dict[OptimizerTracker, dict[int, int]] = {}
     for record in tracker.records:
         previous = record.last_stepper
         if previous is None or previous is tracker or not previous.had_state:
             continue
+        versions = left.get(previous)
+        if versions is None:
+            # `previous.versions` is aligned with its records: the version its last
+            # step left on each parameter, by record.
+            versions = dict(zip(map(id, previous.records), previous.versions, strict=False))
+            left[previous] = versions
         param = record.param_ref()
-        if param is not None and param._version != _version_after(previous, record, positions):
+        if param is not None and param._version != versions.get(id(record), -1):
             continue  # overwritten since (weights restored): a fresh start is right
         if earlier is None:
             earlier = previous
         names.append(record.name)
     return earlier, names
-
-
-def _version_after(
-    tracker: OptimizerTracker,
-    record: ParamRecord,
-    positions: dict[OptimizerTracker, dict[int, int]],
-) -> int:
-    """The version counter `tracker`'s last step left on `record`'s parameter (-1 if unknown)."""
-    where = positions.get(tracker)
-    if where is None:
-        where = {id(known): index for index, known in enumerate(tracker.records)}
-        positions[tracker] = where
-    index = where.get(id(record), -1)
-    versions = tracker.versions
-    return versions[index] if 0 <= index < len(versions) else -1
 
 
 def mismatched_state(optimizer: Optimizer, tracker: OptimizerTracker) -> list[str]:

@@ -36,7 +36,12 @@ def in_backward() -> bool:
 
 
 _get_ident = threading.get_ident  # bound once: the step hooks run on every step
-_frame_callback = frame_callback
+
+
+def _closure_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The closure a `step` call was given, if any (positional or keyword)."""
+    return args[1] if len(args) > 1 else kwargs.get("closure")
+
 
 StepObserver = Callable[[Optimizer, OptimizerTracker], None]
 """Told before (or after) each outermost step of a followed optimizer."""
@@ -89,7 +94,7 @@ class StepChecks:
         its own guard (`guard.never_raises`), written out: each wrapper's frame would
         cost more inside a training step than its bytecode suggests.
         """
-        if _frame_callback() is not None:
+        if frame_callback() is not None:
             call_eagerly(StepChecks.before_step, self, optimizer, args, kwargs)
             return
         try:
@@ -129,7 +134,7 @@ class StepChecks:
                 self._note_state_cleared(optimizer, tracker)
             for observer in self.observers:
                 observer(optimizer, tracker)
-            if (args[1] if len(args) > 1 else kwargs.get("closure")) is None:  # no closure
+            if _closure_of(args, kwargs) is None:
                 self._gradients.judge(optimizer, tracker)
         except Exception as error:
             self.internal_error(optimizer, error)
@@ -138,7 +143,7 @@ class StepChecks:
         self, optimizer: Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
         """Count the step and keep what it left (its own gate and guard, as `before_step`)."""
-        if _frame_callback() is not None:
+        if frame_callback() is not None:
             call_eagerly(StepChecks.after_step, self, optimizer, args, kwargs)
             return
         try:
@@ -152,7 +157,7 @@ class StepChecks:
                 return
             tracker.depth = 0
             self.in_step = False
-            if (args[1] if len(args) > 1 else kwargs.get("closure")) is not None:
+            if _closure_of(args, kwargs) is not None:
                 # The backward passes ran inside `step` (Lightning's automatic
                 # optimization, LBFGS): the gradients are judged as the closure left
                 # them; stock optimizers never modify `.grad` in `step`.
