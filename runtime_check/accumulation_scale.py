@@ -95,9 +95,17 @@ class _Window:
 class AccumulationScale:
     """Counts backward passes per step and reads how each loss was scaled."""
 
-    def __init__(self, issues: IssueLog, note_unchecked: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        issues: IssueLog,
+        note_unchecked: Callable[[str], None],
+        settled: Callable[[], None],
+    ) -> None:
+        """`settled` is called once, when the loop is found not to accumulate: from then
+        on neither backward passes nor steps need to be reported here."""
         self._issues = issues
         self._note_unchecked = note_unchecked
+        self._settled = settled
         self._window = _Window()
         self._accumulating: list[_Window] = []
         self._single = 0
@@ -141,8 +149,9 @@ class AccumulationScale:
             return
         if window.count == 1:  # the common case: reuse the window, allocate nothing
             self._single += 1
-            if self._single >= _SETTLED and not self._accumulating:
+            if self._single >= _SETTLED and not self._accumulating and self.listening:
                 self.listening = False
+                self._settled()
             window.count = 0
             window.code = None
             window.kinds.clear()

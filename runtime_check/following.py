@@ -38,6 +38,15 @@ def optimizer_variables(frame: FrameType) -> dict[int, str]:
         del frame
 
 
+def _no_optimizer() -> None:
+    return None
+
+
+_NOBODY: tuple[Callable[[], Any], None] = (_no_optimizer, None)
+"""`Following.last` before any look-up: a weak reference to nothing, so that reading it
+needs no test for `None`."""
+
+
 class Unfollowed:
     """What the checker remembers about an object it does not follow itself.
 
@@ -73,9 +82,10 @@ class Following:
         self._note_unchecked = note_unchecked
         self._after_load = after_load
         self._on_compiled_autograd = on_compiled_autograd
-        self._last: tuple[weakref.ref[Optimizer], OptimizerTracker | None] | None = None
-        """The optimizer of the last look-up (weakly) and its tracker: `tracker_for`
-        answers the step hooks from it without the weakly keyed look-up."""
+        self.last: tuple[Callable[[], Any], OptimizerTracker | None] = _NOBODY
+        """The optimizer of the last look-up (weakly) and its tracker. The step hooks
+        read it before calling `tracker_for`: the optimizer that steps is nearly always
+        the last one looked up, and a call would cost a frame on every step."""
 
     def record_for(self, param: torch.Tensor, name: str, *, is_model: bool) -> ParamRecord:
         """The record of `param`, created (and its gradient hooked) on first sight."""
@@ -102,17 +112,17 @@ class Following:
     def tracker_for(self, optimizer: Optimizer) -> OptimizerTracker | None:
         """The tracker of an optimizer whose own step is checked; `None` for wrappers and
         optimizers looplint cannot follow (their steps are ignored, never a crash)."""
-        last = self._last
-        if last is not None and last[0]() is optimizer:
+        last = self.last
+        if last[0]() is optimizer:
             return last[1]
         entry: OptimizerTracker | Unfollowed | None = self.trackers.get(optimizer)  # type: ignore[no-untyped-call]
         if entry is None:
             entry = self._adopt(optimizer)
         tracker = entry if isinstance(entry, OptimizerTracker) else None
         try:
-            self._last = (weakref.ref(optimizer), tracker)
+            self.last = (weakref.ref(optimizer), tracker)
         except TypeError:
-            self._last = None
+            self.last = _NOBODY
         return tracker
 
     def stepping_tracker(self, candidate: Any) -> OptimizerTracker | None:
@@ -128,7 +138,7 @@ class Following:
 
     def forget(self, subject: Any) -> None:
         """Stop following `subject` (after an internal error while checking it)."""
-        self._last = None
+        self.last = _NOBODY
         try:
             self.trackers[subject] = Unfollowed(None)
         except TypeError:
@@ -155,7 +165,7 @@ class Following:
                 handle.remove()
             tracker.handles.clear()
         self.handles.clear()
-        self._last = None
+        self.last = _NOBODY
 
     def _adopt(self, candidate: Any) -> OptimizerTracker | Unfollowed:
         """Start following an optimizer; never raises into training.
@@ -209,5 +219,5 @@ class Following:
         self.all_trackers.append(tracker)
         # The optimizer about to step is most often the one just followed: its first
         # step then skips the weakly keyed look-up.
-        self._last = (tracker.opt_ref, tracker)
+        self.last = (tracker.opt_ref, tracker)
         return tracker

@@ -172,12 +172,29 @@ def take_census(
         # `records` is one iterator shared by the groups (aligned by `tracker.layout`).
         for param, record in zip(group["params"], records, strict=False):
             grad = param.grad
-            if grad is None:
+            if grad is not None and record.phase is accumulated:
+                # The common case, kept short (it runs for every parameter on every
+                # step): a backward pass accumulated into this gradient since the last
+                # step (only a hooked parameter's hook sets `ACCUMULATED`).
+                fresh += 1
+                if record.stale:
+                    if stale is None:
+                        stale = []
+                    stale.append((record, record.version))
+                    record.stale = False
+                if record.run > longest:
+                    longest = record.run
+                known = record.grad_ref
+                if known is None or known() is not grad:
+                    record.grad_ref = new_ref(grad)
+                record.version = grad._version
+            elif grad is None:
                 if param.requires_grad:
                     missing += 1
                     if not record.hooked:
                         ensure_hooked(param, record)
                 record.grad_ref = None
+                record.stale = False
             else:
                 known = record.grad_ref
                 same = known is not None and known() is grad
@@ -191,14 +208,6 @@ def take_census(
                 phase = record.phase
                 if not judged:
                     pass
-                elif phase is accumulated:
-                    fresh += 1
-                    if record.stale:
-                        if stale is None:
-                            stale = []
-                        stale.append((record, record.version))
-                    if record.run > longest:
-                        longest = record.run
                 elif phase is unknown_phase:
                     unknown += 1
                 elif not same:
@@ -217,8 +226,8 @@ def take_census(
                 if not same:
                     record.grad_ref = new_ref(grad)
                 record.version = version
+                record.stale = False
             record.phase = stepped
-            record.stale = False
             record.last_stepper = tracker
     # `tuple.__new__` directly: a named tuple's own `__new__` is a Python function.
     return tuple.__new__(
@@ -261,6 +270,7 @@ def make_probe(record: ParamRecord) -> Callable[[torch.Tensor], None]:
 
 
 _VERSION = operator.attrgetter("_version")
+_PARAMS = operator.itemgetter("params")
 
 
 def remember_versions(optimizer: Optimizer, tracker: OptimizerTracker) -> None:
@@ -273,5 +283,5 @@ def remember_versions(optimizer: Optimizer, tracker: OptimizerTracker) -> None:
     (`state.earlier_stepper`). Aligned with `tracker.records`.
     """
     tracker.versions = list(
-        map(_VERSION, chain.from_iterable([group["params"] for group in optimizer.param_groups]))
+        map(_VERSION, chain.from_iterable(map(_PARAMS, optimizer.param_groups)))
     )

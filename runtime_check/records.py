@@ -114,6 +114,7 @@ class OptimizerTracker:
         "attempts",
         "built_at",
         "cleared_steps",
+        "closure",
         "cuda",
         "depth",
         "generation",
@@ -149,6 +150,9 @@ class OptimizerTracker:
         self.attempts = 0
         self.prior_steps = False
         self.depth = 0
+        self.closure = False
+        """Whether the step in progress was given a closure (its backward passes run
+        inside `step`)."""
         self.had_state = False
         self.state_len = 0
         self.loaded = False

@@ -172,7 +172,7 @@ class Watch:
         self._models = ModelChecks(self._issues, user_call_site, self._steps.observers)
         self._clips = ClipChecks(self._following, self._issues)
         self._samplers = SamplerEpochs(self._issues, lambda: self.report.steps)
-        self._scaling = AccumulationScale(self._issues, self._note_unchecked)
+        self._scaling = AccumulationScale(self._issues, self._note_unchecked, self._stop_scaling)
         self._steps.after_observers.append(self._scaling.on_step)
 
     # -- context manager -------------------------------------------------
@@ -301,12 +301,16 @@ class Watch:
         if self._ours():
             self._samplers.on_pass_end(sampler)
 
+    def _stop_scaling(self) -> None:
+        """LL013 found the loop does not accumulate: its per-step work ends here."""
+        self._steps.stop_observing_after(self._scaling.on_step)
+        scoped_patches.stop_hearing_backward(self)
+
     def on_backward(self, loss: torch.Tensor) -> None:
         """`loss.backward()` is about to run (LL013's counts); guarded inline, once per
         backward pass, and never again once LL013 has stopped listening."""
         scaling = self._scaling
         if not scaling.listening:
-            scoped_patches.stop_hearing_backward(self)
             return
         if self._active and threading.get_ident() == self._steps.thread:
             try:

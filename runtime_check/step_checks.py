@@ -38,11 +38,6 @@ def in_backward() -> bool:
 _get_ident = threading.get_ident  # bound once: the step hooks run on every step
 
 
-def _closure_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """The closure a `step` call was given, if any (positional or keyword)."""
-    return args[1] if len(args) > 1 else kwargs.get("closure")
-
-
 StepObserver = Callable[[Optimizer, OptimizerTracker], None]
 """Told before (or after) each outermost step of a followed optimizer."""
 
@@ -81,6 +76,11 @@ class StepChecks:
         self.after_observers: list[StepObserver] = []
         self.in_step = False
 
+    def stop_observing_after(self, observer: StepObserver) -> None:
+        """Stop telling `observer` of steps (safe from inside the observer: a step in
+        progress keeps the list it started with)."""
+        self.after_observers = [known for known in self.after_observers if known != observer]
+
     def internal_error(self, subject: Any, error: Exception) -> None:
         """Report a failure of these hooks (see `guard.never_raises`)."""
         self._internal_error(subject, error)
@@ -100,7 +100,9 @@ class StepChecks:
         try:
             if _get_ident() != self.thread and not self._ours_elsewhere():
                 return
-            tracker = self._following.tracker_for(optimizer)
+            following = self._following
+            last = following.last
+            tracker = last[1] if last[0]() is optimizer else following.tracker_for(optimizer)
             if tracker is None:
                 return
             if tracker.depth:
@@ -113,6 +115,8 @@ class StepChecks:
                 _unconsume(tracker)
             tracker.depth = 1
             self.in_step = True
+            closure = args[1] if len(args) > 1 else kwargs.get("closure")
+            tracker.closure = closure is not None
             if tracker.cuda:
                 self._check_capture(tracker)
             groups = optimizer.param_groups
@@ -134,7 +138,7 @@ class StepChecks:
                 self._note_state_cleared(optimizer, tracker)
             for observer in self.observers:
                 observer(optimizer, tracker)
-            if _closure_of(args, kwargs) is None:
+            if closure is None:
                 self._gradients.judge(optimizer, tracker)
         except Exception as error:
             self.internal_error(optimizer, error)
@@ -149,7 +153,9 @@ class StepChecks:
         try:
             if _get_ident() != self.thread and not in_backward():
                 return
-            tracker = self._following.tracker_for(optimizer)
+            following = self._following
+            last = following.last
+            tracker = last[1] if last[0]() is optimizer else following.tracker_for(optimizer)
             if tracker is None:
                 return
             if tracker.depth > 1:
@@ -157,7 +163,7 @@ class StepChecks:
                 return
             tracker.depth = 0
             self.in_step = False
-            if _closure_of(args, kwargs) is not None:
+            if tracker.closure:
                 # The backward passes ran inside `step` (Lightning's automatic
                 # optimization, LBFGS): the gradients are judged as the closure left
                 # them; stock optimizers never modify `.grad` in `step`.

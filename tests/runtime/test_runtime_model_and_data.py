@@ -274,6 +274,28 @@ def test_divided_accumulation_and_two_losses_per_step_are_silent() -> None:
     assert report.findings == []
 
 
+def test_eight_single_pass_steps_end_the_per_step_cost_of_ll013() -> None:
+    """A loop whose first eight steps each consumed one backward pass does not
+    accumulate: from then on backward passes and steps are no longer reported to
+    LL013 (its documented limit: accumulation that starts later is not judged)."""
+    from looplint.runtime_check import scoped_patches
+
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with watch(model, optimizer) as report:
+        train(model, optimizer, batches(7))
+        assert scoped_patches._hearing, "still listening after seven steps"
+        train(model, optimizer, batches(1))
+        assert scoped_patches._hearing == ()
+        optimizer.zero_grad()
+        for index, batch in enumerate(batches(8)):
+            loss_of(model, batch).backward()
+            if (index + 1) % 4 == 0:
+                optimizer.step()
+                optimizer.zero_grad()
+    assert report.findings == [] and report.unchecked == []
+
+
 def test_accumulation_whose_scaling_cannot_be_read_is_listed_unchecked() -> None:
     model = Net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
