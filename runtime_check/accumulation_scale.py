@@ -41,7 +41,7 @@ from .report import IssueLog
 _UNSCALED = re.compile(r"(Loss|Entropy\w*|KlDiv|Mean)Backward\d*$")
 _SCALED = "DivBackward"
 _SCALE = "MulBackward"
-_SETTLED = 8
+_SETTLED = 2
 
 
 _KINDS: dict[type, str] = {}

@@ -39,8 +39,17 @@ class ClipChecks:
             record: ParamRecord | None = self._following.records.get(param)  # type: ignore[no-untyped-call]
             if record is None or not record.hooked:
                 continue
-            if record.last_stepper is None or record.phase is not Phase.STEPPED:
-                return  # a backward pass landed since the last step (or nothing known yet)
+            if record.last_stepper is None:
+                return  # nothing known yet
+            if record.quiet:
+                # No hook marks the phase: a gradient other than the one the last
+                # step consumed came from a backward pass since.
+                grad = param.grad
+                known = record.grad_ref
+                if grad is not None and (known is None or known() is not grad):
+                    return
+            elif record.phase is not Phase.STEPPED:
+                return  # a backward pass landed since the last step
             records.append(record)
             any_gradient = any_gradient or param.grad is not None
         if not records:

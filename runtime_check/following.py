@@ -107,7 +107,17 @@ class Following:
         if not param.is_leaf:
             return
         hook = make_accumulate_hook(record, self._on_compiled_autograd)
-        self.handles.append(param.register_post_accumulate_grad_hook(hook))  # type: ignore[no-untyped-call]
+        handle = param.register_post_accumulate_grad_hook(hook)  # type: ignore[no-untyped-call]
+        record.handle = handle
+        record.quiet = False
+        self.handles.append(handle)
+
+    def quieten(self, record: ParamRecord) -> None:
+        """Remove `record`'s gradient hook: the census judges its gradients alone."""
+        if record.handle is not None:
+            record.handle.remove()
+            record.handle = None
+            record.quiet = True
 
     def tracker_for(self, optimizer: Optimizer) -> OptimizerTracker | None:
         """The tracker of an optimizer whose own step is checked; `None` for wrappers and

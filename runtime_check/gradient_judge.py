@@ -19,7 +19,7 @@ from looplint.identity import GRADIENTS_CLEARED_BEFORE_STEP, MISSING_ZERO_GRAD
 
 from .call_site import CallSite, user_call_site
 from .finding import Finding
-from .gradients import make_probe, take_census
+from .gradients import QUIET_AFTER, HookKeeper, go_quiet, make_probe, take_census
 from .records import OptimizerTracker, ParamRecord, Verdict
 from .report import IssueLog
 
@@ -48,25 +48,37 @@ class GradientJudge:
     def __init__(
         self,
         issues: IssueLog,
-        ensure_hooked: Callable[[torch.Tensor, ParamRecord], None],
+        hooks: HookKeeper,
         handles: list[RemovableHandle],
         accumulation: int | None,
         note_unchecked: Callable[[str], None],
     ) -> None:
         self._issues = issues
         self._cleared = IssueLog()
-        self._ensure_hooked = ensure_hooked
+        self._hooks = hooks
+        self.quiet_after = 0
+        """Censuses in a row that find the canonical loop before the gradient hooks go
+        quiet (`gradients.take_census`); 0 while LL013 still counts backward passes
+        per step or `accumulation_steps` asks for them."""
         self._handles = handles
         self._accumulation = accumulation
         self._note_unchecked = note_unchecked
         self._pending_stale: list[tuple[OptimizerTracker, ParamRecord]] = []
+
+    def allow_quiet(self, trackers: Iterable[OptimizerTracker]) -> None:
+        """Let the gradient hooks go quiet from now on: at once for the optimizers whose
+        last `QUIET_AFTER` censuses found the canonical loop, later for the others."""
+        self.quiet_after = QUIET_AFTER
+        for tracker in trackers:
+            if tracker.calm >= QUIET_AFTER and not tracker.quiet:
+                go_quiet(tracker, self._hooks)
 
     def judge(
         self, optimizer: Optimizer, tracker: OptimizerTracker, *, closure: bool = False
     ) -> None:
         """Judge the gradients `optimizer` is about to step on (after a closure ran)."""
         (fresh, missing, reused, cleared, assigned, unknown, longest_run, reused_names, stale) = (
-            take_census(optimizer, tracker, self._ensure_hooked)
+            take_census(optimizer, tracker, self._hooks, self.quiet_after)
         )
         settled = fresh == 0 and unknown == 0 and assigned == 0
         if unknown == 0 and assigned == 0:

@@ -23,7 +23,7 @@ import sys
 import weakref
 from collections.abc import Callable
 from itertools import chain
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 from torch.optim import Optimizer
@@ -145,10 +145,32 @@ class GradientCensus(NamedTuple):
     stale: tuple[tuple[ParamRecord, int], ...]
 
 
+QUIET_AFTER = 2
+"""Censuses in a row that must find the canonical loop before gradient hooks go quiet."""
+
+
+class HookKeeper(Protocol):
+    """What the census asks of the block that owns the gradient hooks."""
+
+    def hook(self, param: torch.Tensor, record: ParamRecord) -> None:
+        """Register `record`'s gradient hook (again)."""
+
+    def quieten(self, record: ParamRecord) -> None:
+        """Remove `record`'s gradient hook."""
+
+
+def go_quiet(tracker: OptimizerTracker, hooks: HookKeeper) -> None:
+    """Remove the gradient hooks of `tracker`'s tensors (see `take_census`)."""
+    tracker.quiet = True
+    for record in tracker.records:
+        hooks.quieten(record)
+
+
 def take_census(
     optimizer: Optimizer,
     tracker: OptimizerTracker,
-    ensure_hooked: Callable[[torch.Tensor, ParamRecord], None],
+    hooks: HookKeeper,
+    quiet_after: int = 0,
 ) -> GradientCensus:
     """Classify every trainable gradient of `optimizer` before its step (no sync), and
     remember each one as consumed by this step.
@@ -159,10 +181,24 @@ def take_census(
     counter are the same before and after it. Each gradient is remembered weakly,
     with its version, as `Phase.STEPPED` by `tracker`; stale gradients come with the
     version they had before this census (`GradientCensus.stale`).
+
+    **Quiet hooks.** Once `quiet_after` (0: never) censuses in a row have found every
+    gradient a new tensor that exactly one backward pass produced (the canonical
+    `zero_grad()` loop, which sets gradients to `None`), the gradient hooks of this
+    optimizer's tensors are removed and the census judges alone: `None` is missing, a
+    new tensor is fresh, and the very tensor the last step consumed (something
+    accumulated into it, zeroed it in place, or nothing happened) means the loop
+    changed its ways: that gradient is left unjudged for this step and its hook comes
+    back, so the hooks judge it again from the next backward pass on. A stale
+    gradient that starts late is then found one step later; nothing is found that the
+    hooks would not find. Where a gradient is assigned rather than produced by
+    backward (`p.grad = t`), a quiet census counts it fresh, which can only hide
+    findings (LL005 needs steps without fresh gradients), never make one.
     """
     fresh = missing = reused = cleared = assigned = unknown = longest = 0
     reused_names: list[str] | None = None  # created on first use: this runs on every step
     stale: list[tuple[ParamRecord, int]] | None = None
+    canonical = True
     records = iter(tracker.records)
     accumulated = Phase.ACCUMULATED
     unknown_phase = Phase.UNKNOWN
@@ -172,7 +208,25 @@ def take_census(
         # `records` is one iterator shared by the groups (aligned by `tracker.layout`).
         for param, record in zip(group["params"], records, strict=False):
             grad = param.grad
-            if grad is not None and record.phase is accumulated:
+            if record.quiet:
+                known = record.grad_ref
+                if grad is None:
+                    if param.requires_grad:
+                        missing += 1
+                    known = None
+                elif known is None or known() is not grad:
+                    fresh += 1
+                    record.received = True
+                    known = new_ref(grad)
+                else:
+                    # The consumed tensor again: not the canonical loop any more.
+                    unknown += 1
+                    canonical = False
+                    hooks.hook(param, record)
+                if grad is not None:
+                    record.version = grad._version
+                record.grad_ref = record.consumed = known
+            elif grad is not None and record.phase is accumulated:
                 # The common case, kept short (it runs for every parameter on every
                 # step): a backward pass accumulated into this gradient since the last
                 # step (only a hooked parameter's hook sets `ACCUMULATED`).
@@ -182,27 +236,33 @@ def take_census(
                         stale = []
                     stale.append((record, record.version))
                     record.stale = False
-                if record.run > longest:
-                    longest = record.run
+                run = record.run
+                if run > longest:
+                    longest = run
                 known = record.grad_ref
                 if known is None or known() is not grad:
-                    record.grad_ref = new_ref(grad)
+                    record.grad_ref = known = new_ref(grad)
+                if run != 1 or known is record.consumed:
+                    canonical = False  # accumulated over passes, or into the consumed tensor
+                record.consumed = known
                 record.version = grad._version
             elif grad is None:
                 if param.requires_grad:
                     missing += 1
                     if not record.hooked:
-                        ensure_hooked(param, record)
-                record.grad_ref = None
+                        hooks.hook(param, record)
+                        canonical = False
+                record.grad_ref = record.consumed = None
                 record.stale = False
             else:
+                canonical = False
                 known = record.grad_ref
                 same = known is not None and known() is grad
                 version = grad._version
                 judged = True
                 if not record.hooked:
                     if param.requires_grad:
-                        ensure_hooked(param, record)
+                        hooks.hook(param, record)
                     else:
                         judged = False  # a gradient on a frozen parameter: remembered only
                 phase = record.phase
@@ -225,10 +285,18 @@ def take_census(
                     record.assigned = True
                 if not same:
                     record.grad_ref = new_ref(grad)
+                record.consumed = record.grad_ref
                 record.version = version
                 record.stale = False
             record.phase = stepped
             record.last_stepper = tracker
+    if canonical:
+        tracker.calm += 1
+        if quiet_after and tracker.calm >= quiet_after and not tracker.quiet:
+            go_quiet(tracker, hooks)
+    else:
+        tracker.calm = 0
+        tracker.quiet = False
     # `tuple.__new__` directly: a named tuple's own `__new__` is a Python function.
     return tuple.__new__(
         GradientCensus,

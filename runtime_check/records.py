@@ -59,7 +59,9 @@ class ParamRecord:
 
     __slots__ = (
         "assigned",
+        "consumed",
         "grad_ref",
+        "handle",
         "hooked",
         "is_model",
         "last_stepper",
@@ -71,6 +73,7 @@ class ParamRecord:
         "phase",
         "probe",
         "probe_handle",
+        "quiet",
         "received",
         "run",
         "stale",
@@ -89,6 +92,13 @@ class ParamRecord:
         self.received = False
         self.stale = False
         self.hooked = False
+        self.handle: RemovableHandle | None = None
+        """The gradient hook's handle, while one is registered."""
+        self.quiet = False
+        """Whether the gradient hook was removed because the loop clears gradients by
+        setting them to `None` (see `gradients.take_census`)."""
+        self.consumed: weakref.ref[torch.Tensor] | None = None
+        """The `grad_ref` of the gradient the last step consumed."""
         self.last_stepper: OptimizerTracker | None = None
         self.assigned = False
         self.verdict = Verdict.NONE
@@ -113,6 +123,7 @@ class OptimizerTracker:
         "__weakref__",
         "attempts",
         "built_at",
+        "calm",
         "cleared_steps",
         "closure",
         "cuda",
@@ -129,6 +140,7 @@ class OptimizerTracker:
         "opt_ref",
         "pending_order",
         "prior_steps",
+        "quiet",
         "records",
         "scaler_mark",
         "setup",
@@ -150,6 +162,11 @@ class OptimizerTracker:
         self.attempts = 0
         self.prior_steps = False
         self.depth = 0
+        self.calm = 0
+        self.quiet = False
+        """Whether this optimizer's gradient hooks were made quiet."""
+        """How many censuses in a row found every gradient a new tensor from one backward
+        pass (see `gradients.take_census`)."""
         self.closure = False
         """Whether the step in progress was given a closure (its backward passes run
         inside `step`)."""

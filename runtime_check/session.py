@@ -152,7 +152,7 @@ class Watch:
         )
         self._gradients = GradientJudge(
             self._issues,
-            self._following.hook,
+            self._following,
             self._following.handles,
             accumulation_steps,
             self._note_unchecked,
@@ -302,9 +302,12 @@ class Watch:
             self._samplers.on_pass_end(sampler)
 
     def _stop_scaling(self) -> None:
-        """LL013 found the loop does not accumulate: its per-step work ends here."""
+        """LL013 found the loop does not accumulate: its per-step work ends here, and
+        the gradient hooks may go quiet (unless `accumulation_steps` needs them)."""
         self._steps.stop_observing_after(self._scaling.on_step)
         scoped_patches.stop_hearing_backward(self)
+        if self._accumulation is None:
+            self._gradients.allow_quiet(self._following.all_trackers)
 
     def on_backward(self, loss: torch.Tensor) -> None:
         """`loss.backward()` is about to run (LL013's counts); guarded inline, once per

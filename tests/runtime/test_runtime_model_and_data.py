@@ -259,6 +259,20 @@ def test_accumulation_without_dividing_the_loss_is_ll013() -> None:
     assert finding.file == __file__
 
 
+def test_accumulation_after_a_first_single_pass_step_is_still_ll013() -> None:
+    """`if index % 4 == 0: step()` steps after the first micro-batch, then every four:
+    one single-pass window does not make the loop a non-accumulating one."""
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(LoopLintRuntimeError) as caught, watch(model, optimizer):
+        for index, batch in enumerate(batches(9)):
+            loss_of(model, batch).backward()
+            if index % 4 == 0:
+                optimizer.step()
+                optimizer.zero_grad()
+    assert _codes(caught) == [("LL013", "accumulated-loss-not-scaled")]
+
+
 def test_divided_accumulation_and_two_losses_per_step_are_silent() -> None:
     model = Net()
     with watch(model) as report:
@@ -274,8 +288,8 @@ def test_divided_accumulation_and_two_losses_per_step_are_silent() -> None:
     assert report.findings == []
 
 
-def test_eight_single_pass_steps_end_the_per_step_cost_of_ll013() -> None:
-    """A loop whose first eight steps each consumed one backward pass does not
+def test_two_single_pass_steps_end_the_per_step_cost_of_ll013() -> None:
+    """A loop whose first two steps each consumed one backward pass does not
     accumulate: from then on backward passes and steps are no longer reported to
     LL013 (its documented limit: accumulation that starts later is not judged)."""
     from looplint.runtime_check import scoped_patches
@@ -283,8 +297,8 @@ def test_eight_single_pass_steps_end_the_per_step_cost_of_ll013() -> None:
     model = Net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with watch(model, optimizer) as report:
-        train(model, optimizer, batches(7))
-        assert scoped_patches._hearing, "still listening after seven steps"
+        train(model, optimizer, batches(1))
+        assert scoped_patches._hearing, "still listening after one step"
         train(model, optimizer, batches(1))
         assert scoped_patches._hearing == ()
         optimizer.zero_grad()
