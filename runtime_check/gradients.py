@@ -208,24 +208,26 @@ def take_census(
         # `records` is one iterator shared by the groups (aligned by `tracker.layout`).
         for param, record in zip(group["params"], records, strict=False):
             grad = param.grad
+            record.last_stepper = tracker
             if record.quiet:
+                # No hook: a new tensor came from a backward pass (its version is not
+                # needed until a hook judges it again).
                 known = record.grad_ref
                 if grad is None:
                     if param.requires_grad:
                         missing += 1
-                    known = None
-                elif known is None or known() is not grad:
+                    record.grad_ref = None
+                    continue
+                if known is None or known() is not grad:
                     fresh += 1
-                    record.received = True
-                    known = new_ref(grad)
-                else:
-                    # The consumed tensor again: not the canonical loop any more.
-                    unknown += 1
-                    canonical = False
-                    hooks.hook(param, record)
-                if grad is not None:
-                    record.version = grad._version
-                record.grad_ref = record.consumed = known
+                    record.grad_ref = new_ref(grad)
+                    continue
+                # The consumed tensor again: not the canonical loop any more.
+                unknown += 1
+                canonical = False
+                hooks.hook(param, record)
+                record.consumed = known
+                record.version = param.grad._version if param.grad is not None else -1
             elif grad is not None and record.phase is accumulated:
                 # The common case, kept short (it runs for every parameter on every
                 # step): a backward pass accumulated into this gradient since the last
@@ -289,7 +291,6 @@ def take_census(
                 record.version = version
                 record.stale = False
             record.phase = stepped
-            record.last_stepper = tracker
     if canonical:
         tracker.calm += 1
         if quiet_after and tracker.calm >= quiet_after and not tracker.quiet:
