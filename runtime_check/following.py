@@ -165,6 +165,7 @@ class Following:
                     tracker.cuda = True
         tracker.records = records
         tracker.layout = tuple(len(group["params"]) for group in optimizer.param_groups)
+        tracker.quiet = False  # new records come hooked: the census per parameter again
 
     def remove_hooks(self) -> None:
         """Remove every hook the block installed through its trackers and records."""

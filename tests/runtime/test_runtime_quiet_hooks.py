@@ -158,3 +158,43 @@ def test_accumulating_loops_never_go_quiet() -> None:
                 optimizer.zero_grad()
         assert gradient_hooks(model) == 4
     assert report.findings == []
+
+
+class WithUnusedHead(Net):
+    """A model with a head the loss never reaches: its gradients stay `None`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Linear(8, 2)
+
+
+def test_a_quiet_loop_with_an_unused_parameter_is_silent_and_still_judged() -> None:
+    model = WithUnusedHead()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def no_clearing(batch: Batch) -> None:
+        loss_of(model, batch).backward()
+        optimizer.step()
+
+    with watch(model, optimizer) as report:
+        train(model, optimizer, batches(CANONICAL_STEPS))
+        assert gradient_hooks(model) == 0
+    assert report.findings == []
+    with pytest.raises(LoopLintRuntimeError) as caught, watch(model, optimizer):
+        canonical_then(model, optimizer, no_clearing)
+    assert _codes(caught) == [("LL001", "stale-gradient")]
+
+
+def test_two_optimizers_sharing_a_parameter_after_quiet_are_silent() -> None:
+    """Both step the shared bias on the same gradient each iteration, as the loop has
+    done from the start: the second optimizer's step is no reuse of its own."""
+    model = Net()
+    first = torch.optim.SGD(model.encoder.parameters(), lr=0.01)
+    second = torch.optim.SGD([*model.fc.parameters(), model.encoder[0].bias], lr=0.01)
+    with watch(model, first, second) as report:
+        for batch in batches(CANONICAL_STEPS + 3):
+            model.zero_grad()
+            loss_of(model, batch).backward()
+            first.step()
+            second.step()
+    assert [finding.check for finding in report.findings] == []
