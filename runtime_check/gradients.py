@@ -21,11 +21,9 @@ from __future__ import annotations
 import operator
 import sys
 import weakref
-from collections import deque
 from collections.abc import Callable
-from itertools import chain, repeat
-from operator import is_
-from typing import Any, NamedTuple, Protocol
+from itertools import chain
+from typing import NamedTuple, Protocol
 
 import torch
 from torch.optim import Optimizer
@@ -161,55 +159,11 @@ class HookKeeper(Protocol):
         """Remove `record`'s gradient hook."""
 
 
-class _Gone:
-    pass
-
-
-_NO_GRADIENT: weakref.ref[Any] = weakref.ref(_Gone())
-"""A quiet record's `grad_ref` when no gradient was consumed: a weak reference that
-reads `None`, so the quiet census can read all of them without a test per record."""
-_GRAD = operator.attrgetter("grad")
-_GRAD_REF = operator.attrgetter("grad_ref")
-_DEREF = weakref.ref.__call__
-
-
 def go_quiet(tracker: OptimizerTracker, hooks: HookKeeper) -> None:
     """Remove the gradient hooks of `tracker`'s tensors (see `take_census`)."""
     tracker.quiet = True
     for record in tracker.records:
         hooks.quieten(record)
-        if record.grad_ref is None:
-            record.grad_ref = _NO_GRADIENT
-
-
-def _quiet_census(optimizer: Optimizer, tracker: OptimizerTracker) -> GradientCensus | None:
-    """The census of an optimizer whose hooks are all quiet, without a Python loop over
-    its parameters (`None` when a consumed gradient is back, or the layout moved: the
-    census per parameter then decides)."""
-    records = tracker.records
-    params = list(chain.from_iterable(map(_PARAMS, optimizer.param_groups)))
-    grads = list(map(_GRAD, params))
-    if len(grads) != len(records):
-        return None
-    try:
-        if any(map(is_, grads, map(_DEREF, map(_GRAD_REF, records)))):
-            return None
-    except TypeError:  # a record another optimizer woke holds no reference: per parameter
-        return None
-    missing = 0
-    nothing = sum(map(is_, grads, repeat(None)))
-    if nothing:
-        refs = [_NO_GRADIENT if grad is None else weakref.ref(grad) for grad in grads]
-        missing = sum(
-            1
-            for param, grad in zip(params, grads, strict=True)
-            if grad is None and param.requires_grad
-        )
-    else:
-        refs = list(map(weakref.ref, grads))
-    deque(map(setattr, records, repeat("grad_ref"), refs), 0)
-    deque(map(setattr, records, repeat("last_stepper"), repeat(tracker)), 0)
-    return tuple.__new__(GradientCensus, (len(grads) - nothing, missing, 0, 0, 0, 0, 0, (), ()))
 
 
 def take_census(
@@ -241,10 +195,6 @@ def take_census(
     backward (`p.grad = t`), a quiet census counts it fresh, which can only hide
     findings (LL005 needs steps without fresh gradients), never make one.
     """
-    if tracker.quiet:
-        census = _quiet_census(optimizer, tracker)
-        if census is not None:
-            return census
     fresh = missing = reused = cleared = assigned = unknown = longest = 0
     reused_names: list[str] | None = None  # created on first use: this runs on every step
     stale: list[tuple[ParamRecord, int]] | None = None
@@ -266,7 +216,7 @@ def take_census(
                 if grad is None:
                     if param.requires_grad:
                         missing += 1
-                    record.grad_ref = _NO_GRADIENT
+                    record.grad_ref = None
                     continue
                 if known is None or known() is not grad:
                     fresh += 1
