@@ -227,13 +227,13 @@ def render(mlp: Measurement, steady: Measurement, narrow: Measurement, full: Mea
             "",
             f"Start-up of a `watch` block on the MLP (entering and leaving it untimed): its "
             f"first {START_UP_STEPS} watched steps cost {steady.start_up_us or 0.0:+.0f} µs "
-            "together above the steady state (hooks' first use, the first step's state "
-            "checks, LL013 reading the first 8 backward passes, cold caches). The first MLP "
-            "row's 10-step blocks include it in most timed steps; a training run pays it "
-            "once.",
+            "together above the steady state (the first step's state checks; the gradient "
+            "hooks and LL013's count of backward passes, until the hooks go quiet after two "
+            "canonical steps; cold caches). The first MLP row's 10-step blocks include it in "
+            "most timed steps; a training run pays it once.",
             "",
             "Goals: ratio ≤ 1.01 on the transformer, ≤ 50 µs added per step on the MLP. The "
-            "checks cost a fixed ~10 µs plus a few µs per parameter tensor per step, whatever "
+            "checks cost a fixed ~20 µs plus 2-3 µs per parameter tensor per step, whatever "
             "the tensors' size; the small-width transformer row (same 74 tensors) isolates that "
             "cost from run-to-run noise. CPU clocks are used because the machine is shared: "
             "wall-clock medians of the same code move by more than the effect measured.",
