@@ -36,7 +36,7 @@ class ClipChecks:
         records: list[ParamRecord] = []
         any_gradient = False
         for param in parameters:
-            record: ParamRecord | None = self._following.records.get(param)  # type: ignore[no-untyped-call]
+            record = self._following.known_record(param)
             if record is None or not record.hooked:
                 continue
             if record.last_stepper is None:

@@ -39,14 +39,15 @@ def _mark(gate: Callable[..., Any]) -> None:
     gate._torchdynamo_disable_msg = "looplint runtime check hook"  # type: ignore[attr-defined]
 
 
-def _gated(
-    hook: Callable[..., Any],
-    disabled: Callable[..., Any],
-    frame_callback: Callable[[], Any],
-) -> Callable[..., Any]:
+def _gated(hook: Callable[..., Any], frame_callback: Callable[[], Any]) -> Callable[..., Any]:
+    disabled: Callable[..., Any] | None = None  # made on first need: it costs tens of µs
+
     def gate(*args: Any, **kwargs: Any) -> Any:
+        nonlocal disabled
         if frame_callback() is None:
             return hook(*args, **kwargs)
+        if disabled is None:
+            disabled = torch.compiler.disable(hook)  # type: ignore[no-untyped-call]
         return disabled(*args, **kwargs)
 
     _mark(gate)
@@ -67,7 +68,7 @@ def _frame_callback_reader() -> Callable[[], Any] | None:
         return None
     global _skip_code
     _skip_code = skip_code
-    skip_code(_gated(print, print, print).__code__)  # one code object for all gates
+    skip_code(_gated(print, print).__code__)  # one code object for all gates
     reader: Callable[[], Any] = get_eval_frame_callback
     return reader
 
@@ -126,8 +127,8 @@ def outside_compile(hook: HookT) -> HookT:
 
     For hooks that run rarely; the hot ones are `self_gated`.
     """
-    disabled: HookT = torch.compiler.disable(hook)  # type: ignore[no-untyped-call]
     if _FRAME_CALLBACK is None:
+        disabled: HookT = torch.compiler.disable(hook)  # type: ignore[no-untyped-call]
         return disabled
-    gated: HookT = _gated(hook, disabled, _FRAME_CALLBACK)  # type: ignore[assignment]
+    gated: HookT = _gated(hook, _FRAME_CALLBACK)  # type: ignore[assignment]
     return gated

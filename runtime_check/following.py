@@ -74,7 +74,10 @@ class Following:
     ) -> None:
         self.names = names
         self._built_at = built_at
-        self.records: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._records: dict[int, ParamRecord] = {}
+        """Records by the `id` of their tensor (checked against the record's weak
+        reference: an `id` can be reused once its tensor is gone). A plain dict, read
+        on entry and on every clip call: a weakly keyed one costs microseconds a look-up."""
         self.trackers: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.all_trackers: list[OptimizerTracker] = []
         self.model_records: list[ParamRecord] = []
@@ -87,12 +90,19 @@ class Following:
         read it before calling `tracker_for`: the optimizer that steps is nearly always
         the last one looked up, and a call would cost a frame on every step."""
 
+    def known_record(self, param: torch.Tensor) -> ParamRecord | None:
+        """The record of `param`, if the block has one."""
+        record = self._records.get(id(param))
+        if record is None or record.param_ref() is not param:
+            return None
+        return record
+
     def record_for(self, param: torch.Tensor, name: str, *, is_model: bool) -> ParamRecord:
         """The record of `param`, created (and its gradient hooked) on first sight."""
-        record: ParamRecord | None = self.records.get(param)  # type: ignore[no-untyped-call]
-        if record is None:
+        record = self._records.get(id(param))
+        if record is None or record.param_ref() is not param:
             record = ParamRecord(param, name, is_model=is_model)
-            self.records[param] = record
+            self._records[id(param)] = record
             if param.requires_grad:
                 self.hook(param, record)
         return record

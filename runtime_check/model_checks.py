@@ -177,7 +177,7 @@ class ModelChecks:
         registered = {id(param) for param in model.parameters()}
         for path, module in model.named_modules():
             for attribute, value in vars(module).items():
-                if attribute in _MODULE_INTERNALS:
+                if not isinstance(value, _CONTAINERS) or attribute in _MODULE_INTERNALS:
                     continue
                 hidden = _hidden_parameters(value, registered)
                 if not hidden:
@@ -195,6 +195,10 @@ class ModelChecks:
                     group=f"{type(module).__qualname__}.{attribute}",
                     site=_class_site(module) or self._site(),
                 )
+
+
+_CONTAINERS = (list, tuple, dict)
+"""The plain containers that can hide modules from `parameters()`."""
 
 
 def _hidden_parameters(value: object, registered: set[int]) -> int:

@@ -93,13 +93,15 @@ _nesting = threading.local()
 
 def attach(listener: StepListener) -> None:
     """Start telling `listener` about scheduler and scaler steps; patch on first use."""
-    global _users
+    global _users, _snapshot, _hearing
     with _lock:
         if _users == 0:
             _install()
         _users += 1
         _listeners.add(listener)
-        _refresh()
+        ref = weakref.ref(listener)  # a new listener hears everything: no rebuild needed
+        _snapshot = (*_snapshot, ref)
+        _hearing = (*_hearing, ref)
 
 
 def detach(listener: StepListener) -> None:
