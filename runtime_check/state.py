@@ -73,24 +73,31 @@ def mismatched_state(optimizer: Optimizer, tracker: OptimizerTracker) -> list[st
 
     `load_state_dict` maps saved state to parameters by position, so state saved
     from a model with a different parameter order lands on the wrong tensors;
-    torch only checks the number of parameters per group.
+    torch only checks the number of parameters per group. The state is read as it
+    is stored (looking each parameter up would hash every tensor through Python);
+    names are looked up only for a mismatch.
     """
+    wrong: set[int] = set()
+    for param, entry in optimizer.state.items():
+        if not entry:
+            continue
+        shape = getattr(param, "shape", None)
+        for key, value in entry.items():
+            if key not in _ELEMENTWISE_STATE or not hasattr(value, "shape"):
+                continue
+            if value.dim() > 0 and value.shape != shape:
+                wrong.add(id(param))
+                break
+    if not wrong:
+        return []
     names: list[str] = []
     records = tracker.records
     index = 0
     for group in optimizer.param_groups:
         for param in group["params"]:
-            record = records[index] if index < len(records) else None
+            if id(param) in wrong:
+                names.append(records[index].name if index < len(records) else f"#{index}")
             index += 1
-            entry = optimizer.state.get(param)
-            if not entry:
-                continue
-            for key, value in entry.items():
-                if key not in _ELEMENTWISE_STATE or not hasattr(value, "shape"):
-                    continue
-                if value.dim() > 0 and value.shape != param.shape:
-                    names.append(record.name if record is not None else f"#{index - 1}")
-                    break
     return names
 
 
