@@ -42,11 +42,14 @@ class ClipChecks:
             if record.last_stepper is None:
                 return  # nothing known yet
             if record.quiet:
-                # No hook marks the phase: a gradient other than the one the last
-                # step consumed came from a backward pass since.
+                # No hook marks the phase: a gradient other than the one the last step
+                # consumed, or that one changed since (a backward pass accumulated into
+                # it), came after the step.
                 grad = param.grad
                 known = record.grad_ref
-                if grad is not None and (known is None or known() is not grad):
+                if grad is not None and (
+                    known is None or known() is not grad or grad._version != record.version
+                ):
                     return
             elif record.phase is not Phase.STEPPED:
                 return  # a backward pass landed since the last step

@@ -210,8 +210,9 @@ def take_census(
             grad = param.grad
             record.last_stepper = tracker
             if record.quiet:
-                # No hook: a new tensor came from a backward pass (its version is not
-                # needed until a hook judges it again).
+                # No hook: a new tensor came from a backward pass. Its version is kept
+                # for the clip check (a clip that finds the consumed tensor unchanged
+                # comes after the step; a changed one had a backward pass since).
                 known = record.grad_ref
                 if grad is None:
                     if param.requires_grad:
@@ -221,6 +222,7 @@ def take_census(
                 if known is None or known() is not grad:
                     fresh += 1
                     record.grad_ref = new_ref(grad)
+                    record.version = grad._version
                     continue
                 # The consumed tensor again: not the canonical loop any more.
                 unknown += 1

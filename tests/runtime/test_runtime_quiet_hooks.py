@@ -198,3 +198,19 @@ def test_two_optimizers_sharing_a_parameter_after_quiet_are_silent() -> None:
             first.step()
             second.step()
     assert [finding.check for finding in report.findings] == []
+
+
+def test_a_clip_in_place_after_zero_grad_was_dropped_is_not_ll016() -> None:
+    """The backward pass accumulated into the consumed tensor (LL001): the clip between
+    that backward pass and the step is where it belongs."""
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def no_clearing_then_clip(batch: Batch) -> None:
+        loss_of(model, batch).backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    with pytest.raises(LoopLintRuntimeError) as caught, watch(model, optimizer):
+        canonical_then(model, optimizer, no_clearing_then_clip)
+    assert _codes(caught) == [("LL001", "stale-gradient")]
