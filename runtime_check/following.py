@@ -43,7 +43,7 @@ def _no_optimizer() -> None:
 
 
 _NOBODY: tuple[Callable[[], Any], None] = (_no_optimizer, None)
-"""`Following.last` before any look-up: a weak reference to nothing, so that reading it
+"""`Following._last` before any look-up: a weak reference to nothing, so that reading it
 needs no test for `None`."""
 
 
@@ -85,10 +85,9 @@ class Following:
         self._note_unchecked = note_unchecked
         self._after_load = after_load
         self._on_compiled_autograd = on_compiled_autograd
-        self.last: tuple[Callable[[], Any], OptimizerTracker | None] = _NOBODY
-        """The optimizer of the last look-up (weakly) and its tracker. The step hooks
-        read it before calling `tracker_for`: the optimizer that steps is nearly always
-        the last one looked up, and a call would cost a frame on every step."""
+        self._last: tuple[Callable[[], Any], OptimizerTracker | None] = _NOBODY
+        """The optimizer of the last look-up (weakly) and its tracker: `tracker_for`
+        answers the step hooks from it without the weakly keyed look-up."""
 
     def known_record(self, param: torch.Tensor) -> ParamRecord | None:
         """The record of `param`, if the block has one."""
@@ -99,8 +98,8 @@ class Following:
 
     def record_for(self, param: torch.Tensor, name: str, *, is_model: bool) -> ParamRecord:
         """The record of `param`, created (and its gradient hooked) on first sight."""
-        record = self._records.get(id(param))
-        if record is None or record.param_ref() is not param:
+        record = self.known_record(param)
+        if record is None:
             record = ParamRecord(param, name, is_model=is_model)
             self._records[id(param)] = record
             if param.requires_grad:
@@ -132,7 +131,7 @@ class Following:
     def tracker_for(self, optimizer: Optimizer) -> OptimizerTracker | None:
         """The tracker of an optimizer whose own step is checked; `None` for wrappers and
         optimizers looplint cannot follow (their steps are ignored, never a crash)."""
-        last = self.last
+        last = self._last
         if last[0]() is optimizer:
             return last[1]
         entry: OptimizerTracker | Unfollowed | None = self.trackers.get(optimizer)  # type: ignore[no-untyped-call]
@@ -140,9 +139,9 @@ class Following:
             entry = self._adopt(optimizer)
         tracker = entry if isinstance(entry, OptimizerTracker) else None
         try:
-            self.last = (weakref.ref(optimizer), tracker)
+            self._last = (weakref.ref(optimizer), tracker)
         except TypeError:
-            self.last = _NOBODY
+            self._last = _NOBODY
         return tracker
 
     def stepping_tracker(self, candidate: Any) -> OptimizerTracker | None:
@@ -158,7 +157,7 @@ class Following:
 
     def forget(self, subject: Any) -> None:
         """Stop following `subject` (after an internal error while checking it)."""
-        self.last = _NOBODY
+        self._last = _NOBODY
         try:
             self.trackers[subject] = Unfollowed(None)
         except TypeError:
@@ -186,7 +185,7 @@ class Following:
                 handle.remove()
             tracker.handles.clear()
         self.handles.clear()
-        self.last = _NOBODY
+        self._last = _NOBODY
 
     def _adopt(self, candidate: Any) -> OptimizerTracker | Unfollowed:
         """Start following an optimizer; never raises into training.
@@ -240,5 +239,5 @@ class Following:
         self.all_trackers.append(tracker)
         # The optimizer about to step is most often the one just followed: its first
         # step then skips the weakly keyed look-up.
-        self.last = (tracker.opt_ref, tracker)
+        self._last = (tracker.opt_ref, tracker)
         return tracker

@@ -213,23 +213,22 @@ def take_census(
                 # No hook: a new tensor came from a backward pass. Its version is kept
                 # for the clip check (a clip that finds the consumed tensor unchanged
                 # comes after the step; a changed one had a backward pass since).
-                known = record.grad_ref
                 if grad is None:
                     if param.requires_grad:
                         missing += 1
                     record.grad_ref = None
                     continue
+                record.version = grad._version
+                known = record.grad_ref
                 if known is None or known() is not grad:
                     fresh += 1
                     record.grad_ref = new_ref(grad)
-                    record.version = grad._version
                     continue
                 # The consumed tensor again: not the canonical loop any more.
                 unknown += 1
                 canonical = False
                 hooks.hook(param, record)
                 record.consumed = known
-                record.version = param.grad._version if param.grad is not None else -1
             elif grad is not None and record.phase is accumulated:
                 # The common case, kept short (it runs for every parameter on every
                 # step): a backward pass accumulated into this gradient since the last

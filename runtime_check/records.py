@@ -125,7 +125,6 @@ class OptimizerTracker:
         "built_at",
         "calm",
         "cleared_steps",
-        "closure",
         "cuda",
         "depth",
         "generation",
@@ -163,13 +162,10 @@ class OptimizerTracker:
         self.prior_steps = False
         self.depth = 0
         self.calm = 0
-        self.quiet = False
-        """Whether this optimizer's gradient hooks were made quiet."""
         """How many censuses in a row found every gradient a new tensor from one backward
         pass (see `gradients.take_census`)."""
-        self.closure = False
-        """Whether the step in progress was given a closure (its backward passes run
-        inside `step`)."""
+        self.quiet = False
+        """Whether this optimizer's gradient hooks were made quiet."""
         self.had_state = False
         self.state_len = 0
         self.loaded = False

@@ -38,6 +38,11 @@ def in_backward() -> bool:
 _get_ident = threading.get_ident  # bound once: the step hooks run on every step
 
 
+def _closure_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The closure a `step` call was given, if any (positional or keyword)."""
+    return args[1] if len(args) > 1 else kwargs.get("closure")
+
+
 StepObserver = Callable[[Optimizer, OptimizerTracker], None]
 """Told before (or after) each outermost step of a followed optimizer."""
 
@@ -100,9 +105,7 @@ class StepChecks:
         try:
             if _get_ident() != self.thread and not self._ours_elsewhere():
                 return
-            following = self._following
-            last = following.last
-            tracker = last[1] if last[0]() is optimizer else following.tracker_for(optimizer)
+            tracker = self._following.tracker_for(optimizer)
             if tracker is None:
                 return
             if tracker.depth:
@@ -115,8 +118,6 @@ class StepChecks:
                 _unconsume(tracker)
             tracker.depth = 1
             self.in_step = True
-            closure = args[1] if len(args) > 1 else kwargs.get("closure")
-            tracker.closure = closure is not None
             if tracker.cuda:
                 self._check_capture(tracker)
             groups = optimizer.param_groups
@@ -138,7 +139,7 @@ class StepChecks:
                 self._note_state_cleared(optimizer, tracker)
             for observer in self.observers:
                 observer(optimizer, tracker)
-            if closure is None:
+            if _closure_of(args, kwargs) is None:
                 self._gradients.judge(optimizer, tracker)
         except Exception as error:
             self.internal_error(optimizer, error)
@@ -153,9 +154,7 @@ class StepChecks:
         try:
             if _get_ident() != self.thread and not in_backward():
                 return
-            following = self._following
-            last = following.last
-            tracker = last[1] if last[0]() is optimizer else following.tracker_for(optimizer)
+            tracker = self._following.tracker_for(optimizer)
             if tracker is None:
                 return
             if tracker.depth > 1:
@@ -163,7 +162,7 @@ class StepChecks:
                 return
             tracker.depth = 0
             self.in_step = False
-            if tracker.closure:
+            if _closure_of(args, kwargs) is not None:
                 # The backward passes ran inside `step` (Lightning's automatic
                 # optimization, LBFGS): the gradients are judged as the closure left
                 # them; stock optimizers never modify `.grad` in `step`.
