@@ -168,8 +168,11 @@ class Following:
         records: list[ParamRecord] = []
         for group_index, group in enumerate(optimizer.param_groups):
             for param_index, param in enumerate(group["params"]):
-                name = f"{tracker.label} param_groups[{group_index}][{param_index}]"
-                records.append(self.record_for(param, name, is_model=False))
+                record = self.known_record(param)  # the model's: named already
+                if record is None:
+                    name = f"{tracker.label} param_groups[{group_index}][{param_index}]"
+                    record = self.record_for(param, name, is_model=False)
+                records.append(record)
                 if param.is_cuda:
                     tracker.cuda = True
         tracker.records = records

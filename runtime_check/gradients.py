@@ -37,68 +37,85 @@ def _in_compiled_autograd() -> bool:
     return bool(getattr(compiled_autograd, "in_compiled_autograd_region", False))
 
 
-def make_accumulate_hook(
-    record: ParamRecord, on_compiled: Callable[[], None]
-) -> Callable[[torch.Tensor], None]:
-    """Build the `register_post_accumulate_grad_hook` body for one parameter.
+class AccumulationHook:
+    """The `register_post_accumulate_grad_hook` body for one parameter.
 
-    The closure holds its record directly, so the hot path does no dictionary
-    look-up. Gradients that are views (DDP `gradient_as_bucket_view=True`) share
-    one version counter per bucket, so they are marked received but not judged.
-    Landing on a consumed gradient only *taints* it (`stale`): it is a bug only if
-    a step consumes it before it is cleared (a GAN's generator pass legitimately
-    accumulates into discriminator gradients that are cleared before their step).
-    Under compiled autograd each backward moves the version by more than one, so
-    there the gradient is left unjudged (`Phase.UNKNOWN`) and `on_compiled` is told
-    (checked only on that rare path: a fresh gradient tensor needs no version).
+    A bound method rather than a closure: its function is marked for dynamo once,
+    on the first `self_gated` (which, for a method, marks its function), so hooking
+    a parameter on entering a block builds one small object instead of a function
+    with its cells and markers. It holds its
+    record directly, so the hot path does no dictionary look-up. Gradients that are
+    views (DDP `gradient_as_bucket_view=True`) share one version counter per bucket,
+    so they are marked received but not judged. Landing on a consumed gradient only
+    *taints* it (`stale`): it is a bug only if a step consumes it before it is
+    cleared (a GAN's generator pass legitimately accumulates into discriminator
+    gradients that are cleared before their step). Under compiled autograd each
+    backward moves the version by more than one, so there the gradient is left
+    unjudged (`Phase.UNKNOWN`) and `on_compiled` is told (checked only on that rare
+    path: a fresh gradient tensor needs no version).
     """
-    new_ref = weakref.ref
-    accumulated = Phase.ACCUMULATED
-    stepped = Phase.STEPPED
-    plain = torch.Tensor
-    unknown = Phase.UNKNOWN
-    gate = frame_callback
 
-    def after_accumulate(param: torch.Tensor) -> None:
-        if gate() is not None:  # its own gate (see `compile_guard`)
-            call_eagerly(after_accumulate, param)
+    __slots__ = ("on_compiled", "record")
+
+    def __init__(self, record: ParamRecord, on_compiled: Callable[[], None]) -> None:
+        self.record = record
+        self.on_compiled = on_compiled
+
+    def after_accumulate(self, param: torch.Tensor) -> None:
+        """A backward pass has accumulated into `param.grad` (its own gate, see
+        `compile_guard`)."""
+        if frame_callback() is not None:
+            call_eagerly(AccumulationHook.after_accumulate, self, param)
             return
         grad = param.grad
         if grad is None:
             return
+        record = self.record
         record.received = True
         if grad._base is not None:
             record.run = 0
-            record.phase = accumulated
+            record.phase = _ACCUMULATED
             return
         version = grad._version
         known = record.grad_ref
         if known is not None and known() is grad:
-            bump = 1 if type(grad) is plain else accumulation_bump(grad)
+            bump = 1 if type(grad) is _PLAIN_TENSOR else accumulation_bump(grad)
             if version == record.version + bump:
-                if record.phase is stepped:
+                if record.phase is _STEPPED:
                     record.stale = True
                 if record.run > 0:
                     record.run += 1
                 record.version = version
-                record.phase = accumulated
+                record.phase = _ACCUMULATED
                 return
             record.run = 1
             if _in_compiled_autograd():
                 record.run = 0
                 record.stale = False
                 record.version = version
-                record.phase = unknown
-                on_compiled()
+                record.phase = _UNKNOWN
+                self.on_compiled()
                 return
         else:
-            record.grad_ref = new_ref(grad)
+            record.grad_ref = _new_ref(grad)
             record.run = 1
         record.stale = False
         record.version = version
-        record.phase = accumulated
+        record.phase = _ACCUMULATED
 
-    return self_gated(after_accumulate)
+
+_ACCUMULATED = Phase.ACCUMULATED
+_STEPPED = Phase.STEPPED
+_UNKNOWN = Phase.UNKNOWN
+_PLAIN_TENSOR = torch.Tensor
+_new_ref = weakref.ref
+
+
+def make_accumulate_hook(
+    record: ParamRecord, on_compiled: Callable[[], None]
+) -> Callable[[torch.Tensor], None]:
+    """The gradient hook to register on `record`'s parameter (see `AccumulationHook`)."""
+    return self_gated(AccumulationHook(record, on_compiled).after_accumulate)
 
 
 def accumulation_bump(grad: torch.Tensor) -> int:

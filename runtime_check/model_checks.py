@@ -51,12 +51,14 @@ class WatchedModel:
 
     __slots__ = ("__weakref__", "layers", "names", "parents", "ref")
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, modules: list[tuple[str, nn.Module]]) -> None:
+        """`modules` is `list(model.named_modules())`, which the caller walks once for
+        every check made on entry."""
         self.ref: weakref.ref[nn.Module] = weakref.ref(model)
         self.parents: dict[int, nn.Module] = {}
         self.names: dict[int, str] = {}
         self.layers: list[nn.Module] = []
-        for name, module in model.named_modules():
+        for name, module in modules:
             self.names[id(module)] = name or type(model).__name__
             for child in module.children():
                 self.parents[id(child)] = module
@@ -119,17 +121,19 @@ class ModelChecks:
         self._models: list[WatchedModel] = []
         self._layered: list[WatchedModel] = []
 
-    def add(self, model: nn.Module) -> None:
-        """Start watching `model` (given to the block or found next to an optimizer)."""
+    def add(self, model: nn.Module, registered: set[int]) -> None:
+        """Start watching `model` (given to the block or found next to an optimizer);
+        `registered` holds the `id`s of the tensors `model.parameters()` yields."""
         if any(known.ref() is model for known in self._models):
             return
-        known = WatchedModel(model)
+        modules = list(model.named_modules())
+        known = WatchedModel(model, modules)
         self._models.append(known)
         if known.layers:
             if not self._layered:
                 self._step_observers.append(self.before_step)
             self._layered.append(known)
-        self._check_containers(model)
+        self._check_containers(model, modules, registered)
 
     def models(self) -> list[nn.Module]:
         """The models still alive."""
@@ -173,12 +177,19 @@ class ModelChecks:
             step=tracker.steps,
         )
 
-    def _check_containers(self, model: nn.Module) -> None:
-        registered = {id(param) for param in model.parameters()}
-        for path, module in model.named_modules():
-            for attribute, value in vars(module).items():
-                if not isinstance(value, _CONTAINERS) or attribute in _MODULE_INTERNALS:
-                    continue
+    def _check_containers(
+        self, model: nn.Module, modules: list[tuple[str, nn.Module]], registered: set[int]
+    ) -> None:
+        for path, module in modules:
+            attributes = vars(module)
+            # Most modules keep nothing but `nn.Module`'s own attributes and a few
+            # numbers: a set difference in C leaves the few worth a look.
+            own = attributes.keys() - _MODULE_INTERNALS
+            kept = [name for name in own if isinstance(attributes[name], _CONTAINERS)]
+            if len(kept) > 1:
+                kept.sort(key=list(attributes).index)  # the class's order, run after run
+            for attribute in kept:
+                value = attributes[attribute]
                 hidden = _hidden_parameters(value, registered)
                 if not hidden:
                     continue

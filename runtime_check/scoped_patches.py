@@ -79,11 +79,10 @@ _listeners: weakref.WeakSet[StepListener] = weakref.WeakSet()
 _snapshot: tuple[weakref.ref[StepListener], ...] = ()
 """The open blocks as weak references, rebuilt on attach/detach: the wrappers read this
 plain tuple (iterating a `WeakSet` costs microseconds)."""
-_deaf: weakref.WeakSet[StepListener] = weakref.WeakSet()
-"""Open blocks that no longer want to hear of backward passes (`stop_hearing_backward`)."""
 _hearing: tuple[weakref.ref[StepListener], ...] = ()
-"""The open blocks still told of backward passes: once every block has stopped listening,
-the wrapped `backward()` costs one test of an empty tuple."""
+"""The open blocks still told of backward passes (a block leaves it for good with
+`stop_hearing_backward`): once every block has stopped listening, the wrapped
+`backward()` costs one test of an empty tuple."""
 _originals: list[tuple[Any, str, Any]] = []
 """`(owner, attribute, original)` for every patched class or module attribute."""
 _users = 0
@@ -109,7 +108,6 @@ def detach(listener: StepListener) -> None:
     global _users
     with _lock:
         _listeners.discard(listener)
-        _deaf.discard(listener)
         _refresh()
         _users -= 1
         if _users == 0:
@@ -119,18 +117,20 @@ def detach(listener: StepListener) -> None:
 def stop_hearing_backward(listener: StepListener) -> None:
     """Stop calling `listener.on_backward` (it has learnt what it needed from them).
 
-    Called inside a training step: it filters the tuple the wrapper reads instead of
-    rebuilding both from the weak sets (`_refresh`, tens of microseconds)."""
+    Called inside a training step, so it only drops the listener from the tuple the
+    wrapper reads (nothing else remembers who stopped listening)."""
     global _hearing
     with _lock:
-        _deaf.add(listener)
         _hearing = tuple(ref for ref in _hearing if ref() is not listener)
 
 
 def _refresh() -> None:
+    """Drop closed and collected blocks from the tuples the wrappers read."""
     global _snapshot, _hearing
     _snapshot = tuple(weakref.ref(listener) for listener in _listeners)
-    _hearing = tuple(weakref.ref(listener) for listener in _listeners if listener not in _deaf)
+    _hearing = tuple(
+        ref for ref in _hearing if (listener := ref()) is not None and listener in _listeners
+    )
 
 
 def _open() -> tuple[StepListener, ...]:

@@ -228,7 +228,9 @@ class Watch:
         self._attached = True
 
     def _add_model(self, model: nn.Module) -> None:
+        registered: set[int] = set()
         for name, param in model.named_parameters():
+            registered.add(id(param))
             record = self._following.record_for(
                 param, name.replace(_COMPILED_PREFIX, ""), is_model=True
             )
@@ -236,7 +238,7 @@ class Watch:
                 record.is_model = True
                 record.name = name.replace(_COMPILED_PREFIX, "")
             self._following.model_records.append(record)
-        self._models.add(model)
+        self._models.add(model, registered)
 
     def _teardown(self) -> None:
         if not self._active:

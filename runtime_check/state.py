@@ -8,6 +8,7 @@ tensor values, so they cost nothing on the device.
 
 from __future__ import annotations
 
+from torch import Tensor
 from torch.optim import Optimizer
 
 from .records import OptimizerTracker
@@ -79,14 +80,12 @@ def mismatched_state(optimizer: Optimizer, tracker: OptimizerTracker) -> list[st
     """
     wrong: set[int] = set()
     for param, entry in optimizer.state.items():
-        if not entry:
-            continue
-        shape = getattr(param, "shape", None)
         for key, value in entry.items():
-            if key not in _ELEMENTWISE_STATE or not hasattr(value, "shape"):
-                continue
-            if value.dim() > 0 and value.shape != shape:
-                wrong.add(id(param))
+            if key in _ELEMENTWISE_STATE and isinstance(value, Tensor) and value.dim() > 0:
+                # One entry tells: all of a parameter's element-wise state was saved
+                # with the shape of the one parameter it belonged to.
+                if value.shape != getattr(param, "shape", None):
+                    wrong.add(id(param))
                 break
     if not wrong:
         return []

@@ -84,7 +84,10 @@ class StepChecks:
     def stop_observing_after(self, observer: StepObserver) -> None:
         """Stop telling `observer` of steps (safe from inside the observer: a step in
         progress keeps the list it started with)."""
-        self.after_observers = [known for known in self.after_observers if known != observer]
+        observers = list(self.after_observers)
+        if observer in observers:
+            observers.remove(observer)
+        self.after_observers = observers
 
     def internal_error(self, subject: Any, error: Exception) -> None:
         """Report a failure of these hooks (see `guard.never_raises`)."""

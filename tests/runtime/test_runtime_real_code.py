@@ -418,17 +418,18 @@ def test_scheduler_only_block_is_not_an_order_bug() -> None:
 
 
 def test_a_failure_inside_looplint_never_reaches_training() -> None:
-    class Shaped:
-        """A state value with a shape but none of a tensor's methods."""
+    class Shapeless(torch.Tensor):
+        """A state tensor that fails when asked for its number of dimensions."""
 
-        shape = (3,)
+        def dim(self) -> int:
+            raise RuntimeError("no dimensions here")
 
     class Custom(torch.optim.SGD):
         def step(self, closure=None):  # type: ignore[no-untyped-def]
             loss = super().step(closure)
             for group in self.param_groups:
                 for p in group["params"]:
-                    self.state[p]["exp_avg"] = Shaped()
+                    self.state[p]["exp_avg"] = torch.zeros(3).as_subclass(Shapeless)
             return loss
 
     model = Net()
