@@ -77,8 +77,12 @@ class GradientJudge:
         self, optimizer: Optimizer, tracker: OptimizerTracker, *, closure: bool = False
     ) -> None:
         """Judge the gradients `optimizer` is about to step on (after a closure ran)."""
+        census = take_census(optimizer, tracker, self._hooks, self.quiet_after)
+        if census is None:
+            tracker.judged_steps += 1
+            return
         (fresh, missing, reused, cleared, assigned, unknown, longest_run, reused_names, stale) = (
-            take_census(optimizer, tracker, self._hooks, self.quiet_after)
+            census
         )
         settled = fresh == 0 and unknown == 0 and assigned == 0
         if unknown == 0 and assigned == 0:

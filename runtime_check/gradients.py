@@ -188,7 +188,7 @@ def take_census(
     tracker: OptimizerTracker,
     hooks: HookKeeper,
     quiet_after: int = 0,
-) -> GradientCensus:
+) -> GradientCensus | None:
     """Classify every trainable gradient of `optimizer` before its step (no sync), and
     remember each one as consumed by this step.
 
@@ -197,7 +197,9 @@ def take_census(
     optimizers never modify `.grad` in `step()`), so each gradient and its version
     counter are the same before and after it. Each gradient is remembered weakly,
     with its version, as `Phase.STEPPED` by `tracker`; stale gradients come with the
-    version they had before this census (`GradientCensus.stale`).
+    version they had before this census (`GradientCensus.stale`). `None` stands for
+    the census of a quiet canonical step, which has nothing to judge: every gradient
+    fresh (or frozen), none counted by a hook, none stale.
 
     **Quiet hooks.** Once `quiet_after` (0: never) censuses in a row have found every
     gradient a new tensor that exactly one backward pass produced (the canonical
@@ -316,6 +318,8 @@ def take_census(
     else:
         tracker.calm = 0
         tracker.quiet = False
+    if not (missing or reused or cleared or assigned or unknown or longest) and stale is None:
+        return None  # the quiet canonical step: nothing to judge, no tuple to build
     # `tuple.__new__` directly: a named tuple's own `__new__` is a Python function.
     return tuple.__new__(
         GradientCensus,

@@ -81,8 +81,8 @@ _snapshot: tuple[weakref.ref[StepListener], ...] = ()
 plain tuple (iterating a `WeakSet` costs microseconds)."""
 _hearing: tuple[weakref.ref[StepListener], ...] = ()
 """The open blocks still told of backward passes (a block leaves it for good with
-`stop_hearing_backward`): once every block has stopped listening, the wrapped
-`backward()` costs one test of an empty tuple."""
+`stop_hearing_backward`): once every block has stopped listening, `Tensor.backward`
+is torch's own again (`_wrap_backward_while_heard`)."""
 _originals: list[tuple[Any, str, Any]] = []
 """`(owner, attribute, original)` for every patched class or module attribute."""
 _users = 0
@@ -101,6 +101,7 @@ def attach(listener: StepListener) -> None:
         ref = weakref.ref(listener)  # a new listener hears everything: no rebuild needed
         _snapshot = (*_snapshot, ref)
         _hearing = (*_hearing, ref)
+        _wrap_backward_while_heard()
 
 
 def detach(listener: StepListener) -> None:
@@ -112,6 +113,8 @@ def detach(listener: StepListener) -> None:
         _users -= 1
         if _users == 0:
             _restore()
+        else:
+            _wrap_backward_while_heard()
 
 
 def stop_hearing_backward(listener: StepListener) -> None:
@@ -122,6 +125,26 @@ def stop_hearing_backward(listener: StepListener) -> None:
     global _hearing
     with _lock:
         _hearing = tuple(ref for ref in _hearing if ref() is not listener)
+        _wrap_backward_while_heard()
+
+
+def _wrap_backward_while_heard() -> None:
+    """Keep `Tensor.backward` wrapped exactly while an open block listens to backward
+    passes: once none does, training's `backward()` calls go straight to torch's own
+    (one type attribute set back, once per block, instead of a wrapper frame per call)."""
+    index = next(
+        (
+            index
+            for index, (owner, attribute, _) in enumerate(_originals)
+            if owner is torch.Tensor and attribute == "backward"
+        ),
+        None,
+    )
+    if _hearing and index is None and _users:
+        _patch(torch.Tensor, "backward", _wrap_backward)
+    elif not _hearing and index is not None:
+        owner, attribute, original = _originals.pop(index)
+        setattr(owner, attribute, original)
 
 
 def _refresh() -> None:

@@ -10,6 +10,7 @@ during training, or restored state that does not fit the parameters.
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -36,10 +37,12 @@ def in_backward() -> bool:
 
 
 _get_ident = threading.get_ident  # bound once: the step hooks run on every step
+_PARAMS = operator.itemgetter("params")
 
 
 def _closure_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """The closure a `step` call was given, if any (positional or keyword)."""
+    """The closure a `step` call was given, if any (positional or keyword). The hooks
+    ask only when the call had more than the optimizer: `step()` costs no call."""
     return args[1] if len(args) > 1 else kwargs.get("closure")
 
 
@@ -123,15 +126,8 @@ class StepChecks:
             self.in_step = True
             if tracker.cuda:
                 self._check_capture(tracker)
-            groups = optimizer.param_groups
-            layout = tracker.layout
-            if len(groups) != len(layout):
-                self._following.rebuild(optimizer, tracker)
-            else:
-                for group, size in zip(groups, layout, strict=True):
-                    if len(group["params"]) != size:
-                        self._following.rebuild(optimizer, tracker)
-                        break
+            if tuple(map(len, map(_PARAMS, optimizer.param_groups))) != tracker.layout:
+                self._following.rebuild(optimizer, tracker)  # `add_param_group` and the like
             if tracker.steps == 0:
                 self._check_first_step(optimizer, tracker)
             elif (
@@ -142,7 +138,7 @@ class StepChecks:
                 self._note_state_cleared(optimizer, tracker)
             for observer in self.observers:
                 observer(optimizer, tracker)
-            if _closure_of(args, kwargs) is None:
+            if (len(args) < 2 and not kwargs) or _closure_of(args, kwargs) is None:
                 self._gradients.judge(optimizer, tracker)
         except Exception as error:
             self.internal_error(optimizer, error)
@@ -165,7 +161,7 @@ class StepChecks:
                 return
             tracker.depth = 0
             self.in_step = False
-            if _closure_of(args, kwargs) is not None:
+            if (len(args) > 1 or kwargs) and _closure_of(args, kwargs) is not None:
                 # The backward passes ran inside `step` (Lightning's automatic
                 # optimization, LBFGS): the gradients are judged as the closure left
                 # them; stock optimizers never modify `.grad` in `step`.

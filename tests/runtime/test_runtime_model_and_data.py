@@ -310,6 +310,34 @@ def test_two_single_pass_steps_end_the_per_step_cost_of_ll013() -> None:
     assert report.findings == [] and report.unchecked == []
 
 
+def test_backward_is_torchs_own_again_once_no_block_listens() -> None:
+    """Once LL013 has settled, `loss.backward()` runs torch's own method (no wrapper
+    frame per call); a block opened later wraps it again for its own first steps,
+    and leaving every block leaves torch as it was."""
+    from looplint.runtime_check import scoped_patches
+
+    original = torch.Tensor.backward
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with watch(model, optimizer) as outer:
+        assert torch.Tensor.backward is not original
+        train(model, optimizer, batches(2))
+        assert torch.Tensor.backward is original
+        with watch(model, optimizer) as inner:
+            assert torch.Tensor.backward is not original
+            train(model, optimizer, batches(2))
+            assert torch.Tensor.backward is original
+        assert scoped_patches.is_patched()  # the outer block's other wrappers stay
+        model.zero_grad()
+        for index, batch in enumerate(batches(4)):  # not heard: LL013 settled
+            loss_of(model, batch).backward()
+            if index % 2:
+                optimizer.step()
+                optimizer.zero_grad()
+    assert torch.Tensor.backward is original and not scoped_patches.is_patched()
+    assert outer.findings == [] and inner.findings == []
+
+
 def test_accumulation_whose_scaling_cannot_be_read_is_listed_unchecked() -> None:
     model = Net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
