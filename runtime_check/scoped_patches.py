@@ -84,7 +84,9 @@ _hearing: tuple[weakref.ref[StepListener], ...] = ()
 `stop_hearing_backward`): once every block has stopped listening, `Tensor.backward`
 is torch's own again (`_wrap_backward_while_heard`)."""
 _originals: list[tuple[Any, str, Any]] = []
-"""`(owner, attribute, original)` for every patched class or module attribute."""
+"""`(owner, attribute, original)` for every patched class or module attribute but one:"""
+_backward_original: Any = None
+"""torch's own `Tensor.backward` while it is wrapped (`_wrap_backward_while_heard`)."""
 _users = 0
 _lock = threading.Lock()
 _nesting = threading.local()
@@ -131,20 +133,18 @@ def stop_hearing_backward(listener: StepListener) -> None:
 def _wrap_backward_while_heard() -> None:
     """Keep `Tensor.backward` wrapped exactly while an open block listens to backward
     passes: once none does, training's `backward()` calls go straight to torch's own
-    (one type attribute set back, once per block, instead of a wrapper frame per call)."""
-    index = next(
-        (
-            index
-            for index, (owner, attribute, _) in enumerate(_originals)
-            if owner is torch.Tensor and attribute == "backward"
-        ),
-        None,
-    )
-    if _hearing and index is None and _users:
-        _patch(torch.Tensor, "backward", _wrap_backward)
-    elif not _hearing and index is not None:
-        owner, attribute, original = _originals.pop(index)
-        setattr(owner, attribute, original)
+    (set back once per block, instead of a wrapper frame on every call)."""
+    global _backward_original
+    if _hearing and _backward_original is None and _users:
+        original = torch.Tensor.__dict__["backward"]
+        wrapper = _wrappers.get(original)
+        if wrapper is None:
+            wrapper = _wrappers[original] = _wrap_backward(original)
+        _backward_original = original
+        torch.Tensor.backward = wrapper  # type: ignore[method-assign]
+    elif _backward_original is not None and not (_hearing and _users):
+        torch.Tensor.backward = _backward_original  # type: ignore[method-assign]
+        _backward_original = None
 
 
 def _refresh() -> None:
@@ -169,7 +169,7 @@ def listeners() -> tuple[StepListener, ...]:
 
 def is_patched() -> bool:
     """Whether any class attribute is currently wrapped (for leak tests)."""
-    return bool(_originals)
+    return bool(_originals) or _backward_original is not None
 
 
 def _scheduler_classes() -> Iterator[type]:
@@ -204,7 +204,6 @@ def _install() -> None:
         _patch(cls, "step", _wrap_scheduler_step)
     _patch(torch.amp.GradScaler, "step", _wrap_scaler_step)
     _patch(Optimizer, "__init__", _wrap_optimizer_init)
-    _patch(torch.Tensor, "backward", _wrap_backward)
     for owner, attribute in _CLIP_ENTRY_POINTS:
         original = owner.__dict__.get(attribute)
         if original is None:
@@ -220,6 +219,7 @@ def _restore() -> None:
     while _originals:
         owner, attribute, original = _originals.pop()
         setattr(owner, attribute, original)
+    _wrap_backward_while_heard()  # nobody uses the patches any more: set back too
 
 
 def _depth() -> int:
