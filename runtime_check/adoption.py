@@ -64,12 +64,12 @@ def resolve(candidate: object) -> Resolution:
     for _ in range(_MAX_DEPTH):
         if not isinstance(current, Optimizer):
             return Resolution(None, f"`{type(current).__name__}` is not a torch.optim optimizer")
+        if is_initialised(current):  # a real optimizer (asked first: it is the common case)
+            return Resolution(current)
         inner = inner_optimizer(current)
-        if inner is not None and not is_initialised(current):
+        if inner is not None:
             current = inner
             continue
-        if is_initialised(current):
-            return Resolution(current)
         return Resolution(
             None,
             f"`{type(current).__name__}` subclasses torch.optim.Optimizer without running "

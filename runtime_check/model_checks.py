@@ -47,35 +47,45 @@ def _mode_dependent(module: nn.Module) -> bool:
 
 
 class WatchedModel:
-    """One model's mode-dependent layers, and who contains whom, listed once."""
+    """One model's mode-dependent layers, listed once; who contains whom, and each
+    module's name, read only when a layer is found in eval mode."""
 
-    __slots__ = ("__weakref__", "layers", "names", "parents", "ref")
+    __slots__ = ("__weakref__", "_tree", "layers", "ref")
 
     def __init__(self, model: nn.Module, modules: list[tuple[str, nn.Module]]) -> None:
         """`modules` is `list(model.named_modules())`, which the caller walks once for
         every check made on entry."""
         self.ref: weakref.ref[nn.Module] = weakref.ref(model)
-        self.parents: dict[int, nn.Module] = {}
-        self.names: dict[int, str] = {}
-        self.layers: list[nn.Module] = []
-        for name, module in modules:
-            self.names[id(module)] = name or type(model).__name__
-            for child in module.children():
-                self.parents[id(child)] = module
-            if _mode_dependent(module):
-                self.layers.append(module)
+        self.layers = [module for _, module in modules if _mode_dependent(module)]
+        self._tree: tuple[dict[int, nn.Module], dict[int, str]] | None = None
+
+    def tree(self) -> tuple[dict[int, nn.Module], dict[int, str]]:
+        """Each module's parent and name by `id`: built on first need (a layer in eval
+        mode), so entering a block does not map a model it never has to name."""
+        if self._tree is None:
+            parents: dict[int, nn.Module] = {}
+            names: dict[int, str] = {}
+            model = self.ref()
+            if model is not None:
+                for name, module in model.named_modules():
+                    names[id(module)] = name or type(model).__name__
+                    for child in module.children():
+                        parents[id(child)] = module
+            self._tree = (parents, names)
+        return self._tree
 
     def eval_containers(self) -> Iterator[nn.Module]:
         """The outermost containers in eval mode that switch a dropout/batch-norm layer off."""
         seen: set[int] = set()
+        parents = self.tree()[0]
         for layer in self.layers:
             if layer.training:
                 continue
             top = layer
-            parent = self.parents.get(id(top))
+            parent = parents.get(id(top))
             while parent is not None and not parent.training:
                 top = parent
-                parent = self.parents.get(id(top))
+                parent = parents.get(id(top))
             if top is not layer and id(top) not in seen:
                 seen.add(id(top))
                 yield top
@@ -156,8 +166,13 @@ class ModelChecks:
         tracker: OptimizerTracker,
         updated: list[str],
     ) -> None:
-        name = known.names.get(id(container), type(container).__name__)
-        off = [known.names[id(layer)] for layer in known.layers if not layer.training]
+        names = known.tree()[1]
+        name = names.get(id(container), type(container).__name__)
+        off = [
+            names.get(id(layer), type(layer).__name__)
+            for layer in known.layers
+            if not layer.training
+        ]
         pretrained = _looks_pretrained(container)
         identity = PRETRAINED_MODEL_IN_EVAL_MODE if pretrained else EVAL_MODE_NOT_RESTORED
         cause = (
