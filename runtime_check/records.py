@@ -146,6 +146,7 @@ class OptimizerTracker:
         "short_runs",
         "short_site",
         "shortest_run",
+        "state_checked",
         "state_len",
         "steps",
         "versions",
@@ -167,6 +168,9 @@ class OptimizerTracker:
         self.quiet = False
         """Whether this optimizer's gradient hooks were made quiet."""
         self.had_state = False
+        self.state_checked = False
+        """Whether the state it held when the block followed it was judged then (restored
+        before the block: `StepChecks.judge_held_state`), so its first step need not."""
         self.state_len = 0
         self.loaded = False
         self.cuda = False

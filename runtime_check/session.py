@@ -219,7 +219,10 @@ class Watch:
         for opt_ref in self._initial_optimizers:
             optimizer = opt_ref()
             if optimizer is not None:
-                self._following.stepping_tracker(optimizer)
+                tracker = self._following.stepping_tracker(optimizer)
+                stepping = tracker.opt_ref() if tracker is not None else None
+                if tracker is not None and stepping is not None:
+                    self._steps.judge_held_state(stepping, tracker)
         for sched_ref in self._initial_schedulers:
             scheduler = sched_ref()
             if scheduler is not None:

@@ -204,10 +204,20 @@ class StepChecks:
         tracker.had_state = tracker.had_state or holds_state(optimizer)
         self._check_loaded_state(optimizer, tracker)
 
+    @never_raises
+    def judge_held_state(self, optimizer: Optimizer, tracker: OptimizerTracker) -> None:
+        """An optimizer the block follows from its start: judge the state it already
+        holds (restored before the block, or stepped) now rather than inside its first
+        step; state loaded later is judged by `after_load`."""
+        if tracker.had_state:
+            tracker.state_checked = True
+            self._check_loaded_state(optimizer, tracker)
+
     def _check_first_step(self, optimizer: Optimizer, tracker: OptimizerTracker) -> None:
         if holds_state(optimizer):
             # Restored from a checkpoint (or stepped before the block): not a reset.
-            self._check_loaded_state(optimizer, tracker)
+            if not tracker.state_checked:
+                self._check_loaded_state(optimizer, tracker)
             return
         earlier, names = earlier_stepper(tracker)
         tracker.setup = setup_of(optimizer, tracker)

@@ -69,6 +69,37 @@ def test_mismatched_state_load_is_caught() -> None:
     assert set(finding.parameters) == {"0.weight", "0.bias", "1.weight", "1.bias"}
 
 
+def _restored_into_other_order() -> tuple[nn.Module, torch.optim.Optimizer]:
+    """A model whose optimizer got the state of a model with its layers the other way round."""
+    source = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    source_opt = torch.optim.Adam(source.parameters(), lr=0.01)
+    source(torch.randn(2, 4)).sum().backward()
+    source_opt.step()
+    target = nn.Sequential(nn.Linear(3, 2), nn.Linear(4, 3))
+    target_opt = torch.optim.Adam(target.parameters(), lr=0.01)
+    target_opt.load_state_dict(source_opt.state_dict())
+    return target, target_opt
+
+
+def test_mismatched_state_restored_before_the_block_is_judged_on_entering_it() -> None:
+    model, optimizer = _restored_into_other_order()
+    with pytest.warns(LoopLintRuntimeWarning), watch(model, optimizer, mode="warn") as report:
+        assert [(f.code, f.check) for f in report.findings] == [("LL002", "mismatched-state")]
+    (finding,) = report.findings  # once, not again at a first step
+    assert finding.step == 0
+
+
+def test_mismatched_state_of_an_optimizer_found_stepping_is_judged_at_its_first_step() -> None:
+    model, optimizer = _restored_into_other_order()
+    with pytest.warns(LoopLintRuntimeWarning), watch(model, mode="warn") as report:
+        assert report.findings == []
+        optimizer.zero_grad()
+        (model[0](torch.randn(2, 3)).sum() + model[1](torch.randn(2, 4)).sum()).backward()
+        with pytest.raises(RuntimeError):  # Adam's own shape error, after looplint's check
+            optimizer.step()
+    assert [(f.code, f.check) for f in report.findings] == [("LL002", "mismatched-state")]
+
+
 def test_state_cleared_during_training_is_caught() -> None:
     model = Net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
