@@ -35,6 +35,13 @@ class StepLimitReached(BaseException):
     """Raised from an optimizer step post-hook to end the script after its last wanted step."""
 
 
+_NAMESPACES: list[dict[str, Any]] = []
+"""The globals of every script run here, kept until the interpreter exits as `python`
+keeps `__main__`'s. Freed as soon as the script returns, its objects would be torn
+down in the middle of this process: a `DistributedDataParallel` model deleted after
+`destroy_process_group()` can hang its rank there (torch's gloo teardown)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """What to run: a script path or a module name, and its arguments."""
@@ -66,11 +73,11 @@ class Target:
         """Run it as `python` would, as `__main__`."""
         if self.is_module:
             sys.argv = [self.name, *self.arguments]
-            runpy.run_module(self.name, run_name="__main__", alter_sys=True)
+            _NAMESPACES.append(runpy.run_module(self.name, run_name="__main__", alter_sys=True))
         else:
             sys.argv = [self.name, *self.arguments]
             sys.path.insert(0, str(Path(self.name).resolve().parent))
-            runpy.run_path(self.name, run_name="__main__")
+            _NAMESPACES.append(runpy.run_path(self.name, run_name="__main__"))
 
 
 def _stopper(report: Any, steps: int | None, mode: Mode) -> Callable[..., None]:

@@ -291,3 +291,29 @@ for step in range(int(sys.argv[1])):
     print("steps run:", step, flush=True)
     nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # clipped too late
 """
+
+
+def test_a_scripts_objects_live_on_after_it_returns_as_under_python(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python` keeps `__main__`'s globals until it exits; so does `looplint run`. Freed
+    when the script returns, a DDP model deleted after `destroy_process_group()` could
+    hang its rank inside looplint (the torchrun test above, one run in three)."""
+    from looplint.runtime_check.script_run import Target, run_script
+
+    script = tmp_path / "keeps.py"
+    script.write_text(
+        "import sys, weakref\n"
+        "class Model:\n"
+        "    pass\n"
+        "model = Model()\n"
+        "sys.looplint_probe = weakref.ref(model)\n"
+    )
+    try:
+        code = run_script(
+            Target(str(script), (), is_module=False), steps=None, mode="warn", out=sys.stdout
+        )
+        assert code == 0, capsys.readouterr()
+        assert sys.looplint_probe() is not None  # type: ignore[attr-defined]
+    finally:
+        del sys.looplint_probe  # type: ignore[attr-defined]
