@@ -227,7 +227,7 @@ def render(mlp: Measurement, steady: Measurement, narrow: Measurement, full: Mea
             "",
             f"Start-up of a `watch` block on the MLP (entering and leaving it untimed): its "
             f"first {START_UP_STEPS} watched steps cost {steady.start_up_us or 0.0:+.0f} µs "
-            "together above the steady state (the first step's state checks; the gradient "
+            "together above the steady state (the first step's checks; the gradient "
             "hooks and LL013's count of backward passes, until the hooks go quiet after two "
             "canonical steps; cold caches). The first MLP row's 10-step blocks include it in "
             "most timed steps; a training run pays it once.",
