@@ -23,7 +23,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from .adoption import resolve
 from .call_site import CallSite
 from .compile_guard import outside_compile
-from .gradients import make_accumulate_hook
+from .gradients import make_accumulate_hook, param_layout
 from .records import OptimizerTracker, ParamRecord
 from .state import holds_state
 
@@ -99,11 +99,13 @@ class Following:
     def record_for(self, param: torch.Tensor, name: str, *, is_model: bool) -> ParamRecord:
         """The record of `param`, created (and its gradient hooked) on first sight."""
         record = self.known_record(param)
-        if record is None:
-            record = ParamRecord(param, name, is_model=is_model)
-            self._records[id(param)] = record
-            if param.requires_grad:
-                self.hook(param, record)
+        return record if record is not None else self._new_record(param, name, is_model)
+
+    def _new_record(self, param: torch.Tensor, name: str, is_model: bool) -> ParamRecord:
+        record = ParamRecord(param, name, is_model=is_model)
+        self._records[id(param)] = record
+        if param.requires_grad:
+            self.hook(param, record)
         return record
 
     def hook(self, param: torch.Tensor, record: ParamRecord) -> None:
@@ -171,12 +173,12 @@ class Following:
                 record = self.known_record(param)  # the model's: named already
                 if record is None:
                     name = f"{tracker.label} param_groups[{group_index}][{param_index}]"
-                    record = self.record_for(param, name, is_model=False)
+                    record = self._new_record(param, name, is_model=False)
                 records.append(record)
                 if param.is_cuda:
                     tracker.cuda = True
         tracker.records = records
-        tracker.layout = tuple(len(group["params"]) for group in optimizer.param_groups)
+        tracker.layout = param_layout(optimizer)
         tracker.quiet = False  # new records come hooked: the census per parameter again
 
     def remove_hooks(self) -> None:

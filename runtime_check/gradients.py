@@ -43,16 +43,15 @@ class AccumulationHook:
     A bound method rather than a closure: its function is marked for dynamo once,
     on the first `self_gated` (which, for a method, marks its function), so hooking
     a parameter on entering a block builds one small object instead of a function
-    with its cells and markers. It holds its
-    record directly, so the hot path does no dictionary look-up. Gradients that are
-    views (DDP `gradient_as_bucket_view=True`) share one version counter per bucket,
-    so they are marked received but not judged. Landing on a consumed gradient only
-    *taints* it (`stale`): it is a bug only if a step consumes it before it is
-    cleared (a GAN's generator pass legitimately accumulates into discriminator
-    gradients that are cleared before their step). Under compiled autograd each
-    backward moves the version by more than one, so there the gradient is left
-    unjudged (`Phase.UNKNOWN`) and `on_compiled` is told (checked only on that rare
-    path: a fresh gradient tensor needs no version).
+    with its cells and markers. It holds its record directly, so the hot path does no
+    dictionary look-up. Gradients that are views (DDP `gradient_as_bucket_view=True`)
+    share one version counter per bucket, so they are marked received but not judged.
+    Landing on a consumed gradient only *taints* it (`stale`): it is a bug only if a
+    step consumes it before it is cleared (a GAN's generator pass legitimately
+    accumulates into discriminator gradients that are cleared before their step).
+    Under compiled autograd each backward moves the version by more than one, so there
+    the gradient is left unjudged (`Phase.UNKNOWN`) and `on_compiled` is told (checked
+    only on that rare path: a fresh gradient tensor needs no version).
     """
 
     __slots__ = ("on_compiled", "record")
@@ -362,6 +361,12 @@ def make_probe(record: ParamRecord) -> Callable[[torch.Tensor], None]:
 
 _VERSION = operator.attrgetter("_version")
 _PARAMS = operator.itemgetter("params")
+
+
+def param_layout(optimizer: Optimizer) -> tuple[int, ...]:
+    """How many tensors each param group holds: what `tracker.records` is aligned by
+    (read on every step, so without a Python loop over the groups)."""
+    return tuple(map(len, map(_PARAMS, optimizer.param_groups)))
 
 
 def remember_versions(optimizer: Optimizer, tracker: OptimizerTracker) -> None:

@@ -84,7 +84,8 @@ _hearing: tuple[weakref.ref[StepListener], ...] = ()
 `stop_hearing_backward`): once every block has stopped listening, `Tensor.backward`
 is torch's own again (`_wrap_backward_while_heard`)."""
 _originals: list[tuple[Any, str, Any]] = []
-"""`(owner, attribute, original)` for every patched class or module attribute but one:"""
+"""`(owner, attribute, original)` for every patched class or module attribute except
+`Tensor.backward`, which comes and goes on its own (`_backward_original`)."""
 _backward_original: Any = None
 """torch's own `Tensor.backward` while it is wrapped (`_wrap_backward_while_heard`)."""
 _users = 0
@@ -137,11 +138,8 @@ def _wrap_backward_while_heard() -> None:
     global _backward_original
     if _hearing and _backward_original is None and _users:
         original = torch.Tensor.__dict__["backward"]
-        wrapper = _wrappers.get(original)
-        if wrapper is None:
-            wrapper = _wrappers[original] = _wrap_backward(original)
         _backward_original = original
-        torch.Tensor.backward = wrapper  # type: ignore[method-assign]
+        torch.Tensor.backward = _wrapper_for(original, _wrap_backward)  # type: ignore[method-assign]
     elif _backward_original is not None and not (_hearing and _users):
         torch.Tensor.backward = _backward_original  # type: ignore[method-assign]
         _backward_original = None
@@ -190,13 +188,17 @@ _wrappers: dict[Any, Any] = {}
 builds no function (a training run enters once, a test suite thousands of times)."""
 
 
-def _patch(owner: Any, attribute: str, wrap: Callable[[Any], Any]) -> None:
-    original = owner.__dict__[attribute]
+def _wrapper_for(original: Any, wrap: Callable[[Any], Any]) -> Any:
     wrapper = _wrappers.get(original)
     if wrapper is None:
         wrapper = _wrappers[original] = wrap(original)
+    return wrapper
+
+
+def _patch(owner: Any, attribute: str, wrap: Callable[[Any], Any]) -> None:
+    original = owner.__dict__[attribute]
     _originals.append((owner, attribute, original))
-    setattr(owner, attribute, wrapper)
+    setattr(owner, attribute, _wrapper_for(original, wrap))
 
 
 def _install() -> None:

@@ -220,8 +220,7 @@ class Watch:
             optimizer = opt_ref()
             if optimizer is not None:
                 tracker = self._following.stepping_tracker(optimizer)
-                stepping = tracker.opt_ref() if tracker is not None else None
-                if tracker is not None and stepping is not None:
+                if tracker is not None and (stepping := tracker.opt_ref()) is not None:
                     self._steps.judge_held_state(stepping, tracker)
         for sched_ref in self._initial_schedulers:
             scheduler = sched_ref()

@@ -10,7 +10,6 @@ during training, or restored state that does not fit the parameters.
 
 from __future__ import annotations
 
-import operator
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +22,7 @@ from looplint.identity import OPTIMIZER_IN_LOOP
 from .compile_guard import call_eagerly, frame_callback
 from .following import Following
 from .gradient_judge import GradientJudge
-from .gradients import remember_versions
+from .gradients import param_layout, remember_versions
 from .guard import never_raises
 from .records import OptimizerTracker
 from .report import IssueLog, Report
@@ -37,12 +36,10 @@ def in_backward() -> bool:
 
 
 _get_ident = threading.get_ident  # bound once: the step hooks run on every step
-_PARAMS = operator.itemgetter("params")
 
 
 def _closure_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """The closure a `step` call was given, if any (positional or keyword). The hooks
-    ask only when the call had more than the optimizer: `step()` costs no call."""
+    """The closure a `step` call was given, if any (positional or keyword)."""
     return args[1] if len(args) > 1 else kwargs.get("closure")
 
 
@@ -126,7 +123,7 @@ class StepChecks:
             self.in_step = True
             if tracker.cuda:
                 self._check_capture(tracker)
-            if tuple(map(len, map(_PARAMS, optimizer.param_groups))) != tracker.layout:
+            if param_layout(optimizer) != tracker.layout:
                 self._following.rebuild(optimizer, tracker)  # `add_param_group` and the like
             if tracker.steps == 0:
                 self._check_first_step(optimizer, tracker)
@@ -138,7 +135,7 @@ class StepChecks:
                 self._note_state_cleared(optimizer, tracker)
             for observer in self.observers:
                 observer(optimizer, tracker)
-            if (len(args) < 2 and not kwargs) or _closure_of(args, kwargs) is None:
+            if _closure_of(args, kwargs) is None:
                 self._gradients.judge(optimizer, tracker)
         except Exception as error:
             self.internal_error(optimizer, error)
@@ -161,7 +158,7 @@ class StepChecks:
                 return
             tracker.depth = 0
             self.in_step = False
-            if (len(args) > 1 or kwargs) and _closure_of(args, kwargs) is not None:
+            if _closure_of(args, kwargs) is not None:
                 # The backward passes ran inside `step` (Lightning's automatic
                 # optimization, LBFGS): the gradients are judged as the closure left
                 # them; stock optimizers never modify `.grad` in `step`.
