@@ -26,8 +26,9 @@ backward pass does not accumulate; from then on the block stops listening
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch.optim import Optimizer
@@ -64,9 +65,17 @@ def _kind_of(node_type: type) -> str:
     return kind
 
 
-def scaling_of(loss: torch.Tensor) -> str:
-    """`"scaled"`, `"unscaled"` or the name of the operation that leaves it open."""
-    node = loss.grad_fn
+def scaling_of(tensors: Any) -> str:
+    """`"scaled"`, `"unscaled"` or the name of the operation that leaves it open, for
+    what `torch.autograd.backward` was given: a loss, or a sequence of tensors (several
+    losses backpropagated together are a sum, which leaves it open)."""
+    if isinstance(tensors, torch.Tensor):
+        loss = tensors
+    elif isinstance(tensors, Sequence) and len(tensors) == 1:
+        loss = tensors[0]
+    else:
+        return "several tensors"
+    node = getattr(loss, "grad_fn", None)
     if node is None:
         return "none"
     kind = _kind_of(type(node))
@@ -111,8 +120,9 @@ class AccumulationScale:
         self._single = 0
         self.listening = True
 
-    def on_backward(self, loss: torch.Tensor, code: object, offset: int, in_step: bool) -> None:
-        """`loss.backward()` is about to run, called at instruction `offset` of `code`.
+    def on_backward(self, loss: Any, code: object, offset: int, in_step: bool) -> None:
+        """A backward pass of `loss` (what `torch.autograd.backward` was given) is about
+        to run, called at instruction `offset` of `code`.
 
         Inside a step (a closure) only the first pass counts: LBFGS re-evaluates
         its closure for a line search, which is no micro-batch.

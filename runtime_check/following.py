@@ -43,7 +43,7 @@ def _no_optimizer() -> None:
 
 
 _NOBODY: tuple[Callable[[], Any], None] = (_no_optimizer, None)
-"""`Following._last` before any look-up: a weak reference to nothing, so that reading it
+"""`Following.last` before any look-up: a weak reference to nothing, so that reading it
 needs no test for `None`."""
 
 
@@ -85,7 +85,9 @@ class Following:
         self._note_unchecked = note_unchecked
         self._after_load = after_load
         self._on_compiled_autograd = on_compiled_autograd
-        self._last: tuple[Callable[[], Any], OptimizerTracker | None] = _NOBODY
+        self.last: tuple[Callable[[], Any], OptimizerTracker | None] = _NOBODY
+        """`(weak reference, tracker)` of the optimizer looked up last: the step hooks
+        test it inline (`last[0]() is optimizer`) before calling `tracker_for`."""
         """The optimizer of the last look-up (weakly) and its tracker: `tracker_for`
         answers the step hooks from it without the weakly keyed look-up."""
 
@@ -133,7 +135,7 @@ class Following:
     def tracker_for(self, optimizer: Optimizer) -> OptimizerTracker | None:
         """The tracker of an optimizer whose own step is checked; `None` for wrappers and
         optimizers looplint cannot follow (their steps are ignored, never a crash)."""
-        last = self._last
+        last = self.last
         if last[0]() is optimizer:
             return last[1]
         entry: OptimizerTracker | Unfollowed | None = self.trackers.get(optimizer)  # type: ignore[no-untyped-call]
@@ -141,9 +143,9 @@ class Following:
             entry = self._adopt(optimizer)
         tracker = entry if isinstance(entry, OptimizerTracker) else None
         try:
-            self._last = (weakref.ref(optimizer), tracker)
+            self.last = (weakref.ref(optimizer), tracker)
         except TypeError:
-            self._last = _NOBODY
+            self.last = _NOBODY
         return tracker
 
     def stepping_tracker(self, candidate: Any) -> OptimizerTracker | None:
@@ -159,7 +161,7 @@ class Following:
 
     def forget(self, subject: Any) -> None:
         """Stop following `subject` (after an internal error while checking it)."""
-        self._last = _NOBODY
+        self.last = _NOBODY
         try:
             self.trackers[subject] = Unfollowed(None)
         except TypeError:
@@ -190,7 +192,7 @@ class Following:
                 handle.remove()
             tracker.handles.clear()
         self.handles.clear()
-        self._last = _NOBODY
+        self.last = _NOBODY
 
     def _adopt(self, candidate: Any) -> OptimizerTracker | Unfollowed:
         """Start following an optimizer; never raises into training.
@@ -244,5 +246,5 @@ class Following:
         self.all_trackers.append(tracker)
         # The optimizer about to step is most often the one just followed: its first
         # step then skips the weakly keyed look-up.
-        self._last = (tracker.opt_ref, tracker)
+        self.last = (tracker.opt_ref, tracker)
         return tracker

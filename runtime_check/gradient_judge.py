@@ -19,7 +19,14 @@ from looplint.identity import GRADIENTS_CLEARED_BEFORE_STEP, MISSING_ZERO_GRAD
 
 from .call_site import CallSite, user_call_site
 from .finding import Finding
-from .gradients import QUIET_AFTER, HookKeeper, go_quiet, make_probe, take_census
+from .gradients import (
+    QUIET_AFTER,
+    GradientCensus,
+    HookKeeper,
+    go_quiet,
+    make_probe,
+    take_census,
+)
 from .records import OptimizerTracker, ParamRecord, Verdict
 from .report import IssueLog
 
@@ -73,14 +80,31 @@ class GradientJudge:
             if tracker.calm >= QUIET_AFTER and not tracker.quiet:
                 go_quiet(tracker, self._hooks)
 
-    def judge(
+    @property
+    def hooks(self) -> HookKeeper:
+        """Who adds and removes the gradient hooks (`take_census` asks it)."""
+        return self._hooks
+
+    def judge_step(
         self, optimizer: Optimizer, tracker: OptimizerTracker, *, closure: bool = False
     ) -> None:
-        """Judge the gradients `optimizer` is about to step on (after a closure ran)."""
+        """Take the census of the gradients `optimizer` is about to step on and judge it
+        (`StepChecks.before_step` writes the same out, for the step without a closure)."""
         census = take_census(optimizer, tracker, self._hooks, self.quiet_after)
         if census is None:
             tracker.judged_steps += 1
-            return
+        else:
+            self.judge(optimizer, tracker, census, closure=closure)
+
+    def judge(
+        self,
+        optimizer: Optimizer,
+        tracker: OptimizerTracker,
+        census: GradientCensus,
+        *,
+        closure: bool = False,
+    ) -> None:
+        """Judge a census that found something to judge (`take_census` returned one)."""
         (fresh, missing, reused, cleared, assigned, unknown, longest_run, reused_names, stale) = (
             census
         )

@@ -359,7 +359,8 @@ def make_probe(record: ParamRecord) -> Callable[[torch.Tensor], None]:
     return outside_compile(probe_consumed_gradient)
 
 
-_VERSION = operator.attrgetter("_version")
+param_version = operator.attrgetter("_version")
+"""A tensor's version counter, read without a Python frame (mapped over parameters)."""
 _PARAMS = operator.itemgetter("params")
 
 
@@ -379,5 +380,5 @@ def remember_versions(optimizer: Optimizer, tracker: OptimizerTracker) -> None:
     (`state.earlier_stepper`). Aligned with `tracker.records`.
     """
     tracker.versions = list(
-        map(_VERSION, chain.from_iterable(map(_PARAMS, optimizer.param_groups)))
+        map(param_version, chain.from_iterable(map(_PARAMS, optimizer.param_groups)))
     )

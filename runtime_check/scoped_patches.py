@@ -2,7 +2,12 @@
 
 Torch has no hook for a scheduler step, a step that `GradScaler` skipped, an
 optimizer being built, a gradient clip, a pass over a `DistributedSampler` or a
-`backward()` call, and the checks need each of them. These attributes are
+`backward()` call, and the checks need each of them. Backward passes are heard
+through the module function `torch.autograd.backward`, which `Tensor.backward`
+calls (and some code calls directly), never through `torch.Tensor` itself:
+setting an attribute on a class invalidates the interpreter's caches for it and
+every subclass (Python 3.12+ also caps how often a class may be re-cached), and
+every tensor operation in training goes through `torch.Tensor`. These attributes are
 wrapped while at least one `watch` block is open and restored when the last one
 closes (a reference count, so nested and overlapping blocks restore correctly).
 A wrapper that outlives the block (a script that imported `clip_grad_value_`
@@ -32,6 +37,7 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from torch.utils.data.distributed import DistributedSampler
 
 is_compiling = torch.compiler.is_compiling
+_AUTOGRAD = torch.autograd
 _CLIP_VALUE = clip_grad.clip_grad_value_
 _CLIP_WITH_NORM = getattr(clip_grad, "_clip_grads_with_norm_", None)
 _CLIP_ENTRY_POINTS = (
@@ -71,8 +77,9 @@ class StepListener(Protocol):
     def on_sampler_pass_end(self, sampler: Any) -> None:
         """A pass over a `DistributedSampler` ran to its end."""
 
-    def on_backward(self, loss: torch.Tensor) -> None:
-        """`loss.backward()` is about to run (its caller is two frames out)."""
+    def on_backward(self, tensors: Any) -> None:
+        """`torch.autograd.backward(tensors)` is about to run (directly, or for
+        `loss.backward()`): what it was given, and its caller two frames out."""
 
 
 _listeners: weakref.WeakSet[StepListener] = weakref.WeakSet()
@@ -81,13 +88,13 @@ _snapshot: tuple[weakref.ref[StepListener], ...] = ()
 plain tuple (iterating a `WeakSet` costs microseconds)."""
 _hearing: tuple[weakref.ref[StepListener], ...] = ()
 """The open blocks still told of backward passes (a block leaves it for good with
-`stop_hearing_backward`): once every block has stopped listening, `Tensor.backward`
+`stop_hearing_backward`): once every block has stopped listening, `torch.autograd.backward`
 is torch's own again (`_wrap_backward_while_heard`)."""
 _originals: list[tuple[Any, str, Any]] = []
 """`(owner, attribute, original)` for every patched class or module attribute except
-`Tensor.backward`, which comes and goes on its own (`_backward_original`)."""
+`torch.autograd.backward`, which comes and goes on its own (`_backward_original`)."""
 _backward_original: Any = None
-"""torch's own `Tensor.backward` while it is wrapped (`_wrap_backward_while_heard`)."""
+"""torch's own `torch.autograd.backward` while it is wrapped (`_wrap_backward_while_heard`)."""
 _users = 0
 _lock = threading.Lock()
 _nesting = threading.local()
@@ -132,16 +139,16 @@ def stop_hearing_backward(listener: StepListener) -> None:
 
 
 def _wrap_backward_while_heard() -> None:
-    """Keep `Tensor.backward` wrapped exactly while an open block listens to backward
-    passes: once none does, training's `backward()` calls go straight to torch's own
-    (set back once per block, instead of a wrapper frame on every call)."""
+    """Keep `torch.autograd.backward` wrapped exactly while an open block listens to
+    backward passes: once none does, training's `backward()` calls go straight to
+    torch's own (set back once per block, instead of a wrapper frame on every call)."""
     global _backward_original
     if _hearing and _backward_original is None and _users:
-        original = torch.Tensor.__dict__["backward"]
+        original = _AUTOGRAD.__dict__["backward"]
         _backward_original = original
-        torch.Tensor.backward = _wrapper_for(original, _wrap_backward)  # type: ignore[method-assign]
+        _AUTOGRAD.backward = _wrapper_for(original, _wrap_backward)
     elif _backward_original is not None and not (_hearing and _users):
-        torch.Tensor.backward = _backward_original  # type: ignore[method-assign]
+        _AUTOGRAD.backward = _backward_original
         _backward_original = None
 
 
@@ -303,13 +310,13 @@ def _wrap_optimizer_init(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _wrap_backward(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
-    def backward(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    def backward(tensors: Any, *args: Any, **kwargs: Any) -> Any:
         if _hearing and not is_compiling():
             for ref in _hearing:
                 listener = ref()
                 if listener is not None:
-                    listener.on_backward(self)
-        return original(self, *args, **kwargs)
+                    listener.on_backward(tensors)
+        return original(tensors, *args, **kwargs)
 
     return backward
 

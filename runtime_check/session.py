@@ -54,6 +54,8 @@ from .sampler_epochs import SamplerEpochs
 from .step_checks import StepChecks
 
 _COMPILED_PREFIX = "_orig_mod."
+_TENSOR_BACKWARD = torch.Tensor.backward.__code__
+"""The code of torch's `Tensor.backward`, which calls `torch.autograd.backward`."""
 
 
 def watch(
@@ -313,21 +315,23 @@ class Watch:
         if self._accumulation is None:
             self._gradients.allow_quiet(self._following.all_trackers)
 
-    def on_backward(self, loss: torch.Tensor) -> None:
-        """`loss.backward()` is about to run (LL013's counts); guarded inline, once per
+    def on_backward(self, tensors: Any) -> None:
+        """A backward pass is about to run (LL013's counts); guarded inline, once per
         backward pass, and never again once LL013 has stopped listening."""
         scaling = self._scaling
         if not scaling.listening:
             return
         if self._active and threading.get_ident() == self._steps.thread:
             try:
-                caller = sys._getframe(2)  # the `backward()` call: past the scoped wrapper
+                caller = sys._getframe(2)  # past the scoped `torch.autograd.backward`
+                if caller.f_code is _TENSOR_BACKWARD and caller.f_back is not None:
+                    caller = caller.f_back  # `loss.backward()`: the user's call is one out
                 code = caller.f_code
                 offset = caller.f_lasti
                 del caller
-                scaling.on_backward(loss, code, offset, self._steps.in_step)
+                scaling.on_backward(tensors, code, offset, self._steps.in_step)
             except Exception as error:
-                self.internal_error(loss, error)
+                self.internal_error(tensors, error)
 
     # -- conclusion ------------------------------------------------------
 

@@ -22,7 +22,7 @@ from looplint.identity import OPTIMIZER_IN_LOOP
 from .compile_guard import call_eagerly, frame_callback
 from .following import Following
 from .gradient_judge import GradientJudge
-from .gradients import param_layout, remember_versions
+from .gradients import param_layout, param_version, remember_versions, take_census
 from .guard import never_raises
 from .records import OptimizerTracker
 from .report import IssueLog, Report
@@ -108,7 +108,9 @@ class StepChecks:
         try:
             if _get_ident() != self.thread and not self._ours_elsewhere():
                 return
-            tracker = self._following.tracker_for(optimizer)
+            following = self._following
+            last = following.last
+            tracker = last[1] if last[0]() is optimizer else following.tracker_for(optimizer)
             if tracker is None:
                 return
             if tracker.depth:
@@ -123,8 +125,10 @@ class StepChecks:
             self.in_step = True
             if tracker.cuda:
                 self._check_capture(tracker)
-            if param_layout(optimizer) != tracker.layout:
-                self._following.rebuild(optimizer, tracker)  # `add_param_group` and the like
+            groups = optimizer.param_groups
+            layout = (len(groups[0]["params"]),) if len(groups) == 1 else param_layout(optimizer)
+            if layout != tracker.layout:
+                following.rebuild(optimizer, tracker)  # `add_param_group` and the like
             if tracker.steps == 0:
                 self._check_first_step(optimizer, tracker)
             elif (
@@ -135,8 +139,17 @@ class StepChecks:
                 self._note_state_cleared(optimizer, tracker)
             for observer in self.observers:
                 observer(optimizer, tracker)
-            if _closure_of(args, kwargs) is None:
-                self._gradients.judge(optimizer, tracker)
+            if len(args) < 2 and not kwargs:  # `step()`: no closure (`_closure_of`)
+                # `GradientJudge.judge_step`, written out: the quiet canonical step
+                # (`None`) is nearly every step.
+                gradients = self._gradients
+                census = take_census(optimizer, tracker, gradients.hooks, gradients.quiet_after)
+                if census is None:
+                    tracker.judged_steps += 1
+                else:
+                    gradients.judge(optimizer, tracker, census)
+            elif _closure_of(args, kwargs) is None:
+                self._gradients.judge_step(optimizer, tracker)
         except Exception as error:
             self.internal_error(optimizer, error)
 
@@ -150,7 +163,9 @@ class StepChecks:
         try:
             if _get_ident() != self.thread and not in_backward():
                 return
-            tracker = self._following.tracker_for(optimizer)
+            following = self._following
+            last = following.last
+            tracker = last[1] if last[0]() is optimizer else following.tracker_for(optimizer)
             if tracker is None:
                 return
             if tracker.depth > 1:
@@ -158,12 +173,16 @@ class StepChecks:
                 return
             tracker.depth = 0
             self.in_step = False
-            if _closure_of(args, kwargs) is not None:
+            if (len(args) > 1 or kwargs) and _closure_of(args, kwargs) is not None:
                 # The backward passes ran inside `step` (Lightning's automatic
                 # optimization, LBFGS): the gradients are judged as the closure left
                 # them; stock optimizers never modify `.grad` in `step`.
-                self._gradients.judge(optimizer, tracker, closure=True)
-            remember_versions(optimizer, tracker)
+                self._gradients.judge_step(optimizer, tracker, closure=True)
+            groups = optimizer.param_groups
+            if len(groups) == 1:  # `remember_versions`, written out for one group
+                tracker.versions = list(map(param_version, groups[0]["params"]))
+            else:
+                remember_versions(optimizer, tracker)
             if tracker.pending_order and not tracker.attempts:
                 self._confirm_order(tracker)
             tracker.steps += 1

@@ -311,22 +311,25 @@ def test_two_single_pass_steps_end_the_per_step_cost_of_ll013() -> None:
 
 
 def test_backward_is_torchs_own_again_once_no_block_listens() -> None:
-    """Once LL013 has settled, `loss.backward()` runs torch's own method (no wrapper
-    frame per call); a block opened later wraps it again for its own first steps,
-    and leaving every block leaves torch as it was."""
+    """Once LL013 has settled, `loss.backward()` runs torch's own functions (no wrapper
+    frame per call); a block opened later wraps `torch.autograd.backward` again for its
+    own first steps, leaving every block leaves torch as it was, and `torch.Tensor`
+    itself is never touched (changing a class invalidates the interpreter's caches for
+    every tensor)."""
     from looplint.runtime_check import scoped_patches
 
-    original = torch.Tensor.backward
+    original = torch.autograd.backward
+    tensor_backward = torch.Tensor.__dict__["backward"]
     model = Net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with watch(model, optimizer) as outer:
-        assert torch.Tensor.backward is not original
+        assert torch.autograd.backward is not original
         train(model, optimizer, batches(2))
-        assert torch.Tensor.backward is original
+        assert torch.autograd.backward is original
         with watch(model, optimizer) as inner:
-            assert torch.Tensor.backward is not original
+            assert torch.autograd.backward is not original
             train(model, optimizer, batches(2))
-            assert torch.Tensor.backward is original
+            assert torch.autograd.backward is original
         assert scoped_patches.is_patched()  # the outer block's other wrappers stay
         model.zero_grad()
         for index, batch in enumerate(batches(4)):  # not heard: LL013 settled
@@ -334,8 +337,33 @@ def test_backward_is_torchs_own_again_once_no_block_listens() -> None:
             if index % 2:
                 optimizer.step()
                 optimizer.zero_grad()
-    assert torch.Tensor.backward is original and not scoped_patches.is_patched()
+        assert torch.Tensor.__dict__["backward"] is tensor_backward
+    assert torch.autograd.backward is original and not scoped_patches.is_patched()
     assert outer.findings == [] and inner.findings == []
+
+
+def test_accumulation_through_torch_autograd_backward_is_ll013() -> None:
+    """Backward passes started with `torch.autograd.backward(loss)` count like
+    `loss.backward()`, with the caller's own line; several losses handed over together
+    are a sum, whose scaling is listed as open rather than guessed."""
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(LoopLintRuntimeError) as caught, watch(model, optimizer):
+        for index, batch in enumerate(batches(8)):
+            torch.autograd.backward(loss_of(model, batch))
+            if (index + 1) % 4 == 0:
+                optimizer.step()
+                optimizer.zero_grad()
+    assert _codes(caught) == [("LL013", "accumulated-loss-not-scaled")]
+    assert caught.value.findings[0].file == __file__
+    with watch(model, optimizer) as report:
+        for index, (first, second) in enumerate(zip(batches(8), batches(8), strict=True)):
+            torch.autograd.backward([loss_of(model, first), loss_of(model, second)])
+            if (index + 1) % 4 == 0:
+                optimizer.step()
+                optimizer.zero_grad()
+    assert report.findings == []
+    assert any("several tensors" in line for line in report.unchecked), report.unchecked
 
 
 def test_accumulation_whose_scaling_cannot_be_read_is_listed_unchecked() -> None:
