@@ -21,7 +21,7 @@ from __future__ import annotations
 import operator
 import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import chain
 from typing import NamedTuple, Protocol
 
@@ -213,103 +213,130 @@ def take_census(
     backward (`p.grad = t`), a quiet census counts it fresh, which can only hide
     findings (LL005 needs steps without fresh gradients), never make one.
     """
-    fresh = missing = reused = cleared = assigned = unknown = longest = 0
+    groups = optimizer.param_groups
+    params = (
+        groups[0]["params"] if len(groups) == 1 else [*chain.from_iterable(map(_PARAMS, groups))]
+    )
+    pairs: Iterator[tuple[torch.Tensor, ParamRecord]] = zip(  # aligned by `tracker.layout`
+        params, tracker.records, strict=False
+    )
+    new_ref = weakref.ref
+    fresh = 0
+    if tracker.quiet:
+        # The quiet canonical step, nearly every step once hooks are quiet: each gradient
+        # a new tensor (or `None` on a frozen parameter). The first that is not leaves
+        # the rest to the full classification below, which starts from it.
+        for param, record in pairs:
+            grad = param.grad
+            if grad is None:
+                if param.requires_grad or not record.quiet:
+                    break
+                record.grad_ref = None
+            else:
+                known = record.grad_ref
+                if not record.quiet or (known is not None and known() is grad):
+                    break
+                record.version = grad._version
+                record.grad_ref = new_ref(grad)
+                fresh += 1
+            record.last_stepper = tracker
+        else:
+            tracker.calm += 1
+            return None
+        pairs = chain(((param, record),), pairs)  # the one it stopped at comes first
+    missing = reused = cleared = assigned = unknown = longest = 0
     reused_names: list[str] | None = None  # created on first use: this runs on every step
     stale: list[tuple[ParamRecord, int]] | None = None
     canonical = True
-    records = iter(tracker.records)
     accumulated = Phase.ACCUMULATED
     unknown_phase = Phase.UNKNOWN
     stepped = Phase.STEPPED
-    new_ref = weakref.ref
-    for group in optimizer.param_groups:
-        # `records` is one iterator shared by the groups (aligned by `tracker.layout`).
-        for param, record in zip(group["params"], records, strict=False):
-            grad = param.grad
-            record.last_stepper = tracker
-            if record.quiet:
-                # No hook: a new tensor came from a backward pass. Its version is kept
-                # for the clip check (a clip that finds the consumed tensor unchanged
-                # comes after the step; a changed one had a backward pass since).
-                if grad is None:
-                    if param.requires_grad:
-                        missing += 1
-                    record.grad_ref = None
-                    continue
-                record.version = grad._version
-                known = record.grad_ref
-                if known is None or known() is not grad:
-                    fresh += 1
-                    record.grad_ref = new_ref(grad)
-                    continue
-                # The consumed tensor again: not the canonical loop any more.
-                unknown += 1
-                canonical = False
-                hooks.hook(param, record)
-                record.consumed = known
-            elif grad is not None and record.phase is accumulated:
-                # The common case, kept short (it runs for every parameter on every
-                # step): a backward pass accumulated into this gradient since the last
-                # step (only a hooked parameter's hook sets `ACCUMULATED`).
-                fresh += 1
-                if record.stale:
-                    if stale is None:
-                        stale = []
-                    stale.append((record, record.version))
-                    record.stale = False
-                run = record.run
-                if run > longest:
-                    longest = run
-                known = record.grad_ref
-                if known is None or known() is not grad:
-                    record.grad_ref = known = new_ref(grad)
-                if run != 1 or known is record.consumed:
-                    canonical = False  # accumulated over passes, or into the consumed tensor
-                record.consumed = known
-                record.version = grad._version
-            elif grad is None:
+    for param, record in pairs:
+        grad = param.grad
+        record.last_stepper = tracker
+        if record.quiet:
+            # No hook: a new tensor came from a backward pass. Its version is kept
+            # for the clip check (a clip that finds the consumed tensor unchanged
+            # comes after the step; a changed one had a backward pass since).
+            if grad is None:
                 if param.requires_grad:
                     missing += 1
-                    if not record.hooked:
-                        hooks.hook(param, record)
-                        canonical = False
-                record.grad_ref = record.consumed = None
+                record.grad_ref = None
+                continue
+            record.version = grad._version
+            known = record.grad_ref
+            if known is None or known() is not grad:
+                fresh += 1
+                record.grad_ref = new_ref(grad)
+                continue
+            # The consumed tensor again: not the canonical loop any more.
+            unknown += 1
+            canonical = False
+            hooks.hook(param, record)
+            record.consumed = known
+        elif grad is not None and record.phase is accumulated:
+            # The common case, kept short (it runs for every parameter on every
+            # step): a backward pass accumulated into this gradient since the last
+            # step (only a hooked parameter's hook sets `ACCUMULATED`).
+            fresh += 1
+            if record.stale:
+                if stale is None:
+                    stale = []
+                stale.append((record, record.version))
                 record.stale = False
-            else:
-                canonical = False
-                known = record.grad_ref
-                same = known is not None and known() is grad
-                version = grad._version
-                judged = True
+            run = record.run
+            if run > longest:
+                longest = run
+            known = record.grad_ref
+            if known is None or known() is not grad:
+                record.grad_ref = known = new_ref(grad)
+            if run != 1 or known is record.consumed:
+                canonical = False  # accumulated over passes, or into the consumed tensor
+            record.consumed = known
+            record.version = grad._version
+        elif grad is None:
+            if param.requires_grad:
+                missing += 1
                 if not record.hooked:
-                    if param.requires_grad:
-                        hooks.hook(param, record)
-                    else:
-                        judged = False  # a gradient on a frozen parameter: remembered only
-                phase = record.phase
-                if not judged:
-                    pass
-                elif phase is unknown_phase:
-                    unknown += 1
-                elif not same:
-                    assigned += 1
-                    record.assigned = True
-                elif version != record.version:
-                    cleared += 1
-                elif record.received:
-                    reused += 1
-                    if reused_names is None:
-                        reused_names = []
-                    reused_names.append(record.name)
+                    hooks.hook(param, record)
+                    canonical = False
+            record.grad_ref = record.consumed = None
+            record.stale = False
+        else:
+            canonical = False
+            known = record.grad_ref
+            same = known is not None and known() is grad
+            version = grad._version
+            judged = True
+            if not record.hooked:
+                if param.requires_grad:
+                    hooks.hook(param, record)
                 else:
-                    assigned += 1
-                    record.assigned = True
-                if not same:
-                    record.grad_ref = new_ref(grad)
-                record.consumed = record.grad_ref
-                record.version = version
-                record.stale = False
-            record.phase = stepped
+                    judged = False  # a gradient on a frozen parameter: remembered only
+            phase = record.phase
+            if not judged:
+                pass
+            elif phase is unknown_phase:
+                unknown += 1
+            elif not same:
+                assigned += 1
+                record.assigned = True
+            elif version != record.version:
+                cleared += 1
+            elif record.received:
+                reused += 1
+                if reused_names is None:
+                    reused_names = []
+                reused_names.append(record.name)
+            else:
+                assigned += 1
+                record.assigned = True
+            if not same:
+                record.grad_ref = new_ref(grad)
+            record.consumed = record.grad_ref
+            record.version = version
+            record.stale = False
+        record.phase = stepped
     if canonical:
         tracker.calm += 1
         if quiet_after and tracker.calm >= quiet_after and not tracker.quiet:
