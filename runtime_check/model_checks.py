@@ -131,12 +131,14 @@ class ModelChecks:
         self._models: list[WatchedModel] = []
         self._layered: list[WatchedModel] = []
 
-    def add(self, model: nn.Module, registered: set[int]) -> None:
-        """Start watching `model` (given to the block or found next to an optimizer);
-        `registered` holds the `id`s of the tensors `model.parameters()` yields."""
+    def add(
+        self, model: nn.Module, modules: list[tuple[str, nn.Module]], registered: set[int]
+    ) -> None:
+        """Start watching `model` (given to the block or found next to an optimizer):
+        `modules` is `list(model.named_modules())`, and `registered` holds the `id`s of
+        the tensors `model.parameters()` yields."""
         if any(known.ref() is model for known in self._models):
             return
-        modules = list(model.named_modules())
         known = WatchedModel(model, modules)
         self._models.append(known)
         if known.layers:

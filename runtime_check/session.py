@@ -232,17 +232,24 @@ class Watch:
         self._attached = True
 
     def _add_model(self, model: nn.Module) -> None:
+        # One walk of the modules serves the records and the model checks: the
+        # parameters are those `named_parameters()` yields, in its order, without
+        # walking the modules a second time.
+        modules = list(model.named_modules())
         registered: set[int] = set()
-        for name, param in model.named_parameters():
-            registered.add(id(param))
-            record = self._following.record_for(
-                param, name.replace(_COMPILED_PREFIX, ""), is_model=True
-            )
-            if not record.is_model:
-                record.is_model = True
-                record.name = name.replace(_COMPILED_PREFIX, "")
-            self._following.model_records.append(record)
-        self._models.add(model, registered)
+        following = self._following
+        for prefix, module in modules:
+            for local, param in module._parameters.items():
+                if param is None or id(param) in registered:
+                    continue
+                registered.add(id(param))
+                name = f"{prefix}.{local}".replace(_COMPILED_PREFIX, "") if prefix else local
+                record = following.record_for(param, name, is_model=True)
+                if not record.is_model:
+                    record.is_model = True
+                    record.name = name
+                following.model_records.append(record)
+        self._models.add(model, modules, registered)
 
     def _teardown(self) -> None:
         if not self._active:
