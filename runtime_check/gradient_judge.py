@@ -62,7 +62,8 @@ class GradientJudge:
     ) -> None:
         self._issues = issues
         self._cleared = IssueLog()
-        self._hooks = hooks
+        self.hooks = hooks
+        """Who adds and removes the gradient hooks (`take_census` asks it)."""
         self.quiet_after = 0
         """Censuses in a row that find the canonical loop before the gradient hooks go
         quiet (`gradients.take_census`); 0 while LL013 still counts backward passes
@@ -78,19 +79,14 @@ class GradientJudge:
         self.quiet_after = QUIET_AFTER
         for tracker in trackers:
             if tracker.calm >= QUIET_AFTER and not tracker.quiet:
-                go_quiet(tracker, self._hooks)
-
-    @property
-    def hooks(self) -> HookKeeper:
-        """Who adds and removes the gradient hooks (`take_census` asks it)."""
-        return self._hooks
+                go_quiet(tracker, self.hooks)
 
     def judge_step(
         self, optimizer: Optimizer, tracker: OptimizerTracker, *, closure: bool = False
     ) -> None:
         """Take the census of the gradients `optimizer` is about to step on and judge it
         (`StepChecks.before_step` writes the same out, for the step without a closure)."""
-        census = take_census(optimizer, tracker, self._hooks, self.quiet_after)
+        census = take_census(optimizer, tracker, self.hooks, self.quiet_after)
         if census is None:
             tracker.judged_steps += 1
         else:
