@@ -20,10 +20,11 @@ from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 from torch.utils.weak import WeakIdKeyDictionary
 
+from .accumulation_hook import make_accumulate_hook
 from .adoption import resolve
 from .call_site import CallSite
 from .compile_guard import outside_compile
-from .gradients import make_accumulate_hook, param_layout
+from .gradients import param_layout
 from .records import OptimizerTracker, ParamRecord
 from .state import holds_state
 

@@ -25,6 +25,7 @@ name this file.
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -38,6 +39,8 @@ from torch.utils.data.distributed import DistributedSampler
 
 is_compiling = torch.compiler.is_compiling
 _AUTOGRAD = torch.autograd
+_TENSOR_BACKWARD = torch.Tensor.backward.__code__
+"""The code of torch's `Tensor.backward`, which calls `torch.autograd.backward`."""
 _CLIP_VALUE = clip_grad.clip_grad_value_
 _CLIP_WITH_NORM = getattr(clip_grad, "_clip_grads_with_norm_", None)
 _CLIP_ENTRY_POINTS = (
@@ -77,9 +80,9 @@ class StepListener(Protocol):
     def on_sampler_pass_end(self, sampler: Any) -> None:
         """A pass over a `DistributedSampler` ran to its end."""
 
-    def on_backward(self, tensors: Any) -> None:
+    def on_backward(self, tensors: Any, code: object, offset: int) -> None:
         """`torch.autograd.backward(tensors)` is about to run (directly, or for
-        `loss.backward()`): what it was given, and its caller two frames out."""
+        `loss.backward()`), called at instruction `offset` of the caller's `code`."""
 
 
 _listeners: weakref.WeakSet[StepListener] = weakref.WeakSet()
@@ -312,10 +315,16 @@ def _wrap_backward(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def backward(tensors: Any, *args: Any, **kwargs: Any) -> Any:
         if _hearing and not is_compiling():
+            caller = sys._getframe(1)
+            if caller.f_code is _TENSOR_BACKWARD and caller.f_back is not None:
+                caller = caller.f_back  # `loss.backward()`: the user's call is one out
+            code = caller.f_code
+            offset = caller.f_lasti
+            del caller
             for ref in _hearing:
                 listener = ref()
                 if listener is not None:
-                    listener.on_backward(tensors)
+                    listener.on_backward(tensors, code, offset)
         return original(tensors, *args, **kwargs)
 
     return backward

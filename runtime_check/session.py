@@ -54,8 +54,6 @@ from .sampler_epochs import SamplerEpochs
 from .step_checks import StepChecks
 
 _COMPILED_PREFIX = "_orig_mod."
-_TENSOR_BACKWARD = torch.Tensor.backward.__code__
-"""The code of torch's `Tensor.backward`, which calls `torch.autograd.backward`."""
 
 
 def watch(
@@ -322,20 +320,12 @@ class Watch:
         if self._accumulation is None:
             self._gradients.allow_quiet(self._following.all_trackers)
 
-    def on_backward(self, tensors: Any) -> None:
+    def on_backward(self, tensors: Any, code: object, offset: int) -> None:
         """A backward pass is about to run (LL013's counts); guarded inline, once per
         backward pass, and never again once LL013 has stopped listening."""
         scaling = self._scaling
-        if not scaling.listening:
-            return
-        if self._active and threading.get_ident() == self._steps.thread:
+        if scaling.listening and self._active and threading.get_ident() == self._steps.thread:
             try:
-                caller = sys._getframe(2)  # past the scoped `torch.autograd.backward`
-                if caller.f_code is _TENSOR_BACKWARD and caller.f_back is not None:
-                    caller = caller.f_back  # `loss.backward()`: the user's call is one out
-                code = caller.f_code
-                offset = caller.f_lasti
-                del caller
                 scaling.on_backward(tensors, code, offset, self._steps.in_step)
             except Exception as error:
                 self.internal_error(tensors, error)
