@@ -87,10 +87,9 @@ class Following:
         self._after_load = after_load
         self._on_compiled_autograd = on_compiled_autograd
         self.last: tuple[Callable[[], Any], OptimizerTracker | None] = _NOBODY
-        """`(weak reference, tracker)` of the optimizer looked up last: the step hooks
-        test it inline (`last[0]() is optimizer`) before calling `tracker_for`."""
-        """The optimizer of the last look-up (weakly) and its tracker: `tracker_for`
-        answers the step hooks from it without the weakly keyed look-up."""
+        """The optimizer of the last look-up (weakly) and its tracker: the step hooks
+        test it inline (`last[0]() is optimizer`) and `tracker_for` answers from it,
+        without the weakly keyed look-up."""
 
     def known_record(self, param: torch.Tensor) -> ParamRecord | None:
         """The record of `param`, if the block has one."""

@@ -225,6 +225,24 @@ class ModelChecks:
                 )
 
 
+def named_parameters(
+    model: nn.Module, modules: list[tuple[str, nn.Module]]
+) -> Iterator[tuple[str, nn.Parameter]]:
+    """`model.named_parameters()` (names, order, each tensor once), read from `modules`
+    (`list(model.named_modules())`, which entering a block needs anyway) instead of
+    walking the modules again; a model class with its own `named_parameters` (FSDP's
+    cleans its wrappers' prefixes) is asked directly."""
+    if type(model).named_parameters is not nn.Module.named_parameters:
+        yield from model.named_parameters()
+        return
+    seen: set[int] = set()
+    for prefix, module in modules:
+        for local, param in module._parameters.items():
+            if param is not None and id(param) not in seen:
+                seen.add(id(param))
+                yield (f"{prefix}.{local}" if prefix else local), param
+
+
 _CONTAINERS = (list, tuple, dict)
 """The plain containers that can hide modules from `parameters()`."""
 

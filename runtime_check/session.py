@@ -46,7 +46,7 @@ from .finding import Finding
 from .following import Following, optimizer_variables
 from .gradient_judge import GradientJudge
 from .guard import never_raises
-from .model_checks import ModelChecks
+from .model_checks import ModelChecks, named_parameters
 from .nesting import Reported, as_reported, keys_of
 from .order_checks import OrderChecks
 from .report import IssueLog, Report
@@ -230,23 +230,17 @@ class Watch:
         self._attached = True
 
     def _add_model(self, model: nn.Module) -> None:
-        # One walk of the modules serves the records and the model checks: the
-        # parameters are those `named_parameters()` yields, in its order, without
-        # walking the modules a second time.
-        modules = list(model.named_modules())
+        modules = list(model.named_modules())  # one walk for the records and the checks
         registered: set[int] = set()
         following = self._following
-        for prefix, module in modules:
-            for local, param in module._parameters.items():
-                if param is None or id(param) in registered:
-                    continue
-                registered.add(id(param))
-                name = f"{prefix}.{local}".replace(_COMPILED_PREFIX, "") if prefix else local
-                record = following.record_for(param, name, is_model=True)
-                if not record.is_model:
-                    record.is_model = True
-                    record.name = name
-                following.model_records.append(record)
+        for found, param in named_parameters(model, modules):
+            registered.add(id(param))
+            name = found.replace(_COMPILED_PREFIX, "")
+            record = following.record_for(param, name, is_model=True)
+            if not record.is_model:
+                record.is_model = True
+                record.name = name
+            following.model_records.append(record)
         self._models.add(model, modules, registered)
 
     def _teardown(self) -> None:

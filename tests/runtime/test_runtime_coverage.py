@@ -59,6 +59,41 @@ def test_optimizer_over_one_weight_misses_the_rest() -> None:
     assert "`encoder.0.bias`" in finding.message
 
 
+class _Wrapped(nn.Module):
+    """A wrapper whose own `named_parameters` drops its prefix, as FSDP's does."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.wrapped_inner = inner
+        self.shared = inner.fc  # the same module twice: its tensors are named once
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.wrapped_inner(inputs)  # type: ignore[no-any-return]
+
+    def named_parameters(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        for name, param in super().named_parameters(*args, **kwargs):
+            yield name.removeprefix("wrapped_inner."), param
+
+
+def test_parameters_are_named_as_the_model_names_them() -> None:
+    """The names in a finding are `named_parameters()`'s, each tensor once, also for a
+    model class that defines its own."""
+    plain = nn.Sequential(Net())
+    optimizer = torch.optim.SGD([plain[0].fc.weight], lr=0.1)
+    with pytest.raises(LoopLintRuntimeError) as caught, watch(plain, optimizer):
+        train(plain, optimizer, batches())
+    assert caught.value.findings[0].parameters == (
+        "0.encoder.0.weight",
+        "0.encoder.0.bias",
+        "0.fc.bias",
+    )
+    wrapped = _Wrapped(Net())
+    optimizer = torch.optim.SGD([wrapped.wrapped_inner.fc.weight], lr=0.1)
+    with pytest.raises(LoopLintRuntimeError) as caught, watch(wrapped, optimizer):
+        train(wrapped, optimizer, batches())
+    assert caught.value.findings[0].parameters == ("encoder.0.weight", "encoder.0.bias", "fc.bias")
+
+
 def test_model_recreated_after_optimizer_is_caught() -> None:
     model = Net()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
